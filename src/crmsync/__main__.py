@@ -1,0 +1,3 @@
+from crmsync.cli.main import main
+
+raise SystemExit(main())

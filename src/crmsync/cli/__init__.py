@@ -1,0 +1,1 @@
+"""Command-line entry points: `crmsync run | check-config | demo | ctl ... | emulator ...`."""

@@ -1,0 +1,33 @@
+"""The `crmsync` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from crmsync import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crmsync",
+        description="Keep a HubSpot account and other apps in sync, record by record.",
+    )
+    parser.add_argument("--version", action="version", version=f"crmsync {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("check-config", help="validate a configuration file")
+    p.add_argument("path", help="the TOML configuration file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "check-config":
+        from crmsync.cli import check_config
+
+        return check_config.run(args.path)
+    parser.print_help(sys.stderr)
+    return 2

@@ -1,0 +1,427 @@
+"""Loading and validating the configuration file.
+
+msgspec stops at the first error it meets; an operator fixing a config wants all of them at
+once. So the TOML is first parsed to plain data and walked against the Structs' type
+information, collecting every structural problem with its `$.path`; only a structurally valid
+document is converted, and then checked for what types cannot say (duplicate names, unknown
+connections, missing secrets, fields mapped twice...).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+from msgspec import inspect as mi
+
+from crmsync.config.defaults import effective_mappings
+from crmsync.config.model import Config, ObjectSync, PrivateAppAuth, SqliteConnection
+from crmsync.config.secrets import SecretError, read_secret
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.path}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration is not usable; `problems` lists every reason with its path."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+def _type_name(t: mi.Type) -> str:
+    match t:
+        case mi.StrType():
+            return "string"
+        case mi.IntType():
+            return "integer"
+        case mi.FloatType():
+            return "number"
+        case mi.BoolType():
+            return "boolean"
+        case mi.ListType():
+            return "array"
+        case mi.DictType() | mi.StructType():
+            return "table"
+        case mi.NoneType():
+            return "nothing"
+        case mi.LiteralType(values=values):
+            return "one of " + ", ".join(repr(v) for v in values)
+        case mi.UnionType(types=types):
+            return " or ".join(_type_name(x) for x in types if not isinstance(x, mi.NoneType))
+    return type(t).__name__
+
+
+def _value_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "table"
+    return type(value).__name__
+
+
+_BAD = object()  # a value that failed validation; the cleaned document drops it
+
+
+def _leaf(value: Any, t: mi.Type, py_type: Any, path: str, out: list[Problem]) -> Any:
+    if isinstance(t, mi.LiteralType):
+        if value not in t.values:
+            allowed = ", ".join(repr(v) for v in sorted(t.values, key=str))
+            out.append(Problem(path, f"unknown value {value!r}; expected one of {allowed}"))
+            return _BAD
+        return value
+    try:
+        msgspec.convert(value, py_type, strict=True)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        where = ""
+        if " - at `$" in text:
+            text, where = text.split(" - at `$", 1)
+            where = where.rstrip("`")
+        if text.startswith("Expected `"):
+            text = f"wrong type: expected {_type_name(t)}, got {_value_kind(value)}"
+        out.append(Problem(path + where, text))
+        return _BAD
+    return value
+
+
+def _placeholder(t: mi.Type) -> Any:
+    """A well-typed stand-in for a required value that was invalid, so that the rest of the
+    document can still be checked; problems reported under its path are then dropped."""
+    match t:
+        case mi.LiteralType(values=values):
+            return sorted(values, key=str)[0]
+        case mi.StrType():
+            return "_invalid_"
+        case mi.IntType() | mi.FloatType():
+            return 1
+        case mi.BoolType():
+            return False
+        case mi.ListType():
+            return []
+        case mi.DictType():
+            return {}
+        case mi.StructType():
+            return _clean_struct({}, t, "", [])
+        case mi.UnionType(types=types):
+            return _placeholder(types[0])
+    return None
+
+
+def _walk(value: Any, t: mi.Type, py_type: Any, path: str, out: list[Problem]) -> Any:
+    if isinstance(t, mi.UnionType):
+        non_none = [x for x in t.types if not isinstance(x, mi.NoneType)]
+        if value is None and len(non_none) < len(t.types):
+            return value
+        structs = [x for x in non_none if isinstance(x, mi.StructType)]
+        if structs and isinstance(value, dict):
+            tagged = [s for s in structs if s.tag_field]
+            if tagged:
+                field = tagged[0].tag_field
+                tag = value.get(field)
+                chosen = next((s for s in tagged if s.tag == tag), None)
+                if chosen is None:
+                    allowed = ", ".join(repr(s.tag) for s in tagged)
+                    what = "missing" if tag is None else f"unknown value {tag!r}"
+                    out.append(Problem(f"{path}.{field}", f"{what}; expected one of {allowed}"))
+                    return _BAD
+                return _clean_struct(value, chosen, path, out)
+            if len(structs) == 1:
+                return _clean_struct(value, structs[0], path, out)
+        return _leaf(value, t, py_type, path, out)
+    if isinstance(t, mi.StructType):
+        if not isinstance(value, dict):
+            out.append(Problem(path, f"wrong type: expected table, got {_value_kind(value)}"))
+            return _BAD
+        return _clean_struct(value, t, path, out)
+    if isinstance(t, mi.ListType) and isinstance(t.item_type, mi.StructType | mi.UnionType):
+        if not isinstance(value, list):
+            out.append(Problem(path, f"wrong type: expected array, got {_value_kind(value)}"))
+            return _BAD
+        item_py = getattr(py_type, "__args__", (Any,))[0]
+        items = [_walk(item, t.item_type, item_py, f"{path}[{i}]", out)
+                 for i, item in enumerate(value)]
+        # Keep list positions so that later paths still name the right element.
+        return [_placeholder(t.item_type) if item is _BAD else item for item in items]
+    return _leaf(value, t, py_type, path, out)
+
+
+def _clean_struct(value: dict[str, Any], t: mi.StructType, path: str,
+                  out: list[Problem]) -> dict[str, Any]:
+    fields = {f.encode_name: f for f in t.fields}
+    cleaned: dict[str, Any] = {}
+    if t.tag_field:
+        got = value.get(t.tag_field)
+        if got != t.tag and path:
+            what = "missing" if got is None else f"unknown value {got!r}"
+            out.append(Problem(f"{path}.{t.tag_field}", f"{what}; expected {t.tag!r}"))
+        cleaned[t.tag_field] = t.tag
+    hints = {f.encode_name: f.type for f in msgspec.structs.fields(t.cls)}
+    for key in value:
+        if key not in fields and key != t.tag_field:
+            out.append(Problem(f"{path}.{key}", "unknown key"))
+    for name, f in fields.items():
+        if name not in value:
+            if f.required:
+                if path:
+                    out.append(Problem(f"{path}.{name}", "missing required key"))
+                cleaned[name] = _placeholder(f.type)
+            continue
+        v = _walk(value[name], f.type, hints[name], f"{path}.{name}", out)
+        if v is _BAD:
+            if f.required:
+                cleaned[name] = _placeholder(f.type)
+        else:
+            cleaned[name] = v
+    return cleaned
+
+
+def structural_problems(data: dict[str, Any]) -> tuple[list[Problem], dict[str, Any]]:
+    """Every structural problem of the document, and a cleaned copy of it in which each
+    invalid value is dropped (or replaced by a placeholder where it is required)."""
+    out: list[Problem] = []
+    cleaned = _clean_struct(data, mi.type_info(Config), "$", out)  # type: ignore[arg-type]
+    return out, cleaned
+
+
+def _check_secret(obj: Any, env_attr: str, file_attr: str, path: str, required: bool,
+                  out: list[Problem], base_dir: Path | None) -> None:
+    env, file = getattr(obj, env_attr), getattr(obj, file_attr)
+    if not env and not file:
+        if required:
+            out.append(Problem(f"{path}.{env_attr}", f"missing secret: set {env_attr} or {file_attr}"))
+        return
+    where = f"{path}.{env_attr if env else file_attr}"
+    if env and file:
+        out.append(Problem(where, f"give {env_attr} or {file_attr}, not both"))
+        return
+    try:
+        read_secret(env, file, base_dir)
+    except SecretError as exc:
+        out.append(Problem(where, str(exc)))
+
+
+def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, SqliteConnection],
+                out: list[Problem]) -> None:
+    path = f"$.syncs[{i}]"
+    conn = conns.get(sync.connection)
+    if conn is None:
+        known = ", ".join(sorted(conns)) or "none are configured"
+        out.append(Problem(f"{path}.connection",
+                           f"unknown connection {sync.connection!r} (known: {known})"))
+    app_columns: list[str] | None = None
+    if conn is not None:
+        table = next((t for t in conn.tables if t.object == sync.app_object), None)
+        if table is None:
+            out.append(Problem(f"{path}.app_object",
+                               f"connection {conn.name!r} has no table for app object "
+                               f"{sync.app_object!r}"))
+        else:
+            app_columns = list(table.columns) or None
+
+    seen_hub: dict[str, int] = {}
+    seen_app: dict[str, int] = {}
+    for j, m in enumerate(sync.mappings):
+        mpath = f"{path}.mappings[{j}]"
+        if m.hub in seen_hub:
+            out.append(Problem(f"{mpath}.hub", f"hub property {m.hub!r} is mapped twice "
+                                               f"(also at mappings[{seen_hub[m.hub]}])"))
+        seen_hub.setdefault(m.hub, j)
+        if m.enabled:
+            if m.app in seen_app:
+                out.append(Problem(f"{mpath}.app", f"app field {m.app!r} is mapped twice "
+                                                   f"(also at mappings[{seen_app[m.app]}])"))
+            seen_app.setdefault(m.app, j)
+        if m.required and not m.enabled:
+            out.append(Problem(f"{mpath}.enabled",
+                               f"mapping {m.hub!r} is required but switched off"))
+        if m.direction != "both" and sync.direction != "both" and m.direction != sync.direction:
+            out.append(Problem(f"{mpath}.direction",
+                               f"field direction {m.direction!r} contradicts the object sync's "
+                               f"direction {sync.direction!r}: nothing could ever move"))
+        if m.transform == "stage" and sync.hub_object != "deals":
+            out.append(Problem(f"{mpath}.transform", "the stage transform is only for deals"))
+        if m.transform == "enum" and not m.options:
+            out.append(Problem(f"{mpath}.options", "an enum mapping needs its option map"))
+        if m.transform == "multiselect" and not m.separator:
+            out.append(Problem(f"{mpath}.separator", "a multiselect mapping needs a separator"))
+
+    connector_type = "sqlite" if conn is None else conn.connector_type
+    effective = effective_mappings(connector_type, sync.hub_object, sync.mappings,
+                                   sync.use_default_mappings, app_columns)
+    enabled = [m for m in effective if m.enabled]
+    app_fields = {m.app for m in enabled}
+    hub_props = {m.hub for m in enabled}
+    if sync.use_default_mappings:
+        configured_app = {m.app: m.hub for m in sync.mappings if m.enabled}
+        for m in effective:
+            if m.enabled and m.app in configured_app and configured_app[m.app] != m.hub:
+                out.append(Problem(f"{path}.mappings",
+                                   f"app field {m.app!r} is mapped twice: by default to "
+                                   f"{m.hub!r} and in the config to {configured_app[m.app]!r}"))
+    if not enabled:
+        out.append(Problem(f"{path}.mappings", "no enabled field mapping"))
+
+    for j, f in enumerate(sync.filters):
+        fpath = f"{path}.filters[{j}]"
+        mapped = hub_props if f.side == "hub" else app_fields
+        if f.property not in mapped:
+            out.append(Problem(f"{fpath}.property",
+                               f"filter on {f.side} property {f.property!r}, which is not mapped"))
+        if f.operator in ("IN", "NOT_IN") and not f.values:
+            out.append(Problem(f"{fpath}.values", f"{f.operator} needs `values`"))
+        elif (f.operator not in ("IN", "NOT_IN", "HAS_PROPERTY", "NOT_HAS_PROPERTY")
+              and f.value is None):
+            out.append(Problem(f"{fpath}.value", f"{f.operator} needs `value`"))
+
+    if sync.hub_object not in ("contacts", "companies") and not sync.unique_property:
+        out.append(Problem(f"{path}.unique_property",
+                           f"{sync.hub_object} have no built-in match key: set unique_property "
+                           "to a mapped hub property with unique values"))
+    if sync.unique_property and sync.unique_property not in hub_props:
+        out.append(Problem(f"{path}.unique_property",
+                           f"unique_property {sync.unique_property!r} is not a mapped hub property"))
+    if sync.sync_contacts_without_email and sync.hub_object != "contacts":
+        out.append(Problem(f"{path}.sync_contacts_without_email", "only applies to contacts",
+                           "warning"))
+    if (sync.stage_map or sync.auto_map_stages) and sync.hub_object != "deals":
+        out.append(Problem(f"{path}.stage_map", "stage maps only apply to deals"))
+    if sync.event_sync and sync.hub_object != "contacts":
+        out.append(Problem(f"{path}.event_sync", "event sync is only for contacts"))
+    if sync.hub_object == "deals" and not sync.stage_map and not sync.auto_map_stages:
+        out.append(Problem(f"{path}.stage_map",
+                           "deals sync only in mapped stages: give stage_map entries or set "
+                           "auto_map_stages"))
+    seen_stage: dict[tuple[str, str], int] = {}
+    for j, e in enumerate(sync.stage_map):
+        key = (e.hub_pipeline, e.hub_stage)
+        if key in seen_stage:
+            out.append(Problem(f"{path}.stage_map[{j}]",
+                               f"hub stage {e.hub_pipeline}/{e.hub_stage} is mapped twice"))
+        seen_stage.setdefault(key, j)
+    if sync.on_delete == "propagate" and sync.direction != "both":
+        out.append(Problem(f"{path}.on_delete",
+                           "deletes propagate only where the direction allows writing",
+                           "warning"))
+
+
+def semantic_problems(cfg: Config, check_secrets: bool = True,
+                      base_dir: Path | None = None) -> list[Problem]:
+    out: list[Problem] = []
+    hub = cfg.hub
+    if hub.tier == "custom" and hub.limits is None:
+        out.append(Problem("$.hub.limits", "tier 'custom' needs [hub.limits]"))
+    if not hub.base_url.startswith(("http://", "https://")):
+        out.append(Problem("$.hub.base_url", "must start with http:// or https://"))
+    ctl = cfg.daemon.control
+    if ctl.mode not in (0o600, 0o660):
+        out.append(Problem("$.daemon.control.mode", f"must be 0o600 or 0o660, not {ctl.mode:#o}"))
+    if ctl.mode == 0o660 and not ctl.group:
+        out.append(Problem("$.daemon.control.group", "mode 0o660 needs the admin group"))
+    wh = cfg.daemon.webhooks
+    if wh.enabled:
+        host, _, port = wh.listen.rpartition(":")
+        if not host or not port.isdigit():
+            out.append(Problem("$.daemon.webhooks.listen", "expected HOST:PORT"))
+    if wh.public_base_url and not wh.public_base_url.startswith(("http://", "https://")):
+        out.append(Problem("$.daemon.webhooks.public_base_url", "must start with http(s)://"))
+
+    if check_secrets:
+        auth = hub.auth
+        if isinstance(auth, PrivateAppAuth):
+            _check_secret(auth, "token_env", "token_file", "$.hub.auth", True, out, base_dir)
+        else:
+            _check_secret(auth, "client_secret_env", "client_secret_file", "$.hub.auth", True, out, base_dir)
+            _check_secret(auth, "refresh_token_env", "refresh_token_file", "$.hub.auth", True, out, base_dir)
+        _check_secret(hub, "webhook_client_secret_env", "webhook_client_secret_file", "$.hub",
+                      False, out, base_dir)
+
+    conns: dict[str, SqliteConnection] = {}
+    for i, conn in enumerate(cfg.connections):
+        cpath = f"$.connections[{i}]"
+        if conn.name in conns:
+            out.append(Problem(f"{cpath}.name", f"duplicate connection name {conn.name!r}"))
+        conns.setdefault(conn.name, conn)
+        if check_secrets:
+            _check_secret(conn, "webhook_secret_env", "webhook_secret_file", cpath, False, out, base_dir)
+        objects: set[str] = set()
+        for j, t in enumerate(conn.tables):
+            if t.object in objects:
+                out.append(Problem(f"{cpath}.tables[{j}].object",
+                                   f"app object {t.object!r} is defined twice"))
+            objects.add(t.object)
+        for j, a in enumerate(conn.associations):
+            apath = f"{cpath}.associations[{j}]"
+            if bool(a.column) == bool(a.join_table):
+                out.append(Problem(apath, "give either `column` or `join_table`"))
+            if a.join_table and not (a.from_column and a.to_column):
+                out.append(Problem(apath, "a join table needs from_column and to_column"))
+
+    seen_syncs: dict[tuple[str, str], int] = {}
+    for i, sync in enumerate(cfg.syncs):
+        key = (sync.connection, sync.hub_object)
+        if key in seen_syncs:
+            out.append(Problem(f"$.syncs[{i}].hub_object",
+                               f"{sync.hub_object} of connection {sync.connection!r} is already "
+                               f"synced by syncs[{seen_syncs[key]}]"))
+        seen_syncs.setdefault(key, i)
+        _check_sync(cfg, i, sync, conns, out)
+    return out
+
+
+def parse_config(text: str, check_secrets: bool = True,
+                 base_dir: Path | None = None) -> tuple[Config, list[Problem]]:
+    """Parse and validate a configuration document.
+
+    Returns the Config and its warnings; raises ConfigError with every error found.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([Problem("$", f"not valid TOML: {exc}")]) from None
+    structural, cleaned = structural_problems(data)
+    try:
+        cfg = msgspec.convert(cleaned, Config, strict=True)
+    except msgspec.ValidationError:
+        # Only reachable when a placeholder itself is invalid; the structural
+        # problems already say what to fix.
+        raise ConfigError(structural) from None
+    semantic = semantic_problems(cfg, check_secrets=check_secrets, base_dir=base_dir)
+    if structural:
+        bad = [p.path for p in structural]
+        semantic = [p for p in semantic
+                    if not any(p.path == b or p.path.startswith((b + ".", b + "[")) for b in bad)]
+    problems = structural + semantic
+    if any(p.severity == "error" for p in problems):
+        raise ConfigError(problems)
+    return cfg, problems
+
+
+def load_config(path: str | Path, check_secrets: bool = True) -> tuple[Config, list[Problem]]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem("$", f"config file {p} does not exist")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem("$", f"config file {p} cannot be read: {exc}")]) from None
+    return parse_config(text, check_secrets=check_secrets, base_dir=p.parent.resolve())

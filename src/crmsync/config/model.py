@@ -1,0 +1,237 @@
+"""The configuration file's schema, as msgspec Structs decoded from TOML.
+
+Every Struct forbids unknown fields so a misspelled key fails loudly with its `$.path`.
+Secrets are never given inline: each one is a `*_env` (environment variable name) or a
+`*_file` (a path; systemd credentials arrive as files under `$CREDENTIALS_DIRECTORY`).
+Fields added later get defaults (msgspec schema evolution); types never change.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import msgspec
+
+Direction = Literal["both", "to_hub", "to_app"]
+Side = Literal["hub", "app"]
+Winner = Literal["hub", "app"]
+OnDelete = Literal["mark", "propagate", "review"]
+Tier = Literal["starter", "professional", "enterprise", "unlimited", "custom"]
+LogFormat = Literal["json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+Transform = Literal[
+    "string", "number", "bool", "date", "datetime", "enum", "multiselect", "stage"
+]
+FilterOperator = Literal[
+    "EQ", "NEQ", "LT", "LTE", "GT", "GTE", "IN", "NOT_IN", "HAS_PROPERTY",
+    "NOT_HAS_PROPERTY", "CONTAINS",
+]
+HubObject = Literal["contacts", "companies", "deals", "invoices", "line_items"]
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+
+
+class _Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    pass
+
+
+# --- daemon ----------------------------------------------------------------------------
+
+
+class ControlSettings(_Base, frozen=True):
+    # Empty means $RUNTIME_DIRECTORY/control.sock, else <state_dir>/control.sock.
+    socket_path: str = ""
+    # 0o600, or 0o660 together with `group`.
+    mode: int = 0o600
+    group: str = ""
+    max_request_bytes: Annotated[int, msgspec.Meta(gt=0)] = 65536
+    read_timeout_seconds: Seconds = 5.0
+
+
+class WebhookServerSettings(_Base, frozen=True):
+    enabled: bool = True
+    listen: NonEmpty = "127.0.0.1:8080"
+    # The URL HubSpot is configured to call, without the path: signatures are computed
+    # over it, never over the Host header.
+    public_base_url: str = ""
+    max_body_bytes: Annotated[int, msgspec.Meta(gt=0, le=16 * 1024 * 1024)] = 1024 * 1024
+    body_deadline_seconds: Seconds = 10.0
+    max_concurrent_requests: Annotated[int, msgspec.Meta(gt=0)] = 64
+
+
+class NotifySettings(_Base, frozen=True):
+    """Where to announce that an object sync finished its initial sync."""
+
+    webhook_url: str = ""
+    command: list[str] = []
+
+
+class DaemonSettings(_Base, frozen=True):
+    state_dir: NonEmpty = "/var/lib/crmsync"
+    log_format: LogFormat = "json"
+    log_level: LogLevel = "info"
+    shutdown_grace_seconds: Seconds = 20.0
+    history_retention_days: Annotated[int, msgspec.Meta(ge=1)] = 90
+    control: ControlSettings = ControlSettings()
+    webhooks: WebhookServerSettings = WebhookServerSettings()
+    notify: NotifySettings = NotifySettings()
+
+
+# --- hub (HubSpot) -----------------------------------------------------------------------
+
+
+class PrivateAppAuth(_Base, frozen=True, tag="private_app", tag_field="kind"):
+    token_env: str | None = None
+    token_file: str | None = None
+
+
+class OAuthAuth(_Base, frozen=True, tag="oauth", tag_field="kind"):
+    client_id: NonEmpty
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    # The initial refresh token; a rotated one is kept in the state database.
+    refresh_token_env: str | None = None
+    refresh_token_file: str | None = None
+
+
+HubAuth = PrivateAppAuth | OAuthAuth
+
+
+class RateLimits(_Base, frozen=True):
+    per_10_seconds: Annotated[int, msgspec.Meta(gt=0)]
+    daily: Annotated[int, msgspec.Meta(gt=0)]
+    search_per_second: Annotated[int, msgspec.Meta(gt=0)] = 5
+
+
+class HubSettings(_Base, frozen=True):
+    auth: HubAuth
+    base_url: NonEmpty = "https://api.hubapi.com"
+    tier: Tier = "professional"
+    # Required when tier = "custom"; overrides the tier's figures otherwise.
+    limits: RateLimits | None = None
+    poll_interval_seconds: Seconds = 300.0
+    reconcile_interval_seconds: Seconds = 86400.0
+    webhook_client_secret_env: str | None = None
+    webhook_client_secret_file: str | None = None
+    request_timeout_seconds: Seconds = 30.0
+
+
+# --- connections (app instances) -------------------------------------------------------
+
+
+class SqliteTable(_Base, frozen=True):
+    """One app object stored as a table of the app's SQLite database."""
+
+    object: NonEmpty
+    table: NonEmpty
+    primary_key: NonEmpty = "id"
+    updated_at_column: NonEmpty = "updated_at"
+    # Columns crmsync reads and writes; empty means every column of the table.
+    columns: list[str] = []
+    # For deals: the columns holding the pipeline and stage ids.
+    pipeline_column: str = ""
+    stage_column: str = ""
+
+
+class SqliteAssociation(_Base, frozen=True):
+    """How the app stores an association: a foreign-key column or a join table."""
+
+    from_object: NonEmpty
+    to_object: NonEmpty
+    # Foreign key: `column` on from_object's table holds to_object's primary key.
+    column: str = ""
+    # Join table with two columns.
+    join_table: str = ""
+    from_column: str = ""
+    to_column: str = ""
+
+
+class SqlitePipelines(_Base, frozen=True):
+    pipelines_table: NonEmpty = "pipelines"
+    stages_table: NonEmpty = "stages"
+
+
+class SqliteEvents(_Base, frozen=True):
+    table: NonEmpty = "events"
+
+
+class SqliteConnection(_Base, frozen=True, tag="sqlite", tag_field="type"):
+    connector_type: ClassVar[str] = "sqlite"
+
+    name: NonEmpty
+    database: NonEmpty
+    tables: list[SqliteTable] = []
+    associations: list[SqliteAssociation] = []
+    pipelines: SqlitePipelines | None = None
+    events: SqliteEvents | None = None
+    changelog_table: NonEmpty = "crmsync_changelog"
+    poll_interval_seconds: Seconds = 5.0
+    batch_size: Annotated[int, msgspec.Meta(gt=0, le=10000)] = 500
+    # Shared secret for pushes to POST /webhooks/<name> (HMAC-SHA256 with a timestamp).
+    webhook_secret_env: str | None = None
+    webhook_secret_file: str | None = None
+
+
+Connection = SqliteConnection
+
+
+# --- object syncs --------------------------------------------------------------------------
+
+
+class FieldMapping(_Base, frozen=True):
+    hub: NonEmpty
+    app: NonEmpty
+    direction: Direction = "both"
+    enabled: bool = True
+    required: bool = False
+    transform: Transform = "string"
+    # enum: app value -> hub option value.
+    options: dict[str, str] = {}
+    # multiselect: how the app joins several values (HubSpot always uses ";").
+    separator: str = ";"
+
+
+class Filter(_Base, frozen=True):
+    side: Side
+    property: NonEmpty
+    operator: FilterOperator
+    value: str | None = None
+    values: list[str] = []
+
+
+class StageMapEntry(_Base, frozen=True):
+    hub_pipeline: NonEmpty
+    hub_stage: NonEmpty
+    app_pipeline: NonEmpty
+    app_stage: NonEmpty
+
+
+class ObjectSync(_Base, frozen=True):
+    connection: NonEmpty
+    hub_object: HubObject
+    app_object: NonEmpty
+    direction: Direction = "both"
+    conflict_winner: Winner = "hub"
+    use_default_mappings: bool = True
+    mappings: list[FieldMapping] = []
+    filters: list[Filter] = []
+    # Match key for objects other than contacts (email) and companies (name or domain):
+    # a HubSpot property with hasUniqueValue and the app field mapped to it.
+    unique_property: str = ""
+    sync_contacts_without_email: bool = False
+    on_delete: OnDelete = "mark"
+    stage_map: list[StageMapEntry] = []
+    auto_map_stages: bool = False
+    # Hub object types whose associations with this object are kept on both sides.
+    associations: list[HubObject] = []
+    event_sync: bool = False
+    start_in_preview: bool = False
+    enabled: bool = True
+
+
+class Config(_Base, frozen=True):
+    hub: HubSettings
+    daemon: DaemonSettings = DaemonSettings()
+    connections: list[Connection] = []
+    syncs: list[ObjectSync] = []

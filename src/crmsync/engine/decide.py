@@ -1,0 +1,306 @@
+"""The three-way decision: snapshot vs hub record vs app record -> actions.
+
+Rules (DESIGN.md, "The decision"):
+
+* Per mapped field, with a snapshot: changed on one side only -> copied to the other side if the
+  direction allows; changed on both to different values -> the conflict winner's value goes to
+  the other side, unless it is empty, in which case the other side's value is kept (and copied
+  to the winner's side where allowed). A one-way field's source always wins.
+* No snapshot (first pairing): a value empty on one side takes the other's; differing values go
+  the winner's way; the direction still applies.
+* A required field left empty on a side it is written to -> fail(missing_required_field).
+* Not yet linked: a duplicate fails (`duplicate`); no match key or a filter mismatch excludes.
+  Once linked, filters no longer apply.
+* Deleted on one side: `on_delete` = mark | propagate | review.
+
+The decision is pure: same inputs, same output, no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from crmsync.engine.filters import first_mismatch
+from crmsync.engine.match_keys import (
+    company_keys,
+    contact_keys,
+    normalize_email,
+    unique_keys,
+)
+from crmsync.engine.rules import SyncRules
+from crmsync.engine.stages import StageProblem
+from crmsync.engine.transforms import InvalidValue
+from crmsync.engine.types import (
+    Action,
+    Canon,
+    Create,
+    Decision,
+    Delete,
+    Exclude,
+    Fail,
+    FieldChange,
+    Link,
+    MarkDeleted,
+    Noop,
+    ParkDelete,
+    Record,
+    Side,
+    Snapshot,
+    Update,
+    other,
+)
+
+NOOP = Decision(actions=[Noop()])
+
+
+class KeyProblem(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def match_keys(rules: SyncRules, side: Side, props: Mapping[str, Any]) -> tuple[str, ...]:
+    """The record's match keys, or KeyProblem saying why it has none it may sync with.
+
+    Contacts without an email return () when the object sync allows them.
+    """
+    names = rules.hub_key_props if side == "hub" else rules.app_key_fields
+    if rules.match == "email":
+        raw = props.get(names[0])
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            if rules.sync_without_email:
+                return ()
+            raise KeyProblem("no_email", "the contact has no email address")
+        keys = contact_keys(raw)
+        if not keys:
+            raise KeyProblem("invalid_email", f"{raw!r} is not a valid email address")
+        return keys
+    if rules.match == "company":
+        keys = company_keys(props.get(names[0]), props.get(names[1]))
+        if not keys:
+            raise KeyProblem("no_unique_id", "the company has neither a name nor a valid domain")
+        return keys
+    if rules.match == "unique":
+        keys = unique_keys(props.get(names[0]))
+        if not keys:
+            raise KeyProblem("no_unique_id", f"the unique property {names[0]!r} is empty")
+        return keys
+    return ()
+
+
+def is_valid_email(value: Any) -> bool:
+    return normalize_email(value) is not None
+
+
+def _gone(r: Record | None) -> bool:
+    return r is None or r.archived
+
+
+def decide(
+    rules: SyncRules,
+    hub: Record | None,
+    app: Record | None,
+    snapshot: Snapshot | None,
+    duplicate_of: str | None = None,
+) -> Decision:
+    """Decide what to do for one record (or pair).
+
+    `snapshot` is None until the pair is linked and synced once. A linked record that is None
+    or archived on a side was deleted there. `duplicate_of` names the app record that already
+    holds this record's match key in the current pass.
+    """
+    if snapshot is not None:
+        hub_gone, app_gone = _gone(hub), _gone(app)
+        if hub_gone and app_gone:
+            return Decision(actions=[MarkDeleted("both")], snapshot=snapshot)
+        if hub_gone or app_gone:
+            assert hub is not None or app is not None
+            return _deleted(rules, "hub" if hub_gone else "app", hub, app, snapshot)
+        assert hub is not None and app is not None
+        return _merge(rules, hub, app, snapshot)
+
+    if duplicate_of is not None:
+        return Decision(actions=[Fail("duplicate", f"same match key as app record {duplicate_of}")])
+    if hub is not None and hub.archived:
+        hub = None
+    if app is not None and app.archived:
+        app = None
+    if hub is None and app is None:
+        return NOOP
+    excluded = _inclusion(rules, hub, app)
+    if excluded is not None:
+        return excluded
+    if hub is not None and app is not None:
+        return _merge(rules, hub, app, None)
+    lone: Side = "hub" if hub is not None else "app"
+    record = hub if hub is not None else app
+    assert record is not None
+    return _create(rules, lone, record)
+
+
+def _inclusion(rules: SyncRules, hub: Record | None, app: Record | None) -> Decision | None:
+    """Exclusions that apply before a record is first linked: match key and filters."""
+    for side, rec in (("hub", hub), ("app", app)):
+        if rec is None:
+            continue
+        try:
+            match_keys(rules, side, rec.properties)  # type: ignore[arg-type]
+        except KeyProblem as exc:
+            return Decision(actions=[Exclude(exc.reason, f"{side} record {rec.id}: {exc.detail}")])
+        miss = first_mismatch(rules.filters, side, rec.properties)
+        if miss is not None:
+            return Decision(actions=[Exclude("filter", f"{side} record {rec.id} does not match "
+                                                       f"{miss.describe()}")])
+    return None
+
+
+def _problem(exc: Exception, name: str, linked: bool) -> Decision:
+    if isinstance(exc, StageProblem):
+        if exc.category == "stage_not_mapped":
+            if not linked:
+                return Decision(actions=[Exclude("stage_not_mapped", exc.detail)])
+            return Decision(actions=[Fail("unmapped_stage", exc.detail)])
+        return Decision(actions=[Fail(exc.category, exc.detail)])
+    return Decision(actions=[Fail("invalid_value", f"field {name!r}: {exc}")])
+
+
+def _create(rules: SyncRules, source: Side, record: Record) -> Decision:
+    target = other(source)
+    if not (rules.can_write_app if target == "app" else rules.can_write_hub):
+        return Decision(actions=[Exclude(
+            "one_way", f"one-way sync {rules.direction}: {source}-only records are not copied")])
+    props = record.properties
+    values: dict[str, Any] = {}
+    changes: list[FieldChange] = []
+    snap_src: dict[str, Canon] = {}
+    snap_dst: dict[str, Canon] = {}
+    for r in rules.fields:
+        try:
+            c = r.read_hub(props) if source == "hub" else r.read_app(props)
+            flows = r.to_app if target == "app" else r.to_hub
+            snap_src[r.name] = c
+            if not flows:
+                snap_dst[r.name] = None
+                continue
+            if c is None:
+                if r.required:
+                    return Decision(actions=[Fail("missing_required_field",
+                                                  f"required field {r.name!r} is empty")])
+                snap_dst[r.name] = None
+                continue
+            values.update(r.write_app(c) if target == "app" else r.write_hub(c))
+        except (InvalidValue, StageProblem) as exc:
+            return _problem(exc, r.name, linked=False)
+        snap_dst[r.name] = c
+        changes.append(FieldChange(r.name, target, None, c, source, "new_record"))
+    snap = (Snapshot(hub=snap_src, app=snap_dst) if source == "hub"
+            else Snapshot(hub=snap_dst, app=snap_src))
+    return Decision(actions=[Create(target, values)], changes=changes, snapshot=snap)
+
+
+def _merge(rules: SyncRules, hub: Record, app: Record, snapshot: Snapshot | None) -> Decision:
+    hub_p, app_p = hub.properties, app.properties
+    snap_h = snapshot.hub if snapshot is not None else None
+    snap_a = snapshot.app if snapshot is not None else None
+    linked = snapshot is not None
+    new_h: dict[str, Canon] = {}
+    new_a: dict[str, Canon] = {}
+    hub_changes: dict[str, Any] = {}
+    app_changes: dict[str, Any] = {}
+    changes: list[FieldChange] = []
+    required_missing: str | None = None
+
+    for r in rules.fields:
+        name = r.name
+        try:
+            t = r.transform
+            if t is not None:
+                h = t.hub_canon(hub_p.get(r.hub_prop))
+                a = t.app_canon(app_p.get(r.app_field))
+            else:
+                h = r.read_hub(hub_p)
+                a = r.read_app(app_p)
+
+            # Which value flows where: (target side, value, winner, reason) or None.
+            move: tuple[Side, Canon, Side, str] | None = None
+            if h != a:
+                if snap_h is not None and name in snap_h:
+                    hc = h != snap_h[name]
+                    ac = a != snap_a.get(name)  # type: ignore[union-attr]
+                    if hc and not ac:
+                        move = ("app", h, "hub", "one_sided_change")
+                    elif ac and not hc:
+                        move = ("hub", a, "app", "one_sided_change")
+                    elif hc and ac:
+                        move = _conflict(r.winner, h, a, "conflict_winner", "empty_winner")
+                elif h is None:
+                    move = ("hub", a, "app", "first_pairing_empty")
+                elif a is None:
+                    move = ("app", h, "hub", "first_pairing_empty")
+                else:
+                    move = _conflict(r.winner, h, a, "first_pairing", "first_pairing")
+
+            if move is not None:
+                target, value, winner, reason = move
+                if target == "app" and r.to_app:
+                    app_changes.update(r.write_app(value))
+                    changes.append(FieldChange(name, "app", a, value, winner, reason))  # type: ignore[arg-type]
+                    a = value
+                elif target == "hub" and r.to_hub:
+                    hub_changes.update(r.write_hub(value))
+                    changes.append(FieldChange(name, "hub", h, value, winner, reason))  # type: ignore[arg-type]
+                    h = value
+        except (InvalidValue, StageProblem) as exc:
+            return _problem(exc, name, linked)
+
+        if r.required and required_missing is None and (
+            (h is None and r.to_hub) or (a is None and r.to_app)
+        ):
+            required_missing = name
+        new_h[name] = h
+        new_a[name] = a
+
+    if required_missing is not None:
+        return Decision(actions=[Fail("missing_required_field",
+                                      f"required field {required_missing!r} is empty")])
+    actions: list[Action] = []
+    if not linked:
+        actions.append(Link(hub.id, app.id))
+    if hub_changes:
+        actions.append(Update("hub", hub.id, hub_changes))
+    if app_changes:
+        actions.append(Update("app", app.id, app_changes))
+    if not actions:
+        if snapshot is not None and snapshot.hub == new_h and snapshot.app == new_a:
+            return Decision(actions=[Noop()], snapshot=snapshot)
+        actions.append(Noop())
+    return Decision(actions=actions, changes=changes, snapshot=Snapshot(hub=new_h, app=new_a))
+
+
+def _conflict(winner: Side, h: Canon, a: Canon, reason: str,
+              empty_reason: str) -> tuple[Side, Canon, Side, str]:
+    if winner == "hub":
+        if h is None:
+            return ("hub", a, "app", empty_reason)
+        return ("app", h, "hub", reason)
+    if a is None:
+        return ("app", h, "hub", empty_reason)
+    return ("hub", a, "app", reason)
+
+
+def _deleted(rules: SyncRules, gone: Side, hub: Record | None, app: Record | None,
+             snapshot: Snapshot) -> Decision:
+    survivor = app if gone == "hub" else hub
+    assert survivor is not None
+    policy = rules.on_delete
+    if policy == "review":
+        return Decision(actions=[ParkDelete(gone)], snapshot=snapshot)
+    if policy == "propagate":
+        target = other(gone)
+        allowed = rules.can_write_app if target == "app" else rules.can_write_hub
+        if allowed:
+            return Decision(actions=[Delete(target, survivor.id), MarkDeleted(gone)],
+                            snapshot=snapshot)
+    return Decision(actions=[MarkDeleted(gone)], snapshot=snapshot)

@@ -1,0 +1,280 @@
+"""Field transforms between HubSpot's wire values and an app's native values.
+
+Every transform has four functions around one *canonical* value (a string or None):
+
+    hub_canon(wire) -> canon      app_canon(native) -> canon
+    to_hub(canon)  -> wire        to_app(canon)     -> native
+
+and round-trips: `hub_canon(to_hub(c)) == c` and `app_canon(to_app(c)) == c` for every canonical
+`c` (a property test). Every HubSpot value is a string on the wire; "" clears a value.
+An unreadable value raises InvalidValue, which the decision turns into `invalid_value`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from crmsync.engine.types import Canon
+
+_UTC = dt.UTC
+
+
+class InvalidValue(ValueError):
+    """A value that cannot be read as the mapping's type; the message says which and why."""
+
+
+def _empty(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and v.strip() == "")
+
+
+# --- string ---------------------------------------------------------------------------------
+
+
+def _str_canon(v: Any) -> Canon:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    s = v if isinstance(v, str) else str(v)
+    return s if s != "" else None
+
+
+def _str_out(c: Canon) -> str:
+    return "" if c is None else c
+
+
+def _str_app(c: Canon) -> Any:
+    return c
+
+
+# --- number ---------------------------------------------------------------------------------
+
+
+def _num_canon(v: Any) -> Canon:
+    if _empty(v):
+        return None
+    if isinstance(v, bool):
+        raise InvalidValue(f"{v!r} is not a number")
+    try:
+        d = Decimal(str(v).strip())
+    except InvalidOperation:
+        raise InvalidValue(f"{v!r} is not a number") from None
+    if not d.is_finite():
+        raise InvalidValue(f"{v!r} is not a finite number")
+    if d == d.to_integral_value():
+        return str(d.quantize(Decimal(1)))
+    text = format(d.normalize(), "f")
+    return text
+
+
+def _num_app(c: Canon) -> Any:
+    if c is None:
+        return None
+    d = Decimal(c)
+    if d == d.to_integral_value() and abs(d) < 2**53:
+        return int(d)
+    return c  # kept as text: a float would lose digits
+
+
+# --- bool -----------------------------------------------------------------------------------
+
+_TRUE = frozenset({"true", "1", "yes", "y", "t", "on"})
+_FALSE = frozenset({"false", "0", "no", "n", "f", "off"})
+
+
+def _bool_canon(v: Any) -> Canon:
+    if _empty(v):
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        if v in (0, 1):
+            return "true" if v == 1 else "false"
+        raise InvalidValue(f"{v!r} is not a boolean")
+    s = str(v).strip().lower()
+    if s in _TRUE:
+        return "true"
+    if s in _FALSE:
+        return "false"
+    raise InvalidValue(f"{v!r} is not a boolean")
+
+
+def _bool_app(c: Canon) -> Any:
+    return None if c is None else c == "true"
+
+
+# --- date and datetime ------------------------------------------------------------------------
+
+
+def _epoch_ms(v: Any) -> int | None:
+    """Epoch milliseconds from a number or numeric string; seconds are recognised by size."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        n = float(v)
+    else:
+        s = str(v).strip()
+        if not s.lstrip("-").replace(".", "", 1).isdigit():
+            return None
+        n = float(s)
+    # Below 1e11 a value is in seconds (year 5138 in ms would be 1e14; 1e11 s is year 5138).
+    return int(n * 1000) if abs(n) < 1e11 else int(n)
+
+
+def _parse_iso(s: str) -> dt.datetime:
+    text = s.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        d = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidValue(f"{s!r} is not a date or time") from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=_UTC)  # naive app timestamps are taken as UTC
+    return d
+
+
+def _date_canon(v: Any) -> Canon:
+    if _empty(v):
+        return None
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat()
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    ms = _epoch_ms(v)
+    if ms is not None:
+        return dt.datetime.fromtimestamp(ms / 1000, _UTC).date().isoformat()
+    s = str(v).strip()
+    if len(s) == 10:
+        try:
+            return dt.date.fromisoformat(s).isoformat()
+        except ValueError:
+            raise InvalidValue(f"{v!r} is not a date") from None
+    return _parse_iso(s).astimezone(_UTC).date().isoformat()
+
+
+def _date_out(c: Canon) -> str:
+    return "" if c is None else c
+
+
+def _datetime_canon(v: Any) -> Canon:
+    if _empty(v):
+        return None
+    if isinstance(v, dt.datetime):
+        d = v if v.tzinfo else v.replace(tzinfo=_UTC)
+        return str(int(d.timestamp() * 1000))
+    ms = _epoch_ms(v)
+    if ms is not None:
+        return str(ms)
+    d = _parse_iso(str(v))
+    return str(round(d.timestamp() * 1000))
+
+
+def _datetime_iso(c: Canon) -> Any:
+    if c is None:
+        return None
+    d = dt.datetime.fromtimestamp(int(c) / 1000, _UTC)
+    return d.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _datetime_hub(c: Canon) -> str:
+    return "" if c is None else _datetime_iso(c)
+
+
+class Transform:
+    """The four functions of one mapping's transform."""
+
+    __slots__ = ("app_canon", "hub_canon", "kind", "to_app", "to_hub")
+
+    def __init__(
+        self,
+        kind: str,
+        hub_canon: Callable[[Any], Canon],
+        app_canon: Callable[[Any], Canon],
+        to_hub: Callable[[Canon], str],
+        to_app: Callable[[Canon], Any],
+    ) -> None:
+        self.kind = kind
+        self.hub_canon = hub_canon
+        self.app_canon = app_canon
+        self.to_hub = to_hub
+        self.to_app = to_app
+
+
+STRING = Transform("string", _str_canon, _str_canon, _str_out, _str_app)
+NUMBER = Transform("number", _num_canon, _num_canon, _str_out, _num_app)
+BOOL = Transform("bool", _bool_canon, _bool_canon, _str_out, _bool_app)
+DATE = Transform("date", _date_canon, _date_canon, _date_out, _str_app)
+DATETIME = Transform("datetime", _datetime_canon, _datetime_canon, _datetime_hub, _datetime_iso)
+
+
+def enum_transform(options: Mapping[str, str]) -> Transform:
+    """Enumeration with an option map app value -> HubSpot option value.
+
+    HubSpot's enumeration values are case-sensitive; app values are matched exactly first and
+    then case-insensitively, so "GOLD" in the app reads as the "gold" option.
+    """
+    to_hub_map = dict(options)
+    folded = {k.casefold(): v for k, v in options.items()}
+    to_app_map = {v: k for k, v in options.items()}
+
+    def app_canon(v: Any) -> Canon:
+        s = _str_canon(v)
+        if s is None:
+            return None
+        hit = to_hub_map.get(s)
+        if hit is None:
+            hit = folded.get(s.casefold())
+        if hit is None:
+            raise InvalidValue(f"{s!r} is not one of the mapped options "
+                               f"({', '.join(sorted(to_hub_map))})")
+        return hit
+
+    def hub_canon(v: Any) -> Canon:
+        return _str_canon(v)
+
+    def to_app(c: Canon) -> Any:
+        if c is None:
+            return None
+        hit = to_app_map.get(c)
+        if hit is None:
+            raise InvalidValue(f"HubSpot option {c!r} has no app value in the option map")
+        return hit
+
+    return Transform("enum", hub_canon, app_canon, _str_out, to_app)
+
+
+def multiselect_transform(separator: str) -> Transform:
+    """Multi-select: HubSpot joins values with ";", the app with `separator`.
+
+    The canonical value is the set of options, sorted, so reordering is not a change.
+    """
+
+    def canon_with(sep: str) -> Callable[[Any], Canon]:
+        def canon(v: Any) -> Canon:
+            if _empty(v):
+                return None
+            items = v if isinstance(v, list | tuple) else str(v).split(sep)
+            parts = sorted({str(p).strip() for p in items if str(p).strip()})
+            return ";".join(parts) or None
+
+        return canon
+
+    def to_app(c: Canon) -> Any:
+        return None if c is None else separator.join(c.split(";"))
+
+    return Transform("multiselect", canon_with(";"), canon_with(separator), _str_out, to_app)
+
+
+SIMPLE: dict[str, Transform] = {
+    "string": STRING,
+    "number": NUMBER,
+    "bool": BOOL,
+    "date": DATE,
+    "datetime": DATETIME,
+}

@@ -1,0 +1,202 @@
+"""The state database's schema, versioned by `PRAGMA user_version` with forward migrations.
+
+A migration is a list of statements run inside the opening transaction; a database written by
+a newer crmsync (a higher user_version) is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+# One sync item per record in an object sync: a hub record, an app record, or a linked pair.
+# `state` is pending | syncing | failed | excluded | queued | deleted; `category` holds the
+# failure category or the exclusion reason. `snapshot` is NULL until the pair is first synced.
+# `creating` names the side a create was sent to but not yet linked (healed by matching).
+_V1 = [
+    """
+    CREATE TABLE items (
+        item_id      INTEGER PRIMARY KEY,
+        sync_id      TEXT NOT NULL,
+        hub_id       TEXT,
+        app_id       TEXT,
+        state        TEXT NOT NULL,
+        category     TEXT NOT NULL DEFAULT '',
+        detail       TEXT NOT NULL DEFAULT '',
+        match_key    TEXT NOT NULL DEFAULT '',
+        snapshot     BLOB,
+        hub_version  TEXT NOT NULL DEFAULT '',
+        app_version  TEXT NOT NULL DEFAULT '',
+        deleted_side TEXT NOT NULL DEFAULT '',
+        creating     TEXT NOT NULL DEFAULT '',
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        created_at   REAL NOT NULL,
+        updated_at   REAL NOT NULL
+    )
+    """,
+    "CREATE UNIQUE INDEX items_hub ON items(sync_id, hub_id) WHERE hub_id IS NOT NULL",
+    "CREATE UNIQUE INDEX items_app ON items(sync_id, app_id) WHERE app_id IS NOT NULL",
+    "CREATE INDEX items_state ON items(sync_id, state, category)",
+    # Match keys per side; the first record to claim a key holds it (duplicates fail).
+    """
+    CREATE TABLE match_keys (
+        sync_id TEXT NOT NULL,
+        side    TEXT NOT NULL,
+        key     TEXT NOT NULL,
+        item_id INTEGER NOT NULL,
+        PRIMARY KEY (sync_id, side, key)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX match_keys_item ON match_keys(item_id)",
+    """
+    CREATE TABLE history (
+        id       INTEGER PRIMARY KEY,
+        sync_id  TEXT NOT NULL,
+        item_id  INTEGER NOT NULL,
+        at       REAL NOT NULL,
+        hub_id   TEXT,
+        app_id   TEXT,
+        action   TEXT NOT NULL,
+        changes  BLOB NOT NULL,
+        detail   TEXT NOT NULL DEFAULT ''
+    )
+    """,
+    "CREATE INDEX history_item ON history(sync_id, item_id, id)",
+    "CREATE INDEX history_at ON history(at)",
+    """
+    CREATE TABLE cursors (
+        sync_id    TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        value      TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (sync_id, name)
+    ) WITHOUT ROWID
+    """,
+    # Initial sync progress and checkpoint per object sync.
+    """
+    CREATE TABLE initial_syncs (
+        sync_id      TEXT PRIMARY KEY,
+        config_hash  TEXT NOT NULL,
+        phase        TEXT NOT NULL,
+        cursor       TEXT NOT NULL DEFAULT '',
+        done         INTEGER NOT NULL DEFAULT 0,
+        total        INTEGER NOT NULL DEFAULT 0,
+        preview      INTEGER NOT NULL DEFAULT 0,
+        approved     INTEGER NOT NULL DEFAULT 0,
+        started_at   REAL NOT NULL,
+        completed_at REAL,
+        updated_at   REAL NOT NULL
+    )
+    """,
+    # The plan an initial sync in preview would carry out.
+    """
+    CREATE TABLE plan (
+        id      INTEGER PRIMARY KEY,
+        sync_id TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        hub_id  TEXT,
+        app_id  TEXT,
+        detail  TEXT NOT NULL DEFAULT ''
+    )
+    """,
+    "CREATE INDEX plan_sync ON plan(sync_id, kind)",
+    # Webhook events, committed before the HTTP answer; `done` is set in the transaction
+    # that records their sync. Kept for a while after that to drop redeliveries.
+    """
+    CREATE TABLE inbox (
+        id          INTEGER PRIMARY KEY,
+        source      TEXT NOT NULL,
+        event_key   TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        payload     BLOB NOT NULL,
+        done        INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (source, event_key)
+    )
+    """,
+    "CREATE INDEX inbox_pending ON inbox(source, done, id)",
+    """
+    CREATE TABLE parked_deletes (
+        sync_id   TEXT NOT NULL,
+        item_id   INTEGER NOT NULL,
+        side      TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        parked_at REAL NOT NULL,
+        PRIMARY KEY (sync_id, item_id)
+    ) WITHOUT ROWID
+    """,
+    # A rotated OAuth refresh token outlives the (immutable) systemd credential.
+    """
+    CREATE TABLE tokens (
+        account       TEXT PRIMARY KEY,
+        refresh_token TEXT NOT NULL,
+        updated_at    REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE sent_events (
+        sync_id  TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        sent_at  REAL NOT NULL,
+        PRIMARY KEY (sync_id, event_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE connection_states (
+        name       TEXT PRIMARY KEY,
+        disabled   INTEGER NOT NULL DEFAULT 0,
+        reason     TEXT NOT NULL DEFAULT '',
+        updated_at REAL NOT NULL
+    )
+    """,
+]
+
+# Associations waiting for a partner record to be linked (issue 4 of 5), and counters of
+# skipped events.
+_V2 = [
+    """
+    CREATE TABLE pending_associations (
+        id          INTEGER PRIMARY KEY,
+        connection  TEXT NOT NULL,
+        from_object TEXT NOT NULL,
+        from_side   TEXT NOT NULL,
+        from_id     TEXT NOT NULL,
+        to_object   TEXT NOT NULL,
+        to_id       TEXT NOT NULL,
+        removed     INTEGER NOT NULL DEFAULT 0,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        detail      TEXT NOT NULL DEFAULT '',
+        created_at  REAL NOT NULL,
+        UNIQUE (connection, from_object, from_side, from_id, to_object, to_id)
+    )
+    """,
+    """
+    CREATE TABLE event_counts (
+        sync_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        count   INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (sync_id, outcome)
+    ) WITHOUT ROWID
+    """,
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    pass
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to SCHEMA_VERSION inside the caller's transaction; returns the old one."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"the state database has schema version {version}; this crmsync knows up to "
+            f"{SCHEMA_VERSION}: upgrade crmsync"
+        )
+    for statements in MIGRATIONS[version:]:
+        for sql in statements:
+            conn.execute(sql)
+    if version != SCHEMA_VERSION:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return int(version)
