@@ -14,21 +14,14 @@ from collections.abc import Iterable
 import msgspec
 from rapidfuzz import fuzz
 
+from crmsync.records import PipelineInfo, StageInfo
+
+__all__ = ["PipelineInfo", "StageInfo"]
+
 StagePair = tuple[str, str]  # (pipeline id, stage id)
 
 # Below this similarity (0-100) two labels are not taken for the same stage.
 DEFAULT_THRESHOLD = 70.0
-
-
-class StageInfo(msgspec.Struct, frozen=True):
-    id: str
-    label: str
-
-
-class PipelineInfo(msgspec.Struct, frozen=True):
-    id: str
-    label: str
-    stages: tuple[StageInfo, ...] = ()
 
 
 class StageProblem(ValueError):

@@ -10,25 +10,13 @@ from typing import Any, Literal
 
 import msgspec
 
-Side = Literal["hub", "app"]
+from crmsync.records import Record, Side, other
+
+__all__ = ["Canon", "Record", "Side", "other"]
 
 # Canonical value of a mapped field: a string, or None for "empty". Comparisons happen here,
 # so "10" and "10.0", or "2024-01-02" and 1704153600000, are the same value.
 Canon = str | None
-
-
-def other(side: Side) -> Side:
-    return "app" if side == "hub" else "hub"
-
-
-class Record(msgspec.Struct, frozen=True):
-    """A record as one side returns it. Property values are that side's native values
-    (HubSpot: always strings; an app: whatever its storage holds)."""
-
-    id: str
-    properties: dict[str, Any]
-    updated_at: int = 0  # epoch milliseconds
-    archived: bool = False
 
 
 class Snapshot(msgspec.Struct, frozen=True):

@@ -12,25 +12,10 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
-from crmsync.engine.types import FieldChange, Snapshot
-
 STATES = ("pending", "syncing", "failed", "excluded", "queued", "deleted")
-
-_snap_enc = msgspec.json.Encoder()
-_snap_dec = msgspec.json.Decoder(Snapshot)
-_changes_enc = msgspec.json.Encoder()
-_changes_dec = msgspec.json.Decoder(list[FieldChange])
 
 # Marks "leave this column as it is" in an Outcome.
 KEEP = msgspec.UNSET
-
-
-def encode_snapshot(s: Snapshot | None) -> bytes | None:
-    return None if s is None else _snap_enc.encode(s)
-
-
-def decode_snapshot(b: bytes | None) -> Snapshot | None:
-    return None if b is None else _snap_dec.decode(b)
 
 
 class IndexRow(msgspec.Struct, frozen=True, array_like=True):
@@ -53,7 +38,8 @@ class Item(msgspec.Struct, frozen=True):
     category: str
     detail: str
     match_key: str
-    snapshot: Snapshot | None
+    # The link's snapshot as the runtime encoded it; the store does not read it.
+    snapshot: bytes | None
     hub_version: str
     app_version: str
     deleted_side: str
@@ -72,7 +58,7 @@ _ITEM_COLS = ("item_id, sync_id, hub_id, app_id, state, category, detail, match_
 
 def _item(row: tuple) -> Item:
     return Item(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
-                decode_snapshot(row[8]), row[9], row[10], row[11], row[12], row[13], row[14])
+                row[8], row[9], row[10], row[11], row[12], row[13], row[14])
 
 
 def get_item(conn: sqlite3.Connection, item_id: int) -> Item | None:
@@ -234,7 +220,7 @@ def new_item(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str,
 
 class HistoryEntry(msgspec.Struct, frozen=True):
     action: str
-    changes: list[FieldChange] = []
+    changes: bytes = b"[]"  # the decision's field changes, encoded by the runtime
     detail: str = ""
 
 
@@ -247,7 +233,7 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     detail: str = ""
     hub_id: str | msgspec.UnsetType | None = KEEP
     app_id: str | msgspec.UnsetType | None = KEEP
-    snapshot: Snapshot | msgspec.UnsetType | None = KEEP
+    snapshot: bytes | msgspec.UnsetType | None = KEEP
     hub_version: str | msgspec.UnsetType = KEEP
     app_version: str | msgspec.UnsetType = KEEP
     deleted_side: str = ""
@@ -296,7 +282,7 @@ def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Ou
                 vals.append(val)
         if o.snapshot is not KEEP:
             sets.append("snapshot = ?")
-            vals.append(encode_snapshot(o.snapshot))
+            vals.append(o.snapshot)
         for col, v in (("hub_version", o.hub_version), ("app_version", o.app_version),
                        ("match_key", o.match_key)):
             if v is not KEEP:
@@ -315,7 +301,7 @@ def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Ou
             )
         if o.history is not None:
             hist.append((sync_id, o.item_id, now, o.history.action,
-                         _changes_enc.encode(o.history.changes), o.history.detail))
+                         o.history.changes, o.history.detail))
     if hist:
         conn.executemany(
             "INSERT INTO history (sync_id, item_id, at, hub_id, app_id, action, changes, detail) "
@@ -371,14 +357,13 @@ def list_items(conn: sqlite3.Connection, sync_id: str, state: str | None = None,
 
 
 def history_for(conn: sqlite3.Connection, sync_id: str, item_id: int,
-                limit: int = 100) -> list[tuple[float, str | None, str | None, str,
-                                                list[FieldChange], str]]:
+                limit: int = 100) -> list[tuple[float, str | None, str | None, str, bytes, str]]:
     rows = conn.execute(
         "SELECT at, hub_id, app_id, action, changes, detail FROM history "
         "WHERE sync_id = ? AND item_id = ? ORDER BY id DESC LIMIT ?",
         (sync_id, item_id, limit),
     ).fetchall()
-    return [(r[0], r[1], r[2], r[3], _changes_dec.decode(r[4]), r[5]) for r in rows]
+    return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
 
 def prune_history(conn: sqlite3.Connection, older_than: float) -> int:

@@ -1,0 +1,196 @@
+"""The Connector protocol shared by HubSpot and every app connector.
+
+A connector says *what* (objects, fields, how to page, how to parse) and does single API
+operations; the runtime owns *how* (page loops, checkpoints, batching, the lock queue).
+Connectors never import the runtime, the engine or the store.
+
+Every operation that touches several records returns one result per input, in input order, so
+a partial failure (HubSpot's 207) fails only the records concerned. Errors that concern the
+whole call raise `ConnectorError` with a `kind` telling the runtime what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import msgspec
+
+from crmsync.records import PipelineInfo, Record, StageInfo
+
+__all__ = ["PipelineInfo", "Record", "StageInfo"]
+
+# What a failure means for the caller (the table-driven policy of CONVENTIONS.md):
+#   transient  - retry later with backoff (5xx, timeouts, connection resets, 423)
+#   rate_limited - wait for the rate budget, then retry
+#   config     - the connection cannot work until an operator acts (401/403, missing table);
+#                the supervisor pauses the connection with the message as its status
+#   record     - this input is wrong (validation, conflict, not found): fail the record
+ErrorKind = Literal["transient", "rate_limited", "config", "record"]
+
+
+class ConnectorError(Exception):
+    """A failure of a whole call. `category` is a DESIGN.md error category."""
+
+    def __init__(self, kind: ErrorKind, category: str, message: str,
+                 retry_after: float | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.category = category
+        self.message = message
+        self.retry_after = retry_after
+        self.status = status
+
+
+class RecordError(msgspec.Struct, frozen=True):
+    """Why one input of a batch failed."""
+
+    category: str  # duplicate, invalid_value, not_found, conflict, permission_denied, ...
+    message: str
+    retryable: bool = False
+    # For a create refused because the record exists (HubSpot 409 "Existing ID: N").
+    existing_id: str | None = None
+
+
+class WriteResult(msgspec.Struct, frozen=True):
+    """The outcome of one input of a create / update / archive call."""
+
+    ok: bool
+    record: Record | None = None  # the record as written (with its id after a create)
+    error: RecordError | None = None
+
+
+class Page(msgspec.Struct, frozen=True):
+    records: list[Record]
+    # Opaque; None on the last page. Persisted as an initial-sync checkpoint.
+    next_cursor: str | None = None
+
+
+class Changes(msgspec.Struct, frozen=True):
+    """Records changed since a cursor (archived ones carry `archived=True`), and the cursor to
+    commit once they are synced. `more` says another call would return more right away."""
+
+    records: list[Record]
+    cursor: str
+    more: bool = False
+
+
+class FieldInfo(msgspec.Struct, frozen=True):
+    name: str
+    type: str = "string"  # string | number | bool | date | datetime | enumeration
+    read_only: bool = False
+    unique: bool = False
+    options: tuple[str, ...] = ()  # enumeration option values
+
+
+class ObjectInfo(msgspec.Struct, frozen=True):
+    name: str
+    fields: tuple[FieldInfo, ...] = ()
+    # The field whose value orders changes (HubSpot: lastmodifieddate / hs_lastmodifieddate).
+    updated_at_field: str = ""
+
+
+class AssociationChange(msgspec.Struct, frozen=True):
+    from_id: str
+    to_id: str
+    removed: bool = False
+
+
+class AppEvent(msgspec.Struct, frozen=True):
+    """A contact event from the app, sent one way to the hub (event sync)."""
+
+    event_id: str
+    contact_key: str  # the contact's email
+    name: str
+    occurred_at: int  # epoch milliseconds
+    properties: dict[str, str] = {}
+
+
+class Capabilities(msgspec.Struct, frozen=True):
+    webhooks: bool = False  # pushes changes to POST /webhooks/...
+    change_log: bool = False  # changes_since reads a durable change log
+    polling: bool = True  # changes_since works by querying modification times
+    write_batch_size: int = 100
+    read_batch_size: int = 100
+    pipelines: bool = False
+    associations: bool = False
+    events: bool = False  # yields app events (app) / accepts them (hub)
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """One side of an object sync. All methods may raise ConnectorError."""
+
+    name: str
+    capabilities: Capabilities
+
+    async def describe(self, object_name: str) -> ObjectInfo:
+        """The object's fields (cached by implementations that call an API)."""
+        ...
+
+    async def scan(self, object_name: str, cursor: str | None,
+                   properties: Sequence[str]) -> Page:
+        """One page of every live record, from `cursor` (None: the start)."""
+        ...
+
+    async def read(self, object_name: str, ids: Sequence[str],
+                   properties: Sequence[str]) -> dict[str, Record]:
+        """The records that exist; an id missing from the result is deleted or unknown."""
+        ...
+
+    async def create(self, object_name: str,
+                     inputs: Sequence[Mapping[str, Any]]) -> list[WriteResult]: ...
+
+    async def update(self, object_name: str,
+                     inputs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[WriteResult]: ...
+
+    async def archive(self, object_name: str, ids: Sequence[str]) -> list[WriteResult]: ...
+
+    async def find(self, object_name: str, field: str, value: str,
+                   properties: Sequence[str]) -> list[Record]:
+        """Records whose `field` equals `value` (case-insensitively for text): how a create
+        whose answer was lost is reconciled by its match key instead of being repeated."""
+        ...
+
+    async def changes_since(self, object_name: str, cursor: str | None,
+                            properties: Sequence[str]) -> Changes:
+        """Records changed after `cursor` (None: from now on; returns a starting cursor)."""
+        ...
+
+
+@runtime_checkable
+class SupportsPipelines(Protocol):
+    async def pipelines(self, object_name: str) -> list[PipelineInfo]:
+        """Deal pipelines with their stages. Raises ConnectorError(kind="config",
+        category="permission_denied") when the connection may not read them."""
+        ...
+
+
+@runtime_checkable
+class SupportsAssociations(Protocol):
+    async def read_associations(self, from_object: str, to_object: str,
+                                ids: Sequence[str]) -> dict[str, list[str]]:
+        """For each id, the ids of `to_object` records it is associated with."""
+        ...
+
+    async def write_associations(self, from_object: str, to_object: str,
+                                 changes: Sequence[AssociationChange]) -> list[WriteResult]:
+        """Create (or, with `removed`, remove) associations; one result per change."""
+        ...
+
+
+@runtime_checkable
+class SupportsEventIntake(Protocol):
+    """The hub side of event sync: accepts contact events."""
+
+    async def send_events(self, events: Sequence[tuple[str, AppEvent]]) -> list[WriteResult]:
+        """Send (hub contact id, event) pairs as custom behavioral events."""
+        ...
+
+
+@runtime_checkable
+class SupportsEventSource(Protocol):
+    """The app side of event sync: yields contact events after a cursor."""
+
+    async def events_since(self, cursor: str | None,
+                           limit: int) -> tuple[list[AppEvent], str]: ...
