@@ -1,7 +1,8 @@
 """Sync items: the index of every record per object sync, links with snapshots, and states.
 
 Every function takes the connection first and runs inside the caller's transaction (a store
-call); none of them commits. Rows of a page are written with `executemany` where they can be.
+call); none of them commits. Pages are written set-based (`executemany`, `IN (...)` lookups) so
+a page of 100 records costs a handful of statements, not hundreds.
 """
 
 from __future__ import annotations
@@ -51,14 +52,25 @@ class Item(msgspec.Struct, frozen=True):
     def linked(self) -> bool:
         return self.snapshot is not None and self.hub_id is not None and self.app_id is not None
 
+    def record_id(self, side: str) -> str | None:
+        return self.hub_id if side == "hub" else self.app_id
+
 
 _ITEM_COLS = ("item_id, sync_id, hub_id, app_id, state, category, detail, match_key, snapshot, "
               "hub_version, app_version, deleted_side, creating, attempts, updated_at")
+_JOINED_COLS = ", ".join("i." + c.strip() for c in _ITEM_COLS.split(","))
 
 
-def _item(row: tuple) -> Item:
-    return Item(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
-                row[8], row[9], row[10], row[11], row[12], row[13], row[14])
+def _item(row: Sequence[object]) -> Item:
+    return Item(*row)  # type: ignore[arg-type]
+
+
+def _col(side: str) -> str:
+    if side == "hub":
+        return "hub_id"
+    if side == "app":
+        return "app_id"
+    raise ValueError(f"unknown side {side!r}")
 
 
 def get_item(conn: sqlite3.Connection, item_id: int) -> Item | None:
@@ -67,8 +79,7 @@ def get_item(conn: sqlite3.Connection, item_id: int) -> Item | None:
 
 
 def find_item(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str) -> Item | None:
-    col = "hub_id" if side == "hub" else "app_id"
-    row = conn.execute(f"SELECT {_ITEM_COLS} FROM items WHERE sync_id = ? AND {col} = ?",
+    row = conn.execute(f"SELECT {_ITEM_COLS} FROM items WHERE sync_id = ? AND {_col(side)} = ?",
                        (sync_id, record_id)).fetchone()
     return None if row is None else _item(row)
 
@@ -76,7 +87,7 @@ def find_item(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str)
 def find_items(conn: sqlite3.Connection, sync_id: str, side: str,
                record_ids: Sequence[str]) -> dict[str, Item]:
     """Items by record id of one side (missing ids are absent from the result)."""
-    col = "hub_id" if side == "hub" else "app_id"
+    col = _col(side)
     out: dict[str, Item] = {}
     for start in range(0, len(record_ids), 500):
         chunk = list(record_ids[start:start + 500])
@@ -86,30 +97,50 @@ def find_items(conn: sqlite3.Connection, sync_id: str, side: str,
             (sync_id, *chunk),
         ):
             it = _item(row)
-            out[it.hub_id if side == "hub" else it.app_id] = it  # type: ignore[index]
+            out[it.record_id(side)] = it  # type: ignore[index]
     return out
 
 
-def key_holder(conn: sqlite3.Connection, sync_id: str, side: str, keys: Iterable[str]) -> Item | None:
+def key_holders(conn: sqlite3.Connection, sync_id: str, side: str,
+                keys: Sequence[str]) -> dict[str, Item]:
+    """The items whose `side` record holds any of `keys`, by key."""
+    col = _col(side)
+    out: dict[str, Item] = {}
+    for start in range(0, len(keys), 500):
+        chunk = list(keys[start:start + 500])
+        marks = ",".join("?" * len(chunk))
+        for row in conn.execute(
+            f"SELECT k.key, {_JOINED_COLS} FROM match_keys k JOIN items i "
+            f"ON i.sync_id = k.sync_id AND i.{col} = k.record_id "
+            f"WHERE k.sync_id = ? AND k.side = ? AND k.key IN ({marks})",
+            (sync_id, side, *chunk),
+        ):
+            out[row[0]] = _item(row[1:])
+    return out
+
+
+def key_holder(conn: sqlite3.Connection, sync_id: str, side: str,
+               keys: Sequence[str]) -> Item | None:
     """The item holding the first of `keys` that is taken on `side`."""
-    for key in keys:
-        row = conn.execute(
-            f"SELECT {', '.join('i.' + c.strip() for c in _ITEM_COLS.split(','))} "
-            "FROM match_keys k JOIN items i ON i.item_id = k.item_id "
-            "WHERE k.sync_id = ? AND k.side = ? AND k.key = ?",
-            (sync_id, side, key),
-        ).fetchone()
-        if row is not None:
-            return _item(row)
+    found = key_holders(conn, sync_id, side, keys)
+    for k in keys:
+        if k in found:
+            return found[k]
     return None
 
 
-def claim_keys(conn: sqlite3.Connection, sync_id: str, side: str, item_id: int,
+def claim_keys(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str,
                keys: Iterable[str]) -> None:
+    """Claim keys for a record; a key already held by another record stays with it."""
     conn.executemany(
-        "INSERT OR IGNORE INTO match_keys (sync_id, side, key, item_id) VALUES (?, ?, ?, ?)",
-        [(sync_id, side, k, item_id) for k in keys],
+        "INSERT OR IGNORE INTO match_keys (sync_id, side, key, record_id) VALUES (?, ?, ?, ?)",
+        [(sync_id, side, k, record_id) for k in keys],
     )
+
+
+def release_keys(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str) -> None:
+    conn.execute("DELETE FROM match_keys WHERE sync_id = ? AND side = ? AND record_id = ?",
+                 (sync_id, side, record_id))
 
 
 def index_records(conn: sqlite3.Connection, sync_id: str, side: str,
@@ -117,117 +148,108 @@ def index_records(conn: sqlite3.Connection, sync_id: str, side: str,
     """Record one page of a side's index: new records as `pending` (or `excluded`), versions
     refreshed for known ones, match keys claimed first come, first served."""
     now = time.time()
-    col = "hub_id" if side == "hub" else "app_id"
+    col = _col(side)
     vcol = "hub_version" if side == "hub" else "app_version"
     conn.executemany(
         f"INSERT INTO items (sync_id, {col}, state, category, detail, match_key, {vcol}, "
         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        f"ON CONFLICT (sync_id, {col}) WHERE {col} IS NOT NULL DO UPDATE SET "
+        f"ON CONFLICT (sync_id, {col}) DO UPDATE SET "
         f"{vcol} = excluded.{vcol}",
         [(sync_id, r.record_id, "excluded" if r.excluded else "pending", r.excluded, r.detail,
           r.keys[0] if r.keys else "", r.version, now, now) for r in rows],
     )
-    keyed = [r for r in rows if r.keys and not r.excluded]
-    if keyed:
-        ids = find_items(conn, sync_id, side, [r.record_id for r in keyed])
-        conn.executemany(
-            "INSERT OR IGNORE INTO match_keys (sync_id, side, key, item_id) VALUES (?, ?, ?, ?)",
-            [(sync_id, side, k, ids[r.record_id].item_id) for r in keyed for k in r.keys],
-        )
+    conn.executemany(
+        "INSERT OR IGNORE INTO match_keys (sync_id, side, key, record_id) VALUES (?, ?, ?, ?)",
+        [(sync_id, side, k, r.record_id) for r in rows if not r.excluded for k in r.keys],
+    )
 
 
 class Pairing(msgspec.Struct, frozen=True):
-    """Where an app record stands after the app pass looked it up."""
+    """Where an app record stands in the app pass.
 
-    item: Item
-    duplicate_of: str | None = None  # the app record already holding its match key
+    `item` is the app record's own item when it was seen before, else the unpaired hub item
+    holding its match key (the pair to link), else None (the record is alone). A record whose
+    key another app record claimed first has `duplicate_of` set."""
+
+    row: IndexRow
+    item: Item | None = None
+    duplicate_of: str | None = None
+
+    @property
+    def known(self) -> bool:
+        return self.item is not None and self.item.app_id == self.row.record_id
 
 
-def pair_app_records(conn: sqlite3.Connection, sync_id: str,
-                     rows: Sequence[IndexRow]) -> list[Pairing]:
-    """The app pass for one page: pair each app record with the hub record of the same match
-    key, or mark it a duplicate of the app record that claimed the key first, or index it
-    alone. Idempotent: a record seen before returns its existing item."""
-    now = time.time()
+def match_app_records(conn: sqlite3.Connection, sync_id: str,
+                      rows: Sequence[IndexRow]) -> list[Pairing]:
+    """The app pass's look-up for one page (reads only; commit with `apply_outcomes`).
+
+    In page order: a record seen before gets its item; one whose key an earlier app record
+    holds (before or earlier in this page) is a duplicate of it; one whose key a hub record
+    holds pairs with that hub record unless the hub record is already paired (a company
+    matched by name and by domain to two app companies); otherwise it is alone.
+    """
+    existing = find_items(conn, sync_id, "app", [r.record_id for r in rows])
+    all_keys = list({k for r in rows if r.record_id not in existing for k in r.keys})
+    app_holders = key_holders(conn, sync_id, "app", all_keys) if all_keys else {}
+    hub_holders = key_holders(conn, sync_id, "hub", all_keys) if all_keys else {}
+    claimed_here: dict[str, str] = {}
+    paired_here: dict[int, str] = {}
     out: list[Pairing] = []
     for r in rows:
-        existing = find_item(conn, sync_id, "app", r.record_id)
-        if existing is not None:
+        it = existing.get(r.record_id)
+        if it is not None:
             dup = None
-            if existing.category == "duplicate" and existing.state == "failed":
-                holder = key_holder(conn, sync_id, "app", r.keys)
-                dup = holder.app_id if holder is not None and holder.item_id != existing.item_id else None
-            out.append(Pairing(existing, dup))
+            if it.state == "failed" and it.category == "duplicate":
+                holder = next((app_holders[k] for k in r.keys if k in app_holders), None)
+                dup = holder.app_id if holder is not None else None
+            out.append(Pairing(r, it, dup))
             continue
         if r.excluded:
-            item_id = _insert(conn, sync_id, None, r.record_id, "excluded", r.excluded, r.detail,
-                              r.keys, "", r.version, now)
-            out.append(Pairing(get_item(conn, item_id)))  # type: ignore[arg-type]
+            out.append(Pairing(r))
             continue
-        holder = key_holder(conn, sync_id, "app", r.keys)
-        hub = key_holder(conn, sync_id, "hub", r.keys) if holder is None else None
-        if holder is None and hub is not None and hub.app_id is not None:
-            # The hub record is already paired with another app record through another key
-            # (a company matched by name and by domain to two different app companies).
-            holder = hub
-        if holder is not None:
-            item_id = _insert(conn, sync_id, None, r.record_id, "failed", "duplicate",
-                              f"same match key as app record {holder.app_id}", (), "",
-                              r.version, now, match_key=r.keys[0] if r.keys else "")
-            out.append(Pairing(get_item(conn, item_id), holder.app_id))  # type: ignore[arg-type]
+        holder_app: str | None = None
+        for k in r.keys:
+            if k in claimed_here:
+                holder_app = claimed_here[k]
+                break
+            h = app_holders.get(k)
+            if h is not None and h.app_id is not None and h.app_id != r.record_id:
+                holder_app = h.app_id
+                break
+        hub_item: Item | None = None
+        if holder_app is None:
+            hub_item = next((hub_holders[k] for k in r.keys if k in hub_holders), None)
+            if hub_item is not None:
+                partner = paired_here.get(hub_item.item_id) or hub_item.app_id
+                if partner is not None:
+                    holder_app, hub_item = partner, None
+        if holder_app is not None:
+            out.append(Pairing(r, None, holder_app))
             continue
-        if hub is not None:
-            conn.execute("UPDATE items SET app_id = ?, app_version = ?, updated_at = ? "
-                         "WHERE item_id = ?", (r.record_id, r.version, now, hub.item_id))
-            claim_keys(conn, sync_id, "app", hub.item_id, r.keys)
-            out.append(Pairing(get_item(conn, hub.item_id)))  # type: ignore[arg-type]
-            continue
-        item_id = _insert(conn, sync_id, None, r.record_id, "pending", "", "", r.keys, "",
-                          r.version, now)
-        out.append(Pairing(get_item(conn, item_id)))  # type: ignore[arg-type]
+        for k in r.keys:
+            claimed_here.setdefault(k, r.record_id)
+        if hub_item is not None:
+            paired_here[hub_item.item_id] = r.record_id
+        out.append(Pairing(r, hub_item))
     return out
-
-
-def _insert(conn: sqlite3.Connection, sync_id: str, hub_id: str | None, app_id: str | None,
-            state: str, category: str, detail: str, keys: Sequence[str], hub_version: str,
-            app_version: str, now: float, match_key: str | None = None) -> int:
-    cur = conn.execute(
-        "INSERT INTO items (sync_id, hub_id, app_id, state, category, detail, match_key, "
-        "hub_version, app_version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        (sync_id, hub_id, app_id, state, category, detail,
-         match_key if match_key is not None else (keys[0] if keys else ""), hub_version,
-         app_version, now, now),
-    )
-    item_id = int(cur.lastrowid)  # type: ignore[arg-type]
-    if keys:
-        side = "hub" if hub_id is not None else "app"
-        claim_keys(conn, sync_id, side, item_id, keys)
-    return item_id
-
-
-def new_item(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str,
-             keys: Sequence[str] = (), version: str = "") -> Item:
-    """An item for a record first seen after the initial sync (or returns the existing one)."""
-    existing = find_item(conn, sync_id, side, record_id)
-    if existing is not None:
-        return existing
-    now = time.time()
-    item_id = _insert(conn, sync_id, record_id if side == "hub" else None,
-                      record_id if side == "app" else None, "pending", "", "", keys,
-                      version if side == "hub" else "", version if side == "app" else "", now)
-    return get_item(conn, item_id)  # type: ignore[return-value]
 
 
 class HistoryEntry(msgspec.Struct, frozen=True):
     action: str
     changes: bytes = b"[]"  # the decision's field changes, encoded by the runtime
     detail: str = ""
+    # The item's record ids when the decision was applied.
+    hub_id: str | None = None
+    app_id: str | None = None
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
-    """What one sync of one item ended with; `KEEP` leaves a column unchanged."""
+    """What one sync of one item ended with; `KEEP` leaves a column unchanged.
 
-    item_id: int
+    `item_id=None` creates the item (a record first seen in this call)."""
+
+    item_id: int | None = None
     state: str
     category: str = ""
     detail: str = ""
@@ -239,51 +261,102 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     deleted_side: str = ""
     creating: str = ""
     match_key: str | msgspec.UnsetType = KEEP
-    # Match keys the item now holds on a side (a record it created there).
-    claim: tuple[tuple[str, str], ...] = ()
+    # Match keys a record of this item now holds: (side, key, record id).
+    claim: tuple[tuple[str, str, str], ...] = ()
     history: HistoryEntry | None = None
     count_attempt: bool = False
 
 
-def _take_record_id(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str,
-                    item_id: int) -> None:
-    """Before giving `record_id` to `item_id`, fold away an unlinked item already holding it
-    (the same record seen by a poll before the create that made it was committed)."""
-    col = "hub_id" if side == "hub" else "app_id"
-    other_col = "app_id" if side == "hub" else "hub_id"
-    row = conn.execute(f"SELECT item_id, {other_col} FROM items WHERE sync_id = ? AND {col} = ?",
-                       (sync_id, record_id)).fetchone()
-    if row is None or row[0] == item_id:
-        return
-    if row[1] is not None:
-        raise sqlite3.IntegrityError(
-            f"{side} record {record_id} is already linked in item {row[0]}; cannot link it to "
-            f"item {item_id}")
-    conn.execute("UPDATE match_keys SET item_id = ? WHERE item_id = ? AND NOT EXISTS "
-                 "(SELECT 1 FROM match_keys m WHERE m.sync_id = match_keys.sync_id AND "
-                 "m.side = match_keys.side AND m.key = match_keys.key AND m.item_id = ?)",
-                 (item_id, row[0], item_id))
-    conn.execute("DELETE FROM match_keys WHERE item_id = ?", (row[0],))
-    conn.execute("DELETE FROM items WHERE item_id = ?", (row[0],))
+def pair_app_records(conn: sqlite3.Connection, sync_id: str,
+                     rows: Sequence[IndexRow]) -> list[Pairing]:
+    """Look up and record one app page at once (pairs linked later by the outcomes of their
+    sync): the app pass in one call for callers that do not need to write in between."""
+    pairings = match_app_records(conn, sync_id, rows)
+    outcomes = []
+    for p in pairings:
+        if p.known:
+            continue
+        r = p.row
+        claim = tuple(("app", k, r.record_id) for k in r.keys) if p.duplicate_of is None else ()
+        if r.excluded:
+            outcomes.append(Outcome(state="excluded", category=r.excluded, detail=r.detail,
+                                    app_id=r.record_id, app_version=r.version,
+                                    match_key=r.keys[0] if r.keys else ""))
+        elif p.duplicate_of is not None:
+            outcomes.append(Outcome(state="failed", category="duplicate",
+                                    detail=f"same match key as app record {p.duplicate_of}",
+                                    app_id=r.record_id, app_version=r.version,
+                                    match_key=r.keys[0] if r.keys else ""))
+        elif p.item is not None:
+            outcomes.append(Outcome(item_id=p.item.item_id, state="pending", app_id=r.record_id,
+                                    app_version=r.version, claim=claim))
+        else:
+            outcomes.append(Outcome(state="pending", app_id=r.record_id, app_version=r.version,
+                                    match_key=r.keys[0] if r.keys else "", claim=claim))
+    apply_outcomes(conn, sync_id, outcomes)
+    found = find_items(conn, sync_id, "app", [p.row.record_id for p in pairings])
+    return [Pairing(p.row, found.get(p.row.record_id), p.duplicate_of) for p in pairings]
+
+
+def new_item(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str,
+             keys: Sequence[str] = (), version: str = "") -> Item:
+    """An item for a record first seen after the initial sync (or the existing one)."""
+    index_records(conn, sync_id, side, [IndexRow(record_id, tuple(keys), version)])
+    got = find_item(conn, sync_id, side, record_id)
+    assert got is not None
+    return got
+
+
+def _fold(conn: sqlite3.Connection, sync_id: str, side: str,
+          targets: dict[str, int]) -> None:
+    """Before giving record ids to items, drop an unlinked item already holding one (the same
+    record indexed by a poll before the create that made it was committed). A record linked
+    in another item is never taken."""
+    holders = find_items(conn, sync_id, side, list(targets))
+    for record_id, it in holders.items():
+        if it.item_id == targets[record_id]:
+            continue
+        if it.record_id("app" if side == "hub" else "hub") is not None:
+            raise sqlite3.IntegrityError(
+                f"{side} record {record_id} is already linked in item {it.item_id}; cannot "
+                f"link it to item {targets[record_id]}")
+        conn.execute("DELETE FROM items WHERE item_id = ?", (it.item_id,))
+
+
+_INSERT_COLS = ("sync_id", "hub_id", "app_id", "state", "category", "detail", "snapshot",
+                "hub_version", "app_version", "deleted_side", "creating", "match_key",
+                "created_at", "updated_at")
 
 
 def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Outcome]) -> None:
+    """Record how each item's sync ended. Outcomes of the same shape share one `executemany`,
+    so a page of outcomes costs a few statements."""
     now = time.time()
-    hist = []
+    for side in ("hub", "app"):
+        targets = {}
+        for o in outcomes:
+            rid = o.hub_id if side == "hub" else o.app_id
+            if isinstance(rid, str) and o.item_id is not None:
+                targets[rid] = o.item_id
+        if targets:
+            _fold(conn, sync_id, side, targets)
+
+    inserts: list[tuple[object, ...]] = []
+    groups: dict[str, list[list[object]]] = {}
     for o in outcomes:
+        if o.item_id is None:
+            inserts.append((
+                sync_id, o.hub_id or None, o.app_id or None, o.state, o.category, o.detail,
+                None if o.snapshot is KEEP else o.snapshot,
+                "" if o.hub_version is KEEP else o.hub_version,
+                "" if o.app_version is KEEP else o.app_version,
+                o.deleted_side, o.creating, "" if o.match_key is KEEP else o.match_key, now, now))
+            continue
         sets = ["state = ?", "category = ?", "detail = ?", "deleted_side = ?", "creating = ?",
                 "updated_at = ?"]
         vals: list[object] = [o.state, o.category, o.detail, o.deleted_side, o.creating, now]
-        for col, val in (("hub_id", o.hub_id), ("app_id", o.app_id)):
-            if val is not KEEP:
-                if val is not None:
-                    _take_record_id(conn, sync_id, col[:3], val, o.item_id)
-                sets.append(f"{col} = ?")
-                vals.append(val)
-        if o.snapshot is not KEEP:
-            sets.append("snapshot = ?")
-            vals.append(o.snapshot)
-        for col, v in (("hub_version", o.hub_version), ("app_version", o.app_version),
+        for col, v in (("hub_id", o.hub_id), ("app_id", o.app_id), ("snapshot", o.snapshot),
+                       ("hub_version", o.hub_version), ("app_version", o.app_version),
                        ("match_key", o.match_key)):
             if v is not KEEP:
                 sets.append(f"{col} = ?")
@@ -293,21 +366,37 @@ def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Ou
         elif o.state == "syncing":
             sets.append("attempts = 0")
         vals.append(o.item_id)
-        conn.execute(f"UPDATE items SET {', '.join(sets)} WHERE item_id = ?", vals)
-        if o.claim:
-            conn.executemany(
-                "INSERT OR IGNORE INTO match_keys (sync_id, side, key, item_id) VALUES (?,?,?,?)",
-                [(sync_id, side, key, o.item_id) for side, key in o.claim],
-            )
-        if o.history is not None:
-            hist.append((sync_id, o.item_id, now, o.history.action,
-                         o.history.changes, o.history.detail))
-    if hist:
+        groups.setdefault(f"UPDATE items SET {', '.join(sets)} WHERE item_id = ?", []).append(vals)
+    if inserts:
+        conn.executemany(f"INSERT INTO items ({', '.join(_INSERT_COLS)}) "
+                         f"VALUES ({', '.join('?' * len(_INSERT_COLS))})", inserts)
+    for sql, params in groups.items():
+        conn.executemany(sql, params)
+    claims = [(sync_id, side, key, rid) for o in outcomes for side, key, rid in o.claim]
+    if claims:
+        conn.executemany(
+            "INSERT OR IGNORE INTO match_keys (sync_id, side, key, record_id) VALUES (?,?,?,?)",
+            claims)
+    hist_known = [(sync_id, o.item_id, now, o.history.hub_id, o.history.app_id, o.history.action,
+                   o.history.changes, o.history.detail)
+                  for o in outcomes if o.history is not None and o.item_id is not None]
+    if hist_known:
         conn.executemany(
             "INSERT INTO history (sync_id, item_id, at, hub_id, app_id, action, changes, detail) "
-            "SELECT ?, ?, ?, hub_id, app_id, ?, ?, ? FROM items WHERE item_id = ?",
-            [(*h, h[1]) for h in hist],
-        )
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", hist_known)
+    for side in ("hub", "app"):
+        # New items are found again by their record id.
+        hist_new = [(sync_id, now, o.history.hub_id, o.history.app_id, o.history.action,
+                     o.history.changes, o.history.detail, sync_id,
+                     o.hub_id if side == "hub" else o.app_id)
+                    for o in outcomes if o.history is not None and o.item_id is None
+                    and (side == "hub") == isinstance(o.hub_id, str)]
+        if hist_new:
+            conn.executemany(
+                "INSERT INTO history (sync_id, item_id, at, hub_id, app_id, action, changes, "
+                "detail) SELECT ?, item_id, ?, ?, ?, ?, ?, ? FROM items "
+                f"WHERE sync_id = ? AND {_col(side)} = ?",
+                hist_new)
 
 
 def set_state(conn: sqlite3.Connection, item_ids: Sequence[int], state: str,
@@ -330,22 +419,30 @@ def mark_queued(conn: sqlite3.Connection, item_ids: Sequence[int]) -> None:
 
 
 def counts(conn: sqlite3.Connection, sync_id: str) -> dict[str, int]:
+    """Items per state. `syncing` is the total minus the others, which the partial state
+    index holds."""
     out = dict.fromkeys(STATES, 0)
     for state, n in conn.execute(
-        "SELECT state, count(*) FROM items WHERE sync_id = ? GROUP BY state", (sync_id,)
+        "SELECT state, count(*) FROM items WHERE sync_id = ? AND state != 'syncing' "
+        "GROUP BY state", (sync_id,)
     ):
         out[state] = n
+    total = conn.execute("SELECT count(*) FROM items WHERE sync_id = ?", (sync_id,)).fetchone()[0]
+    out["syncing"] = total - sum(n for s, n in out.items() if s != "syncing")
     return out
 
 
 def list_items(conn: sqlite3.Connection, sync_id: str, state: str | None = None,
                category: str | None = None, limit: int | None = 100,
                after_item: int = 0) -> list[Item]:
-    sql = f"SELECT {_ITEM_COLS} FROM items WHERE sync_id = ? AND item_id > ?"
+    hint = " INDEXED BY items_state" if state and state != "syncing" else ""
+    sql = f"SELECT {_ITEM_COLS} FROM items{hint} WHERE sync_id = ? AND item_id > ?"
     args: list[object] = [sync_id, after_item]
     if state:
-        sql += " AND state = ?"
-        args.append(state)
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        # A literal lets SQLite use the partial state index (it cannot prove `? != 'syncing'`).
+        sql += f" AND state = '{state}'"
     if category:
         sql += " AND category = ?"
         args.append(category)

@@ -33,20 +33,25 @@ _V1 = [
         updated_at   REAL NOT NULL
     )
     """,
-    "CREATE UNIQUE INDEX items_hub ON items(sync_id, hub_id) WHERE hub_id IS NOT NULL",
-    "CREATE UNIQUE INDEX items_app ON items(sync_id, app_id) WHERE app_id IS NOT NULL",
-    "CREATE INDEX items_state ON items(sync_id, state, category)",
-    # Match keys per side; the first record to claim a key holds it (duplicates fail).
+    # NULL ids may repeat in a UNIQUE index; the full (not partial) index also serves
+    # count(*) per sync.
+    "CREATE UNIQUE INDEX items_hub ON items(sync_id, hub_id)",
+    "CREATE UNIQUE INDEX items_app ON items(sync_id, app_id)",
+    # Most items are `syncing` once the initial sync is done; leaving them out of the state
+    # index means keeping a record in sync never touches it.
+    "CREATE INDEX items_state ON items(sync_id, state, category) WHERE state != 'syncing'",
+    # Match keys per side; the first record to claim a key holds it (duplicates fail). Keys
+    # point at a record id, not an item, so that claiming needs no item lookup and an item
+    # folded into another keeps its keys.
     """
     CREATE TABLE match_keys (
-        sync_id TEXT NOT NULL,
-        side    TEXT NOT NULL,
-        key     TEXT NOT NULL,
-        item_id INTEGER NOT NULL,
+        sync_id   TEXT NOT NULL,
+        side      TEXT NOT NULL,
+        key       TEXT NOT NULL,
+        record_id TEXT NOT NULL,
         PRIMARY KEY (sync_id, side, key)
     ) WITHOUT ROWID
     """,
-    "CREATE INDEX match_keys_item ON match_keys(item_id)",
     """
     CREATE TABLE history (
         id       INTEGER PRIMARY KEY,
@@ -61,7 +66,6 @@ _V1 = [
     )
     """,
     "CREATE INDEX history_item ON history(sync_id, item_id, id)",
-    "CREATE INDEX history_at ON history(at)",
     """
     CREATE TABLE cursors (
         sync_id    TEXT NOT NULL,
