@@ -435,14 +435,16 @@ def counts(conn: sqlite3.Connection, sync_id: str) -> dict[str, int]:
 def list_items(conn: sqlite3.Connection, sync_id: str, state: str | None = None,
                category: str | None = None, limit: int | None = 100,
                after_item: int = 0) -> list[Item]:
-    hint = " INDEXED BY items_state" if state and state != "syncing" else ""
-    sql = f"SELECT {_ITEM_COLS} FROM items{hint} WHERE sync_id = ? AND item_id > ?"
+    sql = f"SELECT {_ITEM_COLS} FROM items WHERE sync_id = ? AND item_id > ?"
     args: list[object] = [sync_id, after_item]
     if state:
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
         # A literal lets SQLite use the partial state index (it cannot prove `? != 'syncing'`).
         sql += f" AND state = '{state}'"
+        if state != "syncing":
+            # Repeats the partial index's own condition so SQLite may use it.
+            sql += " AND state != 'syncing'"
     if category:
         sql += " AND category = ?"
         args.append(category)
