@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("path", help="the TOML configuration file")
+
+    p = sub.add_parser("run", help="run the daemon")
+    p.add_argument("--config", required=True, help="the TOML configuration file")
     return parser
 
 
@@ -29,5 +32,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         from crmsync.cli import check_config
 
         return check_config.run(args.path)
+    if args.command == "run":
+        return _run(args.config)
     parser.print_help(sys.stderr)
     return 2
+
+
+def _run(config: str) -> int:
+    import trio
+
+    from crmsync.config import ConfigError
+    from crmsync.daemon.main import run_daemon
+
+    try:
+        return trio.run(run_daemon, config)
+    except ConfigError as exc:
+        print(f"{config}: the configuration is not valid:", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  {p}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

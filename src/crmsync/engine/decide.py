@@ -108,8 +108,8 @@ def decide(
     """Decide what to do for one record (or pair).
 
     `snapshot` is None until the pair is linked and synced once. A linked record that is None
-    or archived on a side was deleted there. `duplicate_of` names the app record that already
-    holds this record's match key in the current pass.
+    or archived on a side was deleted there. `duplicate_of` names the record that already
+    holds this record's match key (an app record id, or "<side> record <id>").
     """
     if snapshot is not None:
         hub_gone, app_gone = _gone(hub), _gone(app)
@@ -122,7 +122,8 @@ def decide(
         return _merge(rules, hub, app, snapshot)
 
     if duplicate_of is not None:
-        return Decision(actions=[Fail("duplicate", f"same match key as app record {duplicate_of}")])
+        holder = duplicate_of if " record " in duplicate_of else f"app record {duplicate_of}"
+        return Decision(actions=[Fail("duplicate", f"same match key as {holder}")])
     if hub is not None and hub.archived:
         hub = None
     if app is not None and app.archived:

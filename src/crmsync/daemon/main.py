@@ -1,0 +1,414 @@
+"""The daemon: config -> store -> hub connector -> webhook server, control server and one
+supervisor per connection, in one Trio nursery.
+
+SIGTERM / SIGINT stop it gracefully within `daemon.shutdown_grace_seconds`; SIGHUP reloads the
+configuration (connections whose settings changed restart; an object sync whose settings
+changed restarts its initial sync, through its config hash).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import structlog
+import trio
+
+from crmsync import __version__
+from crmsync.config import load_config
+from crmsync.config.model import Config, ObjectSync, SqliteConnection
+from crmsync.config.secrets import Secret, SecretError, read_secret
+from crmsync.connectors.app_webhooks import decode_inbox_payload
+from crmsync.connectors.base import Connector
+from crmsync.connectors.hubspot.build import build_hub_connector
+from crmsync.connectors.sqlite import SqliteAppConnector
+from crmsync.daemon import logging as daemon_logging
+from crmsync.daemon import notifications
+from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
+from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_hub_event
+from crmsync.records import Side
+from crmsync.runtime.context import ObjectSyncContext, sync_id_of
+from crmsync.runtime.object_sync import (
+    IntakeSource,
+    ObjectSyncHandle,
+    Timing,
+    make_context,
+    run_object_sync,
+)
+from crmsync.runtime.status import ConnectionStatus, ObjectStatus
+from crmsync.runtime.supervisor import Supervisor
+from crmsync.store import Store
+from crmsync.store import connections as store_connections
+from crmsync.store import tokens as store_tokens
+
+log = structlog.get_logger("crmsync.daemon")
+
+
+def hub_source(connection: str, hub_object: str) -> str:
+    return f"hub:{connection}:{hub_object}"
+
+
+def app_source(connection: str, hub_object: str) -> str:
+    return f"app:{connection}:{hub_object}"
+
+
+def parse_hub_payload(payload: bytes) -> list[tuple[Side, str]]:
+    e = decode_hub_event(payload)
+    keys: list[tuple[Side, str]] = [("hub", e.object_id)]
+    keys.extend(("hub", m) for m in e.merged_ids if m != e.object_id)
+    return keys
+
+
+def parse_app_payload(payload: bytes) -> list[tuple[Side, str]]:
+    return [("app", decode_inbox_payload(payload).record_id)]
+
+
+def _secret(env: str | None, file: str | None, base_dir: Path) -> Secret | None:
+    if not env and not file:
+        return None
+    return read_secret(env, file, base_dir)
+
+
+@dataclass
+class ConnectionRuntime:
+    settings: SqliteConnection
+    syncs: list[ObjectSync]
+    status: ConnectionStatus
+    handles: dict[str, ObjectSyncHandle] = field(default_factory=dict)
+    scope: trio.CancelScope | None = None
+    supervisor: Supervisor | None = None
+
+    def fingerprint(self) -> bytes:
+        return msgspec.json.encode([self.settings, self.syncs])
+
+
+class Daemon:
+    """Owns the running state; `run()` is the root task."""
+
+    def __init__(self, config_path: str | Path, *, hub_transport: httpx.AsyncBaseTransport | None
+                 = None, timing: Timing | None = None, notifier: Notifier | None = None,
+                 configure_logging: bool = True, hub_index_lag: float = 30.0) -> None:
+        self.config_path = Path(config_path)
+        self.base_dir = self.config_path.resolve().parent
+        cfg, warnings = load_config(self.config_path)
+        self.cfg: Config = cfg
+        self.warnings = warnings
+        self.hub_transport = hub_transport
+        self.timing_override = timing
+        self.notifier = notifier or Notifier()
+        self.configure_logging = configure_logging
+        # How far behind "now" the hub's search index may lag (see the hub connector).
+        self.hub_index_lag = hub_index_lag
+        self.started_at = time.time()
+        self.store: Store | None = None
+        self.hub: Connector | None = None
+        self.connections: dict[str, ConnectionRuntime] = {}
+        self.webhooks: WebhookServer | None = None
+        self.routes = WebhookRoutes()
+        self.ready = trio.Event()
+        self.stopping = trio.Event()
+        self.nursery: trio.Nursery | None = None
+        self.heartbeats = 0
+        self.control_path: str | None = None
+
+    # --- configuration ----------------------------------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.cfg.daemon.state_dir)
+
+    def timing(self) -> Timing:
+        if self.timing_override is not None:
+            return self.timing_override
+        return Timing(hub_poll_interval=self.cfg.hub.poll_interval_seconds,
+                      reconcile_interval=self.cfg.hub.reconcile_interval_seconds)
+
+    def _routes(self) -> WebhookRoutes:
+        cfg = self.cfg
+        hub: dict[str, list[str]] = {}
+        apps: dict[str, dict[str, list[str]]] = {}
+        app_secrets: dict[str, Secret] = {}
+        for conn in cfg.connections:
+            secret = _secret(conn.webhook_secret_env, conn.webhook_secret_file, self.base_dir)
+            if secret is not None:
+                app_secrets[conn.name] = secret
+                daemon_logging.register_secret(secret.reveal())
+        for s in cfg.syncs:
+            if not s.enabled:
+                continue
+            hub.setdefault(s.hub_object, []).append(hub_source(s.connection, s.hub_object))
+            apps.setdefault(s.connection, {}).setdefault(s.app_object, []).append(
+                app_source(s.connection, s.hub_object))
+        hub_secret = _secret(cfg.hub.webhook_client_secret_env,
+                             cfg.hub.webhook_client_secret_file, self.base_dir)
+        if hub_secret is not None:
+            daemon_logging.register_secret(hub_secret.reveal())
+        return WebhookRoutes(hub=hub, apps=apps, app_secrets=app_secrets, hub_secret=hub_secret)
+
+    # --- the hub ----------------------------------------------------------------------------
+
+    async def _open_hub(self, store: Store) -> Connector:
+        auth = self.cfg.hub.auth
+        refresh = None
+        account = f"hub:{self.cfg.hub.base_url}"
+        if getattr(auth, "client_id", None):
+            refresh = await store.read(store_tokens.get_refresh_token, account)
+
+        async def save_refresh(token: str) -> None:
+            daemon_logging.register_secret(token)
+            await store.call(store_tokens.save_refresh_token, account, token)
+
+        for env, file in (("token_env", "token_file"), ("client_secret_env", "client_secret_file"),
+                          ("refresh_token_env", "refresh_token_file")):
+            if hasattr(auth, env):
+                try:
+                    s = _secret(getattr(auth, env), getattr(auth, file), self.base_dir)
+                except SecretError:
+                    s = None
+                if s is not None:
+                    daemon_logging.register_secret(s.reveal())
+        return build_hub_connector(self.cfg.hub, self.base_dir, transport=self.hub_transport,
+                                   refresh_token=refresh, on_refresh_token=save_refresh,
+                                   index_lag=self.hub_index_lag)
+
+    # --- connections ------------------------------------------------------------------------
+
+    def _runtime_for(self, conn: SqliteConnection) -> ConnectionRuntime:
+        syncs = [s for s in self.cfg.syncs if s.connection == conn.name and s.enabled]
+        status = ConnectionStatus(conn.name, conn.connector_type)
+        for s in syncs:
+            status.objects[s.hub_object] = ObjectStatus(s.hub_object, s.app_object, s.direction)
+        return ConnectionRuntime(conn, syncs, status)
+
+    async def _notify_complete(self, ctx: ObjectSyncContext, counts: dict[str, int]) -> None:
+        await notifications.send(self.cfg.daemon.notify, ctx.connection, ctx.hub_object,
+                                 ctx.app_object, counts)
+
+    def _supervisor(self, rt: ConnectionRuntime) -> Supervisor:
+        assert self.store is not None and self.hub is not None
+        store, hub = self.store, self.hub
+        conn = rt.settings
+
+        @asynccontextmanager
+        async def open_app() -> AsyncIterator[Connector]:
+            async with SqliteAppConnector(conn).open() as app:
+                yield app  # type: ignore[misc]
+
+        async def run_children(app: Connector, nursery: trio.Nursery) -> None:
+            timing = dataclasses.replace(
+                self.timing(),
+                app_poll_interval=self.timing().app_poll_interval or conn.poll_interval_seconds)
+            for s in rt.syncs:
+                table = next((t for t in conn.tables if t.object == s.app_object), None)
+                status = rt.status.objects[s.hub_object]
+                ctx = await make_context(conn.name, conn.connector_type, s, store, hub, app,
+                                         status, timing,
+                                         app_pipeline_field=(table.pipeline_column
+                                                             if table and table.pipeline_column
+                                                             else "pipeline"))
+                handle = rt.handles.setdefault(s.hub_object, ObjectSyncHandle())
+                handle.ready = trio.Event()
+                intakes = [IntakeSource(hub_source(conn.name, s.hub_object), parse_hub_payload),
+                           IntakeSource(app_source(conn.name, s.hub_object), parse_app_payload)]
+                await nursery.start(run_object_sync, ctx, handle, timing, intakes,
+                                    self._notify_complete)
+
+        return Supervisor(conn.name, rt.status, open_app, run_children)
+
+    async def _run_connection(self, rt: ConnectionRuntime, *,
+                              task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                              ) -> None:
+        assert self.store is not None
+        with trio.CancelScope() as scope:
+            rt.scope = scope
+            disabled = await self.store.read(store_connections.disabled)
+            if rt.settings.name in disabled:
+                rt.status.set("disabled", disabled[rt.settings.name] or "disabled by operator")
+                task_status.started()
+                await trio.sleep_forever()
+            rt.supervisor = self._supervisor(rt)
+            await rt.supervisor.run(task_status=task_status)
+
+    async def start_connection(self, name: str) -> None:
+        assert self.nursery is not None
+        conn = next(c for c in self.cfg.connections if c.name == name)
+        rt = self._runtime_for(conn)
+        self.connections[name] = rt
+        await self.nursery.start(self._run_connection, rt)
+
+    def stop_connection(self, name: str) -> None:
+        rt = self.connections.get(name)
+        if rt is not None and rt.scope is not None:
+            rt.scope.cancel()
+
+    async def restart_connection(self, name: str) -> None:
+        self.stop_connection(name)
+        await self.start_connection(name)
+
+    def handle(self, connection: str, hub_object: str) -> ObjectSyncHandle | None:
+        rt = self.connections.get(connection)
+        return None if rt is None else rt.handles.get(hub_object)
+
+    def find_sync(self, connection: str, obj: str) -> ObjectSync | None:
+        """An object sync by its hub object or its app object name."""
+        for s in self.cfg.syncs:
+            if s.connection == connection and obj in (s.hub_object, s.app_object):
+                return s
+        return None
+
+    # --- reload -------------------------------------------------------------------------------
+
+    async def reload(self) -> list[str]:
+        """Re-read the configuration; restart what changed. Returns what happened."""
+        try:
+            cfg, warnings = load_config(self.config_path)
+        except Exception as exc:
+            log.error("reload refused: the configuration is invalid", error=str(exc))
+            raise
+        old = {n: rt.fingerprint() for n, rt in self.connections.items()}
+        self.cfg = cfg
+        self.routes = self._routes()
+        if self.webhooks is not None:
+            self.webhooks.routes = self.routes
+        done: list[str] = []
+        new_names = {c.name for c in cfg.connections}
+        for name in list(self.connections):
+            if name not in new_names:
+                self.stop_connection(name)
+                del self.connections[name]
+                done.append(f"stopped {name}")
+        for conn in cfg.connections:
+            fp = self._runtime_for(conn).fingerprint()
+            if conn.name not in old:
+                await self.start_connection(conn.name)
+                done.append(f"started {conn.name}")
+            elif old[conn.name] != fp:
+                await self.restart_connection(conn.name)
+                done.append(f"restarted {conn.name}")
+        log.info("configuration reloaded", changes=done, warnings=[str(w) for w in warnings])
+        return done
+
+    # --- status -----------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        states = [f"{n}: {rt.status.state}" for n, rt in self.connections.items()]
+        return "; ".join(states) or "no connections"
+
+    def is_ready(self) -> bool:
+        return self.ready.is_set() and not self.stopping.is_set()
+
+    async def heartbeat(self) -> None:
+        """A round trip through the store thread: proves the daemon still makes progress."""
+        assert self.store is not None
+        await self.store.read(lambda conn: conn.execute("SELECT 1").fetchone())
+        self.heartbeats += 1
+
+    # --- the root task --------------------------------------------------------------------------
+
+    async def run(self, *, extra_tasks: list[Callable[..., Any]] | None = None,
+                  task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.cfg
+        if self.configure_logging:
+            daemon_logging.configure(cfg.daemon.log_level, cfg.daemon.log_format)
+        for w in self.warnings:
+            log.warning("configuration warning", path=w.path, message=w.message)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        async with Store.open(self.state_dir / "crmsync.db") as store:
+            self.store = store
+            self.hub = await self._open_hub(store)
+            try:
+                async with trio.open_nursery() as nursery:
+                    self.nursery = nursery
+                    nursery.start_soon(self._signals, nursery.cancel_scope)
+                    self.routes = self._routes()
+                    if cfg.daemon.webhooks.enabled:
+                        await nursery.start(self._serve_webhooks)
+                    for task in extra_tasks or []:
+                        await nursery.start(task, self)
+                    for conn in cfg.connections:
+                        await self.start_connection(conn.name)
+                    self.ready.set()
+                    self.notifier.ready(self.describe())
+                    interval = watchdog_interval()
+                    if interval:
+                        nursery.start_soon(feed_watchdog, self.notifier, interval, self.heartbeat)
+                    nursery.start_soon(self._status_loop)
+                    log.info("crmsync running", version=__version__, pid=os.getpid(),
+                             connections=[c.name for c in cfg.connections])
+                    task_status.started(self)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.hub.aclose()  # type: ignore[attr-defined]
+        log.info("crmsync stopped")
+
+    async def _status_loop(self) -> None:
+        while True:
+            await trio.sleep(10)
+            self.notifier.status(self.describe())
+
+    async def _signals(self, root: trio.CancelScope) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    try:
+                        await self.reload()
+                    except Exception:  # already logged; keep running on the old config
+                        pass
+                    continue
+                await self.shutdown(root)
+                return
+
+    async def shutdown(self, root: trio.CancelScope) -> None:
+        """Stop within the grace period: new work stops at once, in-flight store units finish
+        (they are never abandoned), then everything is cancelled."""
+        log.info("stopping", grace_s=self.cfg.daemon.shutdown_grace_seconds)
+        self.stopping.set()
+        self.notifier.stopping()
+        for name in list(self.connections):
+            self.stop_connection(name)
+        root.deadline = trio.current_time() + self.cfg.daemon.shutdown_grace_seconds
+        await trio.sleep(0)
+        root.cancel()
+
+    async def _serve_webhooks(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                              ) -> None:
+        from hypercorn.config import Config as HyperConfig
+        from hypercorn.trio import serve
+
+        assert self.store is not None
+        wh = self.cfg.daemon.webhooks
+
+        def stored(sources: list[str]) -> None:
+            for rt in self.connections.values():
+                for h in rt.handles.values():
+                    h.ring()
+
+        self.webhooks = WebhookServer(
+            self.store, self.routes, public_base_url=wh.public_base_url,
+            max_body_bytes=wh.max_body_bytes, body_deadline=wh.body_deadline_seconds,
+            max_concurrent=wh.max_concurrent_requests, on_stored=stored,
+            is_ready=self.is_ready)
+        hc = HyperConfig()
+        hc.bind = [wh.listen]
+        hc.alpn_protocols = ["http/1.1"]
+        hc.accesslog = None
+        hc.errorlog = None
+        hc.keep_alive_timeout = 5
+        hc.graceful_timeout = 2
+        log.info("webhook server listening", listen=wh.listen)
+        await serve(self.webhooks.app, hc, task_status=task_status)  # type: ignore[arg-type]
+
+
+async def run_daemon(config_path: str) -> int:
+    daemon = Daemon(config_path)
+    await daemon.run()
+    return 0

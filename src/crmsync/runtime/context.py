@@ -1,0 +1,82 @@
+"""What every actor of one object sync shares: its identity, rules, connectors, writers, store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from crmsync.config.model import ObjectSync
+from crmsync.connectors.base import Connector
+from crmsync.engine.rules import SyncRules
+from crmsync.runtime.batch_writer import BatchWriter
+from crmsync.runtime.status import ObjectStatus
+from crmsync.store import Store
+
+
+def sync_id_of(connection: str, hub_object: str) -> str:
+    return f"{connection}/{hub_object}"
+
+
+@dataclass
+class ObjectSyncContext:
+    connection: str
+    sync: ObjectSync
+    rules: SyncRules
+    store: Store
+    hub: Connector
+    app: Connector
+    hub_writer: BatchWriter
+    app_writer: BatchWriter
+    status: ObjectStatus
+    # Properties to read on each side: every mapped field plus what keys and filters need.
+    hub_properties: list[str] = field(default_factory=list)
+    app_properties: list[str] = field(default_factory=list)
+    preview: bool = False
+    log: Any = None
+
+    def __post_init__(self) -> None:
+        if self.log is None:
+            self.log = structlog.get_logger("crmsync.sync").bind(
+                connection=self.connection, object=self.sync.hub_object)
+        if not self.hub_properties:
+            props: dict[str, None] = {}
+            for f in self.rules.fields:
+                props.update(dict.fromkeys(f.hub_props))
+            props.update(dict.fromkeys(self.rules.hub_key_props))
+            props.update(dict.fromkeys(flt.property for flt in self.rules.filters
+                                       if flt.side == "hub"))
+            self.hub_properties = list(props)
+        if not self.app_properties:
+            fields: dict[str, None] = {}
+            for f in self.rules.fields:
+                fields.update(dict.fromkeys(f.app_fields))
+            fields.update(dict.fromkeys(self.rules.app_key_fields))
+            fields.update(dict.fromkeys(flt.property for flt in self.rules.filters
+                                        if flt.side == "app"))
+            self.app_properties = list(fields)
+
+    @property
+    def sync_id(self) -> str:
+        return sync_id_of(self.connection, self.sync.hub_object)
+
+    @property
+    def hub_object(self) -> str:
+        return self.sync.hub_object
+
+    @property
+    def app_object(self) -> str:
+        return self.sync.app_object
+
+    def connector(self, side: str) -> Connector:
+        return self.hub if side == "hub" else self.app
+
+    def writer(self, side: str) -> BatchWriter:
+        return self.hub_writer if side == "hub" else self.app_writer
+
+    def object_name(self, side: str) -> str:
+        return self.hub_object if side == "hub" else self.app_object
+
+    def properties(self, side: str) -> list[str]:
+        return self.hub_properties if side == "hub" else self.app_properties

@@ -1,0 +1,273 @@
+"""The initial sync of one object sync: hub index -> app pass -> hub pass, as the seed says.
+
+1. Hub index: page through every hub record, store its id, match keys and version.
+2. App pass: page through every app record. No match key or outside the filters: excluded.
+   The first app record with a key is syncable; a later one with the same key fails as a
+   duplicate. A key found in the hub index pairs the two records, which go through the engine
+   together; otherwise the app record goes alone (created in the hub where allowed).
+3. Hub pass: scan the hub again; records not linked go through the engine alone.
+4. Complete: log it and send the configured notification.
+
+Every page commits its outcomes and the checkpoint in one transaction, so a restart resumes
+from the last committed page; re-running a page is harmless (pairings and decisions are
+idempotent, creates are healed by matching). In preview the phases run without writing to
+either side, record the plan and stop in `previewed` until approved.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+
+import msgspec
+import trio
+
+from crmsync.connectors.base import Changes
+from crmsync.engine import KeyProblem, match_keys
+from crmsync.engine.filters import first_mismatch
+from crmsync.records import Record
+from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.loader import pair_new, read_records
+from crmsync.runtime.processor import Processor, Work
+from crmsync.store import cursors as store_cursors
+from crmsync.store import initial as store_initial
+from crmsync.store import items as store_items
+from crmsync.store.initial import InitialSync
+from crmsync.store.items import IndexRow
+
+Notify = Callable[[ObjectSyncContext, dict[str, int]], Awaitable[None]]
+
+# How often a sync waiting in preview checks whether it was approved.
+APPROVAL_POLL_SECONDS = 2.0
+
+
+def config_hash(ctx: ObjectSyncContext) -> str:
+    """Changes when the object sync's settings change: its initial sync then restarts."""
+    import hashlib
+
+    blob = msgspec.json.encode(ctx.sync)
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def index_row(ctx: ObjectSyncContext, side: str, rec: Record) -> IndexRow:
+    version = str(rec.updated_at)
+    try:
+        keys = match_keys(ctx.rules, side, rec.properties)  # type: ignore[arg-type]
+    except KeyProblem as exc:
+        if side == "hub":
+            return IndexRow(rec.id, (), version)  # decided in the hub pass
+        return IndexRow(rec.id, (), version, exc.reason, f"app record {rec.id}: {exc.detail}")
+    if side == "app":
+        miss = first_mismatch(ctx.rules.filters, "app", rec.properties)
+        if miss is not None:
+            return IndexRow(rec.id, keys, version, "filter",
+                            f"app record {rec.id} does not match {miss.describe()}")
+    return IndexRow(rec.id, keys, version)
+
+
+class InitialSyncActor:
+    def __init__(self, ctx: ObjectSyncContext, processor: Processor,
+                 notify: Notify | None = None, page_size: int = 100) -> None:
+        self.ctx = ctx
+        self.processor = processor
+        self.notify = notify
+        self.page_size = page_size
+        self.approved = trio.Event()
+
+    async def ensure_started(self) -> InitialSync:
+        """The stored initial-sync state, (re)started when the settings changed."""
+        ctx = self.ctx
+        h = config_hash(ctx)
+        state = await ctx.store.read(store_initial.get_initial, ctx.sync_id)
+        if state is not None and state.config_hash == h:
+            return state
+        if state is not None:
+            ctx.log.info("object sync settings changed: initial sync restarts")
+        # Changes made while the initial sync runs are picked up by the pollers afterwards:
+        # their cursors start now.
+        hub_start = await ctx.hub.changes_since(ctx.hub_object, None, ctx.hub_properties)
+        app_start = await ctx.app.changes_since(ctx.app_object, None, ctx.app_properties)
+
+        def start(conn: sqlite3.Connection) -> InitialSync:
+            got = store_initial.start_initial(conn, ctx.sync_id, h, ctx.sync.start_in_preview)
+            store_cursors.set_cursor(conn, ctx.sync_id, "hub", hub_start.cursor)
+            store_cursors.set_cursor(conn, ctx.sync_id, "app", app_start.cursor)
+            return got
+
+        return await ctx.store.call(start)
+
+    async def run(self) -> InitialSync:
+        """Run (or resume) the initial sync until it is complete."""
+        ctx = self.ctx
+        state = await self.ensure_started()
+        ctx.status.started_at = state.started_at
+        ctx.status.done, ctx.status.total = state.done, state.total
+        while True:
+            current = await ctx.store.read(store_initial.get_initial, ctx.sync_id)
+            assert current is not None
+            state = current
+            ctx.preview = state.preview and not state.approved
+            ctx.status.preview = ctx.preview
+            ctx.status.phase = state.phase
+            if state.phase == "complete":
+                ctx.status.completed_at = state.completed_at
+                return state
+            if state.phase == "previewed":
+                await self._wait_for_approval()
+                continue
+            started = time.perf_counter()
+            if state.phase == "hub_index":
+                await self._hub_index(state)
+            elif state.phase == "app_pass":
+                await self._app_pass(state)
+            elif state.phase == "hub_pass":
+                await self._hub_pass(state)
+                await self._finish()
+            ctx.log.info("initial sync phase done", phase=state.phase,
+                         duration_ms=round((time.perf_counter() - started) * 1000))
+
+    async def _wait_for_approval(self) -> None:
+        ctx = self.ctx
+        while True:
+            state = await ctx.store.read(store_initial.get_initial, ctx.sync_id)
+            if state is None or state.phase != "previewed":
+                return
+            with trio.move_on_after(APPROVAL_POLL_SECONDS):
+                await self.approved.wait()
+            self.approved = trio.Event()
+
+    async def _scan(self, side: str, cursor: str | None) -> tuple[list[Record], str | None]:
+        page = await self.ctx.connector(side).scan(self.ctx.object_name(side), cursor,
+                                                   self.ctx.properties(side))
+        return page.records, page.next_cursor
+
+    def _checkpoint(self, phase: str, cursor: str | None, done: int,
+                    total: int | None = None) -> Callable[[sqlite3.Connection], None]:
+        next_phase = {"hub_index": "app_pass", "app_pass": "hub_pass",
+                      "hub_pass": "hub_pass"}[phase]
+
+        def commit(conn: sqlite3.Connection) -> None:
+            if cursor is None:
+                store_initial.checkpoint(conn, self.ctx.sync_id, next_phase, "",
+                                         done if phase == "hub_pass" else done, total)
+            else:
+                store_initial.checkpoint(conn, self.ctx.sync_id, phase, cursor, done, total)
+
+        return commit
+
+    async def _hub_index(self, state: InitialSync) -> None:
+        ctx = self.ctx
+        cursor: str | None = state.cursor or None
+        done = state.done
+        while True:
+            records, nxt = await self._scan("hub", cursor)
+            rows = [index_row(ctx, "hub", r) for r in records]
+            done += len(rows)
+            # Estimated total work: every hub record twice (index, hub pass) plus the app's.
+            total = max(state.total, 2 * done)
+            checkpoint = self._checkpoint("hub_index", nxt, done, total)
+
+            def commit(conn: sqlite3.Connection, rows: list[IndexRow] = rows,
+                       checkpoint: Callable[[sqlite3.Connection], None] = checkpoint) -> None:
+                store_items.index_records(conn, ctx.sync_id, "hub", rows)
+                checkpoint(conn)
+
+            await ctx.store.call(commit)
+            ctx.status.done, ctx.status.total = done, total
+            if nxt is None:
+                return
+            cursor = nxt
+
+    async def _app_pass(self, state: InitialSync) -> None:
+        ctx = self.ctx
+        cursor: str | None = state.cursor or None
+        done = state.done
+        total = state.total
+        while True:
+            records, nxt = await self._scan("app", cursor)
+            rows = [index_row(ctx, "app", r) for r in records]
+            by_id = {r.id: r for r in records}
+            pairings = await ctx.store.read(store_items.match_app_records, ctx.sync_id, rows)
+            hub_ids = [p.item.hub_id for p in pairings if p.item is not None and p.item.hub_id]
+            hub_recs = await read_records(ctx, "hub", hub_ids)
+            works: list[Work] = []
+            for p in pairings:
+                rec = by_id[p.row.record_id]
+                if p.row.excluded:
+                    if p.known:
+                        continue
+                    works.append(Work(item=p.item if p.known else None, app=rec,
+                                      excluded=(p.row.excluded, p.row.detail)))
+                    continue
+                if p.duplicate_of is not None:
+                    works.append(Work(item=p.item if p.known else None, app=rec,
+                                      duplicate_of=p.duplicate_of))
+                    continue
+                hub = (hub_recs.get(p.item.hub_id) if p.item is not None and p.item.hub_id
+                       else None)
+                if p.item is not None and p.item.linked and p.known:
+                    works.append(Work(item=p.item, app=rec, hub=hub))
+                    continue
+                works.append(Work(item=p.item, app=rec, hub=hub,
+                                  keys=p.row.keys if not p.known else (), key_side="app"))
+            # The app's size is learnt while scanning it: each page adds to done and total.
+            done += len(records)
+            total += len(records)
+            await self.processor.run(works, extra=self._checkpoint("app_pass", nxt, done, total))
+            ctx.status.done, ctx.status.total = done, total
+            if nxt is None:
+                return
+            cursor = nxt
+
+    async def _hub_pass(self, state: InitialSync) -> None:
+        ctx = self.ctx
+        cursor: str | None = state.cursor or None
+        done = state.done
+        while True:
+            records, nxt = await self._scan("hub", cursor)
+            items = await ctx.store.read(store_items.find_items, ctx.sync_id, "hub",
+                                         [r.id for r in records])
+            works = []
+            for rec in records:
+                it = items.get(rec.id)
+                if it is None:
+                    keys = index_row(ctx, "hub", rec).keys
+                    works.append(Work(item=None, hub=rec, keys=keys, key_side="hub"))
+                elif it.app_id is None and it.state in ("pending", "failed", "queued"):
+                    works.append(Work(item=it, hub=rec))
+            await pair_new(ctx, works)
+            done += len(records)
+            total = max(state.total, done)
+            if nxt is None:
+                total = done
+            await self.processor.run(works, extra=self._checkpoint("hub_pass", nxt, done, total))
+            ctx.status.done, ctx.status.total = done, total
+            if nxt is None:
+                return
+            cursor = nxt
+
+    async def _finish(self) -> None:
+        ctx = self.ctx
+
+        def finish(conn: sqlite3.Connection) -> dict[str, int]:
+            state = store_initial.get_initial(conn, ctx.sync_id)
+            if state is not None and state.preview and not state.approved:
+                store_initial.checkpoint(conn, ctx.sync_id, "previewed", "")
+            else:
+                store_initial.complete_initial(conn, ctx.sync_id)
+            return store_items.counts(conn, ctx.sync_id)
+
+        counts = await ctx.store.call(finish)
+        if ctx.preview:
+            plan = await ctx.store.read(store_initial.plan_summary, ctx.sync_id)
+            ctx.log.info("initial sync preview ready", plan=plan,
+                         hint="crmsync ctl preview / approve")
+            return
+        ctx.status.completed_at = time.time()
+        ctx.log.info("initial sync complete", counts=counts)
+        if self.notify is not None:
+            await self.notify(ctx, counts)
+
+
+__all__ = ["Changes", "InitialSyncActor", "config_hash", "index_row"]

@@ -1,0 +1,68 @@
+"""Webhook intake: reads this object sync's events from the durable inbox and turns them into
+record keys for the lock queue. Each event's inbox id rides along with its key and is marked
+done in the transaction that records the record's sync."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import trio
+
+from crmsync.records import Side
+from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.lock_queue import RecordLockQueue
+from crmsync.store import inbox as store_inbox
+
+# How often the inbox is looked at when nobody rang (the webhook server rings on arrival).
+IDLE_POLL_SECONDS = 1.0
+
+# Turns an inbox payload into the record keys it concerns (empty: not for this sync).
+Parser = Callable[[bytes], list[tuple[Side, str]]]
+
+
+class Intake:
+    def __init__(self, ctx: ObjectSyncContext, queue: RecordLockQueue, source: str,
+                 parse: Parser) -> None:
+        self.ctx = ctx
+        self.queue = queue
+        self.source = source
+        self.parse = parse
+        self.bell = trio.Event()
+        self.events = 0
+
+    def ring(self) -> None:
+        self.bell.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        after = 0
+        while True:
+            rows = await self.ctx.store.read(store_inbox.pending_events, self.source, after, 500)
+            if not rows:
+                with trio.move_on_after(IDLE_POLL_SECONDS):
+                    await self.bell.wait()
+                self.bell = trio.Event()
+                continue
+            payloads: dict[Hashable, Any] = {}
+            keys: list[tuple[Side, str]] = []
+            useless: list[int] = []
+            for inbox_id, payload in rows:
+                after = max(after, inbox_id)
+                found = self.parse(payload)
+                if not found:
+                    useless.append(inbox_id)
+                for key in found:
+                    if key in payloads:
+                        # Several events of one record: one sync marks them all done.
+                        await self.queue.submit([key], {key: inbox_id})
+                        continue
+                    payloads[key] = inbox_id
+                    keys.append(key)
+            if useless:
+                await self.ctx.store.call(store_inbox.mark_done, useless)
+            if keys:
+                await self.queue.submit(keys, payloads)
+                self.events += len(rows)
+                self.ctx.status.last_webhook = time.time()

@@ -1,0 +1,151 @@
+"""Turning record keys into Work: the items, both sides' current records, and partners found
+by match key for records seen for the first time.
+
+The worker never trusts an event's payload: it reads both sides' current records (in batches)
+and compares them with the link's snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from crmsync.engine import KeyProblem, match_keys
+from crmsync.records import Record, Side, other
+from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.processor import Work
+from crmsync.store import items as store_items
+from crmsync.store.items import Item
+
+RecordKey = tuple[Side, str]
+
+
+async def read_records(ctx: ObjectSyncContext, side: Side,
+                       ids: Sequence[str]) -> dict[str, Record]:
+    """Current records of `side` by id (absent: deleted or unknown), read in API batches."""
+    ids = list(dict.fromkeys(i for i in ids if i))
+    if not ids:
+        return {}
+    conn = ctx.connector(side)
+    size = max(1, conn.capabilities.read_batch_size)
+    out: dict[str, Record] = {}
+    for start in range(0, len(ids), size):
+        out.update(await conn.read(ctx.object_name(side), ids[start:start + size],
+                                   ctx.properties(side)))
+    return {k: v for k, v in out.items() if not v.archived}
+
+
+def keys_of(ctx: ObjectSyncContext, side: Side, rec: Record) -> tuple[str, ...]:
+    try:
+        return match_keys(ctx.rules, side, rec.properties)
+    except KeyProblem:
+        return ()
+
+
+async def pair_new(ctx: ObjectSyncContext, works: list[Work]) -> None:
+    """Records first seen (no item) look for a partner holding one of their match keys on the
+    other side. An unlinked partner pairs with them; a partner's own side already holding the
+    key (another record of the same side) makes them a duplicate."""
+    fresh = [w for w in works if w.item is None and w.keys and w.key_side is not None]
+    if not fresh:
+        return
+    all_keys = list({k for w in fresh for k in w.keys})
+
+    def lookup(conn: Any) -> tuple[dict[str, Item], dict[str, Item], dict[str, Item]]:
+        return (store_items.key_holders(conn, ctx.sync_id, "hub", all_keys),
+                store_items.key_holders(conn, ctx.sync_id, "app", all_keys),
+                {})
+
+    hub_holders, app_holders, _ = await ctx.store.read(lookup)
+    holders = {"hub": hub_holders, "app": app_holders}
+    claimed: dict[tuple[str, str], str] = {}
+    need: dict[Side, list[str]] = {"hub": [], "app": []}
+    partners: list[tuple[Work, Item]] = []
+    taken_partner: set[int] = set()
+    for w in fresh:
+        side = w.key_side
+        assert side is not None
+        own_id = w.record_id(side)
+        same = next((holders[side][k] for k in w.keys if k in holders[side]
+                     and holders[side][k].record_id(side) != own_id), None)
+        in_batch = next((claimed[(side, k)] for k in w.keys if (side, k) in claimed), None)
+        if same is not None or in_batch is not None:
+            holder_id = in_batch if in_batch is not None else same.record_id(side)  # type: ignore[union-attr]
+            w.duplicate_of = f"{side} record {holder_id}" if side == "hub" else str(holder_id)
+            w.keys = ()
+            continue
+        for k in w.keys:
+            claimed[(side, k)] = own_id or ""
+        partner = next((holders[other(side)][k] for k in w.keys if k in holders[other(side)]),
+                       None)
+        if (partner is not None and partner.record_id(side) is None
+                and partner.item_id not in taken_partner and partner.state != "deleted"):
+            taken_partner.add(partner.item_id)
+            partners.append((w, partner))
+            pid = partner.record_id(other(side))
+            if pid:
+                need[other(side)].append(pid)
+    if not partners:
+        return
+    recs = {s: await read_records(ctx, s, ids) for s, ids in need.items() if ids}
+    for w, partner in partners:
+        side = other(w.key_side)  # type: ignore[arg-type]
+        pid = partner.record_id(side)
+        rec = recs.get(side, {}).get(pid or "")
+        if rec is None:
+            continue
+        w.item = partner
+        w.set_record(side, rec)
+
+
+async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
+               payloads: Sequence[list[Any]] | None = None) -> list[Work]:
+    """Work for each key: its item and both records, read now."""
+    by_side: dict[Side, list[str]] = {"hub": [], "app": []}
+    for side, rid in keys:
+        by_side[side].append(rid)
+
+    def lookup(conn: Any) -> dict[Side, dict[str, Item]]:
+        return {s: store_items.find_items(conn, ctx.sync_id, s, ids)
+                for s, ids in by_side.items() if ids}
+
+    items = await ctx.store.read(lookup)
+    # One work per item even if both of its records were named.
+    works: dict[Any, Work] = {}
+    ids: dict[Side, list[str]] = {"hub": [], "app": []}
+    plan: list[tuple[RecordKey, Item | None, list[Any]]] = []
+    for i, (side, rid) in enumerate(keys):
+        it = items.get(side, {}).get(rid)
+        payload = payloads[i] if payloads is not None else []
+        plan.append(((side, rid), it, payload))
+        if it is not None:
+            if it.hub_id:
+                ids["hub"].append(it.hub_id)
+            if it.app_id:
+                ids["app"].append(it.app_id)
+        else:
+            ids[side].append(rid)
+    recs = {s: await read_records(ctx, s, i) for s, i in ids.items()}
+    for (side, rid), it, payload in plan:
+        if it is not None:
+            key: Any = ("item", it.item_id)
+            w = works.get(key)
+            if w is None:
+                w = works[key] = Work(item=it, hub=recs["hub"].get(it.hub_id or ""),
+                                      app=recs["app"].get(it.app_id or ""))
+            w.payload.extend(payload)
+            continue
+        rec = recs[side].get(rid)
+        key = (side, rid)
+        if rec is None:
+            # Gone before we ever saw it: nothing to sync, but its events are handled.
+            w = works.setdefault(key, Work(item=None))
+            w.payload.extend(payload)
+            continue
+        w = works.get(key) or Work(item=None, keys=keys_of(ctx, side, rec), key_side=side)
+        w.set_record(side, rec)
+        w.payload.extend(payload)
+        works[key] = w
+    out = list(works.values())
+    await pair_new(ctx, out)
+    return out

@@ -1,0 +1,211 @@
+"""One object sync's actors: batch writers, the initial sync, then workers behind the record
+lock queue, the hub and app pollers, the webhook intake and the periodic reconciliation."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+
+import trio
+
+from crmsync.config.model import ObjectSync
+from crmsync.connectors.base import (
+    Connector,
+    ConnectorError,
+    SupportsPipelines,
+)
+from crmsync.engine.rules import compile_rules
+from crmsync.engine.stages import StageMap, auto_map, known_stages
+from crmsync.records import Side
+from crmsync.runtime.batch_writer import BatchWriter
+from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.initial_sync import InitialSyncActor, Notify
+from crmsync.runtime.intake import Intake, Parser
+from crmsync.runtime.lock_queue import RecordLockQueue
+from crmsync.runtime.pollers import Poller
+from crmsync.runtime.processor import Processor
+from crmsync.runtime.reconcile import reconcile_once
+from crmsync.runtime.status import ObjectStatus
+from crmsync.runtime.worker import run_worker
+from crmsync.store import Store
+from crmsync.store import items as store_items
+
+
+@dataclass
+class Timing:
+    hub_poll_interval: float = 300.0
+    # None: the connection's own poll interval.
+    app_poll_interval: float | None = None
+    reconcile_interval: float = 86400.0
+    workers: int = 2
+    writer_linger: float = 0.05
+
+
+@dataclass
+class IntakeSource:
+    """An inbox source feeding this object sync, and how to read its payloads."""
+
+    source: str
+    parse: Parser
+
+
+@dataclass
+class ObjectSyncHandle:
+    """What the daemon and the control server may poke while the actor runs."""
+
+    ctx: ObjectSyncContext | None = None
+    queue: RecordLockQueue | None = None
+    hub_poller: Poller | None = None
+    app_poller: Poller | None = None
+    initial: InitialSyncActor | None = None
+    intakes: list[Intake] = field(default_factory=list)
+    ready: trio.Event = field(default_factory=trio.Event)
+
+    def poll_now(self) -> None:
+        for p in (self.hub_poller, self.app_poller):
+            if p is not None:
+                p.request_poll()
+
+    def ring(self) -> None:
+        for i in self.intakes:
+            i.ring()
+
+    def approve(self) -> None:
+        if self.initial is not None:
+            self.initial.approved.set()
+
+    async def resync(self, keys: list[tuple[Side, str]]) -> None:
+        if self.queue is None:
+            raise RuntimeError("the object sync is not running yet")
+        ticket = await self.queue.submit(keys)
+        await ticket.wait()
+
+
+async def build_stage_map(sync: ObjectSync, hub: Connector, app: Connector,
+                          log: object) -> StageMap:
+    """The stage map of a deals sync: configured entries, plus auto-mapped ones by label when
+    `auto_map_stages`; unmapped stages are reported in the log."""
+    entries = [((e.hub_pipeline, e.hub_stage), (e.app_pipeline, e.app_stage))
+               for e in sync.stage_map]
+    hub_pipes = app_pipes = None
+    hub_denied = False
+    if isinstance(hub, SupportsPipelines):
+        try:
+            hub_pipes = await hub.pipelines(sync.hub_object)
+        except ConnectorError as exc:
+            if exc.category != "permission_denied":
+                raise
+            hub_denied = True
+    if isinstance(app, SupportsPipelines):
+        app_pipes = await app.pipelines(sync.app_object)
+    unmapped_hub: list[tuple[tuple[str, str], str]] = []
+    unmapped_app: list[tuple[tuple[str, str], str]] = []
+    if sync.auto_map_stages and hub_pipes is not None and app_pipes is not None:
+        result = auto_map(hub_pipes, app_pipes, entries)
+        entries = list(result.entries)
+        unmapped_hub, unmapped_app = list(result.unmapped_hub), list(result.unmapped_app)
+    else:
+        mapped_h = {h for h, _ in entries}
+        mapped_a = {a for _, a in entries}
+        if hub_pipes is not None:
+            unmapped_hub = [(p, lbl) for p, lbl in known_stages(hub_pipes).items()
+                            if p not in mapped_h]
+        if app_pipes is not None:
+            unmapped_app = [(p, lbl) for p, lbl in known_stages(app_pipes).items()
+                            if p not in mapped_a]
+    if unmapped_hub or unmapped_app:
+        log.warning(  # type: ignore[attr-defined]
+            "unmapped deal stages: deals in them are excluded",
+            hub=[f"{p}/{s} ({lbl})" for (p, s), lbl in unmapped_hub],
+            app=[f"{p}/{s} ({lbl})" for (p, s), lbl in unmapped_app])
+    return StageMap(entries,
+                    hub_stages=known_stages(hub_pipes) if hub_pipes is not None else None,
+                    app_stages=known_stages(app_pipes) if app_pipes is not None else None,
+                    hub_permission_denied=hub_denied)
+
+
+async def make_context(connection: str, connector_type: str, sync: ObjectSync, store: Store,
+                       hub: Connector, app: Connector, status: ObjectStatus,
+                       timing: Timing, app_pipeline_field: str = "pipeline"
+                       ) -> ObjectSyncContext:
+    import structlog
+
+    log = structlog.get_logger("crmsync.sync").bind(connection=connection,
+                                                    object=sync.hub_object)
+    info = await app.describe(sync.app_object)
+    columns = [f.name for f in info.fields] or None
+    stage_map = (await build_stage_map(sync, hub, app, log)
+                 if sync.hub_object == "deals" else None)
+    rules = compile_rules(sync, connector_type, columns, stage_map, app_pipeline_field)
+    hub_writer = BatchWriter(hub, sync.hub_object, hub.capabilities.write_batch_size,
+                             timing.writer_linger)
+    app_writer = BatchWriter(app, sync.app_object, app.capabilities.write_batch_size,
+                             timing.writer_linger)
+    return ObjectSyncContext(connection=connection, sync=sync, rules=rules, store=store,
+                             hub=hub, app=app, hub_writer=hub_writer, app_writer=app_writer,
+                             status=status, log=log)
+
+
+async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timing: Timing,
+                          intakes: list[IntakeSource], notify: Notify | None = None,
+                          app_polling: bool = True, *,
+                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run one object sync until cancelled. Errors propagate to the supervisor."""
+    processor = Processor(ctx)
+
+    async def on_queued(keys: list[Hashable]) -> None:
+        by_side: dict[str, list[str]] = {"hub": [], "app": []}
+        for key in keys:
+            assert isinstance(key, tuple)
+            by_side[str(key[0])].append(str(key[1]))
+
+        def mark(conn: sqlite3.Connection) -> None:
+            ids: list[int] = []
+            for side, rids in by_side.items():
+                if rids:
+                    ids.extend(it.item_id for it in store_items.find_items(
+                        conn, ctx.sync_id, side, rids).values())
+            store_items.mark_queued(conn, ids)
+
+        await ctx.store.call(mark)
+
+    queue = RecordLockQueue(on_queued=on_queued)
+    handle.ctx = ctx
+    handle.queue = queue
+    handle.initial = InitialSyncActor(ctx, processor, notify)
+    handle.hub_poller = Poller(ctx, queue, "hub", timing.hub_poll_interval)
+    handle.app_poller = (Poller(ctx, queue, "app", timing.app_poll_interval or 5.0)
+                         if app_polling else None)
+    handle.intakes = [Intake(ctx, queue, i.source, i.parse) for i in intakes]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(ctx.hub_writer.run)
+        await nursery.start(ctx.app_writer.run)
+        task_status.started()
+        ctx.status.phase = "initial sync"
+        await handle.initial.run()
+        ctx.status.phase = "complete"
+        for _ in range(timing.workers):
+            await nursery.start(run_worker, ctx, queue, processor, nursery)
+        for intake in handle.intakes:
+            await nursery.start(intake.run)
+        await nursery.start(handle.hub_poller.run)
+        if handle.app_poller is not None:
+            await nursery.start(handle.app_poller.run)
+        nursery.start_soon(_reconcile_loop, ctx, queue, timing.reconcile_interval)
+        handle.ready.set()
+
+
+async def _reconcile_loop(ctx: ObjectSyncContext, queue: RecordLockQueue,
+                          interval: float) -> None:
+    while True:
+        await trio.sleep(interval)
+        started = time.perf_counter()
+        n = await reconcile_once(ctx, queue)
+        ctx.status.last_reconcile = time.time()
+        ctx.log.info("reconciliation done", records=n,
+                     duration_ms=round((time.perf_counter() - started) * 1000))
+
+
+NotifyFn = Callable[[ObjectSyncContext, dict[str, int]], Awaitable[None]]

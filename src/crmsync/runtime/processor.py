@@ -1,0 +1,479 @@
+"""Syncing a batch of items: decide, write to the sides, commit what happened.
+
+Used by the initial sync's passes and by the incremental workers alike. The steps:
+
+1. decide every item with the engine;
+2. heal: an item whose earlier create may have landed (`creating` is set) looks for its
+   partner by match key on that side before anything is created again;
+3. commit create intents (`creating = side`) before sending creates, so that a crash between a
+   create and the commit of its link is healed by matching, never by a second create;
+4. write through the batch writers (creates, updates, deletes; 207-style per-record results);
+   a create refused because the record exists (HubSpot's 409 with the existing id) pairs with
+   that record and is decided once more;
+5. commit every outcome (state, ids, snapshot, keys, history) in one store call, together
+   with whatever the caller must commit atomically with it (inbox ids, a checkpoint).
+
+A failure of a whole API call propagates (nothing of this batch is committed; the caller's
+inbox events and checkpoints stay where they were) so the supervisor retries later.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from crmsync.connectors.base import WriteResult
+from crmsync.engine import decide
+from crmsync.engine.types import (
+    Create,
+    Decision,
+    Delete,
+    Exclude,
+    Fail,
+    FieldChange,
+    Link,
+    MarkDeleted,
+    Noop,
+    ParkDelete,
+    Record,
+    Side,
+    Snapshot,
+    Update,
+    other,
+)
+from crmsync.runtime.context import ObjectSyncContext
+from crmsync.store import deletes as store_deletes
+from crmsync.store import initial as store_initial
+from crmsync.store import items as store_items
+from crmsync.store.items import HistoryEntry, Item, Outcome
+
+_snap_enc = msgspec.json.Encoder()
+_snap_dec = msgspec.json.Decoder(Snapshot)
+_changes_enc = msgspec.json.Encoder()
+
+# Failure categories that clear up by themselves: the item is retried after a backoff.
+TRANSIENT_CATEGORIES = frozenset({"rate_limited", "api_unavailable"})
+
+
+def encode_snapshot(s: Snapshot) -> bytes:
+    return _snap_enc.encode(s)
+
+
+def decode_snapshot(b: bytes | None) -> Snapshot | None:
+    return None if b is None else _snap_dec.decode(b)
+
+
+@dataclass(eq=False)
+class Work:
+    """One item to sync, with both sides' current records as read for this batch."""
+
+    item: Item | None
+    hub: Record | None = None
+    app: Record | None = None
+    hub_id: str | None = None
+    app_id: str | None = None
+    duplicate_of: str | None = None
+    excluded: tuple[str, str] | None = None  # (reason, detail) decided before the engine
+    keys: tuple[str, ...] = ()  # match keys of a record first seen in this batch
+    key_side: Side | None = None
+    payload: list[Any] = field(default_factory=list)  # e.g. inbox ids to mark done
+    decision: Decision | None = None
+    outcome: Outcome | None = None
+    created: dict[str, str] = field(default_factory=dict)  # side -> new record id
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (category, detail)
+    redo: bool = False
+
+    def __post_init__(self) -> None:
+        if self.item is not None:
+            self.hub_id = self.hub_id or self.item.hub_id
+            self.app_id = self.app_id or self.item.app_id
+        if self.hub is not None:
+            self.hub_id = self.hub.id
+        if self.app is not None:
+            self.app_id = self.app.id
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return decode_snapshot(self.item.snapshot) if self.item is not None else None
+
+    def record(self, side: Side) -> Record | None:
+        return self.hub if side == "hub" else self.app
+
+    def set_record(self, side: Side, rec: Record | None) -> None:
+        if side == "hub":
+            self.hub = rec
+            if rec is not None:
+                self.hub_id = rec.id
+        else:
+            self.app = rec
+            if rec is not None:
+                self.app_id = rec.id
+
+    def record_id(self, side: Side) -> str | None:
+        return self.hub_id if side == "hub" else self.app_id
+
+
+ExtraCommit = Callable[[sqlite3.Connection], None]
+
+
+class Processor:
+    def __init__(self, ctx: ObjectSyncContext) -> None:
+        self.ctx = ctx
+
+    # --- 1. decide --------------------------------------------------------------------------
+
+    def _decide(self, w: Work) -> None:
+        if w.excluded is not None:
+            w.decision = Decision(actions=[Exclude(*w.excluded)])
+            return
+        snap = w.snapshot
+        w.decision = decide(self.ctx.rules, w.hub, w.app, snap, w.duplicate_of)
+
+    # --- 2. heal ---------------------------------------------------------------------------
+
+    def _key_field(self, side: Side, values: dict[str, Any]) -> tuple[str, Any] | None:
+        names = (self.ctx.rules.hub_key_props if side == "hub"
+                 else self.ctx.rules.app_key_fields)
+        # Companies: domain before name (a domain is the stronger key).
+        for name in reversed(names) if self.ctx.rules.match == "company" else names:
+            v = values.get(name)
+            if v not in (None, ""):
+                return name, v
+        return None
+
+    async def _find_partner(self, side: Side, values: dict[str, Any]) -> Record | None:
+        key = self._key_field(side, values)
+        if key is None:
+            return None
+        found = await self.ctx.connector(side).find(self.ctx.object_name(side), key[0],
+                                                    str(key[1]), self.ctx.properties(side))
+        # A record already linked elsewhere is not ours to take.
+        for rec in found:
+            linked = await self.ctx.store.read(store_items.find_item, self.ctx.sync_id, side,
+                                               rec.id)
+            if linked is None or linked.record_id(other(side)) is None:
+                return rec
+        return None
+
+    async def _heal(self, works: list[Work]) -> None:
+        for w in works:
+            creates = [a for a in w.decision.actions if isinstance(a, Create)]  # type: ignore[union-attr]
+            if not creates or w.item is None or w.item.creating != creates[0].side:
+                continue
+            side = creates[0].side
+            found = await self._find_partner(side, creates[0].values)
+            if found is not None:
+                self.ctx.log.info("create healed by matching", side=side, record_id=found.id,
+                                  hub_id=w.hub_id, app_id=w.app_id)
+                w.set_record(side, found)
+                self._decide(w)
+
+    # --- 3./4. write -----------------------------------------------------------------------
+
+    async def _commit_intents(self, works: list[Work]) -> None:
+        intents: list[Outcome] = []
+        for w in works:
+            create = next((a for a in w.decision.actions if isinstance(a, Create)), None)  # type: ignore[union-attr]
+            if create is None:
+                continue
+            source = other(create.side)
+            if w.item is not None and w.item.creating == create.side:
+                continue
+            src_id = w.record_id(source)
+            if w.item is None:
+                intents.append(Outcome(
+                    state="pending", creating=create.side,
+                    hub_id=src_id if source == "hub" else None,
+                    app_id=src_id if source == "app" else None,
+                    match_key=w.keys[0] if w.keys else "",
+                    claim=tuple((source, k, src_id) for k in w.keys) if src_id else ()))
+            else:
+                intents.append(Outcome(item_id=w.item.item_id, state=w.item.state,
+                                       category=w.item.category, detail=w.item.detail,
+                                       creating=create.side))
+        if not intents:
+            return
+
+        def commit(conn: sqlite3.Connection) -> dict[tuple[str, str], Item]:
+            store_items.apply_outcomes(conn, self.ctx.sync_id, intents)
+            out: dict[tuple[str, str], Item] = {}
+            sides: tuple[Side, Side] = ("hub", "app")
+            for side in sides:
+                ids = [rid for w in works if (rid := w.record_id(side)) is not None]
+                for rid, it in store_items.find_items(conn, self.ctx.sync_id, side,
+                                                      ids).items():
+                    out[(side, rid)] = it
+            return out
+
+        found = await self.ctx.store.call(commit)
+        sides: tuple[Side, Side] = ("hub", "app")
+        for w in works:
+            for side in sides:
+                rid = w.record_id(side)
+                if rid is not None and (side, rid) in found:
+                    w.item = found[(side, rid)]
+                    break
+
+    async def _write(self, works: list[Work]) -> list[Work]:
+        """Send every write; returns the works to decide once more (409 existing record)."""
+        redo: list[Work] = []
+        for side in ("hub", "app"):
+            creates = [(w, a) for w in works for a in w.decision.actions  # type: ignore[union-attr]
+                       if isinstance(a, Create) and a.side == side]
+            if creates:
+                results = await self.ctx.writer(side).create([a.values for _, a in creates])
+                for (w, _), res in zip(creates, results, strict=True):
+                    if res.ok and res.record is not None:
+                        w.created[side] = res.record.id
+                        w.set_record(side, res.record)
+                    elif res.error is not None and res.error.existing_id and not w.redo:
+                        existing = await self.ctx.connector(side).read(
+                            self.ctx.object_name(side), [res.error.existing_id],
+                            self.ctx.properties(side))
+                        rec = existing.get(res.error.existing_id)
+                        if rec is not None:
+                            w.set_record(side, rec)
+                            w.redo = True
+                            redo.append(w)
+                            continue
+                        w.errors.append(_error(res))
+                    else:
+                        w.errors.append(_error(res))
+            updates = [(w, a) for w in works for a in w.decision.actions  # type: ignore[union-attr]
+                       if isinstance(a, Update) and a.side == side and w not in redo]
+            if updates:
+                results = await self.ctx.writer(side).update([(a.id, a.changes)
+                                                              for _, a in updates])
+                for (w, _), res in zip(updates, results, strict=True):
+                    if not res.ok:
+                        w.errors.append(_error(res))
+            archives = [(w, a) for w in works for a in w.decision.actions  # type: ignore[union-attr]
+                        if isinstance(a, Delete) and a.side == side]
+            if archives:
+                results = await self.ctx.writer(side).archive([a.id for _, a in archives])
+                for (w, _), res in zip(archives, results, strict=True):
+                    if not res.ok and (res.error is None or res.error.category != "not_found"):
+                        w.errors.append(_error(res))
+        return redo
+
+    # --- 5. outcomes ---------------------------------------------------------------------------
+
+    def _outcome(self, w: Work, elapsed_ms: float) -> Outcome | None:
+        d = w.decision
+        assert d is not None
+        if w.hub is None and w.app is None and not w.created:
+            if w.item is None:
+                return None  # never seen and already gone: nothing to record
+            if w.item.snapshot is None and w.item.state != "deleted":
+                # An unlinked record deleted on its side leaves the index as deleted.
+                side = "hub" if w.item.hub_id else "app"
+                return Outcome(item_id=w.item.item_id, state="deleted", deleted_side=side,
+                               detail=f"deleted on {side} before it was linked")
+        new_ids: dict[str, Any] = {}
+        for side, rid in w.created.items():
+            new_ids[f"{side}_id"] = rid
+        hub_id = w.created.get("hub", w.hub_id)
+        app_id = w.created.get("app", w.app_id)
+        if w.item is None:
+            new_ids.setdefault("hub_id", w.hub_id)
+            new_ids.setdefault("app_id", w.app_id)
+        else:
+            # A pairing found in this batch gives the item the partner's id.
+            if w.hub_id and w.item.hub_id != w.hub_id:
+                new_ids.setdefault("hub_id", w.hub_id)
+            if w.app_id and w.item.app_id != w.app_id:
+                new_ids.setdefault("app_id", w.app_id)
+        claim: list[tuple[str, str, str]] = []
+        if w.keys and w.key_side is not None:
+            own = w.record_id(w.key_side)
+            if own:
+                claim.extend((w.key_side, k, own) for k in w.keys)
+        for side, rid in w.created.items():
+            src = other(side)  # type: ignore[arg-type]
+            src_keys = self._record_keys(src, w.record(src))
+            claim.extend((side, k, rid) for k in src_keys)
+        versions = {}
+        if w.hub is not None:
+            versions["hub_version"] = str(w.hub.updated_at)
+        if w.app is not None:
+            versions["app_version"] = str(w.app.updated_at)
+        base: dict[str, Any] = {"item_id": w.item.item_id if w.item else None, **new_ids,
+                                **versions, "claim": tuple(claim)}
+        if w.item is None and w.keys:
+            base["match_key"] = w.keys[0]
+        kinds = [a for a in d.actions if not isinstance(a, Noop)]
+        changes = _changes_enc.encode(d.changes) if d.changes else b"[]"
+        history = HistoryEntry(d.summary, changes, "", hub_id, app_id)
+
+        if w.errors:
+            cat, detail = w.errors[0]
+            # What did land is kept: a create that succeeded still links the new record.
+            snap: dict[str, Any] = {}
+            if w.created and d.snapshot is not None:
+                snap["snapshot"] = encode_snapshot(d.snapshot)
+            return Outcome(state="failed", category=cat, detail=detail, count_attempt=True,
+                           history=HistoryEntry("fail", changes, detail, hub_id, app_id),
+                           **base, **snap)
+        first = kinds[0] if kinds else None
+        if isinstance(first, Fail):
+            return Outcome(state="failed", category=first.category, detail=first.detail,
+                           count_attempt=True, **base)
+        if isinstance(first, Exclude):
+            return Outcome(state="excluded", category=first.reason, detail=first.detail, **base)
+        if any(isinstance(a, ParkDelete) for a in kinds):
+            side = next(a.side for a in kinds if isinstance(a, ParkDelete))
+            return Outcome(state="deleted", category="pending_review",
+                           detail=f"deleted on {side}; waiting for `crmsync ctl deletes`",
+                           deleted_side=side, history=history, **base)
+        if any(isinstance(a, MarkDeleted) for a in kinds):
+            side = next(a.side for a in kinds if isinstance(a, MarkDeleted))
+            propagated = any(isinstance(a, Delete) for a in kinds)
+            detail = (f"deleted on {side}" + ("; deleted on the other side too"
+                                              if propagated else ""))
+            return Outcome(state="deleted", category="propagated" if propagated else "",
+                           detail=detail, deleted_side="both" if propagated else side,
+                           history=history, **base)
+        if d.snapshot is None:
+            return Outcome(state="pending", **base)
+        encoded = encode_snapshot(d.snapshot)
+        write = any(isinstance(a, Create | Update | Link) for a in kinds)
+        return Outcome(state="syncing", snapshot=encoded,
+                       history=history if write or d.changes else None, **base)
+
+    def _record_keys(self, side: Side, rec: Record | None) -> tuple[str, ...]:
+        if rec is None:
+            return ()
+        from crmsync.engine import KeyProblem, match_keys
+
+        try:
+            return match_keys(self.ctx.rules, side, rec.properties)
+        except KeyProblem:
+            return ()
+
+    def _log(self, w: Work, elapsed_ms: float) -> None:
+        d = w.decision
+        if d is None:
+            return
+        action = "fail" if w.errors else d.summary
+        fields = sorted({c.field for c in d.changes})
+        level = "info" if action != "noop" else "debug"
+        extra: dict[str, Any] = {}
+        if w.errors:
+            extra["category"], extra["detail"] = w.errors[0]
+        else:
+            for a in d.actions:
+                if isinstance(a, Fail):
+                    extra["category"], extra["detail"] = a.category, a.detail
+                elif isinstance(a, Exclude):
+                    extra["reason"], extra["detail"] = a.reason, a.detail
+        getattr(self.ctx.log, level)(
+            "sync decision", hub_id=w.created.get("hub", w.hub_id),
+            app_id=w.created.get("app", w.app_id), action=action, fields=fields,
+            duration_ms=round(elapsed_ms, 1), **extra)
+
+    # --- the whole batch -----------------------------------------------------------------------
+
+    async def run(self, works: Sequence[Work], extra: ExtraCommit | None = None) -> list[Work]:
+        """Sync `works` and commit their outcomes (plus `extra`, in the same transaction)."""
+        started = time.perf_counter()
+        todo = list(works)
+        for w in todo:
+            self._decide(w)
+        if self.ctx.preview:
+            await self._commit_plan(todo, extra)
+            return todo
+        await self._heal(todo)
+        await self._commit_intents(todo)
+        redo = await self._write(todo)
+        if redo:
+            for w in redo:
+                self._decide(w)
+                if any(isinstance(a, Create) for a in w.decision.actions):  # type: ignore[union-attr]
+                    w.errors.append(("conflict", "the record exists on the other side but "
+                                                 "could not be paired with it"))
+                    w.decision = Decision(actions=[Noop()], snapshot=None)
+            await self._write([w for w in redo if not w.errors])
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        outcomes = []
+        for w in todo:
+            w.outcome = self._outcome(w, elapsed_ms)
+            if w.outcome is not None:
+                outcomes.append(w.outcome)
+                self._log(w, elapsed_ms)
+        parked = [(w.outcome.item_id, w.outcome.deleted_side, w.record_id(
+            "hub" if w.outcome.deleted_side == "app" else "app")) for w in todo
+            if w.outcome is not None and w.outcome.category == "pending_review"
+            and w.outcome.item_id is not None]
+
+        def commit(conn: sqlite3.Connection) -> None:
+            store_items.apply_outcomes(conn, self.ctx.sync_id, outcomes)
+            for item_id, side, rid in parked:
+                store_deletes.park(conn, self.ctx.sync_id, item_id, side, rid or "")
+            if extra is not None:
+                extra(conn)
+
+        await self.ctx.store.call(commit)
+        return todo
+
+    async def _commit_plan(self, works: list[Work], extra: ExtraCommit | None) -> None:
+        """Preview: record what would happen, write nothing to either side."""
+        entries: list[tuple[str, str | None, str | None, str]] = []
+        outcomes: list[Outcome] = []
+        for w in works:
+            d = w.decision
+            assert d is not None
+            for a in d.actions:
+                if isinstance(a, Link):
+                    entries.append(("match", a.hub_id, a.app_id, ""))
+                elif isinstance(a, Create):
+                    entries.append((f"create_{a.side}", w.hub_id, w.app_id,
+                                    _short(a.values)))
+                elif isinstance(a, Update):
+                    entries.append((f"update_{a.side}", w.hub_id, w.app_id, _short(a.changes)))
+                elif isinstance(a, Fail):
+                    entries.append(("duplicate" if a.category == "duplicate" else "fail",
+                                    w.hub_id, w.app_id, f"{a.category}: {a.detail}"))
+                elif isinstance(a, Exclude):
+                    entries.append(("exclude", w.hub_id, w.app_id, f"{a.reason}: {a.detail}"))
+            conflicts = [c for c in d.changes if c.reason == "first_pairing"]
+            if conflicts:
+                entries.append(("conflict", w.hub_id, w.app_id, _conflicts(conflicts)))
+            if w.item is None:
+                # Index the record so the report and counts see it; nothing else.
+                outcomes.append(Outcome(
+                    state="pending", hub_id=w.hub_id, app_id=w.app_id,
+                    match_key=w.keys[0] if w.keys else "",
+                    claim=tuple((w.key_side, k, w.record_id(w.key_side)) for k in w.keys)  # type: ignore[misc]
+                    if w.key_side and w.record_id(w.key_side) else ()))
+            elif w.item.app_id != w.app_id and w.app_id is not None:
+                outcomes.append(Outcome(item_id=w.item.item_id, state="pending",
+                                        app_id=w.app_id,
+                                        claim=tuple(("app", k, w.app_id) for k in w.keys)))
+
+        def commit(conn: sqlite3.Connection) -> None:
+            store_items.apply_outcomes(conn, self.ctx.sync_id, outcomes)
+            store_initial.add_plan(conn, self.ctx.sync_id, entries)
+            if extra is not None:
+                extra(conn)
+
+        await self.ctx.store.call(commit)
+
+
+def _error(res: WriteResult) -> tuple[str, str]:
+    if res.error is None:
+        return ("internal", "the write failed without an error")
+    return (res.error.category, res.error.message)
+
+
+def _short(values: dict[str, Any], limit: int = 200) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in values.items())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _conflicts(changes: list[FieldChange]) -> str:
+    return "; ".join(f"{c.field}: {c.old!r} -> {c.new!r} ({c.winner} wins)" for c in changes)

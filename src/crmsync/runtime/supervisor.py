@@ -1,0 +1,87 @@
+"""One supervisor per connection: opens the app connector, runs its object syncs, and restarts
+them with capped, jittered exponential backoff when they fail, showing why in the status. A
+configuration error (401/403, a missing table) pauses the connection until it is fixed (a
+reload) or a slow retry succeeds."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+
+import structlog
+import trio
+
+from crmsync.connectors.base import Connector, ConnectorError
+from crmsync.runtime.status import ConnectionStatus
+
+log = structlog.get_logger("crmsync.supervisor")
+
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 300.0
+PAUSED_RETRY = 600.0
+# A child that ran this long without failing resets the backoff.
+STABLE_AFTER = 600.0
+
+
+def backoff(attempt: int, rnd: random.Random | None = None) -> float:
+    """Capped exponential backoff with full jitter (attempt 1 -> up to 1 s)."""
+    r = rnd or random
+    return r.uniform(0.5, 1.0) * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+
+
+RunChildren = Callable[[Connector, trio.Nursery], Awaitable[None]]
+OpenApp = Callable[[], AbstractAsyncContextManager[Connector]]
+
+
+@dataclass
+class Supervisor:
+    name: str
+    status: ConnectionStatus
+    open_app: OpenApp
+    run_children: RunChildren
+    wake: trio.Event = field(default_factory=trio.Event)
+
+    def retry_now(self) -> None:
+        self.wake.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with trio.move_on_after(seconds):
+            await self.wake.wait()
+        self.wake = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        attempt = 0
+        bound = log.bind(connection=self.name)
+        while True:
+            started = trio.current_time()
+            try:
+                async with self.open_app() as app, trio.open_nursery() as nursery:
+                    self.status.set("running")
+                    await self.run_children(app, nursery)
+                return  # children finished by themselves (not expected for a daemon)
+            except ConnectorError as exc:
+                if exc.kind == "config":
+                    self.status.set("paused", exc.message)
+                    bound.error("connection paused", reason=exc.message, category=exc.category)
+                    await self._sleep(PAUSED_RETRY)
+                    continue
+                reason = f"{exc.category}: {exc.message}"
+            except Exception as exc:  # a child crashed: restart them all
+                reason = f"{type(exc).__name__}: {exc}"
+                bound.error("object sync failed", reason=reason, exc_info=exc)
+            if trio.current_time() - started > STABLE_AFTER:
+                attempt = 0
+            attempt += 1
+            self.status.restarts += 1
+            delay = backoff(attempt)
+            self.status.set("error", f"{reason} (restart {self.status.restarts} in {delay:.0f} s)")
+            bound.warning("restarting connection", reason=reason, delay_s=round(delay, 1),
+                          restarts=self.status.restarts)
+            await self._sleep(delay)
+
+
+async def _unused() -> AsyncIterator[None]:  # pragma: no cover - keeps typing of OpenApp honest
+    yield
