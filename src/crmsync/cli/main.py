@@ -20,6 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("path", help="the TOML configuration file")
 
+    from crmsync.cli import demo
+
+    demo.add_parser(sub)
+
     p = sub.add_parser("run", help="run the daemon")
     p.add_argument("--config", required=True, help="the TOML configuration file")
     return parser
@@ -32,6 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from crmsync.cli import check_config
 
         return check_config.run(args.path)
+    if args.command == "demo":
+        from crmsync.cli import demo
+
+        return demo.run(args)
     if args.command == "run":
         return _run(args.config)
     parser.print_help(sys.stderr)

@@ -185,7 +185,7 @@ class WebhookServer:
             stored = await self._store(per_source)
             if isinstance(stored, Response):
                 return stored
-            log.info("webhook delivery", source="hubspot", signature=version,
+            log.info("webhook delivery", source="hubspot", signature_version=version,
                      events=len(events), new=stored)
             return Response(status_code=204)
 

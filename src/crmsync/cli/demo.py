@@ -1,0 +1,364 @@
+"""`crmsync demo`: the whole thing on a laptop with no account anywhere.
+
+Starts the HubSpot emulator (over loopback, delivering signed webhooks to the daemon), an app
+database of sample data, and the daemon on a temporary state directory; shows live progress
+per object; then edits records on both sides and shows them arriving on the other side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+import trio
+
+from crmsync.cli.demo_data import SampleData, generate, write_app_db
+from crmsync.daemon import logging as daemon_logging
+from crmsync.daemon.main import Daemon
+from crmsync.emulators.hubspot import HubSpotEmulator
+from crmsync.runtime.object_sync import Timing
+from crmsync.store import items as store_items
+
+OBJECTS = (("contacts", "customers"), ("companies", "organisations"))
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("demo", help="run crmsync against the HubSpot emulator and a sample app "
+                                    "database (no account needed)")
+    p.add_argument("--records", type=int, default=200,
+                   help="sample contacts across both sides (default 200)")
+    p.add_argument("--until-synced", action="store_true",
+                   help="exit once the initial sync and the demo edits are done")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--state-dir", help="keep the demo's files here (default: a temp dir)")
+    p.add_argument("--tier", default="professional",
+                   choices=["starter", "professional", "enterprise", "unlimited"],
+                   help="the emulated HubSpot account's API limits (default professional)")
+    p.add_argument("--edits", type=int, default=5, help="edits made on each side (default 5)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--timeout", type=float, default=110.0,
+                   help="give up after this many seconds with --until-synced")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _write_config(work: Path, app_db: Path, hub_port: int, webhook_port: int) -> Path:
+    creds = work / "credentials"
+    creds.mkdir(mode=0o700, exist_ok=True)
+    cfg = work / "crmsync.toml"
+    cfg.write_text(f"""# Written by `crmsync demo`.
+[daemon]
+state_dir = "{work / 'state'}"
+log_format = "json"
+log_level = "info"
+shutdown_grace_seconds = 5
+
+[daemon.control]
+socket_path = "{work / 'control.sock'}"
+
+[daemon.webhooks]
+listen = "127.0.0.1:{webhook_port}"
+public_base_url = "http://127.0.0.1:{webhook_port}"
+
+[hub]
+base_url = "http://127.0.0.1:{hub_port}"
+tier = "professional"
+poll_interval_seconds = 15
+webhook_client_secret_file = "credentials/hubspot-client-secret"
+
+[hub.auth]
+kind = "private_app"
+token_file = "credentials/hubspot-token"
+
+[[connections]]
+name = "shop"
+type = "sqlite"
+database = "{app_db}"
+poll_interval_seconds = 1
+
+[[connections.tables]]
+object = "customers"
+table = "customers"
+
+[[connections.tables]]
+object = "organisations"
+table = "organisations"
+
+[[syncs]]
+connection = "shop"
+hub_object = "contacts"
+app_object = "customers"
+direction = "both"
+conflict_winner = "hub"
+
+[[syncs]]
+connection = "shop"
+hub_object = "companies"
+app_object = "organisations"
+direction = "both"
+conflict_winner = "hub"
+""")
+    return cfg
+
+
+async def _serve_emulator(emu: HubSpotEmulator, port: int, *,
+                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    from hypercorn.config import Config as HyperConfig
+    from hypercorn.trio import serve
+
+    hc = HyperConfig()
+    hc.bind = [f"127.0.0.1:{port}"]
+    hc.accesslog = None
+    hc.errorlog = None
+    await serve(emu.app, hc, task_status=task_status)  # type: ignore[arg-type]
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work = Path(args.state_dir or tempfile.mkdtemp(prefix="crmsync-demo-"))
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.data: SampleData = generate(args.records, args.seed)
+        self.app_db = self.work / "shop.db"
+        self.edits_propagated = 0
+        self.edits_total = 0
+
+    def _console(self) -> Any:
+        from rich.console import Console
+
+        # With --json, stdout carries only the summary.
+        return Console(stderr=self.args.json)
+
+    async def run(self) -> int:
+        args = self.args
+        if self.app_db.exists():
+            self.app_db.unlink()
+        write_app_db(self.app_db, self.data)
+        hub_port, webhook_port = _free_port(), _free_port()
+        cfg_path = _write_config(self.work, self.app_db, hub_port, webhook_port)
+        token = "pat-demo-" + secrets.token_hex(12)
+        client_secret = secrets.token_hex(16)
+        (self.work / "credentials" / "hubspot-token").write_text(token)
+        (self.work / "credentials" / "hubspot-client-secret").write_text(client_secret)
+        log_file = (self.work / "crmsync.log").open("a", encoding="utf-8")
+        daemon_logging.configure("info", "json", stream=log_file)
+
+        emu = HubSpotEmulator(tokens=(token,), tier=args.tier, seed=args.seed,
+                              webhook_url=f"http://127.0.0.1:{webhook_port}/webhooks/hubspot",
+                              webhook_secret=client_secret)
+        emu.add_records("contacts", self.data.hub_contacts)
+        emu.add_records("companies", self.data.hub_companies)
+        console = self._console()
+        console.print(f"[bold]crmsync demo[/bold] in {self.work}")
+        console.print(f"  HubSpot emulator  http://127.0.0.1:{hub_port}  ({args.tier} tier)")
+        console.print(f"  app database      {self.app_db}")
+        console.print(f"  webhooks          http://127.0.0.1:{webhook_port}/webhooks/hubspot")
+        console.print(f"  control socket    {self.work / 'control.sock'}")
+        console.print(f"  daemon log        {self.work / 'crmsync.log'}")
+
+        daemon = Daemon(cfg_path, configure_logging=False, hub_index_lag=5.0,
+                        timing=Timing(hub_poll_interval=15.0, app_poll_interval=1.0))
+        result = 1
+        started = time.monotonic()
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(_serve_emulator, emu, hub_port)
+                webhook_client = httpx.AsyncClient(timeout=10)
+                nursery.start_soon(emu.run_webhooks, webhook_client)
+                await nursery.start(daemon.run)
+                deadline = args.timeout if args.until_synced else float("inf")
+                with trio.move_on_after(deadline) as scope:
+                    await self._progress(daemon, console)
+                    await self._edits(daemon, emu, console)
+                    summary = await self._summary(daemon, emu)
+                    self._print(summary, console, time.monotonic() - started)
+                    result = 0 if summary["ok"] else 1
+                    if not args.until_synced:
+                        console.print("Running; edit either side and watch it sync. "
+                                      "Ctrl-C to stop.")
+                        await trio.sleep_forever()
+                if scope.cancelled_caught:
+                    console.print(f"[red]gave up after {args.timeout:g} s[/red]")
+                    result = 1
+                nursery.cancel_scope.cancel()
+                await webhook_client.aclose()
+        except KeyboardInterrupt:
+            result = 0
+        finally:
+            log_file.close()
+        return result
+
+    async def _progress(self, daemon: Daemon, console: Any) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                      TaskProgressColumn(), TimeRemainingColumn(), TextColumn("{task.fields[phase]}"),
+                      console=console, transient=False) as progress:
+            tasks = {obj: progress.add_task(f"{obj} ⇄ {app}", total=None, phase="starting")
+                     for obj, app in OBJECTS}
+            while True:
+                rt = daemon.connections.get("shop")
+                all_ready = rt is not None
+                for obj, _ in OBJECTS:
+                    st = rt.status.objects.get(obj) if rt else None
+                    h = rt.handles.get(obj) if rt else None
+                    if st is not None:
+                        total = max(st.total, st.done, 1)
+                        progress.update(tasks[obj], completed=st.done, total=total,
+                                        phase=st.phase)
+                    if h is None or not h.ready.is_set():
+                        all_ready = False
+                    elif st is not None:
+                        progress.update(tasks[obj], completed=max(st.total, st.done),
+                                        total=max(st.total, st.done, 1), phase="in sync")
+                if all_ready:
+                    return
+                await trio.sleep(0.2)
+
+    async def _edits(self, daemon: Daemon, emu: HubSpotEmulator, console: Any) -> None:
+        """Edit linked contacts on both sides and wait until each edit shows on the other."""
+        assert daemon.store is not None
+        linked = [it for it in await daemon.store.read(store_items.list_items, "shop/contacts",
+                                                       "syncing", None, 1000)
+                  if it.hub_id and it.app_id]
+        n = min(self.args.edits, len(linked) // 2)
+        app_edits = linked[:n]
+        hub_edits = linked[n:2 * n]
+        stamp = secrets.token_hex(2)
+        conn = sqlite3.connect(self.app_db)
+        try:
+            for i, it in enumerate(app_edits):
+                conn.execute("UPDATE customers SET job_title = ?, updated_at = "
+                             "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+                             (f"Edited in app {stamp}-{i}", int(it.app_id or 0)))
+            conn.commit()
+        finally:
+            conn.close()
+        for i, it in enumerate(hub_edits):
+            emu.update_record("contacts", it.hub_id or "", {"jobtitle": f"Edited in hub {stamp}-{i}"})
+        self.edits_total = 2 * n
+        console.print(f"Edited {n} contacts in the app and {n} in HubSpot; waiting for them "
+                      "to arrive on the other side…")
+        expected_hub = {it.hub_id: f"Edited in app {stamp}-{i}" for i, it in enumerate(app_edits)}
+        expected_app = {it.app_id: f"Edited in hub {stamp}-{i}" for i, it in enumerate(hub_edits)}
+        while True:
+            hub_now = {r["id"]: r["properties"].get("jobtitle") for r in emu.records("contacts")}
+            c = sqlite3.connect(self.app_db)
+            try:
+                app_now = {str(r[0]): r[1] for r in c.execute("SELECT id, job_title FROM customers")}
+            finally:
+                c.close()
+            done = (sum(1 for k, v in expected_hub.items() if hub_now.get(k) == v)
+                    + sum(1 for k, v in expected_app.items() if app_now.get(k) == v))
+            self.edits_propagated = done
+            if done == self.edits_total:
+                console.print(f"[green]{done} edits propagated[/green]")
+                return
+            await trio.sleep(0.25)
+
+    async def _summary(self, daemon: Daemon, emu: HubSpotEmulator) -> dict[str, Any]:
+        assert daemon.store is not None
+        objects: dict[str, Any] = {}
+        reasons: dict[str, Any] = {}
+        for obj, _ in OBJECTS:
+            sid = f"shop/{obj}"
+            objects[obj] = await daemon.store.read(store_items.counts, sid)
+            per: dict[str, int] = {}
+            for state in ("failed", "excluded"):
+                for it in await daemon.store.read(store_items.list_items, sid, state, None, None):
+                    key = f"{state}:{it.category}"
+                    per[key] = per.get(key, 0) + 1
+            reasons[obj] = per
+        hub_contacts = emu.records("contacts")
+        hub_records = sum(len(emu.records(o)) for o, _ in OBJECTS)
+        c = sqlite3.connect(self.app_db)
+        try:
+            app_records = sum(c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                              for _, t in OBJECTS)
+            app_emails = [r[0] for r in c.execute("SELECT lower(trim(email)) FROM customers "
+                                                  "WHERE email IS NOT NULL")]
+        finally:
+            c.close()
+        hub_emails = [str(r["properties"].get("email") or "").lower() for r in hub_contacts]
+        linked = {it.hub_id for it in await daemon.store.read(
+            store_items.list_items, "shop/contacts", "syncing", None, None)}
+        hub_by_email = {str(r["properties"].get("email") or "").lower(): r["id"]
+                        for r in hub_contacts}
+        overlaps_paired = all(hub_by_email.get(e) in linked for e in self.data.overlapping_emails)
+        planted_dupes = self.data.duplicate_emails
+        no_duplicates = (len(hub_emails) == len(set(hub_emails))
+                         and len(app_emails) - len(set(app_emails)) == planted_dupes)
+        checks = {
+            "overlaps_paired": overlaps_paired,
+            "no_duplicates_created": no_duplicates,
+            "planted_invalid_excluded": reasons["contacts"].get("excluded:invalid_email", 0)
+            == self.data.invalid_emails,
+            "planted_missing_excluded": reasons["contacts"].get("excluded:no_email", 0)
+            == self.data.missing_emails,
+            "planted_duplicates_failed": reasons["contacts"].get("failed:duplicate", 0)
+            == self.data.duplicate_emails,
+            "edits_propagated": self.edits_propagated == self.edits_total,
+        }
+        return {
+            "objects": objects,
+            "reasons": reasons,
+            "hub_records": hub_records,
+            "app_records": app_records,
+            "edits_propagated": self.edits_propagated,
+            "checks": checks,
+            "ok": all(checks.values()),
+        }
+
+    def _print(self, summary: dict[str, Any], console: Any, elapsed: float) -> None:
+        if self.args.json:
+            out = {k: v for k, v in summary.items()}
+            out["seconds"] = round(elapsed, 1)
+            print(json.dumps(out, indent=2, sort_keys=True))
+            sys.stdout.flush()
+            return
+        from rich.table import Table
+
+        table = Table(title="records by state")
+        states = ["syncing", "failed", "excluded", "queued", "pending", "deleted"]
+        table.add_column("object")
+        for s in states:
+            table.add_column(s, justify="right")
+        table.add_column("why failed / excluded")
+        for obj, counts in summary["objects"].items():
+            why = ", ".join(f"{k.split(':', 1)[1]} {v}"
+                            for k, v in sorted(summary["reasons"][obj].items()))
+            table.add_row(obj, *(str(counts.get(s, 0)) for s in states), why)
+        console.print(table)
+        console.print(f"hub records {summary['hub_records']}, app records "
+                      f"{summary['app_records']}, edits propagated {summary['edits_propagated']}"
+                      f" — {elapsed:.1f} s")
+        for name, ok in summary["checks"].items():
+            console.print(f"  {'[green]✓' if ok else '[red]✗'} {name}[/]")
+
+
+def run(args: argparse.Namespace) -> int:
+    structlog.contextvars.clear_contextvars()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    return trio.run(Demo(args).run)
