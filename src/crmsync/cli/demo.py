@@ -261,8 +261,10 @@ class Demo:
         self.edits_total = 2 * n
         console.print(f"Edited {n} contacts in the app and {n} in HubSpot; waiting for them "
                       "to arrive on the other side…")
-        expected_hub = {it.hub_id: f"Edited in app {stamp}-{i}" for i, it in enumerate(app_edits)}
-        expected_app = {it.app_id: f"Edited in hub {stamp}-{i}" for i, it in enumerate(hub_edits)}
+        expected_hub = {str(it.hub_id): f"Edited in app {stamp}-{i}"
+                        for i, it in enumerate(app_edits)}
+        expected_app = {str(it.app_id): f"Edited in hub {stamp}-{i}"
+                        for i, it in enumerate(hub_edits)}
         while True:
             hub_now = {r["id"]: r["properties"].get("jobtitle") for r in emu.records("contacts")}
             c = sqlite3.connect(self.app_db)
@@ -270,8 +272,8 @@ class Demo:
                 app_now = {str(r[0]): r[1] for r in c.execute("SELECT id, job_title FROM customers")}
             finally:
                 c.close()
-            done = (sum(1 for k, v in expected_hub.items() if hub_now.get(k) == v)
-                    + sum(1 for k, v in expected_app.items() if app_now.get(k) == v))
+            done = (sum(hub_now.get(k) == v for k, v in expected_hub.items())
+                    + sum(app_now.get(k) == v for k, v in expected_app.items()))
             self.edits_propagated = done
             if done == self.edits_total:
                 console.print(f"[green]{done} edits propagated[/green]")

@@ -150,7 +150,7 @@ class InitialSyncActor:
         def commit(conn: sqlite3.Connection) -> None:
             if cursor is None:
                 store_initial.checkpoint(conn, self.ctx.sync_id, next_phase, "",
-                                         done if phase == "hub_pass" else done, total)
+                                         done, total)
             else:
                 store_initial.checkpoint(conn, self.ctx.sync_id, phase, cursor, done, total)
 

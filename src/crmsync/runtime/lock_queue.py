@@ -72,6 +72,8 @@ class RecordLockQueue:
         self._on_queued = on_queued
         self._submitted = 0
         self._collapsed = 0
+        self._closed = False
+        self._idle = trio.Event()
 
     async def submit(self, keys: Iterable[Hashable],
                      payloads: dict[Hashable, Any] | None = None) -> Ticket:
@@ -112,7 +114,7 @@ class RecordLockQueue:
         With `linger`, wait that long after the first key for the batch to fill up (batching
         across producers); it never delays a full batch.
         """
-        while not self._ready:
+        while not self._ready or self._closed:
             await self._wakeup.wait()
         if linger > 0 and len(self._ready) < max_keys:
             with trio.move_on_after(linger):
@@ -140,6 +142,20 @@ class RecordLockQueue:
                 self._ready[key] = again
         if self._ready:
             self._notify()
+        if not self._running:
+            self._idle.set()
+
+    def close(self) -> None:
+        """Hand out no more work (shutdown); syncs already running finish."""
+        self._closed = True
+        if not self._running:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until no sync is running (after `close`, until the last one finished)."""
+        while self._running:
+            self._idle = trio.Event()
+            await self._idle.wait()
 
     def _notify(self) -> None:
         # Wake every waiter of this generation; later waiters wait on a fresh event.

@@ -72,6 +72,14 @@ class ObjectSyncHandle:
         for i in self.intakes:
             i.ring()
 
+    def close(self) -> None:
+        if self.queue is not None:
+            self.queue.close()
+
+    async def wait_idle(self) -> None:
+        if self.queue is not None:
+            await self.queue.wait_idle()
+
     def approve(self) -> None:
         if self.initial is not None:
             self.initial.approved.set()

@@ -6,7 +6,7 @@ reload) or a slow retry succeeds."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
@@ -29,6 +29,13 @@ def backoff(attempt: int, rnd: random.Random | None = None) -> float:
     """Capped exponential backoff with full jitter (attempt 1 -> up to 1 s)."""
     r = rnd or random
     return r.uniform(0.5, 1.0) * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+
+
+def first_leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups: what the status should name."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 RunChildren = Callable[[Connector, trio.Nursery], Awaitable[None]]
@@ -62,15 +69,17 @@ class Supervisor:
                     self.status.set("running")
                     await self.run_children(app, nursery)
                 return  # children finished by themselves (not expected for a daemon)
-            except ConnectorError as exc:
-                if exc.kind == "config":
-                    self.status.set("paused", exc.message)
-                    bound.error("connection paused", reason=exc.message, category=exc.category)
+            except Exception as exc:  # a child crashed: restart them all
+                leaf = first_leaf(exc)
+                if isinstance(leaf, ConnectorError) and leaf.kind == "config":
+                    self.status.set("paused", leaf.message)
+                    bound.error("connection paused", reason=leaf.message, category=leaf.category)
                     await self._sleep(PAUSED_RETRY)
                     continue
-                reason = f"{exc.category}: {exc.message}"
-            except Exception as exc:  # a child crashed: restart them all
-                reason = f"{type(exc).__name__}: {exc}"
+                if isinstance(leaf, ConnectorError):
+                    reason = f"{leaf.category}: {leaf.message}"
+                else:
+                    reason = f"{type(leaf).__name__}: {leaf}"
                 bound.error("object sync failed", reason=reason, exc_info=exc)
             if trio.current_time() - started > STABLE_AFTER:
                 attempt = 0
@@ -82,6 +91,3 @@ class Supervisor:
                           restarts=self.status.restarts)
             await self._sleep(delay)
 
-
-async def _unused() -> AsyncIterator[None]:  # pragma: no cover - keeps typing of OpenApp honest
-    yield

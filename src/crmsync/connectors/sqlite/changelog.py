@@ -1,0 +1,213 @@
+"""Change capture by triggers: the app-side equivalent of webhooks.
+
+On open, crmsync installs AFTER INSERT / UPDATE / DELETE triggers on every configured table
+(and on association join tables). Each appends to the change-log table
+
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, object, record_id, op, at (epoch ms), origin
+
+whoever writes — the app, a script, `sqlite3` on the command line, or crmsync itself. Trigger
+bodies use plain SQL only (no function registered on crmsync's connection), so the app's own
+connections run them unchanged. AUTOINCREMENT keeps `seq` growing after pruning, so a cursor
+(the last seq read) stays meaningful for ever.
+
+`op` is insert, update, delete, or `associate` for a record whose associations changed (a
+foreign key pointing at it was set or cleared, or a join-table row naming it was added or
+removed): readers re-read the record in every case, so `op` is for people reading the log.
+
+Triggers are named `<changelog>:object:<object>:<op>` and `<changelog>:join:<table>:...`;
+installing compares them with what is in `sqlite_master` and only replaces those that differ,
+so re-opening changes nothing in the app's schema, and a changed configuration (another
+column list, a dropped table) brings the triggers in line.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from crmsync.connectors.sqlite.schema import Association, TableSpec, quote_ident, quote_text
+
+ORIGIN_CRMSYNC = "crmsync"
+
+# Epoch milliseconds in plain SQL (unixepoch('subsec') needs SQLite 3.42).
+_NOW_MS = "CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
+
+
+def ensure_log(conn: sqlite3.Connection, log: str) -> None:
+    """Create the change-log table and its reading index if they are missing."""
+    q = quote_ident(log)
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {q} ("
+        "seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "object TEXT NOT NULL, "
+        "record_id TEXT NOT NULL, "
+        "op TEXT NOT NULL, "
+        "at INTEGER NOT NULL, "
+        # NULL: written by anyone else; 'crmsync': inside one of crmsync's write transactions.
+        "origin TEXT)")
+    conn.execute(f"CREATE INDEX IF NOT EXISTS {quote_ident(log + ':object_seq')} "
+                 f"ON {q} (object, seq)")
+
+
+def _entry(log: str, obj: str, id_expr: str, op: str, when: str = "") -> str:
+    head = f"INSERT INTO {quote_ident(log)} (object, record_id, op, at) "
+    if when:
+        return f"{head}SELECT {quote_text(obj)}, {id_expr}, '{op}', {_NOW_MS} WHERE {when};"
+    return f"{head}VALUES ({quote_text(obj)}, {id_expr}, '{op}', {_NOW_MS});"
+
+
+def _trigger(name: str, event: str, table: str, body: Sequence[str], when: str = "") -> str:
+    when_sql = f" WHEN {when}" if when else ""
+    return (f"CREATE TRIGGER {quote_ident(name)} AFTER {event} ON {quote_ident(table)}"
+            f"{when_sql} BEGIN\n" + "\n".join(body) + "\nEND")
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(names))
+
+
+def desired_triggers(log: str, specs: Iterable[TableSpec],
+                     associations: Iterable[Association]) -> dict[str, str]:
+    """Trigger name -> CREATE TRIGGER statement, for the whole configuration."""
+    assocs = list(associations)
+    out: dict[str, str] = {}
+    for s in specs:
+        pk = quote_ident(s.primary_key)
+        fks = [(a.target.object, quote_ident(a.column))
+               for a in assocs if not a.is_join and a.source.object == s.object]
+        prefix = f"{log}:object:{s.object}:"
+
+        body = [_entry(log, s.object, f"NEW.{pk}", "insert")]
+        body += [_entry(log, to, f"NEW.{c}", "associate", f"NEW.{c} IS NOT NULL")
+                 for to, c in fks]
+        out[prefix + "insert"] = _trigger(prefix + "insert", "INSERT", s.table, body)
+
+        # Only changes of what crmsync reads (and association columns) are logged, so the
+        # app touching other columns creates no work.
+        watched = _unique([s.primary_key, *s.columns, *(a.column for a in assocs
+                                                       if not a.is_join
+                                                       and a.source.object == s.object)])
+        changed = " OR ".join(f"OLD.{quote_ident(c)} IS NOT NEW.{quote_ident(c)}"
+                              for c in watched)
+        body = [
+            # A changed primary key: the old id is gone.
+            _entry(log, s.object, f"OLD.{pk}", "delete", f"OLD.{pk} IS NOT NEW.{pk}"),
+            _entry(log, s.object, f"NEW.{pk}", "update"),
+        ]
+        for to, c in fks:
+            moved = f"OLD.{c} IS NOT NEW.{c}"
+            body.append(_entry(log, to, f"OLD.{c}", "associate",
+                               f"{moved} AND OLD.{c} IS NOT NULL"))
+            body.append(_entry(log, to, f"NEW.{c}", "associate",
+                               f"{moved} AND NEW.{c} IS NOT NULL"))
+        out[prefix + "update"] = _trigger(prefix + "update", "UPDATE", s.table, body, changed)
+
+        body = [_entry(log, s.object, f"OLD.{pk}", "delete")]
+        body += [_entry(log, to, f"OLD.{c}", "associate", f"OLD.{c} IS NOT NULL")
+                 for to, c in fks]
+        out[prefix + "delete"] = _trigger(prefix + "delete", "DELETE", s.table, body)
+
+    for a in assocs:
+        if not a.is_join:
+            continue
+        prefix = f"{log}:join:{a.join_table}:{a.from_column}:{a.to_column}:"
+        ends = [(a.source.object, quote_ident(a.from_column)),
+                (a.target.object, quote_ident(a.to_column))]
+
+        def touch(row: str, ends: list[tuple[str, str]] = ends) -> list[str]:
+            return [_entry(log, obj, f"{row}.{c}", "associate", f"{row}.{c} IS NOT NULL")
+                    for obj, c in ends]
+
+        out[prefix + "insert"] = _trigger(prefix + "insert", "INSERT", a.join_table,
+                                          touch("NEW"))
+        out[prefix + "delete"] = _trigger(prefix + "delete", "DELETE", a.join_table,
+                                          touch("OLD"))
+        changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for _, c in ends)
+        out[prefix + "update"] = _trigger(prefix + "update", "UPDATE", a.join_table,
+                                          touch("OLD") + touch("NEW"), changed)
+    return out
+
+
+def _ours(conn: sqlite3.Connection, log: str) -> dict[str, str]:
+    prefix = f"{log}:"
+    return {name: sql for name, sql in conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'") if name.startswith(prefix)}
+
+
+def install(conn: sqlite3.Connection, log: str, desired: dict[str, str]) -> int:
+    """Bring crmsync's triggers in line with `desired`; returns how many were (re)created or
+    dropped. Runs inside the caller's write transaction."""
+    existing = _ours(conn, log)
+    changed = 0
+    for name, sql in existing.items():
+        if desired.get(name) != sql:
+            conn.execute(f"DROP TRIGGER {quote_ident(name)}")
+            changed += 1
+    for name, sql in desired.items():
+        if existing.get(name) != sql:
+            conn.execute(sql)
+            changed += 1
+    return changed
+
+
+def remove_change_capture(conn: sqlite3.Connection, log: str, drop_log: bool = False) -> int:
+    """Drop every crmsync trigger writing to `log` (and the log itself with `drop_log`), for an
+    operator who removes crmsync from an app database. Returns the number of triggers dropped.
+    Run it in a write transaction."""
+    names = list(_ours(conn, log))
+    for name in names:
+        conn.execute(f"DROP TRIGGER {quote_ident(name)}")
+    if drop_log:
+        conn.execute(f"DROP TABLE IF EXISTS {quote_ident(log)}")
+    return len(names)
+
+
+def log_end(conn: sqlite3.Connection, log: str) -> int:
+    """The highest seq ever handed out (pruning never lowers it)."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (log,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Collapsed:
+    """Every log entry of one record within a page, collapsed."""
+
+    record_id: str
+    last_seq: int
+    last_at: int
+    own_only: bool  # every entry was written inside a crmsync write transaction
+
+
+def read_collapsed(conn: sqlite3.Connection, log: str, obj: str, after: int, end: int,
+                   limit: int) -> tuple[list[Collapsed], int, bool]:
+    """Entries of `obj` with after < seq <= end, at most `limit`, collapsed per record (in the
+    order of each record's last entry). Returns them, the last seq read, and whether the limit
+    was hit."""
+    rows = conn.execute(
+        f"SELECT seq, record_id, at, origin FROM {quote_ident(log)} "
+        "WHERE object = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+        (obj, after, end, limit)).fetchall()
+    merged: dict[str, Collapsed] = {}
+    for seq, rid, at, origin in rows:
+        rid = rid.decode("utf-8", "replace") if isinstance(rid, bytes) else str(rid)
+        prev = merged.pop(rid, None)
+        own = origin == ORIGIN_CRMSYNC and (prev is None or prev.own_only)
+        merged[rid] = Collapsed(rid, int(seq), int(at), own)
+    last = int(rows[-1][0]) if rows else after
+    return list(merged.values()), last, len(rows) >= limit
+
+
+def mark_own(conn: sqlite3.Connection, log: str, after: int) -> None:
+    """Tag the entries this write transaction appended (everything after `after`: crmsync
+    holds the write lock) as crmsync's own. Call it just before COMMIT."""
+    conn.execute(f"UPDATE {quote_ident(log)} SET origin = ? WHERE seq > ?",
+                 (ORIGIN_CRMSYNC, after))
+
+
+def prune(conn: sqlite3.Connection, log: str, through: int, limit: int) -> int:
+    """Delete at most `limit` of the oldest entries with seq <= `through`."""
+    q = quote_ident(log)
+    return conn.execute(
+        f"DELETE FROM {q} WHERE seq IN (SELECT seq FROM {q} WHERE seq <= ? ORDER BY seq "
+        "LIMIT ?)", (through, limit)).rowcount
