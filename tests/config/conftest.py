@@ -86,6 +86,20 @@ def with_lines(text: str, header: str, *lines: str) -> str:
     return text.replace(marker, marker + "".join(line + "\n" for line in lines), 1)
 
 
+def set_key(text: str, header: str, key: str, value: str) -> str:
+    """`text` with `key = value` in the first table headed `header`, replacing any old value."""
+    lines = text.split("\n")
+    start = lines.index(header)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+    body = [ln for ln in lines[start + 1:end] if not ln.startswith(f"{key} =")]
+    return "\n".join([*lines[:start + 1], f"{key} = {value}", *body, *lines[end:]])
+
+
+@pytest.fixture
+def setkey() -> Callable[..., str]:
+    return set_key
+
+
 @pytest.fixture
 def base() -> str:
     return BASE

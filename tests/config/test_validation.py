@@ -20,26 +20,46 @@ def test_the_base_document_is_valid(base, problems_of, error_paths):
 
 
 @pytest.mark.parametrize(
-    ("header", "line", "path", "expected", "got"),
+    ("header", "key", "value", "path", "expected", "got"),
     [
-        ("[hub]", 'poll_interval_seconds = "often"', "$.hub.poll_interval_seconds",
+        ("[hub]", "poll_interval_seconds", '"often"', "$.hub.poll_interval_seconds",
          "number", "string"),
-        ("[daemon.webhooks]", 'enabled = "yes"', "$.daemon.webhooks.enabled", "boolean", "string"),
-        ("[daemon]", "state_dir = 17", "$.daemon.state_dir", "string", "integer"),
-        ("[daemon.control]", 'max_request_bytes = "64k"', "$.daemon.control.max_request_bytes",
-         "integer", "string"),
-        ("[[connections.tables]]", 'columns = "email"', "$.connections[0].tables[0].columns",
+        ("[daemon.webhooks]", "enabled", '"yes"', "$.daemon.webhooks.enabled", "boolean",
+         "string"),
+        ("[daemon]", "state_dir", "17", "$.daemon.state_dir", "string", "integer"),
+        ("[daemon.control]", "mode", '"0600"', "$.daemon.control.mode", "integer", "string"),
+        ("[daemon.control]", "max_request_bytes", "65536.5",
+         "$.daemon.control.max_request_bytes", "integer", "number"),
+        ("[[connections.tables]]", "columns", '"email"', "$.connections[0].tables[0].columns",
          "array", "string"),
-        ("[[syncs]]", "mappings = 3", "$.syncs[0].mappings", "array", "integer"),
-        ("[[syncs.mappings]]", "required = 1", "$.syncs[0].mappings[0].required",
+        ("[[syncs]]", "associations", '"companies"', "$.syncs[0].associations", "array",
+         "string"),
+        ("[[syncs.mappings]]", "required", "1", "$.syncs[0].mappings[0].required",
          "boolean", "integer"),
-        ("[[syncs.filters]]", "values = 1.5", "$.syncs[0].filters[0].values", "array", "number"),
+        ("[[syncs.filters]]", "value", "5", "$.syncs[0].filters[0].value", "string",
+         "integer"),
     ],
 )
-def test_wrong_type(base, edit, problems_of, find, error_paths, header, line, path, expected, got):
-    problems = problems_of(edit(base, header, line))
+def test_wrong_type(base, setkey, problems_of, find, error_paths, header, key, value, path,
+                    expected, got):
+    problems = problems_of(setkey(base, header, key, value))
     find(problems, path, "wrong type", f"expected {expected}", f"got {got}")
     assert error_paths(problems) == {path}
+
+
+@pytest.mark.parametrize(
+    ("line", "path", "got"),
+    [
+        ("mappings = 3", "$.syncs[1].mappings", "integer"),
+        ('stage_map = "closedwon=won"', "$.syncs[1].stage_map", "string"),
+        ("filters = [1]", "$.syncs[1].filters[0]", "integer"),
+        ('mappings = [{ hub = "amount", app = "total" }, "dealname=name"]',
+         "$.syncs[1].mappings[1]", "string"),
+    ],
+)
+def test_wrong_type_of_an_array_of_tables(base, deals_sync, problems_of, find, line, path, got):
+    problems = problems_of(base + deals_sync + "auto_map_stages = true\n" + line + "\n")
+    find(problems, path, "wrong type", f"got {got}")
 
 
 def test_a_table_where_a_value_is_expected_and_the_reverse(base, problems_of, find):
@@ -211,7 +231,6 @@ def test_hub_property_mapped_twice(base, problems_of, find, error_paths):
     # The second mapping comes after the filter table, but TOML keeps it in syncs[0].mappings.
     problems = problems_of(text)
     find(problems, "$.syncs[0].mappings[1].hub", "'customer_tier'", "mapped twice")
-    assert error_paths(problems) == {"$.syncs[0].mappings[1].hub"}
 
 
 def test_app_field_mapped_twice_in_the_config(base, problems_of, find):
@@ -291,15 +310,9 @@ def test_a_filter_on_a_switched_off_default_mapping(base, problems_of, find):
         ("[daemon]", "log_format", "xml", "$.daemon.log_format", "'console'"),
     ],
 )
-def test_unknown_enum_value(base, problems_of, find, error_paths, header, key, value, path,
+def test_unknown_enum_value(base, setkey, problems_of, find, error_paths, header, key, value, path,
                             allowed):
-    # Replace the key where the table already has it, otherwise add it.
-    lines = base.split("\n")
-    start = lines.index(header)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
-    body = [ln for ln in lines[start + 1:end] if not ln.startswith(f"{key} =")]
-    text = "\n".join([*lines[:start + 1], f'{key} = "{value}"', *body, *lines[end:]])
-    problems = problems_of(text)
+    problems = problems_of(setkey(base, header, key, f'"{value}"'))
     find(problems, path, f"unknown value '{value}'", allowed)
     assert error_paths(problems) == {path}
 
@@ -406,23 +419,20 @@ def test_problems_print_as_severity_path_reason(base, problems_of):
 
 
 @pytest.mark.parametrize(
-    ("header", "line", "path"),
+    ("header", "key", "value", "path"),
     [
-        ("[hub]", "poll_interval_seconds = -5", "$.hub.poll_interval_seconds"),
-        ("[hub]", "poll_interval_seconds = 0.0", "$.hub.poll_interval_seconds"),
-        ("[daemon]", "history_retention_days = 0", "$.daemon.history_retention_days"),
-        ("[[connections]]", "batch_size = 0", "$.connections[0].batch_size"),
-        ("[[connections]]", 'database = ""', "$.connections[0].database"),
+        ("[hub]", "poll_interval_seconds", "-5", "$.hub.poll_interval_seconds"),
+        ("[hub]", "poll_interval_seconds", "0.0", "$.hub.poll_interval_seconds"),
+        ("[daemon]", "history_retention_days", "0", "$.daemon.history_retention_days"),
+        ("[[connections]]", "batch_size", "0", "$.connections[0].batch_size"),
+        ("[[connections]]", "database", '""', "$.connections[0].database"),
     ],
 )
-def test_an_out_of_range_value_is_not_called_a_wrong_type(base, edit, problems_of, find, header,
-                                                          line, path):
+def test_an_out_of_range_value_is_not_called_a_wrong_type(base, setkey, problems_of, find, header,
+                                                          key, value, path):
     """BUG: msgspec's constraint errors ("Expected `int` >= 1") start like type errors, and the
     loader rewrites them to "wrong type: expected integer, got integer"."""
-    key = line.split(" =")[0]
-    lines = [ln for ln in base.split("\n") if not ln.startswith(f"{key} =")] \
-        if key == "database" else base.split("\n")
-    problems = problems_of(edit("\n".join(lines), header, line))
+    problems = problems_of(setkey(base, header, key, value))
     p = find(problems, path)
     assert "wrong type" not in p.message, p
 
@@ -477,5 +487,4 @@ def test_one_invalid_value_gives_one_error_not_follow_on_errors(base, problems_o
     """BUG: an invalid value is replaced by a placeholder (or dropped) to keep checking the
     rest, but the semantic checks then report problems that exist only in the placeholder."""
     problems = [p for p in problems_of(base.replace(old, new)) if p.severity == "error"]
-    assert problems and all(p.path.startswith(path) for p in problems), problems
-    assert all("_invalid_" not in p.message for p in problems), problems
+    assert len(problems) == 1 and problems[0].path.startswith(path), problems

@@ -20,9 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("path", help="the TOML configuration file")
 
-    from crmsync.cli import demo
+    from crmsync.cli import demo, emulator
 
     demo.add_parser(sub)
+    emulator.add_parser(sub)
 
     p = sub.add_parser("run", help="run the daemon")
     p.add_argument("--config", required=True, help="the TOML configuration file")
@@ -42,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo.run(args)
     if args.command == "run":
         return _run(args.config)
+    if args.command == "emulator":
+        from crmsync.cli import emulator
+
+        return emulator.run(args)
     parser.print_help(sys.stderr)
     return 2
 

@@ -9,6 +9,8 @@ connections, missing secrets, fields mapped twice...).
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,9 @@ class Problem:
     path: str
     message: str
     severity: Literal["error", "warning"] = "error"
+    # The rejected value was replaced by a stand-in so the rest could be checked; problems
+    # the stand-in causes in the same table are not reported.
+    replaced: bool = False
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.path}: {self.message}"
@@ -82,6 +87,31 @@ def _value_kind(value: Any) -> str:
 _BAD = object()  # a value that failed validation; the cleaned document drops it
 
 
+_MSGSPEC_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
+                  "array": "array", "object": "table", "null": "nothing"}
+_TYPE_ERR = re.compile(r"^Expected `([^`]+)`, got `([^`]+)`$")
+_RANGE_ERR = re.compile(r"^Expected `([^`]+)` (.+)$")
+
+
+def _plain(text: str, t: mi.Type, value: Any, inside: bool) -> str:
+    """msgspec's message in plain words: a wrong type, or a value out of its range."""
+    m = _TYPE_ERR.match(text)
+    if m:
+        if inside:  # an element of the value: msgspec names both types
+            exp = " or ".join(_MSGSPEC_TYPES.get(x.strip(), x.strip())
+                              for x in m.group(1).split("|"))
+            return f"wrong type: expected {exp}, got {_MSGSPEC_TYPES.get(m.group(2), m.group(2))}"
+        return f"wrong type: expected {_type_name(t)}, got {_value_kind(value)}"
+    m = _RANGE_ERR.match(text)
+    if m:
+        rule = m.group(2)
+        if rule.startswith("of length >= 1"):
+            return "must not be empty"
+        rule = rule.replace("of length", "length")
+        return f"out of range: must be {rule} (got {value!r})"
+    return text
+
+
 def _leaf(value: Any, t: mi.Type, py_type: Any, path: str, out: list[Problem]) -> Any:
     if isinstance(t, mi.LiteralType):
         if value not in t.values:
@@ -97,9 +127,7 @@ def _leaf(value: Any, t: mi.Type, py_type: Any, path: str, out: list[Problem]) -
         if " - at `$" in text:
             text, where = text.split(" - at `$", 1)
             where = where.rstrip("`")
-        if text.startswith("Expected `"):
-            text = f"wrong type: expected {_type_name(t)}, got {_value_kind(value)}"
-        out.append(Problem(path + where, text))
+        out.append(Problem(path + where, _plain(text, t, value, bool(where))))
         return _BAD
     return value
 
@@ -142,7 +170,8 @@ def _walk(value: Any, t: mi.Type, py_type: Any, path: str, out: list[Problem]) -
                 if chosen is None:
                     allowed = ", ".join(repr(s.tag) for s in tagged)
                     what = "missing" if tag is None else f"unknown value {tag!r}"
-                    out.append(Problem(f"{path}.{field}", f"{what}; expected one of {allowed}"))
+                    out.append(Problem(f"{path}.{field}", f"{what}; expected one of {allowed}",
+                                       replaced=True))
                     return _BAD
                 return _clean_struct(value, chosen, path, out)
             if len(structs) == 1:
@@ -153,6 +182,20 @@ def _walk(value: Any, t: mi.Type, py_type: Any, path: str, out: list[Problem]) -
             out.append(Problem(path, f"wrong type: expected table, got {_value_kind(value)}"))
             return _BAD
         return _clean_struct(value, t, path, out)
+    if isinstance(t, mi.DictType) and isinstance(value, dict):
+        val_py = getattr(py_type, "__args__", (Any, Any))[1]
+        cleaned_d = {}
+        for k, v in value.items():
+            item = _walk(v, t.value_type, val_py, f"{path}.{k}", out)
+            if item is not _BAD:
+                cleaned_d[k] = item
+        return cleaned_d if len(cleaned_d) == len(value) else _BAD
+    if isinstance(t, mi.ListType) and isinstance(value, list) and not isinstance(
+            t.item_type, mi.StructType | mi.UnionType):
+        item_py = getattr(py_type, "__args__", (Any,))[0]
+        items_l = [_walk(v, t.item_type, item_py, f"{path}[{i}]", out)
+                   for i, v in enumerate(value)]
+        return _BAD if any(x is _BAD for x in items_l) else items_l
     if isinstance(t, mi.ListType) and isinstance(t.item_type, mi.StructType | mi.UnionType):
         if not isinstance(value, list):
             out.append(Problem(path, f"wrong type: expected array, got {_value_kind(value)}"))
@@ -183,13 +226,15 @@ def _clean_struct(value: dict[str, Any], t: mi.StructType, path: str,
         if name not in value:
             if f.required:
                 if path:
-                    out.append(Problem(f"{path}.{name}", "missing required key"))
+                    out.append(Problem(f"{path}.{name}", "missing required key", replaced=True))
                 cleaned[name] = _placeholder(f.type)
             continue
+        mark = len(out)
         v = _walk(value[name], f.type, hints[name], f"{path}.{name}", out)
         if v is _BAD:
             if f.required:
                 cleaned[name] = _placeholder(f.type)
+                out[mark:] = [dataclasses.replace(p, replaced=True) for p in out[mark:]]
         else:
             cleaned[name] = v
     return cleaned
@@ -273,7 +318,10 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, SqliteCo
     hub_props = {m.hub for m in enabled}
     if sync.use_default_mappings:
         configured_app = {m.app: m.hub for m in sync.mappings if m.enabled}
+        configured_hub = {m.hub for m in sync.mappings}
         for m in effective:
+            if m.hub in configured_hub:
+                continue  # a configured mapping, not a default
             if m.enabled and m.app in configured_app and configured_app[m.app] != m.hub:
                 out.append(Problem(f"{path}.mappings",
                                    f"app field {m.app!r} is mapped twice: by default to "
@@ -388,6 +436,28 @@ def semantic_problems(cfg: Config, check_secrets: bool = True,
     return out
 
 
+def _parent(path: str) -> str:
+    cut = max(path.rfind("."), path.rfind("["))
+    return path[:cut] if cut > 1 else path
+
+
+def _follows_from(p: Problem, structural: list[Problem]) -> bool:
+    """A semantic problem caused by a value the structural pass already rejected (its
+    placeholder): under the rejected value, beside it in the same table, or naming it."""
+    if "_invalid_" in p.message:
+        return True
+    for s in structural:
+        if p.path == s.path or p.path.startswith((s.path + ".", s.path + "[")):
+            return True
+        if p.path != "$" and s.path.startswith((p.path + ".", p.path + "[")):
+            return True  # the table holding the rejected element was dropped
+        scope = _parent(s.path)
+        if s.replaced and scope != "$" and (p.path == scope
+                                            or p.path.startswith((scope + ".", scope + "["))):
+            return True
+    return False
+
+
 def parse_config(text: str, check_secrets: bool = True,
                  base_dir: Path | None = None) -> tuple[Config, list[Problem]]:
     """Parse and validate a configuration document.
@@ -407,9 +477,7 @@ def parse_config(text: str, check_secrets: bool = True,
         raise ConfigError(structural) from None
     semantic = semantic_problems(cfg, check_secrets=check_secrets, base_dir=base_dir)
     if structural:
-        bad = [p.path for p in structural]
-        semantic = [p for p in semantic
-                    if not any(p.path == b or p.path.startswith((b + ".", b + "[")) for b in bad)]
+        semantic = [p for p in semantic if not _follows_from(p, structural)]
     problems = structural + semantic
     if any(p.severity == "error" for p in problems):
         raise ConfigError(problems)

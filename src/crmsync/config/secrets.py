@@ -7,7 +7,10 @@ place that sends it (an Authorization header, an HMAC key).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class SecretError(Exception):
@@ -63,6 +66,10 @@ def read_secret(env: str | None, file: str | None, base_dir: Path | None = None)
     if env and file:
         raise SecretError("give either an environment variable or a file, not both")
     if env:
+        if not _ENV_NAME.match(env):
+            # Never echo it: this is often the secret itself pasted in the wrong place.
+            raise SecretError("the value is not an environment variable name (letters, "
+                              "digits and _); give the variable's name, not the secret")
         value = os.environ.get(env)
         if value is None:
             raise SecretError(f"environment variable {env} is not set")
@@ -71,8 +78,12 @@ def read_secret(env: str | None, file: str | None, base_dir: Path | None = None)
         return Secret(value.strip(), f"env:{env}")
     if file:
         p = credentials_path(file, base_dir)
+        if "\0" in str(p):
+            raise SecretError("the secret file path contains a NUL byte")
         try:
             value = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise SecretError(f"secret file {p} is not UTF-8 text") from None
         except FileNotFoundError:
             raise SecretError(f"secret file {p} does not exist") from None
         except PermissionError:

@@ -20,7 +20,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import trio
 
-from crmsync.store.schema import migrate
+from crmsync.store.schema import SchemaTooNew, migrate
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -35,6 +35,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     p = Path(path)
     if str(p) != ":memory:":
         p.parent.mkdir(parents=True, exist_ok=True)
+    conn: sqlite3.Connection | None = None
     try:
         conn = sqlite3.connect(str(p), check_same_thread=False, isolation_level=None,
                                timeout=5.0)
@@ -49,7 +50,11 @@ def connect(path: str | Path) -> sqlite3.Connection:
             raise StoreError(f"state database {p} failed quick_check: {ok}")
         with transaction(conn):
             migrate(conn)
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, SchemaTooNew, StoreError) as exc:
+        if conn is not None:
+            conn.close()
+        if isinstance(exc, StoreError):
+            raise
         raise StoreError(f"state database {p} cannot be opened: {exc}") from exc
     return conn
 

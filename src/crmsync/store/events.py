@@ -20,9 +20,12 @@ def unsent(conn: sqlite3.Connection, sync_id: str, event_ids: Sequence[str]) -> 
 
 def record_sent(conn: sqlite3.Connection, sync_id: str, event_ids: Sequence[str]) -> None:
     now = time.time()
+    before = conn.total_changes
     conn.executemany("INSERT OR IGNORE INTO sent_events (sync_id, event_id, sent_at) "
                      "VALUES (?, ?, ?)", [(sync_id, e, now) for e in event_ids])
-    count(conn, sync_id, "sent", len(event_ids))
+    new = conn.total_changes - before
+    if new:
+        count(conn, sync_id, "sent", new)
 
 
 def count(conn: sqlite3.Connection, sync_id: str, outcome: str, n: int = 1) -> None:

@@ -184,13 +184,14 @@ def match_app_records(conn: sqlite3.Connection, sync_id: str,
                       rows: Sequence[IndexRow]) -> list[Pairing]:
     """The app pass's look-up for one page (reads only; commit with `apply_outcomes`).
 
-    In page order: a record seen before gets its item; one whose key an earlier app record
-    holds (before or earlier in this page) is a duplicate of it; one whose key a hub record
-    holds pairs with that hub record unless the hub record is already paired (a company
-    matched by name and by domain to two app companies); otherwise it is alone.
+    In page order, for every record not yet linked (seen before or not): one whose key another
+    app record holds (in the store, or earlier in this page) is a duplicate of it; else one
+    whose key a hub record holds pairs with that hub record, unless that hub record is paired
+    with another app record (a company matched by name and by domain to two app companies:
+    a duplicate too); otherwise it is alone. Running a page again gives the same answer.
     """
     existing = find_items(conn, sync_id, "app", [r.record_id for r in rows])
-    all_keys = list({k for r in rows if r.record_id not in existing for k in r.keys})
+    all_keys = list({k for r in rows for k in r.keys})
     app_holders = key_holders(conn, sync_id, "app", all_keys) if all_keys else {}
     hub_holders = key_holders(conn, sync_id, "hub", all_keys) if all_keys else {}
     claimed_here: dict[str, str] = {}
@@ -198,20 +199,17 @@ def match_app_records(conn: sqlite3.Connection, sync_id: str,
     out: list[Pairing] = []
     for r in rows:
         it = existing.get(r.record_id)
-        if it is not None:
-            dup = None
-            if it.state == "failed" and it.category == "duplicate":
-                holder = next((app_holders[k] for k in r.keys if k in app_holders), None)
-                dup = holder.app_id if holder is not None else None
-            out.append(Pairing(r, it, dup))
+        if it is not None and it.snapshot is not None:
+            out.append(Pairing(r, it))  # linked: the app pass has nothing to decide about it
             continue
         if r.excluded:
-            out.append(Pairing(r))
+            out.append(Pairing(r, it))
             continue
         holder_app: str | None = None
         for k in r.keys:
-            if k in claimed_here:
-                holder_app = claimed_here[k]
+            owner = claimed_here.get(k)
+            if owner is not None and owner != r.record_id:
+                holder_app = owner
                 break
             h = app_holders.get(k)
             if h is not None and h.app_id is not None and h.app_id != r.record_id:
@@ -219,19 +217,24 @@ def match_app_records(conn: sqlite3.Connection, sync_id: str,
                 break
         hub_item: Item | None = None
         if holder_app is None:
-            hub_item = next((hub_holders[k] for k in r.keys if k in hub_holders), None)
-            if hub_item is not None:
-                partner = paired_here.get(hub_item.item_id) or hub_item.app_id
-                if partner is not None:
-                    holder_app, hub_item = partner, None
+            if it is not None and it.hub_id is not None:
+                hub_item = it  # paired earlier (a resumed page)
+            else:
+                cand = next((hub_holders[k] for k in r.keys if k in hub_holders), None)
+                if cand is not None:
+                    partner = paired_here.get(cand.item_id) or cand.app_id
+                    if partner is not None and partner != r.record_id:
+                        holder_app = partner
+                    else:
+                        hub_item = cand
         if holder_app is not None:
-            out.append(Pairing(r, None, holder_app))
+            out.append(Pairing(r, it, holder_app))
             continue
         for k in r.keys:
             claimed_here.setdefault(k, r.record_id)
         if hub_item is not None:
             paired_here[hub_item.item_id] = r.record_id
-        out.append(Pairing(r, hub_item))
+        out.append(Pairing(r, hub_item or it))
     return out
 
 
@@ -274,9 +277,15 @@ def pair_app_records(conn: sqlite3.Connection, sync_id: str,
     pairings = match_app_records(conn, sync_id, rows)
     outcomes = []
     for p in pairings:
-        if p.known:
-            continue
         r = p.row
+        if p.known and p.item is not None:
+            if p.item.snapshot is not None:
+                continue
+            if p.duplicate_of is not None:
+                outcomes.append(Outcome(item_id=p.item.item_id, state="failed",
+                                        category="duplicate",
+                                        detail=f"same match key as app record {p.duplicate_of}"))
+            continue
         claim = tuple(("app", k, r.record_id) for k in r.keys) if p.duplicate_of is None else ()
         if r.excluded:
             outcomes.append(Outcome(state="excluded", category=r.excluded, detail=r.detail,
@@ -342,7 +351,9 @@ def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Ou
             _fold(conn, sync_id, side, targets)
 
     inserts: list[tuple[object, ...]] = []
-    groups: dict[str, list[list[object]]] = {}
+    # Consecutive updates of one shape share an executemany; order is kept, so several
+    # outcomes of one item apply in the order given.
+    groups: list[tuple[str, list[list[object]]]] = []
     for o in outcomes:
         if o.item_id is None:
             inserts.append((
@@ -366,11 +377,15 @@ def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Ou
         elif o.state == "syncing":
             sets.append("attempts = 0")
         vals.append(o.item_id)
-        groups.setdefault(f"UPDATE items SET {', '.join(sets)} WHERE item_id = ?", []).append(vals)
+        sql = f"UPDATE items SET {', '.join(sets)} WHERE item_id = ?"
+        if groups and groups[-1][0] == sql:
+            groups[-1][1].append(vals)
+        else:
+            groups.append((sql, [vals]))
     if inserts:
         conn.executemany(f"INSERT INTO items ({', '.join(_INSERT_COLS)}) "
                          f"VALUES ({', '.join('?' * len(_INSERT_COLS))})", inserts)
-    for sql, params in groups.items():
+    for sql, params in groups:
         conn.executemany(sql, params)
     claims = [(sync_id, side, key, rid) for o in outcomes for side, key, rid in o.claim]
     if claims:

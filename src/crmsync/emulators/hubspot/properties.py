@@ -86,7 +86,9 @@ FIELD_TYPES: dict[str, frozenset[str]] = {
     ),
     "date": frozenset({"date"}),
     "datetime": frozenset({"date"}),
-    "string": frozenset({"text", "textarea", "file", "html", "phonenumber", "calculation_equation"}),
+    "string": frozenset(
+        {"text", "textarea", "file", "html", "phonenumber", "calculation_equation"}
+    ),
     "number": frozenset({"number", "calculation_equation"}),
     "phone_number": frozenset({"phonenumber"}),
 }
@@ -113,7 +115,9 @@ _LIFECYCLE = _opts(
 )
 
 
-def _text(name: str, label: str, group: str, *, field_type: str = "text", read_only: bool = False) -> PropertyDef:
+def _text(
+    name: str, label: str, group: str, *, field_type: str = "text", read_only: bool = False
+) -> PropertyDef:
     return PropertyDef(name, label, "string", field_type, group, read_only=read_only)
 
 
@@ -146,8 +150,16 @@ def _defaults(obj: ObjectType) -> list[PropertyDef]:
             _text("state", "State/Region", g),
             _text("zip", "Postal Code", g),
             _text("country", "Country/Region", g),
-            _text("hs_additional_emails", "Additional email addresses", g, field_type="textarea", read_only=True),
-            PropertyDef("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", g, options=_LIFECYCLE),
+            _text(
+                "hs_additional_emails",
+                "Additional email addresses",
+                g,
+                field_type="textarea",
+                read_only=True,
+            ),
+            PropertyDef(
+                "lifecyclestage", "Lifecycle Stage", "enumeration", "radio", g, options=_LIFECYCLE
+            ),
             PropertyDef(
                 "hs_lead_status",
                 "Lead Status",
@@ -197,7 +209,9 @@ def _defaults(obj: ObjectType) -> list[PropertyDef]:
             ),
             PropertyDef("numberofemployees", "Number of Employees", "number", "number", g),
             PropertyDef("annualrevenue", "Annual Revenue", "number", "number", g),
-            PropertyDef("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", g, options=_LIFECYCLE),
+            PropertyDef(
+                "lifecyclestage", "Lifecycle Stage", "enumeration", "radio", g, options=_LIFECYCLE
+            ),
         ]
     elif obj.name == "deals":
         g = "dealinformation"
@@ -206,14 +220,18 @@ def _defaults(obj: ObjectType) -> list[PropertyDef]:
             PropertyDef("amount", "Amount", "number", "number", g),
             PropertyDef("closedate", "Close Date", "datetime", "date", g),
             PropertyDef("pipeline", "Pipeline", "enumeration", "select", g, external_options=True),
-            PropertyDef("dealstage", "Deal Stage", "enumeration", "radio", g, external_options=True),
+            PropertyDef(
+                "dealstage", "Deal Stage", "enumeration", "radio", g, external_options=True
+            ),
             PropertyDef(
                 "dealtype",
                 "Deal Type",
                 "enumeration",
                 "radio",
                 g,
-                options=_opts(("New Business", "newbusiness"), ("Existing Business", "existingbusiness")),
+                options=_opts(
+                    ("New Business", "newbusiness"), ("Existing Business", "existingbusiness")
+                ),
             ),
             PropertyDef(
                 "hs_priority",
@@ -249,7 +267,9 @@ def _defaults(obj: ObjectType) -> list[PropertyDef]:
                 "enumeration",
                 "select",
                 g,
-                options=_opts(("Draft", "draft"), ("Open", "open"), ("Paid", "paid"), ("Voided", "voided")),
+                options=_opts(
+                    ("Draft", "draft"), ("Open", "open"), ("Paid", "paid"), ("Voided", "voided")
+                ),
             ),
             PropertyDef("hs_due_date", "Due date", "date", "date", g),
             PropertyDef("hs_invoice_date", "Invoice date", "date", "date", g),
@@ -257,7 +277,15 @@ def _defaults(obj: ObjectType) -> list[PropertyDef]:
             _text("hs_number", "Number", g, read_only=True),
             _text("hs_purchase_order_number", "Purchase order number", g),
             _text("hs_comments", "Comments", g, field_type="textarea"),
-            PropertyDef("hs_amount_billed", "Amount billed", "number", "number", g, read_only=True, calculated=True),
+            PropertyDef(
+                "hs_amount_billed",
+                "Amount billed",
+                "number",
+                "number",
+                g,
+                read_only=True,
+                calculated=True,
+            ),
         ]
     else:
         g = "lineiteminformation"
@@ -267,7 +295,9 @@ def _defaults(obj: ObjectType) -> list[PropertyDef]:
             PropertyDef("quantity", "Quantity", "number", "number", g),
             PropertyDef("price", "Unit price", "number", "number", g),
             # price × quantity − discount, computed by HubSpot.
-            PropertyDef("amount", "Net price", "number", "number", g, read_only=True, calculated=True),
+            PropertyDef(
+                "amount", "Net price", "number", "number", g, read_only=True, calculated=True
+            ),
             PropertyDef("discount", "Unit discount", "number", "number", g),
             _text("hs_sku", "SKU", g),
             _text("hs_product_id", "Product ID", g),
@@ -308,13 +338,17 @@ class PropertyRegistry:
         return [p.name for p in self._by_object[obj.name].values() if p.has_unique_value]
 
     def to_json(self, obj: ObjectType, prop: PropertyDef) -> dict[str, Any]:
-        return prop.to_json(self.dynamic_options(obj.name, prop.name) if prop.external_options else None)
+        return prop.to_json(
+            self.dynamic_options(obj.name, prop.name) if prop.external_options else None
+        )
 
     def create(self, obj: ObjectType, body: Any, now_ms: int) -> PropertyDef:
         """A custom property from a `POST /crm/v3/properties/{objectType}` body."""
         if not isinstance(body, dict):
             raise validation_error("Invalid input JSON: expected an object")
-        missing = [k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)]
+        missing = [
+            k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)
+        ]
         if missing:
             raise validation_error(f"Missing required fields: {', '.join(missing)}")
         name, type_, field_type = str(body["name"]), str(body["type"]), str(body["fieldType"])
@@ -333,7 +367,12 @@ class PropertyRegistry:
                 raise validation_error("Enumeration properties need at least one option")
             try:
                 options = tuple(
-                    Option(str(o["label"]), str(o["value"]), int(o.get("displayOrder", i)), bool(o.get("hidden", False)))
+                    Option(
+                        str(o["label"]),
+                        str(o["value"]),
+                        int(o.get("displayOrder", i)),
+                        bool(o.get("hidden", False)),
+                    )
                     for i, o in enumerate(raw_options)
                 )
             except (KeyError, TypeError, ValueError) as exc:
@@ -364,7 +403,9 @@ class PropertyRegistry:
         if prop is None:
             raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property {name}")
         if prop.hubspot_defined:
-            raise validation_error(f"Property {name} is a HubSpot-defined property and cannot be changed")
+            raise validation_error(
+                f"Property {name} is a HubSpot-defined property and cannot be changed"
+            )
         if not isinstance(body, dict):
             raise validation_error("Invalid input JSON: expected an object")
         if "hasUniqueValue" in body and bool(body["hasUniqueValue"]) != prop.has_unique_value:
@@ -377,7 +418,12 @@ class PropertyRegistry:
             changes["description"] = str(body["description"])
         if "options" in body and prop.type == "enumeration":
             changes["options"] = tuple(
-                Option(str(o["label"]), str(o["value"]), int(o.get("displayOrder", i)), bool(o.get("hidden", False)))
+                Option(
+                    str(o["label"]),
+                    str(o["value"]),
+                    int(o.get("displayOrder", i)),
+                    bool(o.get("hidden", False)),
+                )
                 for i, o in enumerate(body["options"])
             )
         updated = replace(prop, **changes)
@@ -389,11 +435,15 @@ class PropertyRegistry:
         if prop is None:
             raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property {name}")
         if prop.hubspot_defined:
-            raise validation_error(f"Property {name} is a HubSpot-defined property and cannot be deleted")
+            raise validation_error(
+                f"Property {name} is a HubSpot-defined property and cannot be deleted"
+            )
         del self._by_object[obj.name][name]
 
 
-def check_value(obj: ObjectType, prop: PropertyDef | None, name: str, raw: Any) -> str | PropertyProblem:
+def check_value(
+    obj: ObjectType, prop: PropertyDef | None, name: str, raw: Any
+) -> str | PropertyProblem:
     """The stored form of a written value ("" clears), or the problem HubSpot would report.
 
     Externally defined enumerations (pipeline, dealstage) are checked by the caller, which knows
@@ -411,7 +461,9 @@ def check_value(obj: ObjectType, prop: PropertyDef | None, name: str, raw: Any) 
     elif isinstance(raw, int | float | str):
         text = str(raw)
     else:
-        return PropertyProblem(name, "INVALID_PROPERTY_VALUE", f"{raw!r} is not a valid value for {name}")
+        return PropertyProblem(
+            name, "INVALID_PROPERTY_VALUE", f"{raw!r} is not a valid value for {name}"
+        )
     if text == "":
         return ""
     if len(text) > MAX_STRING_LENGTH:
@@ -433,7 +485,9 @@ def check_value(obj: ObjectType, prop: PropertyDef | None, name: str, raw: Any) 
         if prop.type == "date":
             if not is_midnight(ms):
                 return PropertyProblem(
-                    name, "INVALID_DATE", f"{text} is not a valid date: dates must be at midnight UTC"
+                    name,
+                    "INVALID_DATE",
+                    f"{text} is not a valid date: dates must be at midnight UTC",
                 )
             return date_from_ms(ms)
         return iso_from_ms(ms)

@@ -1,0 +1,113 @@
+"""`crmsync emulator hubspot`: serve the HubSpot emulator on a local port."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+import httpx
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+
+from crmsync.emulators.hubspot import HubSpotEmulator
+from crmsync.emulators.hubspot.ratelimit import TIERS
+
+
+def add_parser(subparsers: Any) -> None:
+    """Adds `emulator hubspot …` to the `crmsync` command's subparsers."""
+    parser = subparsers.add_parser("emulator", help="serve an emulator of a third-party API")
+    apis = parser.add_subparsers(dest="emulator", metavar="API", required=True)
+    hub = apis.add_parser(
+        "hubspot",
+        help="HubSpot's CRM API, in memory",
+        description="Serve an in-memory HubSpot account (CRM objects, search, associations, "
+        "pipelines, properties, OAuth, rate limits, webhooks) plus its admin API under /_emulator/.",
+    )
+    hub.add_argument("--host", default="127.0.0.1")
+    hub.add_argument("--port", type=int, default=8765)
+    hub.add_argument(
+        "--token",
+        action="append",
+        dest="tokens",
+        metavar="T",
+        help="an accepted private-app token (repeatable; default: test-token)",
+    )
+    hub.add_argument("--tier", choices=sorted(TIERS), default="unlimited", help="rate-limit tier")
+    hub.add_argument("--webhook-url", metavar="URL", help="deliver webhook events here")
+    hub.add_argument(
+        "--webhook-secret", metavar="S", help="the app's client secret that signs them"
+    )
+    hub.add_argument(
+        "--seed", type=int, default=0, help="seed of the generated account and of all randomness"
+    )
+    hub.add_argument(
+        "--records",
+        type=int,
+        default=200,
+        metavar="N",
+        help="generate N contacts, N/4 companies and N/2 deals (default 200; 0 for an empty account)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.webhook_url is None) != (args.webhook_secret is None):
+        print(
+            "crmsync emulator hubspot: --webhook-url and --webhook-secret go together",
+            file=sys.stderr,
+        )
+        return 2
+    emu = HubSpotEmulator(
+        tokens=tuple(args.tokens or ("test-token",)),
+        tier=args.tier,
+        seed=args.seed,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+    )
+    if args.records > 0:
+        n = args.records
+        made = emu.seed(
+            {
+                "generate": {"companies": max(1, n // 4), "contacts": n, "deals": n // 2},
+                "seed": args.seed,
+            }
+        )
+        summary = ", ".join(f"{len(ids)} {name}" for name, ids in made.items())
+        print(f"seeded account {emu.portal_id}: {summary}", file=sys.stderr)
+    trio.run(_serve, emu, args.host, args.port)
+    return 0
+
+
+async def _serve(emu: HubSpotEmulator, host: str, port: int) -> None:
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.alpn_protocols = ["http/1.1"]
+    config.accesslog = "-"
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+        binds = await nursery.start(serve, emu.app, config)
+        print(
+            f"HubSpot emulator on {', '.join(binds)} (admin API under /_emulator/)", file=sys.stderr
+        )
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as client:
+            await emu.run_webhooks(client)
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs this module on its own: `python -m crmsync.cli.emulator hubspot --port 8765`."""
+    parser = argparse.ArgumentParser(prog="crmsync")
+    add_parser(parser.add_subparsers(dest="command"))
+    return run(parser.parse_args(["emulator", *(sys.argv[1:] if argv is None else argv)]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
