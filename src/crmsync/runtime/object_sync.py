@@ -28,7 +28,7 @@ from crmsync.runtime.pollers import Poller
 from crmsync.runtime.processor import Processor
 from crmsync.runtime.reconcile import reconcile_once
 from crmsync.runtime.status import ObjectStatus
-from crmsync.runtime.worker import run_worker
+from crmsync.runtime.worker import run_retry_sweeper, run_worker
 from crmsync.store import Store
 from crmsync.store import items as store_items
 
@@ -195,7 +195,8 @@ async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timi
         await handle.initial.run()
         ctx.status.phase = "complete"
         for _ in range(timing.workers):
-            await nursery.start(run_worker, ctx, queue, processor, nursery)
+            await nursery.start(run_worker, ctx, queue, processor)
+        await nursery.start(run_retry_sweeper, ctx, queue)
         for intake in handle.intakes:
             await nursery.start(intake.run)
         await nursery.start(handle.hub_poller.run)

@@ -50,7 +50,7 @@ from crmsync.runtime.context import ObjectSyncContext
 from crmsync.store import deletes as store_deletes
 from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
-from crmsync.store.items import HistoryEntry, Item, Outcome
+from crmsync.store.items import KEEP, HistoryEntry, Item, Outcome
 
 _snap_enc = msgspec.json.Encoder()
 _snap_dec = msgspec.json.Decoder(Snapshot)
@@ -232,10 +232,20 @@ class Processor:
                         w.created[side] = res.record.id
                         w.set_record(side, res.record)
                     elif res.error is not None and res.error.existing_id and not w.redo:
+                        # The record exists there already (HubSpot's 409 with its id): pair
+                        # with it and decide again, unless it is linked to another record,
+                        # which makes this one a duplicate.
+                        eid = res.error.existing_id
+                        holder = await self.ctx.store.read(store_items.find_item,
+                                                           self.ctx.sync_id, side, eid)
+                        if holder is not None and holder.record_id(other(side)) is not None \
+                                and (w.item is None or holder.item_id != w.item.item_id):
+                            w.errors.append(("duplicate", f"same match key as {side} record "
+                                                          f"{eid}, already linked"))
+                            continue
                         existing = await self.ctx.connector(side).read(
-                            self.ctx.object_name(side), [res.error.existing_id],
-                            self.ctx.properties(side))
-                        rec = existing.get(res.error.existing_id)
+                            self.ctx.object_name(side), [eid], self.ctx.properties(side))
+                        rec = existing.get(eid)
                         if rec is not None:
                             w.set_record(side, rec)
                             w.redo = True
@@ -443,17 +453,28 @@ class Processor:
             conflicts = [c for c in d.changes if c.reason == "first_pairing"]
             if conflicts:
                 entries.append(("conflict", w.hub_id, w.app_id, _conflicts(conflicts)))
+            # Index the record so the report and the counts see it, with the state that
+            # depends on the data alone (excluded, duplicate); nothing is written to a side.
+            first = next((a for a in d.actions if isinstance(a, Fail | Exclude)), None)
+            state, category, detail = "pending", "", ""
+            if isinstance(first, Fail):
+                state, category, detail = "failed", first.category, first.detail
+            elif isinstance(first, Exclude):
+                state, category, detail = "excluded", first.reason, first.detail
             if w.item is None:
-                # Index the record so the report and counts see it; nothing else.
+                key_side = w.key_side
+                own = w.record_id(key_side) if key_side else None
                 outcomes.append(Outcome(
-                    state="pending", hub_id=w.hub_id, app_id=w.app_id,
-                    match_key=w.keys[0] if w.keys else "",
-                    claim=tuple((w.key_side, k, w.record_id(w.key_side)) for k in w.keys)  # type: ignore[misc]
-                    if w.key_side and w.record_id(w.key_side) else ()))
-            elif w.item.app_id != w.app_id and w.app_id is not None:
-                outcomes.append(Outcome(item_id=w.item.item_id, state="pending",
-                                        app_id=w.app_id,
-                                        claim=tuple(("app", k, w.app_id) for k in w.keys)))
+                    state=state, category=category, detail=detail, hub_id=w.hub_id,
+                    app_id=w.app_id, match_key=w.keys[0] if w.keys else "",
+                    claim=tuple((key_side, k, own) for k in w.keys)
+                    if key_side and own and state != "failed" else ()))
+            elif w.item.snapshot is None:
+                new_app = w.app_id if w.app_id is not None and w.item.app_id != w.app_id else None
+                outcomes.append(Outcome(
+                    item_id=w.item.item_id, state=state, category=category, detail=detail,
+                    app_id=new_app if new_app else KEEP,
+                    claim=tuple(("app", k, new_app) for k in w.keys) if new_app else ()))
 
         def commit(conn: sqlite3.Connection) -> None:
             store_items.apply_outcomes(conn, self.ctx.sync_id, outcomes)

@@ -1,12 +1,13 @@
 """Sync workers: take free record keys from the lock queue in batches, load, decide, write,
 commit. Webhook inbox ids attached to a key are marked done in the transaction that records
-its sync. Records failing with a transient category are submitted again after a backoff."""
+its sync. A sweeper submits records that failed for a transient reason (rate limit, API
+outage) again after a backoff that grows with their attempts."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Hashable
-from typing import Any
 
 import trio
 
@@ -15,15 +16,16 @@ from crmsync.runtime.loader import load
 from crmsync.runtime.lock_queue import RecordLockQueue
 from crmsync.runtime.processor import TRANSIENT_CATEGORIES, Processor
 from crmsync.store import inbox as store_inbox
+from crmsync.store import items as store_items
 
 BATCH = 100
 LINGER = 0.05
 RETRY_BASE_SECONDS = 30.0
 RETRY_CAP_SECONDS = 1800.0
+SWEEP_SECONDS = 30.0
 
 
-async def run_worker(ctx: ObjectSyncContext, queue: RecordLockQueue, processor: Processor,
-                     nursery: trio.Nursery, *,
+async def run_worker(ctx: ObjectSyncContext, queue: RecordLockQueue, processor: Processor, *,
                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     task_status.started()
     while True:
@@ -38,20 +40,32 @@ async def run_worker(ctx: ObjectSyncContext, queue: RecordLockQueue, processor: 
                 if ids:
                     store_inbox.mark_done(conn, ids)
 
-            done = await processor.run(works, extra=extra)
+            await processor.run(works, extra=extra)
         except BaseException as exc:
             queue.done(keys, error=exc)
             raise
         queue.done(keys)
-        for w in done:
-            o = w.outcome
-            if o is not None and o.state == "failed" and o.category in TRANSIENT_CATEGORIES:
-                attempts = (w.item.attempts if w.item is not None else 0) + 1
-                delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempts - 1))
-                key = ("hub", w.hub_id) if w.hub_id else ("app", w.app_id)
-                nursery.start_soon(_resubmit, queue, key, delay)
 
 
-async def _resubmit(queue: RecordLockQueue, key: Any, delay: float) -> None:
-    await trio.sleep(delay)
-    await queue.submit([key])
+def retry_delay(attempts: int) -> float:
+    return min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+
+
+async def run_retry_sweeper(ctx: ObjectSyncContext, queue: RecordLockQueue,
+                            interval: float = SWEEP_SECONDS, *,
+                            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                            ) -> None:
+    task_status.started()
+    while True:
+        await trio.sleep(interval)
+        now = time.time()
+        due: list[Hashable] = []
+        for category in sorted(TRANSIENT_CATEGORIES):
+            for it in await ctx.store.read(store_items.list_items, ctx.sync_id, "failed",
+                                           category, 1000):
+                if now - it.updated_at >= retry_delay(it.attempts):
+                    due.append(("hub", it.hub_id) if it.hub_id else ("app", it.app_id))
+        if due:
+            ctx.log.info("retrying records after transient failures", records=len(due))
+            ticket = await queue.submit(due)
+            await ticket.wait()

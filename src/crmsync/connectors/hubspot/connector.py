@@ -1,0 +1,1090 @@
+"""`HubSpotConnector`: the hub side of every object sync, on HubSpot's CRM API v3/v4.
+
+It implements `Connector`, `SupportsPipelines`, `SupportsAssociations` and
+`SupportsEventIntake` of `crmsync.connectors.base`. Every call goes through `HubSpotHttp`
+(shared rate budget, per-request deadline, table-driven retries). Paths and shapes follow
+`reference/hubspot-api.md` (the fact sheet); section numbers below refer to it.
+
+Writes never lose a batch and never duplicate a record:
+- batch create sends an `objectWriteTraceId` per input so a 207 names the failed inputs (§1.2);
+- a 409 "Contact already exists. Existing ID: N" fails a whole batch create naming only the
+  first conflict (§4): the connector finds every input whose unique key (email / unique
+  property) already exists, reports each as `RecordError("conflict", existing_id=...)` and
+  creates the rest;
+- a whole-batch 4xx it cannot attribute is split in halves until each failure has its input;
+- a create whose outcome is unknown (timeout, dropped connection, 5xx) is never repeated
+  blindly: it is reconciled by its match key — a consistent batch read by `idProperty`
+  (contact email, custom unique properties) or a search (company domain / name, waiting out
+  the search index lag) — and only the inputs that are certainly absent are created again.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import structlog
+import trio
+
+from crmsync.connectors.base import (
+    AppEvent,
+    AssociationChange,
+    Capabilities,
+    Changes,
+    Connector,
+    ConnectorError,
+    FieldInfo,
+    ObjectInfo,
+    Page,
+    PipelineInfo,
+    Record,
+    RecordError,
+    StageInfo,
+    SupportsAssociations,
+    SupportsEventIntake,
+    SupportsPipelines,
+    WriteResult,
+)
+from crmsync.connectors.hubspot.cursor import ChangesCursor, decode_cursor, encode_cursor
+from crmsync.connectors.hubspot.http import HUBSPOT_RETRY_POLICY, HubSpotHttp, decode
+from crmsync.connectors.hubspot.objects import (
+    ASSOCIATION_READ_BATCH,
+    ASSOCIATION_TYPE_IDS,
+    ASSOCIATION_WRITE_BATCH,
+    LIST_PAGE_SIZE,
+    OBJECT_BATCH_SIZE,
+    SEARCH_PAGE_SIZE,
+    last_modified_property,
+)
+from crmsync.connectors.hubspot.objects import (
+    object_name as resolve_object,
+)
+from crmsync.connectors.ratelimit import RateBudget
+from crmsync.connectors.retry import HttpFailure, RetryPolicy, backoff_delay
+
+log = structlog.get_logger("crmsync.connectors.hubspot")
+
+_EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
+
+# HubSpot error `category` (of a 207 entry or an error body) → DESIGN.md category.
+_CATEGORIES: dict[str, str] = {
+    "VALIDATION_ERROR": "invalid_value",
+    "OBJECT_NOT_FOUND": "not_found",
+    "CONFLICT": "conflict",
+    "OBJECT_ALREADY_EXISTS": "conflict",
+    "MISSING_SCOPES": "permission_denied",
+    "INVALID_AUTHENTICATION": "permission_denied",
+    "EXPIRED_AUTHENTICATION": "permission_denied",
+    "RATE_LIMIT": "rate_limited",
+    "RATE_LIMITS": "rate_limited",
+    "LOCKED": "api_unavailable",
+    "INTERNAL_ERROR": "api_unavailable",
+    "SERVICE_UNAVAILABLE": "api_unavailable",
+    "TIMEOUT": "api_unavailable",
+}
+_RETRYABLE = frozenset({"rate_limited", "api_unavailable"})
+
+# HubSpot property type → FieldInfo.type.
+_FIELD_TYPES = {
+    "string": "string", "phone_number": "string", "number": "number", "bool": "bool",
+    "date": "date", "datetime": "datetime", "enumeration": "enumeration",
+}
+
+# How many changed records one changes_since call returns at most (then `more=True`).
+CHANGES_PER_CALL = 1000
+ARCHIVED_PAGES_PER_CALL = 10
+PROPERTIES_CACHE_SECONDS = 600.0
+# A record found while reconciling a create counts as ours if HubSpot created it no earlier
+# than this before our first attempt was sent (clocks differ).
+CLOCK_SKEW_MS = 60_000
+
+
+def _to_ms(value: Any) -> int | None:
+    """Epoch ms from HubSpot's ISO 8601 strings or epoch-ms strings/numbers."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def _ms_iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def _record(obj: Mapping[str, Any], updated_property: str | None = None) -> Record:
+    props = obj.get("properties") or {}
+    updated = None
+    if updated_property:
+        updated = _to_ms(props.get(updated_property))
+    if updated is None:
+        updated = _to_ms(obj.get("updatedAt")) or 0
+    archived = bool(obj.get("archived"))
+    return Record(id=str(obj["id"]), properties=dict(props), updated_at=updated,
+                  archived=archived)
+
+
+def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+def record_error(entry: Mapping[str, Any]) -> RecordError:
+    """A RecordError from one entry of a 207's `errors[]` or an error body."""
+    code = str(entry.get("category") or "")
+    message = str(entry.get("message") or code or "failed")
+    category = _CATEGORIES.get(code, "internal")
+    existing = _EXISTING_ID.search(message)
+    return RecordError(category=category, message=message, retryable=category in _RETRYABLE,
+                       existing_id=existing.group(1) if existing else None)
+
+
+def _failure_error(exc: HttpFailure) -> RecordError:
+    if exc.body and isinstance(exc.body, dict) and exc.body.get("category"):
+        err = record_error(exc.body)
+        if err.category != "internal":
+            return err
+    return RecordError(category=exc.category, message=exc.message,
+                       retryable=exc.kind in ("transient", "rate_limited"))
+
+
+def _context_values(entry: Mapping[str, Any], *keys: str) -> list[str]:
+    ctx = entry.get("context") or {}
+    out: list[str] = []
+    if isinstance(ctx, dict):
+        for key in keys:
+            values = ctx.get(key)
+            if isinstance(values, list):
+                out.extend(str(v) for v in values)
+            elif values is not None:
+                out.append(str(values))
+    return out
+
+
+def _all_context_values(entry: Mapping[str, Any]) -> list[str]:
+    ctx = entry.get("context") or {}
+    if not isinstance(ctx, dict):
+        return []
+    return [str(v) for values in ctx.values()
+            for v in (values if isinstance(values, list) else [values])]
+
+
+class _Item:
+    """One input of a write, with its position in the caller's list."""
+
+    __slots__ = ("id", "index", "properties", "sent_ms")
+
+    def __init__(self, index: int, properties: Mapping[str, Any], id: str | None = None) -> None:
+        self.index = index
+        self.properties = properties
+        self.id = id
+        self.sent_ms: int | None = None  # when a create of it was first sent (wall clock)
+
+    @property
+    def trace_id(self) -> str:
+        return str(self.index)
+
+
+class HubSpotConnector:
+    """The HubSpot side. See the module docstring; all methods may raise ConnectorError.
+
+    `client` is an `httpx.AsyncClient` with HubSpot's base URL and auth (tests inject
+    `httpx.MockTransport` / `httpx.ASGITransport`); `budget` is the account's shared rate
+    budget (`search_budget`, if given, limits search calls instead of `budget`). Every request
+    runs under `trio.fail_after(request_timeout)`. `index_lag` is how far behind the search
+    index may be: `changes_since` never moves its cursor past (now − index_lag).
+    `wall_clock` gives the current epoch time in seconds (HubSpot's timestamps are wall-clock).
+    """
+
+    capabilities = Capabilities(
+        webhooks=True, change_log=False, polling=True,
+        write_batch_size=OBJECT_BATCH_SIZE, read_batch_size=OBJECT_BATCH_SIZE,
+        pipelines=True, associations=True, events=True,
+    )
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        budget: RateBudget,
+        *,
+        search_budget: RateBudget | None = None,
+        request_timeout: float = 30.0,
+        index_lag: float = 30.0,
+        name: str = "hub",
+        retry_policy: RetryPolicy = HUBSPOT_RETRY_POLICY,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.index_lag = index_lag
+        self.wall_clock = wall_clock
+        self.http = HubSpotHttp(client, budget, search_budget=search_budget,
+                                request_timeout=request_timeout, policy=retry_policy)
+        self._properties: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._pipelines: dict[str, tuple[float, list[PipelineInfo]]] = {}
+        self._owned_client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self.http.client
+
+    @property
+    def budget(self) -> RateBudget:
+        return self.http.budget
+
+    async def aclose(self) -> None:
+        """Close the client if `build_hub_connector` made it (an injected one stays open)."""
+        if self._owned_client is not None:
+            await self._owned_client.aclose()
+
+    def _now_ms(self) -> int:
+        return int(self.wall_clock() * 1000)
+
+    # --- describe / properties -------------------------------------------------------------------
+
+    async def properties(self, object_name: str) -> list[dict[str, Any]]:
+        """`GET /crm/v3/properties/{object}` (cached for 10 minutes)."""
+        obj = resolve_object(object_name)
+        cached = self._properties.get(obj)
+        now = trio.current_time()
+        if cached and now - cached[0] < PROPERTIES_CACHE_SECONDS:
+            return cached[1]
+        body = await self.http.json("GET", f"/crm/v3/properties/{obj}")
+        results = list(body.get("results") or [])
+        self._properties[obj] = (now, results)
+        return results
+
+    def invalidate_caches(self) -> None:
+        self._properties.clear()
+        self._pipelines.clear()
+
+    async def describe(self, object_name: str) -> ObjectInfo:
+        obj = resolve_object(object_name)
+        fields = []
+        for p in await self.properties(obj):
+            meta = p.get("modificationMetadata") or {}
+            fields.append(FieldInfo(
+                name=str(p["name"]),
+                type=_FIELD_TYPES.get(str(p.get("type")), "string"),
+                read_only=bool(meta.get("readOnlyValue")) or bool(p.get("calculated")),
+                unique=bool(p.get("hasUniqueValue")),
+                options=tuple(str(o.get("value")) for o in p.get("options") or []),
+            ))
+        return ObjectInfo(name=obj, fields=tuple(fields),
+                          updated_at_field=last_modified_property(obj))
+
+    async def check_properties(self, object_name: str, names: Iterable[str], *,
+                               write: bool = False) -> list[str]:
+        """Problems with mapping `names`: unknown properties, and read-only ones for writes."""
+        info = {f.name: f for f in (await self.describe(object_name)).fields}
+        problems = []
+        for name in names:
+            f = info.get(name)
+            if f is None:
+                problems.append(f"{object_name}: unknown HubSpot property {name!r}")
+            elif write and f.read_only:
+                problems.append(f"{object_name}: HubSpot property {name!r} is read-only")
+        return problems
+
+    async def check_values(self, object_name: str,
+                           values: Mapping[str, Any]) -> dict[str, str]:
+        """Values HubSpot would refuse, by property: unknown enumeration options (multi-select
+        values joined with ';'), non-numbers for number properties, non-booleans for bool."""
+        info = {f.name: f for f in (await self.describe(object_name)).fields}
+        problems: dict[str, str] = {}
+        for name, value in values.items():
+            f = info.get(name)
+            if f is None or value is None or value == "":
+                continue
+            text = str(value)
+            if f.type == "enumeration" and f.options:
+                bad = [v for v in text.split(";") if v not in f.options]
+                if bad:
+                    problems[name] = f"{bad[0]!r} is not an option of {name}"
+            elif f.type == "number":
+                try:
+                    float(text)
+                except ValueError:
+                    problems[name] = f"{text!r} is not a number"
+            elif f.type == "bool" and text.lower() not in ("true", "false"):
+                problems[name] = f"{text!r} is not true or false"
+        return problems
+
+    async def check_stage(self, object_name: str, pipeline_id: str,
+                          stage_id: str) -> str | None:
+        """None if the stage exists in the pipeline, else what is wrong."""
+        for p in await self.pipelines(object_name):
+            if p.id == pipeline_id:
+                if any(s.id == stage_id for s in p.stages):
+                    return None
+                return f"stage {stage_id!r} is not in pipeline {p.label!r} ({p.id})"
+        return f"pipeline {pipeline_id!r} does not exist"
+
+    async def _unique_properties(self, obj: str) -> list[str]:
+        return [f.name for f in (await self.describe(obj)).fields
+                if f.unique and f.name != "hs_object_id"]
+
+    # --- pipelines ------------------------------------------------------------------------------
+
+    async def pipelines(self, object_name: str) -> list[PipelineInfo]:
+        """`GET /crm/v3/pipelines/{object}`, live pipelines and stages by display order
+        (cached for 10 minutes). A 403 raises ConnectorError(kind="config",
+        category="permission_denied")."""
+        obj = resolve_object(object_name)
+        cached = self._pipelines.get(obj)
+        now = trio.current_time()
+        if cached and now - cached[0] < PROPERTIES_CACHE_SECONDS:
+            return cached[1]
+        body = await self.http.json("GET", f"/crm/v3/pipelines/{obj}")
+
+        def order(x: Mapping[str, Any]) -> tuple[int, str]:
+            return (int(x.get("displayOrder") or 0), str(x.get("label") or ""))
+
+        out = []
+        for p in sorted((p for p in body.get("results") or [] if not p.get("archived")),
+                        key=order):
+            stages = tuple(StageInfo(id=str(s["id"]), label=str(s.get("label") or ""))
+                           for s in sorted((s for s in p.get("stages") or []
+                                            if not s.get("archived")), key=order))
+            out.append(PipelineInfo(id=str(p["id"]), label=str(p.get("label") or ""),
+                                    stages=stages))
+        self._pipelines[obj] = (now, out)
+        return out
+
+    # --- reading --------------------------------------------------------------------------------
+
+    async def scan(self, object_name: str, cursor: str | None,
+                   properties: Sequence[str]) -> Page:
+        """One page (≤100) of the live records, in id order, from HubSpot's `after` cursor."""
+        return await self._list_page(resolve_object(object_name), cursor, properties,
+                                     archived=False)
+
+    async def _list_page(self, obj: str, after: str | None, properties: Sequence[str], *,
+                         archived: bool) -> Page:
+        params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE,
+                                        "archived": "true" if archived else "false"}
+        if properties:
+            params["properties"] = ",".join(properties)
+        if after:
+            params["after"] = after
+        body = await self.http.json("GET", f"/crm/v3/objects/{obj}", params=params)
+        records = [_record(r) for r in body.get("results") or []]
+        nxt = ((body.get("paging") or {}).get("next") or {}).get("after")
+        return Page(records=records, next_cursor=str(nxt) if nxt else None)
+
+    async def read(self, object_name: str, ids: Sequence[str],
+                   properties: Sequence[str]) -> dict[str, Record]:
+        """Batch read (chunks of 100); unknown and archived ids are absent from the result."""
+        obj = resolve_object(object_name)
+        unique_ids = list(dict.fromkeys(str(i) for i in ids))
+        out: dict[str, Record] = {}
+        for chunk in _chunks(unique_ids, OBJECT_BATCH_SIZE):
+            for r in await self._batch_read(obj, chunk, properties):
+                out[r.id] = r
+        return out
+
+    async def _batch_read(self, obj: str, values: Sequence[str], properties: Sequence[str],
+                          id_property: str | None = None) -> list[Record]:
+        body: dict[str, Any] = {"properties": list(properties),
+                                "inputs": [{"id": v} for v in values]}
+        if id_property:
+            body["idProperty"] = id_property
+        answer = await self.http.json("POST", f"/crm/v3/objects/{obj}/batch/read", json=body)
+        return [_record(r) for r in answer.get("results") or []]
+
+    async def find(self, object_name: str, field: str, value: str,
+                   properties: Sequence[str]) -> list[Record]:
+        """Records whose `field` equals `value`. Contact email and unique properties are read
+        by `idProperty` (consistent at once); other fields through search (EQ, case-insensitive,
+        subject to the search index lag)."""
+        obj = resolve_object(object_name)
+        if (obj == "contacts" and field == "email") or field in await self._unique_properties(
+                obj):
+            props = list(dict.fromkeys([*properties, field]))
+            return await self._batch_read(obj, [value], props, id_property=field)
+        return await self._search_eq(obj, field, value, properties)
+
+    async def _search_eq(self, obj: str, field: str, value: str,
+                         properties: Sequence[str], limit: int = 1000) -> list[Record]:
+        out: list[Record] = []
+        after: str | None = None
+        while len(out) < limit:
+            body: dict[str, Any] = {
+                "filterGroups": [{"filters": [
+                    {"propertyName": field, "operator": "EQ", "value": value}]}],
+                "properties": list(dict.fromkeys([*properties, field])),
+                "limit": SEARCH_PAGE_SIZE,
+            }
+            if after:
+                body["after"] = after
+            answer = await self.http.json("POST", f"/crm/v3/objects/{obj}/search", json=body,
+                                          kind="search")
+            out.extend(_record(r) for r in answer.get("results") or [])
+            after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                break
+        return out
+
+    async def _search(self, obj: str, filters: list[dict[str, Any]], sort: str,
+                      properties: Sequence[str]) -> list[dict[str, Any]]:
+        body = {
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+            "properties": list(properties),
+            "limit": SEARCH_PAGE_SIZE,
+        }
+        answer = await self.http.json("POST", f"/crm/v3/objects/{obj}/search", json=body,
+                                      kind="search")
+        return list(answer.get("results") or [])
+
+    # --- incremental changes --------------------------------------------------------------------
+
+    def start_cursor(self) -> str:
+        """A cursor meaning "changes from now on" (allowing for the index lag)."""
+        start = self._now_ms() - int(self.index_lag * 1000)
+        return encode_cursor(ChangesCursor(ts=start, arch_ts=start))
+
+    async def changes_since(self, object_name: str, cursor: str | None,
+                            properties: Sequence[str]) -> Changes:
+        """Records changed after `cursor`, oldest first, then newly archived ones.
+
+        Search sorted ascending on the last-modified property with the filter moved forward
+        (never deep paging, so the 10,000-result cap is never reached); records sharing one
+        timestamp are paged by `hs_object_id`. The cursor never passes (now − index_lag).
+        Archived records come from the archived list (`archivedAt`) with `archived=True`.
+        At most ~1,000 records per call; `more=True` says to call again at once.
+        """
+        obj = resolve_object(object_name)
+        if cursor is None:
+            return Changes(records=[], cursor=self.start_cursor(), more=False)
+        try:
+            cur = decode_cursor(cursor)
+        except ValueError as exc:
+            raise ConnectorError("record", "internal", str(exc)) from None
+        upper = self._now_ms() - int(self.index_lag * 1000)
+        lastmod = last_modified_property(obj)
+        props = list(dict.fromkeys([*properties, lastmod, "hs_object_id"]))
+        records: list[Record] = []
+        search_more = False
+        while True:
+            if len(records) >= CHANGES_PER_CALL:
+                search_more = True
+                break
+            if cur.tie:
+                page = await self._search(obj, [
+                    {"propertyName": lastmod, "operator": "EQ", "value": str(cur.ts)},
+                    {"propertyName": "hs_object_id", "operator": "GT",
+                     "value": str(cur.after_id)},
+                ], "hs_object_id", props)
+                seen = set(cur.seen)
+                for r in page:
+                    rec = _record(r, lastmod)
+                    if rec.id not in seen:
+                        records.append(rec)
+                    cur.after_id = max(cur.after_id, int(rec.id))
+                if len(page) < SEARCH_PAGE_SIZE:
+                    cur.tie = False
+                    cur.after_id = 0
+                    cur.seen = []
+                continue
+            if cur.ts >= upper:
+                break
+            page = await self._search(obj, [
+                {"propertyName": lastmod, "operator": "GT", "value": str(cur.ts)},
+                {"propertyName": lastmod, "operator": "LTE", "value": str(upper)},
+            ], lastmod, props)
+            batch = [_record(r, lastmod) for r in page]
+            records.extend(batch)
+            if not batch:
+                break
+            last_ts = batch[-1].updated_at
+            if len(page) < SEARCH_PAGE_SIZE:
+                cur.ts = max(cur.ts, last_ts)
+                cur.seen = []
+                break
+            # A full page: records at its last timestamp may continue beyond it. Page them by
+            # id (any number of them), skipping the ones this page returned.
+            cur.ts = last_ts
+            cur.tie = True
+            cur.after_id = 0
+            cur.seen = [r.id for r in batch if r.updated_at == last_ts]
+        arch_more = False
+        if not search_more:
+            arch_more = await self._archived_changes(obj, cur, upper, properties, records)
+        return Changes(records=records, cursor=encode_cursor(cur),
+                       more=search_more or arch_more)
+
+    async def _archived_changes(self, obj: str, cur: ChangesCursor, upper: int,
+                                properties: Sequence[str], records: list[Record]) -> bool:
+        """Advance the pass over the archived list; True if it is not finished."""
+        if cur.arch_upper is None:
+            if upper <= cur.arch_ts:
+                return False
+            cur.arch_upper = upper
+            cur.arch_after = None
+        for _ in range(ARCHIVED_PAGES_PER_CALL):
+            params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE, "archived": "true"}
+            if properties:
+                params["properties"] = ",".join(properties)
+            if cur.arch_after:
+                params["after"] = cur.arch_after
+            body = await self.http.json("GET", f"/crm/v3/objects/{obj}", params=params)
+            for r in body.get("results") or []:
+                at = _to_ms(r.get("archivedAt")) or _to_ms(r.get("updatedAt")) or 0
+                if cur.arch_ts < at <= cur.arch_upper:
+                    rec = _record(r)
+                    records.append(Record(id=rec.id, properties=rec.properties, updated_at=at,
+                                          archived=True))
+            nxt = ((body.get("paging") or {}).get("next") or {}).get("after")
+            if not nxt:
+                cur.arch_ts = cur.arch_upper
+                cur.arch_upper = None
+                cur.arch_after = None
+                return False
+            cur.arch_after = str(nxt)
+        return True
+
+    # --- writing --------------------------------------------------------------------------------
+
+    async def create(self, object_name: str, inputs: Sequence[Mapping[str, Any]], *,
+                     match_property: str | None = None) -> list[WriteResult]:
+        """Batch create (chunks of 100), one result per input in input order.
+
+        A conflict (the unique key exists) is `RecordError("conflict", existing_id=...)`.
+        `match_property` names the property that identifies a record when an unknown outcome
+        must be reconciled (default: contact email, a unique property in the input, company
+        domain or name).
+        """
+        obj = resolve_object(object_name)
+        results: list[WriteResult | None] = [None] * len(inputs)
+        items = [_Item(i, props) for i, props in enumerate(inputs)]
+        for chunk in _chunks(items, OBJECT_BATCH_SIZE):
+            await self._create_items(obj, list(chunk), results, match_property, 0)
+        return [r if r is not None else WriteResult(ok=False, error=RecordError(
+            "internal", "no result for this input")) for r in results]
+
+    async def _create_items(self, obj: str, items: list[_Item],
+                            results: list[WriteResult | None], match_property: str | None,
+                            rounds: int) -> None:
+        if not items:
+            return
+        body = {"inputs": [{"properties": dict(it.properties), "objectWriteTraceId": it.trace_id}
+                           for it in items]}
+        now = self._now_ms()
+        for it in items:
+            if it.sent_ms is None:
+                it.sent_ms = now
+        try:
+            response = await self.http.request("POST", f"/crm/v3/objects/{obj}/batch/create",
+                                               json=body, idempotent=False)
+        except HttpFailure as exc:
+            if exc.ambiguous:
+                log.warning("hubspot_create_outcome_unknown", object=obj, inputs=len(items),
+                            error=exc.message)
+                await self._reconcile_creates(obj, items, results, match_property, rounds, exc)
+                return
+            if exc.kind != "record":
+                raise
+            if exc.status == 409:
+                await self._heal_conflict(obj, items, results, match_property, rounds, exc)
+                return
+            await self._split(obj, items, results, match_property, rounds, exc)
+            return
+        answer = decode(response)
+        unresolved = self._apply_results(items, answer, results)
+        if unresolved:
+            log.warning("hubspot_create_unattributed", object=obj, inputs=len(unresolved))
+            await self._reconcile_creates(obj, unresolved, results, match_property, rounds,
+                                          None)
+
+    def _apply_results(self, items: list[_Item], answer: Mapping[str, Any],
+                       results: list[WriteResult | None]) -> list[_Item]:
+        """Fill `results` from a 200/201/207 batch answer; return the items it says nothing of.
+
+        Results are matched by `objectWriteTraceId` (creates) or id (updates); errors by their
+        `context.objectWriteTraceId` / `context.ids`.
+        """
+        by_trace: dict[str, _Item] = {it.trace_id: it for it in items}
+        by_id: dict[str, _Item] = {it.id: it for it in items if it.id is not None}
+        done: set[int] = set()
+        untraced: list[Mapping[str, Any]] = []
+        for r in answer.get("results") or []:
+            it = by_trace.get(str(r.get("objectWriteTraceId")))
+            if it is None and by_id:
+                it = by_id.get(str(r.get("id")))
+            if it is None or it.index in done:
+                untraced.append(r)
+                continue
+            results[it.index] = WriteResult(ok=True, record=_record(r))
+            done.add(it.index)
+        unattributed: list[Mapping[str, Any]] = []
+        for e in answer.get("errors") or []:
+            targets = [by_trace[t] for t in _context_values(e, "objectWriteTraceId")
+                       if t in by_trace]
+            targets += [by_id[i] for i in _context_values(e, "ids", "id") if i in by_id]
+            if not targets:
+                unattributed.append(e)
+            err = record_error(e)
+            for it in targets:
+                if it.index not in done:
+                    results[it.index] = WriteResult(ok=False, error=err)
+                    done.add(it.index)
+        rest = [it for it in items if it.index not in done]
+        if rest and untraced and len(untraced) == len(rest) and not unattributed:
+            # No trace ids in the answer: HubSpot answers in input order.
+            for it, r in zip(rest, untraced, strict=True):
+                results[it.index] = WriteResult(ok=True, record=_record(r))
+            return []
+        if rest and unattributed and not untraced and len(unattributed) == len(rest):
+            for it, e in zip(rest, unattributed, strict=True):
+                results[it.index] = WriteResult(ok=False, error=record_error(e))
+            return []
+        return rest
+
+    async def _split(self, obj: str, items: list[_Item], results: list[WriteResult | None],
+                     match_property: str | None, rounds: int, exc: HttpFailure) -> None:
+        """A whole-batch refusal: a single input gets the error, a batch is halved."""
+        if len(items) == 1:
+            results[items[0].index] = WriteResult(ok=False, error=_failure_error(exc))
+            return
+        mid = len(items) // 2
+        await self._create_items(obj, items[:mid], results, match_property, rounds)
+        await self._create_items(obj, items[mid:], results, match_property, rounds)
+
+    async def _match_keys(self, obj: str, items: Sequence[_Item],
+                          match_property: str | None) -> dict[int, tuple[str, str, bool]]:
+        """Per item: (property, value, consistent) — how to look the record up. `consistent`
+        means a batch read by idProperty (no index lag); otherwise a search."""
+        unique: list[str] | None = None
+        out: dict[int, tuple[str, str, bool]] = {}
+        for it in items:
+            props = it.properties
+            candidates: list[tuple[str, bool]] = []
+            if obj == "contacts":
+                candidates.append(("email", True))
+            if match_property:
+                if unique is None:
+                    unique = await self._unique_properties(obj)
+                candidates.insert(0, (match_property, match_property in unique
+                                      or (obj == "contacts" and match_property == "email")))
+            if obj != "contacts" or not props.get("email"):
+                if unique is None:
+                    unique = await self._unique_properties(obj)
+                candidates += [(u, True) for u in unique]
+            if obj == "companies":
+                candidates += [("domain", False), ("name", False)]
+            for prop, consistent in candidates:
+                value = props.get(prop)
+                if value not in (None, ""):
+                    out[it.index] = (prop, str(value), consistent)
+                    break
+        return out
+
+    async def _lookup(self, obj: str, items: Sequence[_Item],
+                      keys: Mapping[int, tuple[str, str, bool]], *,
+                      wait_for_index: bool) -> dict[int, Record]:
+        """Existing records for items by their match keys."""
+        found: dict[int, Record] = {}
+        by_prop: dict[str, list[_Item]] = {}
+        for it in items:
+            if it.index in keys and keys[it.index][2]:
+                by_prop.setdefault(keys[it.index][0], []).append(it)
+        for prop, group in by_prop.items():
+            values = list(dict.fromkeys(keys[it.index][1] for it in group))
+            existing: dict[str, Record] = {}
+            for chunk in _chunks(values, OBJECT_BATCH_SIZE):
+                for r in await self._batch_read(obj, chunk, [prop, "createdate"],
+                                                id_property=prop):
+                    v = r.properties.get(prop)
+                    if v is not None:
+                        existing[str(v).strip().lower()] = r
+            for it in group:
+                rec = existing.get(keys[it.index][1].strip().lower())
+                if rec is not None:
+                    found[it.index] = rec
+        searched = [it for it in items if it.index in keys and not keys[it.index][2]]
+        if searched:
+            deadline = trio.current_time() + (self.index_lag if wait_for_index else 0.0)
+            pending = list(searched)
+            while True:
+                still = []
+                for it in pending:
+                    prop, value, _ = keys[it.index]
+                    hits = await self._search_eq(obj, prop, value, [prop, "createdate"],
+                                                 limit=SEARCH_PAGE_SIZE)
+                    if hits:
+                        found[it.index] = hits[0]
+                    else:
+                        still.append(it)
+                pending = still
+                remaining = deadline - trio.current_time()
+                if not pending or remaining <= 0:
+                    break
+                # Search indexing lags behind writes: look again until the lag has passed.
+                await trio.sleep(min(5.0, remaining))
+        return found
+
+    async def _reconcile_creates(self, obj: str, items: list[_Item],
+                                 results: list[WriteResult | None], match_property: str | None,
+                                 rounds: int, failure: HttpFailure | None) -> None:
+        """The creates may or may not have happened: look each up by its match key. Found and
+        created after the first attempt was sent → ours; found but older → a conflict with
+        that record (`existing_id`); certainly absent → create again after the backoff the
+        failure calls for (at most `policy.max_attempts` rounds)."""
+        keys = await self._match_keys(obj, items, match_property)
+        found = await self._lookup(obj, items, keys, wait_for_index=True)
+        again: list[_Item] = []
+        for it in items:
+            if it.index in found:
+                rec = found[it.index]
+                created = _to_ms(rec.properties.get("createdate"))
+                if (created is not None and it.sent_ms is not None
+                        and created < it.sent_ms - CLOCK_SKEW_MS):
+                    prop, value, _ = keys[it.index]
+                    results[it.index] = WriteResult(ok=False, error=RecordError(
+                        category="conflict", existing_id=rec.id,
+                        message=f"a record with {prop} {value!r} already existed (id {rec.id})"))
+                else:
+                    results[it.index] = WriteResult(ok=True, record=rec)
+            elif it.index not in keys:
+                results[it.index] = WriteResult(ok=False, error=RecordError(
+                    category="api_unavailable",
+                    message="HubSpot did not confirm this create and the record has no match "
+                    "key (email, unique property, domain or name) to check it by; it is not "
+                    "sent again so that no duplicate is made",
+                    retryable=False))
+            elif rounds + 1 >= self.http.policy.max_attempts:
+                results[it.index] = WriteResult(ok=False, error=RecordError(
+                    category="api_unavailable",
+                    message="HubSpot did not confirm this create after several attempts",
+                    retryable=True))
+            else:
+                again.append(it)
+        log.info("hubspot_create_reconciled", object=obj, inputs=len(items), found=len(found),
+                 recreate=len(again))
+        if again:
+            await trio.sleep(backoff_delay(self.http.policy, rounds + 1, failure))
+            await self._create_items(obj, again, results, match_property, rounds + 1)
+
+    async def _heal_conflict(self, obj: str, items: list[_Item],
+                             results: list[WriteResult | None], match_property: str | None,
+                             rounds: int, exc: HttpFailure) -> None:
+        """409 on a batch create names only the first conflict: find every input whose unique
+        key exists, fail those as conflicts, create the others."""
+        existing = _EXISTING_ID.search(exc.detail.message)
+        if len(items) == 1:
+            results[items[0].index] = WriteResult(ok=False, error=RecordError(
+                category="conflict", message=exc.detail.message or exc.message,
+                existing_id=existing.group(1) if existing else None))
+            return
+        keys = await self._match_keys(obj, items, match_property)
+        consistent = {i: k for i, k in keys.items() if k[2]}
+        found = await self._lookup(obj, items, consistent, wait_for_index=False)
+        if not found:
+            await self._split(obj, items, results, match_property, rounds, exc)
+            return
+        for it in items:
+            rec = found.get(it.index)
+            if rec is not None:
+                prop, value, _ = consistent[it.index]
+                results[it.index] = WriteResult(ok=False, error=RecordError(
+                    category="conflict", existing_id=rec.id,
+                    message=f"a record with {prop} {value!r} already exists (id {rec.id})"))
+        await self._create_items(obj, [it for it in items if it.index not in found], results,
+                                 match_property, rounds)
+
+    async def update(self, object_name: str,
+                     inputs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[WriteResult]:
+        """Batch update (chunks of 100, an id at most once per request); one result per input.
+        An unknown id is `RecordError("not_found")`."""
+        obj = resolve_object(object_name)
+        results: list[WriteResult | None] = [None] * len(inputs)
+        chunk: list[_Item] = []
+        ids: set[str] = set()
+        for i, (rid, props) in enumerate(inputs):
+            rid = str(rid)
+            if len(chunk) >= OBJECT_BATCH_SIZE or rid in ids:
+                await self._update_items(obj, chunk, results)
+                chunk, ids = [], set()
+            chunk.append(_Item(i, props, rid))
+            ids.add(rid)
+        await self._update_items(obj, chunk, results)
+        return [r if r is not None else WriteResult(ok=False, error=RecordError(
+            "internal", "no result for this input")) for r in results]
+
+    async def _update_items(self, obj: str, items: list[_Item],
+                            results: list[WriteResult | None]) -> None:
+        if not items:
+            return
+        body = {"inputs": [{"id": it.id, "properties": dict(it.properties)} for it in items]}
+        try:
+            response = await self.http.request("POST", f"/crm/v3/objects/{obj}/batch/update",
+                                               json=body)
+        except HttpFailure as exc:
+            if exc.kind != "record":
+                raise
+            if len(items) == 1:
+                results[items[0].index] = WriteResult(ok=False, error=_failure_error(exc))
+                return
+            mid = len(items) // 2
+            await self._update_items(obj, items[:mid], results)
+            await self._update_items(obj, items[mid:], results)
+            return
+        rest = self._apply_results(items, decode(response), results)
+        for it in rest:
+            results[it.index] = WriteResult(ok=False, error=RecordError(
+                category="api_unavailable", retryable=True,
+                message="HubSpot's answer did not mention this update"))
+
+    async def upsert(self, object_name: str, id_property: str,
+                     inputs: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
+        """Batch upsert by `id_property` (contact `email` or a unique property; chunks of 100):
+        each input's value of `id_property` identifies the record; created or updated."""
+        obj = resolve_object(object_name)
+        results: list[WriteResult | None] = [None] * len(inputs)
+        items = [_Item(i, props) for i, props in enumerate(inputs)]
+        for chunk in _chunks(items, OBJECT_BATCH_SIZE):
+            await self._upsert_items(obj, id_property, list(chunk), results)
+        return [r if r is not None else WriteResult(ok=False, error=RecordError(
+            "internal", "no result for this input")) for r in results]
+
+    async def _upsert_items(self, obj: str, id_property: str, items: list[_Item],
+                            results: list[WriteResult | None]) -> None:
+        if not items:
+            return
+        missing = [it for it in items if not it.properties.get(id_property)]
+        for it in missing:
+            results[it.index] = WriteResult(ok=False, error=RecordError(
+                "missing_required_field", f"an upsert needs a value of {id_property}"))
+        items = [it for it in items if it.properties.get(id_property)]
+        if not items:
+            return
+        body = {"inputs": [{"id": str(it.properties[id_property]), "idProperty": id_property,
+                            "properties": dict(it.properties)} for it in items]}
+        try:
+            response = await self.http.request("POST", f"/crm/v3/objects/{obj}/batch/upsert",
+                                               json=body)
+        except HttpFailure as exc:
+            if exc.kind != "record":
+                raise
+            if len(items) == 1:
+                results[items[0].index] = WriteResult(ok=False, error=_failure_error(exc))
+                return
+            mid = len(items) // 2
+            await self._upsert_items(obj, id_property, items[:mid], results)
+            await self._upsert_items(obj, id_property, items[mid:], results)
+            return
+        answer = decode(response)
+        by_value = {str(it.properties[id_property]).strip().lower(): it for it in items}
+        for r in answer.get("results") or []:
+            v = (r.get("properties") or {}).get(id_property)
+            match = by_value.get(str(v).strip().lower()) if v is not None else None
+            if match is not None:
+                results[match.index] = WriteResult(ok=True, record=_record(r))
+        errors = list(answer.get("errors") or [])
+        for it in items:
+            if results[it.index] is None:
+                results[it.index] = WriteResult(ok=False, error=record_error(errors[0]) if errors
+                                                else RecordError("api_unavailable",
+                                                                 "no result for this upsert",
+                                                                 retryable=True))
+
+    async def archive(self, object_name: str, ids: Sequence[str]) -> list[WriteResult]:
+        """Batch archive (chunks of 100). Archiving an unknown or archived id succeeds."""
+        obj = resolve_object(object_name)
+        results: list[WriteResult | None] = [None] * len(ids)
+        items = [_Item(i, {}, str(rid)) for i, rid in enumerate(ids)]
+        for chunk in _chunks(items, OBJECT_BATCH_SIZE):
+            await self._archive_items(obj, list(chunk), results)
+        return [r or WriteResult(ok=True) for r in results]
+
+    async def _archive_items(self, obj: str, items: list[_Item],
+                             results: list[WriteResult | None]) -> None:
+        if not items:
+            return
+        body = {"inputs": [{"id": it.id} for it in dict((it.id, it) for it in items).values()]}
+        try:
+            await self.http.request("POST", f"/crm/v3/objects/{obj}/batch/archive", json=body)
+        except HttpFailure as exc:
+            if exc.kind != "record":
+                raise
+            if len(items) == 1:
+                ok = exc.category == "not_found"
+                results[items[0].index] = WriteResult(
+                    ok=ok, error=None if ok else _failure_error(exc))
+                return
+            mid = len(items) // 2
+            await self._archive_items(obj, items[:mid], results)
+            await self._archive_items(obj, items[mid:], results)
+            return
+        for it in items:
+            results[it.index] = WriteResult(ok=True)
+
+    # --- associations (v4) --------------------------------------------------------------------
+
+    async def read_associations(self, from_object: str, to_object: str,
+                                ids: Sequence[str]) -> dict[str, list[str]]:
+        """For each id, the associated `to_object` ids (batch read ≤1,000 inputs, following
+        each input's paging)."""
+        frm, to = resolve_object(from_object), resolve_object(to_object)
+        out: dict[str, list[str]] = {str(i): [] for i in ids}
+        seen: dict[str, set[str]] = {i: set() for i in out}
+        todo: list[dict[str, str]] = [{"id": i} for i in out]
+        while todo:
+            nxt: list[dict[str, str]] = []
+            for chunk in _chunks(todo, ASSOCIATION_READ_BATCH):
+                answer = await self.http.json(
+                    "POST", f"/crm/v4/associations/{frm}/{to}/batch/read",
+                    json={"inputs": list(chunk)})
+                for r in answer.get("results") or []:
+                    fid = str((r.get("from") or {}).get("id"))
+                    if fid not in out:
+                        continue
+                    for t in r.get("to") or []:
+                        tid = str(t.get("toObjectId"))
+                        if tid not in seen[fid]:
+                            seen[fid].add(tid)
+                            out[fid].append(tid)
+                    after = ((r.get("paging") or {}).get("next") or {}).get("after")
+                    if after:
+                        nxt.append({"id": fid, "after": str(after)})
+            todo = nxt
+        return out
+
+    async def write_associations(self, from_object: str, to_object: str,
+                                 changes: Sequence[AssociationChange]) -> list[WriteResult]:
+        """Create associations (HubSpot-defined type id of the pair, else the default type)
+        and remove them (batch archive); one result per change."""
+        frm, to = resolve_object(from_object), resolve_object(to_object)
+        results: list[WriteResult | None] = [None] * len(changes)
+        adds = [(i, c) for i, c in enumerate(changes) if not c.removed]
+        removes = [(i, c) for i, c in enumerate(changes) if c.removed]
+        for chunk in _chunks(adds, ASSOCIATION_WRITE_BATCH):
+            await self._associate(frm, to, list(chunk), results)
+        for chunk in _chunks(removes, ASSOCIATION_WRITE_BATCH):
+            await self._dissociate(frm, to, list(chunk), results)
+        return [r or WriteResult(ok=True) for r in results]
+
+    async def _associate(self, frm: str, to: str, items: list[tuple[int, AssociationChange]],
+                         results: list[WriteResult | None]) -> None:
+        if not items:
+            return
+        type_id = ASSOCIATION_TYPE_IDS.get((frm, to))
+        if type_id is not None:
+            path = f"/crm/v4/associations/{frm}/{to}/batch/create"
+            inputs = [{"from": {"id": c.from_id}, "to": {"id": c.to_id},
+                       "types": [{"associationCategory": "HUBSPOT_DEFINED",
+                                  "associationTypeId": type_id}]} for _, c in items]
+        else:
+            path = f"/crm/v4/associations/{frm}/{to}/batch/associate/default"
+            inputs = [{"from": {"id": c.from_id}, "to": {"id": c.to_id}} for _, c in items]
+        try:
+            answer = await self.http.json("POST", path, json={"inputs": inputs})
+        except HttpFailure as exc:
+            if exc.kind != "record":
+                raise
+            if len(items) == 1:
+                results[items[0][0]] = WriteResult(ok=False, error=RecordError(
+                    "association_failed", exc.message))
+                return
+            mid = len(items) // 2
+            await self._associate(frm, to, items[:mid], results)
+            await self._associate(frm, to, items[mid:], results)
+            return
+        done: set[tuple[str, str]] = set()
+        for r in answer.get("results") or []:
+            f = r.get("fromObjectId", (r.get("from") or {}).get("id"))
+            t = r.get("toObjectId", (r.get("to") or {}).get("id"))
+            done.add((str(f), str(t)))
+        errors = list(answer.get("errors") or [])
+        for i, c in items:
+            if (c.from_id, c.to_id) in done or not errors:
+                results[i] = WriteResult(ok=True)
+                continue
+            mine = [e for e in errors if {c.from_id, c.to_id} & set(_all_context_values(e))]
+            e = (mine or errors)[0]
+            results[i] = WriteResult(ok=False, error=RecordError(
+                "association_failed", str(e.get("message") or "association failed")))
+
+    async def _dissociate(self, frm: str, to: str, items: list[tuple[int, AssociationChange]],
+                          results: list[WriteResult | None]) -> None:
+        grouped: dict[str, list[str]] = {}
+        for _, c in items:
+            grouped.setdefault(c.from_id, []).append(c.to_id)
+        inputs = [{"from": {"id": f}, "to": [{"id": t} for t in ts]} for f, ts in grouped.items()]
+        try:
+            await self.http.request("POST", f"/crm/v4/associations/{frm}/{to}/batch/archive",
+                                    json={"inputs": inputs})
+        except HttpFailure as exc:
+            if exc.kind != "record":
+                raise
+            for i, _ in items:
+                results[i] = WriteResult(ok=False, error=RecordError(
+                    "association_failed", exc.message))
+            return
+        for i, _ in items:
+            results[i] = WriteResult(ok=True)
+
+    # --- events ---------------------------------------------------------------------------------
+
+    async def send_events(self, events: Sequence[tuple[str, AppEvent]]) -> list[WriteResult]:
+        """`POST /events/v3/send` per event (custom behavioral events on the contact). Each
+        carries a `uuid` derived from the app's event id, so a resend is recognised."""
+        results: list[WriteResult | None] = [None] * len(events)
+        limiter = trio.CapacityLimiter(4)
+        fatal: list[ConnectorError] = []
+
+        async def send(i: int, contact_id: str, event: AppEvent,
+                       cancel: trio.CancelScope) -> None:
+            async with limiter:
+                body: dict[str, Any] = {
+                    "eventName": event.name,
+                    "objectId": str(contact_id),
+                    "occurredAt": _ms_iso(event.occurred_at),
+                    "properties": dict(event.properties),
+                    "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"crmsync:{event.event_id}")),
+                }
+                if event.contact_key:
+                    body["email"] = event.contact_key
+                try:
+                    await self.http.request("POST", "/events/v3/send", json=body)
+                except HttpFailure as exc:
+                    if exc.kind == "record":
+                        results[i] = WriteResult(ok=False, error=_failure_error(exc))
+                    else:
+                        # A failure of the whole connection: stop sending, raise it once.
+                        fatal.append(exc)
+                        cancel.cancel()
+                    return
+                results[i] = WriteResult(ok=True)
+
+        async with trio.open_nursery() as nursery:
+            for i, (contact_id, event) in enumerate(events):
+                nursery.start_soon(send, i, contact_id, event, nursery.cancel_scope)
+        if fatal:
+            raise fatal[0]
+        return [r or WriteResult(ok=False, error=RecordError("internal", "not sent"))
+                for r in results]
+
+
+if TYPE_CHECKING:
+    def _implements(c: HubSpotConnector) -> tuple[Connector, SupportsPipelines,
+                                                  SupportsAssociations, SupportsEventIntake]:
+        return c, c, c, c
+
+
+__all__ = ["HubSpotConnector", "record_error"]
