@@ -117,9 +117,9 @@ async def test_delete_parked_for_review(tmp_path, slow_autojump):
         with trio.fail_after(600):
             while not await env.daemon.store.read(store_deletes.parked, "shop/contacts"):
                 await trio.sleep(0.5)
-        ((item_id, side, record_id, _),) = await env.daemon.store.read(
+        ((_item, side, record_id, _),) = await env.daemon.store.read(
             store_deletes.parked, "shop/contacts")
-        assert side == "app"
+        assert side == "app" and record_id
         assert "c3@example.com" in env.hub_by_email()
 
 

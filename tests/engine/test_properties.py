@@ -8,7 +8,9 @@ to them and keeps the link's snapshot, the way the runtime would. The properties
   any interleaving of edits on either side and syncs;
 * directions: nothing is written to a side the direction or a field's direction forbids;
 * conflicts: the winner's value wins unless it is empty, then the other side's value is kept;
-* field order: permuting the mappings does not change the decision.
+* field order: permuting the mappings does not change the decision;
+* history: every value that moves has one FieldChange with its old and new value and whose
+  value it is; every value written to HubSpot is a string.
 
 The generators produce each side's *native* values (HubSpot: strings; the app: ints, floats,
 dates, bools, lists...), so "10" vs 10.0 or epoch ms vs ISO strings are exercised everywhere.
@@ -17,12 +19,13 @@ dates, bools, lists...), so "10" vs 10.0 or epoch ms vs ISO strings are exercise
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from hypothesis import assume, given, note
+from hypothesis import given, note
 from hypothesis import strategies as st
 
 from crmsync.config.model import FieldMapping, ObjectSync
@@ -56,7 +59,9 @@ MS_MAX = 4_102_444_800_000  # 2100-01-01
 # --- configs --------------------------------------------------------------------------------
 
 
+@functools.cache
 def _weighted_bool(true_weight: int) -> st.SearchStrategy[bool]:
+    """True with probability true_weight / 10 (before hypothesis' own biases)."""
     return st.integers(0, 9).map(lambda n: n < true_weight)
 
 
@@ -107,8 +112,13 @@ WORDS = st.one_of(
 DECIMALS = st.decimals(min_value=-(10**9), max_value=10**9, places=3, allow_nan=False,
                        allow_infinity=False)
 NUMBERS = st.one_of(st.integers(-(10**9), 10**9), DECIMALS)
-DATES = st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2100, 12, 31))
-MILLIS = st.integers(MS_MIN, MS_MAX)
+# Dates and times around 1970 deserve their own share: their epoch milliseconds are small
+# numbers (birth dates of the late 1960s and early 1970s are common CRM values).
+DATES = st.one_of(
+    st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2100, 12, 31)),
+    st.dates(min_value=dt.date(1966, 1, 1), max_value=dt.date(1974, 12, 31)),
+)
+MILLIS = st.one_of(st.integers(MS_MIN, MS_MAX), st.integers(-(10**11), 10**11))
 
 
 def _midnight_ms(d: dt.date) -> int:
@@ -131,12 +141,17 @@ def _multi_lists() -> st.SearchStrategy[list[str]]:
 
 def hub_values(m: FieldMapping, invalid: bool) -> st.SearchStrategy[Any]:
     """A HubSpot wire value (always a string; "" is empty)."""
-    kind = m.transform
+    return _hub_values(m.transform, invalid)
+
+
+@functools.cache
+def _hub_values(kind: str, invalid: bool) -> st.SearchStrategy[Any]:
     if kind == "string":
         s = st.one_of(st.just(""), WORDS)
     elif kind == "number":
         s = st.one_of(st.just(""), NUMBERS.map(str),
-                      st.sampled_from(["10", "10.0", "10.00", "1e1", " 10 ", "-2.50"]))
+                      # "-0": what the engine itself writes when an app holds -0.0
+                      st.sampled_from(["10", "10.0", "10.00", "1e1", " 10 ", "-2.50", "-0"]))
     elif kind == "bool":
         s = st.sampled_from(["", "true", "false"])
     elif kind == "date":
@@ -159,7 +174,11 @@ def hub_values(m: FieldMapping, invalid: bool) -> st.SearchStrategy[Any]:
 
 def app_values(m: FieldMapping, invalid: bool) -> st.SearchStrategy[Any]:
     """An app's native value (None is empty)."""
-    kind = m.transform
+    return _app_values(m.transform, m.separator, invalid)
+
+
+@functools.cache
+def _app_values(kind: str, sep: str, invalid: bool) -> st.SearchStrategy[Any]:
     if kind == "string":
         s = st.one_of(st.none(), WORDS, st.integers(-5, 5))
     elif kind == "number":
@@ -176,7 +195,6 @@ def app_values(m: FieldMapping, invalid: bool) -> st.SearchStrategy[Any]:
         keys = list(ENUM_OPTIONS)
         s = st.one_of(st.none(), st.sampled_from(keys + [k.upper() for k in keys]))
     else:
-        sep = m.separator
         s = st.one_of(st.none(), _multi_lists().map(sep.join),
                       _multi_lists().map(lambda xs: f"{sep} ".join(xs)), _multi_lists())
     if invalid:
@@ -204,23 +222,28 @@ def props_for(draw: st.DrawFn, sync: ObjectSync, side: str, invalid: bool) -> di
 
 
 def read(rules: SyncRules, side: str, props: dict[str, Any] | None, name: str) -> Any:
-    """The canonical value of one field as the engine reads it, or None if unreadable."""
+    """The canonical value of one field as the engine reads it, or None if unreadable.
+
+    Any error counts as unreadable here: this helper only builds inputs and reads results;
+    decide() itself must turn an unreadable value into fail(invalid_value)."""
     if props is None:
         return None
     r = rules.by_name[name]
     try:
         return r.read_hub(props) if side == "hub" else r.read_app(props)
-    except InvalidValue:
+    except (InvalidValue, ValueError, ArithmeticError):
         return None
 
 
-@dataclass
 class Scenario:
-    sync: ObjectSync
-    rules: SyncRules
-    hub: Record | None
-    app: Record | None
-    snapshot: Snapshot | None
+    __slots__ = ("app", "hub", "rules", "snapshot", "sync")
+
+    def __init__(self, sync: ObjectSync, rules: SyncRules, hub: Record | None,
+                 app: Record | None, snapshot: Snapshot | None) -> None:
+        self.sync, self.rules, self.hub, self.app, self.snapshot = sync, rules, hub, app, snapshot
+
+    def __repr__(self) -> str:  # hypothesis prints draws; _describe() notes the details
+        return f"Scenario(hub={self.hub!r}, app={self.app!r}, snapshot={self.snapshot!r})"
 
 
 @st.composite
@@ -403,11 +426,11 @@ def test_two_way_sync_converges_to_equal_values(data: st.DataObject) -> None:
     note(f"decision: {d!r}")
     fails = _fails(d)
     if fails:
-        # Only a required field left empty on both sides may stop a two-way sync.
+        # Only a required field that would end up empty may stop a two-way sync.
         assert [f.category for f in fails] == ["missing_required_field"], d
         assert any(
-            r.required and world.canon("hub", r.name) is None
-            and world.canon("app", r.name) is None for r in s.rules.fields
+            r.required and None in (world.canon("hub", r.name), world.canon("app", r.name))
+            for r in s.rules.fields
         ), f"missing_required_field although every required field has a value: {d}"
         return
     _assert_converged(world)
@@ -509,7 +532,87 @@ def test_one_way_syncs_never_touch_the_target_of_the_other_way(data: st.DataObje
     assert all(c.side != source for c in d.changes), d.changes
 
 
+def _assert_hub_values_are_strings(d: Decision) -> None:
+    for a in d.actions:
+        if isinstance(a, Create | Update) and a.side == "hub":
+            values = a.values if isinstance(a, Create) else a.changes
+            bad = {k: v for k, v in values.items() if not isinstance(v, str)}
+            assert not bad, f"HubSpot values are strings on the wire; {a} writes {bad}"
+
+
+@given(st.data())
+def test_every_value_written_to_the_hub_is_a_string(data: st.DataObject) -> None:
+    sync = data.draw(sync_configs())
+    s = data.draw(scenarios(sync))
+    _describe(s)
+    d = decide(s.rules, s.hub, s.app, s.snapshot)
+    note(f"decision: {d!r}")
+    _assert_hub_values_are_strings(d)
+
+
+# --- history -----------------------------------------------------------------------------------
+
+
+@given(st.data())
+def test_history_records_every_value_that_moves(data: st.DataObject) -> None:
+    """Each written field has one FieldChange: the side written, the old and new canonical
+    values, and the side whose value it is (DESIGN.md: old and new values, who won and why)."""
+    sync = data.draw(sync_configs())
+    s = data.draw(scenarios(sync))
+    _describe(s)
+    world = Replica.of(s)
+    before = {side: dict(r.properties) if r is not None else None
+              for side, r in world.records.items()}
+    d = world.sync()
+    note(f"decision: {d!r}")
+    prop = {(side, m.hub): m.hub if side == "hub" else m.app for m in sync.mappings
+            for side in SIDES}
+    written: set[tuple[str, str]] = set()
+    for a in d.actions:
+        if isinstance(a, Create | Update):
+            written.update((a.side, k) for k in (a.values if isinstance(a, Create) else a.changes))
+    recorded = {(c.side, prop[c.side, c.field]) for c in d.changes}
+    assert written == recorded, "writes and history disagree"
+    assert len(recorded) == len(d.changes), f"a field recorded twice: {d.changes}"
+    created = {a.side for a in d.actions if isinstance(a, Create)}
+    for c in d.changes:
+        assert c.winner != c.side, f"{c}: the value written comes from the other side"
+        assert c.new == world.canon(c.side, c.field), f"{c}: the side now holds another value"
+        if c.side in created:
+            assert (c.old, c.reason) == (None, "new_record"), c
+        else:
+            assert c.old == read(s.rules, c.side, before[c.side], c.field), c
+            assert c.reason != "new_record", c
+
+
 # --- conflicts ---------------------------------------------------------------------------------
+
+
+# Distinct canonical values per kind, each with some of the native forms each side may hold:
+# (canonical, HubSpot wire values, app values). Drawing three different entries for the
+# snapshot, the hub and the app makes a conflict without filtering examples away.
+CONFLICT_VALUES: dict[str, list[tuple[Any, list[Any], list[Any]]]] = {
+    "string": [("Acme", ["Acme"], ["Acme"]), ("Globex", ["Globex"], ["Globex"]),
+               ("São Paulo", ["São Paulo"], ["São Paulo"]), ("7", ["7"], [7, "7"])],
+    "number": [("10", ["10", "10.0"], [10, 10.0, "10.00"]), ("2.5", ["2.5", "2.50"], [2.5, "2.5"]),
+               ("-3", ["-3"], [-3, "-3.0"])],
+    "bool": [("true", ["true"], [True, 1, "yes"]), ("false", ["false"], [False, 0, "no"])],
+    "date": [("2024-01-02", ["2024-01-02", str(_midnight_ms(dt.date(2024, 1, 2)))],
+              [dt.date(2024, 1, 2), "2024-01-02"]),
+             ("1999-12-31", ["1999-12-31", "1999-12-31T00:00:00Z"],
+              [dt.datetime(1999, 12, 31), "1999-12-31"]),
+             ("2030-06-15", ["2030-06-15"], [dt.date(2030, 6, 15)])],
+    "datetime": [("1704207845123", ["1704207845123", "2024-01-02T15:04:05.123Z"],
+                  ["2024-01-02T16:04:05.123+01:00", "2024-01-02T15:04:05.123Z"]),
+                 ("946684800000", ["946684800000", "2000-01-01T00:00:00Z"],
+                  ["2000-01-01T00:00:00.000Z"])],
+    "enum": [("gold", ["gold"], ["Gold", "GOLD"]), ("silver", ["silver"], ["Silver"]),
+             ("bronze_tier", ["bronze_tier"], ["Bronze", "bronze"])],
+    "multiselect": [("blue;red", ["red;blue", "blue;red"], [["red", "blue"], ["blue", "red"]]),
+                    ("green", ["green"], [["green"]]),
+                    ("dark teal;green", ["green;dark teal"], [["dark teal", "green"]])],
+}
+EMPTY = (None, ["", None], [None, ""])
 
 
 @given(st.data())
@@ -517,16 +620,19 @@ def test_a_conflict_goes_to_the_winner_unless_its_value_is_empty(data: st.DataOb
     sync = data.draw(sync_configs(required=False, **TWO_WAY))  # type: ignore[arg-type]
     s = data.draw(scenarios(sync, invalid=False, deletes=False, linked=True, pair=True,
                             consistent=True))
-    rules = s.rules
     assert s.hub is not None and s.app is not None and s.snapshot is not None
-    name = data.draw(st.sampled_from([r.name for r in rules.fields]))
-    assume(name in s.snapshot.hub)
-    snap = s.snapshot.hub[name]
-    h = read(rules, "hub", dict(s.hub.properties), name)
-    a = read(rules, "app", dict(s.app.properties), name)
-    # both changed since the snapshot, to different values, at least one non-empty
-    assume(h != snap and a != snap and h != a)
+    # One field changed on both sides since the snapshot, to different values.
+    m = data.draw(st.sampled_from(sync.mappings))
+    pool = [EMPTY, *CONFLICT_VALUES[m.transform]]
+    snap_i, hub_i, app_i = data.draw(st.permutations(range(len(pool))))[:3]
+    snap, h, a = pool[snap_i][0], pool[hub_i][0], pool[app_i][0]
+    hub_raw = data.draw(st.sampled_from(pool[hub_i][1]))
+    app_raw = data.draw(st.sampled_from(pool[app_i][2]))
+    s.hub = Record(s.hub.id, {**s.hub.properties, m.hub: hub_raw})
+    s.app = Record(s.app.id, {**s.app.properties, m.app: app_raw})
+    s.snapshot = Snapshot(hub={**s.snapshot.hub, m.hub: snap}, app={**s.snapshot.app, m.hub: snap})
     _describe(s)
+    name = m.hub
     winner = sync.conflict_winner
     loser = "app" if winner == "hub" else "hub"
     w_value, l_value = (h, a) if winner == "hub" else (a, h)
@@ -569,13 +675,15 @@ def _normalised(d: Decision) -> tuple[Any, ...]:
 def test_the_decision_does_not_depend_on_the_order_of_fields(data: st.DataObject) -> None:
     sync = data.draw(sync_configs(min_fields=2))
     s = data.draw(scenarios(sync))
-    permuted = msgspec.structs.replace(sync, mappings=data.draw(st.permutations(sync.mappings)))
     _describe(s)
-    note(f"permuted: {[m.hub for m in permuted.mappings]}")
     d1 = decide(s.rules, s.hub, s.app, s.snapshot)
-    d2 = decide(compile_rules(permuted), s.hub, s.app, s.snapshot)
-    note(f"original: {d1!r}\npermuted: {d2!r}")
-    assert _normalised(d1) == _normalised(d2)
+    note(f"original: {d1!r}")
+    # the reversed order flips every pair of fields; a random permutation mixes them
+    for order in (sync.mappings[::-1], data.draw(st.permutations(sync.mappings))):
+        permuted = msgspec.structs.replace(sync, mappings=order)
+        d2 = decide(compile_rules(permuted), s.hub, s.app, s.snapshot)
+        note(f"{[m.hub for m in order]}: {d2!r}")
+        assert _normalised(d1) == _normalised(d2)
 
 
 # --- a sanity check of the generators ---------------------------------------------------------
