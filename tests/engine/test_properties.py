@@ -28,7 +28,7 @@ import msgspec
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from crmsync.config.model import FieldMapping, ObjectSync
+from crmsync.config.model import FieldMapping, Filter, ObjectSync
 from crmsync.engine import (
     Create,
     Decision,
@@ -75,9 +75,18 @@ def sync_configs(
     disabled: bool = True,
     on_delete: tuple[str, ...] = ("mark", "propagate", "review"),
     min_fields: int = 1,
+    keys_and_filters: bool = False,
 ) -> ObjectSync:
+    """An object sync over generated mappings. `keys_and_filters` adds what excludes records
+    before they are linked: contacts matched by email (with or without
+    sync_contacts_without_email) and filters on either side."""
     kinds = draw(st.lists(st.sampled_from(KINDS), min_size=min_fields, max_size=5))
     mappings = []
+    hub_object = "line_items"
+    if keys_and_filters and draw(st.booleans()):
+        hub_object = "contacts"
+        mappings.append(FieldMapping(hub="email", app="email_addr",
+                                     direction=draw(st.sampled_from(field_directions))))  # type: ignore[arg-type]
     for i, kind in enumerate(kinds):
         mappings.append(
             FieldMapping(
@@ -91,14 +100,25 @@ def sync_configs(
                 separator=draw(st.sampled_from([";", ",", "|"])) if kind == "multiselect" else ";",
             )
         )
+    filters = []
+    if keys_and_filters and draw(_weighted_bool(5)):
+        m = draw(st.sampled_from(mappings))
+        side = draw(st.sampled_from(SIDES))
+        filters.append(Filter(
+            side=side,  # type: ignore[arg-type]
+            property=m.hub if side == "hub" else m.app,
+            operator=draw(st.sampled_from(["HAS_PROPERTY", "NOT_HAS_PROPERTY", "EQ", "NEQ"])),  # type: ignore[arg-type]
+            value=draw(st.sampled_from(["Acme", "10", "true", "gold"]))))
     return ObjectSync(
         connection="shop",
-        hub_object="line_items",
+        hub_object=hub_object,  # type: ignore[arg-type]
         app_object="order_lines",
         direction=draw(st.sampled_from(directions)),  # type: ignore[arg-type]
         conflict_winner=draw(st.sampled_from(SIDES)),  # type: ignore[arg-type]
         use_default_mappings=False,
         mappings=mappings,
+        filters=filters,
+        sync_contacts_without_email=keys_and_filters and draw(st.booleans()),
         on_delete=draw(st.sampled_from(on_delete)),  # type: ignore[arg-type]
     )
 
@@ -139,8 +159,14 @@ def _multi_lists() -> st.SearchStrategy[list[str]]:
     return st.lists(st.sampled_from(MULTI_POOL), max_size=4)
 
 
+EMAILS = st.sampled_from(["ann@example.com", " Ann@Example.com", "bob@example.org",
+                          "ann(at)example.com", "", "  "])
+
+
 def hub_values(m: FieldMapping, invalid: bool) -> st.SearchStrategy[Any]:
     """A HubSpot wire value (always a string; "" is empty)."""
+    if m.hub == "email":
+        return EMAILS
     return _hub_values(m.transform, invalid)
 
 
@@ -174,6 +200,8 @@ def _hub_values(kind: str, invalid: bool) -> st.SearchStrategy[Any]:
 
 def app_values(m: FieldMapping, invalid: bool) -> st.SearchStrategy[Any]:
     """An app's native value (None is empty)."""
+    if m.hub == "email":
+        return st.one_of(st.none(), EMAILS)
     return _app_values(m.transform, m.separator, invalid)
 
 
@@ -373,8 +401,9 @@ def _writes(d: Decision) -> list[Any]:
 
 
 def _describe(s: Scenario) -> None:
-    note(f"direction={s.sync.direction} winner={s.sync.conflict_winner} "
-         f"on_delete={s.sync.on_delete}")
+    note(f"{s.sync.hub_object}: direction={s.sync.direction} "
+         f"winner={s.sync.conflict_winner} on_delete={s.sync.on_delete} "
+         f"filters={s.sync.filters} without_email={s.sync.sync_contacts_without_email}")
     for m in s.sync.mappings:
         note(f"  mapping {m.hub} <-> {m.app}: {m.transform} {m.direction}"
              f"{' required' if m.required else ''}{'' if m.enabled else ' DISABLED'}"
@@ -387,7 +416,7 @@ def _describe(s: Scenario) -> None:
 
 @given(st.data())
 def test_applying_the_decision_then_deciding_again_is_a_noop(data: st.DataObject) -> None:
-    sync = data.draw(sync_configs())
+    sync = data.draw(sync_configs(keys_and_filters=True))
     s = data.draw(scenarios(sync))
     _describe(s)
     world = Replica.of(s)
@@ -508,7 +537,7 @@ def _assert_directions_respected(sync: ObjectSync, d: Decision) -> None:
 
 @given(st.data())
 def test_nothing_is_written_where_the_direction_forbids(data: st.DataObject) -> None:
-    sync = data.draw(sync_configs())
+    sync = data.draw(sync_configs(keys_and_filters=True))
     s = data.draw(scenarios(sync))
     _describe(s)
     world = Replica.of(s)
@@ -542,7 +571,7 @@ def _assert_hub_values_are_strings(d: Decision) -> None:
 
 @given(st.data())
 def test_every_value_written_to_the_hub_is_a_string(data: st.DataObject) -> None:
-    sync = data.draw(sync_configs())
+    sync = data.draw(sync_configs(keys_and_filters=True))
     s = data.draw(scenarios(sync))
     _describe(s)
     d = decide(s.rules, s.hub, s.app, s.snapshot)
@@ -557,7 +586,7 @@ def test_every_value_written_to_the_hub_is_a_string(data: st.DataObject) -> None
 def test_history_records_every_value_that_moves(data: st.DataObject) -> None:
     """Each written field has one FieldChange: the side written, the old and new canonical
     values, and the side whose value it is (DESIGN.md: old and new values, who won and why)."""
-    sync = data.draw(sync_configs())
+    sync = data.draw(sync_configs(keys_and_filters=True))
     s = data.draw(scenarios(sync))
     _describe(s)
     world = Replica.of(s)
@@ -673,7 +702,7 @@ def _normalised(d: Decision) -> tuple[Any, ...]:
 
 @given(st.data())
 def test_the_decision_does_not_depend_on_the_order_of_fields(data: st.DataObject) -> None:
-    sync = data.draw(sync_configs(min_fields=2))
+    sync = data.draw(sync_configs(min_fields=2, keys_and_filters=True))
     s = data.draw(scenarios(sync))
     _describe(s)
     d1 = decide(s.rules, s.hub, s.app, s.snapshot)
@@ -696,17 +725,21 @@ def test_generators_reach_every_kind_of_decision() -> None:
 
     @given(st.data())
     def collect(data: st.DataObject) -> None:
-        sync = data.draw(sync_configs())
+        sync = data.draw(sync_configs(keys_and_filters=True))
         s = data.draw(scenarios(sync))
-        d = decide(s.rules, s.hub, s.app, s.snapshot)
+        try:
+            d = decide(s.rules, s.hub, s.app, s.snapshot)
+        except Exception:  # a crash is the other properties' business
+            seen.add("crash")
+            return
         for a in d.actions:
             tag = a.__struct_config__.tag
             seen.add(f"fail:{a.category}" if isinstance(a, Fail) else str(tag))
         reasons.update(c.reason for c in d.changes)
 
     collect()
-    for kind in ("create", "update", "link", "noop", "mark_deleted", "fail:invalid_value",
-                 "fail:missing_required_field"):
+    for kind in ("create", "update", "link", "noop", "mark_deleted", "park_delete", "delete",
+                 "exclude", "fail:invalid_value", "fail:missing_required_field"):
         assert kind in seen, f"the generators never produced {kind}: {sorted(seen)}"
     assert {"one_sided_change", "first_pairing", "first_pairing_empty", "new_record"} <= reasons
 

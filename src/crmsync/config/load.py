@@ -341,6 +341,20 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, SqliteCo
               and f.value is None):
             out.append(Problem(f"{fpath}.value", f"{f.operator} needs `value`"))
 
+    # The match key must travel with every record created on a side the sync writes to: a
+    # crash between a create and the commit of its link is healed by matching on it.
+    key_props = {"contacts": ["email"], "companies": ["name", "domain"]}.get(
+        sync.hub_object, [sync.unique_property] if sync.unique_property else [])
+    if key_props:
+        by_hub = {m.hub: m for m in enabled}
+        for target, flows in (("hub", ("both", "to_hub")), ("app", ("both", "to_app"))):
+            if sync.direction not in flows:
+                continue
+            if not any(p in by_hub and by_hub[p].direction in flows for p in key_props):
+                names = " or ".join(repr(p) for p in key_props)
+                out.append(Problem(f"{path}.mappings",
+                                   f"the match key ({names}) must be mapped towards the {target}, "
+                                   f"where this sync creates records"))
     if sync.hub_object not in ("contacts", "companies") and not sync.unique_property:
         out.append(Problem(f"{path}.unique_property",
                            f"{sync.hub_object} have no built-in match key: set unique_property "

@@ -64,7 +64,7 @@ class KeyProblem(ValueError):
 def match_keys(rules: SyncRules, side: Side, props: Mapping[str, Any]) -> tuple[str, ...]:
     """The record's match keys, or KeyProblem saying why it has none it may sync with.
 
-    Contacts without an email return () when the object sync allows them.
+    Contacts without a valid email return () when the object sync allows them.
     """
     names = rules.hub_key_props if side == "hub" else rules.app_key_fields
     if rules.match == "email":
@@ -75,6 +75,10 @@ def match_keys(rules: SyncRules, side: Side, props: Mapping[str, Any]) -> tuple[
             raise KeyProblem("no_email", "the contact has no email address")
         keys = contact_keys(raw)
         if not keys:
+            # Allowed contacts without a valid email sync unmatched (the hub may still
+            # refuse the address itself: the record then fails with invalid_value).
+            if rules.sync_without_email:
+                return ()
             raise KeyProblem("invalid_email", f"{raw!r} is not a valid email address")
         return keys
     if rules.match == "company":
@@ -167,6 +171,22 @@ def _problem(exc: Exception, name: str, linked: bool) -> Decision:
     return Decision(actions=[Fail("invalid_value", f"field {name!r}: {exc}")])
 
 
+# When several fields have a problem, the decision names one: the most serious kind, then
+# the first field by name, so that the decision never depends on the order of the mappings.
+_PROBLEM_RANK = {"stage": 0, "invalid_value": 1, "missing_required_field": 2}
+
+
+def _worst(problems: list[tuple[str, str, Exception | None]], linked: bool) -> Decision:
+    kind, name, exc = min(problems, key=lambda p: (_PROBLEM_RANK[p[0]], p[1]))
+    if exc is not None:
+        return _problem(exc, name, linked)
+    return Decision(actions=[Fail("missing_required_field", f"required field {name!r} is empty")])
+
+
+def _classify(exc: Exception) -> str:
+    return "stage" if isinstance(exc, StageProblem) else "invalid_value"
+
+
 def _create(rules: SyncRules, source: Side, record: Record) -> Decision:
     target = other(source)
     if not (rules.can_write_app if target == "app" else rules.can_write_hub):
@@ -177,6 +197,7 @@ def _create(rules: SyncRules, source: Side, record: Record) -> Decision:
     changes: list[FieldChange] = []
     snap_src: dict[str, Canon] = {}
     snap_dst: dict[str, Canon] = {}
+    problems: list[tuple[str, str, Exception | None]] = []
     for r in rules.fields:
         try:
             c = r.read_hub(props) if source == "hub" else r.read_app(props)
@@ -187,15 +208,17 @@ def _create(rules: SyncRules, source: Side, record: Record) -> Decision:
                 continue
             if c is None:
                 if r.required:
-                    return Decision(actions=[Fail("missing_required_field",
-                                                  f"required field {r.name!r} is empty")])
+                    problems.append(("missing_required_field", r.name, None))
                 snap_dst[r.name] = None
                 continue
             values.update(r.write_app(c) if target == "app" else r.write_hub(c))
         except (InvalidValue, StageProblem) as exc:
-            return _problem(exc, r.name, linked=False)
+            problems.append((_classify(exc), r.name, exc))
+            continue
         snap_dst[r.name] = c
         changes.append(FieldChange(r.name, target, None, c, source, "new_record"))
+    if problems:
+        return _worst(problems, linked=False)
     snap = (Snapshot(hub=snap_src, app=snap_dst) if source == "hub"
             else Snapshot(hub=snap_dst, app=snap_src))
     return Decision(actions=[Create(target, values)], changes=changes, snapshot=snap)
@@ -211,7 +234,7 @@ def _merge(rules: SyncRules, hub: Record, app: Record, snapshot: Snapshot | None
     hub_changes: dict[str, Any] = {}
     app_changes: dict[str, Any] = {}
     changes: list[FieldChange] = []
-    required_missing: str | None = None
+    problems: list[tuple[str, str, Exception | None]] = []
 
     for r in rules.fields:
         name = r.name
@@ -254,18 +277,16 @@ def _merge(rules: SyncRules, hub: Record, app: Record, snapshot: Snapshot | None
                     changes.append(FieldChange(name, "hub", h, value, winner, reason))  # type: ignore[arg-type]
                     h = value
         except (InvalidValue, StageProblem) as exc:
-            return _problem(exc, name, linked)
+            problems.append((_classify(exc), name, exc))
+            continue
 
-        if r.required and required_missing is None and (
-            (h is None and r.to_hub) or (a is None and r.to_app)
-        ):
-            required_missing = name
+        if r.required and ((h is None and r.to_hub) or (a is None and r.to_app)):
+            problems.append(("missing_required_field", name, None))
         new_h[name] = h
         new_a[name] = a
 
-    if required_missing is not None:
-        return Decision(actions=[Fail("missing_required_field",
-                                      f"required field {required_missing!r} is empty")])
+    if problems:
+        return _worst(problems, linked)
     actions: list[Action] = []
     if not linked:
         actions.append(Link(hub.id, app.id))

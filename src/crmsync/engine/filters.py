@@ -1,12 +1,14 @@
 """Filters that decide which records are first brought into an object sync.
 
-Values compare as numbers when both sides read as numbers, else as case-insensitive text
+Values compare as numbers when both sides read as numbers (codes with leading zeros stay
+text), as instants when the filter value is an ISO date, else as case-insensitive text
 (HubSpot's own search compares case-insensitively). A missing value fails every operator but
 NEQ, NOT_IN and NOT_HAS_PROPERTY.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -30,13 +32,32 @@ class CompiledFilter(msgspec.Struct, frozen=True):
 
 
 def _num(v: Any) -> Decimal | None:
+    """A number, unless the text is a code that merely looks like one ("02134", "007")."""
     if isinstance(v, bool):
         return None
+    text = str(v).strip()
+    digits = text.lstrip("+-")
+    if len(digits) > 1 and digits[0] == "0" and digits[1] != ".":
+        return None
     try:
-        d = Decimal(str(v).strip())
+        d = Decimal(text)
     except (InvalidOperation, ValueError):
         return None
     return d if d.is_finite() else None
+
+
+def _instant(v: Any) -> float | None:
+    """An ISO date or date-time as epoch milliseconds (UTC when no zone is given)."""
+    text = str(v).strip()
+    if len(text) < 10 or text[4:5] != "-":
+        return None
+    try:
+        d = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=dt.UTC)
+    return d.timestamp() * 1000
 
 
 def _text(v: Any) -> str:
@@ -46,11 +67,21 @@ def _text(v: Any) -> str:
 
 
 def _compare(a: Any, b: str) -> int:
+    """Numbers as numbers; an ISO date filter value against a date or epoch-ms value as
+    instants (HubSpot sends dates as epoch milliseconds); anything else as folded text."""
+    tb = _instant(b)
+    if tb is not None:
+        ta = _instant(a)
+        if ta is None:
+            na = _num(a)
+            ta = float(na) if na is not None else None
+        if ta is not None:
+            return (ta > tb) - (ta < tb)
     na, nb = _num(a), _num(b)
     if na is not None and nb is not None:
         return (na > nb) - (na < nb)
-    ta, tb = _text(a), _text(b)
-    return (ta > tb) - (ta < tb)
+    sa, sb = _text(a), _text(b)
+    return (sa > sb) - (sa < sb)
 
 
 def matches(f: CompiledFilter, props: Mapping[str, Any]) -> bool:

@@ -15,6 +15,7 @@ from crmsync.config.model import FieldMapping, ObjectSync
 from crmsync.engine.filters import CompiledFilter
 from crmsync.engine.stages import StageMap
 from crmsync.engine.transforms import (
+    EMAIL,
     SIMPLE,
     Transform,
     enum_transform,
@@ -178,6 +179,8 @@ def compile_rules(
             continue
         if m.transform == "enum":
             t = enum_transform(m.options)
+        elif m.transform == "string" and sync.hub_object == "contacts" and m.hub == "email":
+            t = EMAIL  # the match key: compared the way it matches, case-insensitively
         elif m.transform == "multiselect":
             t = multiselect_transform(m.separator)
         else:

@@ -106,15 +106,30 @@ def normalize_label(label: str) -> str:
     return s
 
 
+# Words that name opposite outcomes: labels holding one each are never the same stage,
+# however alike the rest ("Closed Won" / "Closed Lost").
+_OPPOSITES = [({"won", "win", "wins"}, {"lost", "loss", "lose"}),
+              ({"accepted", "approved"}, {"rejected", "declined", "denied"}),
+              ({"paid"}, {"unpaid", "overdue"}),
+              ({"open"}, {"closed"})]
+# Words that decide a stage on their own: two labels sharing one name the same outcome
+# ("Deal Won" / "Closed Won").
+_DECISIVE = {"won", "lost", "win", "loss"}
+
+
+def _opposed(ta: set[str], tb: set[str]) -> bool:
+    return any((ta & x and tb & y) or (ta & y and tb & x) for x, y in _OPPOSITES)
+
+
 def label_score(a: str, b: str) -> float:
     """Similarity of two stage labels, 0-100.
 
-    When one label's words contain the other's ("Won" / "Closed Won") the score mixes
-    token_set_ratio (which sees the subset) with plain ratio (so an exact label still ranks
-    higher, which the greedy assignment relies on). When both have words of their own
-    ("Closed Lost" / "Closed Won") only those differing words are compared, so a shared
-    "closed" cannot make a lost stage look like a won one; a near-identical whole label (a
-    typo) still matches.
+    Labels naming opposite outcomes score 0. When one label's words contain the other's
+    ("Won" / "Closed Won") the score mixes token_set_ratio (which sees the subset) with plain
+    ratio (so an exact label still ranks higher, which the greedy assignment relies on). When
+    both have words of their own, only those differing words are compared — a shared
+    "closed" must not make two stages alike — unless they share a decisive outcome word; a
+    near-identical whole label (a typo) still matches.
     """
     na, nb = normalize_label(a), normalize_label(b)
     if not na or not nb:
@@ -122,11 +137,15 @@ def label_score(a: str, b: str) -> float:
     if na == nb:
         return 100.0
     ta, tb = set(na.split()), set(nb.split())
+    if _opposed(ta, tb):
+        return 0.0
     if ta <= tb or tb <= ta:
         return 0.5 * fuzz.token_set_ratio(na, nb) + 0.5 * fuzz.ratio(na, nb)
     whole = fuzz.ratio(na, nb)
     if whole >= 90:
         return whole
+    if ta & tb & _DECISIVE:
+        return 80.0
     rest = fuzz.ratio(" ".join(sorted(ta - tb)), " ".join(sorted(tb - ta)))
     shared = len(ta & tb) / max(len(ta), len(tb))
     return rest * (0.5 + 0.5 * shared) if shared else rest * 0.5

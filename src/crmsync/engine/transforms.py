@@ -66,10 +66,11 @@ def _num_canon(v: Any) -> Canon:
         raise InvalidValue(f"{v!r} is not a number") from None
     if not d.is_finite():
         raise InvalidValue(f"{v!r} is not a finite number")
+    if d == 0:
+        return "0"  # -0 and 0.000 are 0
     if d == d.to_integral_value():
-        return str(d.quantize(Decimal(1)))
-    text = format(d.normalize(), "f")
-    return text
+        return str(int(d))  # exact at any size (quantize is bound by the context precision)
+    return format(d.normalize(), "f")
 
 
 def _num_app(c: Canon) -> Any:
@@ -111,19 +112,40 @@ def _bool_app(c: Canon) -> Any:
 # --- date and datetime ------------------------------------------------------------------------
 
 
-def _epoch_ms(v: Any) -> int | None:
-    """Epoch milliseconds from a number or numeric string; seconds are recognised by size."""
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
+
+
+def _epoch_ms(v: Any, seconds_by_size: bool) -> int | None:
+    """Epoch milliseconds from a number or numeric string, or None if `v` is not numeric.
+
+    HubSpot always sends milliseconds. An app may store seconds: with `seconds_by_size`,
+    a magnitude below 1e11 is read as seconds (1e11 s is the year 5138; 1e11 ms is 1973,
+    so app values in milliseconds before March 1973 are the price of guessing).
+    """
     if isinstance(v, bool):
         return None
-    if isinstance(v, int | float):
-        n = float(v)
+    if isinstance(v, int):
+        n: Decimal = Decimal(v)
+    elif isinstance(v, float):
+        n = Decimal(repr(v))
     else:
-        s = str(v).strip()
-        if not s.lstrip("-").replace(".", "", 1).isdigit():
+        text = str(v).strip()
+        if not text.lstrip("-").replace(".", "", 1).isdigit():
             return None
-        n = float(s)
-    # Below 1e11 a value is in seconds (year 5138 in ms would be 1e14; 1e11 s is year 5138).
-    return int(n * 1000) if abs(n) < 1e11 else int(n)
+        n = Decimal(text)
+    if seconds_by_size and abs(n) < Decimal(10) ** 11:
+        n = n * 1000
+    return int(n.to_integral_value())
+
+
+def _from_ms(ms: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(milliseconds=ms)
+
+
+def _to_ms(d: dt.datetime) -> int:
+    d = d if d.tzinfo else d.replace(tzinfo=_UTC)  # naive app timestamps are taken as UTC
+    return (d - _EPOCH) // _MS
 
 
 def _parse_iso(s: str) -> dt.datetime:
@@ -135,51 +157,72 @@ def _parse_iso(s: str) -> dt.datetime:
     except ValueError:
         raise InvalidValue(f"{s!r} is not a date or time") from None
     if d.tzinfo is None:
-        d = d.replace(tzinfo=_UTC)  # naive app timestamps are taken as UTC
+        d = d.replace(tzinfo=_UTC)
     return d
 
 
-def _date_canon(v: Any) -> Canon:
-    if _empty(v):
-        return None
-    if isinstance(v, dt.datetime):
-        return v.date().isoformat()
-    if isinstance(v, dt.date):
-        return v.isoformat()
-    ms = _epoch_ms(v)
-    if ms is not None:
-        return dt.datetime.fromtimestamp(ms / 1000, _UTC).date().isoformat()
-    s = str(v).strip()
-    if len(s) == 10:
+def _in_range(fn: Callable[[Any], Any], what: str) -> Callable[[Any], Any]:
+    """Dates outside what Python's datetime holds (years 1-9999) are invalid values."""
+
+    def guarded(v: Any) -> Any:
         try:
-            return dt.date.fromisoformat(s).isoformat()
-        except ValueError:
-            raise InvalidValue(f"{v!r} is not a date") from None
-    return _parse_iso(s).astimezone(_UTC).date().isoformat()
+            return fn(v)
+        except InvalidValue:
+            raise
+        except (OverflowError, OSError, ValueError, ArithmeticError):
+            raise InvalidValue(f"{v!r} is not a {what} crmsync can represent") from None
+
+    return guarded
+
+
+def _date_reader(seconds_by_size: bool) -> Callable[[Any], Canon]:
+    def canon(v: Any) -> Canon:
+        if _empty(v):
+            return None
+        if isinstance(v, dt.datetime):
+            return v.date().isoformat()
+        if isinstance(v, dt.date):
+            return v.isoformat()
+        ms = _epoch_ms(v, seconds_by_size)
+        if ms is not None:
+            return _from_ms(ms).date().isoformat()
+        text = str(v).strip()
+        if len(text) == 10:
+            try:
+                return dt.date.fromisoformat(text).isoformat()
+            except ValueError:
+                raise InvalidValue(f"{v!r} is not a date") from None
+        return _parse_iso(text).astimezone(_UTC).date().isoformat()
+
+    return _in_range(canon, "date")
 
 
 def _date_out(c: Canon) -> str:
     return "" if c is None else c
 
 
-def _datetime_canon(v: Any) -> Canon:
-    if _empty(v):
-        return None
-    if isinstance(v, dt.datetime):
-        d = v if v.tzinfo else v.replace(tzinfo=_UTC)
-        return str(int(d.timestamp() * 1000))
-    ms = _epoch_ms(v)
-    if ms is not None:
-        return str(ms)
-    d = _parse_iso(str(v))
-    return str(round(d.timestamp() * 1000))
+def _datetime_reader(seconds_by_size: bool) -> Callable[[Any], Canon]:
+    def canon(v: Any) -> Canon:
+        if _empty(v):
+            return None
+        if isinstance(v, dt.datetime):
+            return str(_to_ms(v))
+        ms = _epoch_ms(v, seconds_by_size)
+        if ms is not None:
+            _from_ms(ms)  # in range?
+            return str(ms)
+        return str(_to_ms(_parse_iso(str(v))))
+
+    return _in_range(canon, "date and time")
 
 
-def _datetime_iso(c: Canon) -> Any:
+def _datetime_iso_raw(c: Canon) -> Any:
     if c is None:
         return None
-    d = dt.datetime.fromtimestamp(int(c) / 1000, _UTC)
-    return d.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _from_ms(int(c)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_datetime_iso = _in_range(_datetime_iso_raw, "date and time")
 
 
 def _datetime_hub(c: Canon) -> str:
@@ -207,10 +250,20 @@ class Transform:
 
 
 STRING = Transform("string", _str_canon, _str_canon, _str_out, _str_app)
+
+
+def _email_canon(v: Any) -> Canon:
+    s = _str_canon(v)
+    return None if s is None else (s.strip().lower() or None)
+
+
+# Email addresses compare case-insensitively (as they match): "Ann@X.com" is not a change.
+EMAIL = Transform("email", _email_canon, _email_canon, _str_out, _str_app)
 NUMBER = Transform("number", _num_canon, _num_canon, _str_out, _num_app)
 BOOL = Transform("bool", _bool_canon, _bool_canon, _str_out, _bool_app)
-DATE = Transform("date", _date_canon, _date_canon, _date_out, _str_app)
-DATETIME = Transform("datetime", _datetime_canon, _datetime_canon, _datetime_hub, _datetime_iso)
+DATE = Transform("date", _date_reader(False), _date_reader(True), _date_out, _str_app)
+DATETIME = Transform("datetime", _datetime_reader(False), _datetime_reader(True), _datetime_hub,
+                     _datetime_iso)
 
 
 def enum_transform(options: Mapping[str, str]) -> Transform:
