@@ -177,7 +177,7 @@ _PROBLEM_RANK = {"stage": 0, "invalid_value": 1, "missing_required_field": 2}
 
 
 def _worst(problems: list[tuple[str, str, Exception | None]], linked: bool) -> Decision:
-    kind, name, exc = min(problems, key=lambda p: (_PROBLEM_RANK[p[0]], p[1]))
+    _kind, name, exc = min(problems, key=lambda p: (_PROBLEM_RANK[p[0]], p[1]))
     if exc is not None:
         return _problem(exc, name, linked)
     return Decision(actions=[Fail("missing_required_field", f"required field {name!r} is empty")])
