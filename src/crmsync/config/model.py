@@ -115,6 +115,9 @@ class HubSettings(_Base, frozen=True):
     webhook_client_secret_env: str | None = None
     webhook_client_secret_file: str | None = None
     request_timeout_seconds: Seconds = 30.0
+    # HubSpot's search index lags behind writes: changes found by polling are read back this
+    # far behind "now", so none is skipped (webhooks bring changes at once regardless).
+    search_index_lag_seconds: Annotated[float, msgspec.Meta(ge=0)] = 30.0
 
 
 # --- connections (app instances) -------------------------------------------------------

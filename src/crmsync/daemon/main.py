@@ -96,7 +96,7 @@ class Daemon:
 
     def __init__(self, config_path: str | Path, *, hub_transport: httpx.AsyncBaseTransport | None
                  = None, timing: Timing | None = None, notifier: Notifier | None = None,
-                 configure_logging: bool = True, hub_index_lag: float = 30.0) -> None:
+                 configure_logging: bool = True, hub_index_lag: float | None = None) -> None:
         self.config_path = Path(config_path)
         self.base_dir = self.config_path.resolve().parent
         cfg, warnings = load_config(self.config_path)
@@ -107,7 +107,8 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.configure_logging = configure_logging
         # How far behind "now" the hub's search index may lag (see the hub connector).
-        self.hub_index_lag = hub_index_lag
+        self.hub_index_lag = (hub_index_lag if hub_index_lag is not None
+                              else cfg.hub.search_index_lag_seconds)
         self.started_at = time.time()
         self.store: Store | None = None
         self.hub: Connector | None = None
