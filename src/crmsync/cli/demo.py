@@ -155,7 +155,7 @@ class Demo:
         client_secret = secrets.token_hex(16)
         (self.work / "credentials" / "hubspot-token").write_text(token)
         (self.work / "credentials" / "hubspot-client-secret").write_text(client_secret)
-        log_file = (self.work / "crmsync.log").open("a", encoding="utf-8")
+        log_file = (self.work / "crmsync.log").open("ab")
         daemon_logging.configure("info", "json", stream=log_file)
 
         emu = HubSpotEmulator(tokens=(token,), tier=args.tier, seed=args.seed,

@@ -66,6 +66,41 @@ def index_row(ctx: ObjectSyncContext, side: str, rec: Record) -> IndexRow:
     return IndexRow(rec.id, keys, version)
 
 
+# Pages in flight at once: their I/O overlaps, their commits (and checkpoints) stay in order.
+PIPELINE_DEPTH = 3
+
+Turn = Callable[[], Awaitable[None]]
+
+
+class Pipeline:
+    """Runs page tasks concurrently (at most `depth`), each waiting for its turn to commit:
+    page k commits only after page k-1 did, so a checkpoint never gets ahead of a page that
+    has not been committed. A failed page never gives the turn on; its error cancels the
+    others through the nursery."""
+
+    def __init__(self, nursery: trio.Nursery, depth: int) -> None:
+        self.nursery = nursery
+        self.slots = trio.Semaphore(depth)
+        self.last = trio.Event()
+        self.last.set()
+
+    async def submit(self, fn: Callable[[Turn], Awaitable[None]]) -> None:
+        await self.slots.acquire()
+        prev, mine = self.last, trio.Event()
+        self.last = mine
+
+        async def turn() -> None:
+            await prev.wait()
+
+        async def task() -> None:
+            await fn(turn)
+            await prev.wait()  # a page that never committed still keeps the order
+            mine.set()
+            self.slots.release()
+
+        self.nursery.start_soon(task)
+
+
 class InitialSyncActor:
     def __init__(self, ctx: ObjectSyncContext, processor: Processor,
                  notify: Notify | None = None, page_size: int = 100) -> None:
@@ -160,92 +195,128 @@ class InitialSyncActor:
         ctx = self.ctx
         cursor: str | None = state.cursor or None
         done = state.done
-        while True:
-            records, nxt = await self._scan("hub", cursor)
-            rows = [index_row(ctx, "hub", r) for r in records]
-            done += len(rows)
-            # Estimated total work: every hub record twice (index, hub pass) plus the app's.
-            total = max(state.total, 2 * done)
-            checkpoint = self._checkpoint("hub_index", nxt, done, total)
+        async with trio.open_nursery() as nursery:
+            pipe = Pipeline(nursery, PIPELINE_DEPTH)
+            while True:
+                records, nxt = await self._scan("hub", cursor)
+                rows = [index_row(ctx, "hub", r) for r in records]
+                done += len(rows)
+                # Estimated work: every hub record twice (index, hub pass) plus the app's.
+                total = max(state.total, 2 * done)
+                checkpoint = self._checkpoint("hub_index", nxt, done, total)
 
-            def commit(conn: sqlite3.Connection, rows: list[IndexRow] = rows,
-                       checkpoint: Callable[[sqlite3.Connection], None] = checkpoint) -> None:
-                store_items.index_records(conn, ctx.sync_id, "hub", rows)
-                checkpoint(conn)
+                async def page(turn: Turn, rows: list[IndexRow] = rows,
+                               checkpoint: Callable[[sqlite3.Connection], None] = checkpoint,
+                               done: int = done, total: int = total) -> None:
+                    def commit(conn: sqlite3.Connection) -> None:
+                        store_items.index_records(conn, ctx.sync_id, "hub", rows)
+                        checkpoint(conn)
 
-            await ctx.store.call(commit)
-            ctx.status.done, ctx.status.total = done, total
-            if nxt is None:
-                return
-            cursor = nxt
+                    await turn()
+                    await ctx.store.call(commit)
+                    ctx.status.done, ctx.status.total = done, total
+
+                await pipe.submit(page)
+                if nxt is None:
+                    return
+                cursor = nxt
 
     async def _app_pass(self, state: InitialSync) -> None:
         ctx = self.ctx
         cursor: str | None = state.cursor or None
         done = state.done
         total = state.total
-        while True:
-            records, nxt = await self._scan("app", cursor)
-            rows = [index_row(ctx, "app", r) for r in records]
-            by_id = {r.id: r for r in records}
-            pairings = await ctx.store.read(store_items.match_app_records, ctx.sync_id, rows)
-            hub_ids = [p.item.hub_id for p in pairings if p.item is not None and p.item.hub_id]
-            hub_recs = await read_records(ctx, "hub", hub_ids)
-            works: list[Work] = []
-            for p in pairings:
-                rec = by_id[p.row.record_id]
-                if p.row.excluded:
-                    if p.known:
-                        continue
-                    works.append(Work(item=p.item if p.known else None, app=rec,
-                                      excluded=(p.row.excluded, p.row.detail)))
+        in_flight = store_items.InFlight()
+        async with trio.open_nursery() as nursery:
+            pipe = Pipeline(nursery, PIPELINE_DEPTH)
+            while True:
+                records, nxt = await self._scan("app", cursor)
+                rows = [index_row(ctx, "app", r) for r in records]
+                # Looked up in page order (duplicates depend on it), with the claims of the
+                # pages still being written.
+                pairings = await ctx.store.read(store_items.match_app_records, ctx.sync_id,
+                                                rows, in_flight)
+                # The app's size is learnt while scanning it: each page adds to done and total.
+                done += len(records)
+                total += len(records)
+
+                async def page(turn: Turn, records: list[Record] = records,
+                               pairings: list[store_items.Pairing] = pairings,
+                               nxt: str | None = nxt, done: int = done,
+                               total: int = total) -> None:
+                    works = await self._app_works(records, pairings)
+                    await self.processor.run(
+                        works, extra=self._checkpoint("app_pass", nxt, done, total),
+                        before_commit=turn)
+                    in_flight.forget(pairings)
+                    ctx.status.done, ctx.status.total = done, total
+
+                await pipe.submit(page)
+                if nxt is None:
+                    return
+                cursor = nxt
+
+    async def _app_works(self, records: list[Record],
+                         pairings: list[store_items.Pairing]) -> list[Work]:
+        ctx = self.ctx
+        by_id = {r.id: r for r in records}
+        hub_ids = [p.item.hub_id for p in pairings if p.item is not None and p.item.hub_id]
+        hub_recs = await read_records(ctx, "hub", hub_ids)
+        works: list[Work] = []
+        for p in pairings:
+            rec = by_id[p.row.record_id]
+            if p.row.excluded:
+                if p.known:
                     continue
-                if p.duplicate_of is not None:
-                    works.append(Work(item=p.item if p.known else None, app=rec,
-                                      duplicate_of=p.duplicate_of))
-                    continue
-                hub = (hub_recs.get(p.item.hub_id) if p.item is not None and p.item.hub_id
-                       else None)
-                if p.item is not None and p.item.linked and p.known:
-                    works.append(Work(item=p.item, app=rec, hub=hub))
-                    continue
-                works.append(Work(item=p.item, app=rec, hub=hub,
-                                  keys=p.row.keys if not p.known else (), key_side="app"))
-            # The app's size is learnt while scanning it: each page adds to done and total.
-            done += len(records)
-            total += len(records)
-            await self.processor.run(works, extra=self._checkpoint("app_pass", nxt, done, total))
-            ctx.status.done, ctx.status.total = done, total
-            if nxt is None:
-                return
-            cursor = nxt
+                works.append(Work(item=None, app=rec, excluded=(p.row.excluded, p.row.detail)))
+                continue
+            if p.duplicate_of is not None:
+                works.append(Work(item=p.item if p.known else None, app=rec,
+                                  duplicate_of=p.duplicate_of))
+                continue
+            hub = (hub_recs.get(p.item.hub_id) if p.item is not None and p.item.hub_id
+                   else None)
+            if p.item is not None and p.item.linked and p.known:
+                works.append(Work(item=p.item, app=rec, hub=hub))
+                continue
+            works.append(Work(item=p.item, app=rec, hub=hub,
+                              keys=p.row.keys if not p.known else (), key_side="app"))
+        return works
 
     async def _hub_pass(self, state: InitialSync) -> None:
         ctx = self.ctx
         cursor: str | None = state.cursor or None
         done = state.done
-        while True:
-            records, nxt = await self._scan("hub", cursor)
-            items = await ctx.store.read(store_items.find_items, ctx.sync_id, "hub",
-                                         [r.id for r in records])
-            works = []
-            for rec in records:
-                it = items.get(rec.id)
-                if it is None:
-                    keys = index_row(ctx, "hub", rec).keys
-                    works.append(Work(item=None, hub=rec, keys=keys, key_side="hub"))
-                elif it.app_id is None and it.state in ("pending", "failed", "queued"):
-                    works.append(Work(item=it, hub=rec))
-            await pair_new(ctx, works)
-            done += len(records)
-            total = max(state.total, done)
-            if nxt is None:
-                total = done
-            await self.processor.run(works, extra=self._checkpoint("hub_pass", nxt, done, total))
-            ctx.status.done, ctx.status.total = done, total
-            if nxt is None:
-                return
-            cursor = nxt
+        async with trio.open_nursery() as nursery:
+            pipe = Pipeline(nursery, PIPELINE_DEPTH)
+            while True:
+                records, nxt = await self._scan("hub", cursor)
+                done += len(records)
+                total = done if nxt is None else max(state.total, done)
+
+                async def page(turn: Turn, records: list[Record] = records,
+                               nxt: str | None = nxt, done: int = done,
+                               total: int = total) -> None:
+                    items = await ctx.store.read(store_items.find_items, ctx.sync_id, "hub",
+                                                 [r.id for r in records])
+                    works = []
+                    for rec in records:
+                        it = items.get(rec.id)
+                        if it is None:
+                            keys = index_row(ctx, "hub", rec).keys
+                            works.append(Work(item=None, hub=rec, keys=keys, key_side="hub"))
+                        elif it.app_id is None and it.state in ("pending", "failed", "queued"):
+                            works.append(Work(item=it, hub=rec))
+                    await pair_new(ctx, works)
+                    await self.processor.run(
+                        works, extra=self._checkpoint("hub_pass", nxt, done, total),
+                        before_commit=turn)
+                    ctx.status.done, ctx.status.total = done, total
+
+                await pipe.submit(page)
+                if nxt is None:
+                    return
+                cursor = nxt
 
     async def _finish(self) -> None:
         ctx = self.ctx

@@ -40,7 +40,8 @@ class Timing:
     app_poll_interval: float | None = None
     reconcile_interval: float = 86400.0
     workers: int = 2
-    writer_linger: float = 0.05
+    # Workers already hand over whole batches; lingering only delays them.
+    writer_linger: float = 0.0
 
 
 @dataclass

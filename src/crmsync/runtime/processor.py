@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -388,13 +388,20 @@ class Processor:
 
     # --- the whole batch -----------------------------------------------------------------------
 
-    async def run(self, works: Sequence[Work], extra: ExtraCommit | None = None) -> list[Work]:
-        """Sync `works` and commit their outcomes (plus `extra`, in the same transaction)."""
+    async def run(self, works: Sequence[Work], extra: ExtraCommit | None = None,
+                  before_commit: Callable[[], Awaitable[None]] | None = None) -> list[Work]:
+        """Sync `works` and commit their outcomes (plus `extra`, in the same transaction).
+
+        `before_commit` is awaited right before the final commit: pipelined callers use it to
+        keep their commits (and checkpoints) in order.
+        """
         started = time.perf_counter()
         todo = list(works)
         for w in todo:
             self._decide(w)
         if self.ctx.preview:
+            if before_commit is not None:
+                await before_commit()
             await self._commit_plan(todo, extra)
             return todo
         await self._heal(todo)
@@ -427,6 +434,8 @@ class Processor:
             if extra is not None:
                 extra(conn)
 
+        if before_commit is not None:
+            await before_commit()
         await self.ctx.store.call(commit)
         return todo
 

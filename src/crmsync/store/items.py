@@ -180,8 +180,27 @@ class Pairing(msgspec.Struct, frozen=True):
         return self.item is not None and self.item.app_id == self.row.record_id
 
 
+class InFlight:
+    """Keys and pairings claimed by app-pass pages that are not committed yet, so that a
+    page looked up while earlier ones are still being written sees their claims."""
+
+    def __init__(self) -> None:
+        self.claimed: dict[str, str] = {}  # key -> app record id
+        self.paired: dict[int, str] = {}  # hub item id -> app record id
+
+    def forget(self, pairings: Sequence[Pairing]) -> None:
+        """The page holding these pairings committed: the store knows its claims now."""
+        for p in pairings:
+            for k in p.row.keys:
+                if self.claimed.get(k) == p.row.record_id:
+                    del self.claimed[k]
+            if p.item is not None and self.paired.get(p.item.item_id) == p.row.record_id:
+                del self.paired[p.item.item_id]
+
+
 def match_app_records(conn: sqlite3.Connection, sync_id: str,
-                      rows: Sequence[IndexRow]) -> list[Pairing]:
+                      rows: Sequence[IndexRow], in_flight: InFlight | None = None
+                      ) -> list[Pairing]:
     """The app pass's look-up for one page (reads only; commit with `apply_outcomes`).
 
     In page order, for every record not yet linked (seen before or not): one whose key another
@@ -194,8 +213,9 @@ def match_app_records(conn: sqlite3.Connection, sync_id: str,
     all_keys = list({k for r in rows for k in r.keys})
     app_holders = key_holders(conn, sync_id, "app", all_keys) if all_keys else {}
     hub_holders = key_holders(conn, sync_id, "hub", all_keys) if all_keys else {}
-    claimed_here: dict[str, str] = {}
-    paired_here: dict[int, str] = {}
+    flight = in_flight if in_flight is not None else InFlight()
+    claimed_here = flight.claimed
+    paired_here = flight.paired
     out: list[Pairing] = []
     for r in rows:
         it = existing.get(r.record_id)

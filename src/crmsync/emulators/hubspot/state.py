@@ -135,8 +135,9 @@ class CrmState:
         """Up to `limit` records with id ≥ `after`, and the id of the next one (None: last page)."""
         order, records = self._order[obj.name], self._records[obj.name]
         out: list[StoredRecord] = []
-        for record_id in order[bisect.bisect_left(order, after) :]:
-            rec = records[record_id]
+        # Index, not slice: a slice would copy the rest of the list for every page.
+        for i in range(bisect.bisect_left(order, after), len(order)):
+            rec = records[order[i]]
             if rec.archived != archived:
                 continue
             if len(out) == limit:
