@@ -17,14 +17,12 @@ import json
 import os
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import trio
-
 
 from crmsync.connectors import app_webhooks
 from crmsync.daemon import logging as daemon_logging
