@@ -36,6 +36,7 @@ from crmsync.daemon import notifications
 from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
 from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_hub_event
 from crmsync.records import Side
+from crmsync.runtime.associations import AssociationSyncer, association_pairs
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.object_sync import (
     IntakeSource,
@@ -204,6 +205,14 @@ class Daemon:
             async with SqliteAppConnector(conn).open() as app:
                 yield app
 
+        app_pairs = {(a.from_object, a.to_object) for a in conn.associations}
+
+        async def resubmit(hub_object: str, key: tuple[Side, str]) -> None:
+            """A record of another object sync waits for a partner that just got linked."""
+            h = rt.handles.get(hub_object)
+            if h is not None and h.queue is not None:
+                await h.queue.submit([key])
+
         async def run_children(app: Connector, nursery: trio.Nursery) -> None:
             timing = dataclasses.replace(
                 self.timing(),
@@ -218,6 +227,9 @@ class Daemon:
                                                              else "pipeline"))
                 handle = rt.handles.setdefault(s.hub_object, ObjectSyncHandle())
                 handle.ready = trio.Event()
+                pairs = association_pairs(self.cfg, s, app_pairs)
+                if pairs or any(s.hub_object in o.associations for o in rt.syncs):
+                    ctx.associations = AssociationSyncer(ctx, pairs, resubmit)
                 intakes = [IntakeSource(hub_source(conn.name, s.hub_object), parse_hub_payload),
                            IntakeSource(app_source(conn.name, s.hub_object), parse_app_payload)]
                 await nursery.start(run_object_sync, ctx, handle, timing, intakes,

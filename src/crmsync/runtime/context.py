@@ -35,6 +35,8 @@ class ObjectSyncContext:
     app_properties: list[str] = field(default_factory=list)
     preview: bool = False
     log: Any = None
+    # Keeps this object's associations (runtime/associations.py), when it has any to keep.
+    associations: Any = None
 
     def __post_init__(self) -> None:
         if self.log is None:

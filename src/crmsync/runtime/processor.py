@@ -437,7 +437,25 @@ class Processor:
         if before_commit is not None:
             await before_commit()
         await self.ctx.store.call(commit)
+        if self.ctx.associations is not None:
+            await self._associations(todo)
         return todo
+
+    async def _associations(self, works: list[Work]) -> None:
+        linked: list[tuple[str, str]] = []
+        newly: list[tuple[str, str]] = []
+        for w in works:
+            o = w.outcome
+            if o is None or o.state != "syncing":
+                continue
+            hub_id = w.created.get("hub", w.hub_id)
+            app_id = w.created.get("app", w.app_id)
+            if not hub_id or not app_id:
+                continue
+            linked.append((hub_id, app_id))
+            if w.item is None or w.item.snapshot is None or w.created:
+                newly.append((hub_id, app_id))
+        await self.ctx.associations.after_commit(linked, newly)
 
     async def _commit_plan(self, works: list[Work], extra: ExtraCommit | None) -> None:
         """Preview: record what would happen, write nothing to either side."""

@@ -443,6 +443,16 @@ def set_state(conn: sqlite3.Connection, item_ids: Sequence[int], state: str,
     )
 
 
+def set_state_of(conn: sqlite3.Connection, sync_id: str, side: str, record_ids: Sequence[str],
+                 state: str, category: str = "", detail: str = "") -> None:
+    """Set the state of the items holding these record ids of `side`."""
+    now = time.time()
+    conn.executemany(
+        f"UPDATE items SET state = ?, category = ?, detail = ?, updated_at = ? "
+        f"WHERE sync_id = ? AND {_col(side)} = ?",
+        [(state, category, detail, now, sync_id, r) for r in record_ids])
+
+
 def mark_queued(conn: sqlite3.Connection, item_ids: Sequence[int]) -> None:
     """A record waiting for another sync of itself shows as `queued`."""
     now = time.time()
@@ -510,4 +520,9 @@ def drop_sync(conn: sqlite3.Connection, sync_id: str) -> int:
     for table in ("match_keys", "history", "cursors", "initial_syncs", "plan", "parked_deletes",
                   "sent_events", "event_counts"):
         conn.execute(f"DELETE FROM {table} WHERE sync_id = ?", (sync_id,))
+    connection, _, obj = sync_id.partition("/")
+    conn.execute("DELETE FROM assoc_pairs WHERE connection = ? AND (x_object = ? OR "
+                 "y_object = ?)", (connection, obj, obj))
+    conn.execute("DELETE FROM pending_associations WHERE connection = ? AND (from_object = ? "
+                 "OR to_object = ?)", (connection, obj, obj))
     return n

@@ -182,7 +182,26 @@ _V2 = [
     """,
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+# Associations as each side last showed them, per pair of object types of one connection
+# (x_object < y_object, ids of that side's records), to tell additions from removals.
+_V3 = [
+    """
+    CREATE TABLE assoc_pairs (
+        connection TEXT NOT NULL,
+        side       TEXT NOT NULL,
+        x_object   TEXT NOT NULL,
+        x_id       TEXT NOT NULL,
+        y_object   TEXT NOT NULL,
+        y_id       TEXT NOT NULL,
+        PRIMARY KEY (connection, side, x_object, x_id, y_object, y_id)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX assoc_pairs_y ON assoc_pairs(connection, side, y_object, y_id)",
+    "CREATE INDEX pending_associations_to ON pending_associations(connection, to_object, "
+    "from_side, to_id)",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,227 @@
+"""Keeping associations (contact ↔ company, deal ↔ contact, deal ↔ company, invoice ↔ contact,
+line item ↔ invoice) on both sides, as far as the directions allow.
+
+After a batch of records of object A is synced, their associations with object B are read on
+both sides and compared with what each side showed last time (a per-side snapshot of pairs,
+like the field snapshots): an association added or removed on one side is added or removed
+between the partners on the other. A side that can hold only one partner (an app's foreign
+key) is re-read after writing, so what it really holds becomes its snapshot and a replaced
+partner is not mistaken for a removal.
+
+When the partner on the other side is not linked yet, the association waits (pending) and is
+not counted as seen; once the partner is linked, the record is synced again and the
+association applied. No association is lost because of order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from crmsync.config.model import Config, ObjectSync
+from crmsync.connectors.base import AssociationChange, SupportsAssociations, WriteResult
+from crmsync.records import Side
+from crmsync.runtime.context import ObjectSyncContext, sync_id_of
+from crmsync.store import associations as store_assoc
+from crmsync.store import items as store_items
+from crmsync.store.items import Item
+
+# Invoices are associated automatically only with contacts (and their line items), as in
+# HubSpot's data sync; an invoice's company association is left alone.
+ALLOWED_WITH = {"invoices": {"contacts", "line_items"}, "line_items": {"invoices", "deals"}}
+
+
+def _allowed(a: str, b: str) -> bool:
+    return b in ALLOWED_WITH.get(a, {b}) and a in ALLOWED_WITH.get(b, {a})
+
+
+@dataclass(frozen=True)
+class AssociationPair:
+    """One association type kept for object sync A: with B (hub object names), the app
+    object names, and which ways it may move."""
+
+    hub_a: str
+    hub_b: str
+    app_a: str
+    app_b: str
+    b_sync_id: str
+    to_app: bool
+    to_hub: bool
+
+
+def association_pairs(cfg: Config, sync: ObjectSync,
+                      app_pairs: set[tuple[str, str]]) -> list[AssociationPair]:
+    """The association types object sync `sync` keeps: with every object sync B of the same
+    connection that either side lists in `associations`, allowed for the pair, and stored by
+    the app (`app_pairs`: configured app associations, either direction)."""
+    out = []
+    for other in cfg.syncs:
+        if other is sync or other.connection != sync.connection or not other.enabled:
+            continue
+        if sync.hub_object not in other.associations and other.hub_object not in sync.associations:
+            continue
+        if not _allowed(sync.hub_object, other.hub_object):
+            continue
+        if ((sync.app_object, other.app_object) not in app_pairs
+                and (other.app_object, sync.app_object) not in app_pairs):
+            continue
+        to_app = sync.direction in ("both", "to_app") and other.direction in ("both", "to_app")
+        to_hub = sync.direction in ("both", "to_hub") and other.direction in ("both", "to_hub")
+        out.append(AssociationPair(sync.hub_object, other.hub_object, sync.app_object,
+                                   other.app_object,
+                                   sync_id_of(sync.connection, other.hub_object), to_app, to_hub))
+    return out
+
+
+# Submits a record of another object sync of the connection for a sync: (hub object, key).
+Resubmit = Callable[[str, tuple[Side, str]], Awaitable[None]]
+
+
+@dataclass
+class AssociationSyncer:
+    ctx: ObjectSyncContext
+    pairs: list[AssociationPair]
+    resubmit: Resubmit | None = None
+
+    @property
+    def connection(self) -> str:
+        return self.ctx.connection
+
+    async def after_commit(self, linked: Sequence[tuple[str, str]],
+                           newly_linked: Sequence[tuple[str, str]]) -> None:
+        """`linked`: (hub id, app id) of records of this sync just synced and linked;
+        `newly_linked`: those that became linked in this batch."""
+        if newly_linked and self.resubmit is not None:
+            await self._release_pending(newly_linked)
+        if linked and self.pairs:
+            for pair in self.pairs:
+                await self._sync_pair(pair, list(linked))
+
+    async def _release_pending(self, newly: Sequence[tuple[str, str]]) -> None:
+        obj = self.ctx.hub_object
+        hub_ids = [h for h, _ in newly]
+        app_ids = [a for _, a in newly]
+
+        def take(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+            return (store_assoc.take_pending(conn, self.connection, obj, "hub", hub_ids)
+                    + store_assoc.take_pending(conn, self.connection, obj, "app", app_ids))
+
+        waiting = await self.ctx.store.call(take)
+        assert self.resubmit is not None
+        for from_object, from_side, from_id in waiting:
+            await self.resubmit(from_object, (from_side, from_id))  # type: ignore[arg-type]
+
+    async def _read(self, side: Side, pair: AssociationPair,
+                    ids: list[str]) -> dict[str, set[str]]:
+        conn = self.ctx.connector(side)
+        if not isinstance(conn, SupportsAssociations) or not ids:
+            return {i: set() for i in ids}
+        a, b = (pair.hub_a, pair.hub_b) if side == "hub" else (pair.app_a, pair.app_b)
+        got = await conn.read_associations(a, b, ids)
+        return {i: set(got.get(i, [])) for i in ids}
+
+    async def _write(self, side: Side, pair: AssociationPair,
+                     changes: list[AssociationChange]) -> list[WriteResult]:
+        conn = self.ctx.connector(side)
+        if not changes or not isinstance(conn, SupportsAssociations):
+            return []
+        a, b = (pair.hub_a, pair.hub_b) if side == "hub" else (pair.app_a, pair.app_b)
+        return await conn.write_associations(a, b, changes)
+
+    async def _sync_pair(self, pair: AssociationPair, linked: list[tuple[str, str]]) -> None:
+        ctx = self.ctx
+        hub_ids = [h for h, _ in linked]
+        app_ids = [a for _, a in linked]
+        hub_now = await self._read("hub", pair, hub_ids)
+        app_now = await self._read("app", pair, app_ids)
+        def lookup(conn: sqlite3.Connection) -> tuple[Any, ...]:
+            hub_seen = store_assoc.seen_pairs(conn, self.connection, "hub", pair.hub_a,
+                                              pair.hub_b, hub_ids)
+            app_seen = store_assoc.seen_pairs(conn, self.connection, "app", pair.hub_a,
+                                              pair.hub_b, app_ids)
+            # Partners now and partners seen before (a removed one must be found too).
+            b_hub = sorted({b for d in (hub_now, hub_seen) for v in d.values() for b in v})
+            b_app = sorted({b for d in (app_now, app_seen) for v in d.values() for b in v})
+            return (store_items.find_items(conn, pair.b_sync_id, "hub", b_hub),
+                    store_items.find_items(conn, pair.b_sync_id, "app", b_app),
+                    hub_seen, app_seen)
+
+        b_by_hub, b_by_app, hub_seen, app_seen = await ctx.store.read(lookup)
+
+        def partner(item: Item | None, side: Side) -> str | None:
+            if item is None or item.snapshot is None:
+                return None
+            return item.record_id(side)
+
+        # A write to make: (item id, the change on the target side, where it came from).
+        Write = tuple[str, AssociationChange, Side, str, str]
+        writes: dict[Side, list[Write]] = {"hub": [], "app": []}
+        pending: list[tuple[str, str, str, str, str]] = []
+        # Associations not to count as seen, so they are tried again next time.
+        unseen: dict[Side, set[tuple[str, str]]] = {"hub": set(), "app": set()}
+        directions: list[tuple[Side, Side, bool, dict[str, Item]]] = [
+            ("hub", "app", pair.to_app, b_by_hub), ("app", "hub", pair.to_hub, b_by_app)]
+        for hid, aid in linked:
+            item_id = hid  # failures are recorded against the record's hub id
+            ids = {"hub": hid, "app": aid}
+            now = {"hub": hub_now[hid], "app": app_now[aid]}
+            seen = {"hub": hub_seen[hid], "app": app_seen[aid]}
+            for src, dst, allowed, by_src in directions:
+                if not allowed:
+                    continue
+                for b in now[src] - seen[src]:  # added on src
+                    other_b = partner(by_src.get(b), dst)
+                    if other_b is None:
+                        pending.append((pair.hub_a, src, ids[src], pair.hub_b, b))
+                        unseen[src].add((ids[src], b))
+                    elif other_b not in now[dst]:
+                        writes[dst].append((item_id, AssociationChange(ids[dst], other_b),
+                                            src, ids[src], b))
+                for b in seen[src] - now[src]:  # removed on src
+                    other_b = partner(by_src.get(b), dst)
+                    if other_b is not None and other_b in now[dst]:
+                        writes[dst].append((item_id, AssociationChange(ids[dst], other_b,
+                                                                       removed=True),
+                                            src, ids[src], b))
+        failed: dict[str, str] = {}
+        wrote: dict[Side, set[str]] = {"hub": set(), "app": set()}
+        sides: tuple[Side, Side] = ("hub", "app")
+        for side in sides:
+            todo = writes[side]
+            if not todo:
+                continue
+            results = await self._write(side, pair, [w[1] for w in todo])
+            for (item_id, change, src, src_id, b), res in zip(todo, results, strict=True):
+                wrote[side].add(change.from_id)
+                if not res.ok:
+                    why = res.error.message if res.error else "association write failed"
+                    failed[item_id] = f"{pair.hub_a} ↔ {pair.hub_b} on the {side}: {why}"
+                    if not change.removed:
+                        unseen[src].add((src_id, b))
+        # What each side holds now (re-read where we wrote: an app's foreign key holds one).
+        if wrote["hub"]:
+            hub_now.update(await self._read("hub", pair, sorted(wrote["hub"])))
+        if wrote["app"]:
+            app_now.update(await self._read("app", pair, sorted(wrote["app"])))
+        for side, held in (("hub", hub_now), ("app", app_now)):
+            for rid, b in unseen[side]:
+                held.get(rid, set()).discard(b)
+
+        def commit(conn: sqlite3.Connection) -> None:
+            store_assoc.replace_pairs(conn, self.connection, "hub", pair.hub_a, pair.hub_b,
+                                      hub_now)
+            store_assoc.replace_pairs(conn, self.connection, "app", pair.hub_a, pair.hub_b,
+                                      app_now)
+            if pending:
+                store_assoc.add_pending(conn, self.connection, pending)
+            for hub_id, detail in failed.items():
+                store_items.set_state_of(conn, ctx.sync_id, "hub", [hub_id], "failed",
+                                         "association_failed", detail)
+
+        await ctx.store.call(commit)
+        n = sum(len(v) for v in writes.values())
+        if n or pending or failed:
+            ctx.log.info("associations synced", pair=f"{pair.hub_a}-{pair.hub_b}",
+                         written=n - len(failed), waiting=len(pending), failed=len(failed))

@@ -1,0 +1,99 @@
+"""Association bookkeeping: the pairs each side showed after the last association sync (to
+tell an addition from a removal), and associations waiting for a partner to be linked.
+
+Pairs are kept per connection and side, with the two object types in a fixed order
+(x_object < y_object), so an association is the same row whichever end synced it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+
+Pair = tuple[str, str]  # (id of the record of `obj`, id of the partner)
+
+
+def _order(obj: str, other: str) -> bool:
+    """True when `obj` is the x end of the (obj, other) pair."""
+    return obj < other
+
+
+def seen_pairs(conn: sqlite3.Connection, connection: str, side: str, obj: str, other: str,
+               ids: Sequence[str]) -> dict[str, set[str]]:
+    """For each id of `obj` (on `side`), the partner ids of `other` last seen there."""
+    out: dict[str, set[str]] = {i: set() for i in ids}
+    x_end = _order(obj, other)
+    own, partner = ("x_id", "y_id") if x_end else ("y_id", "x_id")
+    x_obj, y_obj = (obj, other) if x_end else (other, obj)
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start:start + 500])
+        marks = ",".join("?" * len(chunk))
+        for a, b in conn.execute(
+            f"SELECT {own}, {partner} FROM assoc_pairs WHERE connection = ? AND side = ? AND "
+            f"x_object = ? AND y_object = ? AND {own} IN ({marks})",
+            (connection, side, x_obj, y_obj, *chunk),
+        ):
+            out[a].add(b)
+    return out
+
+
+def replace_pairs(conn: sqlite3.Connection, connection: str, side: str, obj: str, other: str,
+                  now_seen: dict[str, set[str]]) -> None:
+    """Set what `side` shows now for these records of `obj` (replacing what was kept)."""
+    x_end = _order(obj, other)
+    own = "x_id" if x_end else "y_id"
+    x_obj, y_obj = (obj, other) if x_end else (other, obj)
+    ids = list(now_seen)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        conn.execute(f"DELETE FROM assoc_pairs WHERE connection = ? AND side = ? AND "
+                     f"x_object = ? AND y_object = ? AND {own} IN ({marks})",
+                     (connection, side, x_obj, y_obj, *chunk))
+    rows = []
+    for a, partners in now_seen.items():
+        for b in partners:
+            x_id, y_id = (a, b) if x_end else (b, a)
+            rows.append((connection, side, x_obj, x_id, y_obj, y_id))
+    conn.executemany("INSERT OR IGNORE INTO assoc_pairs VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
+def add_pending(conn: sqlite3.Connection, connection: str,
+                rows: Iterable[tuple[str, str, str, str, str]]) -> None:
+    """(from_object, from_side, from_id, to_object, to_id): an association of a linked record
+    whose partner (`to_id`, on the same side) is not linked yet."""
+    now = time.time()
+    conn.executemany(
+        "INSERT OR IGNORE INTO pending_associations (connection, from_object, from_side, "
+        "from_id, to_object, to_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(connection, *r, now) for r in rows])
+
+
+def take_pending(conn: sqlite3.Connection, connection: str, to_object: str, side: str,
+                 to_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+    """The records waiting for these newly linked partners, removed from the waiting list:
+    (from_object, from_side, from_id)."""
+    out: list[tuple[str, str, str]] = []
+    for start in range(0, len(to_ids), 500):
+        chunk = list(to_ids[start:start + 500])
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            "SELECT id, from_object, from_side, from_id FROM pending_associations WHERE "
+            f"connection = ? AND to_object = ? AND from_side = ? AND to_id IN ({marks})",
+            (connection, to_object, side, *chunk)).fetchall()
+        conn.executemany("DELETE FROM pending_associations WHERE id = ?", [(r[0],) for r in rows])
+        out.extend((r[1], r[2], r[3]) for r in rows)
+    return out
+
+
+def pending_count(conn: sqlite3.Connection, connection: str) -> int:
+    return int(conn.execute("SELECT count(*) FROM pending_associations WHERE connection = ?",
+                            (connection,)).fetchone()[0])
+
+
+def drop_connection_object(conn: sqlite3.Connection, connection: str, obj: str) -> None:
+    conn.execute("DELETE FROM assoc_pairs WHERE connection = ? AND (x_object = ? OR "
+                 "y_object = ?)", (connection, obj, obj))
+    conn.execute("DELETE FROM pending_associations WHERE connection = ? AND (from_object = ? "
+                 "OR to_object = ?)", (connection, obj, obj))

@@ -1,0 +1,145 @@
+"""Associations end to end: contact ↔ company kept on both sides (a foreign key in the app),
+an association created before its partner is linked waits and is applied once it is, removals
+propagate, and nothing is lost or doubled under faults."""
+
+import trio
+
+from crmsync.emulators.hubspot import Faults
+from crmsync.runtime.object_sync import Timing
+
+from .harness import companies_sync, contacts_sync, make_app_db, running
+
+SCHEMA = """
+CREATE TABLE organisations (
+    id INTEGER PRIMARY KEY, name TEXT, domain TEXT, city TEXT, phone TEXT, industry TEXT,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
+CREATE TABLE customers (
+    id INTEGER PRIMARY KEY, email TEXT, first_name TEXT, last_name TEXT, phone TEXT,
+    job_title TEXT, company_name TEXT, company_id INTEGER REFERENCES organisations(id),
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
+"""
+
+SYNCS = (contacts_sync(extra='associations = ["companies"]\n') + companies_sync())
+ASSOC = """
+[[connections.associations]]
+from_object = "customers"
+to_object = "organisations"
+column = "company_id"
+"""
+TIMING = Timing(hub_poll_interval=10_000, app_poll_interval=2)
+
+
+def setup(tmp, customers, orgs):
+    db = tmp / "app.db"
+    make_app_db(db, organisations=orgs, customers=customers, schema=SCHEMA)
+    return db
+
+
+def hub_companies_of(env, email):
+    hub = env.hub_by_email()[email]
+    return {env.emu.records("companies")[0]["id"] and c
+            for c in env.emu.associations("contacts", hub["id"], "companies")}
+
+
+def company_name(env, company_id):
+    return next(r["properties"]["name"] for r in env.hub("companies") if r["id"] == company_id)
+
+
+async def test_associations_flow_both_ways_and_removals_follow(tmp_path, slow_autojump):
+    orgs = [{"name": "Acme", "domain": "acme.example"}, {"name": "Globex", "domain": "globex.example"}]
+    customers = [{"email": "ann@example.com", "first_name": "Ann", "company_id": 1},
+                 {"email": "bob@example.com", "first_name": "Bob"}]
+    db = setup(tmp_path, customers, orgs)
+
+    def configure(emu):
+        (ivy,) = emu.add_records("contacts", [{"email": "ivy@example.com", "firstname": "Ivy"}])
+        (initech,) = emu.add_records("companies", [{"name": "Initech", "domain": "initech.example"}])
+        emu.associate("contacts", ivy, "companies", initech)
+
+    async with running(tmp_path, syncs=SYNCS, app_db=db, timing=TIMING, configure=configure,
+                       config_kwargs={"connection_extra": ASSOC}) as env:
+        await env.wait_ready(["contacts", "companies"])
+
+        def hub_assoc(email):
+            hub = env.hub_by_email()[email]
+            return sorted(company_name(env, c)
+                          for c in env.emu.associations("contacts", hub["id"], "companies"))
+
+        def app_company(email):
+            row = env.app_by_email()[email]
+            orgs = {r["id"]: r["name"] for r in env.app_rows("organisations")}
+            return orgs.get(row["company_id"])
+
+        # App → hub (ann's foreign key) and hub → app (ivy's association).
+        await env.eventually(lambda: hub_assoc("ann@example.com") == ["Acme"])
+        await env.eventually(lambda: app_company("ivy@example.com") == "Initech")
+        assert hub_assoc("bob@example.com") == []
+
+        # A change in the app: bob joins Globex.
+        env.app_exec("UPDATE customers SET company_id = 2 WHERE email = 'bob@example.com'")
+        await env.eventually(lambda: hub_assoc("bob@example.com") == ["Globex"])
+
+        # A removal in the hub clears the app's foreign key.
+        ann = env.hub_by_email()["ann@example.com"]["id"]
+        (acme,) = env.emu.associations("contacts", ann, "companies")
+        env.emu.state.dissociate(env.emu.state.object_type("contacts"), int(ann),
+                                 env.emu.state.object_type("companies"), int(acme))
+        await env.eventually(lambda: app_company("ann@example.com") is None)
+        # ...and the other associations stay.
+        assert hub_assoc("bob@example.com") == ["Globex"]
+        assert app_company("ivy@example.com") == "Initech"
+
+
+async def test_an_association_made_before_its_partner_is_linked_is_applied_later(
+        tmp_path, slow_autojump):
+    db = setup(tmp_path, [{"email": "cy@example.com", "first_name": "Cy"}], [])
+    async with running(tmp_path, syncs=SYNCS, app_db=db, timing=TIMING,
+                       config_kwargs={"connection_extra": ASSOC}) as env:
+        await env.wait_ready(["contacts", "companies"])
+        # The company and the contact's link to it appear in one app transaction; the
+        # contact's sync can see the association before the company is linked.
+        env.app_exec("INSERT INTO organisations (id, name, domain) VALUES (7, 'Hooli', "
+                     "'hooli.example')")
+        env.app_exec("UPDATE customers SET company_id = 7 WHERE email = 'cy@example.com'")
+
+        def linked():
+            cy = env.hub_by_email().get("cy@example.com")
+            if cy is None:
+                return False
+            ids = env.emu.associations("contacts", cy["id"], "companies")
+            return [company_name(env, c) for c in ids] == ["Hooli"]
+
+        await env.eventually(linked)
+        from crmsync.store import associations as store_assoc
+        assert await env.daemon.store.read(store_assoc.pending_count, "shop") == 0
+
+
+async def test_associations_converge_under_faults(tmp_path, slow_autojump):
+    orgs = [{"name": f"Org{i}", "domain": f"org{i}.example"} for i in range(10)]
+    customers = [{"email": f"p{i}@example.com", "first_name": f"P{i}", "company_id": 1 + i % 10}
+                 for i in range(60)]
+    db = setup(tmp_path, customers, orgs)
+    async with running(tmp_path, syncs=SYNCS, app_db=db, timing=TIMING,
+                       config_kwargs={"connection_extra": ASSOC}) as env:
+        env.emu.faults = Faults(error_rate=0.2, hang_after_apply_rate=0.05, seed=4)
+        await env.wait_ready(["contacts", "companies"], timeout=5000)
+        env.emu.faults = Faults()
+
+        def converged():
+            by_name = {r["id"]: r["properties"]["name"] for r in env.hub("companies")}
+            for i in range(60):
+                hub = env.hub_by_email().get(f"p{i}@example.com")
+                if hub is None:
+                    return False
+                got = [by_name.get(c) for c in
+                       env.emu.associations("contacts", hub["id"], "companies")]
+                if got != [f"Org{i % 10}"]:
+                    return False
+            return True
+
+        # Records that failed for a transient reason are retried by the sweeper.
+        with trio.fail_after(5000):
+            while not converged():
+                await trio.sleep(10)
+        assert len(env.hub("companies")) == 10
+        assert len(env.hub()) == 60
