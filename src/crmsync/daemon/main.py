@@ -224,7 +224,8 @@ class Daemon:
                                          status, timing,
                                          app_pipeline_field=(table.pipeline_column
                                                              if table and table.pipeline_column
-                                                             else "pipeline"))
+                                                             else "pipeline"),
+                                         app_stage_field=table.stage_column if table else "")
                 handle = rt.handles.setdefault(s.hub_object, ObjectSyncHandle())
                 handle.ready = trio.Event()
                 pairs = association_pairs(self.cfg, s, app_pairs)

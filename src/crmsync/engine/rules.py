@@ -103,8 +103,8 @@ def _simple_rule(m: FieldMapping, transform: Transform, to_hub: bool, to_app: bo
 
 
 def _stage_rule(m: FieldMapping, stage_map: StageMap, app_pipeline_field: str,
-                to_hub: bool, to_app: bool, winner: Side) -> FieldRule:
-    hub_stage, app_stage = m.hub, m.app
+                to_hub: bool, to_app: bool, winner: Side, app_stage_field: str = "") -> FieldRule:
+    hub_stage, app_stage = m.hub, app_stage_field or m.app
     hub_pipe = "pipeline"
 
     def read_hub(p: Mapping[str, Any]) -> Canon:
@@ -158,6 +158,7 @@ def compile_rules(
     app_columns: list[str] | None = None,
     stage_map: StageMap | None = None,
     app_pipeline_field: str = "pipeline",
+    app_stage_field: str = "",
 ) -> SyncRules:
     """Compile an object sync's config (defaults overlaid by its mappings) into SyncRules."""
     sync_to_hub = sync.direction in ("both", "to_hub")
@@ -175,7 +176,7 @@ def compile_rules(
         winner: Side = sync.conflict_winner if (to_hub and to_app) else ("hub" if to_app else "app")
         if m.transform == "stage":
             rules.append(_stage_rule(m, stage_map or StageMap(), app_pipeline_field, to_hub,
-                                     to_app, winner))
+                                     to_app, winner, app_stage_field))
             continue
         if m.transform == "enum":
             t = enum_transform(m.options)

@@ -137,8 +137,8 @@ async def build_stage_map(sync: ObjectSync, hub: Connector, app: Connector,
 
 async def make_context(connection: str, connector_type: str, sync: ObjectSync, store: Store,
                        hub: Connector, app: Connector, status: ObjectStatus,
-                       timing: Timing, app_pipeline_field: str = "pipeline"
-                       ) -> ObjectSyncContext:
+                       timing: Timing, app_pipeline_field: str = "pipeline",
+                       app_stage_field: str = "") -> ObjectSyncContext:
     import structlog
 
     log = structlog.get_logger("crmsync.sync").bind(connection=connection,
@@ -147,7 +147,8 @@ async def make_context(connection: str, connector_type: str, sync: ObjectSync, s
     columns = [f.name for f in info.fields] or None
     stage_map = (await build_stage_map(sync, hub, app, log)
                  if sync.hub_object == "deals" else None)
-    rules = compile_rules(sync, connector_type, columns, stage_map, app_pipeline_field)
+    rules = compile_rules(sync, connector_type, columns, stage_map, app_pipeline_field,
+                          app_stage_field)
     hub_writer = BatchWriter(hub, sync.hub_object, hub.capabilities.write_batch_size,
                              timing.writer_linger)
     app_writer = BatchWriter(app, sync.app_object, app.capabilities.write_batch_size,
