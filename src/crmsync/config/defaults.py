@@ -32,16 +32,19 @@ _SQLITE_DEFAULTS: dict[str, tuple[FieldMapping, ...]] = {
         FieldMapping(hub="closedate", app="close_date", transform="date"),
         FieldMapping(hub="dealstage", app="stage", transform="stage", required=True),
     ),
+    # HubSpot requires hs_currency on an invoice; hs_number is HubSpot's own (read-only), so
+    # the app's invoice number goes to the purchase order number.
     "invoices": (
         FieldMapping(hub="hs_currency", app="currency", required=True),
         FieldMapping(hub="hs_invoice_date", app="invoice_date", transform="date"),
         FieldMapping(hub="hs_due_date", app="due_date", transform="date"),
-        FieldMapping(hub="hs_number", app="number"),
+        FieldMapping(hub="hs_purchase_order_number", app="number"),
     ),
     "line_items": (
         FieldMapping(hub="name", app="name"),
         FieldMapping(hub="quantity", app="quantity", transform="number"),
         FieldMapping(hub="price", app="price", transform="number"),
+        FieldMapping(hub="hs_sku", app="sku"),
     ),
 }
 

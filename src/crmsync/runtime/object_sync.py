@@ -21,6 +21,7 @@ from crmsync.engine.stages import StageMap, auto_map, known_stages
 from crmsync.records import Side
 from crmsync.runtime.batch_writer import BatchWriter
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.events import EventSync
 from crmsync.runtime.initial_sync import InitialSyncActor, Notify
 from crmsync.runtime.intake import Intake, Parser
 from crmsync.runtime.lock_queue import RecordLockQueue
@@ -62,12 +63,15 @@ class ObjectSyncHandle:
     app_poller: Poller | None = None
     initial: InitialSyncActor | None = None
     intakes: list[Intake] = field(default_factory=list)
+    events: EventSync | None = None
     ready: trio.Event = field(default_factory=trio.Event)
 
     def poll_now(self) -> None:
         for p in (self.hub_poller, self.app_poller):
             if p is not None:
                 p.request_poll()
+        if self.events is not None:
+            self.events.wake.set()
 
     def ring(self) -> None:
         for i in self.intakes:
@@ -205,6 +209,9 @@ async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timi
         if handle.app_poller is not None:
             await nursery.start(handle.app_poller.run)
         nursery.start_soon(_reconcile_loop, ctx, queue, timing.reconcile_interval)
+        if ctx.sync.event_sync:
+            handle.events = EventSync(ctx, timing.app_poll_interval or 5.0)
+            await nursery.start(handle.events.run)
         handle.ready.set()
 
 
