@@ -28,9 +28,15 @@ from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon.main import Daemon
 from crmsync.emulators.hubspot import HubSpotEmulator
 from crmsync.runtime.object_sync import Timing
+from crmsync.store import events as store_events
 from crmsync.store import items as store_items
 
-OBJECTS = (("contacts", "customers"), ("companies", "organisations"))
+OBJECTS = (("contacts", "customers"), ("companies", "organisations"),
+           ("deals", "opportunities"), ("invoices", "invoices"),
+           ("line_items", "invoice_lines"))
+# Association types the demo keeps, as (hub object, hub object).
+ASSOCIATIONS = (("contacts", "companies"), ("deals", "contacts"), ("deals", "companies"),
+                ("invoices", "contacts"), ("line_items", "invoices"))
 
 
 def add_parser(sub: Any) -> None:
@@ -99,12 +105,62 @@ table = "customers"
 object = "organisations"
 table = "organisations"
 
+[[connections.tables]]
+object = "opportunities"
+table = "opportunities"
+pipeline_column = "pipeline"
+stage_column = "stage"
+
+[[connections.tables]]
+object = "invoices"
+table = "invoices"
+
+[[connections.tables]]
+object = "invoice_lines"
+table = "invoice_lines"
+
+[[connections.associations]]
+from_object = "customers"
+to_object = "organisations"
+column = "company_id"
+
+[[connections.associations]]
+from_object = "opportunities"
+to_object = "organisations"
+column = "company_id"
+
+[[connections.associations]]
+from_object = "opportunities"
+to_object = "customers"
+join_table = "opportunity_customers"
+from_column = "opportunity_id"
+to_column = "customer_id"
+
+[[connections.associations]]
+from_object = "invoices"
+to_object = "customers"
+column = "customer_id"
+
+[[connections.associations]]
+from_object = "invoice_lines"
+to_object = "invoices"
+column = "invoice_id"
+
+[connections.pipelines]
+pipelines_table = "pipelines"
+stages_table = "stages"
+
+[connections.events]
+table = "events"
+
 [[syncs]]
 connection = "shop"
 hub_object = "contacts"
 app_object = "customers"
 direction = "both"
 conflict_winner = "hub"
+associations = ["companies"]
+event_sync = true
 
 [[syncs]]
 connection = "shop"
@@ -112,6 +168,28 @@ hub_object = "companies"
 app_object = "organisations"
 direction = "both"
 conflict_winner = "hub"
+
+[[syncs]]
+connection = "shop"
+hub_object = "deals"
+app_object = "opportunities"
+unique_property = "dealname"
+auto_map_stages = true
+associations = ["contacts", "companies"]
+
+[[syncs]]
+connection = "shop"
+hub_object = "invoices"
+app_object = "invoices"
+unique_property = "hs_purchase_order_number"
+associations = ["contacts"]
+
+[[syncs]]
+connection = "shop"
+hub_object = "line_items"
+app_object = "invoice_lines"
+unique_property = "hs_sku"
+associations = ["invoices"]
 """)
     return cfg
 
@@ -137,6 +215,8 @@ class Demo:
         self.app_db = self.work / "shop.db"
         self.edits_propagated = 0
         self.edits_total = 0
+        self.events_expected = 0
+        self.events_unknown = 0
 
     def _console(self) -> Any:
         from rich.console import Console
@@ -163,6 +243,7 @@ class Demo:
                               webhook_secret=client_secret)
         emu.add_records("contacts", self.data.hub_contacts)
         emu.add_records("companies", self.data.hub_companies)
+        emu.add_records("deals", self.data.hub_deals)
         console = self._console()
         console.print(f"[bold]crmsync demo[/bold] in {self.work}")
         console.print(f"  HubSpot emulator  http://127.0.0.1:{hub_port}  ({args.tier} tier)")
@@ -185,6 +266,8 @@ class Demo:
                 with trio.move_on_after(deadline) as scope:
                     await self._progress(daemon, console)
                     await self._edits(daemon, emu, console)
+                    await self._events(daemon, emu, console)
+                    await self._wait_associations(daemon, emu, console)
                     summary = await self._summary(daemon, emu)
                     self._print(summary, console, time.monotonic() - started)
                     result = 0 if summary["ok"] else 1
@@ -280,6 +363,93 @@ class Demo:
                 return
             await trio.sleep(0.25)
 
+    async def _events(self, daemon: Daemon, emu: HubSpotEmulator, console: Any) -> None:
+        """A stream of app events: for linked contacts (sent once) and for people the hub
+        does not know (skipped with the reason)."""
+        assert daemon.store is not None
+        linked = [it for it in await daemon.store.read(store_items.list_items, "shop/contacts",
+                                                       "syncing", None, 200)
+                  if it.hub_id and it.app_id]
+        conn = sqlite3.connect(self.app_db)
+        try:
+            emails = {str(r[0]): r[1] for r in conn.execute("SELECT id, email FROM customers")}
+        finally:
+            conn.close()
+        n = min(self.args.edits * 4, len(linked))
+        known = [emails[it.app_id or ""] for it in linked[:n]]
+        unknown = [f"visitor{i}@nowhere.example" for i in range(max(1, n // 4))]
+        self.events_expected = len(known)
+        self.events_unknown = len(unknown)
+        console.print(f"Streaming {len(known) + len(unknown)} app events "
+                      f"({len(unknown)} for people HubSpot does not know)…")
+        for i, email in enumerate(known + unknown):
+            c = sqlite3.connect(self.app_db)
+            try:
+                c.execute("INSERT INTO events VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', "
+                          "'now'), ?)", (f"evt-{i}", email,
+                                         "pe_viewed_pricing" if i % 2 else "pe_signed_in",
+                                         json.dumps({"source": "demo", "n": str(i)})))
+                c.commit()
+            finally:
+                c.close()
+            await trio.sleep(0.02)
+        while len(emu.events) < self.events_expected:
+            await trio.sleep(0.2)
+        console.print(f"[green]{len(emu.events)} events on HubSpot contacts[/green]")
+
+    def _app_pairs(self) -> dict[str, list[tuple[str, str]]]:
+        """The app's associations as (from id, to id), by hub association type."""
+        c = sqlite3.connect(self.app_db)
+        try:
+            q = {
+                "contacts-companies": "SELECT id, company_id FROM customers WHERE company_id "
+                                      "IS NOT NULL",
+                "deals-companies": "SELECT id, company_id FROM opportunities WHERE company_id "
+                                   "IS NOT NULL",
+                "deals-contacts": "SELECT opportunity_id, customer_id FROM "
+                                  "opportunity_customers",
+                "invoices-contacts": "SELECT id, customer_id FROM invoices WHERE customer_id "
+                                     "IS NOT NULL",
+                "line_items-invoices": "SELECT id, invoice_id FROM invoice_lines WHERE "
+                                       "invoice_id IS NOT NULL",
+            }
+            return {k: [(str(a), str(b)) for a, b in c.execute(sql)] for k, sql in q.items()}
+        finally:
+            c.close()
+
+    async def _association_report(self, daemon: Daemon, emu: HubSpotEmulator
+                                  ) -> dict[str, dict[str, int]]:
+        """Per association type: app associations whose two records are linked, and how many
+        of them HubSpot holds between the partners."""
+        assert daemon.store is not None
+        out: dict[str, dict[str, int]] = {}
+        for name, pairs in self._app_pairs().items():
+            a_obj, b_obj = name.split("-")
+            a_items = await daemon.store.read(store_items.find_items, f"shop/{a_obj}", "app",
+                                              [a for a, _ in pairs])
+            b_items = await daemon.store.read(store_items.find_items, f"shop/{b_obj}", "app",
+                                              [b for _, b in pairs])
+            expected = synced = 0
+            for a, b in pairs:
+                ia, ib = a_items.get(a), b_items.get(b)
+                if ia is None or ib is None or not ia.linked or not ib.linked:
+                    continue
+                expected += 1
+                if ib.hub_id in emu.associations(a_obj, ia.hub_id or "", b_obj):
+                    synced += 1
+            out[name] = {"expected": expected, "synced": synced}
+        return out
+
+    async def _wait_associations(self, daemon: Daemon, emu: HubSpotEmulator,
+                                 console: Any) -> None:
+        while True:
+            report = await self._association_report(daemon, emu)
+            if all(v["synced"] == v["expected"] for v in report.values()):
+                total = sum(v["synced"] for v in report.values())
+                console.print(f"[green]{total} associations in HubSpot match the app[/green]")
+                return
+            await trio.sleep(0.5)
+
     async def _summary(self, daemon: Daemon, emu: HubSpotEmulator) -> dict[str, Any]:
         assert daemon.store is not None
         objects: dict[str, Any] = {}
@@ -323,12 +493,35 @@ class Demo:
             == self.data.duplicate_emails,
             "edits_propagated": self.edits_propagated == self.edits_total,
         }
+        associations = await self._association_report(daemon, emu)
+        checks["associations_synced"] = all(v["synced"] == v["expected"] and v["expected"] > 0
+                                            for v in associations.values())
+        event_counts = await daemon.store.read(store_events.counts, "shop/contacts")
+        checks["events_sent_once"] = (len(emu.events) == self.events_expected
+                                      == event_counts.get("sent", 0))
+        checks["unknown_contact_events_skipped"] = (event_counts.get("skipped_no_contact", 0)
+                                                   == self.events_unknown)
+        unmapped = [it for it in await daemon.store.read(store_items.list_items, "shop/deals",
+                                                         "excluded", "stage_not_mapped", None)
+                    if it.app_id]
+        checks["unmapped_stage_deal_excluded"] = (
+            len(unmapped) == self.data.unmapped_deals
+            and all("'hold'" in it.detail for it in unmapped))
+        checks["deals_synced"] = objects["deals"]["syncing"] == (
+            len(self.data.app_deals) - self.data.unmapped_deals + len(self.data.hub_deals))
+        checks["invoices_synced"] = (objects["invoices"]["syncing"] == len(self.data.app_invoices)
+                                     and objects["line_items"]["syncing"]
+                                     == len(self.data.app_invoice_lines))
         return {
             "objects": objects,
             "reasons": reasons,
             "hub_records": hub_records,
             "app_records": app_records,
             "edits_propagated": self.edits_propagated,
+            "associations": associations,
+            "events": {**event_counts, "hub_events": len(emu.events)},
+            "excluded_deals": [{"app_id": it.app_id, "reason": it.category, "detail": it.detail}
+                               for it in unmapped],
             "checks": checks,
             "ok": all(checks.values()),
         }

@@ -41,9 +41,66 @@ CREATE TABLE customers (
     phone TEXT,
     job_title TEXT,
     company_name TEXT,
+    company_id INTEGER REFERENCES organisations(id),
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
+CREATE TABLE pipelines (id TEXT PRIMARY KEY, label TEXT);
+CREATE TABLE stages (id TEXT PRIMARY KEY, pipeline_id TEXT, label TEXT, display_order INTEGER);
+CREATE TABLE opportunities (
+    id INTEGER PRIMARY KEY,
+    name TEXT,
+    amount REAL,
+    close_date TEXT,
+    pipeline TEXT,
+    stage TEXT,
+    company_id INTEGER REFERENCES organisations(id),
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE opportunity_customers (
+    opportunity_id INTEGER REFERENCES opportunities(id),
+    customer_id INTEGER REFERENCES customers(id),
+    PRIMARY KEY (opportunity_id, customer_id)
+);
+CREATE TABLE invoices (
+    id INTEGER PRIMARY KEY,
+    number TEXT,
+    currency TEXT,
+    invoice_date TEXT,
+    due_date TEXT,
+    customer_id INTEGER REFERENCES customers(id),
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE invoice_lines (
+    id INTEGER PRIMARY KEY,
+    invoice_id INTEGER REFERENCES invoices(id),
+    name TEXT,
+    quantity REAL,
+    price REAL,
+    sku TEXT,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE events (
+    event_id TEXT,
+    contact_email TEXT,
+    name TEXT,
+    occurred_at TEXT,
+    properties TEXT
+);
+INSERT INTO pipelines VALUES ('sales', 'Sales');
+INSERT INTO stages VALUES
+    ('appt', 'sales', 'Appointment scheduled', 1),
+    ('qualified', 'sales', 'Qualified to buy', 2),
+    ('demo', 'sales', 'Presentation Scheduled', 3),
+    ('contract', 'sales', 'contract-sent', 4),
+    ('won', 'sales', 'Won', 5),
+    ('lost', 'sales', 'closed-lost', 6),
+    ('hold', 'sales', 'On hold', 7);
 """
+
+# App stages and how many demo deals sit in each; "hold" has no HubSpot counterpart.
+DEAL_STAGES = ["appt", "qualified", "demo", "contract", "won", "lost"]
+UNMAPPED_STAGE = "hold"
+PRODUCTS = [("Widget", 19.5), ("Gadget", 120.0), ("Support plan", 49.0), ("Setup", 300.0)]
 
 
 @dataclass
@@ -59,6 +116,12 @@ class SampleData:
     duplicate_emails: int = 0
     overlapping_companies: int = 0
     duplicate_companies: int = 0
+    app_deals: list[dict[str, Any]] = field(default_factory=list)
+    hub_deals: list[dict[str, Any]] = field(default_factory=list)
+    app_invoices: list[dict[str, Any]] = field(default_factory=list)
+    app_invoice_lines: list[dict[str, Any]] = field(default_factory=list)
+    deal_contacts: list[tuple[int, int]] = field(default_factory=list)  # (deal row, customer row)
+    unmapped_deals: int = 0
 
 
 def _person(rnd: random.Random, i: int) -> tuple[str, str, str]:
@@ -136,6 +199,43 @@ def generate(records: int, seed: int = 7) -> SampleData:
         data.app_organisations.append({"name": f"{word} Holdings",
                                        "domain": f"{word.lower().replace(' ', '')}.example"})
         data.duplicate_companies += 1
+
+    # Customers work at organisations (a foreign key); not at the planted duplicates, which
+    # never sync.
+    org_ids = list(range(1, n_comp + 1))
+    for i, c in enumerate(data.app_customers):
+        if c.get("email") and "@" in str(c["email"]) and i % 2 == 0:
+            c["company_id"] = org_ids[i % len(org_ids)]
+
+    # Deals: app deals across every stage (one in the unmapped stage), a few hub deals.
+    n_deals = max(len(DEAL_STAGES) + 1, records // 10)
+    valid_customers = [i + 1 for i, c in enumerate(data.app_customers)
+                       if c.get("email") and "@" in str(c["email"])
+                       and "(duplicate)" not in str(c.get("last_name"))]
+    for d in range(n_deals):
+        stage = UNMAPPED_STAGE if d == n_deals - 1 else DEAL_STAGES[d % len(DEAL_STAGES)]
+        data.app_deals.append({"name": f"{WORDS[d % len(WORDS)]} deal {d}",
+                               "amount": round(rnd.uniform(500, 50_000), 2),
+                               "close_date": f"2026-{1 + d % 12:02d}-{1 + d % 28:02d}",
+                               "pipeline": "sales", "stage": stage,
+                               "company_id": org_ids[d % len(org_ids)]})
+        data.deal_contacts.append((d + 1, valid_customers[d % len(valid_customers)]))
+    data.unmapped_deals = 1
+    for d, stage in enumerate(["qualifiedtobuy", "closedwon", "appointmentscheduled"]):
+        data.hub_deals.append({"dealname": f"Hub deal {d}", "pipeline": "default",
+                               "dealstage": stage, "amount": str(1000 * (d + 1))})
+
+    # Invoices with line items for some customers.
+    for k in range(max(3, records // 20)):
+        inv_id = k + 1
+        data.app_invoices.append({"number": f"INV-{1000 + k}", "currency": rnd.choice(
+            ["EUR", "USD", "GBP"]), "invoice_date": f"2026-11-{1 + k % 28:02d}",
+            "customer_id": valid_customers[(3 * k) % len(valid_customers)]})
+        for line in range(1 + k % 3):
+            name, price = PRODUCTS[(k + line) % len(PRODUCTS)]
+            data.app_invoice_lines.append({"invoice_id": inv_id, "name": name,
+                                           "quantity": 1 + line, "price": price,
+                                           "sku": f"INV-{1000 + k}/{line + 1}"})
     return data
 
 
@@ -144,12 +244,16 @@ def write_app_db(path: Path, data: SampleData) -> None:
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(APP_SCHEMA)
-        for table, rows in (("customers", data.app_customers),
-                            ("organisations", data.app_organisations)):
+        for table, rows in (("organisations", data.app_organisations),
+                            ("customers", data.app_customers),
+                            ("opportunities", data.app_deals),
+                            ("invoices", data.app_invoices),
+                            ("invoice_lines", data.app_invoice_lines)):
             for row in rows:
                 cols = list(row)
                 conn.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
                              f"({', '.join('?' * len(cols))})", [row[c] for c in cols])
+        conn.executemany("INSERT INTO opportunity_customers VALUES (?, ?)", data.deal_contacts)
         conn.commit()
     finally:
         conn.close()
