@@ -393,7 +393,10 @@ class Demo:
             finally:
                 c.close()
             await trio.sleep(0.02)
-        while len(emu.events) < self.events_expected:
+        # The emulator is another system: its state is watched, not awaited.
+        while True:
+            if len(emu.events) >= self.events_expected:
+                break
             await trio.sleep(0.2)
         console.print(f"[green]{len(emu.events)} events on HubSpot contacts[/green]")
 
