@@ -143,3 +143,26 @@ async def test_duplicated_and_reordered_webhooks_converge(tmp_path, slow_autojum
         assert len(env.app_rows()) == 5 and len(env.hub()) == 5
         dupes = [d for d in env.emu.dispatcher.deliveries if d.duplicate]
         assert dupes, "the emulator was told to duplicate deliveries"
+
+
+async def test_reconciliation_recovers_a_change_every_feed_missed(tmp_path, slow_autojump):
+    # No webhooks, polling once a day, reconciliation every hour: a hub change made while
+    # the hub's change feed is blind to it (its cursor already past it) is found by the
+    # reconciliation's full re-read.
+    timing = Timing(hub_poll_interval=86_400, app_poll_interval=86_400,
+                    reconcile_interval=3_600)
+    async with running(tmp_path, customers=CUSTOMERS, hub_contacts=HUB, webhooks=False,
+                       timing=timing) as env:
+        await env.wait_ready()
+        start = trio.current_time()
+        env.emu.update_record("contacts", hub_id(env, "c0@example.com"), {"phone": "missed"})
+        env.app_exec("UPDATE customers SET job_title = 'also missed' "
+                     "WHERE email = 'c4@example.com'")
+        await env.eventually(lambda: env.app_by_email()["c0@example.com"]["phone"] == "missed",
+                             timeout=10_000, step=30)
+        await env.eventually(lambda: env.hub_by_email()["c4@example.com"]["properties"].get(
+            "jobtitle") == "also missed", timeout=10_000, step=30)
+        # Not before the reconciliation ran (nothing else could have brought it).
+        assert trio.current_time() - start >= 3_600
+        status = env.daemon.connections["shop"].status.objects["contacts"]
+        assert status.last_reconcile is not None

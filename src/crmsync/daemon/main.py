@@ -356,7 +356,8 @@ class Daemon:
                     interval = watchdog_interval()
                     if interval:
                         nursery.start_soon(feed_watchdog, self.notifier, interval, self.heartbeat)
-                    nursery.start_soon(self._status_loop)
+                    if self.notifier.enabled:
+                        nursery.start_soon(self._status_loop)
                     log.info("crmsync running", version=__version__, pid=os.getpid(),
                              connections=[c.name for c in cfg.connections])
                     task_status.started(self)

@@ -15,8 +15,9 @@ from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.lock_queue import RecordLockQueue
 from crmsync.store import inbox as store_inbox
 
-# How often the inbox is looked at when nobody rang (the webhook server rings on arrival).
-IDLE_POLL_SECONDS = 1.0
+# How often the inbox is looked at when nobody rang: the webhook server rings on every
+# stored delivery, so this only covers events stored by another process.
+IDLE_POLL_SECONDS = 30.0
 
 # Turns an inbox payload into the record keys it concerns (empty: not for this sync).
 Parser = Callable[[bytes], list[tuple[Side, str]]]

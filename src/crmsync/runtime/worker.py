@@ -22,7 +22,7 @@ BATCH = 100
 LINGER = 0.05
 RETRY_BASE_SECONDS = 30.0
 RETRY_CAP_SECONDS = 1800.0
-SWEEP_SECONDS = 30.0
+SWEEP_SECONDS = 60.0
 
 
 async def run_worker(ctx: ObjectSyncContext, queue: RecordLockQueue, processor: Processor, *,
