@@ -217,6 +217,7 @@ class Demo:
         self.edits_total = 0
         self.events_expected = 0
         self.events_unknown = 0
+        self.stopped = False
 
     def _console(self) -> Any:
         from rich.console import Console
@@ -261,7 +262,7 @@ class Demo:
                 await nursery.start(_serve_emulator, emu, hub_port)
                 webhook_client = httpx.AsyncClient(timeout=10)
                 nursery.start_soon(emu.run_webhooks, webhook_client)
-                await nursery.start(daemon.run)
+                await nursery.start(self._run_daemon, daemon, nursery.cancel_scope)
                 deadline = args.timeout if args.until_synced else float("inf")
                 with trio.move_on_after(deadline) as scope:
                     await self._progress(daemon, console)
@@ -278,6 +279,8 @@ class Demo:
                 if scope.cancelled_caught:
                     console.print(f"[red]gave up after {args.timeout:g} s[/red]")
                     result = 1
+                if self.stopped and not args.until_synced:
+                    result = 0
                 nursery.cancel_scope.cancel()
                 await webhook_client.aclose()
         except KeyboardInterrupt:
@@ -285,6 +288,19 @@ class Demo:
         finally:
             log_file.close()
         return result
+
+    async def _run_daemon(self, daemon: Daemon, demo_scope: trio.CancelScope, *,
+                          task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED
+                          ) -> None:
+        """The daemon with its control server; when it stops (SIGTERM, Ctrl-C) the demo
+        stops with it."""
+        from crmsync.control.server import serve as serve_control
+
+        try:
+            await daemon.run(extra_tasks=[serve_control], task_status=task_status)
+        finally:
+            self.stopped = True
+            demo_scope.cancel()
 
     async def _progress(self, daemon: Daemon, console: Any) -> None:
         from rich.progress import (

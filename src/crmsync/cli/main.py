@@ -20,10 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("path", help="the TOML configuration file")
 
-    from crmsync.cli import demo, emulator
+    from crmsync.cli import ctl, demo, emulator
 
     demo.add_parser(sub)
     emulator.add_parser(sub)
+    ctl.add_parser(sub)
 
     p = sub.add_parser("run", help="run the daemon")
     p.add_argument("--config", required=True, help="the TOML configuration file")
@@ -47,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from crmsync.cli import emulator
 
         return emulator.run(args)
+    if args.command == "ctl":
+        from crmsync.cli import ctl
+
+        return ctl.run(args)
     parser.print_help(sys.stderr)
     return 2
 
@@ -55,10 +60,16 @@ def _run(config: str) -> int:
     import trio
 
     from crmsync.config import ConfigError
-    from crmsync.daemon.main import run_daemon
+    from crmsync.control.server import serve as serve_control
+    from crmsync.daemon.main import Daemon
+
+    async def run_daemon() -> int:
+        # The control server sits above the daemon's layer: the command line wires it in.
+        await Daemon(config).run(extra_tasks=[serve_control])
+        return 0
 
     try:
-        return trio.run(run_daemon, config)
+        return trio.run(run_daemon)
     except ConfigError as exc:
         print(f"{config}: the configuration is not valid:", file=sys.stderr)
         for p in exc.problems:

@@ -271,8 +271,9 @@ class InitialSyncActor:
                 works.append(Work(item=None, app=rec, excluded=(p.row.excluded, p.row.detail)))
                 continue
             if p.duplicate_of is not None:
+                # Keys shown in reports, never claimed (no key_side): the holder keeps them.
                 works.append(Work(item=p.item if p.known else None, app=rec,
-                                  duplicate_of=p.duplicate_of))
+                                  duplicate_of=p.duplicate_of, keys=p.row.keys))
                 continue
             hub = (hub_recs.get(p.item.hub_id) if p.item is not None and p.item.hub_id
                    else None)

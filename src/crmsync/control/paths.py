@@ -1,0 +1,52 @@
+"""Where the control socket lives.
+
+The daemon binds `[daemon.control] socket_path` when set (a relative path is taken under the
+state directory); otherwise `$RUNTIME_DIRECTORY/control.sock` under systemd
+(`RuntimeDirectory=crmsync` makes it `/run/crmsync/control.sock`), else
+`<state_dir>/control.sock`. The CLI, which does not run under the unit, tries the same places.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from crmsync.config.model import Config, ControlSettings
+
+SOCKET_NAME = "control.sock"
+# Where systemd puts RuntimeDirectory=crmsync (the shipped unit).
+SYSTEMD_RUNTIME_DIR = Path("/run/crmsync")
+DEFAULT_CONFIG = Path("/etc/crmsync/crmsync.toml")
+# sun_path holds 108 bytes on Linux, the terminating NUL included.
+MAX_PATH_BYTES = 107
+
+
+def server_socket_path(settings: ControlSettings, state_dir: str | Path,
+                       env: Mapping[str, str] | None = None) -> Path:
+    """The path the daemon binds."""
+    env = os.environ if env is None else env
+    if settings.socket_path:
+        p = Path(settings.socket_path)
+        return p if p.is_absolute() else Path(state_dir) / p
+    runtime = env.get("RUNTIME_DIRECTORY", "")
+    if runtime:
+        # Several RuntimeDirectory= entries arrive colon-separated: the first is ours.
+        return Path(runtime.split(":")[0]) / SOCKET_NAME
+    return Path(state_dir) / SOCKET_NAME
+
+
+def client_socket_paths(cfg: Config | None,
+                        env: Mapping[str, str] | None = None) -> list[Path]:
+    """Where `crmsync ctl` looks for the socket, in order (the first that exists wins)."""
+    env = os.environ if env is None else env
+    if cfg is not None and cfg.daemon.control.socket_path:
+        return [server_socket_path(cfg.daemon.control, cfg.daemon.state_dir, env)]
+    out: list[Path] = []
+    runtime = env.get("RUNTIME_DIRECTORY", "")
+    if runtime:
+        out.append(Path(runtime.split(":")[0]) / SOCKET_NAME)
+    out.append(SYSTEMD_RUNTIME_DIR / SOCKET_NAME)
+    if cfg is not None:
+        out.append(Path(cfg.daemon.state_dir) / SOCKET_NAME)
+    return list(dict.fromkeys(out))
