@@ -188,6 +188,17 @@ async def test_duplicate_and_retried_deliveries_are_stored_once(box):
         assert len(await box.pending(src)) == 2
 
 
+async def test_a_legacy_v1_signature_alone_is_refused(box):
+    # A v1 signature has no timestamp: a captured delivery stripped of its v3 headers could
+    # be replayed forever. HubSpot sends v3 with every delivery (fact sheet §8.3).
+    body = body_of([hub_event(1, 101)])
+    v1 = hashlib.sha256(HUB_SECRET.encode() + body).hexdigest()
+    r = await box.hub_post(body, {"X-HubSpot-Signature": v1,
+                                  "X-HubSpot-Signature-Version": "v1"})
+    assert r.status_code == 401
+    assert await box.rows() == 0
+
+
 async def test_same_event_id_for_another_record_is_not_a_duplicate(box):
     # HubSpot's eventId is not unique on its own: the key must tell these apart.
     events = [hub_event(1, 101), hub_event(1, 102)]

@@ -165,9 +165,12 @@ class WebhookServer:
                 return self._error(404, "HubSpot webhooks are not configured "
                                         "(hub.webhook_client_secret_*)")
             try:
+                # v3 only: HubSpot signs every delivery with it, and v1/v2 carry no
+                # timestamp, so a captured delivery stripped of its v3 headers could be
+                # replayed forever.
                 version = hub_webhooks.verify_delivery(
                     secret.reveal(), method=request.method, uri=self._uri(request), body=body,
-                    headers=request.headers, now=self.now())
+                    headers=request.headers, now=self.now(), allow_legacy=False)
             except hub_webhooks.WebhookSignatureError as exc:
                 return self._error(401, str(exc), source="hubspot")
             try:

@@ -4,7 +4,7 @@ Match keys, field transforms, filters, stage maps and the three-way decision. Ev
 is testable with plain values.
 """
 
-from crmsync.engine.decide import KeyProblem, decide, match_keys
+from crmsync.engine.decide import KeyProblem, decide, effective_snapshot, match_keys
 from crmsync.engine.rules import FieldRule, SyncRules, compile_rules
 from crmsync.engine.types import (
     Action,
@@ -45,5 +45,6 @@ __all__ = [
     "Update",
     "compile_rules",
     "decide",
+    "effective_snapshot",
     "match_keys",
 ]

@@ -250,9 +250,10 @@ def _merge(rules: SyncRules, hub: Record, app: Record, snapshot: Snapshot | None
             # Which value flows where: (target side, value, winner, reason) or None.
             move: tuple[Side, Canon, Side, str] | None = None
             if h != a:
-                if snap_h is not None and name in snap_h:
+                if snap_h is not None and snap_a is not None and name in snap_h \
+                        and name in snap_a:
                     hc = h != snap_h[name]
-                    ac = a != snap_a.get(name)  # type: ignore[union-attr]
+                    ac = a != snap_a[name]
                     if hc and not ac:
                         move = ("app", h, "hub", "one_sided_change")
                     elif ac and not hc:
@@ -326,3 +327,53 @@ def _deleted(rules: SyncRules, gone: Side, hub: Record | None, app: Record | Non
             return Decision(actions=[Delete(target, survivor.id), MarkDeleted(gone)],
                             snapshot=snapshot)
     return Decision(actions=[MarkDeleted(gone)], snapshot=snapshot)
+
+
+def effective_snapshot(rules: SyncRules, snapshot: Snapshot | None, pending: Snapshot,
+                       written: dict[str, list[str]], hub: Record | None,
+                       app: Record | None) -> Snapshot | None:
+    """The snapshot to decide with when a sync was interrupted after its writes were sent
+    and before its outcome was committed (`pending` is the snapshot it would have stored,
+    `written` the fields it wrote per side).
+
+    Per field: one that sync did not write takes the pending values (they are what that sync
+    would have stored); one it wrote takes the pending values if the side written now holds
+    the value written (the write landed: it is ours, not a change there), else the old
+    snapshot's (the value still has to move). So a write of ours that landed is not mistaken
+    for a change, and a change that did not reach the other side is not forgotten.
+    """
+    if snapshot is None and (hub is None or app is None):
+        # Never linked and one record missing: the interrupted sync was a create that did
+        # not land (or is not found yet); there is no pairing to remember.
+        return None
+    wrote = {name: side for side in ("hub", "app") for name in written.get(side, ())}
+    old_hub = snapshot.hub if snapshot is not None else {}
+    old_app = snapshot.app if snapshot is not None else {}
+    hub_snap: dict[str, Canon] = {}
+    app_snap: dict[str, Canon] = {}
+    for r in rules.fields:
+        name = r.name
+        if name not in pending.hub or name not in pending.app:
+            use_pending = False
+        elif name not in wrote:
+            use_pending = True
+        else:
+            side = wrote[name]
+            rec = hub if side == "hub" else app
+            use_pending = False
+            if rec is not None and not rec.archived:
+                try:
+                    now = r.read_hub(rec.properties) if side == "hub" else r.read_app(
+                        rec.properties)
+                    target = pending.hub[name] if side == "hub" else pending.app[name]
+                    use_pending = now == target
+                except (InvalidValue, StageProblem):
+                    use_pending = False
+        if use_pending:
+            hub_snap[name], app_snap[name] = pending.hub[name], pending.app[name]
+        elif name in old_hub and name in old_app:
+            hub_snap[name], app_snap[name] = old_hub[name], old_app[name]
+        # else: unknown on both: decided as a first pairing
+    if not hub_snap and snapshot is None:
+        return None
+    return Snapshot(hub=hub_snap, app=app_snap)

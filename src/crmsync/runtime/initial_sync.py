@@ -109,6 +109,8 @@ class InitialSyncActor:
         self.notify = notify
         self.page_size = page_size
         self.approved = trio.Event()
+        # Set when no page is in flight any more: complete, or stopped for a shutdown.
+        self.quiet = trio.Event()
 
     async def ensure_started(self) -> InitialSync:
         """The stored initial-sync state, (re)started when the settings changed."""
@@ -139,6 +141,10 @@ class InitialSyncActor:
         ctx.status.started_at = state.started_at
         ctx.status.done, ctx.status.total = state.done, state.total
         while True:
+            if ctx.draining.is_set():
+                # Shutting down: the pages in flight were committed; wait to be cancelled.
+                self.quiet.set()
+                await trio.sleep_forever()
             current = await ctx.store.read(store_initial.get_initial, ctx.sync_id)
             assert current is not None
             state = current
@@ -147,6 +153,7 @@ class InitialSyncActor:
             ctx.status.phase = state.phase
             if state.phase == "complete":
                 ctx.status.completed_at = state.completed_at
+                self.quiet.set()
                 return state
             if state.phase == "previewed":
                 await self._wait_for_approval()
@@ -158,7 +165,8 @@ class InitialSyncActor:
                 await self._app_pass(state)
             elif state.phase == "hub_pass":
                 await self._hub_pass(state)
-                await self._finish()
+                if not ctx.draining.is_set():
+                    await self._finish()
             ctx.log.info("initial sync phase done", phase=state.phase,
                          duration_ms=round((time.perf_counter() - started) * 1000))
 
@@ -217,7 +225,7 @@ class InitialSyncActor:
                     ctx.status.done, ctx.status.total = done, total
 
                 await pipe.submit(page)
-                if nxt is None:
+                if nxt is None or ctx.draining.is_set():
                     return
                 cursor = nxt
 
@@ -252,7 +260,7 @@ class InitialSyncActor:
                     ctx.status.done, ctx.status.total = done, total
 
                 await pipe.submit(page)
-                if nxt is None:
+                if nxt is None or ctx.draining.is_set():
                     return
                 cursor = nxt
 
@@ -315,7 +323,7 @@ class InitialSyncActor:
                     ctx.status.done, ctx.status.total = done, total
 
                 await pipe.submit(page)
-                if nxt is None:
+                if nxt is None or ctx.draining.is_set():
                     return
                 cursor = nxt
 

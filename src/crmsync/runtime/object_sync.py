@@ -29,7 +29,7 @@ from crmsync.runtime.pollers import Poller
 from crmsync.runtime.processor import Processor
 from crmsync.runtime.reconcile import reconcile_once
 from crmsync.runtime.status import ObjectStatus
-from crmsync.runtime.worker import run_retry_sweeper, run_worker
+from crmsync.runtime.worker import ItemGate, run_retry_sweeper, run_worker
 from crmsync.store import Store
 from crmsync.store import items as store_items
 
@@ -78,10 +78,15 @@ class ObjectSyncHandle:
             i.ring()
 
     def close(self) -> None:
+        if self.ctx is not None:
+            self.ctx.draining.set()
         if self.queue is not None:
             self.queue.close()
 
     async def wait_idle(self) -> None:
+        """Until no batch and no initial-sync page is in flight (after `close`)."""
+        if self.initial is not None and self.ctx is not None and not self.ready.is_set():
+            await self.initial.quiet.wait()
         if self.queue is not None:
             await self.queue.wait_idle()
 
@@ -200,8 +205,9 @@ async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timi
         ctx.status.phase = "initial sync"
         await handle.initial.run()
         ctx.status.phase = "complete"
+        gate = ItemGate()
         for _ in range(timing.workers):
-            await nursery.start(run_worker, ctx, queue, processor)
+            await nursery.start(run_worker, ctx, queue, processor, gate)
         await nursery.start(run_retry_sweeper, ctx, queue)
         for intake in handle.intakes:
             await nursery.start(intake.run)

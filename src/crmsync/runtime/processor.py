@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 
 from crmsync.connectors.base import WriteResult
-from crmsync.engine import decide
+from crmsync.engine import decide, effective_snapshot
 from crmsync.engine.types import (
     Create,
     Decision,
@@ -58,6 +58,30 @@ _changes_enc = msgspec.json.Encoder()
 
 # Failure categories that clear up by themselves: the item is retried after a backoff.
 TRANSIENT_CATEGORIES = frozenset({"rate_limited", "api_unavailable"})
+
+
+class Intent(msgspec.Struct, frozen=True):
+    """What a sync is about to do: the snapshot it will store and the fields it writes."""
+
+    snapshot: Snapshot
+    written: dict[str, list[str]]
+
+
+_intent_enc = msgspec.json.Encoder()
+_intent_dec = msgspec.json.Decoder(Intent)
+
+
+def encode_intent(d: Decision) -> bytes | None:
+    if d.snapshot is None:
+        return None
+    written: dict[str, list[str]] = {"hub": [], "app": []}
+    for c in d.changes:
+        written[c.side].append(c.field)
+    return _intent_enc.encode(Intent(d.snapshot, written))
+
+
+def decode_intent(b: bytes) -> Intent:
+    return _intent_dec.decode(b)
 
 
 def encode_snapshot(s: Snapshot) -> bytes:
@@ -132,6 +156,11 @@ class Processor:
             w.decision = Decision(actions=[Exclude(*w.excluded)])
             return
         snap = w.snapshot
+        if w.item is not None and w.item.intent is not None:
+            # An earlier sync of this item was cut short after sending its writes.
+            intent = decode_intent(w.item.intent)
+            snap = effective_snapshot(self.ctx.rules, snap, intent.snapshot, intent.written,
+                                      w.hub, w.app)
         w.decision = decide(self.ctx.rules, w.hub, w.app, snap, w.duplicate_of)
 
     # --- 2. heal ---------------------------------------------------------------------------
@@ -176,31 +205,42 @@ class Processor:
     # --- 3./4. write -----------------------------------------------------------------------
 
     async def _commit_intents(self, works: list[Work]) -> None:
-        intents: list[Outcome] = []
+        """Before any write is sent: record, per item, the snapshot it will store and the
+        fields it writes (and, for a create, the side it creates on). After a crash in
+        between, a write that landed is then recognised as ours (effective_snapshot) and a
+        create that landed is healed by matching."""
+        inserts: list[Outcome] = []
+        updates: list[tuple[int, bytes | None, str]] = []
         for w in works:
-            create = next((a for a in w.decision.actions if isinstance(a, Create)), None)  # type: ignore[union-attr]
-            if create is None:
+            d = w.decision
+            assert d is not None
+            writes = [a for a in d.actions if isinstance(a, Create | Update)]
+            if not writes:
                 continue
-            source = other(create.side)
-            if w.item is not None and w.item.creating == create.side:
-                continue
-            src_id = w.record_id(source)
+            blob = encode_intent(d)
+            create = next((a for a in writes if isinstance(a, Create)), None)
             if w.item is None:
-                intents.append(Outcome(
-                    state="pending", creating=create.side,
+                if create is None:
+                    continue
+                source = other(create.side)
+                src_id = w.record_id(source)
+                inserts.append(Outcome(
+                    state="pending", creating=create.side, intent=blob,
                     hub_id=src_id if source == "hub" else None,
                     app_id=src_id if source == "app" else None,
                     match_key=w.keys[0] if w.keys else "",
                     claim=tuple((source, k, src_id) for k in w.keys) if src_id else ()))
+            elif create is not None and w.item.creating == create.side:
+                continue  # the intent of the earlier attempt stands (healed above)
             else:
-                intents.append(Outcome(item_id=w.item.item_id, state=w.item.state,
-                                       category=w.item.category, detail=w.item.detail,
-                                       creating=create.side))
-        if not intents:
+                updates.append((w.item.item_id, blob,
+                                create.side if create is not None else w.item.creating))
+        if not inserts and not updates:
             return
 
         def commit(conn: sqlite3.Connection) -> dict[tuple[str, str], Item]:
-            store_items.apply_outcomes(conn, self.ctx.sync_id, intents)
+            store_items.apply_outcomes(conn, self.ctx.sync_id, inserts)
+            store_items.set_intents(conn, updates)
             out: dict[tuple[str, str], Item] = {}
             sides: tuple[Side, Side] = ("hub", "app")
             for side in sides:
@@ -322,8 +362,9 @@ class Processor:
 
         if w.errors:
             cat, detail = w.errors[0]
-            # What did land is kept: a create that succeeded still links the new record.
-            snap: dict[str, Any] = {}
+            # What did land is kept: a create that succeeded still links the new record, and
+            # the intent stays so that writes that landed are recognised as ours next time.
+            snap: dict[str, Any] = {"intent": KEEP}
             if w.created and d.snapshot is not None:
                 snap["snapshot"] = encode_snapshot(d.snapshot)
             return Outcome(state="failed", category=cat, detail=detail, count_attempt=True,

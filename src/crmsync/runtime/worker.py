@@ -25,16 +25,51 @@ RETRY_CAP_SECONDS = 1800.0
 SWEEP_SECONDS = 60.0
 
 
-async def run_worker(ctx: ObjectSyncContext, queue: RecordLockQueue, processor: Processor, *,
+class ItemGate:
+    """One sync of an item at a time across workers. The lock queue locks record keys; an
+    item has two (its hub and its app record), which can arrive through different feeds
+    (a hub webhook and the app's change log) and reach two workers at once."""
+
+    def __init__(self) -> None:
+        self._active: dict[int, trio.Event] = {}
+
+    def busy(self, item_ids: set[int]) -> list[trio.Event]:
+        return [self._active[i] for i in item_ids if i in self._active]
+
+    def enter(self, item_ids: set[int]) -> None:
+        for i in item_ids:
+            self._active[i] = trio.Event()
+
+    def leave(self, item_ids: set[int]) -> None:
+        for i in item_ids:
+            ev = self._active.pop(i, None)
+            if ev is not None:
+                ev.set()
+
+
+async def run_worker(ctx: ObjectSyncContext, queue: RecordLockQueue, processor: Processor,
+                     gate: ItemGate | None = None, *,
                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    gate = gate or ItemGate()
     task_status.started()
     while True:
         batch = await queue.take(BATCH, linger=LINGER)
         keys: list[Hashable] = [k for k, _ in batch]
         payloads = [[p for p in pl if isinstance(p, int)] for _, pl in batch]
         inbox_ids = [i for pl in payloads for i in pl]
+        held: set[int] = set()
         try:
-            works = await load(ctx, keys, payloads)  # type: ignore[arg-type]
+            while True:
+                works = await load(ctx, keys, payloads)  # type: ignore[arg-type]
+                ids = {w.item.item_id for w in works if w.item is not None}
+                waits = gate.busy(ids)
+                if not waits:
+                    break
+                # Another worker is syncing one of these items: wait, then read again.
+                for ev in waits:
+                    await ev.wait()
+            gate.enter(ids)
+            held = ids
 
             def extra(conn: sqlite3.Connection, ids: list[int] = inbox_ids) -> None:
                 if ids:
@@ -42,8 +77,10 @@ async def run_worker(ctx: ObjectSyncContext, queue: RecordLockQueue, processor: 
 
             await processor.run(works, extra=extra)
         except BaseException as exc:
+            gate.leave(held)
             queue.done(keys, error=exc)
             raise
+        gate.leave(held)
         queue.done(keys)
 
 

@@ -47,6 +47,8 @@ class Item(msgspec.Struct, frozen=True):
     creating: str
     attempts: int
     updated_at: float
+    # A sync's pending snapshot and written fields, set before its writes (runtime-encoded).
+    intent: bytes | None = None
 
     @property
     def linked(self) -> bool:
@@ -57,7 +59,7 @@ class Item(msgspec.Struct, frozen=True):
 
 
 _ITEM_COLS = ("item_id, sync_id, hub_id, app_id, state, category, detail, match_key, snapshot, "
-              "hub_version, app_version, deleted_side, creating, attempts, updated_at")
+              "hub_version, app_version, deleted_side, creating, attempts, updated_at, intent")
 _JOINED_COLS = ", ".join("i." + c.strip() for c in _ITEM_COLS.split(","))
 
 
@@ -288,6 +290,9 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     claim: tuple[tuple[str, str, str], ...] = ()
     history: HistoryEntry | None = None
     count_attempt: bool = False
+    # Set by the intent commit before writes; an outcome clears it (None) or keeps it (KEEP,
+    # when some of its writes may have landed).
+    intent: bytes | msgspec.UnsetType | None = None
 
 
 def pair_app_records(conn: sqlite3.Connection, sync_id: str,
@@ -354,7 +359,7 @@ def _fold(conn: sqlite3.Connection, sync_id: str, side: str,
 
 _INSERT_COLS = ("sync_id", "hub_id", "app_id", "state", "category", "detail", "snapshot",
                 "hub_version", "app_version", "deleted_side", "creating", "match_key",
-                "created_at", "updated_at")
+                "created_at", "updated_at", "intent")
 
 
 def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Outcome]) -> None:
@@ -381,12 +386,14 @@ def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Ou
                 None if o.snapshot is KEEP else o.snapshot,
                 "" if o.hub_version is KEEP else o.hub_version,
                 "" if o.app_version is KEEP else o.app_version,
-                o.deleted_side, o.creating, "" if o.match_key is KEEP else o.match_key, now, now))
+                o.deleted_side, o.creating, "" if o.match_key is KEEP else o.match_key, now, now,
+                None if o.intent is KEEP else o.intent))
             continue
         sets = ["state = ?", "category = ?", "detail = ?", "deleted_side = ?", "creating = ?",
                 "updated_at = ?"]
         vals: list[object] = [o.state, o.category, o.detail, o.deleted_side, o.creating, now]
-        for col, v in (("hub_id", o.hub_id), ("app_id", o.app_id), ("snapshot", o.snapshot),
+        for col, v in (("intent", o.intent), ("hub_id", o.hub_id), ("app_id", o.app_id),
+                       ("snapshot", o.snapshot),
                        ("hub_version", o.hub_version), ("app_version", o.app_version),
                        ("match_key", o.match_key)):
             if v is not KEEP:
@@ -441,6 +448,13 @@ def set_state(conn: sqlite3.Connection, item_ids: Sequence[int], state: str,
         "UPDATE items SET state = ?, category = ?, detail = ?, updated_at = ? WHERE item_id = ?",
         [(state, category, detail, now, i) for i in item_ids],
     )
+
+
+def set_intents(conn: sqlite3.Connection, intents: Sequence[tuple[int, bytes | None, str]]
+                ) -> None:
+    """(item id, intent, creating side) set before a sync sends its writes."""
+    conn.executemany("UPDATE items SET intent = ?, creating = ? WHERE item_id = ?",
+                     [(blob, creating, item_id) for item_id, blob, creating in intents])
 
 
 def set_state_of(conn: sqlite3.Connection, sync_id: str, side: str, record_ids: Sequence[str],

@@ -201,7 +201,13 @@ _V3 = [
     "from_side, to_id)",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
+# The snapshot a sync will store once its writes succeed, committed before the writes are
+# sent: after a crash in between, a write that landed is recognised as ours.
+_V4 = [
+    "ALTER TABLE items ADD COLUMN intent BLOB",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
