@@ -65,9 +65,18 @@ def _scrub(value: Any) -> Any:
     return _scrub(str(value)) if not isinstance(value, bytes) else value
 
 
+# Keys whose values crmsync itself makes (ids, counts, names of fields, timings): they carry
+# no user text, so they need no scan. Everything else is scanned.
+_PLAIN_KEYS = frozenset({"event", "level", "timestamp", "connection", "object", "hub_id",
+                         "app_id", "action", "fields", "duration_ms", "phase", "side",
+                         "changed", "records", "pid", "version"})
+
+
 def redact_secrets(_logger: Any, _name: str, event: MutableMapping[str, Any]
                    ) -> MutableMapping[str, Any]:
     for key in list(event):
+        if key in _PLAIN_KEYS:
+            continue
         if _secret_key(key):
             event[key] = REDACTED
         else:

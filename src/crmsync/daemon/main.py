@@ -9,6 +9,7 @@ changed restarts its initial sync, through its config hash).
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import signal
 import time
@@ -333,6 +334,11 @@ class Daemon:
         cfg = self.cfg
         if self.configure_logging:
             daemon_logging.configure(cfg.daemon.log_level, cfg.daemon.log_format)
+        # Collections of the young generation every 700 allocations cost a sync of a million
+        # records more than a tenth of its time; the daemon's working set is small (the index
+        # lives in SQLite), so fewer, larger collections lose nothing.
+        gc.set_threshold(50_000, 20, 50)
+        gc.freeze()
         for w in self.warnings:
             log.warning("configuration warning", path=w.path, message=w.message)
         self.state_dir.mkdir(parents=True, exist_ok=True)

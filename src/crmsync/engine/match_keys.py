@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Any
 
 # A practical subset of RFC 5322 addr-spec: what HubSpot and mail servers accept in real life.
@@ -42,6 +43,15 @@ def _text(value: Any) -> str:
 
 def normalize_email(value: Any) -> str | None:
     """Trimmed, lower-cased email if it is syntactically valid, else None."""
+    if isinstance(value, str):
+        return _normalize_email_text(value)
+    return _normalize_email_text(_text(value))
+
+
+# A record's key is read several times per sync (pairing, inclusion, claiming): cached.
+@lru_cache(maxsize=1 << 16)
+def _normalize_email_text(value: str) -> str | None:
+    """Trimmed, lower-cased email if it is syntactically valid, else None."""
     s = _text(value).strip().lower()
     if not s or len(s) > 254 or not _EMAIL_RE.match(s):
         return None
@@ -51,6 +61,14 @@ def normalize_email(value: Any) -> str | None:
 
 
 def normalize_domain(value: Any) -> str | None:
+    """Host name of a domain or URL: scheme, credentials, `www.`, port and path removed."""
+    if isinstance(value, str):
+        return _normalize_domain_text(value)
+    return _normalize_domain_text(_text(value))
+
+
+@lru_cache(maxsize=1 << 16)
+def _normalize_domain_text(value: str) -> str | None:
     """Host name of a domain or URL: scheme, credentials, `www.`, port and path removed."""
     s = _text(value).strip().lower()
     if not s:
@@ -75,6 +93,14 @@ def normalize_domain(value: Any) -> str | None:
 
 
 def normalize_company_name(value: Any) -> str | None:
+    """Case-, accent-width- and spacing-insensitive company name without a trailing legal form."""
+    if isinstance(value, str):
+        return _normalize_company_name_text(value)
+    return _normalize_company_name_text(_text(value))
+
+
+@lru_cache(maxsize=1 << 16)
+def _normalize_company_name_text(value: str) -> str | None:
     """Case-, accent-width- and spacing-insensitive company name without a trailing legal form."""
     s = unicodedata.normalize("NFKC", _text(value)).casefold()
     # Dotted forms ("l.l.c.", "s.a.") become words before punctuation is dropped.

@@ -34,7 +34,7 @@ from crmsync.store import cursors as store_cursors
 from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
 from crmsync.store.initial import InitialSync
-from crmsync.store.items import IndexRow
+from crmsync.store.items import IndexRow, Item
 
 Notify = Callable[[ObjectSyncContext, dict[str, int]], Awaitable[None]]
 
@@ -68,6 +68,8 @@ def index_row(ctx: ObjectSyncContext, side: str, rec: Record) -> IndexRow:
 
 # Pages in flight at once: their I/O overlaps, their commits (and checkpoints) stay in order.
 PIPELINE_DEPTH = 3
+# Records per processed page (API pages are gathered up to this).
+PAGE_RECORDS = 500
 
 Turn = Callable[[], Awaitable[None]]
 
@@ -181,9 +183,17 @@ class InitialSyncActor:
             self.approved = trio.Event()
 
     async def _scan(self, side: str, cursor: str | None) -> tuple[list[Record], str | None]:
-        page = await self.ctx.connector(side).scan(self.ctx.object_name(side), cursor,
-                                                   self.ctx.properties(side))
-        return page.records, page.next_cursor
+        """Records from `cursor` on, several API pages at once (HubSpot lists 100 at a time):
+        every processed page costs fixed commits, so a page of ~500 records costs a fifth."""
+        records: list[Record] = []
+        nxt = cursor
+        while True:
+            page = await self.ctx.connector(side).scan(self.ctx.object_name(side), nxt,
+                                                       self.ctx.properties(side))
+            records.extend(page.records)
+            nxt = page.next_cursor
+            if nxt is None or len(records) >= PAGE_RECORDS:
+                return records, nxt
 
     def _checkpoint(self, phase: str, cursor: str | None, done: int,
                     total: int | None = None) -> Callable[[sqlite3.Connection], None]:
@@ -293,39 +303,41 @@ class InitialSyncActor:
         return works
 
     async def _hub_pass(self, state: InitialSync) -> None:
+        """Hub records the app pass did not link go through the engine alone. They are the
+        hub index's unlinked items (every hub record was indexed in phase 1), read back in
+        batches: the records linked or created by the app pass are not read again. A hub
+        record created after the hub index is picked up by the hub poller, whose cursor
+        starts when the initial sync did."""
         ctx = self.ctx
-        cursor: str | None = state.cursor or None
+        after = int(state.cursor or 0)
         done = state.done
         async with trio.open_nursery() as nursery:
             pipe = Pipeline(nursery, PIPELINE_DEPTH)
             while True:
-                records, nxt = await self._scan("hub", cursor)
-                done += len(records)
-                total = done if nxt is None else max(state.total, done)
+                items = await ctx.store.read(store_items.unlinked_hub_items, ctx.sync_id,
+                                             after, PAGE_RECORDS)
+                if not items:
+                    ctx.status.done = ctx.status.total = done
+                    return
+                last = items[-1].item_id
+                done += len(items)
+                total = max(state.total, done)
 
-                async def page(turn: Turn, records: list[Record] = records,
-                               nxt: str | None = nxt, done: int = done,
-                               total: int = total) -> None:
-                    items = await ctx.store.read(store_items.find_items, ctx.sync_id, "hub",
-                                                 [r.id for r in records])
-                    works = []
-                    for rec in records:
-                        it = items.get(rec.id)
-                        if it is None:
-                            keys = index_row(ctx, "hub", rec).keys
-                            works.append(Work(item=None, hub=rec, keys=keys, key_side="hub"))
-                        elif it.app_id is None and it.state in ("pending", "failed", "queued"):
-                            works.append(Work(item=it, hub=rec))
+                async def page(turn: Turn, items: list[Item] = items, last: int = last,
+                               done: int = done, total: int = total) -> None:
+                    recs = await read_records(ctx, "hub", [it.hub_id for it in items
+                                                           if it.hub_id])
+                    works = [Work(item=it, hub=recs.get(it.hub_id or "")) for it in items]
                     await pair_new(ctx, works)
                     await self.processor.run(
-                        works, extra=self._checkpoint("hub_pass", nxt, done, total),
+                        works, extra=self._checkpoint("hub_pass", str(last), done, total),
                         before_commit=turn)
                     ctx.status.done, ctx.status.total = done, total
 
                 await pipe.submit(page)
-                if nxt is None or ctx.draining.is_set():
+                if ctx.draining.is_set():
                     return
-                cursor = nxt
+                after = last
 
     async def _finish(self) -> None:
         ctx = self.ctx

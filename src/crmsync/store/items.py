@@ -491,6 +491,16 @@ def counts(conn: sqlite3.Connection, sync_id: str) -> dict[str, int]:
     return out
 
 
+def unlinked_hub_items(conn: sqlite3.Connection, sync_id: str, after_item: int,
+                       limit: int) -> list[Item]:
+    """Hub records not linked to an app record and still to be decided (the hub pass), in
+    item order after `after_item`."""
+    return [_item(r) for r in conn.execute(
+        f"SELECT {_ITEM_COLS} FROM items WHERE sync_id = ? AND item_id > ? AND "
+        "hub_id IS NOT NULL AND app_id IS NULL AND state IN ('pending', 'failed', 'queued') "
+        "AND state != 'syncing' ORDER BY item_id LIMIT ?", (sync_id, after_item, limit))]
+
+
 def list_items(conn: sqlite3.Connection, sync_id: str, state: str | None = None,
                category: str | None = None, limit: int | None = 100,
                after_item: int = 0) -> list[Item]:

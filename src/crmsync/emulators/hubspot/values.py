@@ -10,17 +10,21 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 _EPOCH_MS = re.compile(r"^-?\d{1,15}$")
 _DAY_MS = 86_400_000
 
 
+# Every read of a record formats its timestamps again; the same few values come back often.
+@lru_cache(maxsize=1 << 16)
 def iso_from_ms(ms: int) -> str:
     """HubSpot's timestamp format: `2024-06-24T14:01:02.345Z`."""
     dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
+@lru_cache(maxsize=1 << 16)
 def parse_instant_ms(text: str) -> int | None:
     """Epoch ms from an epoch-ms string or an ISO 8601 date/datetime; None if neither."""
     text = text.strip()
