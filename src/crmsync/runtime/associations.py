@@ -89,29 +89,42 @@ class AssociationSyncer:
     def connection(self) -> str:
         return self.ctx.connection
 
-    async def after_commit(self, linked: Sequence[tuple[str, str]],
-                           newly_linked: Sequence[tuple[str, str]]) -> None:
-        """`linked`: (hub id, app id) of records of this sync just synced and linked;
-        `newly_linked`: those that became linked in this batch."""
-        if newly_linked and self.resubmit is not None:
-            await self._release_pending(newly_linked)
+    async def sync_links(self, linked: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """Sync the associations of these linked records, (hub id, app id) each, before the
+        outcome of their sync is committed (so an association change is never acknowledged
+        before it is written). Returns the failures by hub id (association_failed)."""
+        failed: dict[str, str] = {}
         if linked and self.pairs:
             for pair in self.pairs:
-                await self._sync_pair(pair, list(linked))
+                failed.update(await self._sync_pair(pair, list(linked)))
+        return failed
 
-    async def _release_pending(self, newly: Sequence[tuple[str, str]]) -> None:
+    async def release_pending(self, newly_linked: Sequence[tuple[str, str]]) -> None:
+        """After the commit that linked these records: sync again the records whose
+        associations waited for them. Their waiting rows stay until that sync ran."""
+        if not newly_linked or self.resubmit is None:
+            return
         obj = self.ctx.hub_object
-        hub_ids = [h for h, _ in newly]
-        app_ids = [a for _, a in newly]
+        hub_ids = [h for h, _ in newly_linked]
+        app_ids = [a for _, a in newly_linked]
 
-        def take(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
-            return (store_assoc.take_pending(conn, self.connection, obj, "hub", hub_ids)
-                    + store_assoc.take_pending(conn, self.connection, obj, "app", app_ids))
+        def peek(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+            return (store_assoc.waiting_for(conn, self.connection, obj, "hub", hub_ids)
+                    + store_assoc.waiting_for(conn, self.connection, obj, "app", app_ids))
 
-        waiting = await self.ctx.store.call(take)
-        assert self.resubmit is not None
-        for from_object, from_side, from_id in waiting:
+        for from_object, from_side, from_id in await self.ctx.store.read(peek):
             await self.resubmit(from_object, (from_side, from_id))  # type: ignore[arg-type]
+
+    async def resubmit_waiting(self) -> int:
+        """On start: sync again every record of this object whose associations wait (a crash
+        may have come between a partner's link and the new sync of the waiting record)."""
+        if self.resubmit is None:
+            return 0
+        rows = await self.ctx.store.read(store_assoc.waiting_records, self.connection,
+                                         self.ctx.hub_object)
+        for side, rid in rows:
+            await self.resubmit(self.ctx.hub_object, (side, rid))  # type: ignore[arg-type]
+        return len(rows)
 
     async def _read(self, side: Side, pair: AssociationPair,
                     ids: list[str]) -> dict[str, set[str]]:
@@ -130,7 +143,8 @@ class AssociationSyncer:
         a, b = (pair.hub_a, pair.hub_b) if side == "hub" else (pair.app_a, pair.app_b)
         return await conn.write_associations(a, b, changes)
 
-    async def _sync_pair(self, pair: AssociationPair, linked: list[tuple[str, str]]) -> None:
+    async def _sync_pair(self, pair: AssociationPair,
+                         linked: list[tuple[str, str]]) -> dict[str, str]:
         ctx = self.ctx
         hub_ids = [h for h, _ in linked]
         app_ids = [a for _, a in linked]
@@ -214,14 +228,16 @@ class AssociationSyncer:
                                       hub_now)
             store_assoc.replace_pairs(conn, self.connection, "app", pair.hub_a, pair.hub_b,
                                       app_now)
+            # What waited for these records was looked at again just now: it waits anew
+            # below if its partner is still not linked.
+            store_assoc.clear_waiting(conn, self.connection, pair.hub_a, pair.hub_b,
+                                      hub_ids, app_ids)
             if pending:
                 store_assoc.add_pending(conn, self.connection, pending)
-            for hub_id, detail in failed.items():
-                store_items.set_state_of(conn, ctx.sync_id, "hub", [hub_id], "failed",
-                                         "association_failed", detail)
 
         await ctx.store.call(commit)
         n = sum(len(v) for v in writes.values())
         if n or pending or failed:
             ctx.log.info("associations synced", pair=f"{pair.hub_a}-{pair.hub_b}",
                          written=n - len(failed), waiting=len(pending), failed=len(failed))
+        return failed

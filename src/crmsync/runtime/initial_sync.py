@@ -327,8 +327,8 @@ class InitialSyncActor:
                                done: int = done, total: int = total) -> None:
                     recs = await read_records(ctx, "hub", [it.hub_id for it in items
                                                            if it.hub_id])
-                    works = [Work(item=it, hub=recs.get(it.hub_id or "")) for it in items]
-                    await pair_new(ctx, works)
+                    works = await pair_new(ctx, [Work(item=it, hub=recs.get(it.hub_id or ""))
+                                                 for it in items])
                     await self.processor.run(
                         works, extra=self._checkpoint("hub_pass", str(last), done, total),
                         before_commit=turn)

@@ -12,7 +12,7 @@ import trio
 
 from crmsync.records import Side
 from crmsync.runtime.context import ObjectSyncContext
-from crmsync.runtime.lock_queue import RecordLockQueue
+from crmsync.runtime.lock_queue import RecordLockQueue, Ticket
 from crmsync.store import inbox as store_inbox
 
 # How often the inbox is looked at when nobody rang: the webhook server rings on every
@@ -37,7 +37,11 @@ class Intake:
         self.bell.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            await self._loop(nursery)
+
+    async def _loop(self, nursery: trio.Nursery) -> None:
         after = 0
         while True:
             rows = await self.ctx.store.read(store_inbox.pending_events, self.source, after, 500)
@@ -54,6 +58,12 @@ class Intake:
                 found = self.parse(payload)
                 if not found:
                     useless.append(inbox_id)
+                elif len(found) > 1:
+                    # An event about several records (a merge) is done when all of them
+                    # were synced, not when the first one was.
+                    ticket = await self.queue.submit(found)
+                    nursery.start_soon(self._done_after, ticket, inbox_id)
+                    continue
                 for key in found:
                     if key in payloads:
                         # Several events of one record: one sync marks them all done.
@@ -65,5 +75,9 @@ class Intake:
                 await self.ctx.store.call(store_inbox.mark_done, useless)
             if keys:
                 await self.queue.submit(keys, payloads)
-                self.events += len(rows)
-                self.ctx.status.last_webhook = time.time()
+            self.events += len(rows)
+            self.ctx.status.last_webhook = time.time()
+
+    async def _done_after(self, ticket: Ticket, inbox_id: int) -> None:
+        await ticket.wait()  # a failed sync raises: the event stays for the next start
+        await self.ctx.store.call(store_inbox.mark_done, [inbox_id])

@@ -42,13 +42,40 @@ def keys_of(ctx: ObjectSyncContext, side: Side, rec: Record) -> tuple[str, ...]:
         return ()
 
 
-async def pair_new(ctx: ObjectSyncContext, works: list[Work]) -> None:
+def _merge_fresh(works: list[Work]) -> list[Work]:
+    """Two records first seen in one batch, one per side, with a match key in common are one
+    pair: the hub record's work takes the app record (decided as a first pairing), so neither
+    is created on the other side."""
+    by_key: dict[str, Work] = {}
+    for w in works:
+        if w.item is None and w.key_side == "hub":
+            for k in w.keys:
+                by_key.setdefault(k, w)
+    if not by_key:
+        return works
+    out: list[Work] = []
+    for w in works:
+        if w.item is None and w.key_side == "app" and w.app is not None:
+            partner = next((by_key[k] for k in w.keys if k in by_key), None)
+            if partner is not None and partner.app is None:
+                partner.set_record("app", w.app)
+                partner.payload.extend(w.payload)
+                partner.paired_keys = w.keys
+                continue
+        out.append(w)
+    return out
+
+
+async def pair_new(ctx: ObjectSyncContext, works: list[Work]) -> list[Work]:
     """Records first seen (no item) look for a partner holding one of their match keys on the
-    other side. An unlinked partner pairs with them; a partner's own side already holding the
-    key (another record of the same side) makes them a duplicate."""
-    fresh = [w for w in works if w.item is None and w.keys and w.key_side is not None]
+    other side: first among the other records first seen in this batch, then in the index.
+    An unlinked partner pairs with them; a partner's own side already holding the key
+    (another record of the same side) makes them a duplicate. Returns the works to sync."""
+    works = _merge_fresh(works)
+    fresh = [w for w in works if w.item is None and w.keys and w.key_side is not None
+             and (w.hub is None or w.app is None)]
     if not fresh:
-        return
+        return works
     all_keys = list({k for w in fresh for k in w.keys})
 
     def lookup(conn: Any) -> tuple[dict[str, Item], dict[str, Item], dict[str, Item]]:
@@ -86,7 +113,7 @@ async def pair_new(ctx: ObjectSyncContext, works: list[Work]) -> None:
             if pid:
                 need[other(side)].append(pid)
     if not partners:
-        return
+        return works
     recs = {s: await read_records(ctx, s, ids) for s, ids in need.items() if ids}
     for w, partner in partners:
         side = other(w.key_side)  # type: ignore[arg-type]
@@ -96,6 +123,7 @@ async def pair_new(ctx: ObjectSyncContext, works: list[Work]) -> None:
             continue
         w.item = partner
         w.set_record(side, rec)
+    return works
 
 
 async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
@@ -146,6 +174,4 @@ async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
         w.set_record(side, rec)
         w.payload.extend(payload)
         works[key] = w
-    out = list(works.values())
-    await pair_new(ctx, out)
-    return out
+    return await pair_new(ctx, list(works.values()))

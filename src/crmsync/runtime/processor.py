@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import trio
 
 from crmsync.connectors.base import WriteResult
 from crmsync.engine import decide, effective_snapshot
@@ -65,6 +66,7 @@ class Intent(msgspec.Struct, frozen=True):
 
     snapshot: Snapshot
     written: dict[str, list[str]]
+    at: float = 0.0  # when the writes were about to be sent (epoch seconds)
 
 
 _intent_enc = msgspec.json.Encoder()
@@ -77,7 +79,7 @@ def encode_intent(d: Decision) -> bytes | None:
     written: dict[str, list[str]] = {"hub": [], "app": []}
     for c in d.changes:
         written[c.side].append(c.field)
-    return _intent_enc.encode(Intent(d.snapshot, written))
+    return _intent_enc.encode(Intent(d.snapshot, written, time.time()))
 
 
 def decode_intent(b: bytes) -> Intent:
@@ -109,6 +111,8 @@ class Work:
     decision: Decision | None = None
     outcome: Outcome | None = None
     created: dict[str, str] = field(default_factory=dict)  # side -> new record id
+    # Keys of the other side's record merged into this work (both first seen in one batch).
+    paired_keys: tuple[str, ...] = ()
     errors: list[tuple[str, str]] = field(default_factory=list)  # (category, detail)
     redo: bool = False
 
@@ -195,6 +199,14 @@ class Processor:
             if not creates or w.item is None or w.item.creating != creates[0].side:
                 continue
             side = creates[0].side
+            # A search only sees a record some time after it was written (HubSpot's index
+            # lags): look only once that time has passed since the create was sent.
+            lag = float(getattr(self.ctx.connector(side), "index_lag", 0.0) or 0.0)
+            if w.item.intent is not None and lag > 0:
+                # (+1 s: the intent's time was taken just before the create was sent.)
+                wait = decode_intent(w.item.intent).at + lag + 1.0 - time.time()
+                if wait > 0:
+                    await trio.sleep(wait)
             found = await self._find_partner(side, creates[0].values)
             if found is not None:
                 self.ctx.log.info("create healed by matching", side=side, record_id=found.id,
@@ -319,7 +331,9 @@ class Processor:
         if w.hub is None and w.app is None and not w.created:
             if w.item is None:
                 return None  # never seen and already gone: nothing to record
-            if w.item.snapshot is None and w.item.state != "deleted":
+            if w.item.snapshot is None and w.item.state == "deleted":
+                return None  # already recorded as deleted: nothing new
+            if w.item.snapshot is None:
                 # An unlinked record deleted on its side leaves the index as deleted.
                 side = "hub" if w.item.hub_id else "app"
                 return Outcome(item_id=w.item.item_id, state="deleted", deleted_side=side,
@@ -343,6 +357,11 @@ class Processor:
             own = w.record_id(w.key_side)
             if own:
                 claim.extend((w.key_side, k, own) for k in w.keys)
+        if w.paired_keys and w.key_side is not None:
+            partner_side = other(w.key_side)
+            pid = w.record_id(partner_side)
+            if pid:
+                claim.extend((partner_side, k, pid) for k in w.paired_keys)
         for side, rid in w.created.items():
             src = other(side)  # type: ignore[arg-type]
             src_keys = self._record_keys(src, w.record(src))
@@ -354,6 +373,12 @@ class Processor:
             versions["app_version"] = str(w.app.updated_at)
         base: dict[str, Any] = {"item_id": w.item.item_id if w.item else None, **new_ids,
                                 **versions, "claim": tuple(claim)}
+        settled = (any(isinstance(a, Create) for a in d.actions) or bool(w.created)
+                   or (w.hub is not None and w.app is not None))
+        if w.item is not None and w.item.creating and not settled:
+            # A create of an earlier attempt may have landed and this sync did not settle it
+            # (no create now, nothing linked): keep the marker so a later create heals first.
+            base["creating"] = KEEP
         if w.item is None and w.keys:
             base["match_key"] = w.keys[0]
         kinds = [a for a in d.actions if not isinstance(a, Noop)]
@@ -376,6 +401,7 @@ class Processor:
                            count_attempt=True, **base)
         if isinstance(first, Exclude):
             return Outcome(state="excluded", category=first.reason, detail=first.detail, **base)
+        base["rekey"] = self._rekey(w, d, kinds)
         if any(isinstance(a, ParkDelete) for a in kinds):
             side = next(a.side for a in kinds if isinstance(a, ParkDelete))
             return Outcome(state="deleted", category="pending_review",
@@ -395,6 +421,30 @@ class Processor:
         write = any(isinstance(a, Create | Update | Link) for a in kinds)
         return Outcome(state="syncing", snapshot=encoded,
                        history=history if write or d.changes else None, **base)
+
+    def _rekey(self, w: Work, d: Decision, kinds: list[Any]) -> tuple[tuple[str, str,
+                                                                          tuple[str, ...]], ...]:
+        """Claims to update: a deleted record releases its keys; a linked record whose match
+        key changed (a key field moved, or its key is not the one recorded) claims its keys
+        anew, so a stale claim never makes a later record a duplicate."""
+        out: list[tuple[str, str, tuple[str, ...]]] = []
+        gone = next((a.side for a in kinds if isinstance(a, MarkDeleted)), None)
+        if gone is not None:
+            for side in (("hub", "app") if gone == "both" else (gone,)):
+                rid = w.record_id(side)
+                if rid:
+                    out.append((side, rid, ()))
+            return tuple(out)
+        if w.item is None or w.hub is None or w.app is None:
+            return ()
+        key_fields = set(self.ctx.rules.hub_key_props)
+        moved = any(c.field in key_fields for c in d.changes)
+        sides: tuple[Side, Side] = ("hub", "app")
+        for side in sides:
+            keys = self._record_keys(side, w.record(side))
+            if moved or (keys[:1] != (w.item.match_key,) and (keys or w.item.match_key)):
+                out.append((side, w.record_id(side) or "", keys))
+        return tuple(o for o in out if o[1])
 
     def _record_keys(self, side: Side, rec: Record | None) -> tuple[str, ...]:
         if rec is None:
@@ -457,9 +507,15 @@ class Processor:
                     w.decision = Decision(actions=[Noop()], snapshot=None)
             await self._write([w for w in redo if not w.errors])
         elapsed_ms = (time.perf_counter() - started) * 1000
-        outcomes = []
         for w in todo:
             w.outcome = self._outcome(w, elapsed_ms)
+        newly: list[tuple[str, str]] = []
+        if self.ctx.associations is not None:
+            # Before the commit that acknowledges these syncs (inbox ids, a checkpoint): an
+            # association change is written before it is acknowledged.
+            newly = await self._associations(todo)
+        outcomes = []
+        for w in todo:
             if w.outcome is not None:
                 outcomes.append(w.outcome)
                 self._log(w, elapsed_ms)
@@ -478,13 +534,16 @@ class Processor:
         if before_commit is not None:
             await before_commit()
         await self.ctx.store.call(commit)
-        if self.ctx.associations is not None:
-            await self._associations(todo)
+        if newly:
+            await self.ctx.associations.release_pending(newly)
         return todo
 
-    async def _associations(self, works: list[Work]) -> None:
+    async def _associations(self, works: list[Work]) -> list[tuple[str, str]]:
+        """Sync the associations of the records linked by this batch; a failure turns the
+        record's outcome into association_failed. Returns the records newly linked."""
         linked: list[tuple[str, str]] = []
         newly: list[tuple[str, str]] = []
+        by_hub: dict[str, Work] = {}
         for w in works:
             o = w.outcome
             if o is None or o.state != "syncing":
@@ -494,9 +553,17 @@ class Processor:
             if not hub_id or not app_id:
                 continue
             linked.append((hub_id, app_id))
+            by_hub[hub_id] = w
             if w.item is None or w.item.snapshot is None or w.created:
                 newly.append((hub_id, app_id))
-        await self.ctx.associations.after_commit(linked, newly)
+        failed = await self.ctx.associations.sync_links(linked)
+        for hub_id, detail in failed.items():
+            w = by_hub[hub_id]
+            assert w.outcome is not None
+            w.outcome = msgspec.structs.replace(w.outcome, state="failed",
+                                                category="association_failed", detail=detail,
+                                                count_attempt=True)
+        return newly
 
     async def _commit_plan(self, works: list[Work], extra: ExtraCommit | None) -> None:
         """Preview: record what would happen, write nothing to either side."""

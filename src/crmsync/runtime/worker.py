@@ -28,19 +28,21 @@ SWEEP_SECONDS = 60.0
 class ItemGate:
     """One sync of an item at a time across workers. The lock queue locks record keys; an
     item has two (its hub and its app record), which can arrive through different feeds
-    (a hub webhook and the app's change log) and reach two workers at once."""
+    (a hub webhook and the app's change log) and reach two workers at once. Records first
+    seen are gated by their match keys, so a new hub record and a new app record of one
+    person never reach two workers that would each create the other."""
 
     def __init__(self) -> None:
-        self._active: dict[int, trio.Event] = {}
+        self._active: dict[Hashable, trio.Event] = {}
 
-    def busy(self, item_ids: set[int]) -> list[trio.Event]:
+    def busy(self, item_ids: set[Hashable]) -> list[trio.Event]:
         return [self._active[i] for i in item_ids if i in self._active]
 
-    def enter(self, item_ids: set[int]) -> None:
+    def enter(self, item_ids: set[Hashable]) -> None:
         for i in item_ids:
             self._active[i] = trio.Event()
 
-    def leave(self, item_ids: set[int]) -> None:
+    def leave(self, item_ids: set[Hashable]) -> None:
         for i in item_ids:
             ev = self._active.pop(i, None)
             if ev is not None:
@@ -57,11 +59,12 @@ async def run_worker(ctx: ObjectSyncContext, queue: RecordLockQueue, processor: 
         keys: list[Hashable] = [k for k, _ in batch]
         payloads = [[p for p in pl if isinstance(p, int)] for _, pl in batch]
         inbox_ids = [i for pl in payloads for i in pl]
-        held: set[int] = set()
+        held: set[Hashable] = set()
         try:
             while True:
                 works = await load(ctx, keys, payloads)  # type: ignore[arg-type]
-                ids = {w.item.item_id for w in works if w.item is not None}
+                ids: set[Hashable] = {w.item.item_id for w in works if w.item is not None}
+                ids |= {("key", k) for w in works if w.item is None for k in w.keys}
                 waits = gate.busy(ids)
                 if not waits:
                     break

@@ -70,21 +70,39 @@ def add_pending(conn: sqlite3.Connection, connection: str,
         [(connection, *r, now) for r in rows])
 
 
-def take_pending(conn: sqlite3.Connection, connection: str, to_object: str, side: str,
-                 to_ids: Sequence[str]) -> list[tuple[str, str, str]]:
-    """The records waiting for these newly linked partners, removed from the waiting list:
-    (from_object, from_side, from_id)."""
+def waiting_for(conn: sqlite3.Connection, connection: str, to_object: str, side: str,
+                to_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+    """The records waiting for these partners: (from_object, from_side, from_id). The rows
+    stay until the waiting record's association sync looked at them again."""
     out: list[tuple[str, str, str]] = []
     for start in range(0, len(to_ids), 500):
         chunk = list(to_ids[start:start + 500])
         marks = ",".join("?" * len(chunk))
-        rows = conn.execute(
-            "SELECT id, from_object, from_side, from_id FROM pending_associations WHERE "
+        out.extend((r[0], r[1], r[2]) for r in conn.execute(
+            "SELECT DISTINCT from_object, from_side, from_id FROM pending_associations WHERE "
             f"connection = ? AND to_object = ? AND from_side = ? AND to_id IN ({marks})",
-            (connection, to_object, side, *chunk)).fetchall()
-        conn.executemany("DELETE FROM pending_associations WHERE id = ?", [(r[0],) for r in rows])
-        out.extend((r[1], r[2], r[3]) for r in rows)
+            (connection, to_object, side, *chunk)))
     return out
+
+
+def waiting_records(conn: sqlite3.Connection, connection: str,
+                    from_object: str) -> list[tuple[str, str]]:
+    """(side, record id) of this object's records with associations waiting."""
+    return [(r[0], r[1]) for r in conn.execute(
+        "SELECT DISTINCT from_side, from_id FROM pending_associations WHERE connection = ? "
+        "AND from_object = ?", (connection, from_object))]
+
+
+def clear_waiting(conn: sqlite3.Connection, connection: str, from_object: str,
+                  to_object: str, hub_ids: Sequence[str], app_ids: Sequence[str]) -> None:
+    for side, ids in (("hub", hub_ids), ("app", app_ids)):
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            conn.execute(
+                "DELETE FROM pending_associations WHERE connection = ? AND from_object = ? "
+                f"AND to_object = ? AND from_side = ? AND from_id IN ({marks})",
+                (connection, from_object, to_object, side, *chunk))
 
 
 def pending_count(conn: sqlite3.Connection, connection: str) -> int:

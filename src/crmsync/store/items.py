@@ -284,10 +284,13 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     hub_version: str | msgspec.UnsetType = KEEP
     app_version: str | msgspec.UnsetType = KEEP
     deleted_side: str = ""
-    creating: str = ""
+    creating: str | msgspec.UnsetType = ""
     match_key: str | msgspec.UnsetType = KEEP
     # Match keys a record of this item now holds: (side, key, record id).
     claim: tuple[tuple[str, str, str], ...] = ()
+    # A record's keys changed (or it was deleted: no keys): (side, record id, its keys now).
+    # Claims it no longer has are released; the new ones are claimed if nobody holds them.
+    rekey: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     history: HistoryEntry | None = None
     count_attempt: bool = False
     # Set by the intent commit before writes; an outcome clears it (None) or keeps it (KEEP,
@@ -386,13 +389,14 @@ def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Ou
                 None if o.snapshot is KEEP else o.snapshot,
                 "" if o.hub_version is KEEP else o.hub_version,
                 "" if o.app_version is KEEP else o.app_version,
-                o.deleted_side, o.creating, "" if o.match_key is KEEP else o.match_key, now, now,
+                o.deleted_side, "" if o.creating is KEEP else o.creating,
+                "" if o.match_key is KEEP else o.match_key, now, now,
                 None if o.intent is KEEP else o.intent))
             continue
-        sets = ["state = ?", "category = ?", "detail = ?", "deleted_side = ?", "creating = ?",
-                "updated_at = ?"]
-        vals: list[object] = [o.state, o.category, o.detail, o.deleted_side, o.creating, now]
-        for col, v in (("intent", o.intent), ("hub_id", o.hub_id), ("app_id", o.app_id),
+        sets = ["state = ?", "category = ?", "detail = ?", "deleted_side = ?", "updated_at = ?"]
+        vals: list[object] = [o.state, o.category, o.detail, o.deleted_side, now]
+        for col, v in (("creating", o.creating), ("intent", o.intent), ("hub_id", o.hub_id),
+                       ("app_id", o.app_id),
                        ("snapshot", o.snapshot),
                        ("hub_version", o.hub_version), ("app_version", o.app_version),
                        ("match_key", o.match_key)):
@@ -414,7 +418,15 @@ def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Ou
                          f"VALUES ({', '.join('?' * len(_INSERT_COLS))})", inserts)
     for sql, params in groups:
         conn.executemany(sql, params)
+    for o in outcomes:
+        for side, rid, keys in o.rekey:
+            marks = ",".join("?" * len(keys))
+            conn.execute(
+                "DELETE FROM match_keys WHERE sync_id = ? AND side = ? AND record_id = ?"
+                + (f" AND key NOT IN ({marks})" if keys else ""), (sync_id, side, rid, *keys))
     claims = [(sync_id, side, key, rid) for o in outcomes for side, key, rid in o.claim]
+    claims += [(sync_id, side, key, rid) for o in outcomes for side, rid, keys in o.rekey
+               for key in keys]
     if claims:
         conn.executemany(
             "INSERT OR IGNORE INTO match_keys (sync_id, side, key, record_id) VALUES (?,?,?,?)",

@@ -207,7 +207,12 @@ _V4 = [
     "ALTER TABLE items ADD COLUMN intent BLOB",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
+# A record's claims are found by its id when its key changes or it is deleted.
+_V5 = [
+    "CREATE INDEX match_keys_record ON match_keys(sync_id, side, record_id)",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
