@@ -26,10 +26,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from crmsync.config.secrets import Secret
-from crmsync.daemon.main import app_source, hub_source
 from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_hub_event
 from crmsync.store import Store, StoreError
 from crmsync.store import inbox as store_inbox
+from crmsync.store.inbox import app_source, hub_source
 
 HUB_SECRET = "hub-client-secret-for-tests-0123"
 APP_SECRET = "shop-push-secret-for-tests-4567"

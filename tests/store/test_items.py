@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 
-from crmsync.store import Store, StoreError, cursors, deletes, events, initial
+from crmsync.store import Store, StoreError, cursors, deletes, events, inbox, initial
 from crmsync.store.items import (
     STATES,
     HistoryEntry,
@@ -496,6 +496,8 @@ async def _fill(store: Store, sync_id: str) -> None:
     await run(store, deletes.park, sync_id, h1.item_id, "hub", "H1")
     await run(store, events.record_sent, sync_id, ["e1"])
     await run(store, events.count, sync_id, "skipped", 3)
+    for source in inbox.sources_of_sync(sync_id):
+        await run(store, inbox.add_events, source, [(f"{source}:e1", b"{}")])
 
 
 def _rows_per_table(conn: sqlite3.Connection, sync_id: str) -> dict[str, int]:
@@ -506,6 +508,8 @@ def _rows_per_table(conn: sqlite3.Connection, sync_id: str) -> dict[str, int]:
         if "sync_id" in columns:
             out[t] = conn.execute(f"SELECT count(*) FROM {t} WHERE sync_id = ?",
                                   (sync_id,)).fetchone()[0]
+    # Events received for the sync and not yet synced (the inbox is keyed by source).
+    out["inbox"] = inbox.count_sources(conn, inbox.sources_of_sync(sync_id))
     return out
 
 

@@ -51,16 +51,9 @@ from crmsync.runtime.supervisor import Supervisor
 from crmsync.store import Store
 from crmsync.store import connections as store_connections
 from crmsync.store import tokens as store_tokens
+from crmsync.store.inbox import app_source, hub_source
 
 log = structlog.get_logger("crmsync.daemon")
-
-
-def hub_source(connection: str, hub_object: str) -> str:
-    return f"hub:{connection}:{hub_object}"
-
-
-def app_source(connection: str, hub_object: str) -> str:
-    return f"app:{connection}:{hub_object}"
 
 
 def parse_hub_payload(payload: bytes) -> list[tuple[Side, str]]:

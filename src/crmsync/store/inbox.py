@@ -12,6 +12,33 @@ from collections.abc import Sequence
 KEEP_DONE_SECONDS = 48 * 3600
 
 
+# An inbox source is one object sync's feed from one side; its name carries the sync's
+# connection and hub object so that dropping the sync can drop its events too.
+def hub_source(connection: str, hub_object: str) -> str:
+    return f"hub:{connection}:{hub_object}"
+
+
+def app_source(connection: str, hub_object: str) -> str:
+    return f"app:{connection}:{hub_object}"
+
+
+def sources_of_sync(sync_id: str) -> tuple[str, str]:
+    connection, _, hub_object = sync_id.partition("/")
+    return hub_source(connection, hub_object), app_source(connection, hub_object)
+
+
+def count_sources(conn: sqlite3.Connection, sources: Sequence[str]) -> int:
+    marks = ",".join("?" * len(sources))
+    return int(conn.execute(f"SELECT count(*) FROM inbox WHERE source IN ({marks})",
+                            tuple(sources)).fetchone()[0])
+
+
+def drop_sources(conn: sqlite3.Connection, sources: Sequence[str]) -> int:
+    marks = ",".join("?" * len(sources))
+    return conn.execute(f"DELETE FROM inbox WHERE source IN ({marks})",
+                        tuple(sources)).rowcount
+
+
 def add_events(conn: sqlite3.Connection, source: str,
                events: Sequence[tuple[str, bytes]]) -> int:
     """Store (event_key, payload) pairs; returns how many were new."""

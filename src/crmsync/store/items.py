@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
+from crmsync.store import inbox
+
 STATES = ("pending", "syncing", "failed", "excluded", "queued", "deleted")
 
 # Marks "leave this column as it is" in an Outcome.
@@ -556,6 +558,8 @@ def drop_sync(conn: sqlite3.Connection, sync_id: str) -> int:
     for table in ("match_keys", "history", "cursors", "initial_syncs", "plan", "parked_deletes",
                   "sent_events", "event_counts"):
         conn.execute(f"DELETE FROM {table} WHERE sync_id = ?", (sync_id,))
+    # Events received for it and not synced yet would be replayed into a new initial sync.
+    inbox.drop_sources(conn, inbox.sources_of_sync(sync_id))
     connection, _, obj = sync_id.partition("/")
     conn.execute("DELETE FROM assoc_pairs WHERE connection = ? AND (x_object = ? OR "
                  "y_object = ?)", (connection, obj, obj))

@@ -12,6 +12,7 @@ import sqlite3
 import msgspec
 
 from crmsync.store import deletes as store_deletes
+from crmsync.store import inbox as store_inbox
 from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
 from crmsync.store.initial import InitialSync
@@ -90,8 +91,10 @@ def sync_ids_of(conn: sqlite3.Connection, connection: str) -> list[str]:
 
 def footprint(conn: sqlite3.Connection, sync_id: str) -> dict[str, int]:
     """Rows crmsync keeps for an object sync, per table (what `delete-sync` would drop)."""
-    return {t: int(conn.execute(f"SELECT count(*) FROM {t} WHERE sync_id = ?",
+    rows = {t: int(conn.execute(f"SELECT count(*) FROM {t} WHERE sync_id = ?",
                                 (sync_id,)).fetchone()[0]) for t in SYNC_TABLES}
+    rows["inbox"] = store_inbox.count_sources(conn, store_inbox.sources_of_sync(sync_id))
+    return rows
 
 
 class SyncReport(msgspec.Struct, frozen=True):
