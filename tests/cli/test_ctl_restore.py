@@ -162,3 +162,55 @@ async def test_parked_deletes_approve_and_ignore(tmp_path):
                                   "--yes")
             assert back["restored"] == 1
             assert "c2@example.com" in env.app_by_email()
+
+
+async def test_a_restore_holds_its_records_and_skips_a_stale_plan(tmp_path):
+    from crmsync.runtime.restore import apply_restore, plan_restore
+    from crmsync.store import reports
+
+    with trio.fail_after(30):
+        async with ctl_daemon(tmp_path, customers=CUSTOMERS, hub_contacts=HUB) as c:
+            env = c.env
+            await env.wait_ready()
+            hub_id = env.hub_by_email()["c3@example.com"]["id"]
+            env.app_exec("DELETE FROM customers WHERE email = 'c3@example.com'")
+            await wait_for(lambda: deleted_count(env, 1))
+            h = c.daemon.connections["shop"].handles["contacts"]
+            ctx, queue = h.ctx, h.queue
+            batch, _ = await ctx.store.read(reports.deleted_on, ctx.sync_id, "app", 0, 10)
+            plan = await plan_restore(ctx, "app", batch)
+            assert [p.source_id for p in plan] == [hub_id]
+
+            # While the restore runs, a sync of the surviving hub record waits for it.
+            old_app_id = plan[0].item.app_id
+            seen_at_sync: list[str | None] = []
+            restoring = trio.Event()
+            original = ctx.writer("app").create
+
+            async def create(values):
+                restoring.set()
+                await trio.sleep(0.3)
+                return await original(values)
+
+            ctx.writer("app").create = create
+            async with trio.open_nursery() as nursery:
+                async def edit_hub():
+                    await restoring.wait()
+                    ticket = await queue.submit([("hub", hub_id)])
+                    await ticket.wait()
+                    (it,) = [it for it in await env.items() if it.hub_id == hub_id]
+                    seen_at_sync.append(it.app_id)
+
+                nursery.start_soon(edit_hub)
+                (first,) = await apply_restore(ctx, queue, plan)
+            del ctx.writer("app").create
+            assert first.outcome == "restored" and first.new_id != old_app_id
+            # The sync ran only after the restore committed the new id (held meanwhile).
+            assert seen_at_sync == [first.new_id]
+
+            # The same (now stale) plan again: skipped, no second record.
+            (second,) = await apply_restore(ctx, queue, plan)
+            assert second.outcome == "skipped" and "changed since" in second.detail
+            assert [r["email"] for r in env.app_rows()].count("c3@example.com") == 1
+            (item,) = [it for it in await env.items() if it.hub_id == hub_id]
+            assert item.app_id == first.new_id and item.state == "syncing"

@@ -104,3 +104,36 @@ async def test_workers_blocked_in_take_all_wake_up():
         await trio.testing.wait_all_tasks_blocked()
         await q.submit(["b"])
     assert sorted(got) == ["a", "b"]
+
+
+async def test_a_hold_waits_for_the_running_sync_and_keeps_workers_off_until_released(
+        autojump_clock):
+    q = RecordLockQueue()
+    await q.submit(["a"])
+    assert await q.take(10) == [("a", [])]  # a worker is syncing "a"
+    await q.submit(["b"], {"b": "ev"})  # "b" waits its turn, not taken yet
+    held = trio.Event()
+    release = trio.Event()
+
+    async def operator():
+        async with q.hold(["a", "b"]):
+            held.set()
+            await release.wait()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(operator)
+        await trio.sleep(1)
+        assert not held.is_set(), "the hold must wait for the running sync of a"
+        q.done(["a"])
+        await held.wait()
+        # While held, neither key is handed out, and a new request waits (queued).
+        t = await q.submit(["a"])
+        assert q.statistics().queued == 2
+        with trio.move_on_after(1):
+            await q.take(10)
+            pytest.fail("a held key must not be handed to a worker")
+        release.set()
+    # After the hold: both run once more, "b" with the payload it was submitted with.
+    assert sorted(await q.take(10)) == [("a", []), ("b", ["ev"])]
+    q.done(["a", "b"])
+    await t.wait()

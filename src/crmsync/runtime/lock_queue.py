@@ -8,7 +8,8 @@ waiting key collapse into that one run, because the worker always re-reads the w
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +145,25 @@ class RecordLockQueue:
             self._notify()
         if not self._running:
             self._idle.set()
+
+    @asynccontextmanager
+    async def hold(self, keys: Iterable[Hashable]) -> AsyncIterator[None]:
+        """Keep workers off `keys` while an operator's repair writes their records (restore):
+        waits for their running syncs to end; syncs asked for meanwhile (or already waiting
+        their turn) run after the hold, the records showing as queued."""
+        wanted = list(dict.fromkeys(keys))
+        while busy := [self._running[k] for k in wanted if k in self._running]:
+            await busy[0].done.wait()
+        # No checkpoint from here to the claims: nothing can take a key in between.
+        for key in wanted:
+            ready = self._ready.pop(key, None)
+            if ready is not None:
+                self._again[key] = ready
+            self._running[key] = _Run()
+        try:
+            yield
+        finally:
+            self.done(wanted)
 
     def close(self) -> None:
         """Hand out no more work (shutdown); syncs already running finish."""

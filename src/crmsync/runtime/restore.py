@@ -19,8 +19,10 @@ deleted record held in the link's snapshot, then relinks the pair:
    decision (snapshot vs both sides), so every rule (direction, winner) applies and the item
    ends `syncing`.
 
-A change to the surviving record racing with a restore is harmless: the sync submitted in step 5
-runs after the commit of step 4 and re-reads both sides.
+Steps 2-4 run under a hold of both records in the record lock queue: no worker syncs them
+while their ids change, and a candidate whose item changed since the plan (linked again,
+restored by someone else) is skipped. A change to the surviving record meanwhile waits
+(`queued`) and is synced after the hold, re-reading both sides like the sync of step 5.
 
 Parked deletes (`on_delete = "review"`) are approved (deleted on the other side where the
 direction allows, state `deleted` on both sides) or ignored (the other side is left alone; the
@@ -187,6 +189,60 @@ async def apply_restore(ctx: ObjectSyncContext, queue: RecordLockQueue,
     if not todo:
         return [results[c.item.item_id] for c in candidates]
     to: Side = "hub" if todo[0].to == "hub" else "app"
+    # Steps 2-4 under a hold of both records: no worker syncs them while their ids change.
+    hold_keys: list[tuple[Side, str]] = []
+    for c in todo:
+        if (old := c.item.record_id(to)) is not None:
+            hold_keys.append((to, old))
+        if c.source_id is not None:
+            hold_keys.append((other(to), c.source_id))
+    made: dict[int, Record] = {}
+    found: dict[int, Record] = {}
+    async with queue.hold(hold_keys):
+        fresh = {it.item_id: it for it in await ctx.store.read(
+            _items_by_id, [c.item.item_id for c in todo])}
+        for c in todo:
+            if not _unchanged(c.item, fresh.get(c.item.item_id)):
+                results[c.item.item_id] = RestoreResult(
+                    item_id=c.item.item_id, outcome="skipped",
+                    detail="the record changed since the restore was planned; "
+                           "run restore-deleted again")
+        todo = [c for c in todo if _unchanged(c.item, fresh.get(c.item.item_id))]
+        if todo:
+            made, found = await _restore_held(ctx, to, todo, results)
+    # 5. relink through the ordinary sync.
+    keys: list[tuple[Side, str]] = [(to, made[c.item.item_id].id) for c in todo
+                                    if c.item.item_id in made]
+    if keys:
+        ticket = await queue.submit(keys)
+        await ticket.wait()
+    after = {it.item_id: it for it in await ctx.store.read(
+        _items_by_id, [c.item.item_id for c in todo if c.item.item_id in made])}
+    for c in todo:
+        iid = c.item.item_id
+        if iid in made:
+            it = after.get(iid)
+            results[iid] = RestoreResult(
+                item_id=iid, outcome="relinked" if iid in found else "restored",
+                new_id=made[iid].id, detail=it.detail if it is not None else "",
+                state=it.state if it is not None else "")
+    return [results[c.item.item_id] for c in candidates]
+
+
+def _unchanged(planned: Item, now: Item | None) -> bool:
+    """The item is as the plan saw it (a sync asked for meanwhile may have marked it queued:
+    that sync runs after the restore)."""
+    def core(it: Item) -> tuple[Any, ...]:
+        return (it.hub_id, it.app_id, it.snapshot, it.deleted_side, it.creating)
+    return now is not None and core(now) == core(planned) and now.state in (planned.state,
+                                                                            "queued")
+
+
+async def _restore_held(ctx: ObjectSyncContext, to: Side, todo: list[RestoreCandidate],
+                        results: dict[int, RestoreResult]
+                        ) -> tuple[dict[int, Record], dict[int, Record]]:
+    """Steps 2-4 for candidates whose records are held: returns the records made (or found
+    from an earlier attempt) per item id, and those found."""
     # 2. heal an earlier attempt, then commit the intents.
     found: dict[int, Record] = {}
     for c in todo:
@@ -267,23 +323,7 @@ async def apply_restore(ctx: ObjectSyncContext, queue: RecordLockQueue,
     await ctx.store.call(commit)
     ctx.log.info("records restored", side=to, restored=len(made), failed=len(errors),
                  action="restore")
-    # 5. relink through the ordinary sync.
-    keys: list[tuple[Side, str]] = [(to, made[c.item.item_id].id) for c in todo
-                                    if c.item.item_id in made]
-    if keys:
-        ticket = await queue.submit(keys)
-        await ticket.wait()
-    after = {it.item_id: it for it in await ctx.store.read(
-        _items_by_id, [c.item.item_id for c in todo if c.item.item_id in made])}
-    for c in todo:
-        iid = c.item.item_id
-        if iid in made:
-            it = after.get(iid)
-            results[iid] = RestoreResult(
-                item_id=iid, outcome="relinked" if iid in found else "restored",
-                new_id=made[iid].id, detail=it.detail if it is not None else "",
-                state=it.state if it is not None else "")
-    return [results[c.item.item_id] for c in candidates]
+    return made, found
 
 
 def _items_by_id(conn: sqlite3.Connection, item_ids: list[int]) -> list[Item]:
