@@ -81,6 +81,18 @@ async def test_records_with_hints_and_paging(tmp_path):
             code, out, _ = await run_ctl(c.socket, "records", "shop", "contacts", "--state",
                                          "failed")
             assert code == 0 and "duplicate" in out and "Merge or fix" in out
+            # The duplicate, never linked, is deleted in the app: nothing to restore it from,
+            # and the hint does not send the operator to restore-deleted.
+            c.env.app_exec(f"DELETE FROM customers WHERE id = {dup['app_id']}")
+            await wait_for(lambda: _deleted(c))
+            (gone,) = (await ctl_json(c, "records", "shop", "contacts", "--state",
+                                      "deleted"))["records"]
+            assert gone["app_id"] == dup["app_id"] and "before it was linked" in gone["hint"]
+            assert "restore-deleted" not in gone["hint"]
+
+
+async def _deleted(c):
+    return (await c.env.counts())["deleted"] == 1
 
 
 async def test_history_shows_fields_winner_and_why(tmp_path):

@@ -41,6 +41,11 @@ async def test_restore_deleted_on_the_app(tmp_path):
             # Meanwhile the hub record changes: the restore takes its current values.
             env.emu.update_record("contacts", hub_id, {"lastname": "Current"})
 
+            recs = await ctl_json(c, "records", "shop", "contacts", "--state", "deleted")
+            (rec,) = recs["records"]
+            assert (f"crmsync ctl restore-deleted shop contacts --to app --record {hub_id}"
+                    in rec["hint"])
+
             preview = await ctl_json(c, "restore-deleted", "shop", "contacts", "--to", "app")
             assert preview["applied"] is False and preview["candidates"] == 1
             (row,) = preview["records"]
