@@ -397,8 +397,13 @@ class Processor:
                            **base, **snap)
         first = kinds[0] if kinds else None
         if isinstance(first, Fail):
+            # Recorded once per new failure, not again on every retry that fails the same way.
+            again = (w.item is not None and w.item.state == "failed"
+                     and (w.item.category, w.item.detail) == (first.category, first.detail))
             return Outcome(state="failed", category=first.category, detail=first.detail,
-                           count_attempt=True, **base)
+                           count_attempt=True,
+                           history=None if again else HistoryEntry(
+                               "fail", b"[]", first.detail, hub_id, app_id), **base)
         if isinstance(first, Exclude):
             return Outcome(state="excluded", category=first.reason, detail=first.detail, **base)
         base["rekey"] = self._rekey(w, d, kinds)
