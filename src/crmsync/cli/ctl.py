@@ -143,8 +143,8 @@ def add_parser(sub: Any) -> None:
     c = cmd("enable", "start a disabled connection again")
     c.add_argument("connection", metavar="CONN")
 
-    c = cmd("delete-sync", "forget crmsync's index, links, states, history and unsynced webhook events for a "
-                           "connection (never touches either side's data)")
+    c = cmd("delete-sync", "forget crmsync's index, links, states, history and unsynced "
+                           "webhook events for a connection (never touches either side's data)")
     c.add_argument("connection", metavar="CONN")
     c.add_argument("--yes", action="store_true", help="do it (without: show what would go)")
 
