@@ -188,9 +188,16 @@ def state_counts(s: System) -> dict[str, int]:
                              "GROUP BY state", SYNC_ID))
 
 
-async def wait_inbox_drained(s: System, timeout: float = 30) -> None:
+async def wait_inbox_drained(s: System, timeout: float = 90) -> None:
+    """Until the emulator has nothing left to deliver (echoes of the daemon's own writes keep
+    arriving after convergence) and the daemon has processed everything it stored."""
     with trio.fail_after(timeout):
-        while s.state_rows("SELECT count(*) FROM inbox WHERE done = 0")[0][0]:
+        quiet = 0
+        while quiet < 2:
+            webhooks = (await s.hub.get("/_emulator/webhooks")).json()
+            undone = s.state_rows("SELECT count(*) FROM inbox WHERE done = 0")[0][0]
+            busy = webhooks["pending"] or webhooks["inFlight"] or undone
+            quiet = 0 if busy else quiet + 1
             await trio.sleep(0.2)
 
 

@@ -223,6 +223,31 @@ async def test_retries_with_backoff_on_non_2xx_and_timeouts(autojump_clock: Mock
     assert [d.status for d in emu.dispatcher.deliveries] == [500, None, 200]
 
 
+async def test_admin_view_counts_a_retrying_batch_as_in_flight(autojump_clock: MockClock) -> None:
+    # A test waiting for "nothing more will arrive" needs to see a batch between retries,
+    # which is no longer pending but not delivered either.
+    emu = _webhook_emulator()
+    receiver = Receiver(answer=lambda n: 500 if n == 0 else 200)
+    emu.add_records("contacts", [{"email": "a@example.com"}])
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=receiver)) as hooks,
+        client_for(emu) as api,
+    ):
+        with trio.fail_after(600):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(emu.run_webhooks, hooks)
+                while not emu.dispatcher or not emu.dispatcher.deliveries:
+                    await trio.sleep(0.01)
+                assert len(receiver.requests) == 1  # answered 500, the retry is waiting
+                waiting = (await api.get("/_emulator/webhooks")).json()
+                assert (waiting["pending"], waiting["inFlight"]) == (0, 1)
+                await _settle(receiver, 2)
+                done = (await api.get("/_emulator/webhooks")).json()
+                assert (done["pending"], done["inFlight"]) == (0, 0)
+                assert [r["status"] for r in done["results"]] == [500, 200]
+                nursery.cancel_scope.cancel()
+
+
 async def test_gives_up_after_ten_retries(autojump_clock: MockClock) -> None:
     emu = _webhook_emulator()
     receiver = Receiver(answer=lambda _n: 503)

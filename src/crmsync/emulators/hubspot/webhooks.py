@@ -56,6 +56,9 @@ class WebhookDispatcher:
         self.deliveries: list[Delivery] = []
         self.given_up: list[list[dict[str, Any]]] = []
         self._pending: list[dict[str, Any]] = []
+        # Batches taken from `_pending` whose delivery (with its retries) has not ended: a test
+        # that wants "nothing more will arrive" needs both counts at zero.
+        self.in_flight = 0
         self._wakeup = trio.Event()
         self._next_event_id = 1
         self._subscriptions: dict[str, int] = {}
@@ -126,6 +129,7 @@ class WebhookDispatcher:
                     self._wakeup = trio.Event()
                     await self._wakeup.wait()
                 batch = self._take_batch()
+                self.in_flight += 1
                 await slots.acquire()
                 nursery.start_soon(self._deliver, client, batch, slots)
 
@@ -144,6 +148,7 @@ class WebhookDispatcher:
                     return
             self.given_up.append(batch)
         finally:
+            self.in_flight -= 1
             slots.release()
 
     async def _post(

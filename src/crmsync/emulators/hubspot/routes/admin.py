@@ -58,5 +58,6 @@ async def webhook_deliveries(request: Request) -> Response:
                 for d in deliveries
             ],
             "pending": len(dispatcher.pending) if dispatcher else 0,
+            "inFlight": dispatcher.in_flight if dispatcher else 0,
         }
     )
