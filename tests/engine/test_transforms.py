@@ -68,6 +68,7 @@ def test_number_ten_is_ten_however_written(value: Any) -> None:
 @pytest.mark.parametrize(("value", "canon"), [
     ("10.50", "10.5"), ("-2.250", "-2.25"), (0.1, "0.1"), ("1.5e-7", "0.00000015"),
     ("1234567890123", "1234567890123"), ("", None), (None, None), ("  ", None),
+    ("007", "7"), ("0000", "0"), ("\u0661\u0662", "12"),  # Arabic-Indic digits are digits too
 ])
 def test_number_canon(value: Any, canon: Any) -> None:
     assert both_canon(NUMBER, value) == (canon, canon)

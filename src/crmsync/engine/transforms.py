@@ -34,6 +34,8 @@ def _empty(v: Any) -> bool:
 
 
 def _str_canon(v: Any) -> Canon:
+    if type(v) is str:  # nearly every value: HubSpot sends strings
+        return v if v != "" else None
     if v is None:
         return None
     if isinstance(v, bool):
@@ -56,6 +58,8 @@ def _str_app(c: Canon) -> Any:
 
 
 def _num_canon(v: Any) -> Canon:
+    if type(v) is str and v.isascii() and v.isdigit():
+        return str(int(v))  # the common case, without a Decimal: "007" -> "7"
     if _empty(v):
         return None
     if isinstance(v, bool):
