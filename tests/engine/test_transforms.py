@@ -89,7 +89,9 @@ def test_number_rejects_non_numbers(value: Any) -> None:
         NUMBER.app_canon(value)
 
 
-@pytest.mark.parametrize("value", ["1e30", "12345678901234567890123456789", 1e28, "1e400"])
+@pytest.mark.parametrize("value", ["1e30", "12345678901234567890123456789", 1e28, "1e400",
+                                   "9" * 5000, "1e5000", "1e999999999", "1e-999999999",
+                                   "-" + "7" * 4301])
 def test_number_huge_values_are_read_or_rejected_as_invalid(value: Any) -> None:
     """A huge number is a number: read it exactly, or at worst raise InvalidValue (which the
     decision turns into fail(invalid_value)) - never another exception."""
@@ -98,6 +100,17 @@ def test_number_huge_values_are_read_or_rejected_as_invalid(value: Any) -> None:
     except InvalidValue:
         return
     assert c is not None and Decimal(c) == Decimal(str(value))
+
+
+def test_number_magnitude_is_bounded_not_the_digits() -> None:
+    # Long but plausible numbers are read exactly; absurd magnitudes are invalid values,
+    # never a ValueError from Python's int/str digit limit or an unbounded string.
+    long = "1" + "0" * 999
+    assert NUMBER.hub_canon(long) == NUMBER.hub_canon("1e999") == long
+    assert NUMBER.hub_canon("-" + "12" * 400 + ".50") == "-" + "12" * 400 + ".5"
+    for absurd in ("1e1001", "-1e5000", "1e-1001", "9" * 5000):
+        with pytest.raises(InvalidValue, match="outside the numbers crmsync handles"):
+            NUMBER.hub_canon(absurd)
 
 
 def test_number_writes_integers_as_ints_to_the_app() -> None:

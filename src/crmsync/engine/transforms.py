@@ -57,8 +57,13 @@ def _str_app(c: Canon) -> Any:
 # --- number ---------------------------------------------------------------------------------
 
 
+# Beyond these magnitudes a value is no number any CRM stores (HubSpot's are doubles, up to
+# 1.8e308), and writing it out in full would take memory without bound ("1e999999999").
+_MAX_EXPONENT = 1000
+
+
 def _num_canon(v: Any) -> Canon:
-    if type(v) is str and v.isascii() and v.isdigit():
+    if type(v) is str and len(v) <= 18 and v.isascii() and v.isdigit():
         return str(int(v))  # the common case, without a Decimal: "007" -> "7"
     if _empty(v):
         return None
@@ -72,9 +77,15 @@ def _num_canon(v: Any) -> Canon:
         raise InvalidValue(f"{v!r} is not a finite number")
     if d == 0:
         return "0"  # -0 and 0.000 are 0
-    if d == d.to_integral_value():
-        return str(int(d))  # exact at any size (quantize is bound by the context precision)
-    return format(d.normalize(), "f")
+    if not -_MAX_EXPONENT <= d.adjusted() <= _MAX_EXPONENT:
+        raise InvalidValue(f"{str(v)[:40]!r} is outside the numbers crmsync handles "
+                           f"(1e-{_MAX_EXPONENT} to 1e{_MAX_EXPONENT})")
+    # format() is exact at any size; normalize() would round to the context's 28 digits and
+    # str(int(d)) stops at Python's 4,300-digit limit.
+    text = format(d, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
 
 
 def _num_app(c: Canon) -> Any:
