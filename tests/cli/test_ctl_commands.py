@@ -202,6 +202,19 @@ async def test_disable_and_enable(tmp_path):
                          "WHERE email = 'c2@example.com'")
             await trio.sleep(1.0)  # five app poll intervals: nothing moves
             assert env.hub_by_email()["c2@example.com"]["properties"].get("jobtitle") is None
+            # A hub change's webhook is still accepted and kept, and status shows it waiting.
+            c3 = env.hub_by_email()["c3@example.com"]["id"]
+            env.emu.update_record("contacts", c3, {"lastname": "Hub While Off"})
+
+            async def backlog() -> int:
+                st = await ctl_json(c, "status")
+                return int(st["connections"][0]["objects"][0]["webhook_backlog"])
+
+            with trio.fail_after(10):
+                while await backlog() == 0:
+                    await trio.sleep(0.05)
+            code, out, _ = await run_ctl(c.socket, "status")
+            assert code == 0 and "webhook event(s) waiting" in out
             err = await ctl_json(c, "resync", "shop", "contacts", "--failed", code=1)
             assert err["code"] == "not_running" and "disabled" in err["message"]
             st = await ctl_json(c, "status")
@@ -212,6 +225,11 @@ async def test_disable_and_enable(tmp_path):
             assert await env.daemon.store.read(store_connections.disabled) == {}
             await wait_for(lambda: env.hub_by_email()["c2@example.com"]["properties"].get(
                 "jobtitle") == "While off")
+            await wait_for(lambda: env.app_by_email()["c3@example.com"]["last_name"]
+                           == "Hub While Off")
+            with trio.fail_after(10):
+                while await backlog():
+                    await trio.sleep(0.05)
             assert (await ctl_json(c, "enable", "shop"))["changed"] is False
 
 

@@ -308,6 +308,8 @@ def render_status(st: StatusView, console: Any) -> None:
                 extra.append("[yellow]in preview[/yellow]")
             if o.parked_deletes:
                 extra.append(f"[yellow]{o.parked_deletes} delete(s) to review[/yellow]")
+            if o.webhook_backlog:
+                extra.append(f"[yellow]{o.webhook_backlog:,} webhook event(s) waiting[/yellow]")
             if o.error:
                 extra.append(f"[red]{o.error}[/red]")
             notes.append(f"  {o.hub_object}: " + ", ".join(extra))

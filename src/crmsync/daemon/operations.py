@@ -101,6 +101,7 @@ class ObjectView(_View, frozen=True, kw_only=True):
     error: str = ""
     counts: dict[str, int] = {}
     parked_deletes: int = 0
+    webhook_backlog: int = 0  # events stored, not synced yet (e.g. while disabled)
     queue: QueueView | None = None
 
 
@@ -556,6 +557,7 @@ def _object_view(st: Any, report: reports.SyncReport | None, handle: ObjectSyncH
         last_reconcile=st.last_reconcile, error=st.error,
         counts=report.counts if report is not None else {},
         parked_deletes=report.parked if report is not None else 0,
+        webhook_backlog=report.webhook_backlog if report is not None else 0,
         queue=QueueView(ready=q.ready, running=q.running, queued=q.queued) if q else None)
 
 

@@ -33,6 +33,13 @@ def count_sources(conn: sqlite3.Connection, sources: Sequence[str]) -> int:
                             tuple(sources)).fetchone()[0])
 
 
+def count_waiting(conn: sqlite3.Connection, sources: Sequence[str]) -> int:
+    """Events stored and not synced yet (a disabled connection's keep arriving)."""
+    marks = ",".join("?" * len(sources))
+    return int(conn.execute(f"SELECT count(*) FROM inbox WHERE source IN ({marks}) AND done = 0",
+                            tuple(sources)).fetchone()[0])
+
+
 def drop_sources(conn: sqlite3.Connection, sources: Sequence[str]) -> int:
     marks = ",".join("?" * len(sources))
     return conn.execute(f"DELETE FROM inbox WHERE source IN ({marks})",

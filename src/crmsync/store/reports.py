@@ -104,10 +104,13 @@ class SyncReport(msgspec.Struct, frozen=True):
     counts: dict[str, int]
     parked: int
     initial: InitialSync | None
+    webhook_backlog: int = 0
 
 
 def status_report(conn: sqlite3.Connection, sync_ids: list[str]) -> dict[str, SyncReport]:
-    """Counts per state, parked deletes and the initial sync's state of each object sync, in
-    one read transaction (a consistent picture)."""
+    """Counts per state, parked deletes, the initial sync's state and the webhook events
+    waiting of each object sync, in one read transaction (a consistent picture)."""
     return {sid: SyncReport(sid, store_items.counts(conn, sid), parked_count(conn, sid),
-                            store_initial.get_initial(conn, sid)) for sid in sync_ids}
+                            store_initial.get_initial(conn, sid),
+                            store_inbox.count_waiting(conn, store_inbox.sources_of_sync(sid)))
+            for sid in sync_ids}
