@@ -2,6 +2,8 @@
 key that moved to another record, and a create cut short before its link while HubSpot's
 search still lags behind the write."""
 
+import time
+
 import trio
 
 from crmsync.emulators.hubspot import HubSpotEmulator
@@ -68,6 +70,9 @@ async def test_a_create_cut_short_is_healed_even_while_search_lags(tmp_path, slo
         return out
 
     monkeypatch.setattr(processor_module.Processor, "_write", write_then_crash)
+    # The emulator's search lag runs on the virtual clock: so must the intent's time.
+    start = time.time() - trio.current_time()
+    monkeypatch.setattr(processor_module, "wall_clock", lambda: start + trio.current_time())
     async with running(tmp_path, syncs=companies_sync(), webhooks=False, emulator=emu,
                        hub_index_lag=30.0,
                        timing=Timing(hub_poll_interval=10_000, app_poll_interval=2),

@@ -73,13 +73,20 @@ _intent_enc = msgspec.json.Encoder()
 _intent_dec = msgspec.json.Decoder(Intent)
 
 
+def wall_clock() -> float:
+    """Epoch seconds for intents (they outlive the process). Tests that run the daemon on
+    Trio's virtual clock replace it, so that the wait for HubSpot's index lag, which is slept
+    on that clock, is measured on it too."""
+    return time.time()
+
+
 def encode_intent(d: Decision) -> bytes | None:
     if d.snapshot is None:
         return None
     written: dict[str, list[str]] = {"hub": [], "app": []}
     for c in d.changes:
         written[c.side].append(c.field)
-    return _intent_enc.encode(Intent(d.snapshot, written, time.time()))
+    return _intent_enc.encode(Intent(d.snapshot, written, wall_clock()))
 
 
 def decode_intent(b: bytes) -> Intent:
@@ -204,7 +211,7 @@ class Processor:
             lag = float(getattr(self.ctx.connector(side), "index_lag", 0.0) or 0.0)
             if w.item.intent is not None and lag > 0:
                 # (+1 s: the intent's time was taken just before the create was sent.)
-                wait = decode_intent(w.item.intent).at + lag + 1.0 - time.time()
+                wait = decode_intent(w.item.intent).at + lag + 1.0 - wall_clock()
                 if wait > 0:
                     await trio.sleep(wait)
             found = await self._find_partner(side, creates[0].values)
