@@ -37,6 +37,33 @@ async def test_a_person_new_on_both_sides_at_once_is_paired_not_copied(tmp_path,
         assert app[0]["first_name"] == "Hub"
 
 
+async def test_a_person_new_on_both_sides_seen_in_two_batches_is_paired_not_copied(
+        tmp_path, slow_autojump):
+    # The hub's webhook brings the new contact at once; the app's row with the same email is
+    # already in the app database but its change is read only at the next app poll, so
+    # matching cannot see it yet. The create on the app looks first and pairs with it.
+    timing = Timing(hub_poll_interval=10_000, app_poll_interval=10_000)
+    async with running(tmp_path, customers=CUSTOMERS, hub_contacts=HUB, webhooks=True,
+                       timing=timing) as env:
+        await env.wait_ready()
+        env.app_exec("INSERT INTO customers (email, first_name) VALUES "
+                     "('both@example.com', 'App')")
+        env.emu.add_records("contacts", [{"email": "both@example.com", "firstname": "Hub"}])
+        (hub,) = [r for r in env.hub() if r["properties"].get("email") == "both@example.com"]
+        await env.eventually(lambda: env.app_by_email()["both@example.com"]["first_name"]
+                             == "Hub", timeout=120)
+        (app,) = [r for r in env.app_rows() if r["email"] == "both@example.com"]
+        linked = [i for i in await env.items() if i.hub_id == hub["id"]]
+        assert len(linked) == 1 and linked[0].app_id == str(app["id"])
+        # The app's own change, read later, finds the pair made and changes nothing more.
+        env.daemon.handle("shop", "contacts").poll_now()
+        await trio.sleep(60)
+        assert [r["id"] for r in env.app_rows() if r["email"] == "both@example.com"] == \
+            [app["id"]]
+        assert [i for i in await env.items() if i.state == "failed"] == []
+        assert len([i for i in await env.items() if i.app_id == str(app["id"])]) == 1
+
+
 async def test_a_match_key_that_moved_does_not_make_its_next_holder_a_duplicate(
         tmp_path, slow_autojump):
     timing = Timing(hub_poll_interval=10_000, app_poll_interval=2)

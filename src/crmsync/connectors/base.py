@@ -115,6 +115,9 @@ class Capabilities(msgspec.Struct, frozen=True):
     pipelines: bool = False
     associations: bool = False
     events: bool = False  # yields app events (app) / accepts them (hub)
+    # find() is a local query that costs no API budget: an incremental create on this side
+    # first looks for a record of the same match key made there meanwhile, and pairs with it.
+    local_find: bool = False
 
 
 @runtime_checkable

@@ -186,7 +186,10 @@ class Processor:
                 return name, v
         return None
 
-    async def _find_partner(self, side: Side, values: dict[str, Any]) -> Record | None:
+    async def _find_partner(self, side: Side, values: dict[str, Any],
+                            unseen_only: bool = False) -> Record | None:
+        """A record of `side` with the key in `values` that no item links to another record
+        (with `unseen_only`: that crmsync has not indexed at all)."""
         key = self._key_field(side, values)
         if key is None:
             return None
@@ -196,7 +199,7 @@ class Processor:
         for rec in found:
             linked = await self.ctx.store.read(store_items.find_item, self.ctx.sync_id, side,
                                                rec.id)
-            if linked is None or linked.record_id(other(side)) is None:
+            if linked is None or (not unseen_only and linked.record_id(other(side)) is None):
                 return rec
         return None
 
@@ -218,6 +221,30 @@ class Processor:
             if found is not None:
                 self.ctx.log.info("create healed by matching", side=side, record_id=found.id,
                                   hub_id=w.hub_id, app_id=w.app_id)
+                w.set_record(side, found)
+                self._decide(w)
+
+    async def _look_before_create(self, works: list[Work]) -> None:
+        """A record created on the other side at about the same moment as ours — not seen by
+        crmsync yet, so not in the index that matching reads — is paired with instead of
+        duplicated. Only where `find` is a local query: on HubSpot a contact create answers
+        409 with the existing id, and a search per create would spend the API budget."""
+        for w in works:
+            creates = [a for a in w.decision.actions if isinstance(a, Create)]  # type: ignore[union-attr]
+            if not creates:
+                continue
+            side = creates[0].side
+            if w.item is not None and w.item.creating == side:
+                continue  # an earlier attempt's create: healed above
+            if not self.ctx.connector(side).capabilities.local_find:
+                continue
+            # A record crmsync has indexed is matched (or excluded, or a duplicate) by the
+            # rules already: only one it has not seen yet is looked for.
+            found = await self._find_partner(side, creates[0].values, unseen_only=True)
+            if found is not None:
+                self.ctx.log.info("create avoided: paired with a record made meanwhile",
+                                  side=side, record_id=found.id, hub_id=w.hub_id,
+                                  app_id=w.app_id)
                 w.set_record(side, found)
                 self._decide(w)
 
@@ -492,11 +519,14 @@ class Processor:
     # --- the whole batch -----------------------------------------------------------------------
 
     async def run(self, works: Sequence[Work], extra: ExtraCommit | None = None,
-                  before_commit: Callable[[], Awaitable[None]] | None = None) -> list[Work]:
+                  before_commit: Callable[[], Awaitable[None]] | None = None,
+                  look_before_create: bool = False) -> list[Work]:
         """Sync `works` and commit their outcomes (plus `extra`, in the same transaction).
 
         `before_commit` is awaited right before the final commit: pipelined callers use it to
-        keep their commits (and checkpoints) in order.
+        keep their commits (and checkpoints) in order. `look_before_create` (incremental
+        syncs) pairs a create with a record of the same key made meanwhile on that side; the
+        initial sync has just indexed both sides and does not need it.
         """
         started = time.perf_counter()
         todo = list(works)
@@ -508,6 +538,8 @@ class Processor:
             await self._commit_plan(todo, extra)
             return todo
         await self._heal(todo)
+        if look_before_create:
+            await self._look_before_create(todo)
         await self._commit_intents(todo)
         redo = await self._write(todo)
         if redo:

@@ -78,7 +78,7 @@ async def run_worker(ctx: ObjectSyncContext, queue: RecordLockQueue, processor: 
                 if ids:
                     store_inbox.mark_done(conn, ids)
 
-            await processor.run(works, extra=extra)
+            await processor.run(works, extra=extra, look_before_create=True)
         except BaseException as exc:
             gate.leave(held)
             queue.done(keys, error=exc)

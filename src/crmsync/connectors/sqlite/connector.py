@@ -113,6 +113,7 @@ class SqliteAppConnector:
             pipelines=settings.pipelines is not None,
             associations=bool(settings.associations),
             events=settings.events is not None,
+            local_find=True,
         )
         self._clock = clock
         self._suppress_echoes = suppress_echoes
