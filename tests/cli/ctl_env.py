@@ -27,6 +27,7 @@ from crmsync.control.server import ControlServer, serve
 from crmsync.runtime.object_sync import Timing
 
 from ..daemon.harness import Env, running
+from ..daemon.harness import wait_for as wait_for  # the ctl tests import it from here
 
 CUSTOMERS = [{"email": f"c{i}@example.com", "first_name": f"C{i}", "last_name": "App"}
              for i in range(5)]
@@ -86,15 +87,3 @@ async def ctl_daemon(tmp: Path, **kwargs: Any) -> AsyncIterator[CtlEnv]:
             nursery.cancel_scope.cancel()
     finally:
         shutil.rmtree(sock_dir, ignore_errors=True)
-
-
-async def wait_for(check: Any, timeout: float = 20.0, step: float = 0.05) -> None:
-    """Wait (real time) until `await check()` (or `check()`) is true."""
-    with trio.fail_after(timeout):
-        while True:
-            got = check()
-            if hasattr(got, "__await__"):
-                got = await got
-            if got:
-                return
-            await trio.sleep(step)

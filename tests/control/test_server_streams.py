@@ -9,6 +9,7 @@ import trio
 import trio.testing
 from structlog.testing import capture_logs
 
+from crmsync.control import framing
 from crmsync.control import protocol as p
 from crmsync.control import server as srv
 from crmsync.control.server import ControlServer
@@ -257,13 +258,24 @@ async def test_receive_line_splits_and_bounds():
     buf = bytearray()
     with trio.fail_after(5):
         await send.send_all(b"one\ntwo\nthr")
-        assert await srv.receive_line(recv, buf, 10) == b"one"
-        assert await srv.receive_line(recv, buf, 10) == b"two"
+        assert await framing.receive_line(recv, buf, 10) == b"one"
+        assert await framing.receive_line(recv, buf, 10) == b"two"
         await send.send_all(b"ee\n")
-        assert await srv.receive_line(recv, buf, 10) == b"three"
+        assert await framing.receive_line(recv, buf, 10) == b"three"
         await send.send_all(b"x" * 11)
-        with pytest.raises(srv.LineTooLong):
-            await srv.receive_line(recv, buf, 10)
+        with pytest.raises(framing.LineTooLong):
+            await framing.receive_line(recv, buf, 10)
+
+
+async def test_a_line_cut_short_at_the_end_is_a_request_but_no_reply():
+    for partial_at_eof, expected in ((True, b"half"), (False, None)):
+        send, recv = trio.testing.memory_stream_one_way_pair()
+        with trio.fail_after(5):
+            await send.send_all(b"half")
+            await send.aclose()
+            got = await framing.receive_line(recv, bytearray(), 10,
+                                             partial_at_eof=partial_at_eof)
+        assert got == expected
 
 
 def test_reply_json_shape_for_socat_users():

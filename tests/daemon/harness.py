@@ -215,6 +215,18 @@ class Env:
                 await trio.sleep(step)
 
 
+async def wait_for(check: Any, timeout: float = 30.0, step: float = 0.05) -> None:
+    """Wait (in the test's time) until `await check()` (or `check()`) is true."""
+    with trio.fail_after(timeout):
+        while True:
+            got = check()
+            if hasattr(got, "__await__"):
+                got = await got
+            if got:
+                return
+            await trio.sleep(step)
+
+
 @asynccontextmanager
 async def running(tmp: Path, *, syncs: str | None = None,
                   customers: Iterable[dict[str, Any]] = (),

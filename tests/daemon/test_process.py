@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 
-from .harness import contacts_sync
+from .harness import contacts_sync, wait_for
 from .procs import APP_SECRET, CANARIES, HUB_SECRET, TOKEN, crmsync, notify_listener, system
 
 pytestmark = pytest.mark.slow
@@ -42,18 +42,6 @@ async def prepare(s, **config: Any) -> None:
     await s.seed_hub(HUB)
 
 
-async def eventually(check, *, timeout: float = 30, step: float = 0.1) -> None:
-    """Wait until `await check()` (or `check()`) is true."""
-    with trio.fail_after(timeout):
-        while True:
-            got = check()
-            if hasattr(got, "__await__"):
-                got = await got
-            if got:
-                return
-            await trio.sleep(step)
-
-
 async def converged(s) -> bool:
     hub = await s.hub_by_email()
     app = s.app_by_email()
@@ -72,7 +60,7 @@ async def test_it_syncs_both_ways_through_webhooks_and_the_change_log(tmp_path):
             await prepare(s, hub_poll_interval=300)
             d = await s.start_daemon()
             await d.wait_for_event("initial sync complete", timeout=30)
-            await eventually(lambda: converged(s))
+            await wait_for(lambda: converged(s))
             hub, app = await s.hub_by_email(), s.app_by_email()
             # Paired both ways: the hub wins the conflicting last name, the app's phone fills
             # the hub's empty one.
@@ -83,9 +71,9 @@ async def test_it_syncs_both_ways_through_webhooks_and_the_change_log(tmp_path):
             # App -> hub through the change log; hub -> app through a webhook.
             s.app_exec("UPDATE customers SET job_title = 'CTO' WHERE email = 'app3@example.com'")
             await s.hub_update(hub["hub4@example.com"]["id"], {"jobtitle": "CFO"})
-            await eventually(lambda: s.app_by_email()["hub4@example.com"]["job_title"] == "CFO",
+            await wait_for(lambda: s.app_by_email()["hub4@example.com"]["job_title"] == "CFO",
                              step=0.05, timeout=10)
-            await eventually(lambda: _hub_prop(s, "app3@example.com", "jobtitle", "CTO"))
+            await wait_for(lambda: _hub_prop(s, "app3@example.com", "jobtitle", "CTO"))
             deliveries = d.events("webhook delivery")
             assert any(x["source"] == "hubspot" and x["signature_version"] == "v3"
                        for x in deliveries), d.tail()
@@ -210,7 +198,7 @@ async def test_sighup_reloads_and_a_changed_object_sync_restarts_its_initial_syn
             await prepare(s)
             d = await s.start_daemon()
             await d.wait_for_event("initial sync complete")
-            await eventually(lambda: converged(s))
+            await wait_for(lambda: converged(s))
 
             # A changed object sync: the phone mapping switched off, the app wins conflicts.
             s.write_config(syncs=contacts_sync(winner="app", extra="""
@@ -229,7 +217,7 @@ enabled = false
             # last-name change still does.
             s.app_exec("UPDATE customers SET phone = '+44 1', last_name = 'Reloaded' "
                        "WHERE email = 'app5@example.com'")
-            await eventually(lambda: _hub_prop(s, "app5@example.com", "lastname", "Reloaded"))
+            await wait_for(lambda: _hub_prop(s, "app5@example.com", "lastname", "Reloaded"))
             hub = await s.hub_by_email()
             assert hub["app5@example.com"]["properties"].get("phone") in (None, "")
             assert d.returncode is None
@@ -245,12 +233,12 @@ enabled = false
             assert (await s.hooks.get("/readyz")).status_code == 200
             s.app_exec("UPDATE customers SET last_name = 'StillSyncing' "
                        "WHERE email = 'app6@example.com'")
-            await eventually(lambda: _hub_prop(s, "app6@example.com", "lastname",
+            await wait_for(lambda: _hub_prop(s, "app6@example.com", "lastname",
                                                "StillSyncing"))
             # ... with the phone still switched off (the old config is the reloaded one).
             s.app_exec("UPDATE customers SET phone = '+44 2', last_name = 'Again' "
                        "WHERE email = 'app6@example.com'")
-            await eventually(lambda: _hub_prop(s, "app6@example.com", "lastname", "Again"))
+            await wait_for(lambda: _hub_prop(s, "app6@example.com", "lastname", "Again"))
             assert (await s.hub_by_email())["app6@example.com"]["properties"].get(
                 "phone") in (None, "")
             assert len(d.events("initial sync complete")) == 2
@@ -288,7 +276,7 @@ async def test_logs_are_json_lines_with_decision_fields_and_no_secret(tmp_path):
             await prepare(s)
             d = await s.start_daemon()
             await d.wait_for_event("initial sync complete")
-            await eventually(lambda: converged(s))
+            await wait_for(lambda: converged(s))
             hub = await s.hub_by_email()
             # Values that look like the secrets travel through the sync ...
             await s.hub_update(hub["hub1@example.com"]["id"], {"jobtitle": f"x {TOKEN} y"})
@@ -310,9 +298,9 @@ async def test_logs_are_json_lines_with_decision_fields_and_no_secret(tmp_path):
                 "X-HubSpot-Signature-v3": HUB_SECRET,
                 "X-HubSpot-Request-Timestamp": str(now * 1000)})
             assert r.status_code == 401
-            await eventually(lambda: s.app_by_email()["hub1@example.com"]["job_title"]
+            await wait_for(lambda: s.app_by_email()["hub1@example.com"]["job_title"]
                              == f"x {TOKEN} y")
-            await eventually(lambda: _hub_prop(s, "app1@example.com", "jobtitle",
+            await wait_for(lambda: _hub_prop(s, "app1@example.com", "jobtitle",
                                                f"Bearer {APP_SECRET}"))
             assert await stop(s) == 0
 
@@ -352,10 +340,10 @@ async def test_a_refused_token_never_reaches_the_logs(tmp_path):
                 "emulator", "hubspot", "--port", str(s.ports.emulator), "--token",
                 "some-other-token", "--records", "0"))
             s.emulator = proc
-            await eventually(lambda: _emulator_up(s), timeout=30)
+            await wait_for(lambda: _emulator_up(s), timeout=30)
             d = await s.start_daemon()
             await s.wait_running()
-            await eventually(lambda: any(x.get("level") in ("error", "warning")
+            await wait_for(lambda: any(x.get("level") in ("error", "warning")
                                          for x in d.log_lines()), timeout=20)
             await trio.sleep(1)
             d.signal(signal.SIGTERM)

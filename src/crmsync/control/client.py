@@ -14,6 +14,7 @@ from types import TracebackType
 import trio
 
 from crmsync.control import protocol as p
+from crmsync.control.framing import LineTooLong, receive_line
 
 # A reply line is bounded too (a page of 1000 records is well under 1 MiB).
 MAX_REPLY_BYTES = 64 * 1024 * 1024
@@ -139,18 +140,14 @@ class TrioControlClient:
         await self.stream.send_all(data)
 
     async def receive_line(self) -> bytes:
-        while True:
-            i = self._buf.find(b"\n")
-            if i >= 0:
-                line = bytes(self._buf[:i])
-                del self._buf[:i + 1]
-                return line
-            if len(self._buf) > MAX_REPLY_BYTES:
-                raise ControlUnavailable(self.path, "reply too large")
-            chunk = await self.stream.receive_some(1 << 20)
-            if not chunk:
-                raise ControlUnavailable(self.path, "the daemon closed the connection")
-            self._buf += chunk
+        try:
+            line = await receive_line(self.stream, self._buf, MAX_REPLY_BYTES,
+                                      partial_at_eof=False)
+        except LineTooLong:
+            raise ControlUnavailable(self.path, "reply too large") from None
+        if line is None:
+            raise ControlUnavailable(self.path, "the daemon closed the connection")
+        return line
 
     async def request(self, req: p.Request) -> p.Reply:
         await self.stream.send_all(p.encode(req))

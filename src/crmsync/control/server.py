@@ -36,6 +36,7 @@ import trio
 
 from crmsync import __version__
 from crmsync.control import protocol as p
+from crmsync.control.framing import RECEIVE_CHUNK, LineTooLong, receive_line
 from crmsync.control.paths import MAX_PATH_BYTES, server_socket_path
 from crmsync.daemon import operations as ops
 from crmsync.daemon.logging import redact_secrets
@@ -50,7 +51,6 @@ log = structlog.get_logger("crmsync.control")
 MAX_CONNECTIONS = 32
 # A client that does not read its reply is dropped after this long.
 WRITE_TIMEOUT = 30.0
-RECEIVE_CHUNK = 65536
 # After a closing error reply: how long, and how much, of what the client still sends is
 # read and dropped before the connection is closed.
 LINGER_SECONDS = 1.0
@@ -229,38 +229,6 @@ def _remove_if_ours(path: Path, ident: tuple[int, int]) -> None:
             os.unlink(path)
     except OSError:
         pass
-
-
-# --- framing ---------------------------------------------------------------------------------------
-
-
-class LineTooLong(Exception):
-    pass
-
-
-async def receive_line(stream: trio.abc.ReceiveStream, buf: bytearray,
-                       max_bytes: int) -> bytes | None:
-    """The next line from `stream` (without its newline), buffering the rest in `buf`; None at
-    the end of the stream. A last line without a newline counts as a line. Raises
-    LineTooLong once more than `max_bytes` arrive without a newline."""
-    while True:
-        i = buf.find(b"\n")
-        if i >= 0:
-            if i > max_bytes:
-                raise LineTooLong
-            line = bytes(buf[:i])
-            del buf[:i + 1]
-            return line
-        if len(buf) > max_bytes:
-            raise LineTooLong
-        chunk = await stream.receive_some(RECEIVE_CHUNK)
-        if not chunk:
-            if buf.strip():
-                line = bytes(buf)
-                buf.clear()
-                return line
-            return None
-        buf += chunk
 
 
 # --- the server ---------------------------------------------------------------------------------
