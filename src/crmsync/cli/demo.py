@@ -2,7 +2,9 @@
 
 Starts the HubSpot emulator (over loopback, delivering signed webhooks to the daemon), an app
 database of sample data, and the daemon on a temporary state directory; shows live progress
-per object; then edits records on both sides and shows them arriving on the other side.
+per object (a line every few seconds when the output is not a terminal); then edits records on
+both sides and shows them arriving on the other side, and checks the result. The temporary
+directory is removed on exit unless `--keep` is given.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import socket
 import sqlite3
 import sys
@@ -23,10 +26,13 @@ import httpx
 import structlog
 import trio
 
+from crmsync.cli.demo_checks import default_timeout, duplicates_created, events_handled
 from crmsync.cli.demo_data import SampleData, generate, write_app_db
 from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon.main import Daemon
 from crmsync.emulators.hubspot import HubSpotEmulator
+from crmsync.engine.decide import KeyProblem, match_keys
+from crmsync.engine.rules import SyncRules
 from crmsync.runtime.object_sync import Timing
 from crmsync.store import events as store_events
 from crmsync.store import items as store_items
@@ -47,14 +53,21 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--until-synced", action="store_true",
                    help="exit once the initial sync and the demo edits are done")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--state-dir", help="keep the demo's files here (default: a temp dir)")
+    p.add_argument("--state-dir", help="keep the demo's files here (default: a temporary "
+                                       "directory, removed on exit)")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the temporary directory (state, log, app database) on exit")
     p.add_argument("--tier", default="professional",
                    choices=["starter", "professional", "enterprise", "unlimited"],
                    help="the emulated HubSpot account's API limits (default professional)")
     p.add_argument("--edits", type=int, default=5, help="edits made on each side (default 5)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--timeout", type=float, default=110.0,
-                   help="give up after this many seconds with --until-synced")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="give up after this many seconds with --until-synced (default: "
+                        "120 s plus 20 s per 1,000 records)")
+    p.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
+                   help="seconds between progress lines when the output is not a terminal "
+                        "(default 5)")
 
 
 def _free_port() -> int:
@@ -209,6 +222,9 @@ async def _serve_emulator(emu: HubSpotEmulator, port: int, *,
 class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        # A directory the demo made for itself is removed on exit (unless --keep); one the
+        # user named is theirs.
+        self.temporary = not args.state_dir
         self.work = Path(args.state_dir or tempfile.mkdtemp(prefix="crmsync-demo-"))
         self.work.mkdir(parents=True, exist_ok=True)
         self.data: SampleData = generate(args.records, args.seed)
@@ -218,12 +234,42 @@ class Demo:
         self.events_expected = 0
         self.events_unknown = 0
         self.stopped = False
+        # Ids each side held before the sync started, by hub object: a record not among
+        # them was created by the sync.
+        self.hub_ids_before: dict[str, set[str]] = {}
+        self.app_ids_before: dict[str, set[str]] = {}
+        # What the demo is waiting for, for the progress lines and a timeout's message.
+        self.waiting = "the daemon to start"
+        self.progress_every = float(getattr(args, "progress_every", 5.0))
+        self.console: Any = self._console()
 
     def _console(self) -> Any:
         from rich.console import Console
 
-        # With --json, stdout carries only the summary.
-        return Console(stderr=self.args.json)
+        # With --json, stdout carries only the summary. A pipe or a file gets 120 columns
+        # (rich would use 80) and lines that never wrap: a log keeps one line per note.
+        console = Console(stderr=self.args.json)
+        if not console.is_terminal:
+            console = Console(stderr=self.args.json, soft_wrap=True,
+                              width=int(os.environ.get("COLUMNS", "") or 120))
+        return console
+
+    def cleanup(self) -> None:
+        """Remove the temporary directory (after `run`), unless --keep."""
+        if not self.temporary:
+            return
+        if getattr(self.args, "keep", False):
+            self.console.print(f"kept the demo's files in {self.work}")
+            return
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def _note(self, text: str, last: list[float]) -> None:
+        """Print `text` if the last note was `progress_every` seconds ago or more: a long
+        wait shows what it waits for, on a terminal or not."""
+        now = time.monotonic()
+        if now - last[0] >= self.progress_every:
+            last[0] = now
+            self.console.print(f"  … {text}")
 
     async def run(self) -> int:
         args = self.args
@@ -234,20 +280,30 @@ class Demo:
         cfg_path = _write_config(self.work, self.app_db, hub_port, webhook_port)
         token = "pat-demo-" + secrets.token_hex(12)
         client_secret = secrets.token_hex(16)
-        (self.work / "credentials" / "hubspot-token").write_text(token)
-        (self.work / "credentials" / "hubspot-client-secret").write_text(client_secret)
+        for name, secret in (("hubspot-token", token), ("hubspot-client-secret", client_secret)):
+            path = self.work / "credentials" / name
+            path.write_text(secret)
+            path.chmod(0o600)
+        self.app_ids_before = self._app_ids()
         log_file = (self.work / "crmsync.log").open("ab")
         daemon_logging.configure("info", "json", stream=log_file)
 
         emu = HubSpotEmulator(tokens=(token,), tier=args.tier, seed=args.seed,
                               webhook_url=f"http://127.0.0.1:{webhook_port}/webhooks/hubspot",
                               webhook_secret=client_secret)
-        emu.add_records("contacts", self.data.hub_contacts)
-        emu.add_records("companies", self.data.hub_companies)
-        emu.add_records("deals", self.data.hub_deals)
-        console = self._console()
-        console.print(f"[bold]crmsync demo[/bold] in {self.work}")
-        console.print(f"  HubSpot emulator  http://127.0.0.1:{hub_port}  ({args.tier} tier)")
+        self.hub_ids_before = {obj: set() for obj, _ in OBJECTS}
+        for obj, records in (("contacts", self.data.hub_contacts),
+                             ("companies", self.data.hub_companies),
+                             ("deals", self.data.hub_deals)):
+            self.hub_ids_before[obj] = set(emu.add_records(obj, records))
+        console = self.console
+        console.print(f"[bold]crmsync demo[/bold] in {self.work}"
+                      + ("" if not self.temporary or args.keep
+                         else " (removed on exit; --keep keeps it)"))
+        # The token is the emulator's only credential: with it, curl or any HubSpot client
+        # can look at (and edit) the emulated account while the demo runs.
+        console.print(f"  HubSpot emulator  http://127.0.0.1:{hub_port}  token {token}  "
+                      f"({args.tier} tier)", highlight=False)
         console.print(f"  app database      {self.app_db}")
         console.print(f"  webhooks          http://127.0.0.1:{webhook_port}/webhooks/hubspot")
         console.print(f"  control socket    {self.work / 'control.sock'}")
@@ -257,18 +313,20 @@ class Demo:
                         timing=Timing(hub_poll_interval=15.0, app_poll_interval=1.0))
         result = 1
         started = time.monotonic()
+        timeout = args.timeout if args.timeout is not None else default_timeout(args.records)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(_serve_emulator, emu, hub_port)
                 webhook_client = httpx.AsyncClient(timeout=10)
                 nursery.start_soon(emu.run_webhooks, webhook_client)
                 await nursery.start(self._run_daemon, daemon, nursery.cancel_scope)
-                deadline = args.timeout if args.until_synced else float("inf")
+                deadline = timeout if args.until_synced else float("inf")
                 with trio.move_on_after(deadline) as scope:
                     await self._progress(daemon, console)
                     await self._edits(daemon, emu, console)
                     await self._events(daemon, emu, console)
                     await self._wait_associations(daemon, emu, console)
+                    await self._wait_settled(daemon)
                     summary = await self._summary(daemon, emu)
                     self._print(summary, console, time.monotonic() - started)
                     result = 0 if summary["ok"] else 1
@@ -277,7 +335,8 @@ class Demo:
                                       "Ctrl-C to stop.")
                         await trio.sleep_forever()
                 if scope.cancelled_caught:
-                    console.print(f"[red]gave up after {args.timeout:g} s[/red]")
+                    console.print(f"[red]gave up after {timeout:g} s, waiting for "
+                                  f"{self.waiting}[/red] (--timeout sets the limit)")
                     result = 1
                 if self.stopped and not args.until_synced:
                     result = 0
@@ -302,7 +361,28 @@ class Demo:
             self.stopped = True
             demo_scope.cancel()
 
+    def _initial_sync_state(self, daemon: Daemon) -> tuple[bool, list[tuple[str, str, int, int]]]:
+        """Whether every object sync is running, and per object (name, phase, done, total)."""
+        rt = daemon.connections.get("shop")
+        all_ready = rt is not None
+        rows = []
+        for obj, app in OBJECTS:
+            st = rt.status.objects.get(obj) if rt else None
+            h = rt.handles.get(obj) if rt else None
+            ready = h is not None and h.ready.is_set()
+            all_ready = all_ready and ready
+            done, total = (st.done, max(st.total, st.done)) if st is not None else (0, 0)
+            phase = "in sync" if ready else st.phase if st is not None else "starting"
+            rows.append((f"{obj} ⇄ {app}", phase, done if not ready else total, total))
+        return all_ready, rows
+
     async def _progress(self, daemon: Daemon, console: Any) -> None:
+        """Until every object sync's initial sync is complete: live bars on a terminal, a
+        line every `progress_every` seconds otherwise (a log or a CI job shows it moving)."""
+        self.waiting = "the initial syncs"
+        if not console.is_terminal:
+            await self._progress_lines(daemon, console)
+            return
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -315,26 +395,31 @@ class Demo:
         with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
                       TaskProgressColumn(), TimeRemainingColumn(), TextColumn("{task.fields[phase]}"),
                       console=console, transient=False) as progress:
-            tasks = {obj: progress.add_task(f"{obj} ⇄ {app}", total=None, phase="starting")
-                     for obj, app in OBJECTS}
+            tasks = [progress.add_task(f"{obj} ⇄ {app}", total=None, phase="starting")
+                     for obj, app in OBJECTS]
             while True:
-                rt = daemon.connections.get("shop")
-                all_ready = rt is not None
-                for obj, _ in OBJECTS:
-                    st = rt.status.objects.get(obj) if rt else None
-                    h = rt.handles.get(obj) if rt else None
-                    if st is not None:
-                        total = max(st.total, st.done, 1)
-                        progress.update(tasks[obj], completed=st.done, total=total,
-                                        phase=st.phase)
-                    if h is None or not h.ready.is_set():
-                        all_ready = False
-                    elif st is not None:
-                        progress.update(tasks[obj], completed=max(st.total, st.done),
-                                        total=max(st.total, st.done, 1), phase="in sync")
+                all_ready, rows = self._initial_sync_state(daemon)
+                for task, (_, phase, done, total) in zip(tasks, rows, strict=True):
+                    progress.update(task, completed=done, total=max(total, 1), phase=phase)
                 if all_ready:
                     return
                 await trio.sleep(0.2)
+
+    async def _progress_lines(self, daemon: Daemon, console: Any) -> None:
+        started = time.monotonic()
+        last = -float("inf")
+        while True:
+            all_ready, rows = self._initial_sync_state(daemon)
+            now = time.monotonic()
+            if all_ready or now - last >= self.progress_every:
+                last = now
+                console.print(f"[{now - started:5.1f} s] initial sync: " + "; ".join(
+                    name.split(" ")[0] + (f" {phase}" if phase in ("in sync", "starting")
+                                          else f" {phase} {done:,}/{total:,}")
+                    for name, phase, done, total in rows), highlight=False, markup=False)
+            if all_ready:
+                return
+            await trio.sleep(0.2)
 
     async def _edits(self, daemon: Daemon, emu: HubSpotEmulator, console: Any) -> None:
         """Edit linked contacts on both sides and wait until each edit shows on the other."""
@@ -364,6 +449,7 @@ class Demo:
                         for i, it in enumerate(app_edits)}
         expected_app = {str(it.app_id): f"Edited in hub {stamp}-{i}"
                         for i, it in enumerate(hub_edits)}
+        last = [time.monotonic()]
         while True:
             hub_now = {r["id"]: r["properties"].get("jobtitle") for r in emu.records("contacts")}
             c = sqlite3.connect(self.app_db)
@@ -377,6 +463,8 @@ class Demo:
             if done == self.edits_total:
                 console.print(f"[green]{done} edits propagated[/green]")
                 return
+            self.waiting = f"the edits ({done} of {self.edits_total} arrived)"
+            self._note(f"waiting for {self.waiting}", last)
             await trio.sleep(0.25)
 
     async def _events(self, daemon: Daemon, emu: HubSpotEmulator, console: Any) -> None:
@@ -409,12 +497,26 @@ class Demo:
             finally:
                 c.close()
             await trio.sleep(0.02)
-        # The emulator is another system: its state is watched, not awaited.
+        counts = await self._wait_events(daemon, emu)
+        console.print(f"[green]{len(emu.events)} events on HubSpot contacts, "
+                      f"{counts.get('skipped_no_contact', 0)} skipped (no such contact)"
+                      "[/green]")
+
+    async def _wait_events(self, daemon: Daemon, emu: HubSpotEmulator) -> dict[str, int]:
+        """Until the event sync has finished with every streamed event (sent, skipped or
+        refused, as its counts in the store say) and the hub holds every one sent; returns
+        the counts. The emulator is another system: its state is watched, not awaited."""
+        assert daemon.store is not None
+        streamed = self.events_expected + self.events_unknown
+        last = [time.monotonic()]
         while True:
-            if len(emu.events) >= self.events_expected:
-                break
+            counts = await daemon.store.read(store_events.counts, "shop/contacts")
+            handled = events_handled(counts)
+            if handled >= streamed and len(emu.events) >= counts.get("sent", 0):
+                return counts
+            self.waiting = f"the app events ({handled} of {streamed} handled)"
+            self._note(f"waiting for {self.waiting}", last)
             await trio.sleep(0.2)
-        console.print(f"[green]{len(emu.events)} events on HubSpot contacts[/green]")
 
     def _app_pairs(self) -> dict[str, list[tuple[str, str]]]:
         """The app's associations as (from id, to id), by hub association type."""
@@ -461,13 +563,78 @@ class Demo:
 
     async def _wait_associations(self, daemon: Daemon, emu: HubSpotEmulator,
                                  console: Any) -> None:
+        last = [time.monotonic()]
         while True:
             report = await self._association_report(daemon, emu)
             if all(v["synced"] == v["expected"] for v in report.values()):
                 total = sum(v["synced"] for v in report.values())
                 console.print(f"[green]{total} associations in HubSpot match the app[/green]")
                 return
+            synced = sum(v["synced"] for v in report.values())
+            expected = sum(v["expected"] for v in report.values())
+            self.waiting = f"the associations ({synced:,} of {expected:,} in HubSpot)"
+            self._note(f"waiting for {self.waiting}", last)
             await trio.sleep(0.5)
+
+    async def _wait_settled(self, daemon: Daemon) -> None:
+        """Until no record waits for a sync (queued) or for the initial sync (pending): the
+        checks count records by state, and a record still moving is in neither count."""
+        assert daemon.store is not None
+        last = [time.monotonic()]
+        while True:
+            moving = {}
+            for obj, _ in OBJECTS:
+                c = await daemon.store.read(store_items.counts, f"shop/{obj}")
+                n = c.get("queued", 0) + c.get("pending", 0)
+                if n:
+                    moving[obj] = n
+            if not moving:
+                return
+            self.waiting = "records still syncing (" + ", ".join(
+                f"{obj} {n}" for obj, n in moving.items()) + ")"
+            self._note(f"waiting for {self.waiting}", last)
+            await trio.sleep(0.2)
+
+    def _app_ids(self) -> dict[str, set[str]]:
+        c = sqlite3.connect(self.app_db)
+        try:
+            return {obj: {str(r[0]) for r in c.execute(f"SELECT id FROM {table}")}
+                    for obj, table in OBJECTS}
+        finally:
+            c.close()
+
+    def _duplicates_created(self, daemon: Daemon, emu: HubSpotEmulator
+                            ) -> dict[str, list[dict[str, str]]]:
+        """Per object, records the sync created that share a match key with another record
+        on the same side (see demo_checks.duplicates_created)."""
+        rt = daemon.connections["shop"]
+
+        def keys(rules: SyncRules, side: Any, props: dict[str, Any]) -> tuple[str, ...]:
+            try:
+                return match_keys(rules, side, props)
+            except KeyProblem:
+                return ()
+
+        out: dict[str, list[dict[str, str]]] = {}
+        c = sqlite3.connect(self.app_db)
+        c.row_factory = sqlite3.Row
+        try:
+            for obj, table in OBJECTS:
+                ctx = rt.handles[obj].ctx
+                assert ctx is not None
+                hub_now = [(str(r["id"]), keys(ctx.rules, "hub", r["properties"]))
+                           for r in emu.records(obj)]
+                app_now = [(str(r["id"]), keys(ctx.rules, "app", dict(r)))
+                           for r in c.execute(f"SELECT * FROM {table}")]
+                found = [{"side": "hub", "id": rid, "key": k} for rid, k in
+                         duplicates_created(self.hub_ids_before.get(obj, set()), hub_now)]
+                found += [{"side": "app", "id": rid, "key": k} for rid, k in
+                          duplicates_created(self.app_ids_before.get(obj, set()), app_now)]
+                if found:
+                    out[obj] = found
+        finally:
+            c.close()
+        return out
 
     async def _summary(self, daemon: Daemon, emu: HubSpotEmulator) -> dict[str, Any]:
         assert daemon.store is not None
@@ -488,22 +655,17 @@ class Demo:
         try:
             app_records = sum(c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                               for _, t in OBJECTS)
-            app_emails = [r[0] for r in c.execute("SELECT lower(trim(email)) FROM customers "
-                                                  "WHERE email IS NOT NULL")]
         finally:
             c.close()
-        hub_emails = [str(r["properties"].get("email") or "").lower() for r in hub_contacts]
         linked = {it.hub_id for it in await daemon.store.read(
             store_items.list_items, "shop/contacts", "syncing", None, None)}
         hub_by_email = {str(r["properties"].get("email") or "").lower(): r["id"]
                         for r in hub_contacts}
         overlaps_paired = all(hub_by_email.get(e) in linked for e in self.data.overlapping_emails)
-        planted_dupes = self.data.duplicate_emails
-        no_duplicates = (len(hub_emails) == len(set(hub_emails))
-                         and len(app_emails) - len(set(app_emails)) == planted_dupes)
+        duplicates = self._duplicates_created(daemon, emu)
         checks = {
             "overlaps_paired": overlaps_paired,
-            "no_duplicates_created": no_duplicates,
+            "no_duplicates_created": not duplicates,
             "planted_invalid_excluded": reasons["contacts"].get("excluded:invalid_email", 0)
             == self.data.invalid_emails,
             "planted_missing_excluded": reasons["contacts"].get("excluded:no_email", 0)
@@ -537,6 +699,8 @@ class Demo:
             "hub_records": hub_records,
             "app_records": app_records,
             "edits_propagated": self.edits_propagated,
+            # The first few of each object, to look at when the check fails.
+            "duplicates_created": {obj: found[:10] for obj, found in duplicates.items()},
             "associations": associations,
             "events": {**event_counts, "hub_events": len(emu.events)},
             "excluded_deals": [{"app_id": it.app_id, "reason": it.category, "detail": it.detail}
@@ -575,4 +739,8 @@ class Demo:
 def run(args: argparse.Namespace) -> int:
     structlog.contextvars.clear_contextvars()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return trio.run(Demo(args).run)
+    demo = Demo(args)
+    try:
+        return trio.run(demo.run)
+    finally:
+        demo.cleanup()
