@@ -180,3 +180,30 @@ async def test_event_checks_wait_until_every_streamed_event_is_handled(tmp_path,
             while not result:
                 await trio.sleep(0.1)
     assert result == [{"sent": 2, "skipped_no_contact": 1}]
+
+
+async def test_the_summary_waits_until_no_record_is_queued_or_pending(tmp_path, autojump_clock):
+    # The reported 20,000-record run counted 8 companies `queued` in its summary: counts by
+    # state (deals_synced, invoices_synced) are read once every record has settled.
+    demo = Demo(demo_args(tmp_path, "--state-dir", str(tmp_path / "demo")))
+    store = InlineStore()
+    for item_id, state in ((1, "queued"), (2, "pending"), (3, "syncing")):
+        store.conn.execute("INSERT INTO items (item_id, sync_id, hub_id, app_id, state, "
+                           "created_at, updated_at) VALUES (?, 'shop/deals', ?, ?, ?, 0, 0)",
+                           (item_id, str(100 + item_id), str(item_id), state))
+    settled = trio.Event()
+
+    async def wait() -> None:
+        await demo._wait_settled(SimpleNamespace(store=store))  # type: ignore[arg-type]
+        settled.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait)
+        await trio.sleep(60)
+        store.conn.execute("UPDATE items SET state = 'syncing' WHERE item_id = 1")
+        await trio.sleep(60)
+        assert not settled.is_set()  # item 2 is still pending
+        store.conn.execute("UPDATE items SET state = 'syncing' WHERE item_id = 2")
+        with trio.fail_after(5):
+            await settled.wait()
+    assert "deals 1" in demo.waiting
