@@ -171,7 +171,10 @@ async def test_poll_now_and_reload(tmp_path):
             env = c.env
             await env.wait_ready()
             polled = await ctl_json(c, "poll-now", "shop")
-            assert polled == {"op": "poll_now", "connection": "shop", "objects": ["contacts"]}
+            # No index lag in this harness: nothing to warn about.
+            assert polled == {"op": "poll_now", "connection": "shop", "objects": ["contacts"],
+                              "hub_index_lag_seconds": 0.0, "hub_poll_interval_seconds": 300.0,
+                              "message": "polling contacts now"}
             cfg = tmp_path / "crmsync.toml"
             good = cfg.read_text()
             cfg.write_text(good.replace('conflict_winner = "hub"', 'conflict_winner = "app"'))
@@ -183,6 +186,27 @@ async def test_poll_now_and_reload(tmp_path):
             await env.wait_ready()
             st = await ctl_json(c, "status")
             assert st["connections"][0]["state"] == "running"
+
+
+async def test_poll_now_says_a_fresh_hub_change_waits_for_the_index_lag(tmp_path):
+    # The connector never reads the last `search_index_lag_seconds` of changes: HubSpot's
+    # search index lags behind writes (reference/hubspot-api.md §2: "Newly written records
+    # show up after a short indexing delay"). So poll-now, which answers at once, cannot bring
+    # a hub change made just before it: its reply says so.
+    with trio.fail_after(30):
+        async with ctl_daemon(tmp_path, customers=CUSTOMERS, hub_contacts=HUB,
+                              hub_index_lag=30.0) as c:
+            await c.env.wait_ready()
+            polled = await ctl_json(c, "poll-now", "shop", "contacts")
+            assert polled["hub_index_lag_seconds"] == 30.0
+            assert polled["hub_poll_interval_seconds"] == 300.0
+            msg = polled["message"]
+            assert msg.startswith("polling contacts now")
+            assert "made in the last 30 s is not seen by this poll" in msg
+            assert "search_index_lag_seconds" in msg and "every 300 s" in msg
+            code, out, _ = await run_ctl(c.socket, "poll-now", "shop")
+            assert code == 0 and "made in the last 30 s is not seen by this poll" in \
+                " ".join(out.split())
 
 
 async def test_disable_and_enable(tmp_path):

@@ -487,7 +487,9 @@ def render(reply: Any, console: Any) -> None:
             console.print("configuration reloaded: " + ("; ".join(reply.changes)
                                                         or "nothing changed"))
         case p.PollNowReply():
-            console.print(f"{reply.connection}: polling {', '.join(reply.objects)} now")
+            # An older daemon sends no message.
+            console.print(f"{reply.connection}: "
+                          + (reply.message or f"polling {', '.join(reply.objects)} now"))
         case _:
             _json(reply, console.file)
 

@@ -352,6 +352,10 @@ class ReloadView(_View, frozen=True, kw_only=True):
 class PollNowView(_View, frozen=True, kw_only=True):
     connection: str
     objects: list[str] = []
+    # A hub poll reads changes up to (now - this): younger ones wait for a later poll.
+    hub_index_lag_seconds: float = 0.0
+    hub_poll_interval_seconds: float | None = None  # the regular hub poll's period
+    message: str = ""  # what the poll will and will not see, in plain words
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -1050,11 +1054,31 @@ async def reload(daemon: Daemon) -> ReloadView:
 
 
 async def poll_now(daemon: Daemon, connection: str, obj: str = "") -> PollNowView:
-    """Ask the pollers of one object sync (or all of the connection) to poll at once."""
+    """Ask the pollers of one object sync (or all of the connection) to poll at once, and
+    return without waiting for them. The reply says what those polls cannot see yet: HubSpot's
+    search index lags behind its writes, so a hub poll reads changes up to
+    `search_index_lag_seconds` ago and leaves younger ones to the first poll after that."""
     syncs = _syncs(daemon, connection, obj)
     polled: list[str] = []
+    lag = 0.0
+    intervals: list[float] = []
     for s in syncs:
         _, h = _ready_handle(daemon, connection, s)
         h.poll_now()
         polled.append(s.hub_object)
-    return PollNowView(connection=connection, objects=polled)
+        if h.ctx is not None:
+            lag = max(lag, float(getattr(h.ctx.hub, "index_lag", 0.0) or 0.0))
+        if h.hub_poller is not None:
+            intervals.append(h.hub_poller.interval)
+    interval = max(intervals) if intervals else None
+    message = f"polling {', '.join(polled)} now"
+    if lag > 0:
+        then = (f"the first hub poll after that (hub polls run every {interval:g} s)"
+                if interval is not None else "a later hub poll")
+        message += (f". HubSpot's search index lags behind its writes, so a hub poll reads "
+                    f"changes up to {lag:g} s old (search_index_lag_seconds): a HubSpot change "
+                    f"made in the last {lag:g} s is not seen by this poll but by {then}. "
+                    "Hub webhooks, where configured, bring changes at once; app changes are "
+                    "read now")
+    return PollNowView(connection=connection, objects=polled, hub_index_lag_seconds=lag,
+                       hub_poll_interval_seconds=interval, message=message)
