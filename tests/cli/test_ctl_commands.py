@@ -10,6 +10,7 @@ import trio
 from crmsync.engine.categories import EXCLUDE_HINTS, FAIL_HINTS
 from crmsync.store import connections as store_connections
 
+from ..daemon.harness import contacts_sync
 from .ctl_env import CUSTOMERS, HUB, ctl_daemon, ctl_json, run_ctl, wait_for
 
 DUP = {"email": "c0@example.com", "first_name": "Dup", "last_name": "Licate"}
@@ -130,6 +131,31 @@ async def test_history_shows_fields_winner_and_why(tmp_path):
             code, out, _ = await run_ctl(c.socket, "history", "shop", "contacts", "--record",
                                          hub_id)
             assert code == 0 and "one_sided" not in out and "changed on hub only" in out
+
+
+async def test_history_of_a_one_way_sync_names_the_direction_rule(tmp_path):
+    # app -> hub only, with HubSpot as the configured conflict winner: the app's first name
+    # still goes to the hub (the direction decides), and the history says so rather than
+    # "app wins conflicts".
+    customers = [{**CUSTOMERS[1], "first_name": "Cee"}]
+    with trio.fail_after(30):
+        async with ctl_daemon(tmp_path, syncs=contacts_sync(direction="to_hub", winner="hub"),
+                              customers=customers, hub_contacts=HUB[1:2]) as c:
+            env = c.env
+            await env.wait_ready()
+            hub_id = env.hub_by_email()["c1@example.com"]["id"]
+            assert env.hub_by_email()["c1@example.com"]["properties"]["firstname"] == "Cee"
+            h = await ctl_json(c, "history", "shop", "contacts", "--record", hub_id)
+            changes = [ch for e in h["entries"] for ch in e["changes"]
+                       if ch["field"] == "firstname"]
+            assert [(ch["side"], ch["old"], ch["new"], ch["winner"], ch["reason"])
+                    for ch in changes] == [("hub", "C1", "Cee", "app", "first_pairing_one_way")]
+            why = changes[0]["why"]
+            assert "wins conflicts" not in why
+            assert "syncs one way, app → hub" in why and "direction rule" in why
+            code, out, _ = await run_ctl(c.socket, "history", "shop", "contacts", "--record",
+                                         hub_id)
+            assert code == 0 and "direction rule" in " ".join(out.split())
 
 
 async def test_resync_failed_and_one_record(tmp_path):

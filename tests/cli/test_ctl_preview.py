@@ -93,3 +93,20 @@ async def test_approve_refuses_until_the_preview_is_ready_and_without_preview(tm
             assert plan["objects"][0]["summary"] == {} and plan["objects"][0]["ready"] is False
             code, out, _ = await run_ctl(c.socket, "preview", "shop")
             assert code == 0 and "did not start in preview" in out
+
+
+async def test_a_one_way_preview_lists_the_values_it_overwrites(tmp_path):
+    # app -> hub only, HubSpot the configured winner: ann's hub first name is overwritten by
+    # the app's (the direction decides); the preview still shows it as a conflicting field,
+    # with the side whose value is copied.
+    with trio.fail_after(40):
+        async with ctl_daemon(tmp_path, syncs=contacts_sync(direction="to_hub", preview=True),
+                              customers=CUSTOMERS, hub_contacts=HUB) as c:
+            async def previewed():
+                return await phase(c) == "previewed"
+
+            await wait_for(previewed)
+            (obj,) = (await ctl_json(c, "preview", "shop"))["objects"]
+            assert obj["summary"]["conflict"] == 1
+            conflict = next(e for e in obj["entries"] if e["kind"] == "conflict")
+            assert conflict["detail"] == "firstname: 'Annie' -> 'Ann' (app wins)"

@@ -272,6 +272,36 @@ def test_an_empty_winner_keeps_the_other_sides_value(winner: str) -> None:
         assert (c.field, c.reason, c.winner) == ("phone", "empty_winner", loser)
 
 
+@pytest.mark.parametrize(("direction", "source", "winner"),
+                         [("to_hub", "app", "hub"), ("to_app", "hub", "app")])
+def test_a_one_way_field_is_settled_by_the_direction_and_says_so(direction: str, source: str,
+                                                                winner: str) -> None:
+    # The configured winner is the side the sync never copies from: the direction decides,
+    # and the history must name that rule, not "<source> wins conflicts" (issue 10, item 16).
+    target = "app" if source == "hub" else "hub"
+    rules = contacts(direction=direction, conflict_winner=winner)
+    value = "Anne" if source == "hub" else "Annie"
+    old = "Annie" if source == "hub" else "Anne"
+    h = hub({**ANN_H, "firstname": "Anne", "phone": "+1 555 0100"})
+    a = app({**ANN_A, "first_name": "Annie", "phone": "+1 555 0100"})
+    first = decide(rules, h, a, None)
+    assert change(first, "firstname") == FieldChange("firstname", target, old, value, source,
+                                                     "first_pairing_one_way")
+    both = decide(rules, h, a, S_ANN)  # changed on both sides since the snapshot
+    assert change(both, "firstname") == FieldChange("firstname", target, old, value, source,
+                                                    "conflict_one_way")
+    # A one-way mapping inside a two-way sync: the same rule.
+    one = contacts(conflict_winner="hub",
+                   mappings=[FieldMapping(hub="firstname", app="first_name",
+                                          direction="to_hub")])
+    c = change(decide(one, h, a, None), "firstname")
+    assert (c.side, c.new, c.winner, c.reason) == ("hub", "Annie", "app",
+                                                   "first_pairing_one_way")
+    # Two-way fields keep the conflict winner's reasons.
+    assert change(decide(contacts(conflict_winner="hub"), h, a, None),
+                  "firstname").reason == "first_pairing"
+
+
 def test_both_changed_to_the_same_value_is_not_a_conflict() -> None:
     d = decide(contacts(), hub({**ANN_H, "firstname": "Anne", "phone": "+1 555 0100"}),
                app({**ANN_A, "first_name": "Anne", "phone": "+1 555 0100"}), S_ANN)

@@ -644,6 +644,12 @@ _WHY = {
     "first_pairing": "first pairing, the values differed; {winner} wins conflicts",
     "first_pairing_empty": "first pairing, empty on {side}: took {winner}'s value",
     "new_record": "record created on {side} from {winner}'s values",
+    "first_pairing_one_way": "first pairing, the values differed; the field syncs one way, "
+                             "{winner} → {side}, so {winner}'s value was copied (the "
+                             "direction rule: conflict_winner applies to two-way fields only)",
+    "conflict_one_way": "changed on both sides; the field syncs one way, {winner} → {side}, "
+                        "so {winner}'s value was copied (the direction rule: conflict_winner "
+                        "applies to two-way fields only)",
 }
 
 _changes_dec = msgspec.json.Decoder(list[FieldChange])

@@ -259,13 +259,20 @@ def _merge(rules: SyncRules, hub: Record, app: Record, snapshot: Snapshot | None
                     elif ac and not hc:
                         move = ("hub", a, "app", "one_sided_change")
                     elif hc and ac:
-                        move = _conflict(r.winner, h, a, "conflict_winner", "empty_winner")
+                        move = (_conflict(r.winner, h, a, "conflict_winner", "empty_winner")
+                                if r.to_hub and r.to_app else
+                                _conflict(r.winner, h, a, "conflict_one_way", "empty_winner"))
                 elif h is None:
                     move = ("hub", a, "app", "first_pairing_empty")
                 elif a is None:
                     move = ("app", h, "hub", "first_pairing_empty")
-                else:
+                elif r.to_hub and r.to_app:
                     move = _conflict(r.winner, h, a, "first_pairing", "first_pairing")
+                else:
+                    # The direction decides (r.winner is the field's source), not the
+                    # conflict winner: the history must say which rule applied.
+                    move = _conflict(r.winner, h, a, "first_pairing_one_way",
+                                     "first_pairing_one_way")
 
             if move is not None:
                 target, value, winner, reason = move

@@ -82,6 +82,10 @@ Reason = Literal[
     "first_pairing",  # no snapshot, values differ: the winner's value
     "first_pairing_empty",  # no snapshot, empty on one side: the other side's value
     "new_record",  # the record is created on the other side
+    # A field that syncs one way only (the object sync's or the mapping's direction): its
+    # source's value is copied, whatever the conflict winner says.
+    "first_pairing_one_way",  # no snapshot, values differ
+    "conflict_one_way",  # changed on both sides
 ]
 
 

@@ -629,7 +629,8 @@ class Processor:
                                     w.hub_id, w.app_id, f"{a.category}: {a.detail}"))
                 elif isinstance(a, Exclude):
                     entries.append(("exclude", w.hub_id, w.app_id, f"{a.reason}: {a.detail}"))
-            conflicts = [c for c in d.changes if c.reason == "first_pairing"]
+            conflicts = [c for c in d.changes
+                         if c.reason in ("first_pairing", "first_pairing_one_way")]
             if conflicts:
                 entries.append(("conflict", w.hub_id, w.app_id, _conflicts(conflicts)))
             # Index the record so the report and the counts see it, with the state that
