@@ -2,6 +2,8 @@
 for xlsx); fetched in pages over the socket, so memory stays flat however many records."""
 
 import csv
+import datetime as dt
+import io
 import json
 import shutil
 import tempfile
@@ -16,6 +18,7 @@ from crmsync.control import protocol as p
 from crmsync.control.server import ControlServer
 from crmsync.daemon.operations import RecordView
 
+from ..daemon.harness import contacts_sync
 from .ctl_env import CUSTOMERS, HUB, ctl_daemon, run_ctl
 
 DUPS = [{"email": "c0@example.com", "first_name": "Dup0"},
@@ -140,3 +143,74 @@ async def test_export_memory_does_not_grow_with_the_number_of_records(tmp_path, 
     # Six times the records, about the same peak: one page at a time (a page of 1000 rows is
     # ~1 MB decoded); all rows at once would be ~6x.
     assert large < small * 1.6 + 512 * 1024, (small, large)
+
+
+def _cells(rows: list[dict]) -> list[dict]:
+    """Rows as text, an empty cell and null alike: how csv, xlsx and jsonl can be compared."""
+    return [{k: None if v in (None, "") else str(v) for k, v in r.items()} for r in rows]
+
+
+async def test_export_rows_name_the_record_and_every_format_writes_the_same_rows(tmp_path):
+    # An operator fixing failed or excluded records needs to know who they are: the match key
+    # and the mapped values (email, names), not only ids; and a script reading jsonl must see
+    # what a spreadsheet shows (the same columns, times written the same way).
+    with trio.fail_after(40):
+        async with ctl_daemon(tmp_path, customers=[*CUSTOMERS, *DUPS, *BAD],
+                              hub_contacts=HUB) as c:
+            await c.env.wait_ready()
+            got: dict[str, dict[str, list[dict]]] = {}
+            for state in ("failed", "excluded", "syncing"):
+                items = {it.item_id: it for it in await c.env.items(state=state)}
+                got[state] = {}
+                for fmt in ("csv", "xlsx", "jsonl"):
+                    out = tmp_path / f"{state}.{fmt}"
+                    code, _, err = await run_ctl(c.socket, "export", "shop", "contacts",
+                                                 "--state", state, "--format", fmt, "--out",
+                                                 str(out), "--page", "2")
+                    assert code == 0 and err == "", err
+                    got[state][fmt] = read_back(out, fmt)
+                rows = got[state]
+                assert _cells(rows["csv"]) == _cells(rows["xlsx"]) == _cells(rows["jsonl"])
+                for r in rows["jsonl"]:  # ISO 8601 UTC, to the second
+                    at = dt.datetime.fromisoformat(r["updated_at"])
+                    assert at.utcoffset() == dt.timedelta(0)
+                    assert abs(at.timestamp() - items[r["item_id"]].updated_at) < 1
+            by_name = {r["values.firstname"]: r for s in got.values() for r in s["jsonl"]}
+            dup = by_name["Dup0"]
+            assert (dup["state"], dup["match_key"], dup["values.email"], dup["values_side"]) \
+                == ("failed", "email:c0@example.com", "c0@example.com", "app")
+            bad = by_name["Bad"]  # no valid key: its values say who it is
+            assert (bad["state"], bad["match_key"], bad["values.email"]) == ("excluded", "",
+                                                                             "nope")
+            assert by_name["NoMail"]["values.email"] is None
+            c1 = by_name["C1"]
+            assert (c1["state"], c1["match_key"], c1["values.email"], c1["values.lastname"]) \
+                == ("syncing", "email:c1@example.com", "c1@example.com", "App")
+            header = next(csv.reader((tmp_path / "syncing.csv").open()))
+            assert header[:4] == ["item_id", "hub_id", "app_id", "match_key"]
+            assert {"values.email", "values.firstname", "values.lastname"} <= set(header)
+
+
+async def test_export_reads_a_hub_only_record_from_the_hub_and_survives_a_stopped_sync(
+        tmp_path):
+    hub = [*HUB, {"email": "hub-only@example.com", "firstname": "Hubert"}]
+    with trio.fail_after(40):
+        async with ctl_daemon(tmp_path, syncs=contacts_sync(direction="to_hub"),
+                              customers=[*CUSTOMERS, *DUPS], hub_contacts=hub) as c:
+            await c.env.wait_ready()
+            code, out, err = await run_ctl(c.socket, "export", "shop", "contacts", "--state",
+                                           "excluded", "--format", "jsonl", "--out", "-")
+            assert code == 0, err
+            (row,) = [json.loads(line) for line in out.splitlines()]
+            assert row["category"] == "one_way" and row["values_side"] == "hub"
+            assert (row["values.email"], row["values.firstname"]) == ("hub-only@example.com",
+                                                                     "Hubert")
+            # A disabled connection has no connectors running: the rows still come, and
+            # the export says why their values are missing.
+            assert (await run_ctl(c.socket, "disable", "shop"))[0] == 0
+            code, out, err = await run_ctl(c.socket, "export", "shop", "contacts", "--state",
+                                           "failed", "--format", "csv", "--out", "-")
+            assert code == 0
+            rows = list(csv.DictReader(io.StringIO(out)))
+            assert len(rows) == 2 and all(r["match_key"] for r in rows)
+            assert "values not read" in err and "disabled" in err

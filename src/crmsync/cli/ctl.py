@@ -570,16 +570,38 @@ def _timeout(args: argparse.Namespace) -> float | None:
 # --- export ---------------------------------------------------------------------------------------
 
 EXPORT_COLUMNS = ["item_id", "hub_id", "app_id", "match_key", "state", "category", "hint",
-                  "detail", "deleted_side", "attempts", "updated_at"]
+                  "detail", "deleted_side", "attempts", "updated_at", "values_side"]
+# Each mapped field's value is a column of its own, after these: `values.<field>` (the field
+# named as in history, by its hub property), so no field can clash with the columns above.
+VALUE_PREFIX = "values."
 
 
-def _cells(r: RecordView) -> list[Any]:
-    return [r.item_id, r.hub_id or "", r.app_id or "", r.match_key, r.state, r.category,
-            r.hint, r.detail, r.deleted_side, r.attempts, _iso(r.updated_at)]
+def export_columns(fields: list[str]) -> list[str]:
+    return [*EXPORT_COLUMNS, *(VALUE_PREFIX + f for f in fields)]
+
+
+def export_row(r: RecordView, fields: list[str]) -> dict[str, Any]:
+    """One exported record, the same for every format: times as ISO 8601 UTC, a missing id
+    or value as None (an empty cell in csv and xlsx, null in jsonl)."""
+    row: dict[str, Any] = {
+        "item_id": r.item_id, "hub_id": r.hub_id, "app_id": r.app_id,
+        "match_key": r.match_key, "state": r.state, "category": r.category, "hint": r.hint,
+        "detail": r.detail, "deleted_side": r.deleted_side, "attempts": r.attempts,
+        "updated_at": _iso(r.updated_at) or None, "values_side": r.values_side}
+    for f in fields:
+        row[VALUE_PREFIX + f] = r.values.get(f)
+    return row
 
 
 class _Writer:
-    def write(self, rows: list[RecordView]) -> None:
+    """Writes rows of `export_row`; `start` gives the columns before the first rows."""
+
+    columns: list[str] = []
+
+    def start(self, columns: list[str]) -> None:
+        self.columns = columns
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -590,10 +612,13 @@ class CsvWriter(_Writer):
     def __init__(self, f: TextIO) -> None:
         self.f = f
         self.w = csv.writer(f)
-        self.w.writerow(EXPORT_COLUMNS)
 
-    def write(self, rows: list[RecordView]) -> None:
-        self.w.writerows(_cells(r) for r in rows)
+    def start(self, columns: list[str]) -> None:
+        super().start(columns)
+        self.w.writerow(columns)
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        self.w.writerows([row.get(c) for c in self.columns] for row in rows)
 
     def close(self) -> None:
         self.f.flush()
@@ -604,9 +629,10 @@ class JsonlWriter(_Writer):
         self.f = f
         self.enc = msgspec.json.Encoder()
 
-    def write(self, rows: list[RecordView]) -> None:
-        for r in rows:
-            self.f.write(self.enc.encode(r).decode() + "\n")
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            self.f.write(self.enc.encode({c: row.get(c) for c in self.columns}).decode()
+                         + "\n")
 
     def close(self) -> None:
         self.f.flush()
@@ -625,24 +651,29 @@ class XlsxWriter(_Writer):
                                                     "strings_to_urls": False})
         self.bold = self.book.add_format({"bold": True})
         self.sheets = 0
+
+    def start(self, columns: list[str]) -> None:
+        super().start(columns)
         self._new_sheet()
 
     def _new_sheet(self) -> None:
         self.sheets += 1
         self.sheet = self.book.add_worksheet("records" if self.sheets == 1
                                              else f"records {self.sheets}")
-        self.sheet.write_row(0, 0, EXPORT_COLUMNS, self.bold)
+        self.sheet.write_row(0, 0, self.columns, self.bold)
         self.sheet.freeze_panes(1, 0)
         self.row = 1
 
-    def write(self, rows: list[RecordView]) -> None:
-        for r in rows:
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
             if self.row >= XLSX_MAX_ROWS:
                 self._new_sheet()
-            self.sheet.write_row(self.row, 0, _cells(r))
+            self.sheet.write_row(self.row, 0, [row.get(c) for c in self.columns])
             self.row += 1
 
     def close(self) -> None:
+        if not self.sheets:  # no page came: still a valid workbook with its header
+            self.start(self.columns or EXPORT_COLUMNS)
         self.book.close()
 
 
@@ -668,15 +699,23 @@ def export(args: argparse.Namespace, client: ControlClient, out: TextIO, err: Te
     ok = False
     try:
         after = 0
+        fields: list[str] | None = None
+        warned: set[str] = set()
         while True:
             reply = client.request(p.Records(connection=args.connection, object=args.object,
                                              state=args.state, category=args.category,
-                                             limit=page, after=after))
+                                             limit=page, after=after, values=True))
             if isinstance(reply, p.ErrorReply):
                 _error(reply, err, args)
                 return EXIT_FAILED
             assert isinstance(reply, p.RecordsReply)
-            writer.write(reply.records)
+            if fields is None:  # the first page names the columns of every page
+                fields = list(reply.fields)
+                writer.start(export_columns(fields))
+            if reply.values_error and reply.values_error not in warned:
+                warned.add(reply.values_error)
+                err.write(f"crmsync ctl: {reply.values_error}\n")
+            writer.write([export_row(r, fields) for r in reply.records])
             rows += len(reply.records)
             if reply.next_after is None:
                 break

@@ -63,6 +63,7 @@ class Records(_Op, frozen=True, kw_only=True, tag="records"):
     category: str = ""
     limit: int = 100  # at most 1000
     after: int = 0  # item id: the previous page's `next_after`
+    values: bool = False  # each record's mapped values too, read from one side (export)
 
 
 class History(_Op, frozen=True, kw_only=True, tag="history"):

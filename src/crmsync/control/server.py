@@ -433,8 +433,10 @@ async def dispatch(daemon: Daemon, req: p.Request) -> Any:
             return p.PingReply(version=__version__, pid=os.getpid())
         case p.Status(connection=c):
             return p.reply_from(p.StatusReply, await ops.status(daemon, c))
-        case p.Records(connection=c, object=o, state=s, category=cat, limit=n, after=a):
-            return p.reply_from(p.RecordsReply, await ops.records(daemon, c, o, s, cat, n, a))
+        case p.Records(connection=c, object=o, state=s, category=cat, limit=n, after=a,
+                       values=v):
+            return p.reply_from(p.RecordsReply,
+                                await ops.records(daemon, c, o, s, cat, n, a, v))
         case p.History(connection=c, object=o, record=r, side=side, limit=n):
             return p.reply_from(p.HistoryReply, await ops.history(daemon, c, o, r, side, n))
         case p.Preview(connection=c, object=o, limit=n):

@@ -30,6 +30,7 @@ from crmsync.runtime.context import ObjectSyncContext, sync_id_of
 from crmsync.runtime.lock_queue import RecordLockQueue, SyncFailed
 from crmsync.runtime.object_sync import ObjectSyncHandle
 from crmsync.runtime.reconcile import reconcile_once
+from crmsync.runtime.record_values import RecordValues, field_names, read_values
 from crmsync.runtime.restore import (
     RestoreCandidate,
     RestoreResult,
@@ -165,6 +166,10 @@ class RecordView(_View, frozen=True, kw_only=True):
     deleted_side: str = ""
     attempts: int = 0
     updated_at: float = 0.0
+    # With `records … values`: the mapped values by field (hub property name), as the record
+    # holds them now on `values_side` (the app's record where there is one, else the hub's).
+    values: dict[str, str | None] = {}
+    values_side: str = ""
 
 
 class RecordsPage(_View, frozen=True, kw_only=True):
@@ -176,6 +181,8 @@ class RecordsPage(_View, frozen=True, kw_only=True):
     total: int = 0  # records in this state (every category)
     records: list[RecordView] = []
     next_after: int | None = None  # pass as `after` for the next page; None: last page
+    fields: list[str] = []  # with `values`: the mapped fields, in mapping order
+    values_error: str = ""  # with `values`: why they could not be read (the rows still come)
 
 
 class ChangeView(_View, frozen=True, kw_only=True):
@@ -615,9 +622,12 @@ async def status(daemon: Daemon, connection: str = "") -> StatusView:
 
 
 async def records(daemon: Daemon, connection: str, obj: str, state: str, category: str = "",
-                  limit: int = 100, after: int = 0) -> RecordsPage:
+                  limit: int = 100, after: int = 0, values: bool = False) -> RecordsPage:
     """One page of an object sync's records in `state` (optionally of one category), by item
-    id; `next_after` continues it."""
+    id; `next_after` continues it. With `values`, each record also carries its mapped values,
+    read now from one side (runtime/record_values.py: one batch read per side); if they
+    cannot be read (the object sync is not running, a side fails), the page still comes,
+    with `values_error` saying why."""
     sync = _sync(daemon, connection, obj)
     if state not in STATES:
         raise OperationError("invalid", f"state must be one of {', '.join(STATES)}")
@@ -629,11 +639,33 @@ async def records(daemon: Daemon, connection: str, obj: str, state: str, categor
                 store_items.counts(conn, sid))
 
     items, counts = await _store(daemon).read(page)
+    views = [record_view(it, connection, sync.hub_object) for it in items]
+    fields: list[str] = []
+    values_error = ""
+    if values:
+        try:
+            read, fields = await _while_running(
+                daemon, connection, sync,
+                lambda ctx, _queue: _values_of(ctx, items))
+            views = [msgspec.structs.replace(v, values=read[v.item_id].values,
+                                             values_side=read[v.item_id].side)
+                     if v.item_id in read else v for v in views]
+        except OperationError as exc:
+            values_error = f"values not read: {exc.message}"
+        except Exception as exc:  # a report's extra: the rows still come, the error is shown
+            daemon_log().warning("record values not read", connection=connection,
+                                 object=sync.hub_object, exc_info=True)
+            values_error = f"values not read: {type(exc).__name__}: {exc}"
     return RecordsPage(
         connection=connection, hub_object=sync.hub_object, app_object=sync.app_object,
-        state=state, category=category, total=counts.get(state, 0),
-        records=[record_view(it, connection, sync.hub_object) for it in items],
-        next_after=items[-1].item_id if len(items) == limit else None)
+        state=state, category=category, total=counts.get(state, 0), records=views,
+        next_after=items[-1].item_id if len(items) == limit else None, fields=fields,
+        values_error=values_error)
+
+
+async def _values_of(ctx: ObjectSyncContext, items: list[Item]
+                     ) -> tuple[dict[int, RecordValues], list[str]]:
+    return await read_values(ctx, items), field_names(ctx)
 
 
 _WHY = {
