@@ -219,6 +219,22 @@ async def _serve_emulator(emu: HubSpotEmulator, port: int, *,
     await serve(emu.app, hc, task_status=task_status)  # type: ignore[arg-type]
 
 
+class _Every:
+    """`due()` is true at most once per `seconds` of the monotonic clock (and at the first
+    call too, with `first`)."""
+
+    def __init__(self, seconds: float, *, first: bool = False) -> None:
+        self.seconds = seconds
+        self.last = -float("inf") if first else time.monotonic()
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
+
+
 class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -263,12 +279,10 @@ class Demo:
             return
         shutil.rmtree(self.work, ignore_errors=True)
 
-    def _note(self, text: str, last: list[float]) -> None:
-        """Print `text` if the last note was `progress_every` seconds ago or more: a long
-        wait shows what it waits for, on a terminal or not."""
-        now = time.monotonic()
-        if now - last[0] >= self.progress_every:
-            last[0] = now
+    def _note(self, text: str, every: _Every) -> None:
+        """Print `text` when `every` is due: a long wait shows what it waits for, on a
+        terminal or not."""
+        if every.due():
             self.console.print(f"  … {text}")
 
     async def run(self) -> int:
@@ -362,18 +376,19 @@ class Demo:
             demo_scope.cancel()
 
     def _initial_sync_state(self, daemon: Daemon) -> tuple[bool, list[tuple[str, str, int, int]]]:
-        """Whether every object sync is running, and per object (name, phase, done, total)."""
+        """Whether every object sync is running, and per hub object (name, phase, done,
+        total)."""
         rt = daemon.connections.get("shop")
         all_ready = rt is not None
         rows = []
-        for obj, app in OBJECTS:
+        for obj, _ in OBJECTS:
             st = rt.status.objects.get(obj) if rt else None
             h = rt.handles.get(obj) if rt else None
             ready = h is not None and h.ready.is_set()
             all_ready = all_ready and ready
             done, total = (st.done, max(st.total, st.done)) if st is not None else (0, 0)
             phase = "in sync" if ready else st.phase if st is not None else "starting"
-            rows.append((f"{obj} ⇄ {app}", phase, done if not ready else total, total))
+            rows.append((obj, phase, done if not ready else total, total))
         return all_ready, rows
 
     async def _progress(self, daemon: Daemon, console: Any) -> None:
@@ -396,7 +411,7 @@ class Demo:
                       TaskProgressColumn(), TimeRemainingColumn(), TextColumn("{task.fields[phase]}"),
                       console=console, transient=False) as progress:
             tasks = [progress.add_task(f"{obj} ⇄ {app}", total=None, phase="starting")
-                     for obj, app in OBJECTS]
+                     for obj, app in OBJECTS]  # in the order of _initial_sync_state's rows
             while True:
                 all_ready, rows = self._initial_sync_state(daemon)
                 for task, (_, phase, done, total) in zip(tasks, rows, strict=True):
@@ -407,16 +422,15 @@ class Demo:
 
     async def _progress_lines(self, daemon: Daemon, console: Any) -> None:
         started = time.monotonic()
-        last = -float("inf")
+        every = _Every(self.progress_every, first=True)
         while True:
             all_ready, rows = self._initial_sync_state(daemon)
-            now = time.monotonic()
-            if all_ready or now - last >= self.progress_every:
-                last = now
-                console.print(f"[{now - started:5.1f} s] initial sync: " + "; ".join(
-                    name.split(" ")[0] + (f" {phase}" if phase in ("in sync", "starting")
-                                          else f" {phase} {done:,}/{total:,}")
-                    for name, phase, done, total in rows), highlight=False, markup=False)
+            if every.due() or all_ready:
+                line = "; ".join(obj + (f" {phase}" if phase in ("in sync", "starting")
+                                        else f" {phase} {done:,}/{total:,}")
+                                 for obj, phase, done, total in rows)
+                console.print(f"[{time.monotonic() - started:5.1f} s] initial sync: {line}",
+                              highlight=False, markup=False)
             if all_ready:
                 return
             await trio.sleep(0.2)
@@ -449,7 +463,7 @@ class Demo:
                         for i, it in enumerate(app_edits)}
         expected_app = {str(it.app_id): f"Edited in hub {stamp}-{i}"
                         for i, it in enumerate(hub_edits)}
-        last = [time.monotonic()]
+        every = _Every(self.progress_every)
         while True:
             hub_now = {r["id"]: r["properties"].get("jobtitle") for r in emu.records("contacts")}
             c = sqlite3.connect(self.app_db)
@@ -464,7 +478,7 @@ class Demo:
                 console.print(f"[green]{done} edits propagated[/green]")
                 return
             self.waiting = f"the edits ({done} of {self.edits_total} arrived)"
-            self._note(f"waiting for {self.waiting}", last)
+            self._note(f"waiting for {self.waiting}", every)
             await trio.sleep(0.25)
 
     async def _events(self, daemon: Daemon, emu: HubSpotEmulator, console: Any) -> None:
@@ -508,14 +522,14 @@ class Demo:
         the counts. The emulator is another system: its state is watched, not awaited."""
         assert daemon.store is not None
         streamed = self.events_expected + self.events_unknown
-        last = [time.monotonic()]
+        every = _Every(self.progress_every)
         while True:
             counts = await daemon.store.read(store_events.counts, "shop/contacts")
             handled = events_handled(counts)
             if handled >= streamed and len(emu.events) >= counts.get("sent", 0):
                 return counts
             self.waiting = f"the app events ({handled} of {streamed} handled)"
-            self._note(f"waiting for {self.waiting}", last)
+            self._note(f"waiting for {self.waiting}", every)
             await trio.sleep(0.2)
 
     def _app_pairs(self) -> dict[str, list[tuple[str, str]]]:
@@ -563,7 +577,7 @@ class Demo:
 
     async def _wait_associations(self, daemon: Daemon, emu: HubSpotEmulator,
                                  console: Any) -> None:
-        last = [time.monotonic()]
+        every = _Every(self.progress_every)
         while True:
             report = await self._association_report(daemon, emu)
             if all(v["synced"] == v["expected"] for v in report.values()):
@@ -573,14 +587,14 @@ class Demo:
             synced = sum(v["synced"] for v in report.values())
             expected = sum(v["expected"] for v in report.values())
             self.waiting = f"the associations ({synced:,} of {expected:,} in HubSpot)"
-            self._note(f"waiting for {self.waiting}", last)
+            self._note(f"waiting for {self.waiting}", every)
             await trio.sleep(0.5)
 
     async def _wait_settled(self, daemon: Daemon) -> None:
         """Until no record waits for a sync (queued) or for the initial sync (pending): the
         checks count records by state, and a record still moving is in neither count."""
         assert daemon.store is not None
-        last = [time.monotonic()]
+        every = _Every(self.progress_every)
         while True:
             moving = {}
             for obj, _ in OBJECTS:
@@ -592,7 +606,7 @@ class Demo:
                 return
             self.waiting = "records still syncing (" + ", ".join(
                 f"{obj} {n}" for obj, n in moving.items()) + ")"
-            self._note(f"waiting for {self.waiting}", last)
+            self._note(f"waiting for {self.waiting}", every)
             await trio.sleep(0.2)
 
     def _app_ids(self) -> dict[str, set[str]]:
