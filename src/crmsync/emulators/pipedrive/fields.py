@@ -69,6 +69,7 @@ class FieldDef:
     options: list[dict[str, Any]] | None = None
     subfields: list[dict[str, str]] | None = None
     parts: dict[str, Any] = field(default_factory=dict)  # ui_visibility etc., as last written
+    entity: str = "persons"
 
     def option_ids(self) -> set[int]:
         return {int(o["id"]) for o in self.options or ()}
@@ -90,12 +91,14 @@ class FieldDef:
             "is_optional_response_field": False,
         }
         # Returned only when `include_fields` names them [PD-spec-v2, include_fields] [INF].
+        # Deal fields show in pipelines, the others in the add-deal dialog [PD-spec-v2].
+        shown_in: dict[str, Any] = (
+            {"show_in_pipelines": {"show_in_all": True, "pipeline_ids": []}}
+            if self.entity == "deals"
+            else {"show_in_add_deal_dialog": {"show": False, "order": None}}
+        )
         defaults: dict[str, Any] = {
-            "ui_visibility": {
-                "add_visible_flag": True,
-                "details_visible_flag": True,
-                "show_in_add_deal_dialog": {"show": False, "order": None},
-            },
+            "ui_visibility": {"add_visible_flag": True, "details_visible_flag": True, **shown_in},
             "important_fields": {"enabled": False, "stage_ids": []},
             "required_fields": {"enabled": False},
         }
@@ -159,6 +162,8 @@ class FieldRegistry:
         self._rng = rng
         self._next_option_id = next_option_id  # shared by the account's registries
         self.fields: dict[str, FieldDef] = {f.code: f for f in _system(entity)}
+        for fdef in self.fields.values():
+            fdef.entity = entity
 
     def get(self, code: str) -> FieldDef:
         fdef = self.fields.get(code)
@@ -207,7 +212,7 @@ class FieldRegistry:
                     "field_type": "varchar",
                 }
             ]
-        fdef = FieldDef(code, name, ftype, True, options, subfields)
+        fdef = FieldDef(code, name, ftype, True, options, subfields, entity=self.entity)
         self._set_parts(fdef, body)
         self.fields[code] = fdef
         return fdef

@@ -1,6 +1,6 @@
 """The few v1 paths still in use [PD-spec-v1]: the webhooks API (connectors register and remove
-their own webhooks) and `/users/me`. v1 answers add `status: "ok"` to the envelope in the
-spec's webhook examples."""
+their own webhooks) and `/users/me`. The spec's webhook examples add `status: "ok"` to the
+envelope; its schemas and the official client's types do not, and they are followed here."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .wire import caller, emulator, json_response, read_json
 async def list_webhooks(request: Request) -> Response:
     emu = emulator(request)
     hooks = [h.to_json(emu.company_id) for h in emu.webhooks.hooks.values()]
-    return json_response({"status": "ok", "success": True, "data": hooks})
+    return json_response({"success": True, "data": hooks})
 
 
 async def add_webhook(request: Request) -> Response:
@@ -22,9 +22,7 @@ async def add_webhook(request: Request) -> Response:
     hook = emu.webhooks.register(
         await read_json(request), caller(request).user_id, emu.state.user_exists
     )
-    return json_response(
-        {"status": "ok", "success": True, "data": hook.to_json(emu.company_id)}, 201
-    )
+    return json_response({"success": True, "data": hook.to_json(emu.company_id)}, 201)
 
 
 async def delete_webhook(request: Request) -> Response:
@@ -36,7 +34,7 @@ async def delete_webhook(request: Request) -> Response:
     if hook_id not in emu.webhooks.hooks:
         raise V1FieldError(404, "id", "not found")
     emu.webhooks.remove(hook_id)
-    return json_response({"status": "ok", "success": True})
+    return json_response({"success": True})
 
 
 async def users_me(request: Request) -> Response:
