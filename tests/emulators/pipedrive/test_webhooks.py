@@ -219,3 +219,35 @@ async def test_registration_is_validated(
     assert bad_action.json()["errors"].keys() == {"event_action"}
     assert no_url.json()["errors"].keys() == {"subscription_url"}
     assert missing.status_code == 404 and missing.json()["errors"] == {"id": ["not found"]}
+
+
+async def test_advancing_the_clock_wakes_a_waiting_retry(autojump_clock: MockClock) -> None:
+    # The admin clock moves the retry schedule too: a standalone emulator can be pushed past
+    # the 150 s wait instead of sleeping through it.
+    emu = make_emulator(webhook_url=URL)
+    receiver = Receiver(answer=lambda n: 500 if n == 0 else 200)
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=receiver)) as hooks,
+        client_for(emu) as admin,
+    ):
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(emu.run_webhooks, hooks)
+                emu.add_records("persons", [{"name": "A"}])
+                while not receiver.requests:
+                    await trio.sleep(0.01)
+                failed_at = trio.current_time()
+                await admin.post("/_emulator/clock", json={"advance_seconds": 5})
+                await _settle(emu)
+                nursery.cancel_scope.cancel()
+    retried_at = receiver.requests[1][2]
+    assert retried_at - failed_at < 1.5  # not the 3 s the retry waits on its own
+    assert [p["meta"]["attempt"] for p in receiver.payloads] == [1, 2]
+
+
+async def test_request_bodies_are_bounded(
+    autojump_clock: MockClock, emu: PipedriveEmulator, client: httpx.AsyncClient
+) -> None:
+    with trio.fail_after(5):
+        r = await client.post(f"{V2}/persons", content=b"x" * (2 << 20))
+    assert r.status_code == 400 and r.json()["error"] == "the request body is too large"

@@ -8,13 +8,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..auth import OAuthError
-from .wire import MAX_BODY_BYTES, emulator, json_response
+from ..errors import ApiError
+from .wire import emulator, json_response, read_body
 
 
 async def token(request: Request) -> Response:
     emu = emulator(request)
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
+    try:
+        raw = await read_body(request)
+    except ApiError:
         return json_response({"error": "invalid_request", "error_description": "too large"}, 400)
     form = {
         k: v[-1] for k, v in parse_qs(raw.decode(errors="replace"), keep_blank_values=True).items()

@@ -41,10 +41,20 @@ def ok(data: Any, status: int = 200, **additional: Any) -> Response:
     return json_response(body, status)
 
 
+async def read_body(request: Request) -> bytes:
+    """The request body, refused with 400 once it passes `MAX_BODY_BYTES` (read no further)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise bad_request("the request body is too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_json(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise bad_request("the request body is too large")
+    raw = await read_body(request)
     if not raw.strip():
         raise bad_request("the request body is empty")
     try:
