@@ -28,11 +28,8 @@ def run(path: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
             f"{preview}{state})"
         )
     print(f"{path}: OK", file=out)
-    print(
-        f"hub: {cfg.hub.base_url} ({cfg.hub.tier} tier, {cfg.hub.auth.__struct_config__.tag} auth, "
-        f"poll every {cfg.hub.poll_interval_seconds:g} s)",
-        file=out,
-    )
+    print(f"hub: {cfg.hub.base_url} ({cfg.hub.tier} tier, {cfg.hub.auth.__struct_config__.tag} auth, "
+          f"poll every {cfg.hub.poll_interval_seconds:g} s)", file=out)
     print(f"connections: {len(cfg.connections)}, object syncs: {len(cfg.syncs)}", file=out)
     for conn in cfg.connections:
         print(f"  {conn.name} ({conn.connector_type}: {conn.database})", file=out)

@@ -30,26 +30,12 @@ from crmsync.daemon.operations import MAX_PAGE, RecordView, StatusView
 STATES = ["failed", "excluded", "syncing", "queued", "pending", "deleted"]
 COUNT_STATES = ["syncing", "failed", "excluded", "queued", "pending", "deleted"]
 # Count columns' headers where space is short.
-WATCH_HEADERS = {
-    "syncing": "sync",
-    "failed": "fail",
-    "excluded": "excl",
-    "queued": "queue",
-    "pending": "pend",
-    "deleted": "del",
-}
+WATCH_HEADERS = {"syncing": "sync", "failed": "fail", "excluded": "excl", "queued": "queue",
+                 "pending": "pend", "deleted": "del"}
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 # Commands that may take long (they wait for syncs or API writes): no reply timeout by default.
-LONG = {
-    "approve",
-    "resync",
-    "restore-deleted",
-    "deletes",
-    "disable",
-    "enable",
-    "delete-sync",
-    "reload",
-}
+LONG = {"approve", "resync", "restore-deleted", "deletes", "disable", "enable", "delete-sync",
+        "reload"}
 XLSX_MAX_ROWS = 1_048_576  # per worksheet, the header included
 
 
@@ -62,41 +48,23 @@ class UsageError(Exception):
 
 def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     d: Any = argparse.SUPPRESS if suppress else None
-    parser.add_argument(
-        "--socket",
-        metavar="PATH",
-        default=d,
-        help="the control socket (default: from --config, else /run/crmsync/control.sock)",
-    )
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        default=d,
-        help="the daemon's configuration file, to find its socket "
-        f"(default {DEFAULT_CONFIG} if readable)",
-    )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        default=d if suppress else False,
-        help="print the reply as JSON",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        metavar="SECONDS",
-        default=d,
-        help="give up waiting for the daemon after this long (default 30 s; "
-        "none for commands that wait for syncs)",
-    )
+    parser.add_argument("--socket", metavar="PATH", default=d,
+                        help="the control socket (default: from --config, else "
+                             "/run/crmsync/control.sock)")
+    parser.add_argument("--config", metavar="PATH", default=d,
+                        help="the daemon's configuration file, to find its socket "
+                             f"(default {DEFAULT_CONFIG} if readable)")
+    parser.add_argument("--json", action="store_true", default=d if suppress else False,
+                        help="print the reply as JSON")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", default=d,
+                        help="give up waiting for the daemon after this long (default 30 s; "
+                             "none for commands that wait for syncs)")
 
 
 def add_parser(sub: Any) -> None:
-    ctl = sub.add_parser(
-        "ctl",
-        help="control a running daemon (status, records, resync, ...)",
-        description="Talk to a running crmsync daemon through its control socket.",
-    )
+    ctl = sub.add_parser("ctl", help="control a running daemon (status, records, resync, ...)",
+                         description="Talk to a running crmsync daemon through its control "
+                                     "socket.")
     _common(ctl, suppress=False)
     common = argparse.ArgumentParser(add_help=False)
     _common(common, suppress=True)
@@ -110,25 +78,14 @@ def add_parser(sub: Any) -> None:
         if obj == "required":
             c.add_argument("object", metavar="OBJECT", help="hub or app object name")
         else:
-            c.add_argument(
-                "object",
-                metavar="OBJECT",
-                nargs="?",
-                default="",
-                help="hub or app object name (default: every object sync)",
-            )
+            c.add_argument("object", metavar="OBJECT", nargs="?", default="",
+                           help="hub or app object name (default: every object sync)")
 
     def record(c: argparse.ArgumentParser, required: bool = False) -> None:
-        c.add_argument(
-            "--record",
-            metavar="ID",
-            default="",
-            required=required,
-            help="a hub or app record id (hub:ID / app:ID when both exist)",
-        )
-        c.add_argument(
-            "--side", choices=["hub", "app"], default="", help="the side the record id belongs to"
-        )
+        c.add_argument("--record", metavar="ID", default="", required=required,
+                       help="a hub or app record id (hub:ID / app:ID when both exist)")
+        c.add_argument("--side", choices=["hub", "app"], default="",
+                       help="the side the record id belongs to")
 
     c = cmd("ping", "check that the daemon answers")
     c = cmd("status", "daemon, connections and object syncs with their counts")
@@ -160,26 +117,21 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--record", metavar="ID", default="", help="one record (needs OBJECT)")
     c.add_argument("--side", choices=["hub", "app"], default="")
 
-    c = cmd(
-        "restore-deleted", "re-create records on the side they were deleted from, and relink them"
-    )
+    c = cmd("restore-deleted", "re-create records on the side they were deleted from, and "
+                               "relink them")
     conn_obj(c)
-    c.add_argument(
-        "--to", required=True, choices=["hub", "app"], help="the side the records were deleted on"
-    )
+    c.add_argument("--to", required=True, choices=["hub", "app"],
+                   help="the side the records were deleted on")
     record(c)
-    c.add_argument(
-        "--yes", action="store_true", help="do it (without: list what would be re-created)"
-    )
+    c.add_argument("--yes", action="store_true",
+                   help="do it (without: list what would be re-created)")
     c.add_argument("--limit", type=int, default=100, help="rows listed (default 100)")
 
-    c = cmd("deletes", 'deletes parked for review (on_delete = "review"): list, approve or ignore')
-    c.add_argument(
-        "words",
-        nargs="+",
-        metavar="[approve|ignore] CONN OBJECT",
-        help="`deletes CONN OBJECT` lists; `deletes approve|ignore CONN OBJECT` resolves",
-    )
+    c = cmd("deletes", "deletes parked for review (on_delete = \"review\"): list, approve "
+                       "or ignore")
+    c.add_argument("words", nargs="+", metavar="[approve|ignore] CONN OBJECT",
+                   help="`deletes CONN OBJECT` lists; `deletes approve|ignore CONN OBJECT` "
+                        "resolves")
     record(c)
     c.add_argument("--all", action="store_true", help="every parked delete")
     c.add_argument("--limit", type=int, default=100)
@@ -191,11 +143,8 @@ def add_parser(sub: Any) -> None:
     c = cmd("enable", "start a disabled connection again")
     c.add_argument("connection", metavar="CONN")
 
-    c = cmd(
-        "delete-sync",
-        "forget crmsync's index, links, states, history and unsynced "
-        "webhook events for a connection (never touches either side's data)",
-    )
+    c = cmd("delete-sync", "forget crmsync's index, links, states, history and unsynced "
+                           "webhook events for a connection (never touches either side's data)")
     c.add_argument("connection", metavar="CONN")
     c.add_argument("--yes", action="store_true", help="do it (without: show what would go)")
 
@@ -215,12 +164,8 @@ def add_parser(sub: Any) -> None:
     c = cmd("watch", "a live status view (progress of initial syncs, counts per state)")
     c.add_argument("connection", metavar="CONN", nargs="?", default="")
     c.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
-    c.add_argument(
-        "--count",
-        type=int,
-        default=0,
-        help="stop after this many refreshes (default: until Ctrl-C)",
-    )
+    c.add_argument("--count", type=int, default=0,
+                   help="stop after this many refreshes (default: until Ctrl-C)")
 
 
 # --- finding the daemon --------------------------------------------------------------------------
@@ -238,11 +183,8 @@ def find_socket(args: argparse.Namespace) -> Path:
     path = Path(config) if config else DEFAULT_CONFIG
     if config or os.access(DEFAULT_CONFIG, os.R_OK):
         try:
-            cfg, _ = parse_config(
-                path.read_text(encoding="utf-8"),
-                check_secrets=False,
-                base_dir=path.resolve().parent,
-            )
+            cfg, _ = parse_config(path.read_text(encoding="utf-8"), check_secrets=False,
+                                  base_dir=path.resolve().parent)
         except OSError as exc:
             raise UsageError(f"{path}: {exc.strerror}") from None
         except ConfigError as exc:
@@ -316,11 +258,8 @@ def _budget_line(st: StatusView) -> str:
 def _shown_states(objects: list[Any]) -> list[str]:
     """The count columns worth a column: syncing and failed always, the others when some
     object sync has records in that state (--json has them all)."""
-    return [
-        s
-        for s in COUNT_STATES
-        if s in ("syncing", "failed") or any(o.counts.get(s, 0) for o in objects)
-    ]
+    return [s for s in COUNT_STATES
+            if s in ("syncing", "failed") or any(o.counts.get(s, 0) for o in objects)]
 
 
 def _progress(o: Any) -> str:
@@ -335,30 +274,22 @@ def _progress(o: Any) -> str:
 def render_status(st: StatusView, console: Any) -> None:
     now = st.now
     wh = st.webhooks
-    hook = (
-        f"webhooks {wh.accepted} accepted, last {_when(wh.last_delivery, now)}"
-        if wh.enabled or wh.accepted
-        else "webhooks off"
-    )
-    console.print(
-        f"[bold]crmsync {st.version}[/bold]  pid {st.pid}  up "
-        f"{_duration(st.uptime_seconds)}  {hook}"
-    )
+    hook = (f"webhooks {wh.accepted} accepted, last {_when(wh.last_delivery, now)}"
+            if wh.enabled or wh.accepted else "webhooks off")
+    console.print(f"[bold]crmsync {st.version}[/bold]  pid {st.pid}  up "
+                  f"{_duration(st.uptime_seconds)}  {hook}")
     budget = _budget_line(st)
     if budget:
         console.print(budget)
     if st.control_path:
         console.print(f"control socket {st.control_path}")
     for c in st.connections:
-        colour = {"running": "green", "disabled": "yellow", "paused": "yellow", "error": "red"}.get(
-            c.state, "cyan"
-        )
+        colour = {"running": "green", "disabled": "yellow", "paused": "yellow",
+                  "error": "red"}.get(c.state, "cyan")
         reason = f": {c.reason}" if c.reason else ""
         restarts = f" ({c.restarts} restarts)" if c.restarts else ""
-        t = _table(
-            f"connection [bold]{c.name}[/bold] ({c.connector}): "
-            f"[{colour}]{c.state}[/{colour}]{reason}{restarts}"
-        )
+        t = _table(f"connection [bold]{c.name}[/bold] ({c.connector}): "
+                   f"[{colour}]{c.state}[/{colour}]{reason}{restarts}")
         narrow = console.width < 110
         states = _shown_states(c.objects)
         t.add_column("object", no_wrap=True, max_width=30 if narrow else None)
@@ -368,16 +299,11 @@ def render_status(st: StatusView, console: Any) -> None:
             t.add_column(head, justify="right", no_wrap=True, min_width=len(head))
         notes = []
         for o in c.objects:
-            t.add_row(
-                f"{o.hub_object} ⇄ {o.app_object}",
-                _progress(o),
-                *(f"{o.counts.get(s, 0):,}" for s in states),
-            )
-            extra = [
-                f"last hub poll {_when(o.last_poll, now)}",
-                f"app poll {_when(o.last_app_poll, now)}",
-                f"webhook {_when(o.last_webhook, now)}",
-            ]
+            t.add_row(f"{o.hub_object} ⇄ {o.app_object}", _progress(o),
+                      *(f"{o.counts.get(s, 0):,}" for s in states))
+            extra = [f"last hub poll {_when(o.last_poll, now)}",
+                     f"app poll {_when(o.last_app_poll, now)}",
+                     f"webhook {_when(o.last_webhook, now)}"]
             if o.preview:
                 extra.append("[yellow]in preview[/yellow]")
             if o.parked_deletes:
@@ -393,22 +319,15 @@ def render_status(st: StatusView, console: Any) -> None:
 
 
 def render_records(r: p.RecordsReply, console: Any) -> None:
-    t = _table(
-        f"{r.connection} {r.hub_object} ⇄ {r.app_object}: {r.state}"
-        + (f" ({r.category})" if r.category else "")
-        + f" — {len(r.records)} of {r.total:,}"
-    )
+    t = _table(f"{r.connection} {r.hub_object} ⇄ {r.app_object}: {r.state}"
+               + (f" ({r.category})" if r.category else "")
+               + f" — {len(r.records)} of {r.total:,}")
     for col in ("hub id", "app id", "match key", "category", "detail"):
         t.add_column(col, overflow="fold")
     hints: dict[str, str] = {}
     for x in r.records:
-        t.add_row(
-            x.hub_id or "-",
-            x.app_id or "-",
-            x.match_key or "-",
-            x.category or x.deleted_side or "-",
-            x.detail or "-",
-        )
+        t.add_row(x.hub_id or "-", x.app_id or "-", x.match_key or "-",
+                  x.category or x.deleted_side or "-", x.detail or "-")
         if x.hint:
             hints.setdefault(x.hint, x.category or x.state)
     console.print(t)
@@ -422,61 +341,41 @@ def render_records(r: p.RecordsReply, console: Any) -> None:
 
 def render_history(r: p.HistoryReply, console: Any) -> None:
     rec = r.record
-    console.print(
-        f"[bold]{r.connection} {r.hub_object}[/bold] hub {rec.hub_id or '-'} ⇄ app "
-        f"{rec.app_id or '-'}: {rec.state}" + (f" ({rec.category})" if rec.category else "")
-    )
+    console.print(f"[bold]{r.connection} {r.hub_object}[/bold] hub {rec.hub_id or '-'} ⇄ app "
+                  f"{rec.app_id or '-'}: {rec.state}"
+                  + (f" ({rec.category})" if rec.category else ""))
     if not r.entries:
         console.print("no decisions recorded")
     for e in r.entries:
-        console.print(
-            f"\n{_iso(e.at)}  [bold]{e.action}[/bold]" + (f"  {e.detail}" if e.detail else "")
-        )
+        console.print(f"\n{_iso(e.at)}  [bold]{e.action}[/bold]"
+                      + (f"  {e.detail}" if e.detail else ""))
         if e.changes:
             t = _table()
             for col in ("field", "written to", "old", "new", "winner", "why"):
                 t.add_column(col, overflow="fold")
             for ch in e.changes:
-                t.add_row(
-                    ch.field,
-                    ch.side,
-                    "∅" if ch.old is None else ch.old,
-                    "∅" if ch.new is None else ch.new,
-                    ch.winner,
-                    ch.why,
-                )
+                t.add_row(ch.field, ch.side, "∅" if ch.old is None else ch.old,
+                          "∅" if ch.new is None else ch.new, ch.winner, ch.why)
             console.print(t)
 
 
-PLAN_KINDS = {
-    "match": "pairs matched",
-    "create_hub": "creates in the hub",
-    "create_app": "creates in the app",
-    "update_hub": "updates in the hub",
-    "update_app": "updates in the app",
-    "duplicate": "duplicates",
-    "conflict": "conflicting fields",
-    "exclude": "excluded",
-    "fail": "would fail",
-}
+PLAN_KINDS = {"match": "pairs matched", "create_hub": "creates in the hub",
+              "create_app": "creates in the app", "update_hub": "updates in the hub",
+              "update_app": "updates in the app", "duplicate": "duplicates",
+              "conflict": "conflicting fields", "exclude": "excluded", "fail": "would fail"}
 
 
 def render_preview(r: p.PreviewReply, console: Any) -> None:
     for o in r.objects:
-        state = (
-            f"ready: approve with `crmsync ctl approve {r.connection} {o.hub_object}`"
-            if o.ready
-            else f"phase {o.phase}" + (f" ({o.done:,}/{o.total:,})" if o.total else "")
-        )
-        console.print(
-            f"[bold]{r.connection} {o.hub_object} ⇄ {o.app_object}[/bold]: "
-            f"{'preview, ' if o.preview else ''}{state}"
-        )
+        state = ("ready: approve with `crmsync ctl approve "
+                 f"{r.connection} {o.hub_object}`" if o.ready
+                 else f"phase {o.phase}" + (f" ({o.done:,}/{o.total:,})" if o.total else ""))
+        console.print(f"[bold]{r.connection} {o.hub_object} ⇄ {o.app_object}[/bold]: "
+                      f"{'preview, ' if o.preview else ''}{state}")
         if not o.summary:
-            console.print(
-                "  no plan recorded"
-                + ("" if o.preview else " (the object sync did not start in preview)")
-            )
+            console.print("  no plan recorded" + ("" if o.preview else
+                                                   " (the object sync did not start in "
+                                                   "preview)"))
             continue
         t = _table()
         t.add_column("what")
@@ -493,7 +392,8 @@ def render_preview(r: p.PreviewReply, console: Any) -> None:
             console.print(t)
 
 
-def render_simple_rows(title: str, columns: list[str], rows: list[list[str]], console: Any) -> None:
+def render_simple_rows(title: str, columns: list[str], rows: list[list[str]],
+                       console: Any) -> None:
     t = _table(title)
     for col in columns:
         t.add_column(col, overflow="fold")
@@ -503,40 +403,20 @@ def render_simple_rows(title: str, columns: list[str], rows: list[list[str]], co
 
 
 def render_restore(r: p.RestoreReply, console: Any) -> None:
-    head = (
-        f"{r.connection} {r.hub_object}: {r.candidates} deleted on {r.to}, "
-        f"{r.restorable} restorable"
-    )
+    head = (f"{r.connection} {r.hub_object}: {r.candidates} deleted on {r.to}, "
+            f"{r.restorable} restorable")
     if r.applied:
         head += f", {r.restored} restored, {r.failed} failed"
     rows = []
     for x in r.records:
         values = ", ".join(f"{k}={v!r}" for k, v in x.values.items())
-        what = (
-            (
-                x.outcome
-                + (f" → {x.new_id}" if x.new_id else "")
-                + (f" ({x.state})" if x.state else "")
-            )
-            if r.applied
-            else ("would re-create" if x.restorable else "skipped")
-        )
-        rows.append(
-            [
-                x.hub_id or "-",
-                x.app_id or "-",
-                x.match_key or "-",
-                what,
-                values if x.restorable else x.reason,
-                x.detail if r.applied else "",
-            ]
-        )
-    render_simple_rows(
-        head,
-        ["hub id", "app id", "match key", "action", "values / why not", "detail"],
-        rows,
-        console,
-    )
+        what = (x.outcome + (f" → {x.new_id}" if x.new_id else "") + (
+            f" ({x.state})" if x.state else "")) if r.applied else (
+            "would re-create" if x.restorable else "skipped")
+        rows.append([x.hub_id or "-", x.app_id or "-", x.match_key or "-", what,
+                     values if x.restorable else x.reason, x.detail if r.applied else ""])
+    render_simple_rows(head, ["hub id", "app id", "match key", "action", "values / why not",
+                              "detail"], rows, console)
     if r.truncated:
         console.print(f"(showing {len(r.records)} of {r.candidates})")
     if not r.applied and r.restorable:
@@ -544,38 +424,24 @@ def render_restore(r: p.RestoreReply, console: Any) -> None:
 
 
 def render_deletes(r: p.DeletesReply, console: Any) -> None:
-    rows = [
-        [
-            x.hub_id or "-",
-            x.app_id or "-",
-            x.match_key or "-",
-            x.deleted_side,
-            f"{'delete' if x.can_delete_other else 'keep (direction)'} "
-            f"{'app' if x.deleted_side == 'hub' else 'hub'} {x.other_id}",
-            _iso(x.parked_at),
-        ]
-        for x in r.parked
-    ]
-    render_simple_rows(
-        f"{r.connection} {r.hub_object}: {r.total} delete(s) waiting for review "
-        f"(on_delete = {r.on_delete})",
-        ["hub id", "app id", "match key", "deleted on", "approve would", "parked at"],
-        rows,
-        console,
-    )
+    rows = [[x.hub_id or "-", x.app_id or "-", x.match_key or "-", x.deleted_side,
+             f"{'delete' if x.can_delete_other else 'keep (direction)'} "
+             f"{'app' if x.deleted_side == 'hub' else 'hub'} {x.other_id}",
+             _iso(x.parked_at)] for x in r.parked]
+    render_simple_rows(f"{r.connection} {r.hub_object}: {r.total} delete(s) waiting for review "
+                       f"(on_delete = {r.on_delete})",
+                       ["hub id", "app id", "match key", "deleted on", "approve would",
+                        "parked at"], rows, console)
     if r.parked:
-        console.print(
-            f"Resolve with `crmsync ctl deletes approve|ignore {r.connection} "
-            f"{r.hub_object} --record ID` (or --all)."
-        )
+        console.print(f"Resolve with `crmsync ctl deletes approve|ignore {r.connection} "
+                      f"{r.hub_object} --record ID` (or --all).")
 
 
 def render(reply: Any, console: Any) -> None:
     match reply:
         case p.PingReply():
-            console.print(
-                f"crmsync {reply.version} (pid {reply.pid}, protocol {reply.protocol}) answers"
-            )
+            console.print(f"crmsync {reply.version} (pid {reply.pid}, protocol "
+                          f"{reply.protocol}) answers")
         case p.StatusReply():
             render_status(reply, console)
         case p.RecordsReply():
@@ -592,10 +458,8 @@ def render(reply: Any, console: Any) -> None:
                 counts = ", ".join(f"{s} {o.counts.get(s, 0):,}" for s in COUNT_STATES)
                 console.print(f"{reply.connection} {o.hub_object}: {o.message}; now {counts}")
                 for x in o.records:
-                    console.print(
-                        f"  hub {x.hub_id or '-'} ⇄ app {x.app_id or '-'}: {x.state}"
-                        + (f" ({x.category}: {x.detail})" if x.category else "")
-                    )
+                    console.print(f"  hub {x.hub_id or '-'} ⇄ app {x.app_id or '-'}: {x.state}"
+                                  + (f" ({x.category}: {x.detail})" if x.category else ""))
         case p.RestoreReply():
             render_restore(reply, console)
         case p.DeletesReply():
@@ -604,37 +468,24 @@ def render(reply: Any, console: Any) -> None:
             render_simple_rows(
                 f"{reply.connection} {reply.hub_object}: {reply.action}",
                 ["hub id", "app id", "outcome", "detail"],
-                [[x.hub_id or "-", x.app_id or "-", x.outcome, x.detail] for x in reply.results],
-                console,
-            )
+                [[x.hub_id or "-", x.app_id or "-", x.outcome, x.detail]
+                 for x in reply.results], console)
         case p.DisableReply() | p.EnableReply():
-            console.print(
-                f"{reply.connection}: {reply.message} (state {reply.state}"
-                + (f": {reply.reason}" if reply.reason else "")
-                + ")"
-            )
+            console.print(f"{reply.connection}: {reply.message} (state {reply.state}"
+                          + (f": {reply.reason}" if reply.reason else "") + ")")
         case p.DeleteSyncReply():
             render_simple_rows(
-                f"{reply.connection}: crmsync's records" + (" (deleted)" if reply.deleted else ""),
+                f"{reply.connection}: crmsync's records" + (" (deleted)" if reply.deleted
+                                                            else ""),
                 ["object sync", "records", "history", "other rows"],
-                [
-                    [
-                        f.sync_id,
-                        f"{f.rows.get('items', 0):,}",
-                        f"{f.rows.get('history', 0):,}",
-                        f"{sum(n for k, n in f.rows.items() if k not in ('items', 'history')):,}",
-                    ]
-                    for f in reply.syncs
-                ],
-                console,
-            )
-            console.print(
-                reply.message + ("" if reply.deleted else " (neither side's data is ever touched)")
-            )
+                [[f.sync_id, f"{f.rows.get('items', 0):,}", f"{f.rows.get('history', 0):,}",
+                  f"{sum(n for k, n in f.rows.items() if k not in ('items', 'history')):,}"]
+                 for f in reply.syncs], console)
+            console.print(reply.message + ("" if reply.deleted else
+                                           " (neither side's data is ever touched)"))
         case p.ReloadReply():
-            console.print(
-                "configuration reloaded: " + ("; ".join(reply.changes) or "nothing changed")
-            )
+            console.print("configuration reloaded: " + ("; ".join(reply.changes)
+                                                        or "nothing changed"))
         case p.PollNowReply():
             console.print(f"{reply.connection}: polling {', '.join(reply.objects)} now")
         case _:
@@ -661,22 +512,11 @@ def build_request(args: argparse.Namespace) -> p.Request:
         case "status" | "watch":
             return p.Status(connection=args.connection)
         case "records":
-            return p.Records(
-                connection=args.connection,
-                object=args.object,
-                state=args.state,
-                category=args.category,
-                limit=args.limit,
-                after=args.after,
-            )
+            return p.Records(connection=args.connection, object=args.object, state=args.state,
+                             category=args.category, limit=args.limit, after=args.after)
         case "history":
-            return p.History(
-                connection=args.connection,
-                object=args.object,
-                record=args.record,
-                side=args.side,
-                limit=args.limit,
-            )
+            return p.History(connection=args.connection, object=args.object,
+                             record=args.record, side=args.side, limit=args.limit)
         case "preview":
             return p.Preview(connection=args.connection, object=args.object, limit=args.limit)
         case "approve":
@@ -684,43 +524,27 @@ def build_request(args: argparse.Namespace) -> p.Request:
         case "resync":
             if args.record and not args.object:
                 raise UsageError("resync --record needs the OBJECT")
-            return p.Resync(
-                connection=args.connection,
-                object=args.object,
-                failed=args.failed,
-                record=args.record,
-                side=args.side,
-            )
+            return p.Resync(connection=args.connection, object=args.object,
+                            failed=args.failed, record=args.record, side=args.side)
         case "restore-deleted":
-            return p.RestoreDeleted(
-                connection=args.connection,
-                object=args.object,
-                to=args.to,
-                record=args.record,
-                side=args.side,
-                yes=args.yes,
-                limit=args.limit,
-            )
+            return p.RestoreDeleted(connection=args.connection, object=args.object, to=args.to,
+                                    record=args.record, side=args.side, yes=args.yes,
+                                    limit=args.limit)
         case "deletes":
             words = list(args.words)
-            action = words.pop(0) if words and words[0] in ("list", "approve", "ignore") else "list"
+            action = words.pop(0) if words and words[0] in ("list", "approve", "ignore") \
+                else "list"
             if len(words) != 2:
-                raise UsageError(
-                    "usage: crmsync ctl deletes [approve|ignore] CONN OBJECT [--record ID | --all]"
-                )
+                raise UsageError("usage: crmsync ctl deletes [approve|ignore] CONN OBJECT "
+                                 "[--record ID | --all]")
             conn, obj = words
             if action == "list":
                 return p.Deletes(connection=conn, object=obj, limit=args.limit)
             if bool(args.record) == bool(args.all):
                 raise UsageError(f"deletes {action} needs --record ID or --all")
-            return p.ResolveDeletes(
-                connection=conn,
-                object=obj,
-                action="approve" if action == "approve" else "ignore",
-                record=args.record,
-                side=args.side,
-                all=args.all,
-            )
+            return p.ResolveDeletes(connection=conn, object=obj,
+                                    action="approve" if action == "approve" else "ignore",
+                                    record=args.record, side=args.side, all=args.all)
         case "disable":
             return p.Disable(connection=args.connection, reason=args.reason)
         case "enable":
@@ -743,35 +567,13 @@ def _timeout(args: argparse.Namespace) -> float | None:
 
 # --- export ---------------------------------------------------------------------------------------
 
-EXPORT_COLUMNS = [
-    "item_id",
-    "hub_id",
-    "app_id",
-    "match_key",
-    "state",
-    "category",
-    "hint",
-    "detail",
-    "deleted_side",
-    "attempts",
-    "updated_at",
-]
+EXPORT_COLUMNS = ["item_id", "hub_id", "app_id", "match_key", "state", "category", "hint",
+                  "detail", "deleted_side", "attempts", "updated_at"]
 
 
 def _cells(r: RecordView) -> list[Any]:
-    return [
-        r.item_id,
-        r.hub_id or "",
-        r.app_id or "",
-        r.match_key,
-        r.state,
-        r.category,
-        r.hint,
-        r.detail,
-        r.deleted_side,
-        r.attempts,
-        _iso(r.updated_at),
-    ]
+    return [r.item_id, r.hub_id or "", r.app_id or "", r.match_key, r.state, r.category,
+            r.hint, r.detail, r.deleted_side, r.attempts, _iso(r.updated_at)]
 
 
 class _Writer:
@@ -815,24 +617,18 @@ class XlsxWriter(_Writer):
     def __init__(self, path: Path) -> None:
         import xlsxwriter
 
-        self.book = xlsxwriter.Workbook(
-            str(path),
-            {
-                "constant_memory": True,
-                "strings_to_numbers": False,
-                "strings_to_formulas": False,
-                "strings_to_urls": False,
-            },
-        )
+        self.book = xlsxwriter.Workbook(str(path), {"constant_memory": True,
+                                                    "strings_to_numbers": False,
+                                                    "strings_to_formulas": False,
+                                                    "strings_to_urls": False})
         self.bold = self.book.add_format({"bold": True})
         self.sheets = 0
         self._new_sheet()
 
     def _new_sheet(self) -> None:
         self.sheets += 1
-        self.sheet = self.book.add_worksheet(
-            "records" if self.sheets == 1 else f"records {self.sheets}"
-        )
+        self.sheet = self.book.add_worksheet("records" if self.sheets == 1
+                                             else f"records {self.sheets}")
         self.sheet.write_row(0, 0, EXPORT_COLUMNS, self.bold)
         self.sheet.freeze_panes(1, 0)
         self.row = 1
@@ -871,16 +667,9 @@ def export(args: argparse.Namespace, client: ControlClient, out: TextIO, err: Te
     try:
         after = 0
         while True:
-            reply = client.request(
-                p.Records(
-                    connection=args.connection,
-                    object=args.object,
-                    state=args.state,
-                    category=args.category,
-                    limit=page,
-                    after=after,
-                )
-            )
+            reply = client.request(p.Records(connection=args.connection, object=args.object,
+                                             state=args.state, category=args.category,
+                                             limit=page, after=after))
             if isinstance(reply, p.ErrorReply):
                 _error(reply, err, args)
                 return EXIT_FAILED
@@ -900,15 +689,8 @@ def export(args: argparse.Namespace, client: ControlClient, out: TextIO, err: Te
                 os.replace(tmp, target)
             else:
                 tmp.unlink(missing_ok=True)
-    summary = {
-        "op": "export",
-        "connection": args.connection,
-        "object": args.object,
-        "state": args.state,
-        "format": args.format,
-        "out": args.out,
-        "rows": rows,
-    }
+    summary = {"op": "export", "connection": args.connection, "object": args.object,
+               "state": args.state, "format": args.format, "out": args.out, "rows": rows}
     if to_stdout:
         err.write(f"{rows} records exported\n")
     elif args.json:
@@ -929,19 +711,13 @@ def watch_view(st: StatusView, width: int = 120) -> Any:
     from rich.text import Text
 
     narrow = width < 110
-    parts: list[Any] = [
-        Text.from_markup(
-            f"[bold]crmsync {st.version}[/bold]  up {_duration(st.uptime_seconds)}  "
-            f"webhooks {st.webhooks.accepted}  {_budget_line(st)}  "
-            f"[dim]{_iso(st.now)}[/dim]"
-        )
-    ]
+    parts: list[Any] = [Text.from_markup(
+        f"[bold]crmsync {st.version}[/bold]  up {_duration(st.uptime_seconds)}  "
+        f"webhooks {st.webhooks.accepted}  {_budget_line(st)}  "
+        f"[dim]{_iso(st.now)}[/dim]")]
     for c in st.connections:
-        t = _table(
-            f"{c.name}: {c.state}" + (f" — {c.reason}" if c.reason else ""),
-            collapse_padding=narrow,
-            pad_edge=not narrow,
-        )
+        t = _table(f"{c.name}: {c.state}" + (f" — {c.reason}" if c.reason else ""),
+                   collapse_padding=narrow, pad_edge=not narrow)
         t.add_column("object", no_wrap=True, max_width=24 if narrow else None)
         t.add_column("initial sync", width=8 if narrow else 12)
         t.add_column("", no_wrap=True)
@@ -951,9 +727,8 @@ def watch_view(st: StatusView, width: int = 120) -> Any:
         for o in c.objects:
             done = o.running or o.phase == "complete"
             total = max(o.total, o.done, 1)
-            bar = ProgressBar(
-                total=total, completed=total if done else o.done, width=8 if narrow else 12
-            )
+            bar = ProgressBar(total=total, completed=total if done else o.done,
+                              width=8 if narrow else 12)
             eta = _duration(o.eta_seconds) if o.eta_seconds is not None else ""
             if done:
                 label = "in sync"
@@ -961,23 +736,14 @@ def watch_view(st: StatusView, width: int = 120) -> Any:
                 label = f"{o.percent or 0:.0f}%" + (f" {eta}" if eta else "")
             else:
                 label = f"{o.phase} {o.percent or 0:.0f}%" + (f" {eta} left" if eta else "")
-            t.add_row(
-                f"{o.hub_object} ⇄ {o.app_object}",
-                bar,
-                label,
-                *(f"{o.counts.get(s, 0):,}" for s in states),
-            )
+            t.add_row(f"{o.hub_object} ⇄ {o.app_object}", bar, label,
+                      *(f"{o.counts.get(s, 0):,}" for s in states))
         parts.append(t)
     return Group(*parts)
 
 
-def watch(
-    args: argparse.Namespace,
-    path: Path,
-    out: TextIO,
-    err: TextIO,
-    sleep: Callable[[float], None] = time.sleep,
-) -> int:
+def watch(args: argparse.Namespace, path: Path, out: TextIO, err: TextIO,
+          sleep: Callable[[float], None] = time.sleep) -> int:
     """Refresh the status every `--interval` seconds (a new connection each time, so a
     daemon restart is survived). With --json: one status object per line."""
     req = p.Status(connection=args.connection)
@@ -1007,16 +773,16 @@ def watch(
     from rich.text import Text
 
     console = _console(out)
-    with Live(Text("connecting…"), console=console, auto_refresh=False, transient=False) as live:
+    with Live(Text("connecting…"), console=console, auto_refresh=False,
+              transient=False) as live:
         try:
             for frame in frames():
                 if isinstance(frame, ControlUnavailable):
-                    live.update(
-                        Text(f"daemon unreachable ({frame.message}); retrying…", style="red"),
-                        refresh=True,
-                    )
+                    live.update(Text(f"daemon unreachable ({frame.message}); retrying…",
+                                     style="red"), refresh=True)
                 elif isinstance(frame, p.ErrorReply):
-                    live.update(Text(f"{frame.code}: {frame.message}", style="red"), refresh=True)
+                    live.update(Text(f"{frame.code}: {frame.message}", style="red"),
+                                refresh=True)
                 else:
                     live.update(watch_view(frame, console.width), refresh=True)
         except KeyboardInterrupt:
@@ -1033,7 +799,8 @@ def _error(reply: p.ErrorReply, err: TextIO, args: argparse.Namespace) -> None:
     err.write(f"crmsync ctl: {reply.message} ({reply.code})\n")
 
 
-def run(args: argparse.Namespace, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, *, out: TextIO | None = None,
+        err: TextIO | None = None) -> int:
     """Run one `crmsync ctl` command; returns the exit status."""
     out = out or sys.stdout
     err = err or sys.stderr

@@ -31,53 +31,30 @@ from crmsync.runtime.object_sync import Timing
 from crmsync.store import events as store_events
 from crmsync.store import items as store_items
 
-OBJECTS = (
-    ("contacts", "customers"),
-    ("companies", "organisations"),
-    ("deals", "opportunities"),
-    ("invoices", "invoices"),
-    ("line_items", "invoice_lines"),
-)
+OBJECTS = (("contacts", "customers"), ("companies", "organisations"),
+           ("deals", "opportunities"), ("invoices", "invoices"),
+           ("line_items", "invoice_lines"))
 # Association types the demo keeps, as (hub object, hub object).
-ASSOCIATIONS = (
-    ("contacts", "companies"),
-    ("deals", "contacts"),
-    ("deals", "companies"),
-    ("invoices", "contacts"),
-    ("line_items", "invoices"),
-)
+ASSOCIATIONS = (("contacts", "companies"), ("deals", "contacts"), ("deals", "companies"),
+                ("invoices", "contacts"), ("line_items", "invoices"))
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="run crmsync against the HubSpot emulator and a sample app "
-        "database (no account needed)",
-    )
-    p.add_argument(
-        "--records", type=int, default=200, help="sample contacts across both sides (default 200)"
-    )
-    p.add_argument(
-        "--until-synced",
-        action="store_true",
-        help="exit once the initial sync and the demo edits are done",
-    )
+    p = sub.add_parser("demo", help="run crmsync against the HubSpot emulator and a sample app "
+                                    "database (no account needed)")
+    p.add_argument("--records", type=int, default=200,
+                   help="sample contacts across both sides (default 200)")
+    p.add_argument("--until-synced", action="store_true",
+                   help="exit once the initial sync and the demo edits are done")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--state-dir", help="keep the demo's files here (default: a temp dir)")
-    p.add_argument(
-        "--tier",
-        default="professional",
-        choices=["starter", "professional", "enterprise", "unlimited"],
-        help="the emulated HubSpot account's API limits (default professional)",
-    )
+    p.add_argument("--tier", default="professional",
+                   choices=["starter", "professional", "enterprise", "unlimited"],
+                   help="the emulated HubSpot account's API limits (default professional)")
     p.add_argument("--edits", type=int, default=5, help="edits made on each side (default 5)")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=110.0,
-        help="give up after this many seconds with --until-synced",
-    )
+    p.add_argument("--timeout", type=float, default=110.0,
+                   help="give up after this many seconds with --until-synced")
 
 
 def _free_port() -> int:
@@ -92,13 +69,13 @@ def _write_config(work: Path, app_db: Path, hub_port: int, webhook_port: int) ->
     cfg = work / "crmsync.toml"
     cfg.write_text(f"""# Written by `crmsync demo`.
 [daemon]
-state_dir = "{work / "state"}"
+state_dir = "{work / 'state'}"
 log_format = "json"
 log_level = "info"
 shutdown_grace_seconds = 5
 
 [daemon.control]
-socket_path = "{work / "control.sock"}"
+socket_path = "{work / 'control.sock'}"
 
 [daemon.webhooks]
 listen = "127.0.0.1:{webhook_port}"
@@ -217,12 +194,8 @@ associations = ["invoices"]
     return cfg
 
 
-async def _serve_emulator(
-    emu: HubSpotEmulator,
-    port: int,
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
+async def _serve_emulator(emu: HubSpotEmulator, port: int, *,
+                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     from hypercorn.config import Config as HyperConfig
     from hypercorn.trio import serve
 
@@ -266,13 +239,9 @@ class Demo:
         log_file = (self.work / "crmsync.log").open("ab")
         daemon_logging.configure("info", "json", stream=log_file)
 
-        emu = HubSpotEmulator(
-            tokens=(token,),
-            tier=args.tier,
-            seed=args.seed,
-            webhook_url=f"http://127.0.0.1:{webhook_port}/webhooks/hubspot",
-            webhook_secret=client_secret,
-        )
+        emu = HubSpotEmulator(tokens=(token,), tier=args.tier, seed=args.seed,
+                              webhook_url=f"http://127.0.0.1:{webhook_port}/webhooks/hubspot",
+                              webhook_secret=client_secret)
         emu.add_records("contacts", self.data.hub_contacts)
         emu.add_records("companies", self.data.hub_companies)
         emu.add_records("deals", self.data.hub_deals)
@@ -284,12 +253,8 @@ class Demo:
         console.print(f"  control socket    {self.work / 'control.sock'}")
         console.print(f"  daemon log        {self.work / 'crmsync.log'}")
 
-        daemon = Daemon(
-            cfg_path,
-            configure_logging=False,
-            hub_index_lag=5.0,
-            timing=Timing(hub_poll_interval=15.0, app_poll_interval=1.0),
-        )
+        daemon = Daemon(cfg_path, configure_logging=False, hub_index_lag=5.0,
+                        timing=Timing(hub_poll_interval=15.0, app_poll_interval=1.0))
         result = 1
         started = time.monotonic()
         try:
@@ -308,9 +273,8 @@ class Demo:
                     self._print(summary, console, time.monotonic() - started)
                     result = 0 if summary["ok"] else 1
                     if not args.until_synced:
-                        console.print(
-                            "Running; edit either side and watch it sync. Ctrl-C to stop."
-                        )
+                        console.print("Running; edit either side and watch it sync. "
+                                      "Ctrl-C to stop.")
                         await trio.sleep_forever()
                 if scope.cancelled_caught:
                     console.print(f"[red]gave up after {args.timeout:g} s[/red]")
@@ -325,13 +289,9 @@ class Demo:
             log_file.close()
         return result
 
-    async def _run_daemon(
-        self,
-        daemon: Daemon,
-        demo_scope: trio.CancelScope,
-        *,
-        task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
+    async def _run_daemon(self, daemon: Daemon, demo_scope: trio.CancelScope, *,
+                          task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED
+                          ) -> None:
         """The daemon with its control server; when it stops (SIGTERM, Ctrl-C) the demo
         stops with it."""
         from crmsync.control.server import serve as serve_control
@@ -352,20 +312,11 @@ class Demo:
             TimeRemainingColumn,
         )
 
-        with Progress(
-            TextColumn("{task.description:<28}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[phase]}"),
-            console=console,
-            transient=False,
-        ) as progress:
-            tasks = {
-                obj: progress.add_task(f"{obj} ⇄ {app}", total=None, phase="starting")
-                for obj, app in OBJECTS
-            }
+        with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                      TaskProgressColumn(), TimeRemainingColumn(), TextColumn("{task.fields[phase]}"),
+                      console=console, transient=False) as progress:
+            tasks = {obj: progress.add_task(f"{obj} ⇄ {app}", total=None, phase="starting")
+                     for obj, app in OBJECTS}
             while True:
                 rt = daemon.connections.get("shop")
                 all_ready = rt is not None
@@ -374,16 +325,13 @@ class Demo:
                     h = rt.handles.get(obj) if rt else None
                     if st is not None:
                         total = max(st.total, st.done, 1)
-                        progress.update(tasks[obj], completed=st.done, total=total, phase=st.phase)
+                        progress.update(tasks[obj], completed=st.done, total=total,
+                                        phase=st.phase)
                     if h is None or not h.ready.is_set():
                         all_ready = False
                     elif st is not None:
-                        progress.update(
-                            tasks[obj],
-                            completed=max(st.total, st.done),
-                            total=max(st.total, st.done, 1),
-                            phase="in sync",
-                        )
+                        progress.update(tasks[obj], completed=max(st.total, st.done),
+                                        total=max(st.total, st.done, 1), phase="in sync")
                 if all_ready:
                     return
                 await trio.sleep(0.2)
@@ -391,55 +339,40 @@ class Demo:
     async def _edits(self, daemon: Daemon, emu: HubSpotEmulator, console: Any) -> None:
         """Edit linked contacts on both sides and wait until each edit shows on the other."""
         assert daemon.store is not None
-        linked = [
-            it
-            for it in await daemon.store.read(
-                store_items.list_items, "shop/contacts", "syncing", None, 1000
-            )
-            if it.hub_id and it.app_id
-        ]
+        linked = [it for it in await daemon.store.read(store_items.list_items, "shop/contacts",
+                                                       "syncing", None, 1000)
+                  if it.hub_id and it.app_id]
         n = min(self.args.edits, len(linked) // 2)
         app_edits = linked[:n]
-        hub_edits = linked[n : 2 * n]
+        hub_edits = linked[n:2 * n]
         stamp = secrets.token_hex(2)
         conn = sqlite3.connect(self.app_db)
         try:
             for i, it in enumerate(app_edits):
-                conn.execute(
-                    "UPDATE customers SET job_title = ?, updated_at = "
-                    "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
-                    (f"Edited in app {stamp}-{i}", int(it.app_id or 0)),
-                )
+                conn.execute("UPDATE customers SET job_title = ?, updated_at = "
+                             "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
+                             (f"Edited in app {stamp}-{i}", int(it.app_id or 0)))
             conn.commit()
         finally:
             conn.close()
         for i, it in enumerate(hub_edits):
-            emu.update_record(
-                "contacts", it.hub_id or "", {"jobtitle": f"Edited in hub {stamp}-{i}"}
-            )
+            emu.update_record("contacts", it.hub_id or "", {"jobtitle": f"Edited in hub {stamp}-{i}"})
         self.edits_total = 2 * n
-        console.print(
-            f"Edited {n} contacts in the app and {n} in HubSpot; waiting for them "
-            "to arrive on the other side…"
-        )
-        expected_hub = {
-            str(it.hub_id): f"Edited in app {stamp}-{i}" for i, it in enumerate(app_edits)
-        }
-        expected_app = {
-            str(it.app_id): f"Edited in hub {stamp}-{i}" for i, it in enumerate(hub_edits)
-        }
+        console.print(f"Edited {n} contacts in the app and {n} in HubSpot; waiting for them "
+                      "to arrive on the other side…")
+        expected_hub = {str(it.hub_id): f"Edited in app {stamp}-{i}"
+                        for i, it in enumerate(app_edits)}
+        expected_app = {str(it.app_id): f"Edited in hub {stamp}-{i}"
+                        for i, it in enumerate(hub_edits)}
         while True:
             hub_now = {r["id"]: r["properties"].get("jobtitle") for r in emu.records("contacts")}
             c = sqlite3.connect(self.app_db)
             try:
-                app_now = {
-                    str(r[0]): r[1] for r in c.execute("SELECT id, job_title FROM customers")
-                }
+                app_now = {str(r[0]): r[1] for r in c.execute("SELECT id, job_title FROM customers")}
             finally:
                 c.close()
-            done = sum(hub_now.get(k) == v for k, v in expected_hub.items()) + sum(
-                app_now.get(k) == v for k, v in expected_app.items()
-            )
+            done = (sum(hub_now.get(k) == v for k, v in expected_hub.items())
+                    + sum(app_now.get(k) == v for k, v in expected_app.items()))
             self.edits_propagated = done
             if done == self.edits_total:
                 console.print(f"[green]{done} edits propagated[/green]")
@@ -450,13 +383,9 @@ class Demo:
         """A stream of app events: for linked contacts (sent once) and for people the hub
         does not know (skipped with the reason)."""
         assert daemon.store is not None
-        linked = [
-            it
-            for it in await daemon.store.read(
-                store_items.list_items, "shop/contacts", "syncing", None, 200
-            )
-            if it.hub_id and it.app_id
-        ]
+        linked = [it for it in await daemon.store.read(store_items.list_items, "shop/contacts",
+                                                       "syncing", None, 200)
+                  if it.hub_id and it.app_id]
         conn = sqlite3.connect(self.app_db)
         try:
             emails = {str(r[0]): r[1] for r in conn.execute("SELECT id, email FROM customers")}
@@ -467,22 +396,15 @@ class Demo:
         unknown = [f"visitor{i}@nowhere.example" for i in range(max(1, n // 4))]
         self.events_expected = len(known)
         self.events_unknown = len(unknown)
-        console.print(
-            f"Streaming {len(known) + len(unknown)} app events "
-            f"({len(unknown)} for people HubSpot does not know)…"
-        )
+        console.print(f"Streaming {len(known) + len(unknown)} app events "
+                      f"({len(unknown)} for people HubSpot does not know)…")
         for i, email in enumerate(known + unknown):
             c = sqlite3.connect(self.app_db)
             try:
-                c.execute(
-                    "INSERT INTO events VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ?)",
-                    (
-                        f"evt-{i}",
-                        email,
-                        "pe_viewed_pricing" if i % 2 else "pe_signed_in",
-                        json.dumps({"source": "demo", "n": str(i)}),
-                    ),
-                )
+                c.execute("INSERT INTO events VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', "
+                          "'now'), ?)", (f"evt-{i}", email,
+                                         "pe_viewed_pricing" if i % 2 else "pe_signed_in",
+                                         json.dumps({"source": "demo", "n": str(i)})))
                 c.commit()
             finally:
                 c.close()
@@ -500,34 +422,32 @@ class Demo:
         try:
             q = {
                 "contacts-companies": "SELECT id, company_id FROM customers WHERE company_id "
-                "IS NOT NULL",
+                                      "IS NOT NULL",
                 "deals-companies": "SELECT id, company_id FROM opportunities WHERE company_id "
-                "IS NOT NULL",
-                "deals-contacts": "SELECT opportunity_id, customer_id FROM opportunity_customers",
+                                   "IS NOT NULL",
+                "deals-contacts": "SELECT opportunity_id, customer_id FROM "
+                                  "opportunity_customers",
                 "invoices-contacts": "SELECT id, customer_id FROM invoices WHERE customer_id "
-                "IS NOT NULL",
+                                     "IS NOT NULL",
                 "line_items-invoices": "SELECT id, invoice_id FROM invoice_lines WHERE "
-                "invoice_id IS NOT NULL",
+                                       "invoice_id IS NOT NULL",
             }
             return {k: [(str(a), str(b)) for a, b in c.execute(sql)] for k, sql in q.items()}
         finally:
             c.close()
 
-    async def _association_report(
-        self, daemon: Daemon, emu: HubSpotEmulator
-    ) -> dict[str, dict[str, int]]:
+    async def _association_report(self, daemon: Daemon, emu: HubSpotEmulator
+                                  ) -> dict[str, dict[str, int]]:
         """Per association type: app associations whose two records are linked, and how many
         of them HubSpot holds between the partners."""
         assert daemon.store is not None
         out: dict[str, dict[str, int]] = {}
         for name, pairs in self._app_pairs().items():
             a_obj, b_obj = name.split("-")
-            a_items = await daemon.store.read(
-                store_items.find_items, f"shop/{a_obj}", "app", [a for a, _ in pairs]
-            )
-            b_items = await daemon.store.read(
-                store_items.find_items, f"shop/{b_obj}", "app", [b for _, b in pairs]
-            )
+            a_items = await daemon.store.read(store_items.find_items, f"shop/{a_obj}", "app",
+                                              [a for a, _ in pairs])
+            b_items = await daemon.store.read(store_items.find_items, f"shop/{b_obj}", "app",
+                                              [b for _, b in pairs])
             expected = synced = 0
             for a, b in pairs:
                 ia, ib = a_items.get(a), b_items.get(b)
@@ -539,7 +459,8 @@ class Demo:
             out[name] = {"expected": expected, "synced": synced}
         return out
 
-    async def _wait_associations(self, daemon: Daemon, emu: HubSpotEmulator, console: Any) -> None:
+    async def _wait_associations(self, daemon: Daemon, emu: HubSpotEmulator,
+                                 console: Any) -> None:
         while True:
             report = await self._association_report(daemon, emu)
             if all(v["synced"] == v["expected"] for v in report.values()):
@@ -565,33 +486,21 @@ class Demo:
         hub_records = sum(len(emu.records(o)) for o, _ in OBJECTS)
         c = sqlite3.connect(self.app_db)
         try:
-            app_records = sum(
-                c.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for _, t in OBJECTS
-            )
-            app_emails = [
-                r[0]
-                for r in c.execute(
-                    "SELECT lower(trim(email)) FROM customers WHERE email IS NOT NULL"
-                )
-            ]
+            app_records = sum(c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                              for _, t in OBJECTS)
+            app_emails = [r[0] for r in c.execute("SELECT lower(trim(email)) FROM customers "
+                                                  "WHERE email IS NOT NULL")]
         finally:
             c.close()
         hub_emails = [str(r["properties"].get("email") or "").lower() for r in hub_contacts]
-        linked = {
-            it.hub_id
-            for it in await daemon.store.read(
-                store_items.list_items, "shop/contacts", "syncing", None, None
-            )
-        }
-        hub_by_email = {
-            str(r["properties"].get("email") or "").lower(): r["id"] for r in hub_contacts
-        }
+        linked = {it.hub_id for it in await daemon.store.read(
+            store_items.list_items, "shop/contacts", "syncing", None, None)}
+        hub_by_email = {str(r["properties"].get("email") or "").lower(): r["id"]
+                        for r in hub_contacts}
         overlaps_paired = all(hub_by_email.get(e) in linked for e in self.data.overlapping_emails)
         planted_dupes = self.data.duplicate_emails
-        no_duplicates = (
-            len(hub_emails) == len(set(hub_emails))
-            and len(app_emails) - len(set(app_emails)) == planted_dupes
-        )
+        no_duplicates = (len(hub_emails) == len(set(hub_emails))
+                         and len(app_emails) - len(set(app_emails)) == planted_dupes)
         checks = {
             "overlaps_paired": overlaps_paired,
             "no_duplicates_created": no_duplicates,
@@ -604,32 +513,24 @@ class Demo:
             "edits_propagated": self.edits_propagated == self.edits_total,
         }
         associations = await self._association_report(daemon, emu)
-        checks["associations_synced"] = all(
-            v["synced"] == v["expected"] and v["expected"] > 0 for v in associations.values()
-        )
+        checks["associations_synced"] = all(v["synced"] == v["expected"] and v["expected"] > 0
+                                            for v in associations.values())
         event_counts = await daemon.store.read(store_events.counts, "shop/contacts")
-        checks["events_sent_once"] = (
-            len(emu.events) == self.events_expected == event_counts.get("sent", 0)
-        )
-        checks["unknown_contact_events_skipped"] = (
-            event_counts.get("skipped_no_contact", 0) == self.events_unknown
-        )
-        unmapped = [
-            it
-            for it in await daemon.store.read(
-                store_items.list_items, "shop/deals", "excluded", "stage_not_mapped", None
-            )
-            if it.app_id
-        ]
-        checks["unmapped_stage_deal_excluded"] = len(unmapped) == self.data.unmapped_deals and all(
-            "'hold'" in it.detail for it in unmapped
-        )
+        checks["events_sent_once"] = (len(emu.events) == self.events_expected
+                                      == event_counts.get("sent", 0))
+        checks["unknown_contact_events_skipped"] = (event_counts.get("skipped_no_contact", 0)
+                                                   == self.events_unknown)
+        unmapped = [it for it in await daemon.store.read(store_items.list_items, "shop/deals",
+                                                         "excluded", "stage_not_mapped", None)
+                    if it.app_id]
+        checks["unmapped_stage_deal_excluded"] = (
+            len(unmapped) == self.data.unmapped_deals
+            and all("'hold'" in it.detail for it in unmapped))
         checks["deals_synced"] = objects["deals"]["syncing"] == (
-            len(self.data.app_deals) - self.data.unmapped_deals + len(self.data.hub_deals)
-        )
-        checks["invoices_synced"] = objects["invoices"]["syncing"] == len(
-            self.data.app_invoices
-        ) and objects["line_items"]["syncing"] == len(self.data.app_invoice_lines)
+            len(self.data.app_deals) - self.data.unmapped_deals + len(self.data.hub_deals))
+        checks["invoices_synced"] = (objects["invoices"]["syncing"] == len(self.data.app_invoices)
+                                     and objects["line_items"]["syncing"]
+                                     == len(self.data.app_invoice_lines))
         return {
             "objects": objects,
             "reasons": reasons,
@@ -638,9 +539,8 @@ class Demo:
             "edits_propagated": self.edits_propagated,
             "associations": associations,
             "events": {**event_counts, "hub_events": len(emu.events)},
-            "excluded_deals": [
-                {"app_id": it.app_id, "reason": it.category, "detail": it.detail} for it in unmapped
-            ],
+            "excluded_deals": [{"app_id": it.app_id, "reason": it.category, "detail": it.detail}
+                               for it in unmapped],
             "checks": checks,
             "ok": all(checks.values()),
         }
@@ -661,16 +561,13 @@ class Demo:
             table.add_column(s, justify="right")
         table.add_column("why failed / excluded")
         for obj, counts in summary["objects"].items():
-            why = ", ".join(
-                f"{k.split(':', 1)[1]} {v}" for k, v in sorted(summary["reasons"][obj].items())
-            )
+            why = ", ".join(f"{k.split(':', 1)[1]} {v}"
+                            for k, v in sorted(summary["reasons"][obj].items()))
             table.add_row(obj, *(str(counts.get(s, 0)) for s in states), why)
         console.print(table)
-        console.print(
-            f"hub records {summary['hub_records']}, app records "
-            f"{summary['app_records']}, edits propagated {summary['edits_propagated']}"
-            f" — {elapsed:.1f} s"
-        )
+        console.print(f"hub records {summary['hub_records']}, app records "
+                      f"{summary['app_records']}, edits propagated {summary['edits_propagated']}"
+                      f" — {elapsed:.1f} s")
         for name, ok in summary["checks"].items():
             console.print(f"  {'[green]✓' if ok else '[red]✗'} {name}[/]")
 

@@ -10,84 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-FIRST = [
-    "Ann",
-    "Bob",
-    "Chloé",
-    "Dev",
-    "Eva",
-    "Farid",
-    "Gita",
-    "Hugo",
-    "Ines",
-    "Jon",
-    "Kai",
-    "Lena",
-    "Mo",
-    "Nina",
-    "Omar",
-    "Pia",
-    "Quinn",
-    "Rosa",
-    "Sven",
-    "Tara",
-    "Uma",
-    "Vik",
-    "Wen",
-    "Xavi",
-    "Yara",
-    "Zoe",
-]
-LAST = [
-    "Lee",
-    "Ng",
-    "Okafor",
-    "Silva",
-    "Novak",
-    "Berg",
-    "Kaur",
-    "Rossi",
-    "Dubois",
-    "Kim",
-    "Haddad",
-    "Meyer",
-    "Costa",
-    "Ivanova",
-    "Tanaka",
-    "Walsh",
-    "Moreau",
-    "Fischer",
-]
-WORDS = [
-    "Acme",
-    "Globex",
-    "Initech",
-    "Umbrella",
-    "Hooli",
-    "Vandelay",
-    "Stark",
-    "Wayne",
-    "Tyrell",
-    "Cyberdyne",
-    "Soylent",
-    "Wonka",
-    "Gringotts",
-    "Oceanic",
-    "Monarch",
-    "Aperture",
-    "Black Mesa",
-    "Nakatomi",
-    "Dunder",
-    "Sterling",
-]
+FIRST = ["Ann", "Bob", "Chloé", "Dev", "Eva", "Farid", "Gita", "Hugo", "Ines", "Jon", "Kai",
+         "Lena", "Mo", "Nina", "Omar", "Pia", "Quinn", "Rosa", "Sven", "Tara", "Uma", "Vik",
+         "Wen", "Xavi", "Yara", "Zoe"]
+LAST = ["Lee", "Ng", "Okafor", "Silva", "Novak", "Berg", "Kaur", "Rossi", "Dubois", "Kim",
+        "Haddad", "Meyer", "Costa", "Ivanova", "Tanaka", "Walsh", "Moreau", "Fischer"]
+WORDS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne",
+         "Tyrell", "Cyberdyne", "Soylent", "Wonka", "Gringotts", "Oceanic", "Monarch",
+         "Aperture", "Black Mesa", "Nakatomi", "Dunder", "Sterling"]
 SUFFIX = ["Inc.", "LLC", "GmbH", "Ltd", "", "", "Corp."]
-INDUSTRY = [
-    "COMPUTER_SOFTWARE",
-    "RETAIL",
-    "HOSPITAL_HEALTH_CARE",
-    "FINANCIAL_SERVICES",
-    "CONSTRUCTION",
-]
+INDUSTRY = ["COMPUTER_SOFTWARE", "RETAIL", "HOSPITAL_HEALTH_CARE", "FINANCIAL_SERVICES",
+            "CONSTRUCTION"]
 CITIES = ["Berlin", "Lisbon", "Austin", "Osaka", "Lagos", "Lyon", "Toronto"]
 
 APP_SCHEMA = """
@@ -214,52 +147,30 @@ def generate(records: int, seed: int = 7) -> SampleData:
             data.overlapping_emails.add(email)
             # The same person, known a little differently on each side.
             data.hub_contacts.append({"email": email, "firstname": first, "lastname": last})
-            data.app_customers.append(
-                {
-                    "email": email.upper() if i % 7 == 0 else email,
-                    "first_name": first if i % 3 else first + "ie",
-                    "last_name": last,
-                    "phone": phone,
-                    "job_title": title,
-                }
-            )
+            data.app_customers.append({"email": email.upper() if i % 7 == 0 else email,
+                                       "first_name": first if i % 3 else first + "ie",
+                                       "last_name": last, "phone": phone, "job_title": title})
         elif i < n_overlap + n_hub_only:
-            data.hub_contacts.append(
-                {"email": email, "firstname": first, "lastname": last, "phone": phone}
-            )
+            data.hub_contacts.append({"email": email, "firstname": first, "lastname": last,
+                                      "phone": phone})
         else:
-            data.app_customers.append(
-                {
-                    "email": email,
-                    "first_name": first,
-                    "last_name": last,
-                    "phone": phone,
-                    "job_title": title,
-                }
-            )
+            data.app_customers.append({"email": email, "first_name": first, "last_name": last,
+                                       "phone": phone, "job_title": title})
     # Planted problems on the app side.
     bad = max(2, records // 25)
     for j in range(bad):
         first, last, _ = _person(rnd, 10_000 + j)
-        data.app_customers.append(
-            {"email": f"{first.lower()}-at-example.com", "first_name": first, "last_name": last}
-        )
+        data.app_customers.append({"email": f"{first.lower()}-at-example.com",
+                                   "first_name": first, "last_name": last})
         data.invalid_emails += 1
     for j in range(max(1, records // 40)):
         first, last, _ = _person(rnd, 20_000 + j)
         data.app_customers.append({"email": None, "first_name": first, "last_name": last})
         data.missing_emails += 1
-    dupes = [c for c in data.app_customers if c["email"] and "@" in c["email"]][
-        : max(1, records // 40)
-    ]
+    dupes = [c for c in data.app_customers if c["email"] and "@" in c["email"]][:max(1, records // 40)]
     for c in dupes:
-        data.app_customers.append(
-            {
-                "email": " " + c["email"].title() + " ",
-                "first_name": c["first_name"],
-                "last_name": "(duplicate)",
-            }
-        )
+        data.app_customers.append({"email": " " + c["email"].title() + " ",
+                                   "first_name": c["first_name"], "last_name": "(duplicate)"})
         data.duplicate_emails += 1
     rnd.shuffle(data.app_customers)
 
@@ -270,35 +181,23 @@ def generate(records: int, seed: int = 7) -> SampleData:
         domain = f"{word.lower().replace(' ', '')}.example"
         city = rnd.choice(CITIES)
         if k % 3 == 0:  # in both, matched by domain (different name spelling)
-            data.hub_companies.append(
-                {"name": f"{word} {rnd.choice(SUFFIX)}".strip(), "domain": domain, "city": city}
-            )
-            data.app_organisations.append(
-                {
-                    "name": word.upper(),
-                    "domain": f"https://www.{domain}/",
-                    "industry": rnd.choice(INDUSTRY),
-                }
-            )
+            data.hub_companies.append({"name": f"{word} {rnd.choice(SUFFIX)}".strip(),
+                                       "domain": domain, "city": city})
+            data.app_organisations.append({"name": word.upper(), "domain": f"https://www.{domain}/",
+                                           "industry": rnd.choice(INDUSTRY)})
             data.overlapping_companies += 1
         elif k % 3 == 1:  # in both, matched by name (no domain in the app)
             data.hub_companies.append({"name": word, "domain": domain, "city": city})
-            data.app_organisations.append(
-                {
-                    "name": f"{word} Inc.",
-                    "domain": None,
-                    "phone": f"+1-555-{rnd.randint(1000, 9999)}",
-                }
-            )
+            data.app_organisations.append({"name": f"{word} Inc.", "domain": None,
+                                           "phone": f"+1-555-{rnd.randint(1000, 9999)}"})
             data.overlapping_companies += 1
         else:
             data.app_organisations.append({"name": word, "domain": domain, "city": city})
     # Two app organisations sharing one domain: the second is a duplicate.
     for k in range(max(1, n_comp // 10)):
         word = WORDS[k % len(WORDS)]
-        data.app_organisations.append(
-            {"name": f"{word} Holdings", "domain": f"{word.lower().replace(' ', '')}.example"}
-        )
+        data.app_organisations.append({"name": f"{word} Holdings",
+                                       "domain": f"{word.lower().replace(' ', '')}.example"})
         data.duplicate_companies += 1
 
     # Customers work at organisations (a foreign key); not at the planted duplicates, which
@@ -310,59 +209,33 @@ def generate(records: int, seed: int = 7) -> SampleData:
 
     # Deals: app deals across every stage (one in the unmapped stage), a few hub deals.
     n_deals = max(len(DEAL_STAGES) + 1, records // 10)
-    valid_customers = [
-        i + 1
-        for i, c in enumerate(data.app_customers)
-        if c.get("email")
-        and "@" in str(c["email"])
-        and "(duplicate)" not in str(c.get("last_name"))
-    ]
+    valid_customers = [i + 1 for i, c in enumerate(data.app_customers)
+                       if c.get("email") and "@" in str(c["email"])
+                       and "(duplicate)" not in str(c.get("last_name"))]
     for d in range(n_deals):
         stage = UNMAPPED_STAGE if d == n_deals - 1 else DEAL_STAGES[d % len(DEAL_STAGES)]
-        data.app_deals.append(
-            {
-                "name": f"{WORDS[d % len(WORDS)]} deal {d}",
-                "amount": round(rnd.uniform(500, 50_000), 2),
-                "close_date": f"2026-{1 + d % 12:02d}-{1 + d % 28:02d}",
-                "pipeline": "sales",
-                "stage": stage,
-                "company_id": org_ids[d % len(org_ids)],
-            }
-        )
+        data.app_deals.append({"name": f"{WORDS[d % len(WORDS)]} deal {d}",
+                               "amount": round(rnd.uniform(500, 50_000), 2),
+                               "close_date": f"2026-{1 + d % 12:02d}-{1 + d % 28:02d}",
+                               "pipeline": "sales", "stage": stage,
+                               "company_id": org_ids[d % len(org_ids)]})
         data.deal_contacts.append((d + 1, valid_customers[d % len(valid_customers)]))
     data.unmapped_deals = 1
     for d, stage in enumerate(["qualifiedtobuy", "closedwon", "appointmentscheduled"]):
-        data.hub_deals.append(
-            {
-                "dealname": f"Hub deal {d}",
-                "pipeline": "default",
-                "dealstage": stage,
-                "amount": str(1000 * (d + 1)),
-            }
-        )
+        data.hub_deals.append({"dealname": f"Hub deal {d}", "pipeline": "default",
+                               "dealstage": stage, "amount": str(1000 * (d + 1))})
 
     # Invoices with line items for some customers.
     for k in range(max(3, records // 20)):
         inv_id = k + 1
-        data.app_invoices.append(
-            {
-                "number": f"INV-{1000 + k}",
-                "currency": rnd.choice(["EUR", "USD", "GBP"]),
-                "invoice_date": f"2026-11-{1 + k % 28:02d}",
-                "customer_id": valid_customers[(3 * k) % len(valid_customers)],
-            }
-        )
+        data.app_invoices.append({"number": f"INV-{1000 + k}", "currency": rnd.choice(
+            ["EUR", "USD", "GBP"]), "invoice_date": f"2026-11-{1 + k % 28:02d}",
+            "customer_id": valid_customers[(3 * k) % len(valid_customers)]})
         for line in range(1 + k % 3):
             name, price = PRODUCTS[(k + line) % len(PRODUCTS)]
-            data.app_invoice_lines.append(
-                {
-                    "invoice_id": inv_id,
-                    "name": name,
-                    "quantity": 1 + line,
-                    "price": price,
-                    "sku": f"INV-{1000 + k}/{line + 1}",
-                }
-            )
+            data.app_invoice_lines.append({"invoice_id": inv_id, "name": name,
+                                           "quantity": 1 + line, "price": price,
+                                           "sku": f"INV-{1000 + k}/{line + 1}"})
     return data
 
 
@@ -371,20 +244,15 @@ def write_app_db(path: Path, data: SampleData) -> None:
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(APP_SCHEMA)
-        for table, rows in (
-            ("organisations", data.app_organisations),
-            ("customers", data.app_customers),
-            ("opportunities", data.app_deals),
-            ("invoices", data.app_invoices),
-            ("invoice_lines", data.app_invoice_lines),
-        ):
+        for table, rows in (("organisations", data.app_organisations),
+                            ("customers", data.app_customers),
+                            ("opportunities", data.app_deals),
+                            ("invoices", data.app_invoices),
+                            ("invoice_lines", data.app_invoice_lines)):
             for row in rows:
                 cols = list(row)
-                conn.execute(
-                    f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
-                    f"({', '.join('?' * len(cols))})",
-                    [row[c] for c in cols],
-                )
+                conn.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
+                             f"({', '.join('?' * len(cols))})", [row[c] for c in cols])
         conn.executemany("INSERT INTO opportunity_customers VALUES (?, ?)", data.deal_contacts)
         conn.commit()
     finally:
