@@ -1,0 +1,1 @@
+"""HTTP handlers per API family; `admin.py` is the emulator's own `/_emulator/` API."""
