@@ -31,7 +31,7 @@ from crmsync.config.secrets import Secret, SecretError, read_secret
 from crmsync.connectors.app_webhooks import decode_inbox_payload
 from crmsync.connectors.base import Connector
 from crmsync.connectors.hubspot.build import build_hub_connector
-from crmsync.connectors.sqlite import SqliteAppConnector
+from crmsync.connectors.registry import open_app_connector
 from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon import notifications
 from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
@@ -196,7 +196,7 @@ class Daemon:
 
         @asynccontextmanager
         async def open_app() -> AsyncIterator[Connector]:
-            async with SqliteAppConnector(conn).open() as app:
+            async with open_app_connector(conn) as app:
                 yield app
 
         app_pairs = {(a.from_object, a.to_object) for a in conn.associations}
