@@ -181,17 +181,19 @@ def resolve_pipelines(conn: psycopg.Connection, schema: str,
 def read_pipelines(conn: psycopg.Connection, p: PipelineTables) -> list[PipelineInfo]:
     """Pipelines with their stages, each in display_order (when the table has it), then id
     order. Stages of an unknown pipeline are left out."""
+    # Ordered by the columns themselves (t.id), not by the output's id::text.
     def order(ordered: bool) -> str:
-        return "ORDER BY display_order, id" if ordered else "ORDER BY id"
+        return "ORDER BY t.display_order, t.id" if ordered else "ORDER BY t.id"
 
     stages: dict[str, list[StageInfo]] = {}
     for sid, pid, label in conn.execute(
-            f"SELECT id::text, pipeline_id::text, label::text FROM {p.stages} "
+            f"SELECT t.id::text, t.pipeline_id::text, t.label::text FROM {p.stages} AS t "
             f"{order(p.stages_ordered)}"):
         stages.setdefault(str(pid), []).append(StageInfo(id=str(sid), label=label or ""))
     return [PipelineInfo(id=str(pid), label=label or "", stages=tuple(stages.get(str(pid), ())))
             for pid, label in conn.execute(
-                f"SELECT id::text, label::text FROM {p.pipelines} {order(p.pipelines_ordered)}")]
+                f"SELECT t.id::text, t.label::text FROM {p.pipelines} AS t "
+                f"{order(p.pipelines_ordered)}")]
 
 
 # --- events -------------------------------------------------------------------------------
@@ -256,14 +258,15 @@ def scan_events(conn: psycopg.Connection, e: EventTable, after: str | None,
                 limit: int) -> tuple[list[AppEvent], str | None]:
     """A backfill page of the events table in key order after `after` (the last key read),
     and the next `after` (None when the table was read to its end)."""
-    props = "properties::text" if e.has_properties else "NULL"
-    key = quote_ident(e.key) if e.key else "ctid"
+    props = "t.properties::text" if e.has_properties else "NULL"
+    # t.<key>: the column itself, never the output's <key>::text (which orders 10 before 2).
+    key = "t." + (quote_ident(e.key) if e.key else "ctid")
     where = f"WHERE {key} > %s::{e.key_type}" if after is not None else ""
     params: list[Any] = [after] if after is not None else []
     rows = conn.execute(
-        f"SELECT {key}::text, event_id::text, contact_email::text, name::text, "
-        f"occurred_at::text, {props} FROM {e.qualified} {where} ORDER BY {key} LIMIT %s",
-        [*params, limit]).fetchall()
+        f"SELECT {key}::text, t.event_id::text, t.contact_email::text, t.name::text, "
+        f"t.occurred_at::text, {props} FROM {e.qualified} AS t {where} ORDER BY {key} "
+        "LIMIT %s", [*params, limit]).fetchall()
     events = [_event({"event_id": r[1], "contact_email": r[2], "name": r[3],
                       "occurred_at": r[4], "properties": r[5]}, f"key:{r[0]}") for r in rows]
     return events, (rows[-1][0] if len(rows) >= limit else None)

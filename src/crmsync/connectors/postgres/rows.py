@@ -74,10 +74,15 @@ def updated_ms(value: object) -> int:
     return parse_timestamp(value)
 
 
+# The table's alias in reads: ORDER BY a bare column name would pick an output column of the
+# same name (the key as text, ordering 10 before 2), a qualified one never does.
+ALIAS = "crmsync_row"
+
+
 def select_sql(spec: TableSpec, cols: Sequence[str]) -> str:
     exprs = [f"{quote_ident(spec.primary_key)}::text", quote_ident(spec.updated_at)]
     exprs += [spec.all_columns[c].select_sql() for c in cols]
-    return f"SELECT {', '.join(exprs)} FROM {spec.qualified}"
+    return f"SELECT {', '.join(exprs)} FROM {spec.qualified} AS {ALIAS}"
 
 
 def to_record(cols: Sequence[str], row: Sequence[Any]) -> Record:
@@ -94,7 +99,7 @@ def scan(conn: psycopg.Connection, spec: TableSpec, cursor: str | None, cols: Se
          limit: int) -> tuple[list[Record], str | None]:
     """One page ordered by primary key, after the key `cursor`; the next cursor is the page's
     last key, None on the last page."""
-    pk = quote_ident(spec.primary_key)
+    pk = f"{ALIAS}.{quote_ident(spec.primary_key)}"
     sql = select_sql(spec, cols)
     if cursor is None:
         rows = conn.execute(f"{sql} ORDER BY {pk} LIMIT %s", (limit + 1,)).fetchall()
@@ -150,7 +155,7 @@ def find(conn: psycopg.Connection, spec: TableSpec, field_name: str, value: str,
                              f"app object {spec.object!r} has no column {field_name!r}")
     q = quote_ident(field_name)
     sql = select_sql(spec, cols)
-    order = f" ORDER BY {quote_ident(spec.primary_key)}"
+    order = f" ORDER BY {ALIAS}.{quote_ident(spec.primary_key)}"
     if col.category == "S":
         rows = conn.execute(f"{sql} WHERE lower({q}::text) = lower(%s){order}",
                             (value,)).fetchall()
