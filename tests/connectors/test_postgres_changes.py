@@ -131,7 +131,7 @@ async def test_own_writes_are_tagged_and_come_back_as_echoes_by_default(app) -> 
         assert [r.id for r in got.records] == [made.record.id]
     async with opened(app.dsn, suppress_echoes=True) as c:
         cursor = (await c.changes_since("customers", None, [])).cursor
-        (mine,) = await c.create("customers", [{"email": "mine@example.com"}])
+        await c.create("customers", [{"email": "mine@example.com"}])
         (both,) = await c.create("customers", [{"email": "both@example.com"}])
         app.execute("UPDATE customers SET first_name = 'App' WHERE id = %s",
                     (int(both.record.id),))

@@ -118,7 +118,7 @@ async def test_events_are_backfilled_then_read_from_the_log(app) -> None:
                     "('e13', 'b@example.com', 'pe_order', '2026-02-01T10:00:00Z'), "
                     "(NULL, 'c@example.com', 'pe_order', NULL)")
         events, _ = await c.events_since(cursor, 5)
-        assert [e.event_id for e in events][0] == "e13"
+        assert events[0].event_id == "e13"
         assert events[0].occurred_at == 1769940000000
         assert events[1].event_id.startswith("key:")  # no id: the row's key stands for it
         # Not acknowledged (a crash before the commit): asked again from the committed
