@@ -23,9 +23,9 @@ from crmsync.cli.throwaway_postgres import NoPostgres, ThrowawayPostgres
 _counter = itertools.count(1)
 
 
-def start_server() -> ThrowawayPostgres:
+def start_server(durable: bool = False) -> ThrowawayPostgres:
     try:
-        return ThrowawayPostgres.create()
+        return ThrowawayPostgres.create(durable=durable)
     except NoPostgres as exc:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL tests cannot run under CI: {exc}")
@@ -76,9 +76,16 @@ def pg_db(pg_server: ThrowawayPostgres) -> Database:
 
 
 @pytest.fixture
+def own_pg_db(own_pg_server: ThrowawayPostgres) -> Database:
+    """A database on a server this test may stop, kill and start again (`.server`)."""
+    return new_database(own_pg_server)
+
+
+@pytest.fixture
 def own_pg_server() -> Iterator[ThrowawayPostgres]:
-    """A server this test may stop, kill and start again."""
-    server = start_server()
+    """A server this test may stop, kill and start again: durable, so that a transaction it
+    acknowledged survives being killed."""
+    server = start_server(durable=True)
     try:
         yield server
     finally:

@@ -58,6 +58,9 @@ class ThrowawayPostgres:
     bindir: Path
     port: int
     user: str | None  # the system user the server runs as (None: the current one)
+    # Commits survive a crash (fsync, synchronous commit). Off, the server is faster but a
+    # killed server may lose transactions it had acknowledged.
+    durable: bool = False
 
     @property
     def data(self) -> Path:
@@ -78,7 +81,7 @@ class ThrowawayPostgres:
                        stderr=subprocess.PIPE, timeout=timeout)
 
     @classmethod
-    def create(cls, parent: str | None = None) -> ThrowawayPostgres:
+    def create(cls, parent: str | None = None, durable: bool = False) -> ThrowawayPostgres:
         """initdb a new cluster (trust authentication, superuser `postgres`) and start it."""
         bindir = find_bindir()
         user = None
@@ -93,15 +96,16 @@ class ThrowawayPostgres:
         directory.chmod(0o755)
         if user is not None:
             shutil.chown(directory, user)
-        server = cls(directory, bindir, _free_port(), user)
+        server = cls(directory, bindir, _free_port(), user, durable)
         server._run("initdb", "-D", str(server.data), "-A", "trust", "-U", "postgres",
                     "--no-sync", "-E", "UTF8", "--locale=C")
         server.start()
         return server
 
     def start(self) -> None:
-        opts = (f"-c listen_addresses='' -k {self.directory} -p {self.port} -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        opts = f"-c listen_addresses='' -k {self.directory} -p {self.port} -c max_connections=200"
+        if not self.durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.data), "-w", "-t", "60", "-l", str(self.log),
                   "-o", opts, "start")
 
