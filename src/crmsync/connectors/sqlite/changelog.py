@@ -163,6 +163,9 @@ def remove_change_capture(conn: sqlite3.Connection, log: str, drop_log: bool = F
         conn.execute(f"DROP TRIGGER {quote_ident(name)}")
     if drop_log:
         conn.execute(f"DROP TABLE IF EXISTS {quote_ident(log)}")
+        # AUTOINCREMENT's counter for it (SQLite keeps the sqlite_sequence table itself).
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+            conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (log,))
     return len(names)
 
 
