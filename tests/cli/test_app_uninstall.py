@@ -8,7 +8,7 @@ import sqlite3
 
 from crmsync.cli import main as cli_main
 from crmsync.config import load_config
-from crmsync.connectors.registry import app_connector_type
+from crmsync.connectors.registry import open_app_connector
 
 HUB = """
 [hub.auth]
@@ -34,7 +34,7 @@ def run(*argv: str, capsys) -> tuple[int, str, str]:
 async def _install(cfg) -> None:
     config, _ = load_config(cfg)
     (conn,) = config.connections
-    async with app_connector_type(conn).open(conn, cfg.parent):
+    async with open_app_connector(conn, cfg.parent):
         pass
 
 

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from crmsync.config import ConfigError, load_config
 from crmsync.connectors.base import ConnectorError
-from crmsync.connectors.registry import app_connector_type
+from crmsync.connectors.registry import app_removal_plan, app_remove
 
 DEFAULT_CONFIG = "/etc/crmsync/crmsync.toml"
 
@@ -53,17 +53,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         known = ", ".join(c.name for c in cfg.connections) or "none"
         err.write(f"crmsync app: no connection {args.connection!r} in {path} (known: {known})\n")
         return 2
-    kind = app_connector_type(conn)
     base_dir = path.resolve().parent
     try:
         if not args.yes:
-            lines = kind.removal_plan(conn, base_dir)
+            lines = app_removal_plan(conn, base_dir)
             out.write(f"crmsync would remove from {conn.name} ({conn.describe()}):\n")
             out.writelines(f"  {line}\n" for line in lines)
             out.write("Stop the daemon first (it installs them again when it opens the "
                       "connection), then run again with --yes.\n")
             return 0
-        lines = kind.remove(conn, base_dir)
+        lines = app_remove(conn, base_dir)
     except ConnectorError as exc:
         err.write(f"crmsync app: {exc.message}\n")
         return 2
