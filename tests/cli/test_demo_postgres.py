@@ -18,7 +18,7 @@ def test_demo_with_a_postgres_app(tmp_path, pg_server):
     before = {p.name for p in Path("/tmp").glob("crmsync-pg-*")}
     done = subprocess.run(
         [sys.executable, "-m", "crmsync", "demo", "--app", "postgres", "--until-synced",
-         "--json", "--records", "120", "--state-dir", str(tmp_path / "demo")],
+         "--json", "--state-dir", str(tmp_path / "demo")],
         capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
