@@ -102,7 +102,11 @@ def make_app_db(path: Path, customers: Iterable[dict[str, Any]] = (),
 
 def write_config(tmp: Path, app_db: Path, syncs: str, *, daemon_extra: str = "",
                  hub_extra: str = "", connection_extra: str = "", serve_webhooks: bool = False,
-                 listen: str = "127.0.0.1:0") -> Path:
+                 listen: str = "127.0.0.1:0", app: str | None = None) -> Path:
+    """`app`: the connection's type and location lines (default: the SQLite file `app_db`)."""
+    if app is None:
+        app = f'type = "sqlite"\ndatabase = "{app_db}"'
+
     (tmp / "token").write_text(TOKEN)
     (tmp / "hub-secret").write_text(HUB_SECRET)
     (tmp / "app-secret").write_text(APP_SECRET)
@@ -130,8 +134,7 @@ token_file = "token"
 
 [[connections]]
 name = "shop"
-type = "sqlite"
-database = "{app_db}"
+{app}
 poll_interval_seconds = 2
 webhook_secret_file = "app-secret"
 {connection_extra}

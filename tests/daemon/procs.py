@@ -197,8 +197,12 @@ class Ports:
 def write_config(tmp: Path, app_db: Path, ports: Ports, *, syncs: str | None = None,
                  daemon_extra: str = "", hub_extra: str = "", connection_extra: str = "",
                  webhooks_extra: str = "", control_socket: str = "",
-                 hub_poll_interval: float = 5, name: str = "crmsync.toml") -> Path:
-    """A configuration for `crmsync run` against the emulator subprocess on `ports`."""
+                 hub_poll_interval: float = 5, name: str = "crmsync.toml",
+                 app: str | None = None) -> Path:
+    """A configuration for `crmsync run` against the emulator subprocess on `ports`; `app`:
+    the connection's type and location lines (default: the SQLite file `app_db`)."""
+    if app is None:
+        app = f'type = "sqlite"\ndatabase = "{app_db}"'
     (tmp / "token").write_text(TOKEN)
     (tmp / "hub-secret").write_text(HUB_SECRET)
     (tmp / "app-secret").write_text(APP_SECRET)
@@ -233,8 +237,7 @@ token_file = "token"
 
 [[connections]]
 name = "shop"
-type = "sqlite"
-database = "{app_db}"
+{app}
 poll_interval_seconds = 0.5
 webhook_secret_file = "app-secret"
 {connection_extra}
@@ -255,7 +258,9 @@ table = "organisations"
 class System:
     """The emulator subprocess, the app database, the config and the daemon subprocess(es)."""
 
-    def __init__(self, tmp: Path, procs: Procs, short_dir: Path) -> None:
+    def __init__(self, tmp: Path, procs: Procs, short_dir: Path, pg: Any = None) -> None:
+        # pg: a test database (see tests/conftest.py): the app is PostgreSQL, not SQLite.
+        self.pg = pg
         self.tmp = tmp
         self.procs = procs
         self.short_dir = short_dir
@@ -278,10 +283,23 @@ class System:
 
     def write_config(self, **kwargs: Any) -> Path:
         kwargs.setdefault("control_socket", str(self.short_dir / "ctl.sock"))
+        if self.pg is not None:
+            (self.tmp / "pg-dsn").write_text(self.pg.dsn + "\n")
+            kwargs.setdefault("app", 'type = "postgres"\ndsn_file = "pg-dsn"')
         return write_config(self.tmp, self.app_db, self.ports, **kwargs)
 
     def make_app_db(self, customers: Iterable[dict[str, Any]] = ()) -> None:
+        if self.pg is not None:
+            from .pg_harness import make_pg_app
+
+            make_pg_app(self.pg, customers)
+            return
         make_app_db(self.app_db, customers)
+
+    @property
+    def now_sql(self) -> str:
+        """The app database's "now" in the updated-at column's format."""
+        return "now()" if self.pg is not None else "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 
     async def start_emulator(self, *, webhooks: bool = True) -> Proc:
         args = crmsync("emulator", "hubspot", "--host", "127.0.0.1",
@@ -362,12 +380,24 @@ class System:
 
     # --- the app (SQLite) -----------------------------------------------------------------
 
+    def _pg_query(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        from .pg_harness import pg_sql
+
+        with psycopg.connect(self.pg.dsn, autocommit=True, row_factory=dict_row) as conn:
+            cur = conn.execute(pg_sql(sql), list(params))
+            return list(cur) if cur.description else []
+
     def app_conn(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.app_db, timeout=15, isolation_level=None)
         conn.row_factory = sqlite3.Row
         return conn
 
     def app_rows(self) -> list[dict[str, Any]]:
+        if self.pg is not None:
+            return self._pg_query("SELECT * FROM customers ORDER BY id")
         with contextlib.closing(self.app_conn()) as conn:
             return [dict(r) for r in conn.execute("SELECT * FROM customers ORDER BY id")]
 
@@ -375,6 +405,9 @@ class System:
         return {str(r["email"]).strip().lower(): r for r in self.app_rows() if r["email"]}
 
     def app_exec(self, sql: str, *params: Any) -> int:
+        if self.pg is not None:
+            self._pg_query(sql, params)
+            return 0
         with contextlib.closing(self.app_conn()) as conn:
             cur = conn.execute(sql, params)
             return int(cur.lastrowid or 0)
@@ -387,10 +420,11 @@ class System:
 
 
 @asynccontextmanager
-async def system(tmp: Path) -> AsyncIterator[System]:
-    """A `System` whose processes are all gone when the block exits."""
+async def system(tmp: Path, pg: Any = None) -> AsyncIterator[System]:
+    """A `System` whose processes are all gone when the block exits; with `pg` (a test
+    database), its app is PostgreSQL."""
     short = Path(tempfile.mkdtemp(prefix="crmsync-", dir="/tmp"))
-    sys_ = System(tmp, Procs(tmp), short)
+    sys_ = System(tmp, Procs(tmp), short, pg)
     try:
         yield sys_
     finally:

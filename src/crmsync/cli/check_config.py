@@ -32,7 +32,7 @@ def run(path: str, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
           f"poll every {cfg.hub.poll_interval_seconds:g} s)", file=out)
     print(f"connections: {len(cfg.connections)}, object syncs: {len(cfg.syncs)}", file=out)
     for conn in cfg.connections:
-        print(f"  {conn.name} ({conn.connector_type}: {conn.database})", file=out)
+        print(f"  {conn.name} ({conn.connector_type}: {conn.describe()})", file=out)
         for line in syncs_by_conn.get(conn.name, []):
             print(f"    {line}", file=out)
     return 0

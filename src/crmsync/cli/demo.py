@@ -19,6 +19,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import structlog
 import trio
 
 from crmsync.cli.demo_checks import default_timeout, duplicates_created, events_handled
-from crmsync.cli.demo_data import SampleData, generate, write_app_db
+from crmsync.cli.demo_data import SampleData, generate, write_app_db, write_pg_app
 from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon.main import Daemon
 from crmsync.emulators.hubspot import HubSpotEmulator
@@ -68,6 +69,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
                    help="seconds between progress lines when the output is not a terminal "
                         "(default 5)")
+    p.add_argument("--app", choices=["sqlite", "postgres"], default="sqlite",
+                   help="the sample app's database: a SQLite file (default), or PostgreSQL "
+                        "(a throwaway server, when one is installed)")
 
 
 def _free_port() -> int:
@@ -76,7 +80,94 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _write_config(work: Path, app_db: Path, hub_port: int, webhook_port: int) -> Path:
+class SqliteApp:
+    """The demo's app database: a SQLite file."""
+
+    now = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+    def __init__(self, work: Path, data: SampleData) -> None:
+        self.path = work / "shop.db"
+        if self.path.exists():
+            self.path.unlink()
+        write_app_db(self.path, data)
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def connection_lines(self, work: Path) -> str:
+        return f'type = "sqlite"\ndatabase = "{self.path}"'
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(self.path)
+        try:
+            rows = conn.execute(sql, params).fetchall()
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        conn = sqlite3.connect(self.path)
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        pass
+
+
+class PostgresApp:
+    """The demo's app database: PostgreSQL on a throwaway server (stopped and removed by
+    `close`)."""
+
+    now = "now()"
+
+    def __init__(self, work: Path, data: SampleData) -> None:
+        import psycopg
+
+        from crmsync.cli.throwaway_postgres import ThrowawayPostgres
+
+        # In the system temp directory: the postgres user may not enter the demo's own.
+        self.server = ThrowawayPostgres.create()
+        try:
+            with psycopg.connect(self.server.dsn(), autocommit=True) as conn:
+                conn.execute("CREATE DATABASE shop")
+            self.dsn = self.server.dsn("shop")
+            write_pg_app(self.dsn, data)
+        except BaseException:
+            self.server.destroy()
+            raise
+
+    def describe(self) -> str:
+        return f"PostgreSQL {self.dsn}"
+
+    def connection_lines(self, work: Path) -> str:
+        creds = work / "credentials"
+        creds.mkdir(mode=0o700, exist_ok=True)
+        (creds / "shop-dsn").write_text(self.dsn + "\n")
+        return 'type = "postgres"\ndsn_file = "credentials/shop-dsn"'
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            cur = conn.execute(sql.replace("%", "%%").replace("?", "%s"), list(params))
+            return cur.fetchall() if cur.description else []
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row) as conn:
+            return list(conn.execute(f"SELECT * FROM {table}"))
+
+    def close(self) -> None:
+        self.server.destroy()
+
+
+def _write_config(work: Path, app_lines: str, hub_port: int, webhook_port: int) -> Path:
     creds = work / "credentials"
     creds.mkdir(mode=0o700, exist_ok=True)
     cfg = work / "crmsync.toml"
@@ -106,8 +197,7 @@ token_file = "credentials/hubspot-token"
 
 [[connections]]
 name = "shop"
-type = "sqlite"
-database = "{app_db}"
+{app_lines}
 poll_interval_seconds = 1
 
 [[connections.tables]]
@@ -244,7 +334,7 @@ class Demo:
         self.work = Path(args.state_dir or tempfile.mkdtemp(prefix="crmsync-demo-"))
         self.work.mkdir(parents=True, exist_ok=True)
         self.data: SampleData = generate(args.records, args.seed)
-        self.app_db = self.work / "shop.db"
+        self.app: SqliteApp | PostgresApp | None = None
         self.edits_propagated = 0
         self.edits_total = 0
         self.events_expected = 0
@@ -286,12 +376,32 @@ class Demo:
             self.console.print(f"  … {text}")
 
     async def run(self) -> int:
+        try:
+            return await self._run()
+        finally:
+            if self.app is not None:
+                await trio.to_thread.run_sync(self.app.close)
+
+    @property
+    def db(self) -> SqliteApp | PostgresApp:
+        assert self.app is not None
+        return self.app
+
+    async def _run(self) -> int:
         args = self.args
-        if self.app_db.exists():
-            self.app_db.unlink()
-        write_app_db(self.app_db, self.data)
+        if args.app == "postgres":
+            from crmsync.cli.throwaway_postgres import NoPostgres
+
+            try:
+                self.app = await trio.to_thread.run_sync(PostgresApp, self.work, self.data)
+            except NoPostgres as exc:
+                print(f"crmsync demo --app postgres: {exc}", file=sys.stderr)
+                return 2
+        else:
+            self.app = SqliteApp(self.work, self.data)
         hub_port, webhook_port = _free_port(), _free_port()
-        cfg_path = _write_config(self.work, self.app_db, hub_port, webhook_port)
+        cfg_path = _write_config(self.work, self.app.connection_lines(self.work), hub_port,
+                                 webhook_port)
         token = "pat-demo-" + secrets.token_hex(12)
         client_secret = secrets.token_hex(16)
         for name, secret in (("hubspot-token", token), ("hubspot-client-secret", client_secret)):
@@ -318,7 +428,7 @@ class Demo:
         # can look at (and edit) the emulated account while the demo runs.
         console.print(f"  HubSpot emulator  http://127.0.0.1:{hub_port}  token {token}  "
                       f"({args.tier} tier)", highlight=False)
-        console.print(f"  app database      {self.app_db}")
+        console.print(f"  app database      {self.db.describe()}")
         console.print(f"  webhooks          http://127.0.0.1:{webhook_port}/webhooks/hubspot")
         console.print(f"  control socket    {self.work / 'control.sock'}")
         console.print(f"  daemon log        {self.work / 'crmsync.log'}")
@@ -445,15 +555,9 @@ class Demo:
         app_edits = linked[:n]
         hub_edits = linked[n:2 * n]
         stamp = secrets.token_hex(2)
-        conn = sqlite3.connect(self.app_db)
-        try:
-            for i, it in enumerate(app_edits):
-                conn.execute("UPDATE customers SET job_title = ?, updated_at = "
-                             "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?",
-                             (f"Edited in app {stamp}-{i}", int(it.app_id or 0)))
-            conn.commit()
-        finally:
-            conn.close()
+        for i, it in enumerate(app_edits):
+            self.db.query(f"UPDATE customers SET job_title = ?, updated_at = {self.db.now} "
+                          "WHERE id = ?", (f"Edited in app {stamp}-{i}", int(it.app_id or 0)))
         for i, it in enumerate(hub_edits):
             emu.update_record("contacts", it.hub_id or "", {"jobtitle": f"Edited in hub {stamp}-{i}"})
         self.edits_total = 2 * n
@@ -466,11 +570,8 @@ class Demo:
         every = _Every(self.progress_every)
         while True:
             hub_now = {r["id"]: r["properties"].get("jobtitle") for r in emu.records("contacts")}
-            c = sqlite3.connect(self.app_db)
-            try:
-                app_now = {str(r[0]): r[1] for r in c.execute("SELECT id, job_title FROM customers")}
-            finally:
-                c.close()
+            app_now = {str(r[0]): r[1]
+                       for r in self.db.query("SELECT id, job_title FROM customers")}
             done = (sum(hub_now.get(k) == v for k, v in expected_hub.items())
                     + sum(app_now.get(k) == v for k, v in expected_app.items()))
             self.edits_propagated = done
@@ -488,11 +589,7 @@ class Demo:
         linked = [it for it in await daemon.store.read(store_items.list_items, "shop/contacts",
                                                        "syncing", None, 200)
                   if it.hub_id and it.app_id]
-        conn = sqlite3.connect(self.app_db)
-        try:
-            emails = {str(r[0]): r[1] for r in conn.execute("SELECT id, email FROM customers")}
-        finally:
-            conn.close()
+        emails = {str(r[0]): r[1] for r in self.db.query("SELECT id, email FROM customers")}
         n = min(self.args.edits * 4, len(linked))
         known = [emails[it.app_id or ""] for it in linked[:n]]
         unknown = [f"visitor{i}@nowhere.example" for i in range(max(1, n // 4))]
@@ -501,15 +598,10 @@ class Demo:
         console.print(f"Streaming {len(known) + len(unknown)} app events "
                       f"({len(unknown)} for people HubSpot does not know)…")
         for i, email in enumerate(known + unknown):
-            c = sqlite3.connect(self.app_db)
-            try:
-                c.execute("INSERT INTO events VALUES (?, ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', "
-                          "'now'), ?)", (f"evt-{i}", email,
-                                         "pe_viewed_pricing" if i % 2 else "pe_signed_in",
-                                         json.dumps({"source": "demo", "n": str(i)})))
-                c.commit()
-            finally:
-                c.close()
+            self.db.query("INSERT INTO events (event_id, contact_email, name, occurred_at, "
+                          f"properties) VALUES (?, ?, ?, {self.db.now}, ?)",
+                          (f"evt-{i}", email, "pe_viewed_pricing" if i % 2 else "pe_signed_in",
+                           json.dumps({"source": "demo", "n": str(i)})))
             await trio.sleep(0.02)
         counts = await self._wait_events(daemon, emu)
         console.print(f"[green]{len(emu.events)} events on HubSpot contacts, "
@@ -534,23 +626,19 @@ class Demo:
 
     def _app_pairs(self) -> dict[str, list[tuple[str, str]]]:
         """The app's associations as (from id, to id), by hub association type."""
-        c = sqlite3.connect(self.app_db)
-        try:
-            q = {
-                "contacts-companies": "SELECT id, company_id FROM customers WHERE company_id "
-                                      "IS NOT NULL",
-                "deals-companies": "SELECT id, company_id FROM opportunities WHERE company_id "
-                                   "IS NOT NULL",
-                "deals-contacts": "SELECT opportunity_id, customer_id FROM "
-                                  "opportunity_customers",
-                "invoices-contacts": "SELECT id, customer_id FROM invoices WHERE customer_id "
-                                     "IS NOT NULL",
-                "line_items-invoices": "SELECT id, invoice_id FROM invoice_lines WHERE "
-                                       "invoice_id IS NOT NULL",
-            }
-            return {k: [(str(a), str(b)) for a, b in c.execute(sql)] for k, sql in q.items()}
-        finally:
-            c.close()
+        q = {
+            "contacts-companies": "SELECT id, company_id FROM customers WHERE company_id "
+                                  "IS NOT NULL",
+            "deals-companies": "SELECT id, company_id FROM opportunities WHERE company_id "
+                               "IS NOT NULL",
+            "deals-contacts": "SELECT opportunity_id, customer_id FROM "
+                              "opportunity_customers",
+            "invoices-contacts": "SELECT id, customer_id FROM invoices WHERE customer_id "
+                                 "IS NOT NULL",
+            "line_items-invoices": "SELECT id, invoice_id FROM invoice_lines WHERE "
+                                   "invoice_id IS NOT NULL",
+        }
+        return {k: [(str(a), str(b)) for a, b in self.db.query(sql)] for k, sql in q.items()}
 
     async def _association_report(self, daemon: Daemon, emu: HubSpotEmulator
                                   ) -> dict[str, dict[str, int]]:
@@ -610,12 +698,8 @@ class Demo:
             await trio.sleep(0.2)
 
     def _app_ids(self) -> dict[str, set[str]]:
-        c = sqlite3.connect(self.app_db)
-        try:
-            return {obj: {str(r[0]) for r in c.execute(f"SELECT id FROM {table}")}
-                    for obj, table in OBJECTS}
-        finally:
-            c.close()
+        return {obj: {str(r[0]) for r in self.db.query(f"SELECT id FROM {table}")}
+                for obj, table in OBJECTS}
 
     def _duplicates_created(self, daemon: Daemon, emu: HubSpotEmulator
                             ) -> dict[str, list[dict[str, str]]]:
@@ -630,24 +714,19 @@ class Demo:
                 return ()
 
         out: dict[str, list[dict[str, str]]] = {}
-        c = sqlite3.connect(self.app_db)
-        c.row_factory = sqlite3.Row
-        try:
-            for obj, table in OBJECTS:
-                ctx = rt.handles[obj].ctx
-                assert ctx is not None
-                hub_now = [(str(r["id"]), keys(ctx.rules, "hub", r["properties"]))
-                           for r in emu.records(obj)]
-                app_now = [(str(r["id"]), keys(ctx.rules, "app", dict(r)))
-                           for r in c.execute(f"SELECT * FROM {table}")]
-                found = [{"side": "hub", "id": rid, "key": k} for rid, k in
-                         duplicates_created(self.hub_ids_before.get(obj, set()), hub_now)]
-                found += [{"side": "app", "id": rid, "key": k} for rid, k in
-                          duplicates_created(self.app_ids_before.get(obj, set()), app_now)]
-                if found:
-                    out[obj] = found
-        finally:
-            c.close()
+        for obj, table in OBJECTS:
+            ctx = rt.handles[obj].ctx
+            assert ctx is not None
+            hub_now = [(str(r["id"]), keys(ctx.rules, "hub", r["properties"]))
+                       for r in emu.records(obj)]
+            app_now = [(str(r["id"]), keys(ctx.rules, "app", dict(r)))
+                       for r in self.db.rows(table)]
+            found = [{"side": "hub", "id": rid, "key": k} for rid, k in
+                     duplicates_created(self.hub_ids_before.get(obj, set()), hub_now)]
+            found += [{"side": "app", "id": rid, "key": k} for rid, k in
+                      duplicates_created(self.app_ids_before.get(obj, set()), app_now)]
+            if found:
+                out[obj] = found
         return out
 
     async def _summary(self, daemon: Daemon, emu: HubSpotEmulator) -> dict[str, Any]:
@@ -665,12 +744,7 @@ class Demo:
             reasons[obj] = per
         hub_contacts = emu.records("contacts")
         hub_records = sum(len(emu.records(o)) for o, _ in OBJECTS)
-        c = sqlite3.connect(self.app_db)
-        try:
-            app_records = sum(c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                              for _, t in OBJECTS)
-        finally:
-            c.close()
+        app_records = sum(self.db.query(f"SELECT count(*) FROM {t}")[0][0] for _, t in OBJECTS)
         linked = {it.hub_id for it in await daemon.store.read(
             store_items.list_items, "shop/contacts", "syncing", None, None)}
         hub_by_email = {str(r["properties"].get("email") or "").lower(): r["id"]

@@ -20,8 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("path", help="the TOML configuration file")
 
-    from crmsync.cli import ctl, demo, emulator
+    from crmsync.cli import app, ctl, demo, emulator
 
+    app.add_parser(sub)
     demo.add_parser(sub)
     emulator.add_parser(sub)
     ctl.add_parser(sub)
@@ -52,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from crmsync.cli import ctl
 
         return ctl.run(args)
+    if args.command == "app":
+        from crmsync.cli import app
+
+        return app.run(args)
     parser.print_help(sys.stderr)
     return 2
 

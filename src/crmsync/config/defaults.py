@@ -2,7 +2,7 @@
 
 An object sync with `use_default_mappings = true` starts from these; a mapping in the config with
 the same hub property replaces the default (that is how a default is switched off or made
-required). For the SQLite app the defaults assume conventional snake_case column names; a default
+required). For the SQLite and PostgreSQL apps the defaults assume conventional snake_case column names; a default
 whose column the table does not have is dropped when the table's columns are known.
 """
 
@@ -48,7 +48,11 @@ _SQLITE_DEFAULTS: dict[str, tuple[FieldMapping, ...]] = {
     ),
 }
 
-DEFAULT_MAPPINGS: dict[str, dict[str, tuple[FieldMapping, ...]]] = {"sqlite": _SQLITE_DEFAULTS}
+# A PostgreSQL app's tables follow the same snake_case conventions.
+DEFAULT_MAPPINGS: dict[str, dict[str, tuple[FieldMapping, ...]]] = {
+    "sqlite": _SQLITE_DEFAULTS,
+    "postgres": _SQLITE_DEFAULTS,
+}
 
 
 def default_mappings(connector_type: str, hub_object: str) -> tuple[FieldMapping, ...]:

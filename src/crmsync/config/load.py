@@ -20,7 +20,13 @@ import msgspec
 from msgspec import inspect as mi
 
 from crmsync.config.defaults import effective_mappings
-from crmsync.config.model import Config, ObjectSync, PrivateAppAuth, SqliteConnection
+from crmsync.config.model import (
+    Config,
+    Connection,
+    ObjectSync,
+    PostgresConnection,
+    PrivateAppAuth,
+)
 from crmsync.config.secrets import SecretError, read_secret
 
 
@@ -265,7 +271,7 @@ def _check_secret(obj: Any, env_attr: str, file_attr: str, path: str, required: 
         out.append(Problem(where, str(exc)))
 
 
-def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, SqliteConnection],
+def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connection],
                 out: list[Problem]) -> None:
     path = f"$.syncs[{i}]"
     conn = conns.get(sync.connection)
@@ -417,7 +423,7 @@ def semantic_problems(cfg: Config, check_secrets: bool = True,
         _check_secret(hub, "webhook_client_secret_env", "webhook_client_secret_file", "$.hub",
                       False, out, base_dir)
 
-    conns: dict[str, SqliteConnection] = {}
+    conns: dict[str, Connection] = {}
     for i, conn in enumerate(cfg.connections):
         cpath = f"$.connections[{i}]"
         if conn.name in conns:
@@ -425,6 +431,19 @@ def semantic_problems(cfg: Config, check_secrets: bool = True,
         conns.setdefault(conn.name, conn)
         if check_secrets:
             _check_secret(conn, "webhook_secret_env", "webhook_secret_file", cpath, False, out, base_dir)
+        if isinstance(conn, PostgresConnection):
+            # The connection string may hold a password: it lives in a file or the
+            # environment, never in this file. Checked even without check_secrets: without
+            # it the connection cannot be found at all.
+            if check_secrets:
+                _check_secret(conn, "dsn_env", "dsn_file", cpath, True, out, base_dir)
+            elif not conn.dsn_env and not conn.dsn_file:
+                out.append(Problem(f"{cpath}.dsn_env", "missing connection string: set dsn_env "
+                                   "or dsn_file"))
+            if conn.changelog_schema == conn.schema:
+                out.append(Problem(f"{cpath}.changelog_schema",
+                                   f"must differ from `schema` ({conn.schema!r}): uninstalling "
+                                   "crmsync drops its schema with everything in it"))
         objects: set[str] = set()
         for j, t in enumerate(conn.tables):
             if t.object in objects:
@@ -439,6 +458,7 @@ def semantic_problems(cfg: Config, check_secrets: bool = True,
                 out.append(Problem(apath, "a join table needs from_column and to_column"))
 
     seen_syncs: dict[tuple[str, str], int] = {}
+    seen_app: dict[tuple[str, str], int] = {}
     for i, sync in enumerate(cfg.syncs):
         key = (sync.connection, sync.hub_object)
         if key in seen_syncs:
@@ -446,6 +466,17 @@ def semantic_problems(cfg: Config, check_secrets: bool = True,
                                f"{sync.hub_object} of connection {sync.connection!r} is already "
                                f"synced by syncs[{seen_syncs[key]}]"))
         seen_syncs.setdefault(key, i)
+        app_key = (sync.connection, sync.app_object)
+        if (isinstance(conns.get(sync.connection), PostgresConnection) and sync.enabled
+                and app_key in seen_app):
+            # Its change-log entries are acknowledged (deleted) by the object sync that
+            # read them: a second reader would never see them.
+            out.append(Problem(f"$.syncs[{i}].app_object",
+                               f"app object {sync.app_object!r} of PostgreSQL connection "
+                               f"{sync.connection!r} is already synced by "
+                               f"syncs[{seen_app[app_key]}]; one object sync per table"))
+        if sync.enabled:
+            seen_app.setdefault(app_key, i)
         _check_sync(cfg, i, sync, conns, out)
     return out
 

@@ -123,21 +123,23 @@ class HubSettings(_Base, frozen=True):
 # --- connections (app instances) -------------------------------------------------------
 
 
-class SqliteTable(_Base, frozen=True):
-    """One app object stored as a table of the app's SQLite database."""
+class AppTable(_Base, frozen=True):
+    """One app object stored as a table of the app's database (SQLite or PostgreSQL)."""
 
     object: NonEmpty
     table: NonEmpty
     primary_key: NonEmpty = "id"
     updated_at_column: NonEmpty = "updated_at"
-    # Columns crmsync reads and writes; empty means every column of the table.
+    # Columns crmsync reads and writes; empty means every column of the table (for
+    # PostgreSQL: every column of a type crmsync maps; json/jsonb and binary ones only when
+    # listed here).
     columns: list[str] = []
     # For deals: the columns holding the pipeline and stage ids.
     pipeline_column: str = ""
     stage_column: str = ""
 
 
-class SqliteAssociation(_Base, frozen=True):
+class AppAssociation(_Base, frozen=True):
     """How the app stores an association: a foreign-key column or a join table."""
 
     from_object: NonEmpty
@@ -150,13 +152,20 @@ class SqliteAssociation(_Base, frozen=True):
     to_column: str = ""
 
 
-class SqlitePipelines(_Base, frozen=True):
+class AppPipelines(_Base, frozen=True):
     pipelines_table: NonEmpty = "pipelines"
     stages_table: NonEmpty = "stages"
 
 
-class SqliteEvents(_Base, frozen=True):
+class AppEvents(_Base, frozen=True):
     table: NonEmpty = "events"
+
+
+# The names the SQLite connector was written with.
+SqliteTable = AppTable
+SqliteAssociation = AppAssociation
+SqlitePipelines = AppPipelines
+SqliteEvents = AppEvents
 
 
 class SqliteConnection(_Base, frozen=True, tag="sqlite", tag_field="type"):
@@ -164,10 +173,10 @@ class SqliteConnection(_Base, frozen=True, tag="sqlite", tag_field="type"):
 
     name: NonEmpty
     database: NonEmpty
-    tables: list[SqliteTable] = []
-    associations: list[SqliteAssociation] = []
-    pipelines: SqlitePipelines | None = None
-    events: SqliteEvents | None = None
+    tables: list[AppTable] = []
+    associations: list[AppAssociation] = []
+    pipelines: AppPipelines | None = None
+    events: AppEvents | None = None
     changelog_table: NonEmpty = "crmsync_changelog"
     poll_interval_seconds: Seconds = 5.0
     batch_size: Annotated[int, msgspec.Meta(gt=0, le=10000)] = 500
@@ -175,8 +184,47 @@ class SqliteConnection(_Base, frozen=True, tag="sqlite", tag_field="type"):
     webhook_secret_env: str | None = None
     webhook_secret_file: str | None = None
 
+    def describe(self) -> str:
+        """Where the app's data is, for people (never a secret)."""
+        return self.database
 
-Connection = SqliteConnection
+
+class PostgresConnection(_Base, frozen=True, tag="postgres", tag_field="type"):
+    """An app whose data is in PostgreSQL tables.
+
+    The connection string (libpq keywords or a postgresql:// URI) comes from `dsn_file` or
+    `dsn_env`, never inline: it may hold a password. Without one there, libpq's own sources
+    apply (the passfile: `passfile=` in the string, $PGPASSFILE or ~/.pgpass; $PGPASSWORD).
+    """
+
+    connector_type: ClassVar[str] = "postgres"
+
+    name: NonEmpty
+    dsn_env: str | None = None
+    dsn_file: str | None = None
+    # The schema holding the configured tables.
+    schema: NonEmpty = "public"
+    tables: list[AppTable] = []
+    associations: list[AppAssociation] = []
+    pipelines: AppPipelines | None = None
+    events: AppEvents | None = None
+    # The schema crmsync creates for its change log, trigger functions and claim sequence.
+    changelog_schema: NonEmpty = "crmsync"
+    # The safety-net poll of the change log (notifications wake the reader at once).
+    poll_interval_seconds: Seconds = 10.0
+    batch_size: Annotated[int, msgspec.Meta(gt=0, le=10000)] = 500
+    # Bounds on every statement crmsync runs, and on a wait for a row the app has locked.
+    statement_timeout_seconds: Seconds = 30.0
+    lock_timeout_seconds: Seconds = 5.0
+    connect_timeout_seconds: Annotated[int, msgspec.Meta(gt=0)] = 10
+    webhook_secret_env: str | None = None
+    webhook_secret_file: str | None = None
+
+    def describe(self) -> str:
+        return f"postgres schema {self.schema}"
+
+
+Connection = SqliteConnection | PostgresConnection
 
 
 # --- object syncs --------------------------------------------------------------------------

@@ -11,10 +11,11 @@ whole call raise `ConnectorError` with a `kind` telling the runtime what to do.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
+import trio
 
 from crmsync.records import PipelineInfo, Record, StageInfo
 
@@ -197,3 +198,21 @@ class SupportsEventSource(Protocol):
 
     async def events_since(self, cursor: str | None,
                            limit: int) -> tuple[list[AppEvent], str]: ...
+
+
+# What a change notification is about: ("record", app object), ("event", events table), or
+# ("any", "") when notifications may have been missed (after connecting again).
+WakeKind = Literal["record", "event", "any"]
+
+
+@runtime_checkable
+class SupportsChangeNotifications(Protocol):
+    """An app that announces committed changes (PostgreSQL's LISTEN/NOTIFY)."""
+
+    async def watch_changes(self, wake: Callable[[str, str], None], *,
+                            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                            ) -> None:
+        """Run until cancelled, calling `wake(kind, name)` (see WakeKind) soon after a change
+        is committed. Only a wake-up: changes are still read with changes_since /
+        events_since, and the poll interval still applies (a notification may be lost)."""
+        ...

@@ -26,12 +26,12 @@ import trio
 
 from crmsync import __version__
 from crmsync.config import load_config
-from crmsync.config.model import Config, ObjectSync, SqliteConnection
+from crmsync.config.model import Config, Connection, ObjectSync
 from crmsync.config.secrets import Secret, SecretError, read_secret
 from crmsync.connectors.app_webhooks import decode_inbox_payload
-from crmsync.connectors.base import Connector
+from crmsync.connectors.base import Connector, ConnectorError, SupportsChangeNotifications
 from crmsync.connectors.hubspot.build import build_hub_connector
-from crmsync.connectors.registry import open_app_connector
+from crmsync.connectors.registry import app_connector_secrets, open_app_connector
 from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon import notifications
 from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
@@ -75,7 +75,7 @@ def _secret(env: str | None, file: str | None, base_dir: Path) -> Secret | None:
 
 @dataclass
 class ConnectionRuntime:
-    settings: SqliteConnection
+    settings: Connection
     syncs: list[ObjectSync]
     status: ConnectionStatus
     handles: dict[str, ObjectSyncHandle] = field(default_factory=dict)
@@ -178,7 +178,7 @@ class Daemon:
 
     # --- connections ------------------------------------------------------------------------
 
-    def _runtime_for(self, conn: SqliteConnection) -> ConnectionRuntime:
+    def _runtime_for(self, conn: Connection) -> ConnectionRuntime:
         syncs = [s for s in self.cfg.syncs if s.connection == conn.name and s.enabled]
         status = ConnectionStatus(conn.name, conn.connector_type)
         for s in syncs:
@@ -196,8 +196,20 @@ class Daemon:
 
         @asynccontextmanager
         async def open_app() -> AsyncIterator[Connector]:
-            async with open_app_connector(conn) as app:
+            async with open_app_connector(conn, self.base_dir) as app:
                 yield app
+
+        def wake(what: str, name: str) -> None:
+            """A committed app change was announced: poll for it now."""
+            for s in rt.syncs:
+                h = rt.handles.get(s.hub_object)
+                if h is None:
+                    continue
+                if (what == "any" or (what == "record" and name == s.app_object)) \
+                        and h.app_poller is not None:
+                    h.app_poller.request_poll()
+                if what in ("any", "event") and h.events is not None:
+                    h.events.wake.set()
 
         app_pairs = {(a.from_object, a.to_object) for a in conn.associations}
 
@@ -208,6 +220,8 @@ class Daemon:
                 await h.queue.submit([key])
 
         async def run_children(app: Connector, nursery: trio.Nursery) -> None:
+            if isinstance(app, SupportsChangeNotifications):
+                await nursery.start(app.watch_changes, wake)
             timing = dataclasses.replace(
                 self.timing(),
                 app_poll_interval=self.timing().app_poll_interval or conn.poll_interval_seconds)
@@ -249,6 +263,11 @@ class Daemon:
     async def start_connection(self, name: str) -> None:
         assert self.nursery is not None
         conn = next(c for c in self.cfg.connections if c.name == name)
+        try:
+            for value in app_connector_secrets(conn, self.base_dir):
+                daemon_logging.register_secret(value)
+        except ConnectorError:
+            pass  # opening the connector reports it, as the connection's status
         rt = self._runtime_for(conn)
         self.connections[name] = rt
         await self.nursery.start(self._run_connection, rt)

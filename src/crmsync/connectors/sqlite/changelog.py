@@ -23,12 +23,15 @@ column list, a dropped table) brings the triggers in line.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from crmsync.connectors.sqlite.schema import Association, TableSpec, quote_ident, quote_text
 
 ORIGIN_CRMSYNC = "crmsync"
+
+T = TypeVar("T")
 
 # Epoch milliseconds in plain SQL (unixepoch('subsec') needs SQLite 3.42).
 _NOW_MS = "CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
@@ -160,6 +163,9 @@ def remove_change_capture(conn: sqlite3.Connection, log: str, drop_log: bool = F
         conn.execute(f"DROP TRIGGER {quote_ident(name)}")
     if drop_log:
         conn.execute(f"DROP TABLE IF EXISTS {quote_ident(log)}")
+        # AUTOINCREMENT's counter for it (SQLite keeps the sqlite_sequence table itself).
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+            conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (log,))
     return len(names)
 
 
@@ -211,3 +217,36 @@ def prune(conn: sqlite3.Connection, log: str, through: int, limit: int) -> int:
     return conn.execute(
         f"DELETE FROM {q} WHERE seq IN (SELECT seq FROM {q} WHERE seq <= ? ORDER BY seq "
         "LIMIT ?)", (through, limit)).rowcount
+
+
+def removal_plan(conn: sqlite3.Connection, log: str) -> list[str]:
+    """What `remove_change_capture(conn, log, drop_log=True)` removes, one line each."""
+    out = [f"trigger {name}" for name in sorted(_ours(conn, log))]
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                          (log,)).fetchone() is not None
+    if exists:
+        n = conn.execute(f"SELECT count(*) FROM {quote_ident(log)}").fetchone()[0]
+        out.append(f"table {log} ({n} entries)")
+    return out or [f"nothing to remove: no trigger writes to {log!r} and it does not exist"]
+
+
+def with_database(path: str, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
+    """`fn(conn)` on the app database at `path` (which must exist), in one transaction
+    (`BEGIN IMMEDIATE` when `write`); for commands run outside the daemon."""
+    import os
+    import urllib.parse
+
+    uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=rw"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=5.0)
+    try:
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+    finally:
+        conn.close()

@@ -16,6 +16,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
@@ -101,7 +102,9 @@ class SqliteAppConnector:
     """
 
     def __init__(self, settings: SqliteConnection, *, clock: Callable[[], float] = time.time,
-                 suppress_echoes: bool = False) -> None:
+                 suppress_echoes: bool = False, base_dir: Path | None = None) -> None:
+        # base_dir: the registry's uniform constructor; the database path is used as given.
+        del base_dir
         self.settings = settings
         self.name = settings.name
         self.capabilities = Capabilities(
@@ -126,6 +129,30 @@ class SqliteAppConnector:
         self._calls = 0
         self._written = 0
         self._failed = 0
+
+    # --- for the registry: secrets and removal ---------------------------------------------
+
+    @staticmethod
+    def secrets(settings: SqliteConnection, base_dir: Path | None) -> list[str]:
+        """A SQLite connection holds no secret of its own (its webhook secret is the
+        daemon's to read)."""
+        return []
+
+    @staticmethod
+    def removal_plan(settings: SqliteConnection, base_dir: Path | None) -> list[str]:
+        """What `remove` would drop: crmsync's triggers and its change-log table."""
+        return changelog.with_database(settings.database, lambda conn: changelog.removal_plan(
+            conn, settings.changelog_table), write=False)
+
+    @staticmethod
+    def remove(settings: SqliteConnection, base_dir: Path | None) -> list[str]:
+        """Drop crmsync's triggers and change-log table, in one transaction."""
+        def run(conn: sqlite3.Connection) -> list[str]:
+            plan = changelog.removal_plan(conn, settings.changelog_table)
+            changelog.remove_change_capture(conn, settings.changelog_table, drop_log=True)
+            return plan
+
+        return changelog.with_database(settings.database, run, write=True)
 
     # --- lifecycle ------------------------------------------------------------------------
 
