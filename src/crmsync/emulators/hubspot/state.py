@@ -16,8 +16,9 @@ from typing import Any
 from .associations import TYPES_BY_ID, Associations, AssociationType
 from .errors import ApiError, PropertyProblem, property_values_error, validation_error
 from .objects import CONTACTS, DEALS, INVOICES, LINE_ITEMS, OBJECT_TYPES, ObjectType, resolve
+from .owners import Owners
 from .pipelines import Pipelines
-from .properties import Option, PropertyRegistry, check_value
+from .properties import OWNER_PROPERTY, Option, PropertyRegistry, check_value
 from .values import format_number, iso_from_ms, parse_instant_ms, parse_number
 
 
@@ -94,6 +95,7 @@ class CrmState:
         self.registry = PropertyRegistry(self._dynamic_options)
         self.pipelines = Pipelines(now_ms, self._new_pipeline_id, self._deals_in_stages)
         self.associations = Associations()
+        self.owners = Owners(now_ms)
         self.events: list[dict[str, Any]] = []
         self._event_uuids: set[str] = set()
         self._records: dict[str, dict[int, StoredRecord]] = {o.name: {} for o in OBJECT_TYPES}
@@ -109,6 +111,7 @@ class CrmState:
         self.registry.reset()
         self.pipelines.reset()
         self.associations.clear()
+        self.owners.reset()
         self.events.clear()
         self._event_uuids.clear()
         self._records = {o.name: {} for o in OBJECT_TYPES}
@@ -205,6 +208,8 @@ class CrmState:
         return [r.id for r in self.live(DEALS) if r.properties.get("dealstage") in stage_ids]
 
     def _dynamic_options(self, obj_name: str, prop: str) -> list[Option] | None:
+        if prop == OWNER_PROPERTY:
+            return self.owners.options()
         if obj_name == "deals" and prop == "pipeline":
             return self.pipelines.pipeline_options()
         if obj_name == "deals" and prop == "dealstage":
@@ -240,6 +245,17 @@ class CrmState:
                 values[name] = checked
         if obj is DEALS:
             problems.extend(self._check_pipeline(values, existing))
+        owner = values.get(OWNER_PROPERTY)
+        if owner and self.registry.get(obj, OWNER_PROPERTY) and not self.owners.is_live(owner):
+            # [INF] an owner id the account does not have is refused like any other option.
+            problems.append(
+                PropertyProblem(
+                    OWNER_PROPERTY,
+                    "INVALID_OPTION",
+                    f"{owner} was not one of the allowed options: "
+                    f"[{', '.join(o.value for o in self.owners.options())}]",
+                )
+            )
         if problems:
             raise property_values_error(problems, self.portal_id)
         return values
@@ -595,6 +611,7 @@ class CrmState:
                 for obj in OBJECT_TYPES
             },
             "associations": self.associations.dump(),
+            "owners": [o.to_json() for o in self.owners.all()],
             "pipelines": {"deals": [p.to_json() for p in self.pipelines.all()]},
             "customProperties": {
                 name: [p.to_json() for p in props]
