@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -15,7 +15,7 @@ from . import fake_data
 from .app import build_app
 from .errors import validation_error
 from .faults import FaultInjector, Faults
-from .oauth import Authenticator
+from .oauth import ACCESS_TOKEN_SECONDS, Authenticator, Credential, OAuthApp
 from .objects import ObjectType
 from .ratelimit import RateLimiter
 from .state import Change, CrmState
@@ -37,19 +37,20 @@ class HubSpotEmulator:
 
     def __init__(
         self,
-        tokens: Iterable[str] = ("test-token",),
+        tokens: Iterable[str | Credential] = ("test-token",),
         tier: str = "unlimited",
         seed: int = 0,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
         clock: Callable[[], float] | None = None,
         now_ms: Callable[[], int] | None = None,
-        oauth_clients: dict[str, tuple[str, str]] | None = None,
+        oauth_clients: Mapping[str, tuple[str, str] | OAuthApp] | None = None,
         portal_id: int = 62515,
         *,
         app_id: int = 54321,
         rotate_refresh_tokens: bool = False,
         search_index_delay: float = 0.0,
+        access_token_seconds: int = ACCESS_TOKEN_SECONDS,
     ) -> None:
         if (webhook_url is None) != (webhook_secret is None):
             raise ValueError("webhook_url and webhook_secret go together")
@@ -76,14 +77,15 @@ class HubSpotEmulator:
             on_change=self._on_change,
             search_index_delay=search_index_delay,
         )
+        self.app_id = app_id
         self.auth = Authenticator(
-            tuple(tokens),
-            oauth_clients,
             self.clock,
             random.Random(seed + 2),
+            portal_id,
             rotate_refresh_tokens=rotate_refresh_tokens,
-            portal_id=portal_id,
+            access_token_seconds=access_token_seconds,
         )
+        self.auth.configure(tokens, oauth_clients)
         self.rate_limiter = RateLimiter(tier)
         self.injector = FaultInjector(Faults(), 0.0)
         self.app = build_app(self)
