@@ -22,6 +22,7 @@ from .routes import (
     admin,
     associations,
     events,
+    journal,
     oauth,
     objects,
     owners,
@@ -57,6 +58,7 @@ def _routes() -> list[Route]:
     p = "/crm/v3/pipelines/{object_type}"
     a4 = "/crm/v4/associations/{from_type}/{to_type}"
     r4 = "/crm/v4/objects/{object_type}/{object_id}/associations"
+    js = "/webhooks-journal/subscriptions/2026-03"
     return [
         # the emulator's own API
         Route("/_emulator/seed", admin.seed, methods=["POST"]),
@@ -162,6 +164,26 @@ def _routes() -> list[Route]:
         Route(r4 + "/{to_type}", associations.list_for_record, methods=["GET"]),
         # behavioural events
         Route("/events/v3/send", events.send_event, methods=["POST"]),
+        # the webhooks journal (hubspot-onboarding.md §6) and the files its urls point at
+        *(
+            route
+            for j in ("/webhooks-journal/journal/2026-03", "/webhooks-journal/journal-local/2026-03")
+            for route in (
+                Route(j + "/earliest", journal.earliest, methods=["GET"]),
+                Route(j + "/latest", journal.latest, methods=["GET"]),
+                Route(j + "/offset/{offset}/next", journal.next_entry, methods=["GET"]),
+                Route(j + "/batch/earliest/{count}", journal.batch_earliest, methods=["GET"]),
+                Route(j + "/batch/latest/{count}", journal.batch_latest, methods=["GET"]),
+                Route(j + "/batch/{offset}/next/{count}", journal.batch_next, methods=["GET"]),
+                Route(j + "/batch/read", journal.batch_read, methods=["POST"]),
+            )
+        ),
+        Route(js, journal.list_subscriptions, methods=["GET"]),
+        Route(js, journal.upsert_subscription, methods=["POST"]),
+        Route(js + "/portals/{portal_id}", journal.delete_portal_subscriptions, methods=["DELETE"]),
+        Route(js + "/{subscription_id}", journal.get_subscription, methods=["GET"]),
+        Route(js + "/{subscription_id}", journal.delete_subscription, methods=["DELETE"]),
+        Route("/_emulator/journal-files/{offset}", journal.journal_file, methods=["GET"]),
     ]
 
 

@@ -15,6 +15,7 @@ from . import fake_data
 from .app import build_app
 from .errors import validation_error
 from .faults import FaultInjector, Faults
+from .journal import Journal
 from .oauth import ACCESS_TOKEN_SECONDS, Authenticator, Credential, OAuthApp
 from .objects import ObjectType
 from .ratelimit import RateLimiter
@@ -69,6 +70,7 @@ class HubSpotEmulator:
                 now_ms=self.now_ms,
                 rng=random.Random(seed + 1),
             )
+        self.journal = Journal(portal_id, app_id, self.now_ms, random.Random(seed + 3))
         self._notify = True
         self.state = CrmState(
             portal_id=portal_id,
@@ -139,8 +141,12 @@ class HubSpotEmulator:
         await self.dispatcher.run(client, task_status=task_status)
 
     def _on_change(self, change: Change) -> None:
-        if self.dispatcher is not None and self._notify:
+        # The webhooks journal is written from the same change notifications as webhooks.
+        if not self._notify:
+            return
+        if self.dispatcher is not None:
             self.dispatcher.notify(change)
+        self.journal.notify(change)
 
     # --- Python API ---
 
@@ -239,10 +245,12 @@ class HubSpotEmulator:
         return out
 
     def reset(self) -> None:
-        """Forgets all records, associations, custom properties, pipelines, events, webhook
-        queue and rate windows; keeps tokens, OAuth clients and fault settings."""
+        """Forgets all records, associations, custom properties, pipelines, owners added,
+        events, webhook queue, journal entries and rate windows; keeps credentials, OAuth apps,
+        journal subscriptions and fault settings."""
         self.state.reset()
         self.rate_limiter.reset()
         self.request_log.clear()
+        self.journal.clear()
         if self.dispatcher is not None:
             self.dispatcher.clear()

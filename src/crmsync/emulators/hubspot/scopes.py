@@ -125,8 +125,11 @@ class Requirement:
     prefixes: tuple[str, ...] = ()
 
     def met_by(self, granted: frozenset[str] | None) -> bool:
-        if granted is None:  # a credential configured with every scope
-            return True
+        if granted is None:
+            # A credential configured with every scope a credential may hold: the journal's
+            # scopes go only to client-credentials tokens (the journal "uses a client
+            # credentials token", hubspot-onboarding.md §6) [INF].
+            return not JOURNAL_SCOPES.issuperset(self.any_of)
         return any(s in granted for s in self.any_of) or any(
             s.startswith(self.prefixes) for s in granted if self.prefixes
         )
