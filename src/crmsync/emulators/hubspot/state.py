@@ -19,6 +19,7 @@ from .objects import CONTACTS, DEALS, INVOICES, LINE_ITEMS, OBJECT_TYPES, Object
 from .owners import Owners
 from .pipelines import Pipelines
 from .properties import OWNER_PROPERTY, Option, PropertyRegistry, check_value
+from .search_index import SearchIndex
 from .values import format_number, iso_from_ms, parse_instant_ms, parse_number
 
 
@@ -42,10 +43,6 @@ class StoredRecord:
     created_ms: int
     updated_ms: int
     archived_ms: int | None = None
-    # Search sees writes after an indexing delay (fact sheet §2): until `indexed_at` it sees
-    # `search_view` (None: not yet visible at all).
-    indexed_at: float = 0.0
-    search_view: dict[str, str] | None = None
 
     @property
     def archived(self) -> bool:
@@ -106,6 +103,8 @@ class CrmState:
         self._unique: dict[str, dict[str, dict[str, int]]] = {o.name: {} for o in OBJECT_TYPES}
         self._next_id = 1001
         self._next_pipeline_id = 100_000_001
+        # What search sees, indexed by property (fact sheet §2's indexing delay included).
+        self.search_index = SearchIndex(clock, search_index_delay, self.registry.get, self._live_properties)
 
     def reset(self) -> None:
         self.registry.reset()
@@ -117,6 +116,7 @@ class CrmState:
         self._records = {o.name: {} for o in OBJECT_TYPES}
         self._order = {o.name: [] for o in OBJECT_TYPES}
         self._unique = {o.name: {} for o in OBJECT_TYPES}
+        self.search_index.reset()
 
     # --- lookups ---
 
@@ -408,7 +408,7 @@ class CrmState:
             {"hs_object_id": str(rec.id), "createdate": stamp, obj.last_modified: stamp}
         )
         _compute(obj, rec.properties)
-        self._reindex_for_search(rec, None)
+        self.search_index.changed(obj, rec.id, rec.properties, None)
         self._records[obj.name][rec.id] = rec
         self._order[obj.name].append(rec.id)
         self._index(obj, rec, None)
@@ -443,7 +443,7 @@ class CrmState:
         _compute(obj, rec.properties)
         rec.updated_ms = self.now_ms()
         rec.properties[obj.last_modified] = iso_from_ms(rec.updated_ms)
-        self._reindex_for_search(rec, old)
+        self.search_index.changed(obj, rec.id, rec.properties, old)
         self._index(obj, rec, old)
         for name, value in changed.items():
             self.on_change(Change("propertyChange", obj, rec.id, source, name, value))
@@ -454,26 +454,14 @@ class CrmState:
             return
         rec.archived_ms = self.now_ms()
         self._index(obj, rec, dict(rec.properties))
+        self.search_index.removed(obj, rec.id)
         # An archived record's associations are not readable any more [INF].
         self.associations.drop_record(obj, rec.id)
         self.on_change(Change("deletion", obj, rec.id, source))
 
-    def _reindex_for_search(self, rec: StoredRecord, previous: dict[str, str] | None) -> None:
-        if self.search_index_delay <= 0:
-            return
-        if self.clock() >= rec.indexed_at:
-            rec.search_view = previous
-        rec.indexed_at = self.clock() + self.search_index_delay
-
-    def searchable(self, obj: ObjectType) -> Iterator[tuple[StoredRecord, dict[str, str]]]:
-        """Live records with the properties search sees right now."""
-        now = self.clock() if self.search_index_delay > 0 else 0.0
-        for rec in self.live(obj):
-            if now < rec.indexed_at:
-                if rec.search_view is not None:
-                    yield rec, rec.search_view
-            else:
-                yield rec, rec.properties
+    def _live_properties(self, obj: ObjectType, record_id: int) -> dict[str, str] | None:
+        rec = self._records[obj.name].get(record_id)
+        return None if rec is None or rec.archived else rec.properties
 
     # --- associations ---
 
