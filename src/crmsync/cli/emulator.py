@@ -12,7 +12,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from crmsync.emulators.hubspot import HubSpotEmulator
+from crmsync.emulators.hubspot import SERVER_REQUEST_ROOM, HubSpotEmulator
 from crmsync.emulators.hubspot.ratelimit import TIERS
 from crmsync.emulators.pipedrive import PipedriveEmulator
 from crmsync.emulators.pipedrive.ratelimit import PLANS
@@ -172,6 +172,8 @@ async def _serve(emu: HubSpotEmulator | PipedriveEmulator, host: str, port: int,
     config.bind = [f"{host}:{port}"]
     config.alpn_protocols = ["http/1.1"]
     config.accesslog = "-"
+    # Let over-long URLs through to the emulator, which answers them as HubSpot does (414).
+    config.h11_max_incomplete_size = SERVER_REQUEST_ROOM
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
         binds = await nursery.start(serve, emu.app, config)

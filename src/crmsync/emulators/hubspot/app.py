@@ -44,6 +44,10 @@ _RATE_EXEMPT = ("/webhooks-journal/",)
 # third parties saw 414 URI Too Long from about 16.2k characters (PostHog) or ~8 KB (airweave)
 # (hubspot-onboarding.md §7): [INF] 16,384.
 MAX_REQUEST_TARGET = 16_384
+# What a server in front of the app must let through (hypercorn's `h11_max_incomplete_size`,
+# 16 KiB by default, answers 431 with an empty body past it) so that the app sees over-long
+# request lines and answers them itself.
+SERVER_REQUEST_ROOM = 1 << 20
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SERVER_ERROR_MESSAGES = {
     500: "Internal error",
