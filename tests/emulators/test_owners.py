@@ -90,3 +90,16 @@ async def test_owner_property_accepts_only_live_owners(
     prop = (await client.get("/crm/v3/properties/contacts/hubspot_owner_id")).json()
     assert prop["referencedObjectType"] == "OWNER" and prop["externalOptions"] is True
     assert owner["id"] in {o["value"] for o in prop["options"]}
+
+
+async def test_generated_account_has_owners_on_its_records(
+    emu: HubSpotEmulator, client: httpx.AsyncClient
+) -> None:
+    made = (await client.post("/_emulator/seed", json={
+        "generate": {"owners": 3, "companies": 2, "contacts": 10, "deals": 4}, "seed": 2})).json()
+    assert len(made["owners"]) == 3
+    listed = {o["id"] for o in (await client.get("/crm/v3/owners")).json()["results"]}
+    assert set(made["owners"]) < listed  # and the account's first owner
+    for name in ("contacts", "companies", "deals"):
+        owners = {r["properties"]["hubspot_owner_id"] for r in emu.records(name)}
+        assert owners <= set(made["owners"]), name

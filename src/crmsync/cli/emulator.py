@@ -50,7 +50,8 @@ def add_parser(subparsers: Any) -> None:
         type=int,
         default=200,
         metavar="N",
-        help="generate N contacts, N/4 companies and N/2 deals (default 200; 0 for an empty account)",
+        help="generate N contacts, N/4 companies, N/2 deals and N/50 owners (default 200; 0 for an "
+        "empty account)",
     )
     _add_pipedrive(apis)
 
@@ -118,7 +119,12 @@ def run(args: argparse.Namespace) -> int:
         n = args.records
         made = emu.seed(
             {
-                "generate": {"companies": max(1, n // 4), "contacts": n, "deals": n // 2},
+                "generate": {
+                    "owners": max(1, n // 50),
+                    "companies": max(1, n // 4),
+                    "contacts": n,
+                    "deals": n // 2,
+                },
                 "seed": args.seed,
             }
         )

@@ -222,7 +222,10 @@ class HubSpotEmulator:
             if generate is not None:
                 if not isinstance(generate, dict):
                     raise validation_error("generate must be an object of counts")
-                counts = {self._object(k).name: int(v) for k, v in generate.items()}
+                counts = {
+                    k if k == "owners" else self._object(k).name: int(v)
+                    for k, v in generate.items()
+                }
                 made = fake_data.generate(
                     self.state, counts, int(payload.get("seed", 0)), source="IMPORT"
                 )
