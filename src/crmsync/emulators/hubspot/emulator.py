@@ -33,7 +33,12 @@ class HubSpotEmulator:
     `app` is the ASGI application (serve it with hypercorn, or hand it to
     `httpx.ASGITransport`). `clock` is the monotonic clock of rate windows, storms, token
     expiry and search indexing (tests on MockClock pass `trio.current_time`); `now_ms` the wall
-    clock of createdAt / updatedAt. All randomness derives from `seed` and `Faults.seed`.
+    clock of createdAt / updatedAt and of the webhooks journal's 3-day retention. All randomness
+    derives from `seed` and `Faults.seed`.
+
+    `tokens`: static credentials — a string is a legacy private-app token with every scope, a
+    `Credential` names its kind and scopes. `oauth_clients`: OAuth apps by client id
+    (`OAuthApp`, or `(client secret, refresh token of an existing install)`).
     """
 
     def __init__(
