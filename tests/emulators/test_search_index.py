@@ -158,3 +158,16 @@ async def test_paging_does_not_evaluate_the_table_for_every_page(monkeypatch) ->
         assert len(await _all_pages(client, other, 100)) == 1_000
         # Evaluated once for the ten pages, not once per page.
         assert evaluations == 2_000
+
+
+async def test_kept_results_follow_association_changes(emu: HubSpotEmulator,
+                                                       client: httpx.AsyncClient) -> None:
+    contacts = emu.add_records("contacts", [{"email": f"a{i}@example.com"} for i in range(3)])
+    [company] = emu.add_records("companies", [{"name": "Acme"}])
+    body = {"filterGroups": [{"filters": [{"propertyName": "associations.company",
+                                           "operator": "EQ", "value": company}]}]}
+    emu.associate("contacts", contacts[0], "companies", company)
+    assert await _all_pages(client, body, 1) == contacts[:1]
+    # Associations change records' matches without touching the records themselves.
+    emu.associate("contacts", contacts[2], "companies", company)
+    assert await _all_pages(client, body, 1) == [contacts[0], contacts[2]]

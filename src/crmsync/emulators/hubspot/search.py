@@ -250,9 +250,15 @@ def _ordered_matches(
     """Every match in search order, kept while the table does not change (paging through one
     search evaluates it once)."""
     index = state.search_index
-    signature = (obj.name, req.groups, req.sort_property, req.descending, req.query)
+    names = {f.property_name for group in req.groups for f in group} | {req.sort_property}
+    # The result depends on the records (the index version), the request, and the definitions
+    # of the properties it names; association filters read the associations, which the version
+    # does not follow, so those searches are not kept.
+    definitions = tuple(state.registry.get(obj, n) for n in sorted(names))
+    keep = not any(n.startswith("associations.") for n in names)
+    signature = (obj.name, req.groups, req.sort_property, req.descending, req.query, definitions)
     cached = index.cached_search
-    if cached is not None and cached[0] == signature and cached[1] == index.version(obj):
+    if keep and cached is not None and cached[0] == signature and cached[1] == index.version(obj):
         return cached[2]
     records = state.all_records(obj)
     query_terms = req.query.lower().split() if req.query else []
@@ -273,7 +279,7 @@ def _ordered_matches(
     present.sort(key=lambda h: h[1])  # stable tie-break on id
     present.sort(key=lambda h: h[0], reverse=req.descending)
     ordered = [i for _, i in present] + sorted(missing)
-    index.cached_search = (signature, index.version(obj), ordered)
+    index.cached_search = (signature, index.version(obj), ordered) if keep else None
     return ordered
 
 
