@@ -93,4 +93,4 @@ async def test_serves_a_seeded_account() -> None:
             process.send_signal(signal.SIGTERM)
     assert r.status_code == 200 and r.json()["total"] == 40
     assert process.returncode == 0
-    assert b"seeded account 62515: 10 companies, 40 contacts, 20 deals" in seen
+    assert b"seeded account 62515: 1 owners, 10 companies, 40 contacts, 20 deals" in seen

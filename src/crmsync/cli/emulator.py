@@ -12,7 +12,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
-from crmsync.emulators.hubspot import HubSpotEmulator
+from crmsync.emulators.hubspot import SERVER_REQUEST_ROOM, HubSpotEmulator
 from crmsync.emulators.hubspot.ratelimit import TIERS
 from crmsync.emulators.pipedrive import PipedriveEmulator
 from crmsync.emulators.pipedrive.ratelimit import PLANS
@@ -50,7 +50,8 @@ def add_parser(subparsers: Any) -> None:
         type=int,
         default=200,
         metavar="N",
-        help="generate N contacts, N/4 companies and N/2 deals (default 200; 0 for an empty account)",
+        help="generate N contacts, N/4 companies, N/2 deals and N/50 owners (default 200; 0 for an "
+        "empty account)",
     )
     _add_pipedrive(apis)
 
@@ -118,7 +119,12 @@ def run(args: argparse.Namespace) -> int:
         n = args.records
         made = emu.seed(
             {
-                "generate": {"companies": max(1, n // 4), "contacts": n, "deals": n // 2},
+                "generate": {
+                    "owners": max(1, n // 50),
+                    "companies": max(1, n // 4),
+                    "contacts": n,
+                    "deals": n // 2,
+                },
                 "seed": args.seed,
             }
         )
@@ -172,6 +178,8 @@ async def _serve(emu: HubSpotEmulator | PipedriveEmulator, host: str, port: int,
     config.bind = [f"{host}:{port}"]
     config.alpn_protocols = ["http/1.1"]
     config.accesslog = "-"
+    # Let over-long URLs through to the emulator, which answers them as HubSpot does (414).
+    config.h11_max_incomplete_size = SERVER_REQUEST_ROOM
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
         binds = await nursery.start(serve, emu.app, config)

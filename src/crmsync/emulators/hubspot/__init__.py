@@ -6,7 +6,8 @@
     transport = httpx.ASGITransport(app=emu.app)
 """
 
+from .app import SERVER_REQUEST_ROOM
 from .emulator import HubSpotEmulator
 from .faults import Faults
 
-__all__ = ["Faults", "HubSpotEmulator"]
+__all__ = ["SERVER_REQUEST_ROOM", "Faults", "HubSpotEmulator"]

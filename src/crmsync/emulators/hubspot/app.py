@@ -18,13 +18,36 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ApiError
 from .ratelimit import rate_limit_body
-from .routes import admin, associations, events, oauth, objects, pipelines, properties
+from .routes import (
+    admin,
+    associations,
+    events,
+    journal,
+    oauth,
+    objects,
+    owners,
+    pipelines,
+    properties,
+    schemas,
+)
 from .routes.wire import json_response
+from .scopes import missing_scopes, requirement
 
 if TYPE_CHECKING:
     from .emulator import HubSpotEmulator
 
 _SEARCH = re.compile(r"^/crm/v3/objects/[^/]+/search/?$")
+# Exempt from the daily and ten-secondly limits (SPEC `x-hubspot-rate-limit-exemptions` on every
+# webhooks-journal operation); a journal-specific limit exists but its numbers are not known.
+_RATE_EXEMPT = ("/webhooks-journal/",)
+# The longest request target (path and query) the emulator serves. HubSpot documents no limit;
+# third parties saw 414 URI Too Long from about 16.2k characters (PostHog) or ~8 KB (airweave)
+# (hubspot-onboarding.md §7): [INF] 16,384.
+MAX_REQUEST_TARGET = 16_384
+# What a server in front of the app must let through (hypercorn's `h11_max_incomplete_size`,
+# 16 KiB by default, answers 431 with an empty body past it) so that the app sees over-long
+# request lines and answers them itself.
+SERVER_REQUEST_ROOM = 1 << 20
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _SERVER_ERROR_MESSAGES = {
     500: "Internal error",
@@ -39,6 +62,7 @@ def _routes() -> list[Route]:
     p = "/crm/v3/pipelines/{object_type}"
     a4 = "/crm/v4/associations/{from_type}/{to_type}"
     r4 = "/crm/v4/objects/{object_type}/{object_id}/associations"
+    js = "/webhooks-journal/subscriptions/2026-03"
     return [
         # the emulator's own API
         Route("/_emulator/seed", admin.seed, methods=["POST"]),
@@ -49,11 +73,48 @@ def _routes() -> list[Route]:
         Route("/_emulator/events", admin.events, methods=["GET"]),
         Route("/_emulator/expire-tokens", admin.expire_tokens, methods=["POST"]),
         Route("/_emulator/webhooks", admin.webhook_deliveries, methods=["GET"]),
-        # auth
+        Route("/_emulator/owners", admin.list_owners, methods=["GET"]),
+        Route("/_emulator/owners", admin.add_owner, methods=["POST"]),
+        Route("/_emulator/owners/{owner_id}", admin.update_owner, methods=["PATCH"]),
+        Route("/_emulator/owners/{owner_id}", admin.archive_owner, methods=["DELETE"]),
+        Route("/_emulator/credentials", admin.list_credentials, methods=["GET"]),
+        Route("/_emulator/credentials", admin.add_credential, methods=["POST"]),
+        Route("/_emulator/oauth/authorize", admin.approve_authorization, methods=["POST"]),
+        # auth (hubspot-onboarding.md §1–§2); the dated path is the v3 one's twin
+        Route("/oauth/authorize", oauth.authorize, methods=["GET"]),
+        Route("/oauth/{account_id}/authorize", oauth.authorize, methods=["GET"]),
         Route("/oauth/v1/token", oauth.token, methods=["POST"]),
         Route("/oauth/v3/token", oauth.token, methods=["POST"]),
+        Route("/oauth/2026-03/token", oauth.token, methods=["POST"]),
+        Route("/oauth/v3/token/introspect", oauth.introspect, methods=["POST"]),
+        Route("/oauth/2026-03/token/introspect", oauth.introspect, methods=["POST"]),
+        Route("/oauth/v3/token/revoke", oauth.revoke, methods=["POST"]),
+        Route("/oauth/2026-03/token/revoke", oauth.revoke, methods=["POST"]),
         Route("/oauth/v1/access-tokens/{token}", oauth.access_token_info, methods=["GET"]),
+        Route("/oauth/v1/refresh-tokens/{token}", oauth.refresh_token_info, methods=["GET"]),
+        Route(
+            "/oauth/v1/refresh-tokens/{token}", oauth.delete_refresh_token, methods=["DELETE"]
+        ),
+        Route(
+            "/oauth/v2/private-apps/get/access-token-info",
+            oauth.private_app_token_info,
+            methods=["POST"],
+        ),
         Route("/account-info/v3/details", oauth.account_details, methods=["GET"]),
+        # owners and users (read-only); the SDK calls the collection paths with a trailing /
+        Route("/crm/v3/owners", owners.list_owners, methods=["GET"]),
+        Route("/crm/v3/owners/", owners.list_owners, methods=["GET"]),
+        Route("/crm/v3/owners/{owner_id}", owners.get_owner, methods=["GET"]),
+        Route("/settings/v3/users", owners.list_users, methods=["GET"]),
+        Route("/settings/v3/users/", owners.list_users, methods=["GET"]),
+        Route("/settings/v3/users/{user_id}", owners.get_user, methods=["GET"]),
+        # custom object schemas (none)
+        Route("/crm/v3/schemas", schemas.list_schemas, methods=["GET"]),
+        Route("/crm/v3/schemas/{object_type}", schemas.get_schema, methods=["GET"]),
+        Route("/crm-object-schemas/v3/schemas", schemas.list_schemas, methods=["GET"]),
+        Route(
+            "/crm-object-schemas/v3/schemas/{object_type}", schemas.get_schema, methods=["GET"]
+        ),
         # objects
         Route(o, objects.list_objects, methods=["GET"]),
         Route(o, objects.create_object, methods=["POST"]),
@@ -87,6 +148,11 @@ def _routes() -> list[Route]:
             p + "/{pipeline_id}/stages/{stage_id}", pipelines.update_stage, methods=["PATCH", "PUT"]
         ),
         Route(p + "/{pipeline_id}/stages/{stage_id}", pipelines.delete_stage, methods=["DELETE"]),
+        Route(
+            "/crm-pipelines/v1/pipelines/{object_type}",
+            pipelines.list_pipelines_v1,
+            methods=["GET"],
+        ),
         # associations v4
         Route(a4 + "/batch/create", associations.batch_create, methods=["POST"]),
         Route(
@@ -102,6 +168,26 @@ def _routes() -> list[Route]:
         Route(r4 + "/{to_type}", associations.list_for_record, methods=["GET"]),
         # behavioural events
         Route("/events/v3/send", events.send_event, methods=["POST"]),
+        # the webhooks journal (hubspot-onboarding.md §6) and the files its urls point at
+        *(
+            route
+            for j in ("/webhooks-journal/journal/2026-03", "/webhooks-journal/journal-local/2026-03")
+            for route in (
+                Route(j + "/earliest", journal.earliest, methods=["GET"]),
+                Route(j + "/latest", journal.latest, methods=["GET"]),
+                Route(j + "/offset/{offset}/next", journal.next_entry, methods=["GET"]),
+                Route(j + "/batch/earliest/{count}", journal.batch_earliest, methods=["GET"]),
+                Route(j + "/batch/latest/{count}", journal.batch_latest, methods=["GET"]),
+                Route(j + "/batch/{offset}/next/{count}", journal.batch_next, methods=["GET"]),
+                Route(j + "/batch/read", journal.batch_read, methods=["POST"]),
+            )
+        ),
+        Route(js, journal.list_subscriptions, methods=["GET"]),
+        Route(js, journal.upsert_subscription, methods=["POST"]),
+        Route(js + "/portals/{portal_id}", journal.delete_portal_subscriptions, methods=["DELETE"]),
+        Route(js + "/{subscription_id}", journal.get_subscription, methods=["GET"]),
+        Route(js + "/{subscription_id}", journal.delete_subscription, methods=["DELETE"]),
+        Route("/_emulator/journal-files/{offset}", journal.journal_file, methods=["GET"]),
     ]
 
 
@@ -148,6 +234,18 @@ class ApiGate:
     ) -> int | None:
         """Answers one request; returns its status for the request log (None: already logged)."""
         emu = self.emu
+        query = scope.get("query_string", b"")
+        target = len(scope.get("raw_path") or path.encode()) + (len(query) + 1 if query else 0)
+        if target > MAX_REQUEST_TARGET:
+            # Refused at HubSpot's edge before anything else looks at the request; the body is
+            # HubSpot's general error shape [INF].
+            too_long = ApiError(
+                414,
+                "URI_TOO_LONG",
+                f"URI Too Long: the request target has {target} characters; "
+                f"the limit is {MAX_REQUEST_TARGET}",
+            )
+            return await _respond(send, 414, too_long.body(emu.correlation_id()), {})
         if path.startswith("/_emulator/") or path.startswith("/oauth/"):
             # Not HubSpot's CRM API: neither authenticated nor rate limited.
             return await _forward(self.app, scope, receive, send)
@@ -159,6 +257,12 @@ class ApiGate:
             caller = emu.auth.authenticate(_header(scope, b"authorization"))
         except ApiError as err:
             return await _respond(send, err.status_code, err.body(emu.correlation_id()), {})
+        needed = requirement(method, path)
+        if needed is not None and not needed.met_by(caller.scopes):
+            denied = missing_scopes(needed)
+            return await _respond(send, 403, denied.body(emu.correlation_id()), {})
+        if path.startswith(_RATE_EXEMPT):
+            return await _forward(self.app, scope, receive, send)
 
         is_search = bool(_SEARCH.match(path))
         now, now_ms = emu.clock(), emu.now_ms()

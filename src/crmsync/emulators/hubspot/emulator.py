@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -15,7 +15,8 @@ from . import fake_data
 from .app import build_app
 from .errors import validation_error
 from .faults import FaultInjector, Faults
-from .oauth import Authenticator
+from .journal import Journal
+from .oauth import ACCESS_TOKEN_SECONDS, Authenticator, Credential, OAuthApp
 from .objects import ObjectType
 from .ratelimit import RateLimiter
 from .state import Change, CrmState
@@ -32,24 +33,30 @@ class HubSpotEmulator:
     `app` is the ASGI application (serve it with hypercorn, or hand it to
     `httpx.ASGITransport`). `clock` is the monotonic clock of rate windows, storms, token
     expiry and search indexing (tests on MockClock pass `trio.current_time`); `now_ms` the wall
-    clock of createdAt / updatedAt. All randomness derives from `seed` and `Faults.seed`.
+    clock of createdAt / updatedAt and of the webhooks journal's 3-day retention. All randomness
+    derives from `seed` and `Faults.seed`.
+
+    `tokens`: static credentials — a string is a legacy private-app token with every scope, a
+    `Credential` names its kind and scopes. `oauth_clients`: OAuth apps by client id
+    (`OAuthApp`, or `(client secret, refresh token of an existing install)`).
     """
 
     def __init__(
         self,
-        tokens: Iterable[str] = ("test-token",),
+        tokens: Iterable[str | Credential] = ("test-token",),
         tier: str = "unlimited",
         seed: int = 0,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
         clock: Callable[[], float] | None = None,
         now_ms: Callable[[], int] | None = None,
-        oauth_clients: dict[str, tuple[str, str]] | None = None,
+        oauth_clients: Mapping[str, tuple[str, str] | OAuthApp] | None = None,
         portal_id: int = 62515,
         *,
         app_id: int = 54321,
         rotate_refresh_tokens: bool = False,
         search_index_delay: float = 0.0,
+        access_token_seconds: int = ACCESS_TOKEN_SECONDS,
     ) -> None:
         if (webhook_url is None) != (webhook_secret is None):
             raise ValueError("webhook_url and webhook_secret go together")
@@ -68,6 +75,7 @@ class HubSpotEmulator:
                 now_ms=self.now_ms,
                 rng=random.Random(seed + 1),
             )
+        self.journal = Journal(portal_id, app_id, self.now_ms, random.Random(seed + 3))
         self._notify = True
         self.state = CrmState(
             portal_id=portal_id,
@@ -76,14 +84,15 @@ class HubSpotEmulator:
             on_change=self._on_change,
             search_index_delay=search_index_delay,
         )
+        self.app_id = app_id
         self.auth = Authenticator(
-            tuple(tokens),
-            oauth_clients,
             self.clock,
             random.Random(seed + 2),
+            portal_id,
             rotate_refresh_tokens=rotate_refresh_tokens,
-            portal_id=portal_id,
+            access_token_seconds=access_token_seconds,
         )
+        self.auth.configure(tokens, oauth_clients)
         self.rate_limiter = RateLimiter(tier)
         self.injector = FaultInjector(Faults(), 0.0)
         self.app = build_app(self)
@@ -137,8 +146,12 @@ class HubSpotEmulator:
         await self.dispatcher.run(client, task_status=task_status)
 
     def _on_change(self, change: Change) -> None:
-        if self.dispatcher is not None and self._notify:
+        # The webhooks journal is written from the same change notifications as webhooks.
+        if not self._notify:
+            return
+        if self.dispatcher is not None:
             self.dispatcher.notify(change)
+        self.journal.notify(change)
 
     # --- Python API ---
 
@@ -214,7 +227,10 @@ class HubSpotEmulator:
             if generate is not None:
                 if not isinstance(generate, dict):
                     raise validation_error("generate must be an object of counts")
-                counts = {self._object(k).name: int(v) for k, v in generate.items()}
+                counts = {
+                    k if k == "owners" else self._object(k).name: int(v)
+                    for k, v in generate.items()
+                }
                 made = fake_data.generate(
                     self.state, counts, int(payload.get("seed", 0)), source="IMPORT"
                 )
@@ -237,10 +253,12 @@ class HubSpotEmulator:
         return out
 
     def reset(self) -> None:
-        """Forgets all records, associations, custom properties, pipelines, events, webhook
-        queue and rate windows; keeps tokens, OAuth clients and fault settings."""
+        """Forgets all records, associations, custom properties, pipelines, owners added,
+        events, webhook queue, journal entries and rate windows; keeps credentials, OAuth apps,
+        journal subscriptions and fault settings."""
         self.state.reset()
         self.rate_limiter.reset()
         self.request_log.clear()
+        self.journal.clear()
         if self.dispatcher is not None:
             self.dispatcher.clear()

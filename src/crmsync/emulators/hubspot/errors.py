@@ -20,6 +20,7 @@ class ApiError(Exception):
         errors: list[dict[str, Any]] | None = None,
         context: dict[str, list[str]] | None = None,
         sub_category: str | None = None,
+        links: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -28,6 +29,7 @@ class ApiError(Exception):
         self.errors = errors
         self.context = context
         self.sub_category = sub_category
+        self.links = links
 
     def body(self, correlation_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -42,6 +44,8 @@ class ApiError(Exception):
         out["category"] = self.category
         if self.sub_category is not None:
             out["subCategory"] = self.sub_category
+        if self.links is not None:
+            out["links"] = self.links
         return out
 
     def standard_error(self, context: dict[str, list[str]] | None = None) -> dict[str, Any]:

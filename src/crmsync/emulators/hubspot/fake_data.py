@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 from .objects import COMPANIES, CONTACTS, DEALS, LINE_ITEMS, ObjectType
+from .properties import OWNER_PROPERTY
 from .state import CrmState
 
 _FIRST = (
@@ -132,12 +133,30 @@ _DAY_MS = 86_400_000
 def generate(
     state: CrmState, counts: dict[str, int], seed: int, *, source: str
 ) -> dict[str, list[str]]:
-    """Creates the asked number of companies, contacts, deals and line items through `state`
-    (so they are validated like API writes) and associates them; returns the new ids."""
+    """Creates the asked number of owners, companies, contacts, deals and line items through
+    `state` (so they are validated like API writes) and associates them; returns the new ids.
+    With owners asked for, companies, contacts and deals get one of them as `hubspot_owner_id`
+    (from a random stream of their own, so the rest of the account is the same either way)."""
     rng = random.Random(seed)
+    owner_rng = random.Random(seed + 1)
     made: dict[str, list[str]] = {}
+    owner_ids: list[str] = []
+    for i in range(counts.get("owners", 0)):
+        first, last = owner_rng.choice(_FIRST), owner_rng.choice(_LAST)
+        owner = state.owners.add(
+            {
+                "email": f"{first}.{last.replace(' ', '')}.owner{i + 1}@example.com".lower(),
+                "firstName": first,
+                "lastName": last,
+            }
+        )
+        owner_ids.append(str(owner.id))
+    if owner_ids:
+        made["owners"] = owner_ids
 
     def create(obj: ObjectType, props: dict[str, Any]) -> int:
+        if owner_ids and obj is not LINE_ITEMS:
+            props = {**props, OWNER_PROPERTY: owner_rng.choice(owner_ids)}
         rec = state.create(obj, props, source=source)
         made.setdefault(obj.name, []).append(str(rec.id))
         return rec.id

@@ -115,7 +115,86 @@ LINE_ITEMS = ObjectType(
     webhooks=True,
 )
 
-OBJECT_TYPES: tuple[ObjectType, ...] = (CONTACTS, COMPANIES, DEALS, INVOICES, LINE_ITEMS)
+
+
+def _other(
+    name: str,
+    type_id: str,
+    singular: str,
+    list_defaults: tuple[str, ...] = (),
+    query_fields: tuple[str, ...] = (),
+    *,
+    webhooks: bool = False,
+) -> ObjectType:
+    """An object type the emulator knows with HubSpot's standard shape and no behaviour of its
+    own: records live, list, search and validate like any other, no property is required on
+    create [INF] and its default reads are the system properties [INF] plus `list_defaults`."""
+    system = ("createdate", "hs_lastmodifieddate", "hs_object_id")
+    return ObjectType(
+        name=name,
+        type_id=type_id,
+        singular=singular,
+        last_modified="hs_lastmodifieddate",
+        list_defaults=list_defaults,
+        search_defaults=(*list_defaults, *(p for p in system if p not in list_defaults)),
+        query_fields=query_fields,
+        required=(),
+        webhooks=webhooks,
+    )
+
+
+# The other object types HubSpot knows, with the type ids of hubspot-onboarding.md §8 (DOC-OBJ
+# table). Tickets and products have webhook subscription types (fact sheet §8.2 eventType
+# enum); the rest do not. Default list properties of tickets and products [INF]: the generic
+# objects spec names default properties for them but the fact sheets do not list them.
+TICKETS = _other(
+    "tickets",
+    "0-5",
+    "ticket",
+    ("subject", "content", "hs_pipeline", "hs_pipeline_stage"),
+    ("subject", "content"),
+    webhooks=True,
+)
+PRODUCTS = _other(
+    "products", "0-7", "product", ("name", "description", "price"), ("name", "hs_sku"), webhooks=True
+)
+QUOTES = _other("quotes", "0-14", "quote", (), ("hs_title",))
+COMMUNICATIONS = _other("communications", "0-18", "communication")
+FEEDBACK_SUBMISSIONS = _other("feedback_submissions", "0-19", "feedback_submission")
+TASKS = _other("tasks", "0-27", "task", (), ("hs_task_subject",))
+NOTES = _other("notes", "0-46", "note", (), ("hs_note_body",))
+MEETINGS = _other("meetings", "0-47", "meeting", (), ("hs_meeting_title",))
+CALLS = _other("calls", "0-48", "call", (), ("hs_call_title",))
+EMAILS = _other("emails", "0-49", "email", (), ("hs_email_subject",))
+# Whether `goal_targets` is the Goals object 0-74 is unverified (hubspot-onboarding.md §8, open
+# item 12): [INF] it is.
+GOAL_TARGETS = _other("goal_targets", "0-74", "goal_target")
+POSTAL_MAIL = _other("postal_mail", "0-116", "postal_mail")
+
+# The engagement types (activities logged on records).
+ENGAGEMENTS: tuple[ObjectType, ...] = (
+    CALLS,
+    COMMUNICATIONS,
+    EMAILS,
+    MEETINGS,
+    NOTES,
+    POSTAL_MAIL,
+    TASKS,
+)
+
+OBJECT_TYPES: tuple[ObjectType, ...] = (
+    CONTACTS,
+    COMPANIES,
+    DEALS,
+    INVOICES,
+    LINE_ITEMS,
+    TICKETS,
+    PRODUCTS,
+    QUOTES,
+    FEEDBACK_SUBMISSIONS,
+    GOAL_TARGETS,
+    *ENGAGEMENTS,
+)
 
 _ALIASES: dict[str, ObjectType] = {}
 for _t in OBJECT_TYPES:

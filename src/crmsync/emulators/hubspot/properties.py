@@ -46,6 +46,7 @@ class PropertyDef:
     hubspot_defined: bool = True
     display_order: int = -1
     created_ms: int = 0
+    referenced_object_type: str | None = None  # "OWNER" for owner pickers
 
     def to_json(self, options: Iterable[Option] | None = None) -> dict[str, Any]:
         opts = self.options if options is None else tuple(options)
@@ -75,6 +76,8 @@ class PropertyDef:
         }
         if self.hubspot_defined:
             out["hubspotDefined"] = True
+        if self.referenced_object_type is not None:
+            out["referencedObjectType"] = self.referenced_object_type
         return out
 
 
@@ -287,7 +290,7 @@ def _defaults(obj: ObjectType) -> list[PropertyDef]:
                 calculated=True,
             ),
         ]
-    else:
+    elif obj.name == "line_items":
         g = "lineiteminformation"
         props = [
             _text("name", "Name", g),
@@ -302,8 +305,160 @@ def _defaults(obj: ObjectType) -> list[PropertyDef]:
             _text("hs_sku", "SKU", g),
             _text("hs_product_id", "Product ID", g),
         ]
+    else:
+        g, props = _other_defaults(obj)
+    if obj.name in _OWNED:
+        props.append(_owner_property(g))
     props.extend(_system(obj, g))
     return [replace(p, display_order=i) for i, p in enumerate(props)]
+
+
+# Records that have an owner: `hubspot_owner_id` holds an owner's `id` (hubspot-onboarding.md
+# §4: "assign owners by setting hubspot_owner_id"); its options are the account's owners.
+_OWNED = frozenset(
+    {
+        "contacts",
+        "companies",
+        "deals",
+        "tickets",
+        "calls",
+        "communications",
+        "emails",
+        "meetings",
+        "notes",
+        "postal_mail",
+        "tasks",
+    }
+)
+OWNER_PROPERTY = "hubspot_owner_id"
+
+
+def _owner_property(group: str) -> PropertyDef:
+    # An owner-picker enumeration: externalOptions + referencedObjectType OWNER
+    # (hubspot-onboarding.md §5).
+    return PropertyDef(
+        OWNER_PROPERTY,
+        "Owner",
+        "enumeration",
+        "select",
+        group,
+        external_options=True,
+        referenced_object_type="OWNER",
+    )
+
+
+def _other_defaults(obj: ObjectType) -> tuple[str, list[PropertyDef]]:
+    """Standard properties of the object types without behaviour of their own [INF]: the fact
+    sheets name the types (hubspot-onboarding.md §8) but not their properties; these are the
+    names HubSpot's UI and docs use for each type's main fields."""
+
+    def enum(name: str, label: str, group: str, *values: str) -> PropertyDef:
+        options = _opts(*((v.replace("_", " ").title(), v) for v in values))
+        return PropertyDef(name, label, "enumeration", "select", group, options=options)
+
+    def when(name: str, label: str, group: str) -> PropertyDef:
+        return PropertyDef(name, label, "datetime", "date", group)
+
+    def number(name: str, label: str, group: str) -> PropertyDef:
+        return PropertyDef(name, label, "number", "number", group)
+
+    name = obj.name
+    if name == "tickets":
+        g = "ticketinformation"
+        return g, [
+            _text("subject", "Ticket name", g),
+            _text("content", "Ticket description", g, field_type="textarea"),
+            _text("hs_pipeline", "Pipeline", g),
+            _text("hs_pipeline_stage", "Ticket status", g),
+            enum("hs_ticket_priority", "Priority", g, "LOW", "MEDIUM", "HIGH", "URGENT"),
+            enum("hs_ticket_category", "Category", g, "PRODUCT_ISSUE", "BILLING_ISSUE",
+                 "FEATURE_REQUEST", "GENERAL_INQUIRY"),
+        ]
+    if name == "products":
+        g = "productinformation"
+        return g, [
+            _text("name", "Name", g),
+            _text("description", "Description", g, field_type="textarea"),
+            number("price", "Unit price", g),
+            _text("hs_sku", "SKU", g),
+            number("hs_cost_of_goods_sold", "Unit cost", g),
+            enum("recurringbillingfrequency", "Billing frequency", g, "monthly", "quarterly",
+                 "annually"),
+        ]
+    if name == "quotes":
+        g = "quoteinformation"
+        return g, [
+            _text("hs_title", "Quote name", g),
+            PropertyDef("hs_expiration_date", "Expiration date", "date", "date", g),
+            enum("hs_status", "Quote approval status", g, "DRAFT", "APPROVAL_NOT_NEEDED",
+                 "PENDING_APPROVAL", "APPROVED", "REJECTED"),
+            _text("hs_currency", "Currency", g),
+            _text("hs_language", "Language", g),
+        ]
+    if name == "feedback_submissions":
+        g = "feedbacksubmissioninformation"
+        return g, [
+            _text("hs_content", "Response", g, field_type="textarea"),
+            _text("hs_survey_name", "Survey name", g, read_only=True),
+            enum("hs_survey_type", "Survey type", g, "NPS", "CSAT", "CES", "CUSTOM"),
+            number("hs_value", "Rating", g),
+        ]
+    if name == "goal_targets":
+        g = "goalinformation"
+        return g, [
+            _text("hs_goal_name", "Goal name", g),
+            number("hs_target_amount", "Target", g),
+            when("hs_start_datetime", "Start date", g),
+            when("hs_end_datetime", "End date", g),
+        ]
+    g = "engagement"
+    body = {
+        "calls": [
+            _text("hs_call_title", "Call title", g),
+            _text("hs_call_body", "Call notes", g, field_type="html"),
+            number("hs_call_duration", "Call duration", g),
+            enum("hs_call_direction", "Call direction", g, "INBOUND", "OUTBOUND"),
+            enum("hs_call_status", "Call status", g, "BUSY", "CALLING_CRM_USER", "CANCELED",
+                 "COMPLETED", "CONNECTING", "FAILED", "IN_PROGRESS", "NO_ANSWER", "QUEUED",
+                 "RINGING"),
+        ],
+        "communications": [
+            enum("hs_communication_channel_type", "Channel type", g, "SMS", "WHATS_APP",
+                 "LINKEDIN_MESSAGE"),
+            _text("hs_communication_logged_from", "Logged from", g),
+            _text("hs_communication_body", "Body", g, field_type="html"),
+        ],
+        "emails": [
+            _text("hs_email_subject", "Email subject", g),
+            _text("hs_email_text", "Email body", g, field_type="textarea"),
+            _text("hs_email_html", "Email HTML body", g, field_type="html"),
+            enum("hs_email_direction", "Email direction", g, "EMAIL", "INCOMING_EMAIL",
+                 "FORWARDED_EMAIL"),
+            enum("hs_email_status", "Email send status", g, "BOUNCED", "FAILED", "SCHEDULED",
+                 "SENDING", "SENT"),
+        ],
+        "meetings": [
+            _text("hs_meeting_title", "Meeting name", g),
+            _text("hs_meeting_body", "Meeting description", g, field_type="html"),
+            when("hs_meeting_start_time", "Start time", g),
+            when("hs_meeting_end_time", "End time", g),
+            enum("hs_meeting_outcome", "Meeting outcome", g, "SCHEDULED", "COMPLETED",
+                 "RESCHEDULED", "NO_SHOW", "CANCELED"),
+            _text("hs_meeting_location", "Location", g),
+        ],
+        "notes": [_text("hs_note_body", "Note body", g, field_type="html")],
+        "postal_mail": [_text("hs_postal_mail_body", "Postal mail body", g, field_type="html")],
+        "tasks": [
+            _text("hs_task_subject", "Task title", g),
+            _text("hs_task_body", "Notes", g, field_type="html"),
+            enum("hs_task_status", "Task status", g, "NOT_STARTED", "IN_PROGRESS", "WAITING",
+                 "COMPLETED", "DEFERRED"),
+            enum("hs_task_priority", "Priority", g, "NONE", "LOW", "MEDIUM", "HIGH"),
+            enum("hs_task_type", "Task type", g, "CALL", "EMAIL", "LINKED_IN", "MEETING", "TODO"),
+        ],
+    }[name]
+    # Every engagement has the moment it happened (required in HubSpot's UI, not enforced here).
+    return g, [when("hs_timestamp", "Activity date", g), *body]
 
 
 @dataclass

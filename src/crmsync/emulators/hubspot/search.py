@@ -11,8 +11,8 @@ from typing import Any
 from .errors import validation_error
 from .objects import ObjectType, resolve
 from .properties import PropertyDef
+from .search_index import Key, PropertyIndex, sort_key, typed
 from .state import CrmState, StoredRecord
-from .values import parse_instant_ms, parse_number
 
 MAX_GROUPS = 5
 MAX_FILTERS_PER_GROUP = 6
@@ -179,29 +179,115 @@ def _text(raw: Any) -> str | None:
     return str(raw)
 
 
+# Operators whose matches are one key range of the property's index (enumerations excluded:
+# EQ on one is membership in a `;`-separated set).
+_RANGE_OPERATORS = frozenset({"EQ", "GT", "GTE", "LT", "LTE", "BETWEEN", "HAS_PROPERTY"})
+
+
 def run(state: CrmState, obj: ObjectType, req: SearchRequest) -> tuple[int, list[StoredRecord]]:
-    """(total, the requested page) — archived records never appear."""
+    """(total, the requested page) — archived records never appear.
+
+    Order: records with a value for the sort property by that value (ties by id, ascending in
+    both directions), then those without one, by id. A search with no filter, or whose only
+    filter is a range on the sort property (the change scan: `lastmodifieddate GTE t` sorted by
+    it), reads the sort property's index: a page costs what it returns. Other searches evaluate
+    their filters once per state of the table and keep the ordered result for the next pages."""
+    index = state.search_index
+    view = index.view(obj)
     matchers = [[_matcher(state, obj, f) for f in group] for group in req.groups]
+    sort_prop = state.registry.get(obj, req.sort_property)
+    only = req.groups[0] if len(req.groups) == 1 and len(req.groups[0]) == 1 else ()
+    driver = only[0] if only and _drives(only[0], req.sort_property, sort_prop) else None
+    if req.query is None and (driver is not None or not req.groups):
+        by_sort = index.index(obj, req.sort_property)
+        start, stop = _range(by_sort, sort_prop, driver) if driver else (0, len(by_sort.entries))
+        # Records without a sort value come last; a range filter excludes them.
+        without = 0 if driver else len(view) - len(by_sort.keys)
+        ids = by_sort.ids(start, stop, descending=req.descending, skip=req.after, take=req.limit)
+        if len(ids) < req.limit and without:
+            skip = max(0, req.after - (stop - start))
+            rest = index.without(obj, by_sort)
+            ids += [i for n, i in enumerate(rest) if n >= skip][: req.limit - len(ids)]
+        return stop - start + without, _page(state, obj, view, ids)
+    ordered = _ordered_matches(state, obj, req, matchers)
+    return len(ordered), _page(state, obj, view, ordered[req.after : req.after + req.limit])
+
+
+def _drives(f: Filter, sort_property: str, prop: PropertyDef | None) -> bool:
+    return (
+        f.property_name == sort_property
+        and f.operator in _RANGE_OPERATORS
+        and prop is not None
+        and prop.type != "enumeration"
+    )
+
+
+def _range(index: PropertyIndex, prop: PropertyDef | None, f: Filter) -> tuple[int, int]:
+    if f.operator == "HAS_PROPERTY":
+        return 0, len(index.entries)
+
+    def key(raw: str | None) -> Key:
+        t = typed(prop, raw or "")
+        if t is None:
+            raise validation_error(
+                f"{raw} is not a valid value for {f.property_name}", propertyName=[f.property_name]
+            )
+        return (0, t)
+
+    low = key(f.value)
+    if f.operator == "EQ":
+        return index.bounds(low, True, low, True)
+    if f.operator == "BETWEEN":
+        return index.bounds(low, True, key(f.high_value), True)
+    if f.operator in ("GT", "GTE"):
+        return index.bounds(low, f.operator == "GTE", None, True)
+    return index.bounds(None, True, low, f.operator == "LTE")
+
+
+def _ordered_matches(
+    state: CrmState, obj: ObjectType, req: SearchRequest, matchers: list[list[Matcher]]
+) -> list[int]:
+    """Every match in search order, kept while the table does not change (paging through one
+    search evaluates it once)."""
+    index = state.search_index
+    names = {f.property_name for group in req.groups for f in group} | {req.sort_property}
+    # The result depends on the records (the index version), the request, and the definitions
+    # of the properties it names; association filters read the associations, which the version
+    # does not follow, so those searches are not kept.
+    definitions = tuple(state.registry.get(obj, n) for n in sorted(names))
+    keep = not any(n.startswith("associations.") for n in names)
+    signature = (obj.name, req.groups, req.sort_property, req.descending, req.query, definitions)
+    cached = index.cached_search
+    if keep and cached is not None and cached[0] == signature and cached[1] == index.version(obj):
+        return cached[2]
+    records = state.all_records(obj)
     query_terms = req.query.lower().split() if req.query else []
-    hits: list[tuple[StoredRecord, dict[str, str]]] = []
-    for rec, props in state.searchable(obj):
+    sort_prop = state.registry.get(obj, req.sort_property)
+    present: list[tuple[Key, int]] = []
+    missing: list[int] = []
+    for record_id, props in index.view(obj).items():
+        rec = records[record_id]
         if matchers and not any(all(m(rec, props) for m in group) for group in matchers):
             continue
         if query_terms and not _query_matches(obj, props, query_terms):
             continue
-        hits.append((rec, props))
+        value = props.get(req.sort_property)
+        if value:
+            present.append((sort_key(sort_prop, value), record_id))
+        else:
+            missing.append(record_id)
+    present.sort(key=lambda h: h[1])  # stable tie-break on id
+    present.sort(key=lambda h: h[0], reverse=req.descending)
+    ordered = [i for _, i in present] + sorted(missing)
+    index.cached_search = (signature, index.version(obj), ordered) if keep else None
+    return ordered
 
-    sort_prop = state.registry.get(obj, req.sort_property)
-    present = [h for h in hits if h[1].get(req.sort_property)]
-    missing = [h for h in hits if not h[1].get(req.sort_property)]
-    present.sort(key=lambda h: h[0].id)  # stable tie-break on id
-    present.sort(
-        key=lambda h: _sort_key(sort_prop, h[1][req.sort_property]), reverse=req.descending
-    )
-    missing.sort(key=lambda h: h[0].id)
-    ordered = present + missing  # records without the sort property come last
-    page = ordered[req.after : req.after + req.limit]
-    return len(ordered), [_as_searched(rec, props) for rec, props in page]
+
+def _page(
+    state: CrmState, obj: ObjectType, view: dict[int, dict[str, str]], ids: list[int]
+) -> list[StoredRecord]:
+    records = state.all_records(obj)
+    return [_as_searched(records[i], view[i]) for i in ids]
 
 
 def _as_searched(rec: StoredRecord, props: dict[str, str]) -> StoredRecord:
@@ -213,24 +299,6 @@ def _as_searched(rec: StoredRecord, props: dict[str, str]) -> StoredRecord:
 def _query_matches(obj: ObjectType, props: dict[str, str], terms: list[str]) -> bool:
     text = " ".join(props.get(f, "") for f in obj.query_fields).lower()
     return all(term in text for term in terms)
-
-
-def _sort_key(prop: PropertyDef | None, value: str) -> Any:
-    typed = _typed(prop, value)
-    return typed if typed is not None else value.lower()
-
-
-def _typed(prop: PropertyDef | None, value: str) -> Any:
-    """A stored or filter value as the property's type compares it: numbers as numbers, dates
-    as epoch ms, text case-insensitively; enumerations keep their case (fact sheet §2)."""
-    kind = prop.type if prop else "string"
-    if kind == "number":
-        return parse_number(value)
-    if kind in ("date", "datetime"):
-        return parse_instant_ms(value)
-    if kind == "enumeration":
-        return value
-    return value.lower()
 
 
 Matcher = Callable[[StoredRecord, dict[str, str]], bool]
@@ -249,10 +317,10 @@ def _matcher(state: CrmState, obj: ObjectType, f: Filter) -> Matcher:
     enumeration = prop.type == "enumeration"
 
     def coerce(raw: str | None) -> Any:
-        typed = _typed(prop, raw or "")
-        if typed is None:
+        value = typed(prop, raw or "")
+        if value is None:
             raise validation_error(f"{raw} is not a valid value for {name}", propertyName=[name])
-        return typed
+        return value
 
     if op == "HAS_PROPERTY":
         return lambda _r, p: bool(p.get(name))
@@ -278,7 +346,7 @@ def _matcher(state: CrmState, obj: ObjectType, f: Filter) -> Matcher:
                 else [stored.lower() if prop.type == "string" else stored]
             )
             if prop.type in ("number", "date", "datetime", "bool"):
-                hit = any(_typed(prop, c) == _typed(prop, w) for c in candidates for w in wanted)
+                hit = any(typed(prop, c) == typed(prop, w) for c in candidates for w in wanted)
             else:
                 hit = any(c in wanted for c in candidates)
             return hit != negate
@@ -309,11 +377,11 @@ def _matcher(state: CrmState, obj: ObjectType, f: Filter) -> Matcher:
 def _cmp(prop: PropertyDef, stored: str | None, test: Callable[[Any], bool]) -> bool:
     if not stored:
         return False
-    typed = _typed(prop, stored)
-    if typed is None:
+    value = typed(prop, stored)
+    if value is None:
         return False
     try:
-        return test(typed)
+        return test(value)
     except TypeError:
         return False
 

@@ -16,8 +16,10 @@ from typing import Any
 from .associations import TYPES_BY_ID, Associations, AssociationType
 from .errors import ApiError, PropertyProblem, property_values_error, validation_error
 from .objects import CONTACTS, DEALS, INVOICES, LINE_ITEMS, OBJECT_TYPES, ObjectType, resolve
+from .owners import Owners
 from .pipelines import Pipelines
-from .properties import Option, PropertyRegistry, check_value
+from .properties import OWNER_PROPERTY, Option, PropertyRegistry, check_value
+from .search_index import SearchIndex
 from .values import format_number, iso_from_ms, parse_instant_ms, parse_number
 
 
@@ -41,10 +43,6 @@ class StoredRecord:
     created_ms: int
     updated_ms: int
     archived_ms: int | None = None
-    # Search sees writes after an indexing delay (fact sheet §2): until `indexed_at` it sees
-    # `search_view` (None: not yet visible at all).
-    indexed_at: float = 0.0
-    search_view: dict[str, str] | None = None
 
     @property
     def archived(self) -> bool:
@@ -94,6 +92,7 @@ class CrmState:
         self.registry = PropertyRegistry(self._dynamic_options)
         self.pipelines = Pipelines(now_ms, self._new_pipeline_id, self._deals_in_stages)
         self.associations = Associations()
+        self.owners = Owners(now_ms)
         self.events: list[dict[str, Any]] = []
         self._event_uuids: set[str] = set()
         self._records: dict[str, dict[int, StoredRecord]] = {o.name: {} for o in OBJECT_TYPES}
@@ -104,16 +103,20 @@ class CrmState:
         self._unique: dict[str, dict[str, dict[str, int]]] = {o.name: {} for o in OBJECT_TYPES}
         self._next_id = 1001
         self._next_pipeline_id = 100_000_001
+        # What search sees, indexed by property (fact sheet §2's indexing delay included).
+        self.search_index = SearchIndex(clock, search_index_delay, self.registry.get, self._live_properties)
 
     def reset(self) -> None:
         self.registry.reset()
         self.pipelines.reset()
         self.associations.clear()
+        self.owners.reset()
         self.events.clear()
         self._event_uuids.clear()
         self._records = {o.name: {} for o in OBJECT_TYPES}
         self._order = {o.name: [] for o in OBJECT_TYPES}
         self._unique = {o.name: {} for o in OBJECT_TYPES}
+        self.search_index.reset()
 
     # --- lookups ---
 
@@ -205,6 +208,8 @@ class CrmState:
         return [r.id for r in self.live(DEALS) if r.properties.get("dealstage") in stage_ids]
 
     def _dynamic_options(self, obj_name: str, prop: str) -> list[Option] | None:
+        if prop == OWNER_PROPERTY:
+            return self.owners.options()
         if obj_name == "deals" and prop == "pipeline":
             return self.pipelines.pipeline_options()
         if obj_name == "deals" and prop == "dealstage":
@@ -240,6 +245,17 @@ class CrmState:
                 values[name] = checked
         if obj is DEALS:
             problems.extend(self._check_pipeline(values, existing))
+        owner = values.get(OWNER_PROPERTY)
+        if owner and self.registry.get(obj, OWNER_PROPERTY) and not self.owners.is_live(owner):
+            # [INF] an owner id the account does not have is refused like any other option.
+            problems.append(
+                PropertyProblem(
+                    OWNER_PROPERTY,
+                    "INVALID_OPTION",
+                    f"{owner} was not one of the allowed options: "
+                    f"[{', '.join(o.value for o in self.owners.options())}]",
+                )
+            )
         if problems:
             raise property_values_error(problems, self.portal_id)
         return values
@@ -392,7 +408,7 @@ class CrmState:
             {"hs_object_id": str(rec.id), "createdate": stamp, obj.last_modified: stamp}
         )
         _compute(obj, rec.properties)
-        self._reindex_for_search(rec, None)
+        self.search_index.changed(obj, rec.id, rec.properties, None)
         self._records[obj.name][rec.id] = rec
         self._order[obj.name].append(rec.id)
         self._index(obj, rec, None)
@@ -427,7 +443,7 @@ class CrmState:
         _compute(obj, rec.properties)
         rec.updated_ms = self.now_ms()
         rec.properties[obj.last_modified] = iso_from_ms(rec.updated_ms)
-        self._reindex_for_search(rec, old)
+        self.search_index.changed(obj, rec.id, rec.properties, old)
         self._index(obj, rec, old)
         for name, value in changed.items():
             self.on_change(Change("propertyChange", obj, rec.id, source, name, value))
@@ -438,26 +454,14 @@ class CrmState:
             return
         rec.archived_ms = self.now_ms()
         self._index(obj, rec, dict(rec.properties))
+        self.search_index.removed(obj, rec.id)
         # An archived record's associations are not readable any more [INF].
         self.associations.drop_record(obj, rec.id)
         self.on_change(Change("deletion", obj, rec.id, source))
 
-    def _reindex_for_search(self, rec: StoredRecord, previous: dict[str, str] | None) -> None:
-        if self.search_index_delay <= 0:
-            return
-        if self.clock() >= rec.indexed_at:
-            rec.search_view = previous
-        rec.indexed_at = self.clock() + self.search_index_delay
-
-    def searchable(self, obj: ObjectType) -> Iterator[tuple[StoredRecord, dict[str, str]]]:
-        """Live records with the properties search sees right now."""
-        now = self.clock() if self.search_index_delay > 0 else 0.0
-        for rec in self.live(obj):
-            if now < rec.indexed_at:
-                if rec.search_view is not None:
-                    yield rec, rec.search_view
-            else:
-                yield rec, rec.properties
+    def _live_properties(self, obj: ObjectType, record_id: int) -> dict[str, str] | None:
+        rec = self._records[obj.name].get(record_id)
+        return None if rec is None or rec.archived else rec.properties
 
     # --- associations ---
 
@@ -595,6 +599,7 @@ class CrmState:
                 for obj in OBJECT_TYPES
             },
             "associations": self.associations.dump(),
+            "owners": [o.to_json() for o in self.owners.all()],
             "pipelines": {"deals": [p.to_json() for p in self.pipelines.all()]},
             "customProperties": {
                 name: [p.to_json() for p in props]

@@ -33,6 +33,40 @@ class Delivery:
     duplicate: bool = False
 
 
+def change_event(
+    change: Change,
+    *,
+    event_id: int,
+    subscription_id: int,
+    portal_id: int,
+    app_id: int,
+    occurred_at: int,
+) -> dict[str, Any]:
+    """The event a subscription sees for one change (fact sheet §8.2), shared by webhook
+    deliveries and the webhooks journal."""
+    event: dict[str, Any] = {
+        "eventId": event_id,
+        "subscriptionId": subscription_id,
+        "portalId": portal_id,
+        "appId": app_id,
+        "occurredAt": occurred_at,
+        "subscriptionType": f"{change.object_type.singular}.{change.kind}",
+        "attemptNumber": 0,
+        "objectId": change.object_id,
+        "changeSource": change.source,
+    }
+    if change.kind == "creation":
+        event["changeFlag"] = "CREATED"
+    elif change.kind == "deletion":
+        event["changeFlag"] = "DELETED"
+    elif change.kind == "propertyChange":
+        event["propertyName"] = change.property_name
+        event["propertyValue"] = change.property_value
+    elif change.association is not None:
+        event.update(change.association)
+    return event
+
+
 class WebhookDispatcher:
     def __init__(
         self,
@@ -69,29 +103,17 @@ class WebhookDispatcher:
         if not change.object_type.webhooks:
             return
         subscription_type = f"{change.object_type.singular}.{change.kind}"
-        event: dict[str, Any] = {
-            "eventId": self._next_event_id,
-            "subscriptionId": self._subscriptions.setdefault(
+        event = change_event(
+            change,
+            event_id=self._next_event_id,
+            subscription_id=self._subscriptions.setdefault(
                 subscription_type, 100_001 + len(self._subscriptions)
             ),
-            "portalId": self.portal_id,
-            "appId": self.app_id,
-            "occurredAt": self.now_ms(),
-            "subscriptionType": subscription_type,
-            "attemptNumber": 0,
-            "objectId": change.object_id,
-            "changeSource": change.source,
-        }
+            portal_id=self.portal_id,
+            app_id=self.app_id,
+            occurred_at=self.now_ms(),
+        )
         self._next_event_id += 1
-        if change.kind == "creation":
-            event["changeFlag"] = "CREATED"
-        elif change.kind == "deletion":
-            event["changeFlag"] = "DELETED"
-        elif change.kind == "propertyChange":
-            event["propertyName"] = change.property_name
-            event["propertyValue"] = change.property_value
-        elif change.association is not None:
-            event.update(change.association)
         self._pending.append(event)
         self._wakeup.set()
 

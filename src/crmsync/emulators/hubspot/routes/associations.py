@@ -17,6 +17,7 @@ from .wire import (
     emulator,
     inputs_of,
     json_response,
+    next_page,
     no_content,
     query_int,
     read_json,
@@ -268,5 +269,5 @@ async def list_for_record(request: Request) -> Response:
     ]
     body: dict[str, Any] = {"results": targets[:limit]}
     if len(targets) > limit:
-        body["paging"] = {"next": {"after": str(targets[limit]["toObjectId"])}}
+        body["paging"] = next_page(request, str(targets[limit]["toObjectId"]))
     return json_response(body)

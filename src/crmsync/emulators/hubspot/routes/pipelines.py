@@ -83,3 +83,40 @@ async def delete_stage(request: Request) -> Response:
         request.path_params["pipeline_id"], request.path_params["stage_id"]
     )
     return no_content()
+
+
+async def list_pipelines_v1(request: Request) -> Response:
+    """The legacy `GET /crm-pipelines/v1/pipelines/{objectType}`. Its shape is not in the fact
+    sheets [INF]: HubSpot's v1 names (`pipelineId`, `stageId`, `objectType`, `active`, epoch-ms
+    dates) over the same pipelines as v3."""
+    pipelines = _pipelines(request)
+    return json_response(
+        {
+            "results": [
+                {
+                    "pipelineId": p.id,
+                    "objectType": "DEAL",
+                    "objectTypeId": "0-3",
+                    "label": p.label,
+                    "displayOrder": p.display_order,
+                    "active": True,
+                    "default": p.id == "default",
+                    "createdAt": p.created_ms,
+                    "updatedAt": p.updated_ms,
+                    "stages": [
+                        {
+                            "stageId": s.id,
+                            "label": s.label,
+                            "displayOrder": s.display_order,
+                            "metadata": dict(s.metadata),
+                            "active": True,
+                            "createdAt": s.created_ms,
+                            "updatedAt": s.updated_ms,
+                        }
+                        for s in p.sorted_stages()
+                    ],
+                }
+                for p in pipelines.all()
+            ]
+        }
+    )

@@ -93,3 +93,10 @@ def batch_response(
     body["startedAt"] = iso_from_ms(started_ms)
     body["completedAt"] = iso_from_ms(emu.state.now_ms())
     return json_response(body, 207 if errors else ok_status)
+
+
+def next_page(request: Request, after: str) -> dict[str, Any]:
+    """`paging` of a list with more to read: the cursor and the absolute URL of the next page,
+    as HubSpot returns them (`{next: {after, link}}`, fact sheet §1.1)."""
+    link = request.url.include_query_params(after=after)
+    return {"next": {"after": after, "link": str(link)}}
