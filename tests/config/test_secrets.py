@@ -260,7 +260,8 @@ def _pasted(base: str, setkey, header: str, drop: str | None, key: str, value: s
 @pytest.mark.parametrize(("header", "drop", "key", "path"), SECRET_SETTINGS,
                          ids=[k for _, _, k, _ in SECRET_SETTINGS])
 def test_a_secret_pasted_into_a_secret_setting_is_never_echoed(base, setkey, problems_of,
-                                                              header, drop, key, path, value):
+                                                              tmp_path, header, drop, key,
+                                                              path, value):
     """BUG: `token_file = "pat-na1-…"` printed `secret file …/pat-na1-… does not exist`, and
     an `*_env` value spelled like a variable name was printed as one."""
     problems = problems_of(_pasted(base, setkey, header, drop, key, value))
@@ -268,8 +269,11 @@ def test_a_secret_pasted_into_a_secret_setting_is_never_echoed(base, setkey, pro
     assert at and all(p.severity == "error" for p in at), problems
     text = "\n".join(str(p) for p in problems)
     assert value not in text and CANARY not in text and "Zq7vK2mX9pL4wR8t" not in text, text
-    # Still says which setting and what to do.
+    # Still says which setting and what to do, and where a relative file was looked for.
     assert "looks like a secret" in text or "not an environment variable name" in text, text
+    if key.endswith("_file"):
+        assert f"looks like a secret rather than a file name or variable name) in {tmp_path} " \
+               "does not exist" in text, text
 
 
 def test_plain_paths_and_variable_names_are_still_shown(base, setkey, problems_of, find,

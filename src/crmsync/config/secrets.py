@@ -72,9 +72,8 @@ def _plain_words(parts: list[str], *, one_case: bool) -> bool:
         if not _WORD.fullmatch(w):
             return False
         letters = w.rstrip("0123456789")
-        if one_case and letters and not (letters.isupper() or letters.islower()):
-            return False
-        if letters and not (letters.isupper() or letters.islower() or letters.istitle()):
+        if letters and not (letters.isupper() or letters.islower()
+                            or (not one_case and letters.istitle())):
             return False
     return True
 
@@ -90,13 +89,8 @@ def is_plain_variable(value: str) -> bool:
             and _plain_words(value.split("_"), one_case=True))
 
 
-def shown_path(setting: str, path: Path | str) -> str:
-    """`path` for a message, or a note that it is hidden when `setting` (the configured value
-    it came from) does not read as a path."""
-    return str(path) if is_plain_path(setting) else HIDDEN
-
-
 def shown_variable(name: str) -> str:
+    """`name` for a message, or a note that it is hidden (it reads like a secret)."""
     return name if is_plain_variable(name) else HIDDEN
 
 
@@ -201,7 +195,7 @@ def read_secret(env: str | None, file: str | None, base_dir: Path | None = None)
         elif Path(file).is_absolute():
             name = HIDDEN
         else:  # the directory it was looked up in is no part of the value
-            name = f"{HIDDEN} in {credentials_path('.', base_dir).parent}"
+            name = f"{HIDDEN} in {Path(os.path.abspath(credentials_path('x', base_dir))).parent}"
         data, mode = _read_file(p, name)
         try:
             value = data.decode("utf-8")

@@ -87,7 +87,14 @@ class ConnectionRuntime:
 
 
 class Daemon:
-    """Owns the running state; `run()` is the root task."""
+    """Owns the running state; `run()` is the root task.
+
+    Constructing it reads the configuration and its secrets (blocking, bounded): `crmsync run`
+    does it before the event loop starts; a reload reads them in a worker thread. Raises
+    ConfigError with every problem; `run()` raises ConfigError (possibly inside an exception
+    group) for what only starting reveals (an address in use, a state directory that cannot
+    be made, a control socket path taken).
+    """
 
     def __init__(self, config_path: str | Path, *, hub_transport: httpx.AsyncBaseTransport | None
                  = None, timing: Timing | None = None, notifier: Notifier | None = None,
