@@ -15,7 +15,7 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
-from crmsync.config.model import Config, ControlSettings
+from crmsync.config.model import Config, ControlSettings, SqliteConnection
 from crmsync.config.problems import Problem
 
 SOCKET_NAME = "control.sock"
@@ -85,6 +85,8 @@ def host_problems(cfg: Config, env: Mapping[str, str] | None = None) -> list[Pro
         # Derived from state_dir or $RUNTIME_DIRECTORY when unset: the fix is still to set it.
         out.append(Problem("$.daemon.control.socket_path", msg))
     for i, conn in enumerate(cfg.connections):
+        if not isinstance(conn, SqliteConnection):
+            continue
         if (msg := database_problem(conn.database)) is not None:
             out.append(Problem(f"$.connections[{i}].database", msg))
     return out
