@@ -207,7 +207,7 @@ async def test_poll_now_and_reload(tmp_path):
             reloaded = await ctl_json(c, "reload")
             assert reloaded == {"op": "reload", "changes": ["restarted shop"]}
             cfg.write_text(good + "\n[[syncs]]\nconnection = 'nope'\n")
-            err = await ctl_json(c, "reload", code=1)
+            err = await ctl_json(c, "reload", code=2)
             assert err["code"] == "config" and "nothing changed" in err["message"]
             await env.wait_ready()
             st = await ctl_json(c, "status")

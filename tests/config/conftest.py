@@ -1,11 +1,16 @@
 """Shared set-up for the configuration tests.
 
 Every test starts from a known environment: no `$CREDENTIALS_DIRECTORY` (the machine running
-the tests might be a systemd service) and the token variable the base document refers to.
+the tests might be a systemd service), the token variable the base document refers to, and a
+working directory (tmp_path) holding the app databases the documents name, since the
+configuration checks that they exist.
 """
 
 from __future__ import annotations
 
+import grp
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,10 +21,45 @@ from crmsync.config import ConfigError, Problem, load_config
 TOKEN_VAR = "CRMSYNC_TEST_HUB_TOKEN"
 
 
+# The app databases the documents of these tests name (relative: to the working directory).
+APP_DATABASES = ("shop.db", "other.db", "copy.db")
+
+
 @pytest.fixture(autouse=True)
-def _known_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _known_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
     monkeypatch.setenv(TOKEN_VAR, "pat-test-token")
+    for name in APP_DATABASES:
+        (tmp_path / name).touch()
+    monkeypatch.chdir(tmp_path)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config" / "crmsync.example.toml"
+EXAMPLE_SECRETS = ("hubspot-token", "hubspot-webhook-secret", "shop-webhook-secret")
+
+
+@pytest.fixture
+def example_config(tmp_path: Path) -> Path:
+    """The example configuration made true of this machine, in `tmp_path/etc`: its secret
+    files beside it (mode 0600, as a clone cannot keep it), its app database created under
+    tmp_path, and the control socket's group one that exists here (the example's
+    `crmsync-admin` comes with the systemd unit's sysusers file)."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    for name in EXAMPLE_SECRETS:
+        shutil.copy(EXAMPLE.parent / name, etc / name)
+        (etc / name).chmod(0o600)
+    (tmp_path / "shop.db").touch()
+    text = EXAMPLE.read_text()
+    for old, new in (('database = "/var/lib/shop/shop.db"', f'database = "{tmp_path / "shop.db"}"'),
+                     ('group = "crmsync-admin"', f'group = "{grp.getgrgid(os.getgid()).gr_name}"')):
+        assert old in text, old
+        text = text.replace(old, new)
+    config = etc / "crmsync.toml"
+    config.write_text(text)
+    return config
 
 
 # A small valid document touching every level the validations look at. Tests edit it with

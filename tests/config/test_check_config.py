@@ -13,8 +13,18 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60)
 
 
-def test_example_config_is_valid():
-    r = run("check-config", str(EXAMPLE))
+def test_the_example_as_checked_out_is_a_valid_document():
+    """On a fresh checkout (no crmsync-admin group, no /var/lib/shop/shop.db, secrets 0644),
+    `--offline` checks the document alone, as the example's first comment says."""
+    r = run("check-config", "--offline", str(EXAMPLE))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert r.stdout.startswith(f"{EXAMPLE}: OK (offline: secrets, the control group")
+    assert "check-config --offline config/crmsync.example.toml" in EXAMPLE.read_text()
+
+
+def test_example_config_is_valid(example_config: Path):
+    r = run("check-config", str(example_config))
     assert r.returncode == 0, r.stderr
     assert "connections: 1, object syncs: 3" in r.stdout
     assert "contacts ⇄ customers (both" in r.stdout

@@ -5,15 +5,18 @@ from __future__ import annotations
 import io
 import logging
 import os
+import resource
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from crmsync.cli import check_config
 from crmsync.config import ConfigError, Secret, SecretError, load_config, read_secret
-from crmsync.config.secrets import credentials_path
+from crmsync.config.secrets import MAX_SECRET_BYTES, credentials_path
 
 CANARY = "canary-7f3e9c1d-secret-value-must-never-print"
 
@@ -185,30 +188,29 @@ def test_a_secret_file_name_with_a_nul_byte_is_a_config_error(tmp_path):
 
 # --- canary: check-config never prints a secret ----------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "config" / "crmsync.example.toml"
 
-
-def _canary_configs(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
-    """The example config with every secret carrying the canary: the hub token from an
-    environment variable, the other secrets from files; and a broken variant of it."""
+def _canary_configs(example: Path) -> tuple[Path, Path, dict[str, str]]:
+    """The example config (made true of this machine) with every secret carrying the canary:
+    the hub token from an environment variable, the other secrets from files; and a broken
+    variant of it."""
+    directory = example.parent
     for name in ("hubspot-webhook-secret", "shop-webhook-secret"):
-        (tmp_path / name).write_text(f"{CANARY}-{name}\n")
-    text = EXAMPLE.read_text()
+        (directory / name).write_text(f"{CANARY}-{name}\n")
+    text = example.read_text()
     text = text.replace('token_file = "hubspot-token"', 'token_env = "CRMSYNC_CANARY_TOKEN"')
     assert 'token_env = "CRMSYNC_CANARY_TOKEN"' in text
-    good = tmp_path / "good.toml"
+    good = directory / "good.toml"
     good.write_text(text)
     bad_text = text.replace('tier = "professional"', 'tier = "custom"\ntoken = "x"')
     bad_text = bad_text.replace('connection = "shop"', 'connection = "shopp"', 1)
-    bad = tmp_path / "bad.toml"
+    bad = directory / "bad.toml"
     bad.write_text(bad_text)
     env = {"CRMSYNC_CANARY_TOKEN": f"{CANARY}-token"}
     return good, bad, env
 
 
-def test_check_config_in_process_never_prints_a_secret(tmp_path, monkeypatch):
-    good, bad, env = _canary_configs(tmp_path)
+def test_check_config_in_process_never_prints_a_secret(example_config, monkeypatch):
+    good, bad, env = _canary_configs(example_config)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     out, err = io.StringIO(), io.StringIO()
@@ -221,11 +223,184 @@ def test_check_config_in_process_never_prints_a_secret(tmp_path, monkeypatch):
     assert CANARY not in str(info.value) + repr(info.value.problems)
 
 
-def test_check_config_command_never_prints_a_secret(tmp_path):
-    good, bad, env = _canary_configs(tmp_path)
+def test_check_config_command_never_prints_a_secret(example_config):
+    good, bad, env = _canary_configs(example_config)
     run_env = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"} | env
     for path, code in ((good, 0), (bad, 2)):
         r = subprocess.run([sys.executable, "-m", "crmsync", "check-config", str(path)],
                            capture_output=True, text=True, timeout=60, env=run_env)
         assert r.returncode == code, r.stderr
         assert CANARY not in r.stdout + r.stderr
+
+
+# --- a secret pasted into a *_file / *_env setting is never echoed (issue 10, item 11) ----------
+
+# What an operator pastes by mistake: a HubSpot private app token where a file name belongs, and
+# a secret that happens to be spelled like a variable name where a variable name belongs.
+PASTED_TOKEN = f"pat-na1-{CANARY}"
+ENV_LIKE_CANARY = "Zq7vK2mX9pL4wR8tCanary0"
+SECRET_SETTINGS = [
+    ("[hub.auth]", "token_env", "token_file", "$.hub.auth.token_file"),
+    ("[hub]", None, "webhook_client_secret_file", "$.hub.webhook_client_secret_file"),
+    ("[hub]", None, "webhook_client_secret_env", "$.hub.webhook_client_secret_env"),
+    ("[[connections]]", None, "webhook_secret_file", "$.connections[0].webhook_secret_file"),
+    ("[[connections]]", None, "webhook_secret_env", "$.connections[0].webhook_secret_env"),
+    ("[hub.auth]", "token_file", "token_env", "$.hub.auth.token_env"),
+]
+
+
+def _pasted(base: str, setkey, header: str, drop: str | None, key: str, value: str) -> str:
+    text = base
+    if drop is not None:
+        text = "\n".join(ln for ln in text.split("\n") if not ln.startswith(f"{drop} ="))
+    return setkey(text, header, key, f'"{value}"')
+
+
+@pytest.mark.parametrize("value", [PASTED_TOKEN, ENV_LIKE_CANARY], ids=["token", "name-like"])
+@pytest.mark.parametrize(("header", "drop", "key", "path"), SECRET_SETTINGS,
+                         ids=[k for _, _, k, _ in SECRET_SETTINGS])
+def test_a_secret_pasted_into_a_secret_setting_is_never_echoed(base, setkey, problems_of,
+                                                              tmp_path, header, drop, key,
+                                                              path, value):
+    """BUG: `token_file = "pat-na1-…"` printed `secret file …/pat-na1-… does not exist`, and
+    an `*_env` value spelled like a variable name was printed as one."""
+    problems = problems_of(_pasted(base, setkey, header, drop, key, value))
+    at = [p for p in problems if p.path == path]
+    assert at and all(p.severity == "error" for p in at), problems
+    text = "\n".join(str(p) for p in problems)
+    assert value not in text and CANARY not in text and "Zq7vK2mX9pL4wR8t" not in text, text
+    # Still says which setting and what to do, and where a relative file was looked for.
+    assert "looks like a secret" in text or "not an environment variable name" in text, text
+    if key.endswith("_file"):
+        assert f"looks like a secret rather than a file name or variable name) in {tmp_path} " \
+               "does not exist" in text, text
+
+
+def test_plain_paths_and_variable_names_are_still_shown(base, setkey, problems_of, find,
+                                                         tmp_path):
+    problems = problems_of(_pasted(base, setkey, "[hub]", None, "webhook_client_secret_file",
+                                   "secrets/hubspot-webhook.secret"))
+    find(problems, "$.hub.webhook_client_secret_file",
+         f"{tmp_path / 'secrets' / 'hubspot-webhook.secret'} does not exist")
+    problems = problems_of(_pasted(base, setkey, "[hub]", None, "webhook_client_secret_env",
+                                   "HUBSPOT_CLIENT_SECRET_2"))
+    find(problems, "$.hub.webhook_client_secret_env",
+         "environment variable HUBSPOT_CLIENT_SECRET_2 is not set")
+
+
+@pytest.mark.slow
+def test_run_never_echoes_a_pasted_secret_on_its_way_out(base, setkey, tmp_path):
+    """`crmsync run`'s start-up error (the journal, under systemd) is as careful as
+    check-config: exit 2, the paths of the problems, no canary, no traceback."""
+    text = _pasted(base, setkey, "[hub.auth]", "token_env", "token_file", PASTED_TOKEN)
+    text = _pasted(text, setkey, "[hub]", None, "webhook_client_secret_env", ENV_LIKE_CANARY)
+    config = tmp_path / "crmsync.toml"
+    config.write_text(text)
+    r = subprocess.run([sys.executable, "-m", "crmsync", "run", "--config", str(config)],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                       env={k: v for k, v in os.environ.items()
+                            if k not in ("CREDENTIALS_DIRECTORY", "RUNTIME_DIRECTORY")})
+    assert r.returncode == 2, r.stderr
+    out = r.stdout + r.stderr
+    assert "$.hub.auth.token_file" in out and "$.hub.webhook_client_secret_env" in out, out
+    assert CANARY not in out and "Zq7vK2mX9pL4wR8t" not in out, out
+    assert "Traceback" not in out, out
+
+
+# --- secret files: regular files only, bounded, permissions (issue 10, items 9 and 10) -----------
+
+
+def _with_token_file(base: str, name: str) -> str:
+    return base.replace('token_env = "CRMSYNC_TEST_HUB_TOKEN"', f'token_file = "{name}"')
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(base, problems_of, find, tmp_path):
+    """BUG: a FIFO as token_file blocked check-config, run and reload until someone wrote to
+    it. Nobody writes to this one unless the check hangs on it (then the test frees it, and
+    fails)."""
+    fifo = tmp_path / "token-fifo"
+    os.mkfifo(fifo)
+    result: dict[str, Any] = {}
+    loader = threading.Thread(target=lambda: result.update(
+        problems=problems_of(_with_token_file(base, "token-fifo"))), daemon=True)
+    loader.start()
+    loader.join(30)  # a bound on a hang, not a timing: the check takes milliseconds
+    if loader.is_alive():
+        with open(fifo, "w"):  # a writer: the blocked reader goes on (and reads nothing)
+            pass
+        loader.join(10)
+        pytest.fail("reading the secret file waited for a writer on the FIFO")
+    find(result["problems"], "$.hub.auth.token_file", "is a FIFO (named pipe), not a regular file")
+
+
+@pytest.mark.parametrize(("path", "kind"), [("/dev/null", "character device"),
+                                            ("/tmp", "directory")])
+def test_special_files_are_refused(base, problems_of, find, path, kind):
+    find(problems_of(_with_token_file(base, path)), "$.hub.auth.token_file",
+         f"secret file {path} is a {kind}, not a regular file")
+
+
+def test_a_secret_file_larger_than_the_bound_is_refused(base, problems_of, find, tmp_path):
+    (tmp_path / "big").write_text("x" * (MAX_SECRET_BYTES + 1))
+    find(problems_of(_with_token_file(base, "big")), "$.hub.auth.token_file",
+         f"larger than {MAX_SECRET_BYTES} bytes")
+    (tmp_path / "just-fits").write_text("x" * MAX_SECRET_BYTES)
+    (tmp_path / "just-fits").chmod(0o600)
+    assert problems_of(_with_token_file(base, "just-fits")) == []
+
+
+def _limited_memory() -> None:
+    # The child may use 1 GiB of address space: reading without a bound fails fast there
+    # rather than taking the machine's memory.
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("token_file", ["/dev/zero", "huge"])
+def test_check_config_refuses_an_endless_or_huge_secret_file(base, tmp_path, token_file):
+    """BUG: `token_file = "/dev/zero"` grew the daemon to 24 GB until the kernel killed it; a
+    2 GB sparse file gave check-config a MemoryError traceback. Refused with exit 2 and the
+    path, having read at most the bound."""
+    with open(tmp_path / "huge", "wb") as f:
+        f.truncate(2 * 1024 ** 3)  # sparse: costs no disk
+    config = tmp_path / "crmsync.toml"
+    config.write_text(_with_token_file(base, token_file))
+    r = subprocess.run([sys.executable, "-m", "crmsync", "check-config", str(config)],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                       preexec_fn=_limited_memory,
+                       env={k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"})
+    assert r.returncode == 2, r.stderr
+    assert "$.hub.auth.token_file: secret file" in r.stderr, r.stderr
+    assert ("is a character device, not a regular file" if token_file == "/dev/zero"
+            else f"larger than {MAX_SECRET_BYTES} bytes") in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o666])
+def test_a_secret_file_others_may_read_is_warned_about(base, problems_of, tmp_path, mode):
+    (tmp_path / "hubspot-token").write_text("pat-na1-x\n")
+    (tmp_path / "hubspot-token").chmod(mode)
+    problems = problems_of(_with_token_file(base, "hubspot-token"))
+    assert [(p.path, p.severity) for p in problems] == [("$.hub.auth.token_file", "warning")]
+    path = tmp_path / "hubspot-token"
+    assert f"secret file {path} is accessible by group or others (mode {mode:04o})" in (
+        problems[0].message)
+    assert f"chmod 600 {path}" in problems[0].message
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400])
+def test_a_secret_file_only_its_owner_may_read_gets_no_warning(base, problems_of, tmp_path,
+                                                               mode):
+    (tmp_path / "hubspot-token").write_text("pat-na1-x\n")
+    (tmp_path / "hubspot-token").chmod(mode)
+    assert problems_of(_with_token_file(base, "hubspot-token")) == []
+
+
+def test_check_config_prints_the_permission_warning_and_passes(example_config):
+    (example_config.parent / "hubspot-token").chmod(0o644)
+    out, err = io.StringIO(), io.StringIO()
+    assert check_config.run(str(example_config), out, err) == 0, err.getvalue()
+    token = example_config.parent / "hubspot-token"
+    assert err.getvalue() == (
+        f"  warning: $.hub.auth.token_file: secret file {token} is accessible by group or "
+        f"others (mode 0644): run `chmod 600 {token}`\n")

@@ -18,15 +18,15 @@ def run(path: Path | str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def test_the_example_config_passes_with_a_summary():
-    code, out, err = run(EXAMPLE)
+def test_the_example_config_passes_with_a_summary(example_config, tmp_path):
+    code, out, err = run(example_config)
     assert code == 0, err
     assert err == ""
     lines = out.splitlines()
-    assert lines[0] == f"{EXAMPLE}: OK"
+    assert lines[0] == f"{example_config}: OK"
     assert "connections: 1, object syncs: 3" in lines
     # Each connection, and under it each object sync with its direction and conflict winner.
-    shop = lines.index("  shop (sqlite: /var/lib/shop/shop.db)")
+    shop = lines.index(f"  shop (sqlite: {tmp_path / 'shop.db'})")
     syncs = [ln.strip() for ln in lines[shop + 1:]]
     assert syncs[0].startswith("contacts ⇄ customers (both, winner hub"), syncs
     assert "preview" in syncs[0]
@@ -80,13 +80,10 @@ def test_the_example_mentions_every_option():
     assert missing == [], missing
 
 
-def test_warnings_do_not_fail_the_check(tmp_path, monkeypatch):
-    text = EXAMPLE.read_text().replace(
-        'hub_object = "companies"', 'hub_object = "companies"\nsync_contacts_without_email = true')
-    config = tmp_path / "crmsync.toml"
-    config.write_text(text)
-    for name in ("hubspot-token", "hubspot-webhook-secret", "shop-webhook-secret"):
-        (tmp_path / name).write_text("placeholder\n")
+def test_warnings_do_not_fail_the_check(example_config):
+    config = example_config
+    config.write_text(config.read_text().replace(
+        'hub_object = "companies"', 'hub_object = "companies"\nsync_contacts_without_email = true'))
     code, _out, err = run(config)
     assert code == 0, err
     assert "warning: $.syncs[1].sync_contacts_without_email: only applies to contacts" in err

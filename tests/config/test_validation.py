@@ -159,7 +159,7 @@ def test_a_directory_is_not_a_secret_file(base, problems_of, find, tmp_path):
     (tmp_path / "creds").mkdir()
     problems = problems_of(base.replace('token_env = "CRMSYNC_TEST_HUB_TOKEN"',
                                         'token_file = "creds"'))
-    find(problems, "$.hub.auth.token_file", "cannot be read")
+    find(problems, "$.hub.auth.token_file", "is a directory, not a regular file")
 
 
 def test_both_env_and_file(base, problems_of, find, tmp_path):
@@ -199,7 +199,7 @@ def test_oauth_without_refresh_token(base, problems_of, find):
 def test_secrets_are_not_read_when_not_asked(base):
     text = base.replace('token_env = "CRMSYNC_TEST_HUB_TOKEN"',
                         'token_env = "CRMSYNC_TEST_NOT_SET_ANYWHERE"')
-    cfg, _ = parse_config(text, check_secrets=False)
+    cfg, _ = parse_config(text, check_host=False)
     assert cfg.hub.auth.token_env == "CRMSYNC_TEST_NOT_SET_ANYWHERE"
 
 

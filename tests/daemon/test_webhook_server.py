@@ -437,6 +437,145 @@ async def test_store_error_gives_503_and_the_retry_is_stored(box, monkeypatch):
     assert await box.rows() == 2
 
 
+# --- slow clients and processing slots (issue 10, item 7) ----------------------------------
+
+
+class CountingApp:
+    """The server's ASGI app, counting the requests that reached it and noting the status of
+    each answer sent."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.started = 0
+        self.answered: list[int] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        self.started += 1
+
+        async def noting(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                self.answered.append(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, noting)
+
+
+@pytest.mark.slow
+async def test_slow_clients_do_not_hold_the_slots_a_real_delivery_needs(tmp_path):
+    """200 clients send their headers, then one body byte a second (a slowloris). Their bodies
+    are read without a processing slot, so a valid delivery is answered while all 200 are
+    still dribbling; before, they held the 64 slots and the delivery waited for their body
+    deadline. The figure (how fast) is measured by bench/webhook_slow_clients.py."""
+    from hypercorn.config import Config as HyperConfig
+    from hypercorn.trio import serve
+
+    slow_clients, declared = 200, 1000
+    async with Store.open(tmp_path / "state.db") as store:
+        # A body deadline far beyond the test's bound: the slow clients never finish here.
+        server = make_server(store, lambda: True, lambda s: None, body_deadline=600.0,
+                             max_concurrent=64)
+        app = CountingApp(server.app)
+        hc = HyperConfig()
+        hc.bind = ["127.0.0.1:0"]
+        hc.accesslog = None
+        hc.errorlog = None
+        hc.keep_alive_timeout = 600
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                binds = await nursery.start(serve, app, hc)
+                port = int(binds[0].rsplit(":", 1)[1])
+
+                async def slowloris() -> None:
+                    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                    async with stream:
+                        await stream.send_all(
+                            f"POST {HUB_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            f"Content-Type: application/json\r\n"
+                            f"Content-Length: {declared}\r\n\r\n".encode())
+                        for _ in range(declared):
+                            await trio.sleep(1)
+                            await stream.send_all(b" ")
+
+                for _ in range(slow_clients):
+                    nursery.start_soon(slowloris)
+                while app.started < slow_clients:  # every slow request reached the server
+                    await trio.sleep(0.05)
+
+                body = body_of([hub_event(1, 101)])
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                    r = await client.post(HUB_PATH, content=body, headers=v3_headers(body))
+                assert r.status_code == 204, r.text
+                # Answered while every slow client is still sending its body.
+                assert app.answered == [204]
+                assert len(await store.read(store_inbox.pending_events,
+                                            CONTACTS_SOURCES[0])) == 1
+                nursery.cancel_scope.cancel()
+
+
+class GatedStore:
+    """A store whose calls wait for `release` (a store busy with a long transaction)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.release = trio.Event()
+        self.waiting = 0
+
+    async def call(self, fn: Any) -> Any:
+        self.waiting += 1
+        await self.release.wait()
+        return await self.store.call(fn)
+
+
+async def test_waiting_for_a_slot_past_its_deadline_gets_503(tmp_path, mock_clock):
+    """Every slot busy: a delivery waits `slot_wait` for one, then gets 503 with Retry-After
+    (the sender retries) instead of waiting past HubSpot's 5-second timeout."""
+    async with Store.open(tmp_path / "state.db") as real:
+        gated = GatedStore(real)
+        server = make_server(gated, lambda: True, lambda s: None,  # type: ignore[arg-type]
+                             max_concurrent=1)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app),
+                                     base_url="http://10.0.0.7:8080") as client:
+            first, second = body_of([hub_event(1, 101)]), body_of([hub_event(2, 102)])
+            answers: dict[str, httpx.Response] = {}
+
+            async def post(name: str, body: bytes) -> None:
+                answers[name] = await client.post(HUB_PATH, content=body,
+                                                  headers=v3_headers(body))
+
+            with trio.fail_after(60):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(post, "first", first)
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert gated.waiting == 1  # the first holds the only slot
+                    start = trio.current_time()
+                    await post("second", second)
+                    assert answers["second"].status_code == 503, answers["second"].text
+                    assert answers["second"].headers["retry-after"] == "1"
+                    assert trio.current_time() - start == pytest.approx(server.slot_wait)
+                    assert server.slot_wait < 5  # HubSpot gives up on a delivery after 5 s
+                    assert gated.waiting == 1  # the second never reached the store
+                    gated.release.set()
+            assert answers["first"].status_code == 204
+        assert len(await real.read(store_inbox.pending_events, CONTACTS_SOURCES[0])) == 1
+
+
+# --- no redirect built from the Host header (issue 10, item 8) ------------------------------
+
+
+@pytest.mark.parametrize("path", [HUB_PATH + "/", "/webhooks/shop/", "/healthz/"])
+async def test_a_trailing_slash_is_not_found_never_redirected_to_the_host(box, path):
+    """Starlette redirects `/webhooks/hubspot/` to an absolute URL made of the Host header
+    (`http://evil.example/webhooks/hubspot`): an open redirect. No route, no redirect."""
+    body = body_of([hub_event(1, 101)])
+    r = await box.client.request("GET" if "healthz" in path else "POST", path, content=body,
+                                 headers={**v3_headers(body), "Host": "evil.example"})
+    assert r.status_code == 404, (r.status_code, r.headers)
+    assert "location" not in r.headers
+    assert await box.rows() == 0
+
+
 @pytest.mark.slow
 async def test_state_db_locked_by_another_process_gives_503(box):
     import sqlite3

@@ -183,7 +183,7 @@ def find_socket(args: argparse.Namespace) -> Path:
     path = Path(config) if config else DEFAULT_CONFIG
     if config or os.access(DEFAULT_CONFIG, os.R_OK):
         try:
-            cfg, _ = parse_config(path.read_text(encoding="utf-8"), check_secrets=False,
+            cfg, _ = parse_config(path.read_text(encoding="utf-8"), check_host=False,
                                   base_dir=path.resolve().parent)
         except OSError as exc:
             raise UsageError(f"{path}: {exc.strerror}") from None
@@ -870,7 +870,8 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None,
         render(reply, _console(out))
     if isinstance(reply, p.ErrorReply):
         _error(reply, err, args)
-        return EXIT_FAILED
+        # A configuration the daemon refused (reload) exits as check-config does.
+        return EXIT_USAGE if reply.code == "config" else EXIT_FAILED
     return EXIT_FAILED if _failed(reply) else EXIT_OK
 
 

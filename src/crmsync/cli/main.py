@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from functools import partial
+from typing import Any
 
 from crmsync import __version__
 
@@ -19,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("path", help="the TOML configuration file")
+    p.add_argument("--offline", action="store_true",
+                   help="check the document alone, not this machine (secrets, the control "
+                        "group and socket path, the app databases)")
 
     from crmsync.cli import app, ctl, demo, emulator
 
@@ -38,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         from crmsync.cli import check_config
 
-        return check_config.run(args.path)
+        return check_config.run(args.path, offline=args.offline)
     if args.command == "demo":
         from crmsync.cli import demo
 
@@ -61,24 +66,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def _config_errors(exc: BaseException) -> list[Any] | None:
+    """The problems of `exc` when it is a ConfigError, or a group of nothing but ConfigErrors
+    (what a start-up task raises inside the daemon's nursery); else None."""
+    from crmsync.config import ConfigError
+
+    if isinstance(exc, ConfigError):
+        return list(exc.problems)
+    if isinstance(exc, BaseExceptionGroup):
+        problems: list[Any] = []
+        for inner in exc.exceptions:
+            found = _config_errors(inner)
+            if found is None:
+                return None
+            problems.extend(found)
+        return problems
+    return None
+
+
 def _run(config: str) -> int:
+    """`crmsync run`: exit 2 with every problem on a configuration error (in the file, of
+    this machine, or met while starting: an address in use, a socket path taken), never a
+    traceback: under `Restart=on-failure` that would be a restart loop
+    (the unit sets RestartPreventExitStatus=2)."""
     import trio
 
-    from crmsync.config import ConfigError
     from crmsync.control.server import serve as serve_control
     from crmsync.daemon.main import Daemon
 
-    async def run_daemon() -> int:
-        # The control server sits above the daemon's layer: the command line wires it in.
-        await Daemon(config).run(extra_tasks=[serve_control])
-        return 0
-
     try:
-        return trio.run(run_daemon)
-    except ConfigError as exc:
-        print(f"{config}: the configuration is not valid:", file=sys.stderr)
-        for p in exc.problems:
-            print(f"  {p}", file=sys.stderr)
-        return 2
+        # The configuration and its secrets are read here, before the event loop starts.
+        daemon = Daemon(config)
+        # The control server sits above the daemon's layer: the command line wires it in.
+        trio.run(partial(daemon.run, extra_tasks=[serve_control]))
+        return 0
     except KeyboardInterrupt:
         return 130
+    except BaseException as exc:
+        problems = _config_errors(exc)
+        if problems is None:
+            raise
+        print(f"{config}: the configuration is not valid:", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 2

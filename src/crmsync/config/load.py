@@ -12,14 +12,15 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from msgspec import inspect as mi
 
+from crmsync.config.addresses import listen_problem, url_problem
 from crmsync.config.defaults import effective_mappings
+from crmsync.config.host import host_problems
 from crmsync.config.model import (
     Config,
     Connection,
@@ -27,28 +28,10 @@ from crmsync.config.model import (
     PostgresConnection,
     PrivateAppAuth,
 )
+from crmsync.config.problems import ConfigError, Problem
 from crmsync.config.secrets import SecretError, read_secret
 
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    path: str
-    message: str
-    severity: Literal["error", "warning"] = "error"
-    # The rejected value was replaced by a stand-in so the rest could be checked; problems
-    # the stand-in causes in the same table are not reported.
-    replaced: bool = False
-
-    def __str__(self) -> str:
-        return f"{self.severity}: {self.path}: {self.message}"
-
-
-class ConfigError(Exception):
-    """The configuration is not usable; `problems` lists every reason with its path."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(str(p) for p in problems))
+__all__ = ["ConfigError", "Problem", "load_config", "parse_config"]
 
 
 def _type_name(t: mi.Type) -> str:
@@ -266,9 +249,12 @@ def _check_secret(obj: Any, env_attr: str, file_attr: str, path: str, required: 
         out.append(Problem(where, f"give {env_attr} or {file_attr}, not both"))
         return
     try:
-        read_secret(env, file, base_dir)
+        secret = read_secret(env, file, base_dir)
     except SecretError as exc:
         out.append(Problem(where, str(exc)))
+        return
+    if secret.warning:
+        out.append(Problem(where, secret.warning, "warning"))
 
 
 def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connection],
@@ -392,28 +378,32 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connecti
                            "warning"))
 
 
-def semantic_problems(cfg: Config, check_secrets: bool = True,
+def semantic_problems(cfg: Config, check_host: bool = True,
                       base_dir: Path | None = None) -> list[Problem]:
+    """What the types cannot say; with `check_host`, also what this machine must provide:
+    readable secrets, the control group, a control socket path that fits, app databases."""
     out: list[Problem] = []
     hub = cfg.hub
     if hub.tier == "custom" and hub.limits is None:
         out.append(Problem("$.hub.limits", "tier 'custom' needs [hub.limits]"))
-    if not hub.base_url.startswith(("http://", "https://")):
-        out.append(Problem("$.hub.base_url", "must start with http:// or https://"))
+    if (msg := url_problem(hub.base_url)) is not None:
+        out.append(Problem("$.hub.base_url", msg))
     ctl = cfg.daemon.control
     if ctl.mode not in (0o600, 0o660):
         out.append(Problem("$.daemon.control.mode", f"must be 0o600 or 0o660, not {ctl.mode:#o}"))
     if ctl.mode == 0o660 and not ctl.group:
         out.append(Problem("$.daemon.control.group", "mode 0o660 needs the admin group"))
     wh = cfg.daemon.webhooks
-    if wh.enabled:
-        host, _, port = wh.listen.rpartition(":")
-        if not host or not port.isdigit():
-            out.append(Problem("$.daemon.webhooks.listen", "expected HOST:PORT"))
-    if wh.public_base_url and not wh.public_base_url.startswith(("http://", "https://")):
-        out.append(Problem("$.daemon.webhooks.public_base_url", "must start with http(s)://"))
+    if wh.enabled and (msg := listen_problem(wh.listen)) is not None:
+        out.append(Problem("$.daemon.webhooks.listen", msg))
+    if wh.public_base_url and (msg := url_problem(wh.public_base_url)) is not None:
+        out.append(Problem("$.daemon.webhooks.public_base_url", msg))
+    notify_url = cfg.daemon.notify.webhook_url
+    if notify_url and (msg := url_problem(notify_url)) is not None:
+        out.append(Problem("$.daemon.notify.webhook_url", msg))
 
-    if check_secrets:
+    if check_host:
+        out.extend(host_problems(cfg))
         auth = hub.auth
         if isinstance(auth, PrivateAppAuth):
             _check_secret(auth, "token_env", "token_file", "$.hub.auth", True, out, base_dir)
@@ -429,13 +419,13 @@ def semantic_problems(cfg: Config, check_secrets: bool = True,
         if conn.name in conns:
             out.append(Problem(f"{cpath}.name", f"duplicate connection name {conn.name!r}"))
         conns.setdefault(conn.name, conn)
-        if check_secrets:
+        if check_host:
             _check_secret(conn, "webhook_secret_env", "webhook_secret_file", cpath, False, out, base_dir)
         if isinstance(conn, PostgresConnection):
             # The connection string may hold a password: it lives in a file or the
-            # environment, never in this file. Checked even without check_secrets: without
+            # environment, never in this file. Checked even without check_host: without
             # it the connection cannot be found at all.
-            if check_secrets:
+            if check_host:
                 _check_secret(conn, "dsn_env", "dsn_file", cpath, True, out, base_dir)
             elif not conn.dsn_env and not conn.dsn_file:
                 out.append(Problem(f"{cpath}.dsn_env", "missing connection string: set dsn_env "
@@ -503,16 +493,23 @@ def _follows_from(p: Problem, structural: list[Problem]) -> bool:
     return False
 
 
-def parse_config(text: str, check_secrets: bool = True,
+def parse_config(text: str, check_host: bool = True,
                  base_dir: Path | None = None) -> tuple[Config, list[Problem]]:
-    """Parse and validate a configuration document.
+    """Parse and validate a configuration document; with `check_host`, also against this
+    machine (secrets, control group and socket path, app databases: see semantic_problems).
 
-    Returns the Config and its warnings; raises ConfigError with every error found.
+    Returns the Config and its warnings; raises ConfigError with every error found. Reads
+    secret files (bounded, regular files only): blocking I/O, run it off the event loop.
     """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem("$", f"not valid TOML: {exc}")]) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively: a few hundred levels
+        # exhaust Python's stack.
+        raise ConfigError([Problem("$", "not valid TOML: arrays or inline tables are nested "
+                                        "too deeply")]) from None
     structural, cleaned = structural_problems(data)
     try:
         cfg = msgspec.convert(cleaned, Config, strict=True)
@@ -520,7 +517,7 @@ def parse_config(text: str, check_secrets: bool = True,
         # Only reachable when a placeholder itself is invalid; the structural
         # problems already say what to fix.
         raise ConfigError(structural) from None
-    semantic = semantic_problems(cfg, check_secrets=check_secrets, base_dir=base_dir)
+    semantic = semantic_problems(cfg, check_host=check_host, base_dir=base_dir)
     if structural:
         semantic = [p for p in semantic if not _follows_from(p, structural)]
     problems = structural + semantic
@@ -529,7 +526,7 @@ def parse_config(text: str, check_secrets: bool = True,
     return cfg, problems
 
 
-def load_config(path: str | Path, check_secrets: bool = True) -> tuple[Config, list[Problem]]:
+def load_config(path: str | Path, check_host: bool = True) -> tuple[Config, list[Problem]]:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -537,4 +534,4 @@ def load_config(path: str | Path, check_secrets: bool = True) -> tuple[Config, l
         raise ConfigError([Problem("$", f"config file {p} does not exist")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem("$", f"config file {p} cannot be read: {exc}")]) from None
-    return parse_config(text, check_secrets=check_secrets, base_dir=p.parent.resolve())
+    return parse_config(text, check_host=check_host, base_dir=p.parent.resolve())

@@ -29,7 +29,12 @@ FilterOperator = Literal[
 HubObject = Literal["contacts", "companies", "deals", "invoices", "line_items"]
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
-Seconds = Annotated[float, msgspec.Meta(gt=0)]
+# A timeout, deadline or grace period: positive and finite (`inf` would lift a bound that
+# protects the daemon), at most a day.
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+# How often something repeats: at most ten times a second (1e-9 would spin a core), at least
+# once a year (and finite).
+Interval = Annotated[float, msgspec.Meta(ge=0.1, le=365 * 86_400)]
 
 
 class _Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -45,7 +50,7 @@ class ControlSettings(_Base, frozen=True):
     # 0o600, or 0o660 together with `group`.
     mode: int = 0o600
     group: str = ""
-    max_request_bytes: Annotated[int, msgspec.Meta(gt=0)] = 65536
+    max_request_bytes: Annotated[int, msgspec.Meta(gt=0, le=16 * 1024 * 1024)] = 65536
     read_timeout_seconds: Seconds = 5.0
 
 
@@ -57,7 +62,7 @@ class WebhookServerSettings(_Base, frozen=True):
     public_base_url: str = ""
     max_body_bytes: Annotated[int, msgspec.Meta(gt=0, le=16 * 1024 * 1024)] = 1024 * 1024
     body_deadline_seconds: Seconds = 10.0
-    max_concurrent_requests: Annotated[int, msgspec.Meta(gt=0)] = 64
+    max_concurrent_requests: Annotated[int, msgspec.Meta(gt=0, le=10_000)] = 64
 
 
 class NotifySettings(_Base, frozen=True):
@@ -110,14 +115,14 @@ class HubSettings(_Base, frozen=True):
     tier: Tier = "professional"
     # Required when tier = "custom"; overrides the tier's figures otherwise.
     limits: RateLimits | None = None
-    poll_interval_seconds: Seconds = 300.0
-    reconcile_interval_seconds: Seconds = 86400.0
+    poll_interval_seconds: Interval = 300.0
+    reconcile_interval_seconds: Interval = 86400.0
     webhook_client_secret_env: str | None = None
     webhook_client_secret_file: str | None = None
     request_timeout_seconds: Seconds = 30.0
     # HubSpot's search index lags behind writes: changes found by polling are read back this
     # far behind "now", so none is skipped (webhooks bring changes at once regardless).
-    search_index_lag_seconds: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    search_index_lag_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
 
 
 # --- connections (app instances) -------------------------------------------------------
@@ -178,7 +183,7 @@ class SqliteConnection(_Base, frozen=True, tag="sqlite", tag_field="type"):
     pipelines: AppPipelines | None = None
     events: AppEvents | None = None
     changelog_table: NonEmpty = "crmsync_changelog"
-    poll_interval_seconds: Seconds = 5.0
+    poll_interval_seconds: Interval = 5.0
     batch_size: Annotated[int, msgspec.Meta(gt=0, le=10000)] = 500
     # Shared secret for pushes to POST /webhooks/<name> (HMAC-SHA256 with a timestamp).
     webhook_secret_env: str | None = None

@@ -12,28 +12,22 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from crmsync.config.host import MAX_SOCKET_PATH_BYTES, SOCKET_NAME, control_socket_path
 from crmsync.config.model import Config, ControlSettings
 
-SOCKET_NAME = "control.sock"
+__all__ = ["DEFAULT_CONFIG", "MAX_PATH_BYTES", "SOCKET_NAME", "client_socket_paths",
+           "server_socket_path"]
+
 # Where systemd puts RuntimeDirectory=crmsync (the shipped unit).
 SYSTEMD_RUNTIME_DIR = Path("/run/crmsync")
 DEFAULT_CONFIG = Path("/etc/crmsync/crmsync.toml")
-# sun_path holds 108 bytes on Linux, the terminating NUL included.
-MAX_PATH_BYTES = 107
+MAX_PATH_BYTES = MAX_SOCKET_PATH_BYTES
 
 
 def server_socket_path(settings: ControlSettings, state_dir: str | Path,
                        env: Mapping[str, str] | None = None) -> Path:
-    """The path the daemon binds."""
-    env = os.environ if env is None else env
-    if settings.socket_path:
-        p = Path(settings.socket_path)
-        return p if p.is_absolute() else Path(state_dir) / p
-    runtime = env.get("RUNTIME_DIRECTORY", "")
-    if runtime:
-        # Several RuntimeDirectory= entries arrive colon-separated: the first is ours.
-        return Path(runtime.split(":")[0]) / SOCKET_NAME
-    return Path(state_dir) / SOCKET_NAME
+    """The path the daemon binds (the configuration checks its length with the same rule)."""
+    return control_socket_path(settings, state_dir, env)
 
 
 def client_socket_paths(cfg: Config | None,

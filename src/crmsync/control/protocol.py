@@ -14,11 +14,12 @@ a dry run into a real one.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from crmsync.daemon.operations import (
+    MAX_PAGE,
     ApproveView,
     ConnectionStateView,
     DeletesView,
@@ -39,6 +40,13 @@ PROTOCOL_VERSION = 1
 
 SideName = Literal["", "hub", "app"]
 StateName = Literal["pending", "syncing", "failed", "excluded", "queued", "deleted"]
+
+# Every integer argument carries its range, so that a value outside it is a `bad_request`
+# naming the field, never an error deep in the daemon (SQLite holds 64-bit signed integers:
+# 2**63 reached it as an OverflowError).
+ItemId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # 0: from the start
+PageSize = Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)]
+ShownRows = Annotated[int, msgspec.Meta(ge=0, le=MAX_PAGE)]  # 0: counts only
 
 
 class _Op(msgspec.Struct, frozen=True, kw_only=True, tag_field="op"):
@@ -61,8 +69,8 @@ class Records(_Op, frozen=True, kw_only=True, tag="records"):
     object: str  # hub or app object name
     state: StateName
     category: str = ""
-    limit: int = 100  # at most 1000
-    after: int = 0  # item id: the previous page's `next_after`
+    limit: PageSize = 100
+    after: ItemId = 0  # the previous page's `next_after`
     values: bool = False  # each record's mapped values too, read from one side (export)
 
 
@@ -71,13 +79,13 @@ class History(_Op, frozen=True, kw_only=True, tag="history"):
     object: str
     record: str  # a hub or app record id (`hub:ID` / `app:ID` when both exist)
     side: SideName = ""
-    limit: int = 50
+    limit: PageSize = 50
 
 
 class Preview(_Op, frozen=True, kw_only=True, tag="preview"):
     connection: str
     object: str = ""  # empty: every object sync of the connection
-    limit: int = 20  # entries shown per kind
+    limit: ShownRows = 20  # entries shown per kind
 
 
 class Approve(_Op, frozen=True, kw_only=True, tag="approve"):
@@ -100,13 +108,13 @@ class RestoreDeleted(_Op, frozen=True, kw_only=True, tag="restore_deleted"):
     record: str = ""  # one record; empty: every record deleted on `to`
     side: SideName = ""
     yes: bool = False  # false: only list what would be re-created
-    limit: int = 100  # rows listed in the reply (the work is not limited)
+    limit: ShownRows = 100  # rows listed in the reply (the work is not limited)
 
 
 class Deletes(_Op, frozen=True, kw_only=True, tag="deletes"):
     connection: str
     object: str
-    limit: int = 100
+    limit: ShownRows = 100
 
 
 class ResolveDeletes(_Op, frozen=True, kw_only=True, tag="resolve_deletes"):

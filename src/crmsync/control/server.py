@@ -35,6 +35,7 @@ import structlog
 import trio
 
 from crmsync import __version__
+from crmsync.config import ConfigError, Problem
 from crmsync.control import protocol as p
 from crmsync.control.framing import RECEIVE_CHUNK, LineTooLong, receive_line
 from crmsync.control.paths import MAX_PATH_BYTES, server_socket_path
@@ -60,7 +61,12 @@ QUIET_OPS = frozenset({"ping", "status", "records", "history", "preview", "delet
 
 
 class ControlSocketError(Exception):
-    """The control socket cannot be set up (path taken, too long, unknown group...)."""
+    """The control socket cannot be set up (path taken, too long, unknown group...);
+    `setting` is the [daemon.control] key to fix."""
+
+    def __init__(self, message: str, setting: str = "socket_path") -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +92,7 @@ def resolve_group(group: str) -> int:
     except KeyError:
         raise ControlSocketError(f"the control socket's group {group!r} does not exist: create "
                                  "it (see systemd/crmsync.sysusers) or fix "
-                                 "[daemon.control] group") from None
+                                 "[daemon.control] group", "group") from None
 
 
 def _proc_groups(pid: int, uid: int) -> set[int]:
@@ -195,7 +201,7 @@ def bind_socket(path: Path, mode: int = 0o600, gid: int | None = None) -> socket
                     raise ControlSocketError(
                         f"cannot give the control socket {path} the group {gid}: "
                         f"{exc.strerror}; run the service with that group (Group= in the "
-                        "unit) or as a member of it") from None
+                        "unit) or as a member of it", "group") from None
             os.chmod(path, 0o660)
         else:
             os.chmod(path, 0o600)
@@ -478,7 +484,8 @@ async def serve(daemon: Daemon, *,
                 task_status: trio.TaskStatus[ControlServer] = trio.TASK_STATUS_IGNORED) -> None:
     """The daemon's control server: binds the configured socket (see control/paths.py), sets
     `daemon.control_path`, reports readiness with the server, and serves until cancelled.
-    Set-up errors (path taken, unknown group) come out of `nursery.start`."""
+    Set-up errors (path taken, unknown group) come out of `nursery.start` as a ConfigError
+    naming the setting to fix."""
     settings = daemon.cfg.daemon.control
     path = server_socket_path(settings, daemon.state_dir)
     server = server_for(daemon)
@@ -489,5 +496,7 @@ async def serve(daemon: Daemon, *,
     try:
         await server.serve_path(path, mode=settings.mode, group=settings.group, on_ready=ready,
                                 task_status=task_status)
+    except ControlSocketError as exc:
+        raise ConfigError([Problem(f"$.daemon.control.{exc.setting}", str(exc))]) from None
     finally:
         daemon.control_path = None

@@ -14,7 +14,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import structlog
 import trio
 
 from crmsync import __version__
-from crmsync.config import load_config
+from crmsync.config import ConfigError, Problem, load_config
 from crmsync.config.model import Config, Connection, ObjectSync
 from crmsync.config.secrets import Secret, SecretError, read_secret
 from crmsync.connectors.app_webhooks import decode_inbox_payload
@@ -48,7 +48,7 @@ from crmsync.runtime.object_sync import (
 )
 from crmsync.runtime.status import ConnectionStatus, ObjectStatus
 from crmsync.runtime.supervisor import Supervisor
-from crmsync.store import Store
+from crmsync.store import Store, StoreError
 from crmsync.store import connections as store_connections
 from crmsync.store import tokens as store_tokens
 from crmsync.store.inbox import app_source, hub_source
@@ -87,7 +87,14 @@ class ConnectionRuntime:
 
 
 class Daemon:
-    """Owns the running state; `run()` is the root task."""
+    """Owns the running state; `run()` is the root task.
+
+    Constructing it reads the configuration and its secrets (blocking, bounded): `crmsync run`
+    does it before the event loop starts; a reload reads them in a worker thread. Raises
+    ConfigError with every problem; `run()` raises ConfigError (possibly inside an exception
+    group) for what only starting reveals (an address in use, a state directory that cannot
+    be made, a control socket path taken).
+    """
 
     def __init__(self, config_path: str | Path, *, hub_transport: httpx.AsyncBaseTransport | None
                  = None, timing: Timing | None = None, notifier: Notifier | None = None,
@@ -128,8 +135,9 @@ class Daemon:
         return Timing(hub_poll_interval=self.cfg.hub.poll_interval_seconds,
                       reconcile_interval=self.cfg.hub.reconcile_interval_seconds)
 
-    def _routes(self) -> WebhookRoutes:
-        cfg = self.cfg
+    def _read_routes(self, cfg: Config) -> WebhookRoutes:
+        """The webhook routes and secrets of `cfg`. Reads secret files: blocking, so it runs
+        in a worker thread (see `_routes`)."""
         hub: dict[str, list[str]] = {}
         apps: dict[str, dict[str, list[str]]] = {}
         app_secrets: dict[str, Secret] = {}
@@ -137,7 +145,6 @@ class Daemon:
             secret = _secret(conn.webhook_secret_env, conn.webhook_secret_file, self.base_dir)
             if secret is not None:
                 app_secrets[conn.name] = secret
-                daemon_logging.register_secret(secret.reveal())
         for s in cfg.syncs:
             if not s.enabled:
                 continue
@@ -146,9 +153,16 @@ class Daemon:
                 app_source(s.connection, s.hub_object))
         hub_secret = _secret(cfg.hub.webhook_client_secret_env,
                              cfg.hub.webhook_client_secret_file, self.base_dir)
-        if hub_secret is not None:
-            daemon_logging.register_secret(hub_secret.reveal())
         return WebhookRoutes(hub=hub, apps=apps, app_secrets=app_secrets, hub_secret=hub_secret)
+
+    async def _routes(self, cfg: Config) -> WebhookRoutes:
+        """`cfg`'s webhook routes, their secrets read off the event loop and registered for
+        redaction (on the loop: the log processors read that registry)."""
+        routes = await trio.to_thread.run_sync(self._read_routes, cfg)
+        for secret in [*routes.app_secrets.values(), routes.hub_secret]:
+            if secret is not None:
+                daemon_logging.register_secret(secret.reveal())
+        return routes
 
     # --- the hub ----------------------------------------------------------------------------
 
@@ -163,15 +177,22 @@ class Daemon:
             daemon_logging.register_secret(token)
             await store.call(store_tokens.save_refresh_token, account, token)
 
-        for env, file in (("token_env", "token_file"), ("client_secret_env", "client_secret_file"),
-                          ("refresh_token_env", "refresh_token_file")):
-            if hasattr(auth, env):
-                try:
-                    s = _secret(getattr(auth, env), getattr(auth, file), self.base_dir)
-                except SecretError:
-                    s = None
-                if s is not None:
-                    daemon_logging.register_secret(s.reveal())
+        def read_hub_secrets() -> list[Secret]:
+            found = []
+            for env, file in (("token_env", "token_file"),
+                              ("client_secret_env", "client_secret_file"),
+                              ("refresh_token_env", "refresh_token_file")):
+                if hasattr(auth, env):
+                    try:
+                        s = _secret(getattr(auth, env), getattr(auth, file), self.base_dir)
+                    except SecretError:
+                        s = None
+                    if s is not None:
+                        found.append(s)
+            return found
+
+        for s in await trio.to_thread.run_sync(read_hub_secrets):
+            daemon_logging.register_secret(s.reveal())
         return build_hub_connector(self.cfg.hub, self.base_dir, transport=self.hub_transport,
                                    refresh_token=refresh, on_refresh_token=save_refresh,
                                    index_lag=self.hub_index_lag)
@@ -297,13 +318,16 @@ class Daemon:
     async def reload(self) -> list[str]:
         """Re-read the configuration; restart what changed. Returns what happened."""
         try:
-            cfg, warnings = load_config(self.config_path)
+            # Secret files are read here: off the event loop, so that a slow or odd file can
+            # never stall the daemon (webhooks, the control socket, the syncs).
+            cfg, warnings = await trio.to_thread.run_sync(load_config, self.config_path)
+            routes = await self._routes(cfg)
         except Exception as exc:
             log.error("reload refused: the configuration is invalid", error=str(exc))
             raise
         old = {n: rt.fingerprint() for n, rt in self.connections.items()}
         self.cfg = cfg
-        self.routes = self._routes()
+        self.routes = routes
         if self.webhooks is not None:
             self.webhooks.routes = self.routes
         done: list[str] = []
@@ -353,15 +377,29 @@ class Daemon:
         gc.freeze()
         for w in self.warnings:
             log.warning("configuration warning", path=w.path, message=w.message)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        async with Store.open(self.state_dir / "crmsync.db") as store:
+        async with AsyncExitStack() as stack:
+            # A state database that cannot be created or opened, like the secrets below, is
+            # for the operator to fix (a restart cannot help): a configuration error.
+            try:
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+                store = await stack.enter_async_context(
+                    Store.open(self.state_dir / "crmsync.db"))
+            except (OSError, StoreError) as exc:
+                reason = str(exc) if isinstance(exc, StoreError) else (
+                    f"cannot create {self.state_dir}: {exc.strerror or exc}")
+                raise ConfigError([Problem("$.daemon.state_dir", reason)]) from None
             self.store = store
-            self.hub = await self._open_hub(store)
+            try:
+                self.hub = await self._open_hub(store)
+            except ConnectorError as exc:
+                if exc.kind != "config":
+                    raise
+                raise ConfigError([Problem("$.hub.auth", exc.message)]) from None
             try:
                 async with trio.open_nursery() as nursery:
                     self.nursery = nursery
                     nursery.start_soon(self._signals, nursery.cancel_scope)
-                    self.routes = self._routes()
+                    self.routes = await self._routes(cfg)
                     self.webhooks = self._webhook_server()
                     if cfg.daemon.webhooks.enabled:
                         await nursery.start(self._serve_webhooks)
@@ -451,7 +489,20 @@ class Daemon:
         hc.errorlog = None
         hc.keep_alive_timeout = 5
         hc.graceful_timeout = 2
-        log.info("webhook server listening", listen=wh.listen)
+        # Bound here rather than inside hypercorn, which turns a failed bind into an unrelated
+        # error: an address in use or not on this machine is then a configuration error of
+        # `listen`, reported as such. Hypercorn serves the bound socket (as with socket
+        # activation).
+        try:
+            sockets = hc.create_sockets().insecure_sockets
+        except (OSError, OverflowError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError([Problem("$.daemon.webhooks.listen",
+                                       f"cannot listen on {wh.listen}: {reason}")]) from None
+        bound = [s.getsockname() for s in sockets]
+        hc.bind = [f"fd://{s.detach()}" for s in sockets]
+        log.info("webhook server listening", listen=wh.listen,
+                 bound=[f"{a[0]}:{a[1]}" for a in bound])
         await serve(self.webhooks.app, hc, task_status=task_status)  # type: ignore[arg-type]
 
 

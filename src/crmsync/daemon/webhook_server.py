@@ -5,6 +5,11 @@ verify the signature on the raw bytes, before any parsing -> insert into the inb
 deduplicated on the event key, committed -> answer 2xx. A bad signature or a stale timestamp
 gets 401 with nothing stored; a store that cannot be written gets 503 (the sender retries).
 Hypercorn bounds headers but not bodies, so the size limit and the body deadline live here.
+
+Processing slots (`max_concurrent`) are taken only once a request's body is in hand: a client
+that sends its headers and then dribbles its body holds a connection and a body deadline, never
+a slot, so slow clients cannot make a real delivery wait past HubSpot's 5-second timeout.
+Waiting for a slot has its own deadline; past it the answer is 503 and the sender retries.
 """
 
 from __future__ import annotations
@@ -96,10 +101,17 @@ async def _read_body(request: Request, limit: int, deadline: float) -> bytes:
     return b"".join(chunks)
 
 
+# How long a request whose body has arrived may wait for a processing slot: well inside
+# HubSpot's 5-second delivery timeout, so that a busy server answers 503 (HubSpot retries)
+# rather than being timed out.
+SLOT_WAIT_SECONDS = 2.0
+
+
 class WebhookServer:
     def __init__(self, store: Store, routes: WebhookRoutes, *, public_base_url: str = "",
                  max_body_bytes: int = 1024 * 1024, body_deadline: float = 10.0,
-                 max_concurrent: int = 64, on_stored: Callable[[list[str]], None] | None = None,
+                 max_concurrent: int = 64, slot_wait: float = SLOT_WAIT_SECONDS,
+                 on_stored: Callable[[list[str]], None] | None = None,
                  is_ready: Callable[[], bool] = lambda: True,
                  now: Callable[[], float] = time.time) -> None:
         self.store = store
@@ -108,6 +120,7 @@ class WebhookServer:
         self.max_body_bytes = max_body_bytes
         self.body_deadline = body_deadline
         self.limiter = trio.CapacityLimiter(max_concurrent)
+        self.slot_wait = slot_wait
         self.on_stored = on_stored
         self.is_ready = is_ready
         self.now = now
@@ -120,6 +133,9 @@ class WebhookServer:
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
         ])
+        # Starlette answers `/webhooks/hubspot/` with a redirect to an absolute URL built from
+        # the Host header: an open redirect. A path that is not a route is a 404.
+        self.app.router.redirect_slashes = False
 
     def _uri(self, request: Request) -> str:
         # Signed over the URL HubSpot was told to call, never over Host / X-Forwarded-*.
@@ -127,10 +143,12 @@ class WebhookServer:
         base = self.public_base_url or f"{request.url.scheme}://{request.url.netloc}"
         return f"{base}{request.url.path}{query}"
 
-    def _error(self, status: int, message: str, **extra: Any) -> Response:
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None,
+               **extra: Any) -> Response:
         self.rejected += 1
         log.warning("webhook rejected", status=status, reason=message, **extra)
-        return JSONResponse({"status": "error", "message": message}, status_code=status)
+        return JSONResponse({"status": "error", "message": message}, status_code=status,
+                            headers=headers)
 
     async def _body(self, request: Request) -> bytes | Response:
         try:
@@ -141,14 +159,27 @@ class WebhookServer:
             return self._error(408, f"body not received within {self.body_deadline:g} s")
 
     async def _store(self, per_source: dict[str, list[tuple[str, bytes]]]) -> int | Response:
+        """Commit a verified delivery's events to the inbox, holding a processing slot."""
         def add(conn: Any) -> int:
             return sum(store_inbox.add_events(conn, src, evs) for src, evs in per_source.items())
 
+        # Only the wait for a slot has this deadline: a store call under way is never cut
+        # short (its commit may already have happened).
+        with trio.move_on_after(self.slot_wait) as waiting:
+            await self.limiter.acquire()
+        if waiting.cancelled_caught:  # cancelled inside acquire(): no slot was taken
+            return self._error(503, f"no processing slot free within {self.slot_wait:g} s; "
+                                    "retry later", headers={"Retry-After": "1"})
         try:
             new = await self.store.call(add) if per_source else 0
         except StoreError as exc:
             log.error("inbox unavailable", error=str(exc))
             return self._error(503, "the inbox cannot be written; retry later")
+        finally:
+            self.limiter.release()
+        return self._stored(per_source, new)
+
+    def _stored(self, per_source: dict[str, list[tuple[str, bytes]]], new: int) -> int:
         self.accepted += 1
         self.last_delivery = self.now()
         if self.on_stored is not None and per_source:
@@ -156,69 +187,66 @@ class WebhookServer:
         return new
 
     async def hubspot(self, request: Request) -> Response:
-        async with self.limiter:
-            body = await self._body(request)
-            if isinstance(body, Response):
-                return body
-            secret = self.routes.hub_secret
-            if secret is None:
-                return self._error(404, "HubSpot webhooks are not configured "
-                                        "(hub.webhook_client_secret_*)")
-            try:
-                # v3 only: HubSpot signs every delivery with it, and v1/v2 carry no
-                # timestamp, so a captured delivery stripped of its v3 headers could be
-                # replayed forever.
-                version = hub_webhooks.verify_delivery(
-                    secret.reveal(), method=request.method, uri=self._uri(request), body=body,
-                    headers=request.headers, now=self.now(), allow_legacy=False)
-            except hub_webhooks.WebhookSignatureError as exc:
-                return self._error(401, str(exc), source="hubspot")
-            try:
-                events = hub_webhooks.parse_delivery(body)
-            except hub_webhooks.WebhookPayloadError as exc:
-                return self._error(400, str(exc), source="hubspot")
-            per_source: dict[str, list[tuple[str, bytes]]] = {}
-            for e in events:
-                payload = msgspec.json.encode(HubInboxEvent(
-                    e.object, e.change, e.object_id, e.occurred_at, e.merged_object_ids,
-                    e.to_object_id, e.association_type, e.association_removed))
-                key = hub_event_key(e)
-                for src in self.routes.hub.get(e.object, []):
-                    per_source.setdefault(src, []).append((key, payload))
-            stored = await self._store(per_source)
-            if isinstance(stored, Response):
-                return stored
-            log.info("webhook delivery", source="hubspot", signature_version=version,
-                     events=len(events), new=stored)
-            return Response(status_code=204)
+        secret = self.routes.hub_secret
+        if secret is None:
+            return self._error(404, "HubSpot webhooks are not configured "
+                                    "(hub.webhook_client_secret_*)")
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            # v3 only: HubSpot signs every delivery with it, and v1/v2 carry no timestamp,
+            # so a captured delivery stripped of its v3 headers could be replayed forever.
+            version = hub_webhooks.verify_delivery(
+                secret.reveal(), method=request.method, uri=self._uri(request), body=body,
+                headers=request.headers, now=self.now(), allow_legacy=False)
+        except hub_webhooks.WebhookSignatureError as exc:
+            return self._error(401, str(exc), source="hubspot")
+        try:
+            events = hub_webhooks.parse_delivery(body)
+        except hub_webhooks.WebhookPayloadError as exc:
+            return self._error(400, str(exc), source="hubspot")
+        per_source: dict[str, list[tuple[str, bytes]]] = {}
+        for e in events:
+            payload = msgspec.json.encode(HubInboxEvent(
+                e.object, e.change, e.object_id, e.occurred_at, e.merged_object_ids,
+                e.to_object_id, e.association_type, e.association_removed))
+            key = hub_event_key(e)
+            for src in self.routes.hub.get(e.object, []):
+                per_source.setdefault(src, []).append((key, payload))
+        stored = await self._store(per_source)
+        if isinstance(stored, Response):
+            return stored
+        log.info("webhook delivery", source="hubspot", signature_version=version,
+                 events=len(events), new=stored)
+        return Response(status_code=204)
 
     async def app_push(self, request: Request) -> Response:
         connection = request.path_params["connection"]
-        async with self.limiter:
-            objects = self.routes.apps.get(connection)
-            secret = self.routes.app_secrets.get(connection)
-            if objects is None or secret is None:
-                return self._error(404, f"no webhooks for connection {connection!r}")
-            body = await self._body(request)
-            if isinstance(body, Response):
-                return body
-            try:
-                app_webhooks.verify(secret, request.headers, body, now=self.now())
-            except app_webhooks.SignatureError as exc:
-                return self._error(401, str(exc), source=connection)
-            try:
-                events = app_webhooks.parse_events(body)
-            except app_webhooks.PayloadError as exc:
-                return self._error(400, str(exc), source=connection)
-            per_source: dict[str, list[tuple[str, bytes]]] = {}
-            for e in events:
-                for src in objects.get(e.object, []):
-                    per_source.setdefault(src, []).extend(app_webhooks.inbox_items([e]))
-            stored = await self._store(per_source)
-            if isinstance(stored, Response):
-                return stored
-            log.info("webhook delivery", source=connection, events=len(events), new=stored)
-            return Response(status_code=204)
+        objects = self.routes.apps.get(connection)
+        secret = self.routes.app_secrets.get(connection)
+        if objects is None or secret is None:
+            return self._error(404, f"no webhooks for connection {connection!r}")
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            app_webhooks.verify(secret, request.headers, body, now=self.now())
+        except app_webhooks.SignatureError as exc:
+            return self._error(401, str(exc), source=connection)
+        try:
+            events = app_webhooks.parse_events(body)
+        except app_webhooks.PayloadError as exc:
+            return self._error(400, str(exc), source=connection)
+        per_source: dict[str, list[tuple[str, bytes]]] = {}
+        for e in events:
+            for src in objects.get(e.object, []):
+                per_source.setdefault(src, []).extend(app_webhooks.inbox_items([e]))
+        stored = await self._store(per_source)
+        if isinstance(stored, Response):
+            return stored
+        log.info("webhook delivery", source=connection, events=len(events), new=stored)
+        return Response(status_code=204)
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
