@@ -42,7 +42,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None 
         return 2
     path = Path(args.config)
     try:
-        cfg, _ = load_config(path)
+        # The file alone: removing one connection's footprint needs neither the hub's
+        # credentials nor the daemon's sockets, nor every other connection's database.
+        cfg, _ = load_config(path, check_host=False)
     except ConfigError as exc:
         err.write(f"{path}: the configuration is not valid:\n")
         for p in exc.problems:
