@@ -292,6 +292,21 @@ async def test_ids_no_row_can_have_are_not_found_whatever_their_size(db: Path) -
     assert edge == {}
 
 
+async def test_id_problem_says_which_ids_cannot_name_a_row(db: Path) -> None:
+    """What webhook intake asks before storing an event: an id a key cannot hold, or not
+    written as the connector writes it (it would be read back under another id)."""
+    with trio.fail_after(LIMIT):
+        async with opened(settings(db)) as c:
+            assert c.id_problem("customers", "42") is None
+            assert c.id_problem("customers", "9223372036854775807") is None
+            assert "cannot be a key" in (c.id_problem("customers", "9223372036854775808")
+                                         or "")
+            assert "cannot be a key" in (c.id_problem("customers", "abc") or "")
+            assert "would be '5'" in (c.id_problem("customers", "05") or "")
+            assert c.id_problem("opportunities", "opp-1") is None
+            assert c.id_problem("unknown", "x") is None
+
+
 async def test_text_that_is_not_utf8_is_read_with_replacement_characters(db: Path) -> None:
     """An app may store any bytes as TEXT; one such value must not fail a whole page."""
     seed_customers(db, 3)

@@ -29,8 +29,14 @@ from crmsync.config import load_config
 from crmsync.config.model import Config, Connection, ObjectSync
 from crmsync.config.secrets import Secret, SecretError, read_secret
 from crmsync.connectors.app_webhooks import decode_inbox_payload
-from crmsync.connectors.base import Connector, ConnectorError, SupportsChangeNotifications
+from crmsync.connectors.base import (
+    Connector,
+    ConnectorError,
+    SupportsChangeNotifications,
+    SupportsIdCheck,
+)
 from crmsync.connectors.hubspot.build import build_hub_connector
+from crmsync.connectors.hubspot.webhooks import valid_object_id
 from crmsync.connectors.registry import app_connector_secrets, open_app_connector
 from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon import notifications
@@ -57,13 +63,19 @@ log = structlog.get_logger("crmsync.daemon")
 
 
 def parse_hub_payload(payload: bytes) -> list[tuple[Side, str]]:
+    """The hub records an inbox event names. Raises for a payload that is not a HubSpot
+    event naming HubSpot record ids (one stored before intake validated them)."""
     e = decode_hub_event(payload)
     keys: list[tuple[Side, str]] = [("hub", e.object_id)]
     keys.extend(("hub", m) for m in e.merged_ids if m != e.object_id)
+    bad = next((rid for _, rid in keys if not valid_object_id(rid)), None)
+    if bad is not None:
+        raise ValueError(f"{bad[:40]!r} is not a HubSpot record id")
     return keys
 
 
 def parse_app_payload(payload: bytes) -> list[tuple[Side, str]]:
+    """The app record an inbox event names (raises for a payload that is not one)."""
     return [("app", decode_inbox_payload(payload).record_id)]
 
 
@@ -109,6 +121,8 @@ class Daemon:
         self.hub: Connector | None = None
         self.connections: dict[str, ConnectionRuntime] = {}
         self.webhooks: WebhookServer | None = None
+        # Record-id checks of the open app connectors, by connection (webhook intake).
+        self.app_id_checks: dict[str, Callable[[str, str], str | None]] = {}
         self.routes = WebhookRoutes()
         self.ready = trio.Event()
         self.stopping = trio.Event()
@@ -148,7 +162,8 @@ class Daemon:
                              cfg.hub.webhook_client_secret_file, self.base_dir)
         if hub_secret is not None:
             daemon_logging.register_secret(hub_secret.reveal())
-        return WebhookRoutes(hub=hub, apps=apps, app_secrets=app_secrets, hub_secret=hub_secret)
+        return WebhookRoutes(hub=hub, apps=apps, app_secrets=app_secrets, hub_secret=hub_secret,
+                             app_ids=self.app_id_checks)
 
     # --- the hub ----------------------------------------------------------------------------
 
@@ -197,7 +212,17 @@ class Daemon:
         @asynccontextmanager
         async def open_app() -> AsyncIterator[Connector]:
             async with open_app_connector(conn, self.base_dir) as app:
-                yield app
+                if not isinstance(app, SupportsIdCheck):
+                    yield app
+                    return
+                # Webhook intake asks the open connector which record ids can exist.
+                check = app.id_problem
+                self.app_id_checks[conn.name] = check
+                try:
+                    yield app
+                finally:
+                    if self.app_id_checks.get(conn.name) == check:
+                        del self.app_id_checks[conn.name]
 
         def wake(what: str, name: str) -> None:
             """A committed app change was announced: poll for it now."""

@@ -312,6 +312,26 @@ class SqliteAppConnector:
         the updated-at column and generated columns are read-only."""
         return self._spec(object_name).describe()
 
+    def id_problem(self, object_name: str, record_id: str) -> str | None:
+        """Why `record_id` cannot name a row of `object_name` (None: it can, or the object is
+        not known here): an id its primary key cannot hold, or one written otherwise than
+        crmsync reads it back ("05" for row 5 would be another record). No I/O: for webhook
+        intake."""
+        if self._resolved is None:
+            return None
+        spec = self._resolved.specs.get(object_name)
+        if spec is None:
+            return None
+        try:
+            key = spec.to_key(record_id)
+        except (ValueError, OverflowError):
+            return (f"{record_id[:40]!r} cannot be a key of app object {object_name!r}: its "
+                    f"primary key {spec.primary_key!r} holds {spec.pk_affinity} values")
+        if str(key) != record_id:
+            return (f"{record_id[:40]!r} is not how app object {object_name!r} writes its "
+                    f"keys (it would be {str(key)[:40]!r})")
+        return None
+
     async def scan(self, object_name: str, cursor: str | None,
                    properties: Sequence[str]) -> Page:
         """`batch_size` rows in primary-key order after `cursor` (the previous page's last
