@@ -45,6 +45,7 @@ from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_h
 from crmsync.records import Side
 from crmsync.runtime.associations import AssociationSyncer, association_pairs
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.mapping_check import MappingCheck
 from crmsync.runtime.object_sync import (
     IntakeSource,
     ObjectSyncHandle,
@@ -266,8 +267,14 @@ class Daemon:
                     ctx.associations = AssociationSyncer(ctx, pairs, resubmit)
                 intakes = [IntakeSource(hub_source(conn.name, s.hub_object), parse_hub_payload),
                            IntakeSource(app_source(conn.name, s.hub_object), parse_app_payload)]
+                index = next((i for i, x in enumerate(self.cfg.syncs) if x == s), "?")
+                mappings = MappingCheck(
+                    conn.connector_type, f"$.syncs[{index}]",
+                    app_pipeline_field=(table.pipeline_column if table and table.pipeline_column
+                                        else "pipeline"),
+                    app_stage_field=table.stage_column if table else "")
                 await nursery.start(run_object_sync, ctx, handle, timing, intakes,
-                                    self._notify_complete)
+                                    self._notify_complete, True, mappings)
 
         return Supervisor(conn.name, rt.status, open_app, run_children)
 
@@ -346,8 +353,17 @@ class Daemon:
             elif old[conn.name] != fp:
                 await self.restart_connection(conn.name)
                 done.append(f"restarted {conn.name}")
+            elif self._paused_by_mappings(conn.name):
+                # Its mappings are checked again with the app re-read (a column added).
+                await self.restart_connection(conn.name)
+                done.append(f"restarted {conn.name} (an object sync was paused)")
         log.info("configuration reloaded", changes=done, warnings=[str(w) for w in warnings])
         return done
+
+    def _paused_by_mappings(self, name: str) -> bool:
+        rt = self.connections.get(name)
+        return rt is not None and any(o.phase == "paused" and o.error
+                                      for o in rt.status.objects.values())
 
     # --- status -----------------------------------------------------------------------------
 
