@@ -166,6 +166,16 @@ def test_stage_mappings_check_the_pipeline_fields_too() -> None:
     got = check_mappings(s, s.mappings, hub, app, sync_path="$.syncs[1]")
     assert [(p.path, "'pipeline'" in p.message) for p in got] == [
         ("$.syncs[1].mappings[0].hub", True)]
+    # An app with one pipeline may have no pipeline column, as long as nothing writes one.
+    hub["pipeline"] = FieldInfo("pipeline", "enumeration")
+    del app["pipeline"]
+    got = check_mappings(s, s.mappings, hub, app, sync_path="$.syncs[1]")
+    assert [(p.path, "'pipeline'" in p.message) for p in got] == [
+        ("$.syncs[1].mappings[0].app", True)]
+    one_way = ObjectSync(connection="shop", hub_object="deals", app_object="deals",
+                         direction="to_hub", mappings=s.mappings, use_default_mappings=False,
+                         auto_map_stages=True)
+    assert check_mappings(one_way, s.mappings, hub, app) == []
 
 
 def test_the_tables_cover_every_transform_and_type() -> None:
