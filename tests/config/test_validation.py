@@ -226,6 +226,95 @@ def test_app_object_not_among_the_connections_tables(base, problems_of, find, er
     assert error_paths(problems) == {"$.syncs[0].app_object"}
 
 
+# --- what can be known offline of mappings and associations ------------------------------
+
+INVOICES = """
+[[connections.tables]]
+object = "invoices"
+table = "invoices"
+
+[[connections.tables]]
+object = "organisations"
+table = "organisations"
+
+[[connections.associations]]
+from_object = "invoices"
+to_object = "customers"
+column = "customer_id"
+
+[[connections.associations]]
+from_object = "invoices"
+to_object = "organisations"
+column = "company_id"
+"""
+
+INVOICE_SYNCS = """
+[[syncs]]
+connection = "shop"
+hub_object = "invoices"
+app_object = "invoices"
+unique_property = "hs_purchase_order_number"
+associations = [{assoc}]
+
+[[syncs]]
+connection = "shop"
+hub_object = "companies"
+app_object = "organisations"
+"""
+
+
+def _with_invoices(base: str, assoc: str) -> str:
+    text = base.replace("[[syncs]]", INVOICES.strip() + "\n\n[[syncs]]", 1)
+    return text + INVOICE_SYNCS.format(assoc=assoc)
+
+
+def test_invoices_kept_associated_with_companies_is_refused(base, problems_of, find,
+                                                             error_paths):
+    """The issue's case: accepted, then ignored (invoices keep their contacts and line items
+    only, as HubSpot's data sync does)."""
+    problems = problems_of(_with_invoices(base, '"contacts", "companies"'))
+    find(problems, "$.syncs[1].associations[1]", "invoices are kept associated only with",
+         "contacts and line_items", "remove 'companies'")
+    assert error_paths(problems) == {"$.syncs[1].associations[1]"}
+
+
+def test_the_kept_invoice_association_is_valid(base, problems_of, error_paths):
+    assert error_paths(problems_of(_with_invoices(base, '"contacts"'))) == set()
+
+
+def test_an_association_with_an_object_not_synced_is_refused(base, problems_of, find,
+                                                            error_paths):
+    text = base.replace('app_object = "customers"\n',
+                        'app_object = "customers"\nassociations = ["deals"]\n', 1)
+    problems = problems_of(text)
+    find(problems, "$.syncs[0].associations[0]", "no object sync of deals", "remove 'deals'")
+    assert error_paths(problems) == {"$.syncs[0].associations[0]"}
+
+
+def test_an_association_the_app_does_not_store_is_refused(base, deals_sync, problems_of, find,
+                                                         error_paths):
+    text = base.replace('app_object = "customers"\n',
+                        'app_object = "customers"\nassociations = ["deals"]\n', 1)
+    text += deals_sync + 'auto_map_stages = true\n'
+    problems = problems_of(text)
+    find(problems, "$.syncs[0].associations[0]", "stores no association between app objects",
+         "'customers' and 'opportunities'", "$.connections[0].associations")
+    assert error_paths(problems) == {"$.syncs[0].associations[0]"}
+
+
+def test_a_mapped_column_outside_the_tables_columns_is_refused(base, edit, problems_of, find,
+                                                              error_paths):
+    text = edit(base, "[[connections.tables]]",
+                'columns = ["email", "first_name", "last_name", "phone", "job_title", '
+                '"company_name"]')
+    problems = problems_of(text)
+    find(problems, "$.syncs[0].mappings[0].app", "'tier'", "not one of the columns",
+         "$.connections[0].tables[0].columns")
+    assert error_paths(problems) == {"$.syncs[0].mappings[0].app"}
+    listed = text.replace('"company_name"]', '"company_name", "tier"]')
+    assert error_paths(problems_of(listed)) == set()
+
+
 def test_hub_property_mapped_twice(base, problems_of, find, error_paths):
     text = base + '\n[[syncs.mappings]]\nhub = "customer_tier"\napp = "level"\n'
     # The second mapping comes after the filter table, but TOML keeps it in syncs[0].mappings.

@@ -129,6 +129,10 @@ def _event(**change: Any) -> dict[str, Any]:
     (json.dumps([_event(record_id=True)]).encode(), "$[0].record_id"),
     (json.dumps([_event(record_id=" ")]).encode(), "$[0].record_id is empty"),
     (json.dumps([_event(record_id=10**30)]).encode(), "$[0].record_id is out of range"),
+    (json.dumps([_event(record_id=2**63)]).encode(), "$[0].record_id is out of range"),
+    (json.dumps([_event(record_id=-(2**63) - 1)]).encode(), "$[0].record_id is out of range"),
+    (json.dumps([_event(record_id="x" * 257)]).encode(), "longer than 256"),
+    (json.dumps([_event(record_id="4\n2")]).encode(), "control characters"),
     (json.dumps([_event(object="")]).encode(), "$[0].object is empty"),
     (json.dumps([_event(object="invoices")]).encode(), "not an app object"),
     (json.dumps([_event(occurred_at="yesterday")]).encode(), "not an ISO 8601"),
@@ -141,6 +145,24 @@ def test_garbage_bodies_get_clear_errors(body: bytes, expected: str) -> None:
     with pytest.raises(PayloadError) as info:
         parse_events(body, objects={"customers"}, max_events=2)
     assert expected in str(info.value)
+
+
+def test_ids_at_the_edges_of_64_bit_integers_are_accepted() -> None:
+    body = json.dumps([_event(record_id=2**63 - 1), _event(event_id="e2",
+                                                           record_id=-(2**63))]).encode()
+    assert [e.record_id for e in parse_events(body)] == [str(2**63 - 1), str(-(2**63))]
+
+
+def test_the_connectors_id_check_refuses_an_event_naming_no_possible_record() -> None:
+    """The intake asks the open connector whether an id can name a record of the object."""
+    def check(obj: str, rid: str) -> str | None:
+        return None if rid.isdigit() else f"{rid!r} cannot be a key of {obj}"
+
+    good = json.dumps([_event(record_id="7")]).encode()
+    bad = json.dumps([_event(record_id="7"), _event(event_id="e2", record_id="x7")]).encode()
+    assert [e.record_id for e in parse_events(good, check_id=check)] == ["7"]
+    with pytest.raises(PayloadError, match=r"\$\[1\]\.record_id: 'x7' cannot be a key"):
+        parse_events(bad, check_id=check)
 
 
 _json = st.recursive(

@@ -222,6 +222,28 @@ def test_garbage_is_refused_clearly(body, message):
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("bad", [
+    b'"9223372036854775808"', b"9223372036854775808", b"0", b"-5", b'"abc"', b'"0012"',
+    b'" 12"', b'"12.0"', b"1e3"])
+@pytest.mark.parametrize("field", ["objectId", "mergedObjectIds", "toObjectId"])
+def test_an_id_that_is_not_a_hubspot_record_id_refuses_the_event(bad, field):
+    """HubSpot record ids are positive 64-bit integers (the fact sheet's sample delivery,
+    §8, carries `"objectId":123`): anything else cannot name a record."""
+    value = b"[" + bad + b"]" if field == "mergedObjectIds" else bad
+    kind = b"contact.associationChange" if field == "toObjectId" else b"contact.merge"
+    body = (b'[{"eventId":1,"subscriptionType":"' + kind + b'","objectId":5,'
+            b'"fromObjectId":5,"toObjectId":6,"occurredAt":1,"' + field.encode() + b'":'
+            + value + b"}]")
+    with pytest.raises(WebhookPayloadError, match=field):
+        parse_delivery(body)
+
+
+def test_the_largest_hubspot_record_id_is_accepted():
+    body = (b'[{"eventId":1,"subscriptionType":"contact.creation","occurredAt":1,'
+            b'"objectId":"9223372036854775807"}]')
+    assert parse_delivery(body)[0].object_id == "9223372036854775807"
+
+
 def test_too_many_events():
     one = b'{"eventId":1,"subscriptionType":"contact.creation","objectId":1,"occurredAt":1}'
     with pytest.raises(WebhookPayloadError, match="at most 10"):

@@ -273,6 +273,58 @@ async def test_read_returns_only_existing_records(db: Path) -> None:
     assert got["3"].properties == {"first_name": "First3"}
 
 
+async def test_ids_no_row_can_have_are_not_found_whatever_their_size(db: Path) -> None:
+    """An integer key is a signed 64-bit integer (https://sqlite.org/datatype3.html §2): an
+    id beyond that names no row, and a write to it fails that input only."""
+    seed_customers(db, 2)
+    huge = ["9223372036854775808", "-9223372036854775809", "1" + "0" * 40]
+    with trio.fail_after(LIMIT):
+        async with opened(settings(db)) as c:
+            got = await c.read("customers", ["1", *huge], ["first_name"])
+            updated = await c.update("customers", [(huge[0], {"first_name": "X"}),
+                                                   ("2", {"first_name": "Two"})])
+            gone = await c.archive("customers", huge[:1])
+            edge = await c.read("customers", ["9223372036854775807"], [])
+    assert set(got) == {"1"}
+    assert [r.ok for r in updated] == [False, True]
+    assert updated[0].error is not None and updated[0].error.category == "not_found"
+    assert [r.ok for r in gone] == [True]
+    assert edge == {}
+
+
+async def test_id_problem_says_which_ids_cannot_name_a_row(db: Path) -> None:
+    """What webhook intake asks before storing an event: an id a key cannot hold, or not
+    written as the connector writes it (it would be read back under another id)."""
+    with trio.fail_after(LIMIT):
+        async with opened(settings(db)) as c:
+            assert c.id_problem("customers", "42") is None
+            assert c.id_problem("customers", "9223372036854775807") is None
+            assert "cannot be a key" in (c.id_problem("customers", "9223372036854775808")
+                                         or "")
+            assert "cannot be a key" in (c.id_problem("customers", "abc") or "")
+            assert "would be '5'" in (c.id_problem("customers", "05") or "")
+            assert c.id_problem("opportunities", "opp-1") is None
+            assert c.id_problem("unknown", "x") is None
+
+
+async def test_text_that_is_not_utf8_is_read_with_replacement_characters(db: Path) -> None:
+    """An app may store any bytes as TEXT; one such value must not fail a whole page."""
+    seed_customers(db, 3)
+    app(db).execute("UPDATE customers SET first_name = CAST(x'41ff42' AS TEXT) WHERE id = 2")
+    with trio.fail_after(LIMIT):
+        async with opened(settings(db)) as c:
+            page = await c.scan("customers", None, ["first_name"])
+            got = await c.read("customers", ["1", "2"], ["first_name"])
+            found = await c.find("customers", "email", "c2@example.com", ["first_name"])
+            after = await c.read("customers", ["3"], ["first_name"])
+    assert [r.properties["first_name"] for r in page.records] == [
+        "First1", "A\ufffdB", "First3"]
+    assert got["2"].properties["first_name"] == "A\ufffdB"
+    assert got["1"].properties["first_name"] == "First1"
+    assert found[0].properties["first_name"] == "A\ufffdB"
+    assert after["3"].properties["first_name"] == "First3"
+
+
 # --- timestamps ----------------------------------------------------------------------------
 
 

@@ -227,6 +227,23 @@ async def test_bad_cursors_are_refused(db: Path) -> None:
                 await c.prune_changelog("later")
 
 
+async def test_a_log_entry_naming_an_impossible_id_reads_as_a_deleted_record(db: Path) -> None:
+    """Anyone may write to the change log; an entry whose id no integer key can hold (beyond
+    SQLite's 64 bits) must not fail the page the other changes are in."""
+    with trio.fail_after(LIMIT):
+        async with opened(settings(db)) as c:
+            start = await c.changes_since("customers", None, [])
+            a = app(db)
+            a.execute(f"INSERT INTO {LOG} (object, record_id, op, at) "
+                      "VALUES ('customers', '9223372036854775808', 'update', 0)")
+            a.execute("UPDATE customers SET name = 'Changed' WHERE email = 'old@example.com'")
+            a.execute("UPDATE customers SET notes = CAST(x'ff' AS TEXT) "
+                      "WHERE email = 'old@example.com'")
+            ch = await c.changes_since("customers", start.cursor, [])
+    assert summary(ch) == {"9223372036854775808": "deleted", "1": "Changed"}
+    assert [r.properties.get("notes") for r in ch.records if not r.archived] == ["\ufffd"]
+
+
 async def test_removing_change_capture_stops_logging(db: Path) -> None:
     with trio.fail_after(LIMIT):
         async with opened(settings(db)):

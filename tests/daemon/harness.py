@@ -164,6 +164,8 @@ class Env:
     def app_rows(self, table: str = "customers") -> list[dict[str, Any]]:
         conn = sqlite3.connect(self.app_db)
         conn.row_factory = sqlite3.Row
+        # Tests may plant text that is not UTF-8 (as an app may): read it as crmsync does.
+        conn.text_factory = lambda b: b.decode("utf-8", "replace")
         try:
             return [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY id")]
         finally:

@@ -705,8 +705,9 @@ APP_EVENT = st.fixed_dictionaries({
     "occurred_at": ID | st.text(max_size=30),
 })
 # Well-typed events with extreme values: these must be accepted (204), whatever they hold.
-GOOD_ID = st.integers(min_value=1, max_value=2**70) | st.text(min_size=1, max_size=12).filter(
-    str.strip)
+# HubSpot record ids: positive 64-bit integers (the text of one too).
+GOOD_ID = st.integers(min_value=1, max_value=2**63 - 1) | st.integers(
+    min_value=1, max_value=2**63 - 1).map(str)
 GOOD_HUB_EVENT = st.fixed_dictionaries({
     "eventId": GOOD_ID,
     "subscriptionType": st.sampled_from(["contact.creation", "contact.propertyChange",
@@ -718,8 +719,8 @@ GOOD_HUB_EVENT = st.fixed_dictionaries({
 GOOD_APP_EVENT = st.fixed_dictionaries({
     "event_id": st.text(min_size=1, max_size=20).filter(str.strip),
     "object": st.sampled_from(["customers", "organisations"]),
-    "record_id": st.integers(min_value=-(2**63), max_value=2**64 - 1)
-    | st.text(min_size=1, max_size=12).filter(str.strip),
+    "record_id": st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.text(min_size=1, max_size=12).filter(lambda t: t.strip() and t.isprintable()),
     "change": st.sampled_from(["upsert", "delete"]),
     "occurred_at": st.integers(min_value=0, max_value=253_402_300_799)
     | st.datetimes().map(lambda d: d.isoformat()),

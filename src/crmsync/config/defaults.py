@@ -80,3 +80,17 @@ def effective_mappings(
     for m in configured:
         result[m.hub] = m
     return list(result.values())
+
+
+# Associations an object sync keeps, as in HubSpot's data sync: invoices only with their
+# contacts and line items (an invoice's company association is HubSpot's own), line items
+# with their invoice or deal; every other pair of objects freely.
+ASSOCIABLE: dict[str, frozenset[str]] = {
+    "invoices": frozenset({"contacts", "line_items"}),
+    "line_items": frozenset({"invoices", "deals"}),
+}
+
+
+def associable(a: str, b: str) -> bool:
+    """May object syncs of hub objects `a` and `b` keep the associations between them?"""
+    return a != b and b in ASSOCIABLE.get(a, {b}) and a in ASSOCIABLE.get(b, {a})

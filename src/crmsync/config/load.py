@@ -19,7 +19,7 @@ import msgspec
 from msgspec import inspect as mi
 
 from crmsync.config.addresses import listen_problem, url_problem
-from crmsync.config.defaults import effective_mappings
+from crmsync.config.defaults import ASSOCIABLE, associable, effective_mappings
 from crmsync.config.host import host_problems
 from crmsync.config.model import (
     Config,
@@ -266,6 +266,7 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connecti
         out.append(Problem(f"{path}.connection",
                            f"unknown connection {sync.connection!r} (known: {known})"))
     app_columns: list[str] | None = None
+    table = None
     if conn is not None:
         table = next((t for t in conn.tables if t.object == sync.app_object), None)
         if table is None:
@@ -274,6 +275,10 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connecti
                                f"{sync.app_object!r}"))
         else:
             app_columns = list(table.columns) or None
+    columns_path = ""
+    if conn is not None and table is not None and app_columns:
+        ci = cfg.connections.index(conn)
+        columns_path = f"$.connections[{ci}].tables[{conn.tables.index(table)}].columns"
 
     seen_hub: dict[str, int] = {}
     seen_app: dict[str, int] = {}
@@ -288,6 +293,14 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connecti
                 out.append(Problem(f"{mpath}.app", f"app field {m.app!r} is mapped twice "
                                                    f"(also at mappings[{seen_app[m.app]}])"))
             seen_app.setdefault(m.app, j)
+        app_field = ((table.stage_column or m.app) if m.transform == "stage" and table
+                     else m.app)
+        if m.enabled and app_columns and app_field not in app_columns:
+            # The connector reads only the listed columns: the mapping would be ignored.
+            out.append(Problem(f"{mpath}.app",
+                               f"column {app_field!r} is not one of the columns crmsync reads "
+                               f"of app object {sync.app_object!r} ({columns_path}): add it "
+                               "there or correct `app`"))
         if m.required and not m.enabled:
             out.append(Problem(f"{mpath}.enabled",
                                f"mapping {m.hub!r} is required but switched off"))
@@ -354,6 +367,7 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connecti
     if sync.unique_property and sync.unique_property not in hub_props:
         out.append(Problem(f"{path}.unique_property",
                            f"unique_property {sync.unique_property!r} is not a mapped hub property"))
+    _check_associations(cfg, path, sync, conn, out)
     if sync.sync_contacts_without_email and sync.hub_object != "contacts":
         out.append(Problem(f"{path}.sync_contacts_without_email", "only applies to contacts",
                            "warning"))
@@ -376,6 +390,44 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connecti
         out.append(Problem(f"{path}.on_delete",
                            "deletes propagate only where the direction allows writing",
                            "warning"))
+
+
+def _check_associations(cfg: Config, path: str, sync: ObjectSync,
+                        conn: Connection | None, out: list[Problem]) -> None:
+    """Associations are kept with another object sync of the same connection, for a pair of
+    objects HubSpot's data sync keeps, where the app stores that association
+    (runtime/associations.py): anything else would be accepted and silently ignored."""
+    for k, obj in enumerate(sync.associations):
+        apath = f"{path}.associations[{k}]"
+        if obj == sync.hub_object:
+            out.append(Problem(apath, f"{obj} cannot be associated with themselves here: "
+                                      f"remove {obj!r}"))
+            continue
+        if not associable(sync.hub_object, obj):
+            limited = sync.hub_object if sync.hub_object in ASSOCIABLE else obj
+            kept = " and ".join(sorted(ASSOCIABLE[limited]))
+            out.append(Problem(apath, f"{limited} are kept associated only with {kept} (as "
+                                      f"HubSpot's data sync does): remove {obj!r}"))
+            continue
+        partner = next((s for s in cfg.syncs
+                        if s.connection == sync.connection and s.hub_object == obj), None)
+        if partner is None:
+            out.append(Problem(apath, f"connection {sync.connection!r} has no object sync of "
+                                      f"{obj}: add one, or remove {obj!r}"))
+            continue
+        if not partner.enabled:
+            out.append(Problem(apath, f"the object sync of {obj} is switched off: these "
+                                      "associations are not kept while it is", "warning"))
+        if conn is None:
+            continue
+        pair = {sync.app_object, partner.app_object}
+        if not any({a.from_object, a.to_object} == pair for a in conn.associations):
+            ci = cfg.connections.index(conn)
+            out.append(Problem(apath, f"connection {conn.name!r} stores no association between "
+                                      f"app objects {sync.app_object!r} and "
+                                      f"{partner.app_object!r}: add one to "
+                                      f"$.connections[{ci}].associations (a foreign-key column "
+                                      f"or a join table), or remove {obj!r}"))
 
 
 def semantic_problems(cfg: Config, check_host: bool = True,

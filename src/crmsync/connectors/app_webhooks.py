@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -39,6 +39,7 @@ SIGNATURE_SCHEME = "v1"
 MAX_AGE_SECONDS = 300  # older requests are refused (replays)
 MAX_FUTURE_SECONDS = 60  # tolerated clock skew of the sender
 MAX_EVENTS = 10_000  # per request; a 1 MiB body holds a few thousand events at most
+MAX_RECORD_ID_LENGTH = 256
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _DIGITS = re.compile(r"[0-9]{1,12}")
@@ -196,12 +197,35 @@ def _iso_ms(s: str, where: str) -> float:
         return -1.0
 
 
+# Why a record id cannot name a record of an app object (None: it can), as the connection's
+# connector knows it once open: (object, record id) -> problem.
+IdCheck = Callable[[str, str], str | None]
+
+
+def _record_id_problem(value: str | int) -> str | None:
+    """What no app's record id can be, whatever its keys: ids are stored in 64-bit integer
+    or text columns (https://sqlite.org/datatype3.html §2), and an id is a short name."""
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            return "is out of range (ids are 64-bit integers or text)"
+        return None
+    if not value.strip():
+        return "is empty"
+    if len(value) > MAX_RECORD_ID_LENGTH:
+        return f"is longer than {MAX_RECORD_ID_LENGTH} characters"
+    if not value.isprintable():
+        return "holds control characters"
+    return None
+
+
 def parse_events(body: bytes, *, objects: Collection[str] | None = None,
-                 max_events: int = MAX_EVENTS) -> list[AppWebhookEvent]:
+                 max_events: int = MAX_EVENTS,
+                 check_id: IdCheck | None = None) -> list[AppWebhookEvent]:
     """The events of a verified body. Raises PayloadError (and nothing else, whatever the
     bytes) naming the first problem and where (`$[3].change`). With `objects`, an event for
-    another object is refused too. Unknown members of an event are ignored (senders may add
-    fields)."""
+    another object is refused too; with `check_id`, an event whose record id cannot name a
+    record of its object (`check_id(object, record_id)` says why). Unknown members of an
+    event are ignored (senders may add fields)."""
     try:
         wire = _BODY_DECODER.decode(body)
     except msgspec.ValidationError as exc:
@@ -215,16 +239,19 @@ def parse_events(body: bytes, *, objects: Collection[str] | None = None,
     out: list[AppWebhookEvent] = []
     for i, w in enumerate(wire):
         where = f"$[{i}]"
-        if isinstance(w.record_id, int) and not -(2**63) <= w.record_id < 2**64:
-            raise PayloadError(f"{where}.record_id is out of range")
+        problem = _record_id_problem(w.record_id)
+        if problem is not None:
+            raise PayloadError(f"{where}.record_id {problem}")
         record_id = str(w.record_id)
-        for name, value in (("event_id", w.event_id), ("object", w.object),
-                            ("record_id", record_id)):
+        for name, value in (("event_id", w.event_id), ("object", w.object)):
             if not value.strip():
                 raise PayloadError(f"{where}.{name} is empty")
         if objects is not None and w.object not in objects:
             raise PayloadError(f"{where}.object: {w.object[:60]!r} is not an app object of "
                                "this connection")
+        problem = check_id(w.object, record_id) if check_id is not None else None
+        if problem is not None:
+            raise PayloadError(f"{where}.record_id: {problem}")
         out.append(AppWebhookEvent(
             event_id=w.event_id, object=w.object, record_id=record_id, change=w.change,
             occurred_at=_occurred_ms(w.occurred_at, where)))

@@ -163,6 +163,14 @@ class Connector(Protocol):
 
 
 @runtime_checkable
+class SupportsIdCheck(Protocol):
+    def id_problem(self, object_name: str, record_id: str) -> str | None:
+        """Why `record_id` cannot name a record of `object_name` (None: it can). Pure and
+        quick, no I/O: webhook intake refuses such an event before storing it."""
+        ...
+
+
+@runtime_checkable
 class SupportsPipelines(Protocol):
     async def pipelines(self, object_name: str) -> list[PipelineInfo]:
         """Deal pipelines with their stages. Raises ConnectorError(kind="config",

@@ -29,8 +29,14 @@ from crmsync.config import ConfigError, Problem, load_config
 from crmsync.config.model import Config, Connection, ObjectSync
 from crmsync.config.secrets import Secret, SecretError, read_secret
 from crmsync.connectors.app_webhooks import decode_inbox_payload
-from crmsync.connectors.base import Connector, ConnectorError, SupportsChangeNotifications
+from crmsync.connectors.base import (
+    Connector,
+    ConnectorError,
+    SupportsChangeNotifications,
+    SupportsIdCheck,
+)
 from crmsync.connectors.hubspot.build import build_hub_connector
+from crmsync.connectors.hubspot.webhooks import valid_object_id
 from crmsync.connectors.registry import app_connector_secrets, open_app_connector
 from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon import notifications
@@ -39,6 +45,7 @@ from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_h
 from crmsync.records import Side
 from crmsync.runtime.associations import AssociationSyncer, association_pairs
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.mapping_check import MappingCheck
 from crmsync.runtime.object_sync import (
     IntakeSource,
     ObjectSyncHandle,
@@ -57,13 +64,19 @@ log = structlog.get_logger("crmsync.daemon")
 
 
 def parse_hub_payload(payload: bytes) -> list[tuple[Side, str]]:
+    """The hub records an inbox event names. Raises for a payload that is not a HubSpot
+    event naming HubSpot record ids (one stored before intake validated them)."""
     e = decode_hub_event(payload)
     keys: list[tuple[Side, str]] = [("hub", e.object_id)]
     keys.extend(("hub", m) for m in e.merged_ids if m != e.object_id)
+    bad = next((rid for _, rid in keys if not valid_object_id(rid)), None)
+    if bad is not None:
+        raise ValueError(f"{bad[:40]!r} is not a HubSpot record id")
     return keys
 
 
 def parse_app_payload(payload: bytes) -> list[tuple[Side, str]]:
+    """The app record an inbox event names (raises for a payload that is not one)."""
     return [("app", decode_inbox_payload(payload).record_id)]
 
 
@@ -116,6 +129,8 @@ class Daemon:
         self.hub: Connector | None = None
         self.connections: dict[str, ConnectionRuntime] = {}
         self.webhooks: WebhookServer | None = None
+        # Record-id checks of the open app connectors, by connection (webhook intake).
+        self.app_id_checks: dict[str, Callable[[str, str], str | None]] = {}
         self.routes = WebhookRoutes()
         self.ready = trio.Event()
         self.stopping = trio.Event()
@@ -153,7 +168,8 @@ class Daemon:
                 app_source(s.connection, s.hub_object))
         hub_secret = _secret(cfg.hub.webhook_client_secret_env,
                              cfg.hub.webhook_client_secret_file, self.base_dir)
-        return WebhookRoutes(hub=hub, apps=apps, app_secrets=app_secrets, hub_secret=hub_secret)
+        return WebhookRoutes(hub=hub, apps=apps, app_secrets=app_secrets, hub_secret=hub_secret,
+                             app_ids=self.app_id_checks)
 
     async def _routes(self, cfg: Config) -> WebhookRoutes:
         """`cfg`'s webhook routes, their secrets read off the event loop and registered for
@@ -218,7 +234,17 @@ class Daemon:
         @asynccontextmanager
         async def open_app() -> AsyncIterator[Connector]:
             async with open_app_connector(conn, self.base_dir) as app:
-                yield app
+                if not isinstance(app, SupportsIdCheck):
+                    yield app
+                    return
+                # Webhook intake asks the open connector which record ids can exist.
+                check = app.id_problem
+                self.app_id_checks[conn.name] = check
+                try:
+                    yield app
+                finally:
+                    if self.app_id_checks.get(conn.name) == check:
+                        del self.app_id_checks[conn.name]
 
         def wake(what: str, name: str) -> None:
             """A committed app change was announced: poll for it now."""
@@ -262,8 +288,14 @@ class Daemon:
                     ctx.associations = AssociationSyncer(ctx, pairs, resubmit)
                 intakes = [IntakeSource(hub_source(conn.name, s.hub_object), parse_hub_payload),
                            IntakeSource(app_source(conn.name, s.hub_object), parse_app_payload)]
+                index = next((i for i, x in enumerate(self.cfg.syncs) if x == s), "?")
+                mappings = MappingCheck(
+                    conn.connector_type, f"$.syncs[{index}]",
+                    app_pipeline_field=(table.pipeline_column if table and table.pipeline_column
+                                        else "pipeline"),
+                    app_stage_field=table.stage_column if table else "")
                 await nursery.start(run_object_sync, ctx, handle, timing, intakes,
-                                    self._notify_complete)
+                                    self._notify_complete, True, mappings)
 
         return Supervisor(conn.name, rt.status, open_app, run_children)
 
@@ -345,8 +377,17 @@ class Daemon:
             elif old[conn.name] != fp:
                 await self.restart_connection(conn.name)
                 done.append(f"restarted {conn.name}")
+            elif self._paused_by_mappings(conn.name):
+                # Its mappings are checked again with the app re-read (a column added).
+                await self.restart_connection(conn.name)
+                done.append(f"restarted {conn.name} (an object sync was paused)")
         log.info("configuration reloaded", changes=done, warnings=[str(w) for w in warnings])
         return done
+
+    def _paused_by_mappings(self, name: str) -> bool:
+        rt = self.connections.get(name)
+        return rt is not None and any(o.phase == "paused" and o.error
+                                      for o in rt.status.objects.values())
 
     # --- status -----------------------------------------------------------------------------
 

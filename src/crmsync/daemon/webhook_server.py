@@ -76,6 +76,8 @@ class WebhookRoutes:
     apps: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     app_secrets: dict[str, Secret] = field(default_factory=dict)
     hub_secret: Secret | None = None
+    # connection -> its open connector's record-id check (absent while it is not open).
+    app_ids: dict[str, app_webhooks.IdCheck] = field(default_factory=dict)
 
 
 class TooLarge(Exception):
@@ -235,7 +237,8 @@ class WebhookServer:
         except app_webhooks.SignatureError as exc:
             return self._error(401, str(exc), source=connection)
         try:
-            events = app_webhooks.parse_events(body)
+            events = app_webhooks.parse_events(
+                body, check_id=self.routes.app_ids.get(connection))
         except app_webhooks.PayloadError as exc:
             return self._error(400, str(exc), source=connection)
         per_source: dict[str, list[tuple[str, bytes]]] = {}

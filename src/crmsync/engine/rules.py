@@ -13,6 +13,7 @@ from typing import Any, Literal
 from crmsync.config.defaults import effective_mappings
 from crmsync.config.model import FieldMapping, ObjectSync
 from crmsync.engine.filters import CompiledFilter
+from crmsync.engine.mapping_check import field_directions
 from crmsync.engine.stages import StageMap
 from crmsync.engine.transforms import (
     EMAIL,
@@ -161,15 +162,12 @@ def compile_rules(
     app_stage_field: str = "",
 ) -> SyncRules:
     """Compile an object sync's config (defaults overlaid by its mappings) into SyncRules."""
-    sync_to_hub = sync.direction in ("both", "to_hub")
-    sync_to_app = sync.direction in ("both", "to_app")
     rules: list[FieldRule] = []
     for m in effective_mappings(connector_type, sync.hub_object, sync.mappings,
                                 sync.use_default_mappings, app_columns):
         if not m.enabled:
             continue
-        to_hub = sync_to_hub and m.direction in ("both", "to_hub")
-        to_app = sync_to_app and m.direction in ("both", "to_app")
+        to_hub, to_app = field_directions(sync, m)
         if not (to_hub or to_app):
             continue
         # The conflict setting never overrides a direction: a one-way field's source wins.

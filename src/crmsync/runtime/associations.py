@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from crmsync.config.defaults import associable
 from crmsync.config.model import Config, ObjectSync
 from crmsync.connectors.base import AssociationChange, SupportsAssociations, WriteResult
 from crmsync.records import Side
@@ -27,14 +28,6 @@ from crmsync.runtime.context import ObjectSyncContext, sync_id_of
 from crmsync.store import associations as store_assoc
 from crmsync.store import items as store_items
 from crmsync.store.items import Item
-
-# Invoices are associated automatically only with contacts (and their line items), as in
-# HubSpot's data sync; an invoice's company association is left alone.
-ALLOWED_WITH = {"invoices": {"contacts", "line_items"}, "line_items": {"invoices", "deals"}}
-
-
-def _allowed(a: str, b: str) -> bool:
-    return b in ALLOWED_WITH.get(a, {b}) and a in ALLOWED_WITH.get(b, {a})
 
 
 @dataclass(frozen=True)
@@ -62,7 +55,7 @@ def association_pairs(cfg: Config, sync: ObjectSync,
             continue
         if sync.hub_object not in other.associations and other.hub_object not in sync.associations:
             continue
-        if not _allowed(sync.hub_object, other.hub_object):
+        if not associable(sync.hub_object, other.hub_object):
             continue
         if ((sync.app_object, other.app_object) not in app_pairs
                 and (other.app_object, sync.app_object) not in app_pairs):

@@ -15,6 +15,10 @@ from crmsync.connectors.base import Connector, WriteResult
 Kind = Literal["create", "update", "archive"]
 
 
+class WriterStopped(RuntimeError):
+    """The batch writer is not running (its object sync is stopping): no write was sent."""
+
+
 @dataclass(eq=False)
 class _Request:
     kind: Kind
@@ -65,7 +69,7 @@ class BatchWriter:
         if not inputs:
             return []
         if not self._running:
-            raise RuntimeError("BatchWriter.run is not running")
+            raise WriterStopped("BatchWriter.run is not running")
         req = _Request(kind, inputs)
         self._pending[kind].append(req)
         self._wakeup.set()
@@ -103,7 +107,7 @@ class BatchWriter:
             self._running = False
             for reqs in self._pending.values():
                 for r in reqs:
-                    r.error = RuntimeError("the batch writer stopped")
+                    r.error = WriterStopped("the batch writer stopped")
                     r.done.set()
 
     def _take(self, kind: Kind) -> list[_Request]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 import trio
@@ -28,8 +28,10 @@ from crmsync.engine import KeyProblem, match_keys
 from crmsync.engine.filters import first_mismatch
 from crmsync.records import Record
 from crmsync.runtime.context import ObjectSyncContext
-from crmsync.runtime.loader import pair_new, read_records
+from crmsync.runtime.isolation import concerns_connection, fail_record, isolate, record_failure
+from crmsync.runtime.loader import RecordKey, pair_new, read_records
 from crmsync.runtime.processor import Processor, Work
+from crmsync.runtime.worker import ItemGate, Unit, sync_units
 from crmsync.store import cursors as store_cursors
 from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
@@ -113,6 +115,8 @@ class InitialSyncActor:
         self.approved = trio.Event()
         # Set when no page is in flight any more: complete, or stopped for a shutdown.
         self.quiet = trio.Event()
+        # For pages synced again in parts (pages run concurrently, see Pipeline).
+        self.gate = ItemGate()
 
     async def ensure_started(self) -> InitialSync:
         """The stored initial-sync state, (re)started when the settings changed."""
@@ -262,10 +266,10 @@ class InitialSyncActor:
                                pairings: list[store_items.Pairing] = pairings,
                                nxt: str | None = nxt, done: int = done,
                                total: int = total) -> None:
-                    works = await self._app_works(records, pairings)
-                    await self.processor.run(
-                        works, extra=self._checkpoint("app_pass", nxt, done, total),
-                        before_commit=turn)
+                    await self._process_page(
+                        [("app", r.id) for r in records],
+                        lambda: self._app_works(records, pairings),
+                        self._checkpoint("app_pass", nxt, done, total), turn)
                     in_flight.forget(pairings)
                     ctx.status.done, ctx.status.total = done, total
 
@@ -325,19 +329,51 @@ class InitialSyncActor:
 
                 async def page(turn: Turn, items: list[Item] = items, last: int = last,
                                done: int = done, total: int = total) -> None:
-                    recs = await read_records(ctx, "hub", [it.hub_id for it in items
-                                                           if it.hub_id])
-                    works = await pair_new(ctx, [Work(item=it, hub=recs.get(it.hub_id or ""))
-                                                 for it in items])
-                    await self.processor.run(
-                        works, extra=self._checkpoint("hub_pass", str(last), done, total),
-                        before_commit=turn)
+                    async def works() -> list[Work]:
+                        recs = await read_records(ctx, "hub", [it.hub_id for it in items
+                                                               if it.hub_id])
+                        return await pair_new(ctx, [Work(item=it,
+                                                         hub=recs.get(it.hub_id or ""))
+                                                    for it in items])
+
+                    await self._process_page(
+                        [("hub", it.hub_id) for it in items if it.hub_id], works,
+                        self._checkpoint("hub_pass", str(last), done, total), turn)
                     ctx.status.done, ctx.status.total = done, total
 
                 await pipe.submit(page)
                 if ctx.draining.is_set():
                     return
                 after = last
+
+    async def _process_page(self, keys: list[RecordKey],
+                            works: Callable[[], Awaitable[list[Work]]],
+                            checkpoint: Callable[[sqlite3.Connection], None],
+                            turn: Turn) -> None:
+        """Sync one page and commit its checkpoint with it. If the page fails for a reason
+        that concerns its records (not the connection), its records are synced again in
+        parts, in page order, down to single records: one that still fails is recorded as
+        failed (isolation.py), and the checkpoint moves on past it. Otherwise a poisoned
+        record would stop the initial sync at the same page on every restart."""
+        try:
+            await self.processor.run(await works(), extra=checkpoint, before_commit=turn)
+            return
+        except Exception as exc:
+            if concerns_connection(exc):
+                raise
+            category, detail = record_failure(exc)
+            self.ctx.log.warning("initial sync page failed: syncing its records in parts",
+                                 records=len(keys), category=category, detail=detail)
+        await turn()
+
+        async def run(part: Sequence[Unit]) -> None:
+            await sync_units(self.ctx, self.processor, self.gate, part)
+
+        async def fail(unit: Unit, exc: Exception) -> None:
+            await fail_record(self.ctx, unit[0], unit[1], exc)
+
+        await isolate([(k, []) for k in keys], run, fail)
+        await self.ctx.store.call(checkpoint)
 
     async def _finish(self) -> None:
         ctx = self.ctx

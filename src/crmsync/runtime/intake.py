@@ -55,7 +55,17 @@ class Intake:
             useless: list[int] = []
             for inbox_id, payload in rows:
                 after = max(after, inbox_id)
-                found = self.parse(payload)
+                try:
+                    found = self.parse(payload)
+                except Exception as exc:
+                    # Stored by an older version or by hand (the webhook server validates what
+                    # it stores): it names no record that can be synced. One such event must
+                    # not stop the intake, nor stay to be read again at every start.
+                    self.ctx.log.warning("webhook event dropped: it names no record",
+                                         source=self.source, inbox_id=inbox_id,
+                                         error=f"{type(exc).__name__}: {exc}"[:300])
+                    useless.append(inbox_id)
+                    continue
                 if not found:
                     useless.append(inbox_id)
                 elif len(found) > 1:

@@ -25,6 +25,7 @@ from crmsync.runtime.events import EventSync
 from crmsync.runtime.initial_sync import InitialSyncActor, Notify
 from crmsync.runtime.intake import Intake, Parser
 from crmsync.runtime.lock_queue import RecordLockQueue
+from crmsync.runtime.mapping_check import MappingCheck, wait_until_mappings_fit
 from crmsync.runtime.pollers import Poller
 from crmsync.runtime.processor import Processor
 from crmsync.runtime.reconcile import reconcile_once
@@ -65,6 +66,14 @@ class ObjectSyncHandle:
     intakes: list[Intake] = field(default_factory=list)
     events: EventSync | None = None
     ready: trio.Event = field(default_factory=trio.Event)
+    # Set to check a paused object sync's mappings again at once.
+    recheck: trio.Event = field(default_factory=trio.Event)
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep up to `seconds`, or until `recheck` is set."""
+        with trio.move_on_after(seconds):
+            await self.recheck.wait()
+        self.recheck = trio.Event()
 
     def poll_now(self) -> None:
         for p in (self.hub_poller, self.app_poller):
@@ -169,9 +178,10 @@ async def make_context(connection: str, connector_type: str, sync: ObjectSync, s
 
 async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timing: Timing,
                           intakes: list[IntakeSource], notify: Notify | None = None,
-                          app_polling: bool = True, *,
+                          app_polling: bool = True, mappings: MappingCheck | None = None, *,
                           task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Run one object sync until cancelled. Errors propagate to the supervisor."""
+    """Run one object sync until cancelled. Errors propagate to the supervisor. With
+    `mappings`, it first waits (paused) until its mappings fit both sides."""
     processor = Processor(ctx)
 
     async def on_queued(keys: list[Hashable]) -> None:
@@ -202,6 +212,8 @@ async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timi
         await nursery.start(ctx.hub_writer.run)
         await nursery.start(ctx.app_writer.run)
         task_status.started()
+        if mappings is not None:
+            await wait_until_mappings_fit(ctx, mappings, handle.pause)
         ctx.status.phase = "initial sync"
         await handle.initial.run()
         ctx.status.phase = "complete"

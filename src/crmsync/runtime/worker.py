@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
 import trio
 
 from crmsync.runtime.context import ObjectSyncContext
-from crmsync.runtime.loader import load
+from crmsync.runtime.isolation import fail_record, isolate
+from crmsync.runtime.loader import RecordKey, load
 from crmsync.runtime.lock_queue import RecordLockQueue
 from crmsync.runtime.processor import TRANSIENT_CATEGORIES, Processor
 from crmsync.store import inbox as store_inbox
@@ -49,41 +50,66 @@ class ItemGate:
                 ev.set()
 
 
+# One record to sync: its key and the webhook inbox ids that ride along with it.
+Unit = tuple[RecordKey, list[int]]
+
+
+async def sync_units(ctx: ObjectSyncContext, processor: Processor, gate: ItemGate,
+                     units: Sequence[Unit]) -> None:
+    """Load, decide, write and commit these records, their inbox ids marked done in the same
+    transaction. Raises whatever the batch raised (see `isolation.isolate`)."""
+    keys = [k for k, _ in units]
+    payloads = [ids for _, ids in units]
+    inbox_ids = [i for ids in payloads for i in ids]
+    held: set[Hashable] = set()
+    try:
+        while True:
+            works = await load(ctx, keys, payloads)
+            ids: set[Hashable] = {w.item.item_id for w in works if w.item is not None}
+            ids |= {("key", k) for w in works if w.item is None for k in w.keys}
+            waits = gate.busy(ids)
+            if not waits:
+                break
+            # Another worker is syncing one of these items: wait, then read again.
+            for ev in waits:
+                await ev.wait()
+        gate.enter(ids)
+        held = ids
+
+        def extra(conn: sqlite3.Connection, ids: list[int] = inbox_ids) -> None:
+            if ids:
+                store_inbox.mark_done(conn, ids)
+
+        await processor.run(works, extra=extra, look_before_create=True)
+    finally:
+        gate.leave(held)
+
+
 async def run_worker(ctx: ObjectSyncContext, queue: RecordLockQueue, processor: Processor,
                      gate: ItemGate | None = None, *,
                      task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Sync batches from the queue until cancelled. A record whose sync fails is recorded as
+    failed and the rest of its batch syncs (`isolation`); only an error that concerns the
+    connection ends the worker (and its object sync, for the supervisor to handle)."""
     gate = gate or ItemGate()
     task_status.started()
+
+    async def run(part: Sequence[Unit]) -> None:
+        await sync_units(ctx, processor, gate, part)
+
+    async def fail(unit: Unit, exc: Exception) -> None:
+        await fail_record(ctx, unit[0], unit[1], exc)
+
     while True:
         batch = await queue.take(BATCH, linger=LINGER)
         keys: list[Hashable] = [k for k, _ in batch]
-        payloads = [[p for p in pl if isinstance(p, int)] for _, pl in batch]
-        inbox_ids = [i for pl in payloads for i in pl]
-        held: set[Hashable] = set()
+        units: list[Unit] = [(k, [p for p in pl if isinstance(p, int)])  # type: ignore[misc]
+                             for k, pl in batch]
         try:
-            while True:
-                works = await load(ctx, keys, payloads)  # type: ignore[arg-type]
-                ids: set[Hashable] = {w.item.item_id for w in works if w.item is not None}
-                ids |= {("key", k) for w in works if w.item is None for k in w.keys}
-                waits = gate.busy(ids)
-                if not waits:
-                    break
-                # Another worker is syncing one of these items: wait, then read again.
-                for ev in waits:
-                    await ev.wait()
-            gate.enter(ids)
-            held = ids
-
-            def extra(conn: sqlite3.Connection, ids: list[int] = inbox_ids) -> None:
-                if ids:
-                    store_inbox.mark_done(conn, ids)
-
-            await processor.run(works, extra=extra, look_before_create=True)
+            await isolate(units, run, fail)
         except BaseException as exc:
-            gate.leave(held)
             queue.done(keys, error=exc)
             raise
-        gate.leave(held)
         queue.done(keys)
 
 

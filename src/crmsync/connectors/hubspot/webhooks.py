@@ -46,6 +46,7 @@ __all__ = [
     "signature_v1",
     "signature_v2",
     "signature_v3",
+    "valid_object_id",
     "verify_delivery",
     "verify_v1",
     "verify_v2",
@@ -223,6 +224,29 @@ def _id(event: Mapping[str, Any], key: str, where: str, *, required: bool) -> st
     return str(value)
 
 
+# HubSpot record ids are positive 64-bit integers: deliveries carry them as JSON numbers
+# (`"objectId":123` in the fact sheet's sample, §8; `65059681032` in real deliveries) and
+# `hs_object_id` is a number property. Anything else cannot name a record.
+MAX_OBJECT_ID = 2**63 - 1
+_OBJECT_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+def valid_object_id(value: str) -> bool:
+    """Is `value` (the text of an id) a HubSpot record id: 1 to 2**63 - 1 in plain decimal
+    digits, as HubSpot writes it (no sign, no leading zero: "0012" would name record 12
+    under another id)?"""
+    return bool(_OBJECT_ID.fullmatch(value)) and int(value) <= MAX_OBJECT_ID
+
+
+def _object_id(event: Mapping[str, Any], key: str, where: str, *,
+               required: bool) -> str | None:
+    value = _id(event, key, where, required=required)
+    if value is not None and not valid_object_id(value):
+        raise WebhookPayloadError(f"{where}: field {key!r} is not a HubSpot record id "
+                                  f"(a positive 64-bit integer): {value[:40]!r}")
+    return value
+
+
 def _int(event: Mapping[str, Any], key: str, where: str, *, required: bool) -> int | None:
     value = event.get(key)
     if value is None:
@@ -269,13 +293,15 @@ def _event(raw: Any, index: int) -> WebhookEvent:
         obj = OBJECT_BY_SINGULAR.get(prefix, prefix)
     kind: ChangeKind = change if change in _CHANGES else "other"  # type: ignore[assignment]
     association = kind == "associationChange"
-    from_id = _id(raw, "fromObjectId", where, required=association)
-    object_id = _id(raw, "objectId", where, required=not association) or from_id
+    from_id = _object_id(raw, "fromObjectId", where, required=association)
+    object_id = _object_id(raw, "objectId", where, required=not association) or from_id
     assert object_id is not None
     merged = raw.get("mergedObjectIds") or []
     if not isinstance(merged, list) or not all(
-            isinstance(m, int | str) and not isinstance(m, bool) for m in merged):
-        raise WebhookPayloadError(f"{where}: 'mergedObjectIds' must be a list of ids")
+            isinstance(m, int | str) and not isinstance(m, bool) and valid_object_id(str(m))
+            for m in merged):
+        raise WebhookPayloadError(f"{where}: 'mergedObjectIds' must be a list of HubSpot "
+                                  "record ids")
     event_id = _id(raw, "eventId", where, required=True)
     occurred = _int(raw, "occurredAt", where, required=True)
     assert event_id is not None and occurred is not None
@@ -296,12 +322,12 @@ def _event(raw: Any, index: int) -> WebhookEvent:
         property_value=_str(raw, "propertyValue", where),
         association_type=_str(raw, "associationType", where),
         from_object_id=from_id,
-        to_object_id=_id(raw, "toObjectId", where, required=association),
+        to_object_id=_object_id(raw, "toObjectId", where, required=association),
         association_removed=_bool(raw, "associationRemoved", where),
         is_primary_association=_bool(raw, "isPrimaryAssociation", where),
-        primary_object_id=_id(raw, "primaryObjectId", where, required=False),
+        primary_object_id=_object_id(raw, "primaryObjectId", where, required=False),
         merged_object_ids=tuple(str(m) for m in merged),
-        new_object_id=_id(raw, "newObjectId", where, required=False),
+        new_object_id=_object_id(raw, "newObjectId", where, required=False),
     )
 
 

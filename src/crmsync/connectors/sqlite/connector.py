@@ -47,6 +47,13 @@ from crmsync.records import PipelineInfo, Record
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
+# How Python's sqlite3 reports TEXT that is not valid UTF-8 with the default text factory.
+_UNDECODABLE = "Could not decode to UTF-8"
+
+
+def _lenient_text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
 # Change-log rows deleted per transaction when pruning: the app's writers wait at most for one
 # such chunk, never for the whole prune.
 PRUNE_CHUNK = 5000
@@ -258,7 +265,21 @@ class SqliteAppConnector:
     def _call(what: str, fn: Callable[..., T], conn: sqlite3.Connection,
               args: tuple[Any, ...]) -> T:
         try:
-            return fn(conn, *args)
+            try:
+                return fn(conn, *args)
+            except sqlite3.OperationalError as exc:
+                if not str(exc).startswith(_UNDECODABLE):
+                    raise
+            # One value somewhere is not UTF-8 (an app may store any bytes as TEXT): read
+            # again with U+FFFD in place of the bad bytes, as the sqlite3 shell shows them,
+            # so that one value never fails the whole call. Each call is one transaction
+            # rolled back on error, so running it again is safe. The default factory is kept
+            # otherwise: a Python decoder per value would slow every large scan.
+            conn.text_factory = _lenient_text
+            try:
+                return fn(conn, *args)
+            finally:
+                conn.text_factory = str
         except sqlite3.Error as exc:
             raise call_error(exc, what) from exc
 
@@ -290,6 +311,26 @@ class SqliteAppConnector:
         """The columns crmsync reads (typed from their declared SQL types); the primary key,
         the updated-at column and generated columns are read-only."""
         return self._spec(object_name).describe()
+
+    def id_problem(self, object_name: str, record_id: str) -> str | None:
+        """Why `record_id` cannot name a row of `object_name` (None: it can, or the object is
+        not known here): an id its primary key cannot hold, or one written otherwise than
+        crmsync reads it back ("05" for row 5 would be another record). No I/O: for webhook
+        intake."""
+        if self._resolved is None:
+            return None
+        spec = self._resolved.specs.get(object_name)
+        if spec is None:
+            return None
+        try:
+            key = spec.to_key(record_id)
+        except (ValueError, OverflowError):
+            return (f"{record_id[:40]!r} cannot be a key of app object {object_name!r}: its "
+                    f"primary key {spec.primary_key!r} holds {spec.pk_affinity} values")
+        if str(key) != record_id:
+            return (f"{record_id[:40]!r} is not how app object {object_name!r} writes its "
+                    f"keys (it would be {str(key)[:40]!r})")
+        return None
 
     async def scan(self, object_name: str, cursor: str | None,
                    properties: Sequence[str]) -> Page:

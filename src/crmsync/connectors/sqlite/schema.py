@@ -65,13 +65,26 @@ def field_type(declared: str) -> str:
     return "string"
 
 
+# SQLite's integers are signed 64-bit (https://sqlite.org/datatype3.html §2): a Python int
+# outside this range cannot even be bound as a parameter (OverflowError).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _int_key(s: str) -> int:
+    n = int(s)
+    if not INT64_MIN <= n <= INT64_MAX:
+        raise ValueError(f"{s[:40]!r} is outside SQLite's 64-bit integers")
+    return n
+
+
 def key_converter(aff: Affinity) -> Any:
     """How a record id (always a string outside) becomes the primary key's stored value.
 
     Returns a function str -> value, raising ValueError for an id the column cannot hold
-    (such an id names no row)."""
+    (such an id names no row): for an integer key, text that is not an integer or an integer
+    beyond SQLite's 64 bits."""
     if aff == "INTEGER":
-        return int
+        return _int_key
     if aff == "REAL":
         return float
     if aff == "TEXT":
@@ -79,9 +92,10 @@ def key_converter(aff: Affinity) -> Any:
 
     def untyped(s: str) -> Any:
         # Columns without a numeric or text affinity keep what was stored; ids we hand out are
-        # str(value), so a canonical integer string came from an integer.
+        # str(value), so a canonical integer string came from an integer (and one beyond 64
+        # bits can only have been stored as text).
         try:
-            n = int(s)
+            n = _int_key(s)
         except ValueError:
             return s
         return n if str(n) == s else s
