@@ -7,7 +7,7 @@ and compares them with the link's snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from crmsync.engine import KeyProblem, match_keys
@@ -18,6 +18,37 @@ from crmsync.store import items as store_items
 from crmsync.store.items import Item
 
 RecordKey = tuple[Side, str]
+
+
+class StoreView:
+    """The store reads a load decided on, with their answers. A worker holding the item gate
+    reads them again: another batch may have committed in between (its sync ended before
+    this one entered the gate), and a decision on what the store no longer holds would
+    create a record that is linked already."""
+
+    def __init__(self) -> None:
+        self._reads: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] = []
+
+    def run(self, conn: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(conn, *args)`, remembered with its answer."""
+        got = fn(conn, *args)
+        self._reads.append((fn, args, got))
+        return got
+
+    async def changed(self, ctx: ObjectSyncContext) -> bool:
+        """Whether any of the reads answers differently now."""
+        reads = list(self._reads)
+
+        def again(conn: Any) -> bool:
+            return any(fn(conn, *args) != got for fn, args, got in reads)
+
+        return bool(reads) and await ctx.store.read(again)
+
+
+def _reader(view: StoreView | None) -> Callable[..., Any]:
+    if view is None:
+        return lambda conn, fn, *args: fn(conn, *args)
+    return view.run
 
 
 async def read_records(ctx: ObjectSyncContext, side: Side,
@@ -66,7 +97,8 @@ def _merge_fresh(works: list[Work]) -> list[Work]:
     return out
 
 
-async def pair_new(ctx: ObjectSyncContext, works: list[Work]) -> list[Work]:
+async def pair_new(ctx: ObjectSyncContext, works: list[Work],
+                   view: StoreView | None = None) -> list[Work]:
     """Records first seen (no item) look for a partner holding one of their match keys on the
     other side: first among the other records first seen in this batch, then in the index.
     An unlinked partner pairs with them; a partner's own side already holding the key
@@ -78,12 +110,13 @@ async def pair_new(ctx: ObjectSyncContext, works: list[Work]) -> list[Work]:
         return works
     all_keys = list({k for w in fresh for k in w.keys})
 
-    def lookup(conn: Any) -> tuple[dict[str, Item], dict[str, Item], dict[str, Item]]:
-        return (store_items.key_holders(conn, ctx.sync_id, "hub", all_keys),
-                store_items.key_holders(conn, ctx.sync_id, "app", all_keys),
-                {})
+    read = _reader(view)
 
-    hub_holders, app_holders, _ = await ctx.store.read(lookup)
+    def lookup(conn: Any) -> tuple[dict[str, Item], dict[str, Item]]:
+        return (read(conn, store_items.key_holders, ctx.sync_id, "hub", all_keys),
+                read(conn, store_items.key_holders, ctx.sync_id, "app", all_keys))
+
+    hub_holders, app_holders = await ctx.store.read(lookup)
     holders = {"hub": hub_holders, "app": app_holders}
     claimed: dict[tuple[str, str], str] = {}
     need: dict[Side, list[str]] = {"hub": [], "app": []}
@@ -127,14 +160,17 @@ async def pair_new(ctx: ObjectSyncContext, works: list[Work]) -> list[Work]:
 
 
 async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
-               payloads: Sequence[list[Any]] | None = None) -> list[Work]:
-    """Work for each key: its item and both records, read now."""
+               payloads: Sequence[list[Any]] | None = None,
+               view: StoreView | None = None) -> list[Work]:
+    """Work for each key: its item and both records, read now. `view` collects the store
+    reads it decided on."""
     by_side: dict[Side, list[str]] = {"hub": [], "app": []}
     for side, rid in keys:
         by_side[side].append(rid)
+    read = _reader(view)
 
     def lookup(conn: Any) -> dict[Side, dict[str, Item]]:
-        return {s: store_items.find_items(conn, ctx.sync_id, s, ids)
+        return {s: read(conn, store_items.find_items, ctx.sync_id, s, ids)
                 for s, ids in by_side.items() if ids}
 
     items = await ctx.store.read(lookup)
@@ -174,4 +210,20 @@ async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
         w.set_record(side, rec)
         w.payload.extend(payload)
         works[key] = w
-    return await pair_new(ctx, list(works.values()))
+    return await pair_new(ctx, list(works.values()), view)
+
+
+def gate_ids(ctx: ObjectSyncContext, works: Sequence[Work]) -> set[Any]:
+    """What a batch holds in the item gate: its items, and the match keys of every record it
+    read. A record made by one batch (created from its partner, so with the partner's keys)
+    can reach another batch before the first committed its link: the keys make the second
+    wait for the first."""
+    ids: set[Any] = {w.item.item_id for w in works if w.item is not None}
+    sides: tuple[Side, Side] = ("hub", "app")
+    for w in works:
+        ids.update(("key", k) for k in w.keys)
+        for side in sides:
+            rec = w.record(side)
+            if rec is not None:
+                ids.update(("key", k) for k in keys_of(ctx, side, rec))
+    return ids

@@ -122,6 +122,10 @@ class Work:
     paired_keys: tuple[str, ...] = ()
     errors: list[tuple[str, str]] = field(default_factory=list)  # (category, detail)
     redo: bool = False
+    # Set when a commit of this work broke a unique constraint (another sync gave one of
+    # its records to another item meanwhile): nothing of it was committed, and the caller
+    # syncs the record again from what the store holds now.
+    conflict: str = ""
 
     def __post_init__(self) -> None:
         if self.item is not None:
@@ -256,6 +260,7 @@ class Processor:
         between, a write that landed is then recognised as ours (effective_snapshot) and a
         create that landed is healed by matching."""
         inserts: list[Outcome] = []
+        inserted: list[Work] = []
         updates: list[tuple[int, bytes | None, str]] = []
         for w in works:
             d = w.decision
@@ -276,6 +281,7 @@ class Processor:
                     app_id=src_id if source == "app" else None,
                     match_key=w.keys[0] if w.keys else "",
                     claim=tuple((source, k, src_id) for k in w.keys) if src_id else ()))
+                inserted.append(w)
             elif create is not None and w.item.creating == create.side:
                 continue  # the intent of the earlier attempt stands (healed above)
             else:
@@ -285,7 +291,9 @@ class Processor:
             return
 
         def commit(conn: sqlite3.Connection) -> dict[tuple[str, str], Item]:
-            store_items.apply_outcomes(conn, self.ctx.sync_id, inserts)
+            refused = store_items.apply_outcomes_apart(conn, self.ctx.sync_id, inserts)
+            for i, why in refused.items():
+                inserted[i].conflict = why  # its record has an item now: nothing is sent
             store_items.set_intents(conn, updates)
             out: dict[tuple[str, str], Item] = {}
             sides: tuple[Side, Side] = ("hub", "app")
@@ -299,6 +307,8 @@ class Processor:
         found = await self.ctx.store.call(commit)
         sides: tuple[Side, Side] = ("hub", "app")
         for w in works:
+            if w.conflict:
+                continue
             for side in sides:
                 rid = w.record_id(side)
                 if rid is not None and (side, rid) in found:
@@ -541,6 +551,7 @@ class Processor:
         if look_before_create:
             await self._look_before_create(todo)
         await self._commit_intents(todo)
+        todo = [w for w in todo if not w.conflict]
         redo = await self._write(todo)
         if redo:
             for w in redo:
@@ -558,10 +569,12 @@ class Processor:
             # Before the commit that acknowledges these syncs (inbox ids, a checkpoint): an
             # association change is written before it is acknowledged.
             newly = await self._associations(todo)
-        outcomes = []
+        outcomes: list[Outcome] = []
+        outcome_works: list[Work] = []
         for w in todo:
             if w.outcome is not None:
                 outcomes.append(w.outcome)
+                outcome_works.append(w)
                 self._log(w, elapsed_ms)
         parked = [(w.outcome.item_id, w.outcome.deleted_side, w.record_id(
             "hub" if w.outcome.deleted_side == "app" else "app")) for w in todo
@@ -569,8 +582,13 @@ class Processor:
             and w.outcome.item_id is not None]
 
         def commit(conn: sqlite3.Connection) -> None:
-            store_items.apply_outcomes(conn, self.ctx.sync_id, outcomes)
+            refused = store_items.apply_outcomes_apart(conn, self.ctx.sync_id, outcomes)
+            for i, why in refused.items():
+                outcome_works[i].conflict = why
+            refused_items = {outcomes[i].item_id for i in refused}
             for item_id, side, rid in parked:
+                if item_id in refused_items:
+                    continue
                 store_deletes.park(conn, self.ctx.sync_id, item_id, side, rid or "")
             if extra is not None:
                 extra(conn)
@@ -578,9 +596,14 @@ class Processor:
         if before_commit is not None:
             await before_commit()
         await self.ctx.store.call(commit)
+        for w in works:
+            if w.conflict:
+                self.ctx.log.warning("sync to be run again: another sync committed this "
+                                     "record meanwhile", hub_id=w.hub_id, app_id=w.app_id,
+                                     detail=w.conflict)
         if newly:
             await self.ctx.associations.release_pending(newly)
-        return todo
+        return list(works)
 
     async def _associations(self, works: list[Work]) -> list[tuple[str, str]]:
         """Sync the associations of the records linked by this batch; a failure turns the
