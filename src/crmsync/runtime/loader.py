@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from crmsync.engine import KeyProblem, match_keys
+from crmsync.engine.matching import Duplicate, Holder, match
 from crmsync.records import Record, Side, other
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.processor import Work
@@ -97,15 +98,43 @@ def _merge_fresh(works: list[Work]) -> list[Work]:
     return out
 
 
+def _unlinked_side(w: Work) -> Side | None:
+    """The side of the only record of an item that was never linked (None: no item, linked,
+    paired already, or its record is gone)."""
+    it = w.item
+    if it is None or it.snapshot is not None:
+        return None
+    if it.hub_id and not it.app_id and w.hub is not None and w.app is None:
+        return "hub"
+    if it.app_id and not it.hub_id and w.app is not None and w.hub is None:
+        return "app"
+    return None
+
+
+def _holder(it: Item, side: Side, taken: dict[int, str]) -> Holder:
+    """The record of `side` in item `it`, as matching sees it (`taken`: items paired in this
+    batch, with the record they were paired to)."""
+    return Holder(it.record_id(side) or "", taken.get(it.item_id, it.record_id(other(side))),
+                  it.state, it.category)
+
+
 async def pair_new(ctx: ObjectSyncContext, works: list[Work],
                    view: StoreView | None = None) -> list[Work]:
-    """Records first seen (no item) look for a partner holding one of their match keys on the
-    other side: first among the other records first seen in this batch, then in the index.
-    An unlinked partner pairs with them; a partner's own side already holding the key
-    (another record of the same side) makes them a duplicate. Returns the works to sync."""
+    """Records not linked yet — first seen (no item) or seen before and never linked (a
+    failed duplicate, a record excluded or failed before) — are matched again by the match
+    keys they hold now (`engine.matching`): against the other records of this batch, then
+    the index. A duplicate stays a duplicate whichever path brings it (poll, webhook,
+    reconcile, resync) until its key changes; an unpaired partner pairs. Returns the works
+    to sync."""
     works = _merge_fresh(works)
-    fresh = [w for w in works if w.item is None and w.keys and w.key_side is not None
-             and (w.hub is None or w.app is None)]
+    for w in works:
+        side = _unlinked_side(w)
+        if side is not None:
+            rec = w.record(side)
+            assert rec is not None
+            w.keys, w.key_side, w.rekey_own = keys_of(ctx, side, rec), side, True
+    fresh = [w for w in works if (w.item is None or w.rekey_own) and w.keys
+             and w.key_side is not None and (w.hub is None or w.app is None)]
     if not fresh:
         return works
     all_keys = list({k for w in fresh for k in w.keys})
@@ -121,30 +150,32 @@ async def pair_new(ctx: ObjectSyncContext, works: list[Work],
     claimed: dict[tuple[str, str], str] = {}
     need: dict[Side, list[str]] = {"hub": [], "app": []}
     partners: list[tuple[Work, Item]] = []
-    taken_partner: set[int] = set()
+    taken: dict[int, str] = {}
     for w in fresh:
         side = w.key_side
         assert side is not None
         own_id = w.record_id(side)
-        same = next((holders[side][k] for k in w.keys if k in holders[side]
-                     and holders[side][k].record_id(side) != own_id), None)
-        in_batch = next((claimed[(side, k)] for k in w.keys if (side, k) in claimed), None)
-        if same is not None or in_batch is not None:
-            holder_id = in_batch if in_batch is not None else same.record_id(side)  # type: ignore[union-attr]
-            w.duplicate_of = f"{side} record {holder_id}" if side == "hub" else str(holder_id)
+        same = [Holder(claimed[(side, k)]) for k in w.keys if (side, k) in claimed]
+        same += [_holder(holders[side][k], side, taken) for k in w.keys if k in holders[side]]
+        across = [(holders[other(side)][k]) for k in w.keys if k in holders[other(side)]]
+        found = match(side, own_id, same, [_holder(it, other(side), taken) for it in across])
+        if isinstance(found, Duplicate):
+            w.duplicate_of = found.of
             w.keys = ()
             continue
         for k in w.keys:
             claimed[(side, k)] = own_id or ""
-        partner = next((holders[other(side)][k] for k in w.keys if k in holders[other(side)]),
-                       None)
-        if (partner is not None and partner.record_id(side) is None
-                and partner.item_id not in taken_partner and partner.state != "deleted"):
-            taken_partner.add(partner.item_id)
-            partners.append((w, partner))
-            pid = partner.record_id(other(side))
-            if pid:
-                need[other(side)].append(pid)
+        if found is None:
+            continue
+        partner = next(it for it in across
+                       if _holder(it, other(side), taken) == found.holder)
+        if partner.record_id(side) is not None:
+            continue  # paired with this very record already
+        taken[partner.item_id] = own_id or ""
+        partners.append((w, partner))
+        pid = partner.record_id(other(side))
+        if pid:
+            need[other(side)].append(pid)
     if not partners:
         return works
     recs = {s: await read_records(ctx, s, ids) for s, ids in need.items() if ids}

@@ -535,6 +535,13 @@ def counts(conn: sqlite3.Connection, sync_id: str) -> dict[str, int]:
     return out
 
 
+def count_of(conn: sqlite3.Connection, sync_id: str, state: str, category: str) -> int:
+    """Items in `state` with `category` (say failed duplicates)."""
+    return int(conn.execute(
+        "SELECT count(*) FROM items WHERE sync_id = ? AND state = ? AND state != 'syncing' "
+        "AND category = ?", (sync_id, state, category)).fetchone()[0])
+
+
 def unlinked_hub_items(conn: sqlite3.Connection, sync_id: str, after_item: int,
                        limit: int) -> list[Item]:
     """Hub records not linked to an app record and still to be decided (the hub pass), in
