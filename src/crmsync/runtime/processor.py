@@ -606,19 +606,20 @@ class Processor:
 
     async def run(self, works: Sequence[Work], extra: ExtraCommit | None = None,
                   before_commit: Callable[[], Awaitable[None]] | None = None,
-                  look_before_create: bool = False) -> list[Work]:
+                  look_before_create: bool = False, preview: bool = False) -> list[Work]:
         """Sync `works` and commit their outcomes (plus `extra`, in the same transaction).
 
         `before_commit` is awaited right before the final commit: pipelined callers use it to
         keep their commits (and checkpoints) in order. `look_before_create` (incremental
         syncs) pairs a create with a record of the same key made meanwhile on that side; the
-        initial sync has just indexed both sides and does not need it.
+        initial sync has just indexed both sides and does not need it. With `preview` (an
+        initial sync in preview) nothing is written: the plan is recorded.
         """
         started = time.perf_counter()
         todo = list(works)
         for w in todo:
             self._decide(w)
-        if self.ctx.preview:
+        if preview:
             if before_commit is not None:
                 await before_commit()
             await self._commit_plan(todo, extra)

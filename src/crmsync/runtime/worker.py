@@ -132,8 +132,13 @@ async def run_worker(ctx: ObjectSyncContext, queue: RecordLockQueue, processor: 
                     if ids:
                         store_inbox.mark_done(conn, ids)
 
+                todo_works = works
+                if ctx.preview:
+                    # The initial sync waits in preview: linked records keep syncing; the
+                    # others are left to the approved initial sync, which reads every record.
+                    todo_works = [w for w in works if w.item is not None and w.item.linked]
                 try:
-                    await processor.run(works, extra=extra, look_before_create=True)
+                    await processor.run(todo_works, extra=extra, look_before_create=True)
                 finally:
                     gate.leave(held)
                 conflicted = [w for w in works if w.conflict]
