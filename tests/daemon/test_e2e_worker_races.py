@@ -172,3 +172,38 @@ async def test_a_commit_that_breaks_a_unique_index_runs_that_record_again(
         (item,) = [i for i in await env.items() if i.hub_id == hub_id]
         assert item.state == "syncing"
         assert item.app_id == str(env.app_by_email()["new@example.com"]["id"])
+
+
+async def test_a_conflicting_commit_in_the_initial_sync_runs_that_record_again(
+        tmp_path, slow_autojump, monkeypatch):
+    # The same in an initial sync page (pages commit beside each other): the record whose
+    # intent insert was refused is synced once more after its page, not left pending.
+    from crmsync.runtime import processor as processor_module
+    from crmsync.store import items as store_items
+
+    db = tmp_path / "app.db"
+    make_app_db(db, customers=[{"email": "ann@example.com", "first_name": "Ann"},
+                               {"email": "new@example.com", "first_name": "New"}],
+                schema=SCHEMA)
+    original = processor_module.Processor._commit_intents
+    injected: list[str] = []
+
+    async def commit_after_another_writer(self: Any, works: Any) -> None:
+        fresh = [w for w in works if w.item is None and w.app is not None
+                 and w.app.properties.get("email") == "new@example.com"]
+        if fresh and not injected:
+            injected.append(fresh[0].app.id)
+            await self.ctx.store.call(store_items.apply_outcomes, self.ctx.sync_id, [
+                store_items.Outcome(state="pending", app_id=fresh[0].app.id)])
+        await original(self, works)
+
+    monkeypatch.setattr(processor_module.Processor, "_commit_intents",
+                        commit_after_another_writer)
+    async with running(tmp_path, syncs=contacts_sync(), app_db=db, webhooks=False,
+                       timing=TIMING) as env:
+        await env.wait_ready()
+        assert injected == ["2"]
+        assert env.daemon.connections["shop"].status.restarts == 0
+        assert sorted(env.hub_by_email()) == ["ann@example.com", "new@example.com"]
+        counts = await env.counts()
+        assert counts["syncing"] == 2 and counts["pending"] == 0

@@ -29,7 +29,7 @@ from crmsync.engine import KeyProblem, match_keys
 from crmsync.engine.filters import first_mismatch
 from crmsync.records import Record
 from crmsync.runtime.context import ObjectSyncContext
-from crmsync.runtime.loader import pair_new, read_records
+from crmsync.runtime.loader import load, pair_new, read_records
 from crmsync.runtime.processor import Processor, Work
 from crmsync.store import cursors as store_cursors
 from crmsync.store import initial as store_initial
@@ -305,6 +305,7 @@ class InitialSyncActor:
                     await self.processor.run(
                         works, extra=self._checkpoint("app_pass", nxt, done, total),
                         before_commit=turn, preview=ctx.preview)
+                    await self._again(works)
                     in_flight.forget(pairings)
                     ctx.status.done, ctx.status.total = done, total
 
@@ -372,12 +373,21 @@ class InitialSyncActor:
                     await self.processor.run(
                         works, extra=self._checkpoint("hub_pass", str(last), done, total),
                         before_commit=turn, preview=ctx.preview)
+                    await self._again(works)
                     ctx.status.done, ctx.status.total = done, total
 
                 await pipe.submit(page)
                 if ctx.draining.is_set():
                     return
                 after = last
+
+    async def _again(self, works: list[Work]) -> None:
+        """Records whose commit broke a unique index (a page committed beside this one gave
+        one of their records to another item) are synced once more from what the store
+        holds now; no worker runs beside the initial sync, so once is enough."""
+        keys = [k for w in works if w.conflict and (k := w.key()) is not None]
+        if keys:
+            await self.processor.run(await load(self.ctx, keys), preview=self.ctx.preview)
 
     async def _finish(self) -> None:
         ctx = self.ctx

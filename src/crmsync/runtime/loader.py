@@ -157,7 +157,7 @@ async def pair_new(ctx: ObjectSyncContext, works: list[Work],
         own_id = w.record_id(side)
         same = [Holder(claimed[(side, k)]) for k in w.keys if (side, k) in claimed]
         same += [_holder(holders[side][k], side, taken) for k in w.keys if k in holders[side]]
-        across = [(holders[other(side)][k]) for k in w.keys if k in holders[other(side)]]
+        across = [holders[other(side)][k] for k in w.keys if k in holders[other(side)]]
         found = match(side, own_id, same, [_holder(it, other(side), taken) for it in across])
         if isinstance(found, Duplicate):
             w.duplicate_of = found.of

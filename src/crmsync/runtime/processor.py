@@ -160,6 +160,12 @@ class Work:
     def record_id(self, side: Side) -> str | None:
         return self.hub_id if side == "hub" else self.app_id
 
+    def key(self) -> tuple[Side, str] | None:
+        """A record key to sync this work's record (or pair) again by."""
+        if self.hub_id:
+            return ("hub", self.hub_id)
+        return ("app", self.app_id) if self.app_id else None
+
 
 ExtraCommit = Callable[[sqlite3.Connection], None]
 

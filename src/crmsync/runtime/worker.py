@@ -86,10 +86,9 @@ def _again(works: list[Work]) -> tuple[list[Hashable], list[list[int]]]:
     keys: list[Hashable] = []
     payloads: list[list[int]] = []
     for w in works:
-        side = "hub" if w.hub_id else "app"
-        rid = w.record_id(side)  # type: ignore[arg-type]
-        if rid:
-            keys.append((side, rid))
+        key = w.key()
+        if key is not None:
+            keys.append(key)
             payloads.append([p for p in w.payload if isinstance(p, int)])
     return keys, payloads
 
