@@ -10,7 +10,7 @@ from crmsync.emulators.hubspot import HubSpotEmulator
 from crmsync.runtime import processor as processor_module
 from crmsync.runtime.object_sync import Timing
 
-from .harness import TOKEN, companies_sync, running
+from .harness import TOKEN, companies_sync, running, wait_for
 
 CUSTOMERS = [{"email": f"c{i}@example.com", "first_name": f"C{i}"} for i in range(3)]
 HUB = [{"email": f"c{i}@example.com", "firstname": f"C{i}"} for i in range(3)]
@@ -53,6 +53,11 @@ async def test_a_person_new_on_both_sides_seen_in_two_batches_is_paired_not_copi
         await env.eventually(lambda: env.app_by_email()["both@example.com"]["first_name"]
                              == "Hub", timeout=120)
         (app,) = [r for r in env.app_rows() if r["email"] == "both@example.com"]
+
+        async def committed() -> bool:  # the link is committed after the app's write
+            return any(i.hub_id == hub["id"] for i in await env.items())
+
+        await wait_for(committed, timeout=120)
         linked = [i for i in await env.items() if i.hub_id == hub["id"]]
         assert len(linked) == 1 and linked[0].app_id == str(app["id"])
         # The app's own change, read later, finds the pair made and changes nothing more.

@@ -843,6 +843,12 @@ async def resync(daemon: Daemon, connection: str, obj: str = "", failed: bool = 
         counts = await store.read(store_items.counts, sid)
         message = (f"reconciled: {n} records read on both sides and synced again"
                    if mode == "all" else f"{n} record(s) synced again")
+        dupes = await store.read(store_items.count_of, sid, "failed", "duplicate")
+        if dupes:
+            # A resync re-runs duplicate detection; it cannot resolve a duplicate itself.
+            message += (f"; {dupes} still failed as duplicate(s): change or remove their key, "
+                        "or merge them into the record holding it (see `crmsync ctl records "
+                        f"{connection} {s.hub_object} --state failed`)")
         out.append(ResyncResultView(hub_object=s.hub_object, mode=mode, submitted=n,
                                     counts=counts, records=views, message=message))
     return ResyncView(connection=connection, objects=out)

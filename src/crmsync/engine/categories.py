@@ -4,8 +4,11 @@ in `crmsync ctl records ... --state failed|excluded`."""
 from __future__ import annotations
 
 FAIL_HINTS: dict[str, str] = {
-    "duplicate": "Another app record has the same match key (email, company name/domain or "
-    "unique property). Merge or fix the duplicates in the app, then `crmsync ctl resync`.",
+    "duplicate": "Another record already holds this record's match key (email, company "
+    "name/domain or unique property; the detail names it), so this one is kept out of the "
+    "sync rather than made a second time. Change or remove this record's key (it then syncs "
+    "by itself) or merge it into that record. Once the other record's key has changed, "
+    "`crmsync ctl resync --failed` brings this one in; before that a resync changes nothing.",
     "missing_required_field": "A field marked required is empty. Fill it in on the side that "
     "owns it, or make the mapping optional.",
     "invalid_value": "A value does not fit the target field (type, option or format). Correct "

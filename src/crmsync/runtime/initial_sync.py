@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import msgspec
 import trio
@@ -29,7 +30,7 @@ from crmsync.engine.filters import first_mismatch
 from crmsync.records import Record
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.isolation import concerns_connection, fail_record, isolate, record_failure
-from crmsync.runtime.loader import RecordKey, pair_new, read_records
+from crmsync.runtime.loader import RecordKey, load, pair_new, read_records
 from crmsync.runtime.processor import Processor, Work
 from crmsync.runtime.worker import ItemGate, Unit, sync_units
 from crmsync.store import cursors as store_cursors
@@ -49,6 +50,20 @@ def config_hash(ctx: ObjectSyncContext) -> str:
     import hashlib
 
     blob = msgspec.json.encode(ctx.sync)
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def match_hash(ctx: ObjectSyncContext) -> str:
+    """Changes when what decides which records match changes: the match keys, the filters
+    (and a deals sync's stage map, which includes or excludes deals like one), the direction.
+    A save that changes it starts the initial sync in preview again, when configured."""
+    import hashlib
+
+    s = ctx.sync
+    blob = msgspec.json.encode([
+        s.hub_object, s.app_object, s.direction, s.filters, s.unique_property,
+        s.sync_contacts_without_email, s.stage_map, s.auto_map_stages, ctx.rules.match,
+        list(ctx.rules.hub_key_props), list(ctx.rules.app_key_fields)])
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -74,6 +89,16 @@ PIPELINE_DEPTH = 3
 PAGE_RECORDS = 500
 
 Turn = Callable[[], Awaitable[None]]
+
+
+class Feeds(Protocol):
+    """The object sync's workers and change feeds, as the initial sync steers them: running
+    while a preview waits (linked records keep syncing; the workers leave the others to the
+    approved initial sync), paused while an initial sync runs for real."""
+
+    async def resume(self) -> None: ...
+
+    async def pause(self) -> None: ...
 
 
 class Pipeline:
@@ -107,11 +132,13 @@ class Pipeline:
 
 class InitialSyncActor:
     def __init__(self, ctx: ObjectSyncContext, processor: Processor,
-                 notify: Notify | None = None, page_size: int = 100) -> None:
+                 notify: Notify | None = None, page_size: int = 100,
+                 feeds: Feeds | None = None) -> None:
         self.ctx = ctx
         self.processor = processor
         self.notify = notify
         self.page_size = page_size
+        self.feeds = feeds
         self.approved = trio.Event()
         # Set when no page is in flight any more: complete, or stopped for a shutdown.
         self.quiet = trio.Event()
@@ -121,19 +148,24 @@ class InitialSyncActor:
     async def ensure_started(self) -> InitialSync:
         """The stored initial-sync state, (re)started when the settings changed."""
         ctx = self.ctx
-        h = config_hash(ctx)
+        h, mh = config_hash(ctx), match_hash(ctx)
         state = await ctx.store.read(store_initial.get_initial, ctx.sync_id)
         if state is not None and state.config_hash == h:
             return state
+        # A preview is for a first initial sync (or one whose preview was never approved) and
+        # for a save that changes what matches; any other save re-runs it for real at once.
+        preview = ctx.sync.start_in_preview and (
+            state is None or (state.preview and not state.approved) or state.match_hash != mh)
         if state is not None:
-            ctx.log.info("object sync settings changed: initial sync restarts")
+            ctx.log.info("object sync settings changed: initial sync restarts",
+                         preview=preview, matching_changed=state.match_hash != mh)
         # Changes made while the initial sync runs are picked up by the pollers afterwards:
         # their cursors start now.
         hub_start = await ctx.hub.changes_since(ctx.hub_object, None, ctx.hub_properties)
         app_start = await ctx.app.changes_since(ctx.app_object, None, ctx.app_properties)
 
         def start(conn: sqlite3.Connection) -> InitialSync:
-            got = store_initial.start_initial(conn, ctx.sync_id, h, ctx.sync.start_in_preview)
+            got = store_initial.start_initial(conn, ctx.sync_id, h, preview, mh)
             store_cursors.set_cursor(conn, ctx.sync_id, "hub", hub_start.cursor)
             store_cursors.set_cursor(conn, ctx.sync_id, "app", app_start.cursor)
             return got
@@ -154,7 +186,14 @@ class InitialSyncActor:
             current = await ctx.store.read(store_initial.get_initial, ctx.sync_id)
             assert current is not None
             state = current
-            ctx.preview = state.preview and not state.approved
+            preview = state.preview and not state.approved
+            if self.feeds is not None and state.phase != "complete":
+                if preview:
+                    ctx.preview = True  # before the workers run: linked records only
+                    await self.feeds.resume()
+                else:
+                    await self.feeds.pause()
+            ctx.preview = preview
             ctx.status.preview = ctx.preview
             ctx.status.phase = state.phase
             if state.phase == "complete":
@@ -287,10 +326,11 @@ class InitialSyncActor:
         works: list[Work] = []
         for p in pairings:
             rec = by_id[p.row.record_id]
-            if p.row.excluded:
-                if p.known:
-                    continue
-                works.append(Work(item=None, app=rec, excluded=(p.row.excluded, p.row.detail)))
+            if p.row.excluded and not (p.known and p.item is not None and p.item.linked):
+                # Decided again on every run, a known record too: a restarted initial sync
+                # set it back to pending (filters only ever apply before the first link).
+                works.append(Work(item=p.item if p.known else None, app=rec,
+                                  excluded=(p.row.excluded, p.row.detail)))
                 continue
             if p.duplicate_of is not None:
                 # Keys shown in reports, never claimed (no key_side): the holder keeps them.
@@ -356,7 +396,10 @@ class InitialSyncActor:
         failed (isolation.py), and the checkpoint moves on past it. Otherwise a poisoned
         record would stop the initial sync at the same page on every restart."""
         try:
-            await self.processor.run(await works(), extra=checkpoint, before_commit=turn)
+            done = await works()
+            await self.processor.run(done, extra=checkpoint, before_commit=turn,
+                                     preview=self.ctx.preview)
+            await self._again(done)
             return
         except Exception as exc:
             if concerns_connection(exc):
@@ -367,13 +410,22 @@ class InitialSyncActor:
         await turn()
 
         async def run(part: Sequence[Unit]) -> None:
-            await sync_units(self.ctx, self.processor, self.gate, part)
+            await sync_units(self.ctx, self.processor, self.gate, part,
+                             plan_only=self.ctx.preview)
 
         async def fail(unit: Unit, exc: Exception) -> None:
             await fail_record(self.ctx, unit[0], unit[1], exc)
 
         await isolate([(k, []) for k in keys], run, fail)
         await self.ctx.store.call(checkpoint)
+
+    async def _again(self, works: list[Work]) -> None:
+        """Records whose commit broke a unique index (a page committed beside this one gave
+        one of their records to another item) are synced once more from what the store
+        holds now; no worker runs beside the initial sync, so once is enough."""
+        keys = [k for w in works if w.conflict and (k := w.key()) is not None]
+        if keys:
+            await self.processor.run(await load(self.ctx, keys), preview=self.ctx.preview)
 
     async def _finish(self) -> None:
         ctx = self.ctx

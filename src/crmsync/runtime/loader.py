@@ -7,10 +7,11 @@ and compares them with the link's snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from crmsync.engine import KeyProblem, match_keys
+from crmsync.engine.matching import Duplicate, Holder, match
 from crmsync.records import Record, Side, other
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.processor import Work
@@ -18,6 +19,37 @@ from crmsync.store import items as store_items
 from crmsync.store.items import Item
 
 RecordKey = tuple[Side, str]
+
+
+class StoreView:
+    """The store reads a load decided on, with their answers. A worker holding the item gate
+    reads them again: another batch may have committed in between (its sync ended before
+    this one entered the gate), and a decision on what the store no longer holds would
+    create a record that is linked already."""
+
+    def __init__(self) -> None:
+        self._reads: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] = []
+
+    def run(self, conn: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(conn, *args)`, remembered with its answer."""
+        got = fn(conn, *args)
+        self._reads.append((fn, args, got))
+        return got
+
+    async def changed(self, ctx: ObjectSyncContext) -> bool:
+        """Whether any of the reads answers differently now."""
+        reads = list(self._reads)
+
+        def again(conn: Any) -> bool:
+            return any(fn(conn, *args) != got for fn, args, got in reads)
+
+        return bool(reads) and await ctx.store.read(again)
+
+
+def _reader(view: StoreView | None) -> Callable[..., Any]:
+    if view is None:
+        return lambda conn, fn, *args: fn(conn, *args)
+    return view.run
 
 
 async def read_records(ctx: ObjectSyncContext, side: Side,
@@ -66,52 +98,84 @@ def _merge_fresh(works: list[Work]) -> list[Work]:
     return out
 
 
-async def pair_new(ctx: ObjectSyncContext, works: list[Work]) -> list[Work]:
-    """Records first seen (no item) look for a partner holding one of their match keys on the
-    other side: first among the other records first seen in this batch, then in the index.
-    An unlinked partner pairs with them; a partner's own side already holding the key
-    (another record of the same side) makes them a duplicate. Returns the works to sync."""
+def _unlinked_side(w: Work) -> Side | None:
+    """The side of the only record of an item that was never linked (None: no item, linked,
+    paired already, or its record is gone)."""
+    it = w.item
+    if it is None or it.snapshot is not None:
+        return None
+    if it.hub_id and not it.app_id and w.hub is not None and w.app is None:
+        return "hub"
+    if it.app_id and not it.hub_id and w.app is not None and w.hub is None:
+        return "app"
+    return None
+
+
+def _holder(it: Item, side: Side, taken: dict[int, str]) -> Holder:
+    """The record of `side` in item `it`, as matching sees it (`taken`: items paired in this
+    batch, with the record they were paired to)."""
+    return Holder(it.record_id(side) or "", taken.get(it.item_id, it.record_id(other(side))),
+                  it.state, it.category)
+
+
+async def pair_new(ctx: ObjectSyncContext, works: list[Work],
+                   view: StoreView | None = None) -> list[Work]:
+    """Records not linked yet — first seen (no item) or seen before and never linked (a
+    failed duplicate, a record excluded or failed before) — are matched again by the match
+    keys they hold now (`engine.matching`): against the other records of this batch, then
+    the index. A duplicate stays a duplicate whichever path brings it (poll, webhook,
+    reconcile, resync) until its key changes; an unpaired partner pairs. Returns the works
+    to sync."""
     works = _merge_fresh(works)
-    fresh = [w for w in works if w.item is None and w.keys and w.key_side is not None
-             and (w.hub is None or w.app is None)]
+    for w in works:
+        side = _unlinked_side(w)
+        if side is not None:
+            rec = w.record(side)
+            assert rec is not None
+            w.keys, w.key_side, w.rekey_own = keys_of(ctx, side, rec), side, True
+    fresh = [w for w in works if (w.item is None or w.rekey_own) and w.keys
+             and w.key_side is not None and (w.hub is None or w.app is None)]
     if not fresh:
         return works
     all_keys = list({k for w in fresh for k in w.keys})
 
-    def lookup(conn: Any) -> tuple[dict[str, Item], dict[str, Item], dict[str, Item]]:
-        return (store_items.key_holders(conn, ctx.sync_id, "hub", all_keys),
-                store_items.key_holders(conn, ctx.sync_id, "app", all_keys),
-                {})
+    read = _reader(view)
 
-    hub_holders, app_holders, _ = await ctx.store.read(lookup)
+    def lookup(conn: Any) -> tuple[dict[str, Item], dict[str, Item]]:
+        return (read(conn, store_items.key_holders, ctx.sync_id, "hub", all_keys),
+                read(conn, store_items.key_holders, ctx.sync_id, "app", all_keys))
+
+    hub_holders, app_holders = await ctx.store.read(lookup)
     holders = {"hub": hub_holders, "app": app_holders}
     claimed: dict[tuple[str, str], str] = {}
     need: dict[Side, list[str]] = {"hub": [], "app": []}
     partners: list[tuple[Work, Item]] = []
-    taken_partner: set[int] = set()
+    taken: dict[int, str] = {}
     for w in fresh:
         side = w.key_side
         assert side is not None
         own_id = w.record_id(side)
-        same = next((holders[side][k] for k in w.keys if k in holders[side]
-                     and holders[side][k].record_id(side) != own_id), None)
-        in_batch = next((claimed[(side, k)] for k in w.keys if (side, k) in claimed), None)
-        if same is not None or in_batch is not None:
-            holder_id = in_batch if in_batch is not None else same.record_id(side)  # type: ignore[union-attr]
-            w.duplicate_of = f"{side} record {holder_id}" if side == "hub" else str(holder_id)
+        same = [Holder(claimed[(side, k)]) for k in w.keys if (side, k) in claimed]
+        same += [_holder(holders[side][k], side, taken) for k in w.keys if k in holders[side]]
+        across = [holders[other(side)][k] for k in w.keys if k in holders[other(side)]]
+        found = match(side, own_id, same, [_holder(it, other(side), taken) for it in across])
+        if isinstance(found, Duplicate):
+            w.duplicate_of = found.of
             w.keys = ()
             continue
         for k in w.keys:
             claimed[(side, k)] = own_id or ""
-        partner = next((holders[other(side)][k] for k in w.keys if k in holders[other(side)]),
-                       None)
-        if (partner is not None and partner.record_id(side) is None
-                and partner.item_id not in taken_partner and partner.state != "deleted"):
-            taken_partner.add(partner.item_id)
-            partners.append((w, partner))
-            pid = partner.record_id(other(side))
-            if pid:
-                need[other(side)].append(pid)
+        if found is None:
+            continue
+        partner = next(it for it in across
+                       if _holder(it, other(side), taken) == found.holder)
+        if partner.record_id(side) is not None:
+            continue  # paired with this very record already
+        taken[partner.item_id] = own_id or ""
+        partners.append((w, partner))
+        pid = partner.record_id(other(side))
+        if pid:
+            need[other(side)].append(pid)
     if not partners:
         return works
     recs = {s: await read_records(ctx, s, ids) for s, ids in need.items() if ids}
@@ -127,14 +191,17 @@ async def pair_new(ctx: ObjectSyncContext, works: list[Work]) -> list[Work]:
 
 
 async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
-               payloads: Sequence[list[Any]] | None = None) -> list[Work]:
-    """Work for each key: its item and both records, read now."""
+               payloads: Sequence[list[Any]] | None = None,
+               view: StoreView | None = None) -> list[Work]:
+    """Work for each key: its item and both records, read now. `view` collects the store
+    reads it decided on."""
     by_side: dict[Side, list[str]] = {"hub": [], "app": []}
     for side, rid in keys:
         by_side[side].append(rid)
+    read = _reader(view)
 
     def lookup(conn: Any) -> dict[Side, dict[str, Item]]:
-        return {s: store_items.find_items(conn, ctx.sync_id, s, ids)
+        return {s: read(conn, store_items.find_items, ctx.sync_id, s, ids)
                 for s, ids in by_side.items() if ids}
 
     items = await ctx.store.read(lookup)
@@ -174,4 +241,20 @@ async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
         w.set_record(side, rec)
         w.payload.extend(payload)
         works[key] = w
-    return await pair_new(ctx, list(works.values()))
+    return await pair_new(ctx, list(works.values()), view)
+
+
+def gate_ids(ctx: ObjectSyncContext, works: Sequence[Work]) -> set[Any]:
+    """What a batch holds in the item gate: its items, and the match keys of every record it
+    read. A record made by one batch (created from its partner, so with the partner's keys)
+    can reach another batch before the first committed its link: the keys make the second
+    wait for the first."""
+    ids: set[Any] = {w.item.item_id for w in works if w.item is not None}
+    sides: tuple[Side, Side] = ("hub", "app")
+    for w in works:
+        ids.update(("key", k) for k in w.keys)
+        for side in sides:
+            rec = w.record(side)
+            if rec is not None:
+                ids.update(("key", k) for k in keys_of(ctx, side, rec))
+    return ids

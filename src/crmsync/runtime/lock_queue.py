@@ -74,6 +74,7 @@ class RecordLockQueue:
         self._submitted = 0
         self._collapsed = 0
         self._closed = False
+        self._paused = False
         self._idle = trio.Event()
 
     async def submit(self, keys: Iterable[Hashable],
@@ -115,7 +116,7 @@ class RecordLockQueue:
         With `linger`, wait that long after the first key for the batch to fill up (batching
         across producers); it never delays a full batch.
         """
-        while not self._ready or self._closed:
+        while not self._ready or self._closed or self._paused:
             await self._wakeup.wait()
         if linger > 0 and len(self._ready) < max_keys:
             with trio.move_on_after(linger):
@@ -170,6 +171,16 @@ class RecordLockQueue:
         self._closed = True
         if not self._running:
             self._idle.set()
+
+    def pause(self) -> None:
+        """Hand out no work until `resume` (syncs already running finish; keys submitted
+        meanwhile wait their turn)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        if self._ready:
+            self._notify()
 
     async def wait_idle(self) -> None:
         """Wait until no sync is running (after `close`, until the last one finished)."""

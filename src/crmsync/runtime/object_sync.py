@@ -203,7 +203,6 @@ async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timi
     queue = RecordLockQueue(on_queued=on_queued)
     handle.ctx = ctx
     handle.queue = queue
-    handle.initial = InitialSyncActor(ctx, processor, notify)
     handle.hub_poller = Poller(ctx, queue, "hub", timing.hub_poll_interval)
     handle.app_poller = (Poller(ctx, queue, "app", timing.app_poll_interval or 5.0)
                          if app_polling else None)
@@ -211,26 +210,57 @@ async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timi
     async with trio.open_nursery() as nursery:
         await nursery.start(ctx.hub_writer.run)
         await nursery.start(ctx.app_writer.run)
+        feeds = _Feeds(nursery, ctx, handle, queue, processor, timing.workers)
+        handle.initial = InitialSyncActor(ctx, processor, notify, feeds=feeds)
         task_status.started()
         if mappings is not None:
             await wait_until_mappings_fit(ctx, mappings, handle.pause)
         ctx.status.phase = "initial sync"
         await handle.initial.run()
         ctx.status.phase = "complete"
-        gate = ItemGate()
-        for _ in range(timing.workers):
-            await nursery.start(run_worker, ctx, queue, processor, gate)
+        await feeds.resume()
         await nursery.start(run_retry_sweeper, ctx, queue)
-        for intake in handle.intakes:
-            await nursery.start(intake.run)
-        await nursery.start(handle.hub_poller.run)
-        if handle.app_poller is not None:
-            await nursery.start(handle.app_poller.run)
         nursery.start_soon(_reconcile_loop, ctx, queue, timing.reconcile_interval)
         if ctx.sync.event_sync:
             handle.events = EventSync(ctx, timing.app_poll_interval or 5.0)
             await nursery.start(handle.events.run)
         handle.ready.set()
+
+
+class _Feeds:
+    """The workers and change feeds (webhook intake, pollers) of one object sync, started
+    once: when the initial sync is complete, or earlier while it waits in preview, when the
+    workers keep linked records syncing (and leave the others to the approved initial sync).
+    Paused while an approved initial sync runs its passes, which sync every record."""
+
+    def __init__(self, nursery: trio.Nursery, ctx: ObjectSyncContext, handle: ObjectSyncHandle,
+                 queue: RecordLockQueue, processor: Processor, workers: int) -> None:
+        self.nursery = nursery
+        self.ctx = ctx
+        self.handle = handle
+        self.queue = queue
+        self.processor = processor
+        self.workers = workers
+        self.started = False
+
+    async def resume(self) -> None:
+        if not self.started:
+            self.started = True
+            gate = ItemGate()
+            for _ in range(self.workers):
+                await self.nursery.start(run_worker, self.ctx, self.queue, self.processor, gate)
+            for intake in self.handle.intakes:
+                await self.nursery.start(intake.run)
+            assert self.handle.hub_poller is not None
+            await self.nursery.start(self.handle.hub_poller.run)
+            if self.handle.app_poller is not None:
+                await self.nursery.start(self.handle.app_poller.run)
+        self.queue.resume()
+
+    async def pause(self) -> None:
+        if self.started:
+            self.queue.pause()
+            await self.queue.wait_idle()
 
 
 async def _reconcile_loop(ctx: ObjectSyncContext, queue: RecordLockQueue,

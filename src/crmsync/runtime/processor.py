@@ -30,6 +30,7 @@ import trio
 
 from crmsync.connectors.base import WriteResult
 from crmsync.engine import decide, effective_snapshot
+from crmsync.engine.matching import Duplicate, Holder, match, pairable
 from crmsync.engine.types import (
     Create,
     Decision,
@@ -120,8 +121,15 @@ class Work:
     created: dict[str, str] = field(default_factory=dict)  # side -> new record id
     # Keys of the other side's record merged into this work (both first seen in one batch).
     paired_keys: tuple[str, ...] = ()
+    # The item's only record was never linked and `keys` are its match keys read now (or
+    # none, for a duplicate): its claims in the index follow them.
+    rekey_own: bool = False
     errors: list[tuple[str, str]] = field(default_factory=list)  # (category, detail)
     redo: bool = False
+    # Set when a commit of this work broke a unique constraint (another sync gave one of
+    # its records to another item meanwhile): nothing of it was committed, and the caller
+    # syncs the record again from what the store holds now.
+    conflict: str = ""
 
     def __post_init__(self) -> None:
         if self.item is not None:
@@ -151,6 +159,12 @@ class Work:
 
     def record_id(self, side: Side) -> str | None:
         return self.hub_id if side == "hub" else self.app_id
+
+    def key(self) -> tuple[Side, str] | None:
+        """A record key to sync this work's record (or pair) again by."""
+        if self.hub_id:
+            return ("hub", self.hub_id)
+        return ("app", self.app_id) if self.app_id else None
 
 
 ExtraCommit = Callable[[sqlite3.Connection], None]
@@ -195,11 +209,14 @@ class Processor:
             return None
         found = await self.ctx.connector(side).find(self.ctx.object_name(side), key[0],
                                                     str(key[1]), self.ctx.properties(side))
-        # A record already linked elsewhere is not ours to take.
+        # A record linked elsewhere, or failed as a duplicate, is not ours to take
+        # (engine.matching decides which may be paired).
         for rec in found:
             linked = await self.ctx.store.read(store_items.find_item, self.ctx.sync_id, side,
                                                rec.id)
-            if linked is None or (not unseen_only and linked.record_id(other(side)) is None):
+            if linked is None or (not unseen_only and pairable(
+                    Holder(rec.id, linked.record_id(other(side)), linked.state,
+                           linked.category), None)):
                 return rec
         return None
 
@@ -236,6 +253,9 @@ class Processor:
             side = creates[0].side
             if w.item is not None and w.item.creating == side:
                 continue  # an earlier attempt's create: healed above
+            if w.item is not None and w.item.category == "duplicate":
+                await self._match_former_duplicate(w, side)
+                continue
             if not self.ctx.connector(side).capabilities.local_find:
                 continue
             # A record crmsync has indexed is matched (or excluded, or a duplicate) by the
@@ -248,6 +268,51 @@ class Processor:
                 w.set_record(side, found)
                 self._decide(w)
 
+    async def _match_former_duplicate(self, w: Work, side: Side) -> None:
+        """A record failed as a duplicate that the index now lets through (its key changed,
+        or the record holding it went) is matched against `side` itself before it is created
+        there: a record crmsync has not seen yet pairs with it, one linked to another record
+        keeps it a duplicate. Costs a search per key field, spent only on these records.
+        HubSpot's search shows a record only some time after it was written (its index lag):
+        every record crmsync wrote or saw is in the index, checked first, so only one made
+        there by someone else within that lag can be missed; it then arrives by its webhook
+        or the next poll and fails as a duplicate of this one, never copied."""
+        own_side = other(side)
+        own = w.record(own_side)
+        if own is None:
+            return
+        keys = set(self._record_keys(own_side, own))
+        names = (self.ctx.rules.hub_key_props if side == "hub"
+                 else self.ctx.rules.app_key_fields)
+        assert w.decision is not None
+        values = next(a.values for a in w.decision.actions if isinstance(a, Create))
+        found: dict[str, Record] = {}
+        for name in names:
+            v = values.get(name)
+            if v in (None, ""):
+                continue
+            for rec in await self.ctx.connector(side).find(
+                    self.ctx.object_name(side), name, str(v), self.ctx.properties(side)):
+                if keys & set(self._record_keys(side, rec)):
+                    found[rec.id] = rec
+        if not found:
+            return
+        items = await self.ctx.store.read(store_items.find_items, self.ctx.sync_id, side,
+                                          list(found))
+        holders = [Holder(rid, it.record_id(own_side), it.state, it.category)
+                   if (it := items.get(rid)) is not None else Holder(rid) for rid in found]
+        m = match(own_side, own.id, [], holders)
+        if isinstance(m, Duplicate):
+            w.duplicate_of = m.of
+        elif m is not None:
+            w.set_record(side, found[m.holder.record_id])
+            self.ctx.log.info("former duplicate paired with a record found on the other side",
+                              side=side, record_id=m.holder.record_id, hub_id=w.hub_id,
+                              app_id=w.app_id)
+        else:
+            return
+        self._decide(w)
+
     # --- 3./4. write -----------------------------------------------------------------------
 
     async def _commit_intents(self, works: list[Work]) -> None:
@@ -256,6 +321,7 @@ class Processor:
         between, a write that landed is then recognised as ours (effective_snapshot) and a
         create that landed is healed by matching."""
         inserts: list[Outcome] = []
+        inserted: list[Work] = []
         updates: list[tuple[int, bytes | None, str]] = []
         for w in works:
             d = w.decision
@@ -276,6 +342,7 @@ class Processor:
                     app_id=src_id if source == "app" else None,
                     match_key=w.keys[0] if w.keys else "",
                     claim=tuple((source, k, src_id) for k in w.keys) if src_id else ()))
+                inserted.append(w)
             elif create is not None and w.item.creating == create.side:
                 continue  # the intent of the earlier attempt stands (healed above)
             else:
@@ -285,7 +352,9 @@ class Processor:
             return
 
         def commit(conn: sqlite3.Connection) -> dict[tuple[str, str], Item]:
-            store_items.apply_outcomes(conn, self.ctx.sync_id, inserts)
+            refused = store_items.apply_outcomes_apart(conn, self.ctx.sync_id, inserts)
+            for i, why in refused.items():
+                inserted[i].conflict = why  # its record has an item now: nothing is sent
             store_items.set_intents(conn, updates)
             out: dict[tuple[str, str], Item] = {}
             sides: tuple[Side, Side] = ("hub", "app")
@@ -299,6 +368,8 @@ class Processor:
         found = await self.ctx.store.call(commit)
         sides: tuple[Side, Side] = ("hub", "app")
         for w in works:
+            if w.conflict:
+                continue
             for side in sides:
                 rid = w.record_id(side)
                 if rid is not None and (side, rid) in found:
@@ -324,11 +395,19 @@ class Processor:
                         eid = res.error.existing_id
                         holder = await self.ctx.store.read(store_items.find_item,
                                                            self.ctx.sync_id, side, eid)
-                        if holder is not None and holder.record_id(other(side)) is not None \
-                                and (w.item is None or holder.item_id != w.item.item_id):
-                            w.errors.append(("duplicate", f"same match key as {side} record "
-                                                          f"{eid}, already linked"))
-                            continue
+                        if holder is not None and (w.item is None
+                                                   or holder.item_id != w.item.item_id):
+                            h = Holder(eid, holder.record_id(other(side)), holder.state,
+                                       holder.category)
+                            if h.failed_duplicate or isinstance(
+                                    match(other(side), w.record_id(other(side)), [], [h]),
+                                    Duplicate):
+                                w.errors.append(("duplicate", f"same match key as {side} "
+                                                              f"record {eid}, already linked"
+                                                 if h.partner_id else
+                                                 f"same match key as {side} record {eid}, "
+                                                 "itself failed as a duplicate"))
+                                continue
                         existing = await self.ctx.connector(side).read(
                             self.ctx.object_name(side), [eid], self.ctx.properties(side))
                         rec = existing.get(eid)
@@ -387,10 +466,17 @@ class Processor:
             if w.app_id and w.item.app_id != w.app_id:
                 new_ids.setdefault("app_id", w.app_id)
         claim: list[tuple[str, str, str]] = []
-        if w.keys and w.key_side is not None:
-            own = w.record_id(w.key_side)
-            if own:
-                claim.extend((w.key_side, k, own) for k in w.keys)
+        own = w.record_id(w.key_side) if w.key_side is not None else None
+        # A duplicate holds no key (the record holding it first keeps it); a record never
+        # linked holds the keys it has now, not those it had.
+        duplicate = (w.errors[0][0] == "duplicate" if w.errors
+                     else any(isinstance(a, Fail) and a.category == "duplicate"
+                              for a in d.actions))
+        own_rekey: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+        if own and w.key_side is not None and (duplicate or w.rekey_own):
+            own_rekey = ((w.key_side, own, () if duplicate else w.keys),)
+        if w.keys and w.key_side is not None and own and not duplicate:
+            claim.extend((w.key_side, k, own) for k in w.keys)
         if w.paired_keys and w.key_side is not None:
             partner_side = other(w.key_side)
             pid = w.record_id(partner_side)
@@ -406,14 +492,14 @@ class Processor:
         if w.app is not None:
             versions["app_version"] = str(w.app.updated_at)
         base: dict[str, Any] = {"item_id": w.item.item_id if w.item else None, **new_ids,
-                                **versions, "claim": tuple(claim)}
+                                **versions, "claim": tuple(claim), "rekey": own_rekey}
         settled = (any(isinstance(a, Create) for a in d.actions) or bool(w.created)
                    or (w.hub is not None and w.app is not None))
         if w.item is not None and w.item.creating and not settled:
             # A create of an earlier attempt may have landed and this sync did not settle it
             # (no create now, nothing linked): keep the marker so a later create heals first.
             base["creating"] = KEEP
-        if w.item is None and w.keys:
+        if (w.item is None or w.rekey_own) and w.keys:
             base["match_key"] = w.keys[0]
         kinds = [a for a in d.actions if not isinstance(a, Noop)]
         changes = _changes_enc.encode(d.changes) if d.changes else b"[]"
@@ -440,7 +526,7 @@ class Processor:
                                "fail", b"[]", first.detail, hub_id, app_id), **base)
         if isinstance(first, Exclude):
             return Outcome(state="excluded", category=first.reason, detail=first.detail, **base)
-        base["rekey"] = self._rekey(w, d, kinds)
+        base["rekey"] = self._rekey(w, d, kinds) or own_rekey
         if any(isinstance(a, ParkDelete) for a in kinds):
             side = next(a.side for a in kinds if isinstance(a, ParkDelete))
             return Outcome(state="deleted", category="pending_review",
@@ -480,7 +566,13 @@ class Processor:
         moved = any(c.field in key_fields for c in d.changes)
         sides: tuple[Side, Side] = ("hub", "app")
         for side in sides:
-            keys = self._record_keys(side, w.record(side))
+            # The keys the record holds once this sync's update of it is written.
+            rec = w.record(side)
+            written = {k: v for a in kinds if isinstance(a, Update) and a.side == side
+                       for k, v in a.changes.items()}
+            if rec is not None and written:
+                rec = msgspec.structs.replace(rec, properties={**rec.properties, **written})
+            keys = self._record_keys(side, rec)
             if moved or (keys[:1] != (w.item.match_key,) and (keys or w.item.match_key)):
                 out.append((side, w.record_id(side) or "", keys))
         return tuple(o for o in out if o[1])
@@ -520,19 +612,20 @@ class Processor:
 
     async def run(self, works: Sequence[Work], extra: ExtraCommit | None = None,
                   before_commit: Callable[[], Awaitable[None]] | None = None,
-                  look_before_create: bool = False) -> list[Work]:
+                  look_before_create: bool = False, preview: bool = False) -> list[Work]:
         """Sync `works` and commit their outcomes (plus `extra`, in the same transaction).
 
         `before_commit` is awaited right before the final commit: pipelined callers use it to
         keep their commits (and checkpoints) in order. `look_before_create` (incremental
         syncs) pairs a create with a record of the same key made meanwhile on that side; the
-        initial sync has just indexed both sides and does not need it.
+        initial sync has just indexed both sides and does not need it. With `preview` (an
+        initial sync in preview) nothing is written: the plan is recorded.
         """
         started = time.perf_counter()
         todo = list(works)
         for w in todo:
             self._decide(w)
-        if self.ctx.preview:
+        if preview:
             if before_commit is not None:
                 await before_commit()
             await self._commit_plan(todo, extra)
@@ -541,6 +634,7 @@ class Processor:
         if look_before_create:
             await self._look_before_create(todo)
         await self._commit_intents(todo)
+        todo = [w for w in todo if not w.conflict]
         redo = await self._write(todo)
         if redo:
             for w in redo:
@@ -558,10 +652,12 @@ class Processor:
             # Before the commit that acknowledges these syncs (inbox ids, a checkpoint): an
             # association change is written before it is acknowledged.
             newly = await self._associations(todo)
-        outcomes = []
+        outcomes: list[Outcome] = []
+        outcome_works: list[Work] = []
         for w in todo:
             if w.outcome is not None:
                 outcomes.append(w.outcome)
+                outcome_works.append(w)
                 self._log(w, elapsed_ms)
         parked = [(w.outcome.item_id, w.outcome.deleted_side, w.record_id(
             "hub" if w.outcome.deleted_side == "app" else "app")) for w in todo
@@ -569,8 +665,13 @@ class Processor:
             and w.outcome.item_id is not None]
 
         def commit(conn: sqlite3.Connection) -> None:
-            store_items.apply_outcomes(conn, self.ctx.sync_id, outcomes)
+            refused = store_items.apply_outcomes_apart(conn, self.ctx.sync_id, outcomes)
+            for i, why in refused.items():
+                outcome_works[i].conflict = why
+            refused_items = {outcomes[i].item_id for i in refused}
             for item_id, side, rid in parked:
+                if item_id in refused_items:
+                    continue
                 store_deletes.park(conn, self.ctx.sync_id, item_id, side, rid or "")
             if extra is not None:
                 extra(conn)
@@ -578,9 +679,14 @@ class Processor:
         if before_commit is not None:
             await before_commit()
         await self.ctx.store.call(commit)
+        for w in works:
+            if w.conflict:
+                self.ctx.log.warning("sync to be run again: another sync committed this "
+                                     "record meanwhile", hub_id=w.hub_id, app_id=w.app_id,
+                                     detail=w.conflict)
         if newly:
             await self.ctx.associations.release_pending(newly)
-        return todo
+        return list(works)
 
     async def _associations(self, works: list[Work]) -> list[tuple[str, str]]:
         """Sync the associations of the records linked by this batch; a failure turns the

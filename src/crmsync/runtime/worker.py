@@ -13,9 +13,9 @@ import trio
 
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.isolation import fail_record, isolate
-from crmsync.runtime.loader import RecordKey, load
+from crmsync.runtime.loader import RecordKey, StoreView, gate_ids, load
 from crmsync.runtime.lock_queue import RecordLockQueue
-from crmsync.runtime.processor import TRANSIENT_CATEGORIES, Processor
+from crmsync.runtime.processor import TRANSIENT_CATEGORIES, Processor, Work
 from crmsync.store import inbox as store_inbox
 from crmsync.store import items as store_items
 
@@ -24,14 +24,18 @@ LINGER = 0.05
 RETRY_BASE_SECONDS = 30.0
 RETRY_CAP_SECONDS = 1800.0
 SWEEP_SECONDS = 60.0
+# A record whose commit conflicts (another batch committed it first) is synced again at
+# once, at most this many times in a row.
+MAX_RERUNS = 3
 
 
 class ItemGate:
     """One sync of an item at a time across workers. The lock queue locks record keys; an
     item has two (its hub and its app record), which can arrive through different feeds
-    (a hub webhook and the app's change log) and reach two workers at once. Records first
-    seen are gated by their match keys, so a new hub record and a new app record of one
-    person never reach two workers that would each create the other."""
+    (a hub webhook and the app's change log) and reach two workers at once. Every record is
+    gated by its match keys too (`loader.gate_ids`), so a new hub record and a new app
+    record of one person never reach two workers that would each create the other, and a
+    record just created by one batch waits for that batch's commit."""
 
     def __init__(self) -> None:
         self._active: dict[Hashable, trio.Event] = {}
@@ -50,39 +54,102 @@ class ItemGate:
                 ev.set()
 
 
+async def load_gated(ctx: ObjectSyncContext, gate: ItemGate, keys: list[Hashable],
+                     payloads: list[list[int]]) -> tuple[list[Work], set[Hashable]]:
+    """Load the works of `keys` and enter the gate for them; returns the works and what the
+    gate holds for them (the caller leaves it). What the load read from the store is read
+    again inside the gate: a batch that synced one of these records may have committed
+    (and left the gate) while this load was reading the sides, and its commit is then
+    seen here, not decided over."""
+    while True:
+        view = StoreView()
+        works = await load(ctx, keys, payloads, view)  # type: ignore[arg-type]
+        ids = gate_ids(ctx, works)
+        waits = gate.busy(ids)
+        if waits:
+            # Another worker is syncing one of these items: wait, then read again.
+            for ev in waits:
+                await ev.wait()
+            continue
+        gate.enter(ids)
+        try:
+            stale = await view.changed(ctx)
+        except BaseException:
+            gate.leave(ids)
+            raise
+        if not stale:
+            return works, ids
+        gate.leave(ids)
+
+
+def _again(works: list[Work]) -> tuple[list[Hashable], list[list[int]]]:
+    """The record keys (and inbox ids) of works to sync once more."""
+    keys: list[Hashable] = []
+    payloads: list[list[int]] = []
+    for w in works:
+        key = w.key()
+        if key is not None:
+            keys.append(key)
+            payloads.append([p for p in w.payload if isinstance(p, int)])
+    return keys, payloads
+
+
+async def _give_up(ctx: ObjectSyncContext, works: list[Work]) -> None:
+    """Records whose commit kept conflicting: failed (`conflict`) rather than retried for
+    ever, their events acknowledged; the next change or a resync tries them again."""
+    ctx.log.error("sync keeps conflicting with other syncs of the same record; failed",
+                  records=[(w.hub_id, w.app_id) for w in works], detail=works[0].conflict)
+
+    def commit(conn: sqlite3.Connection) -> None:
+        store_items.set_state(conn, [w.item.item_id for w in works if w.item is not None],
+                              "failed", "conflict",
+                              f"other syncs of this record kept committing first: "
+                              f"{works[0].conflict}")
+        store_inbox.mark_done(conn, [p for w in works for p in w.payload
+                                     if isinstance(p, int)])
+
+    await ctx.store.call(commit)
+
+
 # One record to sync: its key and the webhook inbox ids that ride along with it.
 Unit = tuple[RecordKey, list[int]]
 
 
 async def sync_units(ctx: ObjectSyncContext, processor: Processor, gate: ItemGate,
-                     units: Sequence[Unit]) -> None:
+                     units: Sequence[Unit], *, plan_only: bool = False) -> None:
     """Load, decide, write and commit these records, their inbox ids marked done in the same
-    transaction. Raises whatever the batch raised (see `isolation.isolate`)."""
-    keys = [k for k, _ in units]
+    transaction. A record whose commit broke a unique index (another batch committed it
+    first) is loaded and synced again, up to MAX_RERUNS times, then failed (`conflict`).
+    With `plan_only` (an initial sync in preview) nothing is written: the plan is recorded.
+    Raises whatever the batch raised (see `isolation.isolate`)."""
+    todo: list[Hashable] = [k for k, _ in units]
     payloads = [ids for _, ids in units]
-    inbox_ids = [i for ids in payloads for i in ids]
-    held: set[Hashable] = set()
-    try:
-        while True:
-            works = await load(ctx, keys, payloads)
-            ids: set[Hashable] = {w.item.item_id for w in works if w.item is not None}
-            ids |= {("key", k) for w in works if w.item is None for k in w.keys}
-            waits = gate.busy(ids)
-            if not waits:
-                break
-            # Another worker is syncing one of these items: wait, then read again.
-            for ev in waits:
-                await ev.wait()
-        gate.enter(ids)
-        held = ids
+    conflicted: list[Work] = []
+    for _ in range(MAX_RERUNS + 1):
+        works, held = await load_gated(ctx, gate, todo, payloads)
 
-        def extra(conn: sqlite3.Connection, ids: list[int] = inbox_ids) -> None:
+        def extra(conn: sqlite3.Connection, works: list[Work] = works) -> None:
+            # A record whose commit conflicted keeps its events until it is synced.
+            ids = [p for w in works if not w.conflict for p in w.payload
+                   if isinstance(p, int)]
             if ids:
                 store_inbox.mark_done(conn, ids)
 
-        await processor.run(works, extra=extra, look_before_create=True)
-    finally:
-        gate.leave(held)
+        todo_works = works
+        if ctx.preview and not plan_only:
+            # The initial sync waits in preview: linked records keep syncing; the
+            # others are left to the approved initial sync, which reads every record.
+            todo_works = [w for w in works if w.item is not None and w.item.linked]
+        try:
+            await processor.run(todo_works, extra=extra, look_before_create=not plan_only,
+                                preview=plan_only)
+        finally:
+            gate.leave(held)
+        conflicted = [w for w in works if w.conflict]
+        if not conflicted:
+            return
+        todo, payloads = _again(conflicted)
+    await _give_up(ctx, conflicted)
 
 
 async def run_worker(ctx: ObjectSyncContext, queue: RecordLockQueue, processor: Processor,

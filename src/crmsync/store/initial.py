@@ -26,6 +26,8 @@ class InitialSync(msgspec.Struct, frozen=True):
     started_at: float
     completed_at: float | None
     updated_at: float
+    # The settings that decide matching when it (re)started; "" when not known.
+    match_hash: str = ""
 
     @property
     def complete(self) -> bool:
@@ -35,31 +37,33 @@ class InitialSync(msgspec.Struct, frozen=True):
 def get_initial(conn: sqlite3.Connection, sync_id: str) -> InitialSync | None:
     row = conn.execute(
         "SELECT sync_id, config_hash, phase, cursor, done, total, preview, approved, started_at, "
-        "completed_at, updated_at FROM initial_syncs WHERE sync_id = ?", (sync_id,)).fetchone()
+        "completed_at, updated_at, match_hash FROM initial_syncs WHERE sync_id = ?",
+        (sync_id,)).fetchone()
     if row is None:
         return None
     return InitialSync(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]),
-                       bool(row[7]), row[8], row[9], row[10])
+                       bool(row[7]), row[8], row[9], row[10], row[11])
 
 
 def start_initial(conn: sqlite3.Connection, sync_id: str, config_hash: str,
-                  preview: bool) -> InitialSync:
+                  preview: bool, match_hash: str = "") -> InitialSync:
     """Start (or restart, when the object sync's settings changed) the initial sync.
 
     A restart keeps links and snapshots (they are still true) but forgets the checkpoint,
-    the plan and the exclusions, which depend on the settings.
+    the plan and the exclusions, which depend on the settings. `match_hash` is kept for the
+    next restart to tell whether what matches changed.
     """
     now = time.time()
     conn.execute("DELETE FROM plan WHERE sync_id = ?", (sync_id,))
     conn.execute(
         "INSERT INTO initial_syncs (sync_id, config_hash, phase, cursor, done, total, preview, "
-        "approved, started_at, completed_at, updated_at) "
-        "VALUES (?, ?, 'hub_index', '', 0, 0, ?, 0, ?, NULL, ?) "
+        "approved, started_at, completed_at, updated_at, match_hash) "
+        "VALUES (?, ?, 'hub_index', '', 0, 0, ?, 0, ?, NULL, ?, ?) "
         "ON CONFLICT (sync_id) DO UPDATE SET config_hash = excluded.config_hash, "
         "phase = 'hub_index', cursor = '', done = 0, total = 0, preview = excluded.preview, "
         "approved = 0, started_at = excluded.started_at, completed_at = NULL, "
-        "updated_at = excluded.updated_at",
-        (sync_id, config_hash, int(preview), now, now),
+        "updated_at = excluded.updated_at, match_hash = excluded.match_hash",
+        (sync_id, config_hash, int(preview), now, now, match_hash),
     )
     # Unlinked items are re-decided under the new settings.
     conn.execute("UPDATE items SET state = 'pending', category = '', detail = '' "

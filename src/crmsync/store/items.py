@@ -455,6 +455,36 @@ def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Ou
                 hist_new)
 
 
+def apply_outcomes_apart(conn: sqlite3.Connection, sync_id: str,
+                         outcomes: Sequence[Outcome]) -> dict[int, str]:
+    """`apply_outcomes`, except that an outcome breaking a unique constraint (its record was
+    given to another item by a sync that committed meanwhile) is left out and the others
+    are applied. Returns the left-out outcomes' positions with the constraint's message;
+    the caller decides such a record again from what the store holds now.
+
+    All outcomes are tried at once first (the common case costs nothing more); only when
+    that fails is each tried in its own savepoint."""
+    conn.execute("SAVEPOINT outcomes")
+    try:
+        apply_outcomes(conn, sync_id, outcomes)
+    except sqlite3.IntegrityError:
+        conn.execute("ROLLBACK TO outcomes")
+    else:
+        conn.execute("RELEASE outcomes")
+        return {}
+    refused: dict[int, str] = {}
+    for i, o in enumerate(outcomes):
+        conn.execute("SAVEPOINT outcome")
+        try:
+            apply_outcomes(conn, sync_id, [o])
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK TO outcome")
+            refused[i] = str(exc)
+        conn.execute("RELEASE outcome")
+    conn.execute("RELEASE outcomes")
+    return refused
+
+
 def set_state(conn: sqlite3.Connection, item_ids: Sequence[int], state: str,
               category: str = "", detail: str = "") -> None:
     now = time.time()
@@ -503,6 +533,13 @@ def counts(conn: sqlite3.Connection, sync_id: str) -> dict[str, int]:
     total = conn.execute("SELECT count(*) FROM items WHERE sync_id = ?", (sync_id,)).fetchone()[0]
     out["syncing"] = total - sum(n for s, n in out.items() if s != "syncing")
     return out
+
+
+def count_of(conn: sqlite3.Connection, sync_id: str, state: str, category: str) -> int:
+    """Items in `state` with `category` (say failed duplicates)."""
+    return int(conn.execute(
+        "SELECT count(*) FROM items WHERE sync_id = ? AND state = ? AND state != 'syncing' "
+        "AND category = ?", (sync_id, state, category)).fetchone()[0])
 
 
 def unlinked_hub_items(conn: sqlite3.Connection, sync_id: str, after_item: int,

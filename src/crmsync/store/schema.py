@@ -212,7 +212,13 @@ _V5 = [
     "CREATE INDEX match_keys_record ON match_keys(sync_id, side, record_id)",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
+# What decides which records match (keys, filters, direction), apart from the other
+# settings: a saved change of it starts the initial sync in preview again (when configured).
+_V6 = [
+    "ALTER TABLE initial_syncs ADD COLUMN match_hash TEXT NOT NULL DEFAULT ''",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
