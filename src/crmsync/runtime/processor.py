@@ -68,6 +68,9 @@ class Intent(msgspec.Struct, frozen=True):
     snapshot: Snapshot
     written: dict[str, list[str]]
     at: float = 0.0  # when the writes were about to be sent (epoch seconds)
+    # A create's match-key fields as sent (field -> value): the record it made is found by
+    # them even if the source record's key changed before the create is healed.
+    create_keys: dict[str, str] = {}
 
 
 _intent_enc = msgspec.json.Encoder()
@@ -81,13 +84,13 @@ def wall_clock() -> float:
     return time.time()
 
 
-def encode_intent(d: Decision) -> bytes | None:
+def encode_intent(d: Decision, create_keys: dict[str, str] | None = None) -> bytes | None:
     if d.snapshot is None:
         return None
     written: dict[str, list[str]] = {"hub": [], "app": []}
     for c in d.changes:
         written[c.side].append(c.field)
-    return _intent_enc.encode(Intent(d.snapshot, written, wall_clock()))
+    return _intent_enc.encode(Intent(d.snapshot, written, wall_clock(), create_keys or {}))
 
 
 def decode_intent(b: bytes) -> Intent:
@@ -200,6 +203,12 @@ class Processor:
                 return name, v
         return None
 
+    def _create_keys(self, create: Create) -> dict[str, str]:
+        """The match-key fields of a create's values, as they are sent."""
+        names = (self.ctx.rules.hub_key_props if create.side == "hub"
+                 else self.ctx.rules.app_key_fields)
+        return {n: str(v) for n in names if (v := create.values.get(n)) not in (None, "")}
+
     async def _find_partner(self, side: Side, values: dict[str, Any],
                             unseen_only: bool = False) -> Record | None:
         """A record of `side` with the key in `values` that no item links to another record
@@ -234,7 +243,14 @@ class Processor:
                 wait = decode_intent(w.item.intent).at + lag + 1.0 - wall_clock()
                 if wait > 0:
                     await trio.sleep(wait)
-            found = await self._find_partner(side, creates[0].values)
+            # By the key the create was sent with (the source record's key may have changed
+            # since), then by the key it would be sent with now.
+            sent = decode_intent(w.item.intent).create_keys if w.item.intent else {}
+            found = None
+            for values in ([sent] if sent else []) + [creates[0].values]:
+                found = await self._find_partner(side, values)
+                if found is not None:
+                    break
             if found is not None:
                 self.ctx.log.info("create healed by matching", side=side, record_id=found.id,
                                   hub_id=w.hub_id, app_id=w.app_id)
@@ -329,8 +345,8 @@ class Processor:
             writes = [a for a in d.actions if isinstance(a, Create | Update)]
             if not writes:
                 continue
-            blob = encode_intent(d)
             create = next((a for a in writes if isinstance(a, Create)), None)
+            blob = encode_intent(d, self._create_keys(create) if create is not None else None)
             if w.item is None:
                 if create is None:
                     continue
