@@ -7,7 +7,7 @@ import trio
 from crmsync.emulators.hubspot import Faults
 from crmsync.runtime.object_sync import Timing
 
-from .harness import companies_sync, contacts_sync, make_app_db, running
+from .harness import companies_sync, contacts_sync, make_app_db, running, wait_for
 
 SCHEMA = """
 CREATE TABLE organisations (
@@ -143,3 +143,50 @@ async def test_associations_converge_under_faults(tmp_path, slow_autojump):
                 await trio.sleep(10)
         assert len(env.hub("companies")) == 10
         assert len(env.hub()) == 60
+
+
+async def test_an_association_that_failed_is_decided_again_when_its_partner_changes(
+        tmp_path, slow_autojump):
+    # Issue 17 item 6: a contact moved to another company in the app while it was deleted on
+    # the hub, and the daemon had not seen that deletion yet. The association is written from
+    # that stale picture and fails ("No contact with id … exists"); once the contact's
+    # deletion is synced, the failure is decided again from what is true now: there is no
+    # hub contact to associate, so the company is in sync and the association waits.
+    orgs = [{"name": "Acme", "domain": "acme.example"},
+            {"name": "Globex", "domain": "globex.example"}]
+    db = setup(tmp_path, [{"email": "ann@example.com", "first_name": "Ann", "company_id": 1}],
+               orgs)
+    # Nothing polls by itself: the test says which feed is read when.
+    timing = Timing(hub_poll_interval=10_000, app_poll_interval=10_000)
+    async with running(tmp_path, syncs=SYNCS, app_db=db, timing=timing, webhooks=False,
+                       config_kwargs={"connection_extra": ASSOC}) as env:
+        await env.wait_ready(["contacts", "companies"])
+        ann = env.hub_by_email()["ann@example.com"]
+        await env.eventually(
+            lambda: env.emu.associations("contacts", ann["id"], "companies") != [])
+        env.emu.archive_record("contacts", ann["id"])  # not seen: no webhooks, no poll yet
+        env.app_exec("UPDATE customers SET company_id = 2 WHERE email = 'ann@example.com'")
+        # The companies' change log is read first: Globex's new contact is associated on
+        # the hub from the stale picture.
+        env.daemon.handle("shop", "companies").app_poller.request_poll()
+
+        async def globex():
+            items = await env.items("companies")
+            return next(i for i in items if i.app_id == "2")
+
+        await wait_for(lambda: _failed(globex), timeout=300, step=1.0)
+        assert (await globex()).category == "association_failed"
+        # The hub poll brings the contact's deletion: a change of the failed association's
+        # partner.
+        env.daemon.handle("shop", "contacts").poll_now()
+        await wait_for(lambda: _state(globex, "syncing"), timeout=300, step=1.0)
+        for obj in ("contacts", "companies"):
+            assert [i for i in await env.items(obj) if i.category == "association_failed"] == []
+
+
+async def _failed(get):
+    return (await get()).state == "failed"
+
+
+async def _state(get, state):
+    return (await get()).state == state

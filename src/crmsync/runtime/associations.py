@@ -92,14 +92,16 @@ class AssociationSyncer:
                 failed.update(await self._sync_pair(pair, list(linked)))
         return failed
 
-    async def release_pending(self, newly_linked: Sequence[tuple[str, str]]) -> None:
-        """After the commit that linked these records: sync again the records whose
-        associations waited for them. Their waiting rows stay until that sync ran."""
-        if not newly_linked or self.resubmit is None:
+    async def release_pending(self, changed: Sequence[tuple[str | None, str | None]]) -> None:
+        """After the commit that linked, changed or deleted these records ((hub id, app id)
+        each): sync again the records whose associations wait for them (a partner not linked
+        yet, or an association write that failed). Their waiting rows stay until that sync
+        ran."""
+        if not changed or self.resubmit is None:
             return
         obj = self.ctx.hub_object
-        hub_ids = [h for h, _ in newly_linked]
-        app_ids = [a for _, a in newly_linked]
+        hub_ids = [h for h, _ in changed if h]
+        app_ids = [a for _, a in changed if a]
 
         def peek(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
             return (store_assoc.waiting_for(conn, self.connection, obj, "hub", hub_ids)
@@ -157,8 +159,12 @@ class AssociationSyncer:
 
         b_by_hub, b_by_app, hub_seen, app_seen = await ctx.store.read(lookup)
 
-        def partner(item: Item | None, side: Side) -> str | None:
+        def partner(item: Item | None, side: Side, adding: bool = False) -> str | None:
             if item is None or item.snapshot is None:
+                return None
+            if adding and item.state == "deleted" and item.deleted_side in (side, "both"):
+                # Its record there is gone: the association waits until the partner is
+                # linked again (restore-deleted), never written to a deleted record.
                 return None
             return item.record_id(side)
 
@@ -179,7 +185,7 @@ class AssociationSyncer:
                 if not allowed:
                     continue
                 for b in now[src] - seen[src]:  # added on src
-                    other_b = partner(by_src.get(b), dst)
+                    other_b = partner(by_src.get(b), dst, adding=True)
                     if other_b is None:
                         pending.append((pair.hub_a, src, ids[src], pair.hub_b, b))
                         unseen[src].add((ids[src], b))
@@ -193,6 +199,10 @@ class AssociationSyncer:
                                                                        removed=True),
                                             src, ids[src], b))
         failed: dict[str, str] = {}
+        # A failed write leaves the association as it was seen before, so the next sync of
+        # this record decides it again from both sides' current state; and it waits for its
+        # partner, so a change of the partner (deleted, linked again) brings that sync too.
+        kept: dict[Side, set[tuple[str, str]]] = {"hub": set(), "app": set()}
         wrote: dict[Side, set[str]] = {"hub": set(), "app": set()}
         sides: tuple[Side, Side] = ("hub", "app")
         for side in sides:
@@ -205,8 +215,11 @@ class AssociationSyncer:
                 if not res.ok:
                     why = res.error.message if res.error else "association write failed"
                     failed[item_id] = f"{pair.hub_a} ↔ {pair.hub_b} on the {side}: {why}"
-                    if not change.removed:
+                    if change.removed:
+                        kept[src].add((src_id, b))
+                    else:
                         unseen[src].add((src_id, b))
+                    pending.append((pair.hub_a, src, src_id, pair.hub_b, b))
         # What each side holds now (re-read where we wrote: an app's foreign key holds one).
         if wrote["hub"]:
             hub_now.update(await self._read("hub", pair, sorted(wrote["hub"])))
@@ -215,6 +228,8 @@ class AssociationSyncer:
         for side, held in (("hub", hub_now), ("app", app_now)):
             for rid, b in unseen[side]:
                 held.get(rid, set()).discard(b)
+            for rid, b in kept[side]:
+                held.setdefault(rid, set()).add(b)
 
         def commit(conn: sqlite3.Connection) -> None:
             store_assoc.replace_pairs(conn, self.connection, "hub", pair.hub_a, pair.hub_b,

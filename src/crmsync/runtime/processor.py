@@ -663,7 +663,7 @@ class Processor:
         elapsed_ms = (time.perf_counter() - started) * 1000
         for w in todo:
             w.outcome = self._outcome(w, elapsed_ms)
-        newly: list[tuple[str, str]] = []
+        newly: list[tuple[str | None, str | None]] = []
         if self.ctx.associations is not None:
             # Before the commit that acknowledges these syncs (inbox ids, a checkpoint): an
             # association change is written before it is acknowledged.
@@ -700,15 +700,20 @@ class Processor:
                 self.ctx.log.warning("sync to be run again: another sync committed this "
                                      "record meanwhile", hub_id=w.hub_id, app_id=w.app_id,
                                      detail=w.conflict)
-        if newly:
-            await self.ctx.associations.release_pending(newly)
+        if self.ctx.associations is not None:
+            # A partner linked, changed or deleted: associations waiting for it (or failed
+            # against it) are decided again from current state.
+            changed = newly + [(w.created.get("hub", w.hub_id), w.created.get("app", w.app_id))
+                               for w in todo if w.outcome is not None and not w.conflict
+                               and _changes_records(w)]
+            await self.ctx.associations.release_pending(list(dict.fromkeys(changed)))
         return list(works)
 
-    async def _associations(self, works: list[Work]) -> list[tuple[str, str]]:
+    async def _associations(self, works: list[Work]) -> list[tuple[str | None, str | None]]:
         """Sync the associations of the records linked by this batch; a failure turns the
         record's outcome into association_failed. Returns the records newly linked."""
         linked: list[tuple[str, str]] = []
-        newly: list[tuple[str, str]] = []
+        newly: list[tuple[str | None, str | None]] = []
         by_hub: dict[str, Work] = {}
         for w in works:
             o = w.outcome
@@ -785,6 +790,14 @@ class Processor:
                 extra(conn)
 
         await self.ctx.store.call(commit)
+
+
+def _changes_records(w: Work) -> bool:
+    """The sync wrote, linked or deleted a record (not a no-op, not a refusal)."""
+    d = w.decision
+    return d is not None and not w.errors and any(
+        isinstance(a, Create | Update | Link | Delete | MarkDeleted | ParkDelete)
+        for a in d.actions)
 
 
 def _error(res: WriteResult) -> tuple[str, str]:
