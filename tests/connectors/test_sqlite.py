@@ -466,6 +466,41 @@ async def test_update_conflict_fails_only_that_row(db: Path) -> None:
         "c2@example.com"
 
 
+async def test_a_conditional_update_is_refused_when_the_row_changed_since_it_was_read(
+        db: Path) -> None:
+    # Issue 17 item 3: an update holds only while the row has the values the decision read;
+    # a row the app changed meanwhile is left alone and the input is reported as stale.
+    seed_customers(db, 3)
+    a = app(db)
+    a.execute("UPDATE customers SET age = NULL")
+    with trio.fail_after(LIMIT):
+        async with opened(settings(db)) as c:
+            read = await c.read("customers", ["1", "2", "3"], ["first_name", "age"])
+            a.execute("UPDATE customers SET first_name = 'App edit' WHERE id = 2")
+            a.execute("UPDATE customers SET age = 7 WHERE id = 3")
+            a.execute("DELETE FROM customers WHERE id = 1")
+            a.execute("INSERT INTO customers (id, email, first_name) "
+                      "VALUES (4, 'c4@example.com', 'Four')")
+            read4 = (await c.read("customers", ["4"], ["first_name"]))["4"]
+            results = await c.update("customers", [
+                ("1", {"first_name": "Hub"}),  # gone: not found
+                ("2", {"first_name": "Hub"}),  # the written column changed: stale
+                ("3", {"first_name": "Hub", "age": 9}),  # NULL read, 7 now: stale
+                ("4", {"last_name": "Hub"}),  # the written column was not read: applies
+            ], expected=[read["1"], read["2"], read["3"], read4])
+            [ok] = await c.update("customers", [("2", {"first_name": "Hub"})],
+                                  expected=[(await c.read("customers", ["2"], []))["2"]])
+    assert c.capabilities.conditional_update
+    errors = [r.error for r in results]
+    assert [e.category if e else None for e in errors] == ["not_found", "conflict",
+                                                          "conflict", None]
+    assert [bool(e and e.stale) for e in errors] == [False, True, True, False]
+    assert ok.ok and ok.record is not None and ok.record.properties["first_name"] == "Hub"
+    rows = a.execute("SELECT id, first_name, last_name, age FROM customers ORDER BY id")
+    assert rows.fetchall() == [(2, "Hub", "Last2", None), (3, "First3", "Last3", 7),
+                               (4, "Four", "Hub", None)]
+
+
 async def test_deleting_a_referenced_row_is_a_conflict(db: Path) -> None:
     a = app(db)
     a.execute("INSERT INTO organisations (id, name) VALUES (1, 'Acme'), (2, 'Globex')")

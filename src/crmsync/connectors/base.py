@@ -51,6 +51,9 @@ class RecordError(msgspec.Struct, frozen=True):
     retryable: bool = False
     # For a create refused because the record exists (HubSpot 409 "Existing ID: N").
     existing_id: str | None = None
+    # For a conditional update refused because the record no longer holds the values it was
+    # read with (see `Connector.update`): the caller reads it again and decides again.
+    stale: bool = False
 
 
 class WriteResult(msgspec.Struct, frozen=True):
@@ -119,6 +122,9 @@ class Capabilities(msgspec.Struct, frozen=True):
     # find() is a local query that costs no API budget: an incremental create on this side
     # first looks for a record of the same match key made there meanwhile, and pairs with it.
     local_find: bool = False
+    # update() honours `expected`: an update is applied only while the record still holds
+    # the values it was read with (a database can refuse a stale write; HubSpot cannot).
+    conditional_update: bool = False
 
 
 @runtime_checkable
@@ -145,8 +151,15 @@ class Connector(Protocol):
     async def create(self, object_name: str,
                      inputs: Sequence[Mapping[str, Any]]) -> list[WriteResult]: ...
 
-    async def update(self, object_name: str,
-                     inputs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[WriteResult]: ...
+    async def update(self, object_name: str, inputs: Sequence[tuple[str, Mapping[str, Any]]],
+                     expected: Sequence[Record | None] | None = None) -> list[WriteResult]:
+        """Write `(id, changes)` per input. With `expected` (one per input; only given to a
+        connector whose `capabilities.conditional_update` is set), input i is applied only
+        if its record still holds, in every field it writes that `expected[i]` has, the
+        value `expected[i]` has (the record as the decision read it); otherwise nothing of it is written and it fails with
+        `RecordError(category="conflict", stale=True)`. The check and the write are one
+        atomic step (`UPDATE … WHERE` the expected values, or a row version)."""
+        ...
 
     async def archive(self, object_name: str, ids: Sequence[str]) -> list[WriteResult]: ...
 

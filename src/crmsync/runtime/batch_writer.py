@@ -11,6 +11,7 @@ import msgspec
 import trio
 
 from crmsync.connectors.base import Connector, WriteResult
+from crmsync.records import Record
 
 Kind = Literal["create", "update", "archive"]
 
@@ -23,6 +24,8 @@ class WriterStopped(RuntimeError):
 class _Request:
     kind: Kind
     inputs: list[Any]
+    # Updates: the records as read, one per input, when the update is conditional on them.
+    expected: list[Record | None] | None = None
     done: trio.Event = field(default_factory=trio.Event)
     results: list[WriteResult] = field(default_factory=list)
     error: BaseException | None = None
@@ -59,18 +62,25 @@ class BatchWriter:
     async def create(self, inputs: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
         return await self._submit("create", list(inputs))
 
-    async def update(self, inputs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[WriteResult]:
-        return await self._submit("update", list(inputs))
+    async def update(self, inputs: Sequence[tuple[str, Mapping[str, Any]]],
+                     expected: Sequence[Record | None] | None = None) -> list[WriteResult]:
+        """Updates; `expected` (one record as read per input) makes each conditional on
+        those values, for a connector with `conditional_update` (see `Connector.update`)."""
+        return await self._submit("update", list(inputs),
+                                  list(expected) if expected is not None else None)
 
     async def archive(self, ids: Sequence[str]) -> list[WriteResult]:
         return await self._submit("archive", list(ids))
 
-    async def _submit(self, kind: Kind, inputs: list[Any]) -> list[WriteResult]:
+    async def _submit(self, kind: Kind, inputs: list[Any],
+                      expected: list[Record | None] | None = None) -> list[WriteResult]:
         if not inputs:
             return []
         if not self._running:
             raise WriterStopped("BatchWriter.run is not running")
-        req = _Request(kind, inputs)
+        if expected is not None and len(expected) != len(inputs):
+            raise ValueError("one expected record per update input")
+        req = _Request(kind, inputs, expected)
         self._pending[kind].append(req)
         self._wakeup.set()
         await req.done.wait()
@@ -131,7 +141,13 @@ class BatchWriter:
                 if kind == "create":
                     results = await self.connector.create(self.object_name, inputs)
                 elif kind == "update":
-                    results = await self.connector.update(self.object_name, inputs)
+                    if any(r.expected is not None for r in batch):
+                        expected = [e for r in batch
+                                    for e in (r.expected or [None] * len(r.inputs))]
+                        results = await self.connector.update(self.object_name, inputs,
+                                                              expected=expected)
+                    else:
+                        results = await self.connector.update(self.object_name, inputs)
                 else:
                     results = await self.connector.archive(self.object_name, inputs)
             except Exception as exc:  # handed to each caller, who decides

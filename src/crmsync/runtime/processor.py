@@ -60,6 +60,9 @@ _changes_enc = msgspec.json.Encoder()
 
 # Failure categories that clear up by themselves: the item is retried after a backoff.
 TRANSIENT_CATEGORIES = frozenset({"rate_limited", "api_unavailable"})
+# Times a record whose conditional update was refused as stale is read and decided again in
+# one sync.
+STALE_ROUNDS = 3
 
 
 class Intent(msgspec.Struct, frozen=True):
@@ -133,6 +136,9 @@ class Work:
     # its records to another item meanwhile): nothing of it was committed, and the caller
     # syncs the record again from what the store holds now.
     conflict: str = ""
+    # The side whose conditional update was refused: the record changed there since it was
+    # read (decided again before the commit).
+    stale: Side | None = None
 
     def __post_init__(self) -> None:
         if self.item is not None:
@@ -438,10 +444,19 @@ class Processor:
             updates = [(w, a) for w in works for a in w.decision.actions  # type: ignore[union-attr]
                        if isinstance(a, Update) and a.side == side and w not in redo]
             if updates:
+                # Where the side can refuse a stale write, each update holds only while the
+                # record still has the values this decision read.
+                expected = ([w.record(side) for w, _ in updates]
+                            if self.ctx.connector(side).capabilities.conditional_update
+                            else None)
                 results = await self.ctx.writer(side).update([(a.id, a.changes)
-                                                              for _, a in updates])
+                                                              for _, a in updates], expected)
                 for (w, _), res in zip(updates, results, strict=True):
-                    if not res.ok:
+                    if res.ok:
+                        continue
+                    if res.error is not None and res.error.stale:
+                        w.stale = side
+                    else:
                         w.errors.append(_error(res))
             archives = [(w, a) for w in works for a in w.decision.actions  # type: ignore[union-attr]
                         if isinstance(a, Delete) and a.side == side]
@@ -451,6 +466,54 @@ class Processor:
                     if not res.ok and (res.error is None or res.error.category != "not_found"):
                         w.errors.append(_error(res))
         return redo
+
+    async def _redo_stale(self, works: list[Work]) -> None:
+        """Updates refused because the record changed on that side since it was read: read
+        both sides again and decide again (with this sync's intent, so its writes that landed
+        count as ours), then write; a few rounds, after which the record fails as `conflict`
+        until its next change brings it back."""
+        for _ in range(STALE_ROUNDS):
+            stale = [w for w in works if w.stale is not None]
+            if not stale:
+                return
+            landed: dict[int, list[FieldChange]] = {}
+            for w in stale:
+                assert w.decision is not None
+                landed[id(w)] = [c for c in w.decision.changes if c.side != w.stale]
+                w.stale = None
+            await self._reread(stale)
+            for w in stale:
+                self._decide(w)
+                d = w.decision
+                assert d is not None
+                # The history keeps what the first round wrote to the other side.
+                w.decision = msgspec.structs.replace(d, changes=landed[id(w)] + d.changes)
+            self.ctx.log.info("stale writes decided again", records=len(stale))
+            await self._commit_intents(stale)
+            for w in await self._write(stale):
+                w.errors.append(("conflict", "the record exists on the other side but could "
+                                             "not be paired with it"))
+        for w in works:
+            if w.stale is not None:
+                w.errors.append(("conflict", f"the {w.stale} record kept changing while it was "
+                                             "written; it is synced again on its next change"))
+                w.stale = None
+
+    async def _reread(self, works: list[Work]) -> None:
+        sides: tuple[Side, Side] = ("hub", "app")
+        for side in sides:
+            ids = list(dict.fromkeys(rid for w in works if (rid := w.record_id(side))))
+            conn = self.ctx.connector(side)
+            size = max(1, conn.capabilities.read_batch_size)
+            got: dict[str, Record] = {}
+            for start in range(0, len(ids), size):
+                got.update(await conn.read(self.ctx.object_name(side), ids[start:start + size],
+                                           self.ctx.properties(side)))
+            for w in works:
+                rid = w.record_id(side)
+                if rid:
+                    rec = got.get(rid)
+                    w.set_record(side, rec if rec is not None and not rec.archived else None)
 
     # --- 5. outcomes ---------------------------------------------------------------------------
 
@@ -660,6 +723,7 @@ class Processor:
                                                  "could not be paired with it"))
                     w.decision = Decision(actions=[Noop()], snapshot=None)
             await self._write([w for w in redo if not w.errors])
+        await self._redo_stale(todo)
         elapsed_ms = (time.perf_counter() - started) * 1000
         for w in todo:
             w.outcome = self._outcome(w, elapsed_ms)

@@ -807,10 +807,13 @@ class HubSpotConnector:
         await self._create_items(obj, [it for it in items if it.index not in found], results,
                                  match_property, rounds)
 
-    async def update(self, object_name: str,
-                     inputs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[WriteResult]:
+    async def update(self, object_name: str, inputs: Sequence[tuple[str, Mapping[str, Any]]],
+                     expected: Sequence[Record | None] | None = None) -> list[WriteResult]:
         """Batch update (chunks of 100, an id at most once per request); one result per input.
-        An unknown id is `RecordError("not_found")`."""
+        An unknown id is `RecordError("not_found")`. HubSpot has no conditional update
+        (`capabilities.conditional_update` is off): `expected` must be None or all None."""
+        if expected is not None and any(e is not None for e in expected):
+            raise ValueError("HubSpot cannot make an update conditional on the values read")
         obj = resolve_object(object_name)
         results: list[WriteResult | None] = [None] * len(inputs)
         chunk: list[_Item] = []

@@ -124,6 +124,7 @@ class SqliteAppConnector:
             associations=bool(settings.associations),
             events=settings.events is not None,
             local_find=True,
+            conditional_update=True,
         )
         self._clock = clock
         self._suppress_echoes = suppress_echoes
@@ -359,12 +360,16 @@ class SqliteAppConnector:
         ops = rows.create_ops(spec, inputs, self._clock(), spec.columns)
         return await self._write(f"creating {object_name}", ops)
 
-    async def update(self, object_name: str,
-                     inputs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[WriteResult]:
+    async def update(self, object_name: str, inputs: Sequence[tuple[str, Mapping[str, Any]]],
+                     expected: Sequence[Record | None] | None = None) -> list[WriteResult]:
         """UPDATE the given columns (and the updated-at column) of each row; a missing row
-        fails with `not_found`. Empty changes write nothing and return the current row."""
+        fails with `not_found`. Empty changes write nothing and return the current row.
+
+        With `expected[i]` (the row as read), the UPDATE's WHERE also requires each written
+        column that `expected[i]` has to hold the value read (`IS`, so NULL compares too): a
+        row the app changed meanwhile is left alone and the input fails as `stale`."""
         spec = self._spec(object_name)
-        ops = rows.update_ops(spec, inputs, self._clock(), spec.columns)
+        ops = rows.update_ops(spec, inputs, self._clock(), spec.columns, expected)
         return await self._write(f"updating {object_name}", ops)
 
     async def archive(self, object_name: str, ids: Sequence[str]) -> list[WriteResult]:

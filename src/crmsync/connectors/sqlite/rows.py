@@ -328,11 +328,12 @@ def create_ops(spec: TableSpec, inputs: Sequence[Mapping[str, Any]], now: float,
 
 
 def update_ops(spec: TableSpec, inputs: Sequence[tuple[str, Mapping[str, Any]]], now: float,
-               cols: Sequence[str]) -> list[RowOp | RecordError]:
+               cols: Sequence[str],
+               expected: Sequence[Record | None] | None = None) -> list[RowOp | RecordError]:
     stamp = spec.timestamps.format(now)
     t, pk = quote_ident(spec.table), quote_ident(spec.primary_key)
     ops: list[RowOp | RecordError] = []
-    for record_id, changes in inputs:
+    for i, (record_id, changes) in enumerate(inputs):
         prepared = _prepare(spec, changes, record_id)
         if isinstance(prepared, RecordError):
             ops.append(prepared)
@@ -342,21 +343,33 @@ def update_ops(spec: TableSpec, inputs: Sequence[tuple[str, Mapping[str, Any]]],
         except (ValueError, OverflowError):
             ops.append(_not_found(spec, record_id))
             continue
+        read = expected[i] if expected is not None else None
+        # The values the decision read, for the columns it writes: the UPDATE applies only
+        # while the row still holds them.
+        held = ({c: read.properties[c] for c in prepared if c in read.properties}
+                if read is not None else {})
+        try:
+            held = {c: to_sql_value(v) for c, v in held.items()}
+        except TypeError:
+            held = {}
 
         def op(conn: sqlite3.Connection, vals: dict[str, Any] = prepared, key: Any = key,
-               record_id: str = record_id) -> Any:
+               record_id: str = record_id, held: dict[str, Any] = held) -> Any:
             if vals:
                 row = {**vals, spec.updated_at: stamp}
                 sets = ", ".join(f"{quote_ident(c)} = ?" for c in row)
+                where = "".join(f" AND {quote_ident(c)} IS ?" for c in held)
                 try:
-                    n = conn.execute(f"UPDATE {t} SET {sets} WHERE {pk} = ?",
-                                     [*row.values(), key]).rowcount
+                    n = conn.execute(f"UPDATE {t} SET {sets} WHERE {pk} = ?{where}",
+                                     [*row.values(), key, *held.values()]).rowcount
                 except sqlite3.IntegrityError as exc:
                     dup = _duplicate(conn, spec, exc, row)
                     if dup is None:
                         raise
                     raise dup from exc
                 if n == 0:
+                    if held and read_keys(conn, spec, [key], ()).get(str(key)) is not None:
+                        return _stale(spec, record_id)
                     return _not_found(spec, record_id)
             rec = read_keys(conn, spec, [key], cols).get(str(key))
             if rec is None:
@@ -386,6 +399,12 @@ def archive_ops(spec: TableSpec, ids: Sequence[str], now: float) -> list[RowOp |
 
         ops.append(op)
     return ops
+
+
+def _stale(spec: TableSpec, record_id: str) -> RecordError:
+    return RecordError(category="conflict", stale=True,
+                       message=f"app object {spec.object!r} record {record_id!r} changed since "
+                               "it was read; not written")
 
 
 def _not_found(spec: TableSpec, record_id: str) -> RecordError:
