@@ -25,6 +25,10 @@ class Record(msgspec.Struct, frozen=True):
     properties: dict[str, Any]
     updated_at: int = 0  # epoch milliseconds
     archived: bool = False
+    # Tells apart records that held the same id one after the other (an app table whose
+    # primary key a later insert may reuse): the same in every read of one record, different
+    # for a record given a deleted record's id. "" where ids are never reused (HubSpot).
+    incarnation: str = ""
 
 
 class StageInfo(msgspec.Struct, frozen=True):

@@ -111,6 +111,45 @@ async def test_a_delete_then_reinsert_of_the_same_id_is_the_current_row(db: Path
     assert summary(ch) == {"1": "New"}
 
 
+async def test_a_reused_id_is_a_new_incarnation_in_every_read(db: Path) -> None:
+    # Issue 17 item 1: SQLite gives a deleted row's id to the next insert (no AUTOINCREMENT);
+    # the row that takes it must not pass for the one deleted.
+    with trio.fail_after(LIMIT):
+        async with opened(settings(db)) as c:
+            start = (await c.changes_since("customers", None, [])).cursor
+            a = app(db)
+            old = (await c.read("customers", ["1"], []))["1"]
+            assert old.incarnation == "0"  # older than change capture
+            [made] = await c.create("customers", [{"email": "m@x.com", "name": "Made"}])
+            assert made.record is not None and made.record.incarnation not in ("", "0")
+            mid = made.record.id
+            a.execute("UPDATE customers SET name = 'Edited' WHERE id = ?", (mid,))
+            got = await c.read("customers", [mid], [])
+            assert got[mid].incarnation == made.record.incarnation  # an update keeps it
+            a.execute("DELETE FROM customers WHERE id = ?", (mid,))
+            a.execute("INSERT INTO customers (email, name) VALUES ('r@x.com', 'Edited')")
+            a.execute("DELETE FROM customers WHERE id = 1")
+            a.execute("INSERT INTO customers (id, email, name) VALUES (1, 'n@x.com', 'New')")
+            reads = await c.read("customers", ["1", mid], [])
+            scanned = {r.id: r for r in (await c.scan("customers", None, [])).records}
+            found = await c.find("customers", "email", "r@x.com", [])
+            changed = {r.id: r for r in
+                       (await c.changes_since("customers", start, [])).records}
+            [refused] = await c.update("customers", [(mid, {"name": "Old values"})],
+                                       expected=[got[mid]])
+    assert reads[mid].properties["email"] == "r@x.com"
+    assert reads[mid].incarnation not in ("0", made.record.incarnation)
+    assert reads["1"].incarnation not in ("0", reads[mid].incarnation)
+    for rid in ("1", mid):
+        assert scanned[rid].incarnation == changed[rid].incarnation == reads[rid].incarnation
+    assert [r.incarnation for r in found] == [reads[mid].incarnation]
+    # A conditional update made for the deleted record does not touch the new one, even
+    # though the column it checks holds the same value.
+    assert refused.error is not None and refused.error.stale
+    assert app(db).execute("SELECT name FROM customers WHERE id = ?", (mid,)).fetchone() == \
+        ("Edited",)
+
+
 async def test_a_changed_primary_key_deletes_the_old_id(db: Path) -> None:
     with trio.fail_after(LIMIT):
         async with opened(settings(db)) as c:

@@ -7,6 +7,24 @@ Connectors never import the runtime, the engine or the store.
 Every operation that touches several records returns one result per input, in input order, so
 a partial failure (HubSpot's 207) fails only the records concerned. Errors that concern the
 whole call raise `ConnectorError` with a `kind` telling the runtime what to do.
+
+Record identity. An app whose ids can be reused (SQLite without AUTOINCREMENT gives a deleted
+row's id to the next insert; a text or natural primary key can be inserted again) must not
+let a new record pass for the old one. Every app connector:
+
+* gives each record an `incarnation` (records.py) in every read, scan, find, change and write
+  result: stable for the life of one record, different for a record later inserted under the
+  id of a deleted one (the SQLite connector: the change-log sequence number of the row's
+  insert, kept by its triggers; "0" for rows older than change capture);
+* records deletes in its change feed: a record deleted since the cursor is reported as
+  `Record(id, {}, archived=True)` when no row holds the id any more, and a row that holds it
+  again carries its own, new incarnation;
+* makes a conditional update (`update(..., expected=...)`) hold only for the same
+  incarnation as the record read.
+
+The runtime stores the incarnation of every linked app record; a read that shows another
+incarnation under the same id means the linked record was deleted: its link ends for good
+(the id is released) and the record now holding the id is new and goes through matching.
 """
 
 from __future__ import annotations
@@ -155,8 +173,9 @@ class Connector(Protocol):
                      expected: Sequence[Record | None] | None = None) -> list[WriteResult]:
         """Write `(id, changes)` per input. With `expected` (one per input; only given to a
         connector whose `capabilities.conditional_update` is set), input i is applied only
-        if its record still holds, in every field it writes that `expected[i]` has, the
-        value `expected[i]` has (the record as the decision read it); otherwise nothing of it is written and it fails with
+        if its record is still the record `expected[i]` (same incarnation, unless that is "")
+        and still holds, in every field it writes that `expected[i]` has, the value
+        `expected[i]` has (the record as the decision read it); otherwise nothing of it is written and it fails with
         `RecordError(category="conflict", stale=True)`. The check and the write are one
         atomic step (`UPDATE … WHERE` the expected values, or a row version)."""
         ...

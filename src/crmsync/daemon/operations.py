@@ -492,7 +492,10 @@ def _extra_hint(it: Item, connection: str, obj: str) -> str:
         if it.category == "pending_review":
             return (f"The delete waits for review: `crmsync ctl deletes approve|ignore "
                     f"{connection} {obj} --record {rid}`.")
-        if it.deleted_side in ("hub", "app") and (it.hub_id is None or it.app_id is None):
+        # (A linked record deleted in an app that reuses ids lets go of its app id: the
+        # snapshot tells that it was linked.)
+        if it.deleted_side in ("hub", "app") and it.snapshot is None and (
+                it.hub_id is None or it.app_id is None):
             return (f"Deleted on {it.deleted_side} before it was linked: there is no record on "
                     "the other side to restore it from; nothing to do.")
         if it.deleted_side in ("hub", "app"):

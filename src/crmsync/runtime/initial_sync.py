@@ -30,7 +30,7 @@ from crmsync.engine.filters import first_mismatch
 from crmsync.records import Record
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.isolation import concerns_connection, fail_record, isolate, record_failure
-from crmsync.runtime.loader import RecordKey, load, pair_new, read_records
+from crmsync.runtime.loader import RecordKey, detach_reused, load, pair_new, read_records
 from crmsync.runtime.processor import Processor, Work
 from crmsync.runtime.worker import ItemGate, Unit, sync_units
 from crmsync.store import cursors as store_cursors
@@ -292,6 +292,8 @@ class InitialSyncActor:
             pipe = Pipeline(nursery, PIPELINE_DEPTH)
             while True:
                 records, nxt = await self._scan("app", cursor)
+                # Ids reused since they were linked name new records: matched as such.
+                gone = await self._detach_reused(records)
                 rows = [index_row(ctx, "app", r) for r in records]
                 # Looked up in page order (duplicates depend on it), with the claims of the
                 # pages still being written.
@@ -304,11 +306,21 @@ class InitialSyncActor:
                 async def page(turn: Turn, records: list[Record] = records,
                                pairings: list[store_items.Pairing] = pairings,
                                nxt: str | None = nxt, done: int = done,
-                               total: int = total) -> None:
+                               total: int = total, gone: list[Item] = gone) -> None:
+                    async def works() -> list[Work]:
+                        out = await self._app_works(records, pairings)
+                        if gone:
+                            # Their app records were deleted: decided like any deletion.
+                            hubs = await read_records(ctx, "hub", [it.hub_id for it in gone
+                                                                   if it.hub_id])
+                            out += [Work(item=it, hub=hubs.get(it.hub_id or ""))
+                                    for it in gone]
+                        return out
+
+                    keys: list[RecordKey] = [("app", r.id) for r in records]
+                    keys += [("hub", it.hub_id) for it in gone if it.hub_id]
                     await self._process_page(
-                        [("app", r.id) for r in records],
-                        lambda: self._app_works(records, pairings),
-                        self._checkpoint("app_pass", nxt, done, total), turn)
+                        keys, works, self._checkpoint("app_pass", nxt, done, total), turn)
                     in_flight.forget(pairings)
                     ctx.status.done, ctx.status.total = done, total
 
@@ -316,6 +328,15 @@ class InitialSyncActor:
                 if nxt is None or ctx.draining.is_set():
                     return
                 cursor = nxt
+
+    async def _detach_reused(self, records: list[Record]) -> list[Item]:
+        """The items whose app id one of `records` now holds as another record (see
+        loader.detach_reused), without their app record."""
+        ctx = self.ctx
+        known = await ctx.store.read(store_items.find_items, ctx.sync_id, "app",
+                                     [r.id for r in records])
+        gone = await detach_reused(ctx, list(known.values()), {r.id: r for r in records})
+        return [it for it in gone.values() if it is not None]
 
     async def _app_works(self, records: list[Record],
                          pairings: list[store_items.Pairing]) -> list[Work]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
+
 from crmsync.engine import KeyProblem, match_keys
 from crmsync.engine.matching import Duplicate, Holder, match
 from crmsync.records import Record, Side, other
@@ -190,6 +192,29 @@ async def pair_new(ctx: ObjectSyncContext, works: list[Work],
     return works
 
 
+async def detach_reused(ctx: ObjectSyncContext, items: Sequence[Item],
+                        app_records: dict[str, Record]) -> dict[int, Item | None]:
+    """Items whose app id now names another record than theirs (same id, another
+    incarnation: the app deleted their record and gave its id to a new one) let go of that
+    id, committed at once, so the record holding it goes through matching as a new record
+    (connectors/base.py, "Record identity"). Returns them by item id: the item without its
+    app record, or None when nothing of it is left."""
+    reused: dict[int, Item] = {}
+    for it in items:
+        rec = app_records.get(it.app_id or "")
+        if (rec is not None and it.app_incarnation is not None
+                and rec.incarnation != it.app_incarnation):
+            reused[it.item_id] = it
+    if not reused:
+        return {}
+    await ctx.store.call(store_items.detach_app_records, ctx.sync_id, list(reused))
+    for it in reused.values():
+        ctx.log.info("app record deleted, its id reused: the link ends", item_id=it.item_id,
+                     hub_id=it.hub_id, app_id=it.app_id)
+    return {i: (msgspec.structs.replace(it, app_id=None, app_incarnation=None)
+                if it.hub_id is not None else None) for i, it in reused.items()}
+
+
 async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
                payloads: Sequence[list[Any]] | None = None,
                view: StoreView | None = None) -> list[Work]:
@@ -221,7 +246,23 @@ async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
         else:
             ids[side].append(rid)
     recs = {s: await read_records(ctx, s, i) for s, i in ids.items()}
+    detached = await detach_reused(ctx, [it for side_items in items.values()
+                                         for it in side_items.values()], recs["app"])
     for (side, rid), it, payload in plan:
+        if it is not None and it.item_id in detached:
+            gone = detached[it.item_id]
+            if gone is not None:
+                # The item's own sync decides that its app record was deleted.
+                w = works.get(("item", gone.item_id))
+                if w is None:
+                    w = works[("item", gone.item_id)] = Work(
+                        item=gone, hub=recs["hub"].get(gone.hub_id or ""))
+                if side == "hub":
+                    w.payload.extend(payload)
+                    continue
+            if side == "hub":
+                continue
+            it = None  # the app id names a new record now
         if it is not None:
             key: Any = ("item", it.item_id)
             w = works.get(key)

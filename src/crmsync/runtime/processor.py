@@ -362,6 +362,8 @@ class Processor:
                     state="pending", creating=create.side, intent=blob,
                     hub_id=src_id if source == "hub" else None,
                     app_id=src_id if source == "app" else None,
+                    app_incarnation=(w.app.incarnation if source == "app" and w.app is not None
+                                     else KEEP),
                     match_key=w.keys[0] if w.keys else "",
                     claim=tuple((source, k, src_id) for k in w.keys) if src_id else ()))
                 inserted.append(w)
@@ -570,6 +572,7 @@ class Processor:
             versions["hub_version"] = str(w.hub.updated_at)
         if w.app is not None:
             versions["app_version"] = str(w.app.updated_at)
+            versions["app_incarnation"] = w.app.incarnation
         base: dict[str, Any] = {"item_id": w.item.item_id if w.item else None, **new_ids,
                                 **versions, "claim": tuple(claim), "rekey": own_rekey}
         settled = (any(isinstance(a, Create) for a in d.actions) or bool(w.created)

@@ -51,6 +51,8 @@ class Item(msgspec.Struct, frozen=True):
     updated_at: float
     # A sync's pending snapshot and written fields, set before its writes (runtime-encoded).
     intent: bytes | None = None
+    # The incarnation of the app record (records.py) when it was last synced; None: unknown.
+    app_incarnation: str | None = None
 
     @property
     def linked(self) -> bool:
@@ -61,7 +63,8 @@ class Item(msgspec.Struct, frozen=True):
 
 
 _ITEM_COLS = ("item_id, sync_id, hub_id, app_id, state, category, detail, match_key, snapshot, "
-              "hub_version, app_version, deleted_side, creating, attempts, updated_at, intent")
+              "hub_version, app_version, deleted_side, creating, attempts, updated_at, intent, "
+              "app_incarnation")
 _JOINED_COLS = ", ".join("i." + c.strip() for c in _ITEM_COLS.split(","))
 
 
@@ -298,6 +301,7 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     # Set by the intent commit before writes; an outcome clears it (None) or keeps it (KEEP,
     # when some of its writes may have landed).
     intent: bytes | msgspec.UnsetType | None = None
+    app_incarnation: str | msgspec.UnsetType | None = KEEP
 
 
 def pair_app_records(conn: sqlite3.Connection, sync_id: str,
@@ -364,7 +368,7 @@ def _fold(conn: sqlite3.Connection, sync_id: str, side: str,
 
 _INSERT_COLS = ("sync_id", "hub_id", "app_id", "state", "category", "detail", "snapshot",
                 "hub_version", "app_version", "deleted_side", "creating", "match_key",
-                "created_at", "updated_at", "intent")
+                "created_at", "updated_at", "intent", "app_incarnation")
 
 
 def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Outcome]) -> None:
@@ -393,7 +397,8 @@ def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Ou
                 "" if o.app_version is KEEP else o.app_version,
                 o.deleted_side, "" if o.creating is KEEP else o.creating,
                 "" if o.match_key is KEEP else o.match_key, now, now,
-                None if o.intent is KEEP else o.intent))
+                None if o.intent is KEEP else o.intent,
+                None if o.app_incarnation is KEEP else o.app_incarnation))
             continue
         sets = ["state = ?", "category = ?", "detail = ?", "deleted_side = ?", "updated_at = ?"]
         vals: list[object] = [o.state, o.category, o.detail, o.deleted_side, now]
@@ -401,7 +406,7 @@ def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Ou
                        ("app_id", o.app_id),
                        ("snapshot", o.snapshot),
                        ("hub_version", o.hub_version), ("app_version", o.app_version),
-                       ("match_key", o.match_key)):
+                       ("match_key", o.match_key), ("app_incarnation", o.app_incarnation)):
             if v is not KEEP:
                 sets.append(f"{col} = ?")
                 vals.append(v)
@@ -483,6 +488,27 @@ def apply_outcomes_apart(conn: sqlite3.Connection, sync_id: str,
         conn.execute("RELEASE outcome")
     conn.execute("RELEASE outcomes")
     return refused
+
+
+def detach_app_records(conn: sqlite3.Connection, sync_id: str,
+                       item_ids: Sequence[int]) -> None:
+    """These items' app records were deleted and their ids now name other records (an app
+    that reuses ids): the items let go of the ids and of the match keys those records
+    claimed, so the records holding the ids now are new to the sync. An item with a hub
+    record keeps it and its snapshot (its next sync decides the deletion); one without is
+    dropped."""
+    for item_id in item_ids:
+        row = conn.execute("SELECT app_id, hub_id FROM items WHERE item_id = ? AND sync_id = ?",
+                           (item_id, sync_id)).fetchone()
+        if row is None or row[0] is None:
+            continue
+        release_keys(conn, sync_id, "app", row[0])
+        if row[1] is None:
+            # An app record alone (never linked): nothing of it is left to sync.
+            conn.execute("DELETE FROM items WHERE item_id = ?", (item_id,))
+            continue
+        conn.execute("UPDATE items SET app_id = NULL, app_incarnation = NULL, updated_at = ? "
+                     "WHERE item_id = ?", (time.time(), item_id))
 
 
 def set_state(conn: sqlite3.Connection, item_ids: Sequence[int], state: str,

@@ -218,7 +218,13 @@ _V6 = [
     "ALTER TABLE initial_syncs ADD COLUMN match_hash TEXT NOT NULL DEFAULT ''",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6]
+# The incarnation of an item's app record (records.py): an app that reuses ids gives a deleted
+# record's id to a later one, which must not pass for it. NULL: not known yet.
+_V7 = [
+    "ALTER TABLE items ADD COLUMN app_incarnation TEXT",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -14,6 +14,13 @@ connections run them unchanged. AUTOINCREMENT keeps `seq` growing after pruning,
 foreign key pointing at it was set or cleared, or a join-table row naming it was added or
 removed): readers re-read the record in every case, so `op` is for people reading the log.
 
+The insert trigger also notes, in the identity table `<changelog>:identity`
+(object, record_id, born), the seq of the row's insert entry; the delete trigger removes it (a
+changed primary key does both). A row's `born` is its incarnation: SQLite gives a deleted
+row's id to the next insert of a table without AUTOINCREMENT, and `born` tells the new row
+from the old one (rows older than the triggers have none: incarnation "0"). The table holds
+one small row per row inserted since change capture began, and is never pruned by seq.
+
 Triggers are named `<changelog>:object:<object>:<op>` and `<changelog>:join:<table>:...`;
 installing compares them with what is in `sqlite_master` and only replaces those that differ,
 so re-opening changes nothing in the app's schema, and a changed configuration (another
@@ -37,8 +44,20 @@ T = TypeVar("T")
 _NOW_MS = "CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
 
 
+def identity_table(log: str) -> str:
+    """The name of the identity table kept next to the change log `log`."""
+    return f"{log}:identity"
+
+
+def born_sql(log: str, obj: str, pk_expr: str) -> str:
+    """An SQL expression: the incarnation (born seq, 0 before change capture) of the row of
+    `obj` whose primary key is `pk_expr`."""
+    return (f"COALESCE((SELECT born FROM {quote_ident(identity_table(log))} "
+            f"WHERE object = {quote_text(obj)} AND record_id = CAST({pk_expr} AS TEXT)), 0)")
+
+
 def ensure_log(conn: sqlite3.Connection, log: str) -> None:
-    """Create the change-log table and its reading index if they are missing."""
+    """Create the change-log table, its reading index and the identity table if missing."""
     q = quote_ident(log)
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {q} ("
@@ -51,6 +70,27 @@ def ensure_log(conn: sqlite3.Connection, log: str) -> None:
         "origin TEXT)")
     conn.execute(f"CREATE INDEX IF NOT EXISTS {quote_ident(log + ':object_seq')} "
                  f"ON {q} (object, seq)")
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {quote_ident(identity_table(log))} ("
+        "object TEXT NOT NULL, record_id TEXT NOT NULL, born INTEGER NOT NULL, "
+        "PRIMARY KEY (object, record_id)) WITHOUT ROWID")
+
+
+def _born(log: str, obj: str, id_expr: str, when: str = "") -> str:
+    """Note the row's incarnation: the seq of the log entry inserted just before (inside a
+    trigger, last_insert_rowid() is the rowid of the trigger's own last INSERT)."""
+    head = (f"INSERT OR REPLACE INTO {quote_ident(identity_table(log))} "
+            "(object, record_id, born) ")
+    row = f"{quote_text(obj)}, CAST({id_expr} AS TEXT), last_insert_rowid()"
+    if when:
+        return f"{head}SELECT {row} WHERE {when};"
+    return f"{head}VALUES ({row});"
+
+
+def _unborn(log: str, obj: str, id_expr: str, when: str = "") -> str:
+    cond = f" AND {when}" if when else ""
+    return (f"DELETE FROM {quote_ident(identity_table(log))} WHERE object = {quote_text(obj)} "
+            f"AND record_id = CAST({id_expr} AS TEXT){cond};")
 
 
 def _entry(log: str, obj: str, id_expr: str, op: str, when: str = "") -> str:
@@ -81,7 +121,8 @@ def desired_triggers(log: str, specs: Iterable[TableSpec],
                for a in assocs if not a.is_join and a.source.object == s.object]
         prefix = f"{log}:object:{s.object}:"
 
-        body = [_entry(log, s.object, f"NEW.{pk}", "insert")]
+        body = [_entry(log, s.object, f"NEW.{pk}", "insert"),
+                _born(log, s.object, f"NEW.{pk}")]
         body += [_entry(log, to, f"NEW.{c}", "associate", f"NEW.{c} IS NOT NULL")
                  for to, c in fks]
         out[prefix + "insert"] = _trigger(prefix + "insert", "INSERT", s.table, body)
@@ -93,10 +134,13 @@ def desired_triggers(log: str, specs: Iterable[TableSpec],
                                                        and a.source.object == s.object)])
         changed = " OR ".join(f"OLD.{quote_ident(c)} IS NOT NEW.{quote_ident(c)}"
                               for c in watched)
+        moved_pk = f"OLD.{pk} IS NOT NEW.{pk}"
         body = [
-            # A changed primary key: the old id is gone.
-            _entry(log, s.object, f"OLD.{pk}", "delete", f"OLD.{pk} IS NOT NEW.{pk}"),
+            # A changed primary key: the old id is gone, the new one names a new record.
+            _entry(log, s.object, f"OLD.{pk}", "delete", moved_pk),
+            _unborn(log, s.object, f"OLD.{pk}", moved_pk),
             _entry(log, s.object, f"NEW.{pk}", "update"),
+            _born(log, s.object, f"NEW.{pk}", moved_pk),
         ]
         for to, c in fks:
             moved = f"OLD.{c} IS NOT NEW.{c}"
@@ -106,7 +150,8 @@ def desired_triggers(log: str, specs: Iterable[TableSpec],
                                f"{moved} AND NEW.{c} IS NOT NULL"))
         out[prefix + "update"] = _trigger(prefix + "update", "UPDATE", s.table, body, changed)
 
-        body = [_entry(log, s.object, f"OLD.{pk}", "delete")]
+        body = [_entry(log, s.object, f"OLD.{pk}", "delete"),
+                _unborn(log, s.object, f"OLD.{pk}")]
         body += [_entry(log, to, f"OLD.{c}", "associate", f"OLD.{c} IS NOT NULL")
                  for to, c in fks]
         out[prefix + "delete"] = _trigger(prefix + "delete", "DELETE", s.table, body)
@@ -163,6 +208,7 @@ def remove_change_capture(conn: sqlite3.Connection, log: str, drop_log: bool = F
         conn.execute(f"DROP TRIGGER {quote_ident(name)}")
     if drop_log:
         conn.execute(f"DROP TABLE IF EXISTS {quote_ident(log)}")
+        conn.execute(f"DROP TABLE IF EXISTS {quote_ident(identity_table(log))}")
         # AUTOINCREMENT's counter for it (SQLite keeps the sqlite_sequence table itself).
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
             conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (log,))
@@ -227,6 +273,11 @@ def removal_plan(conn: sqlite3.Connection, log: str) -> list[str]:
     if exists:
         n = conn.execute(f"SELECT count(*) FROM {quote_ident(log)}").fetchone()[0]
         out.append(f"table {log} ({n} entries)")
+    ident = identity_table(log)
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                    (ident,)).fetchone() is not None:
+        n = conn.execute(f"SELECT count(*) FROM {quote_ident(ident)}").fetchone()[0]
+        out.append(f"table {ident} ({n} rows)")
     return out or [f"nothing to remove: no trigger writes to {log!r} and it does not exist"]
 
 

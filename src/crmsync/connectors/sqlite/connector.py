@@ -9,6 +9,7 @@ its transaction commits or rolls back before the caller sees `Cancelled`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sqlite3
@@ -218,7 +219,7 @@ class SqliteAppConnector:
             if t.object in specs:
                 raise ConnectorError("config", "invalid_value",
                                      f"app object {t.object!r} is configured twice")
-            specs[t.object] = resolve_table(conn, t)
+            specs[t.object] = dataclasses.replace(resolve_table(conn, t), log=self._log)
         assocs = [resolve_association(conn, specs, a.from_object, a.to_object, a.column,
                                       a.join_table, a.from_column, a.to_column)
                   for a in s.associations]

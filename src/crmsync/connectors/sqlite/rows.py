@@ -11,6 +11,8 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import msgspec
+
 from crmsync.connectors.base import ConnectorError, RecordError
 from crmsync.connectors.sqlite import changelog
 from crmsync.connectors.sqlite.errors import is_row_error, row_error
@@ -138,15 +140,27 @@ def write_batch(conn: sqlite3.Connection, log: str, ops: Sequence[RowOp | Record
 # --- reading ------------------------------------------------------------------------------
 
 
+def _born(spec: TableSpec) -> str:
+    """SQL for the incarnation of the table's current row (see changelog.py)."""
+    if not spec.log:
+        return "0"
+    t = quote_ident(spec.table)
+    return changelog.born_sql(spec.log, spec.object, f"{t}.{quote_ident(spec.primary_key)}")
+
+
 def _select_sql(spec: TableSpec, cols: Sequence[str]) -> str:
-    names = ", ".join(quote_ident(c) for c in (spec.primary_key, spec.updated_at, *cols))
-    return f"SELECT {names} FROM {quote_ident(spec.table)}"
+    t = quote_ident(spec.table)
+    names = ", ".join(f"{t}.{quote_ident(c)}" for c in (spec.primary_key, spec.updated_at))
+    names += f", {_born(spec)}"
+    names += "".join(f", {t}.{quote_ident(c)}" for c in cols)
+    return f"SELECT {names} FROM {t}"
 
 
 def to_record(cols: Sequence[str], row: Sequence[Any]) -> Record:
-    """A row selected with `_select_sql` (pk, updated_at, cols...) as a Record."""
-    return Record(id=str(row[0]), properties=dict(zip(cols, row[2:], strict=True)),
-                  updated_at=parse_timestamp(row[1]))
+    """A row selected with `_select_sql` (pk, updated_at, incarnation, cols...) as a
+    Record."""
+    return Record(id=str(row[0]), properties=dict(zip(cols, row[3:], strict=True)),
+                  updated_at=parse_timestamp(row[1]), incarnation=str(row[2]))
 
 
 def scan(conn: sqlite3.Connection, spec: TableSpec, cursor: str | None, cols: Sequence[str],
@@ -193,7 +207,7 @@ def read(conn: sqlite3.Connection, spec: TableSpec, ids: Sequence[str],
     for rid, key in keys:
         rec = found.get(str(key))
         if rec is not None:
-            out[rid] = rec if rec.id == rid else Record(rid, rec.properties, rec.updated_at)
+            out[rid] = rec if rec.id == rid else msgspec.structs.replace(rec, id=rid)
     return out
 
 
@@ -352,29 +366,38 @@ def update_ops(spec: TableSpec, inputs: Sequence[tuple[str, Mapping[str, Any]]],
             held = {c: to_sql_value(v) for c, v in held.items()}
         except TypeError:
             held = {}
+        # The same record, not a later one given its id.
+        born = (int(read.incarnation) if read is not None and read.incarnation.isdigit()
+                and spec.log else None)
 
         def op(conn: sqlite3.Connection, vals: dict[str, Any] = prepared, key: Any = key,
-               record_id: str = record_id, held: dict[str, Any] = held) -> Any:
+               record_id: str = record_id, held: dict[str, Any] = held,
+               born: int | None = born) -> Any:
             if vals:
                 row = {**vals, spec.updated_at: stamp}
                 sets = ", ".join(f"{quote_ident(c)} = ?" for c in row)
                 where = "".join(f" AND {quote_ident(c)} IS ?" for c in held)
+                args = [*row.values(), key, *held.values()]
+                if born is not None:
+                    where += f" AND {_born(spec)} = ?"
+                    args.append(born)
                 try:
                     n = conn.execute(f"UPDATE {t} SET {sets} WHERE {pk} = ?{where}",
-                                     [*row.values(), key, *held.values()]).rowcount
+                                     args).rowcount
                 except sqlite3.IntegrityError as exc:
                     dup = _duplicate(conn, spec, exc, row)
                     if dup is None:
                         raise
                     raise dup from exc
                 if n == 0:
-                    if held and read_keys(conn, spec, [key], ()).get(str(key)) is not None:
+                    if ((held or born is not None)
+                            and read_keys(conn, spec, [key], ()).get(str(key)) is not None):
                         return _stale(spec, record_id)
                     return _not_found(spec, record_id)
             rec = read_keys(conn, spec, [key], cols).get(str(key))
             if rec is None:
                 return _not_found(spec, record_id)
-            return Record(record_id, rec.properties, rec.updated_at)
+            return msgspec.structs.replace(rec, id=record_id)
 
         ops.append(op)
     return ops

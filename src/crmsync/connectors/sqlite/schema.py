@@ -227,6 +227,9 @@ class TableSpec:
     timestamps: TimestampStyle
     pipeline_column: str = ""
     stage_column: str = ""
+    # The change log whose identity table gives each row's incarnation ("": none, every
+    # row reads as incarnation "0").
+    log: str = ""
 
     def to_key(self, record_id: str) -> Any:
         """The stored primary-key value of a record id; ValueError if no row can have it."""

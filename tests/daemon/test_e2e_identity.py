@@ -1,0 +1,81 @@
+"""A record's identity survives id reuse (issue 17 item 1): SQLite gives a deleted row's id to
+the next insert of a table without AUTOINCREMENT (https://sqlite.org/autoinc.html); the new
+row is a new record that goes through matching, and the link of the deleted one ends."""
+
+import pytest
+
+from crmsync.runtime.object_sync import Timing
+
+from .harness import companies_sync, running
+
+ORGS = [{"name": "Acme", "domain": "acme.example", "city": "Leeds"},
+        {"name": "Globex", "domain": "globex.example", "city": "York"}]
+
+
+def reuse_newest_id(env) -> None:
+    """The app deletes its newest organisation and inserts another, which gets its id."""
+    env.app_exec("DELETE FROM organisations WHERE id = 2")
+    new_id = env.app_exec("INSERT INTO organisations (name, domain, city) "
+                          "VALUES ('Initech', 'initech.example', 'Hull')")
+    assert new_id == 2
+
+
+def hub_by_name(env) -> dict[str, dict]:
+    return {r["properties"]["name"]: r for r in env.hub("companies")}
+
+
+@pytest.mark.parametrize("on_delete", ["mark", "propagate"])
+async def test_a_reused_app_id_is_a_new_record(tmp_path, slow_autojump, on_delete):
+    async with running(tmp_path, syncs=companies_sync(on_delete=on_delete), webhooks=False,
+                       timing=Timing(hub_poll_interval=10_000, app_poll_interval=2),
+                       organisations=ORGS) as env:
+        await env.wait_ready(("companies",))
+        globex = hub_by_name(env)["Globex"]
+        reuse_newest_id(env)
+        await env.eventually(lambda: "Initech" in hub_by_name(env), timeout=120)
+        companies = hub_by_name(env)
+        # The new row was created as a new company, not written over Globex's.
+        assert companies["Initech"]["id"] != globex["id"]
+        assert companies["Initech"]["properties"]["domain"] == "initech.example"
+        live = {r["id"] for r in env.hub("companies")}
+        if on_delete == "mark":
+            assert companies["Globex"]["properties"] == {
+                **globex["properties"], "hs_lastmodifieddate":
+                    companies["Globex"]["properties"]["hs_lastmodifieddate"]}
+            assert companies["Globex"]["updatedAt"] == globex["updatedAt"]
+        else:
+            assert globex["id"] not in live  # the deletion went to the hub
+        items = {i.hub_id: i for i in await env.items("companies")}
+        assert items[globex["id"]].state == "deleted"
+        assert items[globex["id"]].deleted_side == ("app" if on_delete == "mark" else "both")
+        new = items[companies["Initech"]["id"]]
+        assert (new.state, new.app_id) == ("syncing", "2")
+        assert not env.daemon.connections["shop"].status.restarts
+
+
+async def test_a_hub_edit_does_not_reach_the_record_that_reused_the_id(tmp_path,
+                                                                        slow_autojump):
+    # The hub's webhook for Globex arrives before the app's change log is read: the sync of
+    # Globex reads app row 2, which is Initech now.
+    async with running(tmp_path, syncs=companies_sync(), webhooks=True,
+                       timing=Timing(hub_poll_interval=10_000, app_poll_interval=10_000),
+                       organisations=ORGS) as env:
+        await env.wait_ready(("companies",))
+        globex = hub_by_name(env)["Globex"]
+        reuse_newest_id(env)
+        env.emu.update_record("companies", globex["id"], {"city": "Hull Docks"})
+        items = {}
+
+        async def globex_deleted():
+            items.update({i.hub_id: i for i in await env.items("companies")})
+            return items[globex["id"]].state == "deleted"
+
+        from .harness import wait_for
+        await wait_for(globex_deleted, timeout=120, step=1.0)
+        assert env.app_rows("organisations")[1] == {
+            **env.app_rows("organisations")[1], "id": 2, "name": "Initech", "city": "Hull"}
+        env.daemon.handle("shop", "companies").app_poller.request_poll()
+        await env.eventually(lambda: "Initech" in hub_by_name(env), timeout=120)
+        assert hub_by_name(env)["Globex"]["properties"]["city"] == "Hull Docks"
+        assert hub_by_name(env)["Initech"]["properties"]["city"] == "Hull"
+        assert [r["name"] for r in env.app_rows("organisations")] == ["Acme", "Initech"]
