@@ -281,3 +281,39 @@ async def test_records_python_api_and_update_record(
     assert emu.records("contacts") == []
     assert [r["id"] for r in emu.records("contacts", archived=True)] == [cid]
     assert EPOCH_MS  # the wall clock the fixtures pin
+
+
+async def test_properties_with_history_newest_first(
+    autojump_clock: MockClock, emu: HubSpotEmulator, client: httpx.AsyncClient
+) -> None:
+    # Fact sheet §1.1 (`propertiesWithHistory` on list, get and batch read) and §1.2
+    # (ValueWithTimestamp: value, timestamp, sourceType).
+    with trio.fail_after(5):
+        body = await create(client, "contacts", {"email": "h@example.com", "firstname": "A"})
+        cid = str(body["id"])
+        await trio.sleep(1)
+        emu.update_record("contacts", cid, {"firstname": "B"})  # a user in HubSpot's UI
+        await trio.sleep(1)
+        r = await client.patch(f"{OBJECTS}/contacts/{cid}", json={"properties": {"firstname": ""}})
+        assert r.status_code == 200
+        got = (await client.get(f"{OBJECTS}/contacts/{cid}",
+                                params={"propertiesWithHistory": "firstname,email,lastname"})).json()
+        batch = (await client.post(f"{OBJECTS}/contacts/batch/read", json={
+            "properties": ["email"], "propertiesWithHistory": ["firstname"],
+            "inputs": [{"id": cid}]})).json()
+        listed = (await client.get(f"{OBJECTS}/contacts",
+                                   params={"propertiesWithHistory": "firstname"})).json()
+        plain = (await client.get(f"{OBJECTS}/contacts/{cid}")).json()
+    history = got["propertiesWithHistory"]
+    assert history["firstname"] == [
+        {"value": "", "timestamp": "2023-11-14T22:13:22.000Z", "sourceType": "INTEGRATION"},
+        {"value": "B", "timestamp": "2023-11-14T22:13:21.000Z", "sourceType": "CRM_UI"},
+        {"value": "A", "timestamp": "2023-11-14T22:13:20.000Z", "sourceType": "INTEGRATION"},
+    ]
+    assert history["email"] == [{"value": "h@example.com",
+                                 "timestamp": "2023-11-14T22:13:20.000Z",
+                                 "sourceType": "INTEGRATION"}]
+    assert "lastname" not in history  # never held a value
+    assert batch["results"][0]["propertiesWithHistory"] == {"firstname": history["firstname"]}
+    assert listed["results"][0]["propertiesWithHistory"] == {"firstname": history["firstname"]}
+    assert "propertiesWithHistory" not in plain

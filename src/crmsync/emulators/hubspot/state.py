@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +21,9 @@ from .pipelines import Pipelines
 from .properties import OWNER_PROPERTY, Option, PropertyRegistry, check_value
 from .search_index import SearchIndex
 from .values import format_number, iso_from_ms, parse_instant_ms, parse_number
+
+# Values kept per property in its history [INF: HubSpot's own limit is not documented here].
+MAX_HISTORY = 50
 
 
 @dataclass(frozen=True)
@@ -43,14 +46,39 @@ class StoredRecord:
     created_ms: int
     updated_ms: int
     archived_ms: int | None = None
+    # changeSource of the create: the source of every value the record was created with.
+    source: str = "INTEGRATION"
+    # Property history (fact sheet §1.2 ValueWithTimestamp), newest first: (value, epoch ms,
+    # sourceType). Kept only for properties changed after the create; a property never
+    # changed has one value, set by the create (`history_of`).
+    history: dict[str, list[tuple[str, int, str]]] = field(default_factory=dict)
 
     @property
     def archived(self) -> bool:
         return self.archived_ms is not None
 
-    def to_json(self, names: Iterable[str] | None = None) -> dict[str, Any]:
+    def history_of(self, name: str) -> list[tuple[str, int, str]]:
+        if name in self.history:
+            return self.history[name]
+        if name in self.properties:
+            return [(self.properties[name], self.created_ms, self.source)]
+        return []
+
+    def remember(self, name: str, old: str | None, value: str, at_ms: int, source: str) -> None:
+        """A change of property `name` from `old` to `value` ("" clears it)."""
+        if name not in self.history:
+            self.history[name] = (
+                [(old, self.created_ms, self.source)] if old is not None else [])
+        entries = self.history[name]
+        entries.insert(0, (value, at_ms, source))
+        del entries[MAX_HISTORY:]
+
+    def to_json(self, names: Iterable[str] | None = None,
+                history: Iterable[str] | None = None) -> dict[str, Any]:
         """SimplePublicObject. `names`: the properties to include (None: all that hold a value).
-        A property without a value does not appear (DOC-OBJ, query parameter `properties`)."""
+        A property without a value does not appear (DOC-OBJ, query parameter `properties`).
+        `history`: the properties to give `propertiesWithHistory` for (query parameter or
+        batch-read field `propertiesWithHistory`); one without any value is left out [INF]."""
         if names is None:
             props = dict(self.properties)
         else:
@@ -62,6 +90,11 @@ class StoredRecord:
             "updatedAt": iso_from_ms(self.updated_ms),
             "archived": self.archived,
         }
+        if history:
+            out["propertiesWithHistory"] = {
+                n: [{"value": v, "timestamp": iso_from_ms(ms), "sourceType": src}
+                    for v, ms, src in entries]
+                for n in dict.fromkeys(history) if (entries := self.history_of(n))}
         if self.archived_ms is not None:
             out["archivedAt"] = iso_from_ms(self.archived_ms)
         return out
@@ -402,7 +435,7 @@ class CrmState:
 
     def commit_create(self, prepared: PreparedCreate, *, source: str) -> StoredRecord:
         obj, now = prepared.obj, self.now_ms()
-        rec = StoredRecord(self._new_id(), dict(prepared.values), now, now)
+        rec = StoredRecord(self._new_id(), dict(prepared.values), now, now, source=source)
         stamp = iso_from_ms(now)
         rec.properties.update(
             {"hs_object_id": str(rec.id), "createdate": stamp, obj.last_modified: stamp}
@@ -435,13 +468,15 @@ class CrmState:
             # date) alone and notifies no one.
             return rec
         old = dict(rec.properties)
+        now = self.now_ms()
         for name, value in changed.items():
+            rec.remember(name, old.get(name), value, now, source)
             if value == "":
                 rec.properties.pop(name, None)
             else:
                 rec.properties[name] = value
         _compute(obj, rec.properties)
-        rec.updated_ms = self.now_ms()
+        rec.updated_ms = now
         rec.properties[obj.last_modified] = iso_from_ms(rec.updated_ms)
         self.search_index.changed(obj, rec.id, rec.properties, old)
         self._index(obj, rec, old)

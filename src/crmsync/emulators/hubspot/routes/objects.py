@@ -79,10 +79,12 @@ async def list_objects(request: Request) -> Response:
         raise validation_error(f"Invalid after cursor: {after_raw}") from exc
     records, next_id = emu.state.page(obj, after, limit, archived=query_bool(request, "archived"))
     names = read_names(obj, query_list(request, "properties"))
+    history = query_list(request, "propertiesWithHistory")
     to_types = query_list(request, "associations")
     body: dict[str, Any] = {
         "results": [
-            with_associations(emu.state, obj, r, to_types, r.to_json(names)) for r in records
+            with_associations(emu.state, obj, r, to_types, r.to_json(names, history))
+            for r in records
         ]
     }
     if next_id is not None:
@@ -111,9 +113,10 @@ async def get_object(request: Request) -> Response:
         archived=query_bool(request, "archived"),
     )
     names = read_names(obj, query_list(request, "properties"))
+    history = query_list(request, "propertiesWithHistory")
     return json_response(
         with_associations(
-            emu.state, obj, rec, query_list(request, "associations"), rec.to_json(names)
+            emu.state, obj, rec, query_list(request, "associations"), rec.to_json(names, history)
         )
     )
 
@@ -172,6 +175,10 @@ def _batch_read(request: Request, obj: ObjectType, body: Any) -> Response:
     id_property = body.get("idProperty")
     archived = query_bool(request, "archived")
     names = read_names(obj, body.get("properties") or None)
+    history = body.get("propertiesWithHistory") or None
+    if history is not None and (not isinstance(history, list)
+                                or not all(isinstance(h, str) for h in history)):
+        raise validation_error("propertiesWithHistory must be a list of property names")
     results: list[dict[str, Any]] = []
     missing: list[str] = []
     seen: set[int] = set()
@@ -182,7 +189,7 @@ def _batch_read(request: Request, obj: ObjectType, body: Any) -> Response:
             missing.append(key)
         elif rec.id not in seen:
             seen.add(rec.id)
-            results.append(rec.to_json(names))
+            results.append(rec.to_json(names, history))
     errors = []
     if missing:
         errors.append(
