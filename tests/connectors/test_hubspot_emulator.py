@@ -76,6 +76,24 @@ async def test_scan_read_find(autojump_clock):
         assert len(by_name) == 1
 
 
+async def test_property_history(autojump_clock):
+    # propertiesWithHistory on batch read (fact sheet §1.1): each property's values, newest
+    # first, with when and by whom they were set.
+    emu, clocks = in_process()
+    (cid,) = emu.add_records("contacts", [{"email": "h@example.com", "firstname": "A"}])
+    c = connector(emu, clocks)
+    with trio.fail_after(60):
+        await trio.sleep(2)
+        emu.update_record("contacts", cid, {"firstname": "B"})
+        await trio.sleep(3)
+        await c.update("contacts", [(cid, {"firstname": "C"})])
+        got = await c.read_history("contacts", [cid, "999999"], ["firstname", "lastname"])
+    assert list(got) == [cid]
+    assert [(v.value, v.at - T0, v.source) for v in got[cid]["firstname"]] == [
+        ("C", 5000, "INTEGRATION"), ("B", 2000, "CRM_UI"), ("A", 0, "INTEGRATION")]
+    assert "lastname" not in got[cid]
+
+
 async def test_batch_writes(autojump_clock):
     emu, clocks = in_process()
     c = connector(emu, clocks)

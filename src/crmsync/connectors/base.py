@@ -223,6 +223,23 @@ class SupportsAssociations(Protocol):
         ...
 
 
+class PropertyValue(msgspec.Struct, frozen=True):
+    """One value a property held (HubSpot's ValueWithTimestamp, fact sheet §1.2)."""
+
+    value: str
+    at: int  # epoch milliseconds when it was set
+    source: str = ""  # who set it: CRM_UI, INTEGRATION, IMPORT, ...
+
+
+@runtime_checkable
+class SupportsPropertyHistory(Protocol):
+    async def read_history(self, object_name: str, ids: Sequence[str],
+                           properties: Sequence[str]) -> dict[str, dict[str, list[PropertyValue]]]:
+        """For each record of `ids` that exists, the values each of `properties` held, newest
+        first (a property that never held a value may be absent)."""
+        ...
+
+
 @runtime_checkable
 class SupportsEventIntake(Protocol):
     """The hub side of event sync: accepts contact events."""
