@@ -636,3 +636,69 @@ def test_record_without_its_unique_property_is_excluded() -> None:
     assert only(d, Exclude).reason == "no_unique_id"
     d = decide(rules, None, app({**DEAL_A, "number": "SO-1"}), None)
     assert only(d, Create).values["order_no"] == "SO-1"
+
+
+# --- a hub edit our own write overwrote unseen (issue 10 item 6) ---------------------------
+
+from crmsync.engine import decide_overwritten  # noqa: E402
+
+# We wrote the app's "App" over the hub's firstname; a hub user had set "User" just before.
+OURS_H = {**ANN_H, "firstname": "App"}
+OURS_A = {**ANN_A, "first_name": "App"}
+REST = {"email": "ann@example.com", "lastname": "Lee", "phone": None, "jobtitle": None,
+        "company": None}
+OURS = snap(firstname="App", **REST)
+
+
+def test_a_lost_hub_edit_that_wins_goes_back_to_the_hub_and_on_to_the_app() -> None:
+    d = decide_overwritten(contacts(conflict_winner="hub"), hub(OURS_H), app(OURS_A), OURS,
+                           {"firstname": "User"})
+    assert updates(d, "hub") == {"firstname": "User"}
+    assert updates(d, "app") == {"first_name": "User"}
+    assert d.snapshot == snap(firstname="User", **REST)
+    assert {(c.side, c.old, c.new, c.winner) for c in d.changes} == {
+        ("hub", "App", "User", "hub"), ("app", "App", "User", "hub")}
+    # Applying it converges: deciding on the result changes nothing more.
+    after = decide(contacts(conflict_winner="hub"), hub({**OURS_H, "firstname": "User"}),
+                   app({**OURS_A, "first_name": "User"}), d.snapshot)
+    assert kinds(after) == ["noop"]
+
+
+def test_a_lost_hub_edit_that_loses_changes_nothing() -> None:
+    rules = contacts(conflict_winner="app")
+    d = decide_overwritten(rules, hub(OURS_H), app(OURS_A), OURS, {"firstname": "User"})
+    assert d == decide(rules, hub(OURS_H), app(OURS_A), OURS)
+    assert writes(d) == []
+
+
+def test_an_empty_winner_keeps_the_other_value() -> None:
+    # The hub user cleared the field: the winner's (hub's) value is empty, ours is kept.
+    d = decide_overwritten(contacts(conflict_winner="hub"), hub(OURS_H), app(OURS_A), OURS,
+                           {"firstname": ""})
+    assert writes(d) == []
+    # We wrote an empty value over the hub user's: the app (winner) is empty, theirs is kept.
+    empty_h = {k: v for k, v in OURS_H.items() if k != "firstname"}
+    empty_a = {**OURS_A, "first_name": None}
+    d = decide_overwritten(contacts(conflict_winner="app"), hub(empty_h), app(empty_a),
+                           snap(firstname=None, **REST),
+                           {"firstname": "User"})
+    assert updates(d, "hub") == {"firstname": "User"}
+    assert updates(d, "app") == {"first_name": "User"}
+
+
+def test_a_newer_app_change_meets_the_lost_edit_as_a_conflict() -> None:
+    newer_a = {**OURS_A, "first_name": "App2"}
+    d = decide_overwritten(contacts(conflict_winner="hub"), hub(OURS_H), app(newer_a), OURS,
+                           {"firstname": "User"})
+    assert updates(d, "hub") == {"firstname": "User"}
+    assert updates(d, "app") == {"first_name": "User"}
+    d = decide_overwritten(contacts(conflict_winner="app"), hub(OURS_H), app(newer_a), OURS,
+                           {"firstname": "User"})
+    assert updates(d, "hub") == {"firstname": "App2"}
+    assert updates(d, "app") == {}
+
+
+def test_a_field_that_never_moves_to_the_app_keeps_the_apps_value() -> None:
+    rules = contacts(direction="to_hub", conflict_winner="hub")
+    d = decide_overwritten(rules, hub(OURS_H), app(OURS_A), OURS, {"firstname": "User"})
+    assert writes(d) == []

@@ -4,7 +4,13 @@ Match keys, field transforms, filters, stage maps and the three-way decision. Ev
 is testable with plain values.
 """
 
-from crmsync.engine.decide import KeyProblem, decide, effective_snapshot, match_keys
+from crmsync.engine.decide import (
+    KeyProblem,
+    decide,
+    decide_overwritten,
+    effective_snapshot,
+    match_keys,
+)
 from crmsync.engine.rules import FieldRule, SyncRules, compile_rules
 from crmsync.engine.types import (
     Action,
@@ -45,6 +51,7 @@ __all__ = [
     "Update",
     "compile_rules",
     "decide",
+    "decide_overwritten",
     "effective_snapshot",
     "match_keys",
 ]

@@ -336,6 +336,57 @@ def _deleted(rules: SyncRules, gone: Side, hub: Record | None, app: Record | Non
     return Decision(actions=[MarkDeleted(gone)], snapshot=snapshot)
 
 
+def decide_overwritten(rules: SyncRules, hub: Record | None, app: Record | None,
+                       snapshot: Snapshot | None, lost: Mapping[str, Any]) -> Decision:
+    """Decide a linked pair whose hub record had an edit that our own last write to it
+    overwrote unseen: `lost` holds, per hub property, the value that edit set (HubSpot cannot
+    refuse a stale write; its property history shows what was overwritten).
+
+    Each such field is decided as the conflict it was, between the lost value and the value
+    written over it (what the hub holds), by the field's rule: the winner's value, unless it
+    is empty (then the other's); a field that may not move hub -> app keeps ours. Where the
+    lost value wins, the hub record is decided as holding it, so it goes on to the app as a
+    hub change (or meets a newer app change as a conflict), and it is written back to the
+    hub unless that decision writes another value there. Without a lost value that wins,
+    this is `decide()`."""
+    if snapshot is None or hub is None or hub.archived or app is None or not lost:
+        return decide(rules, hub, app, snapshot)
+    restored: dict[str, Any] = {}
+    restores: list[FieldChange] = []
+    for r in rules.fields:
+        mine = {p: v for p, v in lost.items() if p in r.hub_props}
+        if not mine or not r.to_app:
+            continue
+        try:
+            ours = r.read_hub(hub.properties)
+            theirs = r.read_hub({**hub.properties, **mine})
+        except (InvalidValue, StageProblem):
+            continue
+        if theirs == ours:
+            continue
+        target, _value, _winner, reason = _conflict(r.winner, theirs, ours, "conflict_winner",
+                                                    "empty_winner")
+        if target == "app":  # the hub's lost value wins
+            restored.update(mine)
+            restores.append(FieldChange(r.name, "hub", ours, theirs, "hub", reason))  # type: ignore[arg-type]
+    if not restored:
+        return decide(rules, hub, app, snapshot)
+    as_edited = Record(hub.id, {**hub.properties, **restored}, hub.updated_at,
+                       incarnation=hub.incarnation)
+    d = decide(rules, as_edited, app, snapshot)
+    if d.snapshot is None or any(isinstance(a, Fail | Exclude) for a in d.actions):
+        return d
+    written = next((a for a in d.actions if isinstance(a, Update) and a.side == "hub"), None)
+    back = {p: v for p, v in restored.items() if written is None or p not in written.changes}
+    if not back:
+        return d
+    actions: list[Action] = [a for a in d.actions if not isinstance(a, Noop) and a is not written]
+    actions.append(Update("hub", hub.id, {**back, **(written.changes if written else {})}))
+    again = {c.field for c in d.changes if c.side == "hub"}
+    changes = [c for c in restores if c.field not in again] + d.changes
+    return Decision(actions=actions, changes=changes, snapshot=d.snapshot)
+
+
 def effective_snapshot(rules: SyncRules, snapshot: Snapshot | None, pending: Snapshot,
                        written: dict[str, list[str]], hub: Record | None,
                        app: Record | None) -> Snapshot | None:
