@@ -162,8 +162,11 @@ async def test_an_association_that_failed_is_decided_again_when_its_partner_chan
                        config_kwargs={"connection_extra": ASSOC}) as env:
         await env.wait_ready(["contacts", "companies"])
         ann = env.hub_by_email()["ann@example.com"]
+        handles = [env.daemon.handle("shop", o) for o in ("contacts", "companies")]
+        # Each poller polls once when it starts, then waits for its (long) interval.
         await env.eventually(
-            lambda: env.emu.associations("contacts", ann["id"], "companies") != [])
+            lambda: env.emu.associations("contacts", ann["id"], "companies") != []
+            and all(p.polls for h in handles for p in (h.hub_poller, h.app_poller)))
         env.emu.archive_record("contacts", ann["id"])  # not seen: no webhooks, no poll yet
         env.app_exec("UPDATE customers SET company_id = 2 WHERE email = 'ann@example.com'")
         # The companies' change log is read first: Globex's new contact is associated on

@@ -6,7 +6,7 @@ import pytest
 
 from crmsync.runtime.object_sync import Timing
 
-from .harness import companies_sync, running
+from .harness import companies_sync, running, wait_for
 
 ORGS = [{"name": "Acme", "domain": "acme.example", "city": "Leeds"},
         {"name": "Globex", "domain": "globex.example", "city": "York"}]
@@ -61,6 +61,9 @@ async def test_a_hub_edit_does_not_reach_the_record_that_reused_the_id(tmp_path,
                        timing=Timing(hub_poll_interval=10_000, app_poll_interval=10_000),
                        organisations=ORGS) as env:
         await env.wait_ready(("companies",))
+        handle = env.daemon.handle("shop", "companies")
+        # Each poller polls once when it starts, then waits for its (long) interval.
+        await env.eventually(lambda: handle.hub_poller.polls and handle.app_poller.polls)
         globex = hub_by_name(env)["Globex"]
         reuse_newest_id(env)
         env.emu.update_record("companies", globex["id"], {"city": "Hull Docks"})
@@ -70,11 +73,11 @@ async def test_a_hub_edit_does_not_reach_the_record_that_reused_the_id(tmp_path,
             items.update({i.hub_id: i for i in await env.items("companies")})
             return items[globex["id"]].state == "deleted"
 
-        from .harness import wait_for
         await wait_for(globex_deleted, timeout=120, step=1.0)
         assert env.app_rows("organisations")[1] == {
             **env.app_rows("organisations")[1], "id": 2, "name": "Initech", "city": "Hull"}
-        env.daemon.handle("shop", "companies").app_poller.request_poll()
+        assert handle.app_poller.polls == 1  # the hub's webhook brought the sync
+        handle.app_poller.request_poll()
         await env.eventually(lambda: "Initech" in hub_by_name(env), timeout=120)
         assert hub_by_name(env)["Globex"]["properties"]["city"] == "Hull Docks"
         assert hub_by_name(env)["Initech"]["properties"]["city"] == "Hull"
