@@ -1,15 +1,20 @@
 """Writes decided from a picture that is no longer true by the time they land: an edit made on
-the written side while the sync's batch was in flight is not overwritten blindly (issue 17
-item 3: the app database refuses a stale update)."""
+the written side while the sync's batch was in flight is not overwritten blindly. The app
+database refuses a stale update (issue 17 item 3); HubSpot cannot, but the overwritten edit is
+seen afterwards and decided as the conflict it was (issue 10 item 6)."""
 
 import sqlite3
+import time
 
+import pytest
 import trio
 
+from crmsync.connectors.hubspot import HubSpotConnector
 from crmsync.connectors.sqlite import SqliteAppConnector
+from crmsync.emulators.hubspot import HubSpotEmulator
 from crmsync.runtime.object_sync import Timing
 
-from .harness import contacts_sync, running
+from .harness import HUB_SECRET, PUBLIC, TOKEN, contacts_sync, running
 
 TIMING = Timing(hub_poll_interval=10_000, app_poll_interval=2)
 
@@ -47,5 +52,55 @@ async def test_an_app_edit_made_while_a_hub_value_is_written_is_not_overwritten(
         await trio.sleep(30)
         assert env.app_by_email()["ann@example.com"]["first_name"] == "App-Ann"
         assert env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == "App-Ann"
+        (item,) = await env.items()
+        assert item.state == "syncing"
+
+
+class TickingWallClock:
+    """Wall-clock milliseconds that never repeat: a hub edit and our write made one right after
+    the other get distinct times, as they would on HubSpot's servers."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def __call__(self) -> int:
+        self.last = max(self.last + 1, time.time_ns() // 1_000_000)
+        return self.last
+
+
+@pytest.mark.parametrize("winner", ["hub", "app"])
+async def test_a_hub_edit_made_while_our_write_is_in_flight_is_decided_as_a_conflict(
+        tmp_path, slow_autojump, monkeypatch, winner):
+    # Issue 10 item 6: an app edit is being written to HubSpot when a hub user edits the same
+    # field; our write lands last and replaces it. The hub edit's webhook arrives after our
+    # write: its time, our write's and the property's history show what was overwritten.
+    emu = HubSpotEmulator(tokens=(TOKEN,), tier="unlimited", seed=0, clock=trio.current_time,
+                          now_ms=TickingWallClock(),
+                          webhook_url=f"{PUBLIC}/webhooks/hubspot", webhook_secret=HUB_SECRET)
+    original = HubSpotConnector.update
+    armed = {"on": False, "done": False}
+
+    async def update_after_a_hub_edit(self, object_name, inputs, expected=None):
+        if armed["on"] and not armed["done"] and any("firstname" in ch for _, ch in inputs):
+            armed["done"] = True
+            # A HubSpot user saves the contact after the sync read it, before its write lands.
+            emu.update_record("contacts", inputs[0][0], {"firstname": "Hub-Ann"})
+        return await original(self, object_name, inputs, expected)
+
+    monkeypatch.setattr(HubSpotConnector, "update", update_after_a_hub_edit)
+    async with running(tmp_path, syncs=contacts_sync(winner=winner), timing=TIMING, emulator=emu,
+                       customers=[{"email": "ann@example.com", "first_name": "Ann"}]) as env:
+        await env.wait_ready()
+        armed["on"] = True
+        env.app_exec("UPDATE customers SET first_name = 'App-Ann'")
+        await env.eventually(lambda: armed["done"], timeout=120)
+        expected = "Hub-Ann" if winner == "hub" else "App-Ann"
+        await env.eventually(
+            lambda: env.app_by_email()["ann@example.com"]["first_name"] == expected
+            and env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected,
+            timeout=120)
+        await trio.sleep(30)
+        assert env.app_by_email()["ann@example.com"]["first_name"] == expected
+        assert env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected
         (item,) = await env.items()
         assert item.state == "syncing"

@@ -75,6 +75,11 @@ def parse_hub_payload(payload: bytes) -> list[tuple[Side, str]]:
     return keys
 
 
+def describe_hub_payload(payload: bytes) -> tuple[int, str | None]:
+    e = decode_hub_event(payload)
+    return e.occurred_at, e.property_name if e.change == "propertyChange" else None
+
+
 def parse_app_payload(payload: bytes) -> list[tuple[Side, str]]:
     """The app record an inbox event names (raises for a payload that is not one)."""
     return [("app", decode_inbox_payload(payload).record_id)]
@@ -286,7 +291,8 @@ class Daemon:
                 pairs = association_pairs(self.cfg, s, app_pairs)
                 if pairs or any(s.hub_object in o.associations for o in rt.syncs):
                     ctx.associations = AssociationSyncer(ctx, pairs, resubmit)
-                intakes = [IntakeSource(hub_source(conn.name, s.hub_object), parse_hub_payload),
+                intakes = [IntakeSource(hub_source(conn.name, s.hub_object), parse_hub_payload,
+                                        describe_hub_payload),
                            IntakeSource(app_source(conn.name, s.hub_object), parse_app_payload)]
                 index = next((i for i, x in enumerate(self.cfg.syncs) if x == s), "?")
                 mappings = MappingCheck(

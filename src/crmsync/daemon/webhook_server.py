@@ -48,6 +48,7 @@ class HubInboxEvent(msgspec.Struct, frozen=True):
     to_object_id: str | None = None
     association_type: str | None = None
     association_removed: bool | None = None
+    property_name: str | None = None
 
 
 _hub_event_decoder = msgspec.json.Decoder(HubInboxEvent)
@@ -212,7 +213,8 @@ class WebhookServer:
         for e in events:
             payload = msgspec.json.encode(HubInboxEvent(
                 e.object, e.change, e.object_id, e.occurred_at, e.merged_object_ids,
-                e.to_object_id, e.association_type, e.association_removed))
+                e.to_object_id, e.association_type, e.association_removed,
+                e.property_name))
             key = hub_event_key(e)
             for src in self.routes.hub.get(e.object, []):
                 per_source.setdefault(src, []).append((key, payload))

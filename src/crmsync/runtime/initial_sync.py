@@ -29,6 +29,7 @@ from crmsync.engine import KeyProblem, match_keys
 from crmsync.engine.filters import first_mismatch
 from crmsync.records import Record
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.intake import inbox_id_of
 from crmsync.runtime.isolation import concerns_connection, fail_record, isolate, record_failure
 from crmsync.runtime.loader import RecordKey, detach_reused, load, pair_new, read_records
 from crmsync.runtime.processor import Processor, Work
@@ -435,7 +436,8 @@ class InitialSyncActor:
                              plan_only=self.ctx.preview)
 
         async def fail(unit: Unit, exc: Exception) -> None:
-            await fail_record(self.ctx, unit[0], unit[1], exc)
+            await fail_record(self.ctx, unit[0], [i for p in unit[1]
+                                                  if (i := inbox_id_of(p)) is not None], exc)
 
         await isolate([(k, []) for k in keys], run, fail)
         await self.ctx.store.call(checkpoint)

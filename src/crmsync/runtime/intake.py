@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import msgspec
 import trio
 
 from crmsync.records import Side
@@ -21,15 +22,41 @@ IDLE_POLL_SECONDS = 30.0
 
 # Turns an inbox payload into the record keys it concerns (empty: not for this sync).
 Parser = Callable[[bytes], list[tuple[Side, str]]]
+# When the change an inbox payload reports happened (epoch ms, the source's clock) and which
+# property it changed (None: not a property change).
+Describe = Callable[[bytes], tuple[int, str | None]]
+
+
+class SeenChange(msgspec.Struct, frozen=True):
+    """What an event says about its record's change; rides with the record's key to the
+    worker (in place of the bare inbox id) so that a hub edit overwritten by our own write
+    can be seen (processor.py)."""
+
+    inbox_id: int
+    occurred_at: int
+    property: str | None = None
+
+
+# What rides with a record key through the lock queue: an inbox id, or one with its event's
+# change.
+Mark = int | SeenChange
+
+
+def inbox_id_of(payload: Any) -> int | None:
+    """The inbox id a lock-queue payload carries, if any."""
+    if isinstance(payload, SeenChange):
+        return payload.inbox_id
+    return payload if isinstance(payload, int) else None
 
 
 class Intake:
     def __init__(self, ctx: ObjectSyncContext, queue: RecordLockQueue, source: str,
-                 parse: Parser) -> None:
+                 parse: Parser, describe: Describe | None = None) -> None:
         self.ctx = ctx
         self.queue = queue
         self.source = source
         self.parse = parse
+        self.describe = describe
         self.bell = trio.Event()
         self.events = 0
 
@@ -66,6 +93,12 @@ class Intake:
                                          error=f"{type(exc).__name__}: {exc}"[:300])
                     useless.append(inbox_id)
                     continue
+                mark: Mark = inbox_id
+                if self.describe is not None and found:
+                    try:
+                        mark = SeenChange(inbox_id, *self.describe(payload))
+                    except Exception:
+                        mark = inbox_id  # its time is not needed to sync its record
                 if not found:
                     useless.append(inbox_id)
                 elif len(found) > 1:
@@ -77,9 +110,9 @@ class Intake:
                 for key in found:
                     if key in payloads:
                         # Several events of one record: one sync marks them all done.
-                        await self.queue.submit([key], {key: inbox_id})
+                        await self.queue.submit([key], {key: mark})
                         continue
-                    payloads[key] = inbox_id
+                    payloads[key] = mark
                     keys.append(key)
             if useless:
                 await self.ctx.store.call(store_inbox.mark_done, useless)

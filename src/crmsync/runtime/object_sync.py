@@ -23,7 +23,7 @@ from crmsync.runtime.batch_writer import BatchWriter
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.events import EventSync
 from crmsync.runtime.initial_sync import InitialSyncActor, Notify
-from crmsync.runtime.intake import Intake, Parser
+from crmsync.runtime.intake import Describe, Intake, Parser
 from crmsync.runtime.lock_queue import RecordLockQueue
 from crmsync.runtime.mapping_check import MappingCheck, wait_until_mappings_fit
 from crmsync.runtime.pollers import Poller
@@ -52,6 +52,7 @@ class IntakeSource:
 
     source: str
     parse: Parser
+    describe: Describe | None = None
 
 
 @dataclass
@@ -206,7 +207,7 @@ async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timi
     handle.hub_poller = Poller(ctx, queue, "hub", timing.hub_poll_interval)
     handle.app_poller = (Poller(ctx, queue, "app", timing.app_poll_interval or 5.0)
                          if app_polling else None)
-    handle.intakes = [Intake(ctx, queue, i.source, i.parse) for i in intakes]
+    handle.intakes = [Intake(ctx, queue, i.source, i.parse, i.describe) for i in intakes]
     async with trio.open_nursery() as nursery:
         await nursery.start(ctx.hub_writer.run)
         await nursery.start(ctx.app_writer.run)

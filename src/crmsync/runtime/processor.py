@@ -28,8 +28,8 @@ from typing import Any
 import msgspec
 import trio
 
-from crmsync.connectors.base import WriteResult
-from crmsync.engine import decide, effective_snapshot
+from crmsync.connectors.base import SupportsPropertyHistory, WriteResult
+from crmsync.engine import decide, decide_overwritten, effective_snapshot
 from crmsync.engine.matching import Duplicate, Holder, match, pairable
 from crmsync.engine.types import (
     Create,
@@ -49,6 +49,14 @@ from crmsync.engine.types import (
     other,
 )
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.intake import SeenChange
+from crmsync.runtime.overwritten import (
+    HubWrite,
+    decode_hub_write,
+    encode_hub_write,
+    overwritten,
+    suspects,
+)
 from crmsync.store import deletes as store_deletes
 from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
@@ -139,6 +147,10 @@ class Work:
     # The side whose conditional update was refused: the record changed there since it was
     # read (decided again before the commit).
     stale: Side | None = None
+    # Hub property -> a value a hub user set that our last write overwrote unseen.
+    lost: dict[str, str] = field(default_factory=dict)
+    # This sync's update of the hub record, once it landed.
+    hub_write: HubWrite | None = None
 
     def __post_init__(self) -> None:
         if self.item is not None:
@@ -195,7 +207,37 @@ class Processor:
             intent = decode_intent(w.item.intent)
             snap = effective_snapshot(self.ctx.rules, snap, intent.snapshot, intent.written,
                                       w.hub, w.app)
-        w.decision = decide(self.ctx.rules, w.hub, w.app, snap, w.duplicate_of)
+        if w.lost:
+            w.decision = decide_overwritten(self.ctx.rules, w.hub, w.app, snap, w.lost)
+        else:
+            w.decision = decide(self.ctx.rules, w.hub, w.app, snap, w.duplicate_of)
+
+    async def _see_overwritten(self, works: list[Work]) -> None:
+        """Linked records whose hub events say a property our last write to the hub wrote
+        changed while that write was in flight: read those properties' history and keep the
+        values our write overwrote unseen (runtime/overwritten.py)."""
+        hub = self.ctx.hub
+        if not isinstance(hub, SupportsPropertyHistory):
+            return
+        asks: dict[str, tuple[Work, HubWrite, list[str]]] = {}
+        for w in works:
+            it = w.item
+            if it is None or it.hub_write is None or it.snapshot is None or w.hub is None:
+                continue
+            seen = [p for p in w.payload if isinstance(p, SeenChange)]
+            write = decode_hub_write(it.hub_write)
+            props = suspects(write, seen)
+            if props:
+                asks[w.hub.id] = (w, write, props)
+        if not asks:
+            return
+        history = await hub.read_history(
+            self.ctx.hub_object, list(asks), sorted({p for _, _, ps in asks.values() for p in ps}))
+        for hub_id, (w, write, props) in asks.items():
+            w.lost = overwritten(write, history.get(hub_id, {}), props)
+            if w.lost:
+                self.ctx.log.info("hub edit overwritten by our write: decided as a conflict",
+                                  hub_id=hub_id, app_id=w.app_id, fields=sorted(w.lost))
 
     # --- 2. heal ---------------------------------------------------------------------------
 
@@ -453,8 +495,13 @@ class Processor:
                             else None)
                 results = await self.ctx.writer(side).update([(a.id, a.changes)
                                                               for _, a in updates], expected)
-                for (w, _), res in zip(updates, results, strict=True):
+                for (w, a), res in zip(updates, results, strict=True):
                     if res.ok:
+                        read = w.record(side)
+                        if side == "hub" and res.record is not None and read is not None:
+                            w.hub_write = HubWrite(
+                                {k: "" if v is None else str(v) for k, v in a.changes.items()},
+                                read_at=read.updated_at, written_at=res.record.updated_at)
                         continue
                     if res.error is not None and res.error.stale:
                         w.stale = side
@@ -575,6 +622,8 @@ class Processor:
             versions["app_incarnation"] = w.app.incarnation
         base: dict[str, Any] = {"item_id": w.item.item_id if w.item else None, **new_ids,
                                 **versions, "claim": tuple(claim), "rekey": own_rekey}
+        if w.hub_write is not None:
+            base["hub_write"] = encode_hub_write(w.hub_write)
         settled = (any(isinstance(a, Create) for a in d.actions) or bool(w.created)
                    or (w.hub is not None and w.app is not None))
         if w.item is not None and w.item.creating and not settled:
@@ -705,6 +754,8 @@ class Processor:
         """
         started = time.perf_counter()
         todo = list(works)
+        if not self.ctx.preview:
+            await self._see_overwritten(todo)
         for w in todo:
             self._decide(w)
         if preview:

@@ -12,6 +12,7 @@ from collections.abc import Hashable, Sequence
 import trio
 
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.intake import Mark, inbox_id_of
 from crmsync.runtime.isolation import fail_record, isolate
 from crmsync.runtime.loader import RecordKey, StoreView, gate_ids, load
 from crmsync.runtime.lock_queue import RecordLockQueue
@@ -55,7 +56,7 @@ class ItemGate:
 
 
 async def load_gated(ctx: ObjectSyncContext, gate: ItemGate, keys: list[Hashable],
-                     payloads: list[list[int]]) -> tuple[list[Work], set[Hashable]]:
+                     payloads: list[list[Mark]]) -> tuple[list[Work], set[Hashable]]:
     """Load the works of `keys` and enter the gate for them; returns the works and what the
     gate holds for them (the caller leaves it). What the load read from the store is read
     again inside the gate: a batch that synced one of these records may have committed
@@ -82,15 +83,15 @@ async def load_gated(ctx: ObjectSyncContext, gate: ItemGate, keys: list[Hashable
         gate.leave(ids)
 
 
-def _again(works: list[Work]) -> tuple[list[Hashable], list[list[int]]]:
+def _again(works: list[Work]) -> tuple[list[Hashable], list[list[Mark]]]:
     """The record keys (and inbox ids) of works to sync once more."""
     keys: list[Hashable] = []
-    payloads: list[list[int]] = []
+    payloads: list[list[Mark]] = []
     for w in works:
         key = w.key()
         if key is not None:
             keys.append(key)
-            payloads.append([p for p in w.payload if isinstance(p, int)])
+            payloads.append([p for p in w.payload if inbox_id_of(p) is not None])
     return keys, payloads
 
 
@@ -105,14 +106,14 @@ async def _give_up(ctx: ObjectSyncContext, works: list[Work]) -> None:
                               "failed", "conflict",
                               f"other syncs of this record kept committing first: "
                               f"{works[0].conflict}")
-        store_inbox.mark_done(conn, [p for w in works for p in w.payload
-                                     if isinstance(p, int)])
+        store_inbox.mark_done(conn, [i for w in works for p in w.payload
+                                     if (i := inbox_id_of(p)) is not None])
 
     await ctx.store.call(commit)
 
 
 # One record to sync: its key and the webhook inbox ids that ride along with it.
-Unit = tuple[RecordKey, list[int]]
+Unit = tuple[RecordKey, list[Mark]]
 
 
 async def sync_units(ctx: ObjectSyncContext, processor: Processor, gate: ItemGate,
@@ -130,8 +131,8 @@ async def sync_units(ctx: ObjectSyncContext, processor: Processor, gate: ItemGat
 
         def extra(conn: sqlite3.Connection, works: list[Work] = works) -> None:
             # A record whose commit conflicted keeps its events until it is synced.
-            ids = [p for w in works if not w.conflict for p in w.payload
-                   if isinstance(p, int)]
+            ids = [i for w in works if not w.conflict for p in w.payload
+                   if (i := inbox_id_of(p)) is not None]
             if ids:
                 store_inbox.mark_done(conn, ids)
 
@@ -165,12 +166,14 @@ async def run_worker(ctx: ObjectSyncContext, queue: RecordLockQueue, processor: 
         await sync_units(ctx, processor, gate, part)
 
     async def fail(unit: Unit, exc: Exception) -> None:
-        await fail_record(ctx, unit[0], unit[1], exc)
+        await fail_record(ctx, unit[0], [i for p in unit[1]
+                                         if (i := inbox_id_of(p)) is not None], exc)
 
     while True:
         batch = await queue.take(BATCH, linger=LINGER)
         keys: list[Hashable] = [k for k, _ in batch]
-        units: list[Unit] = [(k, [p for p in pl if isinstance(p, int)])  # type: ignore[misc]
+        # Inbox ids ride along, as they are or with what their event says changed.
+        units: list[Unit] = [(k, [p for p in pl if inbox_id_of(p) is not None])  # type: ignore[misc]
                              for k, pl in batch]
         try:
             await isolate(units, run, fail)

@@ -53,6 +53,8 @@ class Item(msgspec.Struct, frozen=True):
     intent: bytes | None = None
     # The incarnation of the app record (records.py) when it was last synced; None: unknown.
     app_incarnation: str | None = None
+    # The last write of a sync to the hub record (runtime-encoded), or None.
+    hub_write: bytes | None = None
 
     @property
     def linked(self) -> bool:
@@ -64,7 +66,7 @@ class Item(msgspec.Struct, frozen=True):
 
 _ITEM_COLS = ("item_id, sync_id, hub_id, app_id, state, category, detail, match_key, snapshot, "
               "hub_version, app_version, deleted_side, creating, attempts, updated_at, intent, "
-              "app_incarnation")
+              "app_incarnation, hub_write")
 _JOINED_COLS = ", ".join("i." + c.strip() for c in _ITEM_COLS.split(","))
 
 
@@ -302,6 +304,7 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     # when some of its writes may have landed).
     intent: bytes | msgspec.UnsetType | None = None
     app_incarnation: str | msgspec.UnsetType | None = KEEP
+    hub_write: bytes | msgspec.UnsetType | None = KEEP
 
 
 def pair_app_records(conn: sqlite3.Connection, sync_id: str,
@@ -368,7 +371,7 @@ def _fold(conn: sqlite3.Connection, sync_id: str, side: str,
 
 _INSERT_COLS = ("sync_id", "hub_id", "app_id", "state", "category", "detail", "snapshot",
                 "hub_version", "app_version", "deleted_side", "creating", "match_key",
-                "created_at", "updated_at", "intent", "app_incarnation")
+                "created_at", "updated_at", "intent", "app_incarnation", "hub_write")
 
 
 def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Outcome]) -> None:
@@ -398,7 +401,8 @@ def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Ou
                 o.deleted_side, "" if o.creating is KEEP else o.creating,
                 "" if o.match_key is KEEP else o.match_key, now, now,
                 None if o.intent is KEEP else o.intent,
-                None if o.app_incarnation is KEEP else o.app_incarnation))
+                None if o.app_incarnation is KEEP else o.app_incarnation,
+                None if o.hub_write is KEEP else o.hub_write))
             continue
         sets = ["state = ?", "category = ?", "detail = ?", "deleted_side = ?", "updated_at = ?"]
         vals: list[object] = [o.state, o.category, o.detail, o.deleted_side, now]
@@ -406,7 +410,8 @@ def apply_outcomes(conn: sqlite3.Connection, sync_id: str, outcomes: Sequence[Ou
                        ("app_id", o.app_id),
                        ("snapshot", o.snapshot),
                        ("hub_version", o.hub_version), ("app_version", o.app_version),
-                       ("match_key", o.match_key), ("app_incarnation", o.app_incarnation)):
+                       ("match_key", o.match_key), ("app_incarnation", o.app_incarnation),
+                       ("hub_write", o.hub_write)):
             if v is not KEEP:
                 sets.append(f"{col} = ?")
                 vals.append(v)

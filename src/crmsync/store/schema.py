@@ -224,7 +224,13 @@ _V7 = [
     "ALTER TABLE items ADD COLUMN app_incarnation TEXT",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7]
+# The last write of a sync to the hub record (runtime-encoded: what was written, the version
+# read before it and the version it made): a hub edit that write overwrote is seen by it.
+_V8 = [
+    "ALTER TABLE items ADD COLUMN hub_write BLOB",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
