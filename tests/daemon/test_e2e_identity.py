@@ -82,3 +82,32 @@ async def test_a_hub_edit_does_not_reach_the_record_that_reused_the_id(tmp_path,
         assert hub_by_name(env)["Globex"]["properties"]["city"] == "Hull Docks"
         assert hub_by_name(env)["Initech"]["properties"]["city"] == "Hull"
         assert [r["name"] for r in env.app_rows("organisations")] == ["Acme", "Initech"]
+
+
+async def test_a_restore_never_takes_the_record_that_reused_the_id(tmp_path, slow_autojump):
+    from crmsync.runtime.restore import plan_restore
+
+    async with running(tmp_path, syncs=companies_sync(), webhooks=True,
+                       timing=Timing(hub_poll_interval=10_000, app_poll_interval=10_000),
+                       organisations=ORGS) as env:
+        await env.wait_ready(("companies",))
+        handle = env.daemon.handle("shop", "companies")
+        await env.eventually(lambda: handle.hub_poller.polls and handle.app_poller.polls)
+        globex = hub_by_name(env)["Globex"]
+        env.emu.archive_record("companies", globex["id"])
+        gone = {}
+
+        async def deleted_on_hub():
+            gone.update({i.hub_id: i for i in await env.items("companies")})
+            return gone[globex["id"]].state == "deleted"
+
+        await wait_for(deleted_on_hub, timeout=120, step=1.0)
+        reuse_newest_id(env)  # not read yet: the app's change log waits for its poll
+        (plan,) = await plan_restore(handle.ctx, "hub", [gone[globex["id"]]])
+        assert not plan.restorable and "names another record" in plan.reason
+        handle.app_poller.request_poll()
+        await env.eventually(lambda: "Initech" in hub_by_name(env), timeout=120)
+        (item,) = [i for i in await env.items("companies") if i.hub_id == globex["id"]]
+        (plan,) = await plan_restore(handle.ctx, "hub", [item])
+        assert not plan.restorable and "gone too" in plan.reason
+        assert "Globex" not in hub_by_name(env)

@@ -198,7 +198,8 @@ async def detach_reused(ctx: ObjectSyncContext, items: Sequence[Item],
     incarnation: the app deleted their record and gave its id to a new one) let go of that
     id, committed at once, so the record holding it goes through matching as a new record
     (connectors/base.py, "Record identity"). Returns them by item id: the item without its
-    app record, or None when nothing of it is left."""
+    app record, whose sync decides the deletion, or None when there is nothing to decide
+    (no hub record left in it, or already deleted)."""
     reused: dict[int, Item] = {}
     for it in items:
         rec = app_records.get(it.app_id or "")
@@ -212,7 +213,8 @@ async def detach_reused(ctx: ObjectSyncContext, items: Sequence[Item],
         ctx.log.info("app record deleted, its id reused: the link ends", item_id=it.item_id,
                      hub_id=it.hub_id, app_id=it.app_id)
     return {i: (msgspec.structs.replace(it, app_id=None, app_incarnation=None)
-                if it.hub_id is not None else None) for i, it in reused.items()}
+                if it.hub_id is not None and it.state != "deleted" else None)
+            for i, it in reused.items()}
 
 
 async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],

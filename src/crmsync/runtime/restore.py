@@ -134,10 +134,17 @@ async def plan_restore(ctx: ObjectSyncContext, to: Side,
         elif not can_write(ctx, to):
             out.append(no(f"the object sync's direction ({ctx.rules.direction}) never writes "
                           f"to {to}"))
+        elif sid is None and it.snapshot is not None:
+            # A linked app record deleted too, its id since given to another record.
+            out.append(no(f"the {src} record is gone too"))
         elif sid is None:
             out.append(no(f"it never had a {src} record to restore from"))
         elif sid not in survivors:
             out.append(no(f"the {src} record {sid} is gone too"))
+        elif src == "app" and it.app_incarnation not in (None,
+                                                         survivors[sid].incarnation):
+            # The app gave the id of a deleted record to a new one (connectors/base.py).
+            out.append(no(f"the {src} record {sid} was deleted; its id names another record"))
         else:
             values, changes = restore_values(ctx, to, survivors[sid],
                                              decode_snapshot(it.snapshot))
