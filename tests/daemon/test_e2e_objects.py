@@ -7,7 +7,7 @@ import trio
 from crmsync.runtime.object_sync import Timing
 from crmsync.store import events as store_events
 
-from .harness import contacts_sync, make_app_db, running, write_config
+from .harness import contacts_sync, make_app_db, running, wait_for, write_config
 
 SCHEMA = """
 CREATE TABLE customers (
@@ -236,10 +236,18 @@ table = "customers"
             assert linked is not None and linked.state == "syncing" and linked.app_id == "1"
         props = hub["shared@example.com"]["properties"]
         assert props.get("firstname") == "Sam" and props.get("lastname") == "Smith"
-        # Each instance has its own index and states.
-        eu = await daemon.store.read(items.counts, "eu/contacts")
-        us = await daemon.store.read(items.counts, "us/contacts")
-        assert eu["syncing"] == 3 and us["syncing"] == 3
+        # Each instance has its own index and states. A contact the other instance put on
+        # the hub reaches it through the hub's changes: the two initial syncs ran at once, so
+        # one may have polled the hub before the other's contact was there.
+        for conn in ("eu", "us"):
+            daemon.handle(conn, "contacts").poll_now()
+
+        async def both_synced():
+            eu = await daemon.store.read(items.counts, "eu/contacts")
+            us = await daemon.store.read(items.counts, "us/contacts")
+            return eu["syncing"] == 3 and us["syncing"] == 3
+
+        await wait_for(both_synced, timeout=120, step=1.0)
         # us@ reached the eu app too (through the hub), and the other way round.
         rows = sqlite3.connect(db1).execute("SELECT lower(email) FROM customers").fetchall()
         assert sorted(r[0] for r in rows) == ["eu@example.com", "shared@example.com",
