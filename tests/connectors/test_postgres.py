@@ -11,6 +11,7 @@ import trio
 
 from crmsync.config.model import AppTable
 from crmsync.connectors.base import Connector, ConnectorError
+from crmsync.records import Record
 
 from .pg_app import SCHEMA, opened, settings
 
@@ -200,17 +201,19 @@ async def test_find_matches_case_insensitively(app) -> None:
 
 
 async def test_conditional_updates_apply_only_to_what_was_read(app) -> None:
+    # connectors/base.py Connector.update: `expected` is the record as read; only the
+    # columns written are compared.
     app.execute("INSERT INTO customers (id, email, first_name) VALUES (1, 'a@example.com', 'A')")
     async with opened(app.dsn) as c:
-        (ok,) = await c.update("customers", [("1", {"first_name": "B"})],
-                               expected=[{"first_name": "A"}])
+        assert c.capabilities.conditional_update
+        read = Record("1", {"first_name": "A", "email": "old@example.com"})
+        (ok,) = await c.update("customers", [("1", {"first_name": "B"})], expected=[read])
         assert ok.ok and ok.record.properties["first_name"] == "B"
         (refused,) = await c.update("customers", [("1", {"first_name": "C"})],
-                                    expected=[{"first_name": "A"}])
+                                    expected=[read])
         assert not refused.ok and refused.error.category == "conflict"
-        assert refused.error.retryable
-        (gone,) = await c.update("customers", [("2", {"first_name": "C"})],
-                                 expected=[{"first_name": "A"}])
+        assert refused.error.stale
+        (gone,) = await c.update("customers", [("2", {"first_name": "C"})], expected=[read])
         assert gone.error.category == "not_found"
     assert app.execute("SELECT first_name FROM customers") == [("B",)]
 

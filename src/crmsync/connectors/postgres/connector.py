@@ -118,6 +118,7 @@ class PostgresAppConnector:
             associations=bool(settings.associations),
             events=settings.events is not None,
             local_find=True,
+            conditional_update=True,
         )
         self._base_dir = base_dir
         self._dsn = dsn
@@ -377,18 +378,22 @@ class PostgresAppConnector:
         ops = rows.create_ops(spec, inputs, stamp, spec.columns)
         return await self._write(f"creating {object_name}", ops)
 
-    async def update(self, object_name: str,
-                     inputs: Sequence[tuple[str, Mapping[str, Any]]], *,
-                     expected: Sequence[Mapping[str, Any] | None] | None = None
-                     ) -> list[WriteResult]:
+    async def update(self, object_name: str, inputs: Sequence[tuple[str, Mapping[str, Any]]],
+                     expected: Sequence[Record | None] | None = None) -> list[WriteResult]:
         """UPDATE each row's given columns (and its updated-at column), `batch_size` per
-        transaction; a missing row fails as `not_found`. With `expected` (one mapping per
-        input, column -> value), an input applies only while its row still holds those values
-        — `UPDATE ... WHERE` what the decision read — and otherwise fails as a retryable
-        `conflict`, to be re-read and decided again."""
+        transaction; a missing row fails as `not_found`. With `expected` (the record as read,
+        one per input), an input applies only while its row still holds the values read in
+        the columns it writes — `UPDATE ... WHERE` what the decision read — and otherwise
+        fails as a `conflict` with `stale` set, to be re-read and decided again
+        (connectors/base.py)."""
         spec = self._spec(object_name)
         stamp = self._require_open().stamps[object_name]
-        ops = rows.update_ops(spec, inputs, stamp, spec.columns, expected)
+        held = None
+        if expected is not None:
+            held = [None if read is None else {c: read.properties[c] for c in changes
+                                               if c in read.properties}
+                    for (_, changes), read in zip(inputs, expected, strict=True)]
+        ops = rows.update_ops(spec, inputs, stamp, spec.columns, held)
         return await self._write(f"updating {object_name}", ops)
 
     async def archive(self, object_name: str, ids: Sequence[str]) -> list[WriteResult]:

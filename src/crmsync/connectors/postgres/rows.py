@@ -430,7 +430,7 @@ def update_ops(spec: TableSpec, inputs: Sequence[tuple[str, Mapping[str, Any]]],
                 if conditional and conn.execute(
                         f"SELECT 1 FROM {spec.qualified} WHERE {pk} = {_key_param(spec)}",
                         (key,)).fetchone() is not None:
-                    return RecordError(category="conflict", retryable=True,
+                    return RecordError(category="conflict", retryable=True, stale=True,
                                        message=f"app object {spec.object!r} record "
                                                f"{record_id!r} changed since it was read")
                 return _not_found(spec, record_id)
