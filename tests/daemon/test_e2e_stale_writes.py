@@ -104,3 +104,40 @@ async def test_a_hub_edit_made_while_our_write_is_in_flight_is_decided_as_a_conf
         assert env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected
         (item,) = await env.items()
         assert item.state == "syncing"
+
+
+async def test_a_row_replaced_while_a_hub_value_is_written_is_left_alone(
+        tmp_path, slow_autojump, monkeypatch):
+    # The app deletes the row and a new one takes its id (SQLite without AUTOINCREMENT) after
+    # the sync read it: the refused write reads again and finds another record under the id,
+    # which is not this link's (issue 17 items 1 and 3).
+    original = SqliteAppConnector.update
+    replaced = {"done": False}
+    db = tmp_path / "app.db"
+
+    async def update_after_a_replacement(self, object_name, inputs, expected=None):
+        if not replaced["done"] and any("first_name" in ch for _, ch in inputs):
+            replaced["done"] = True
+            conn = sqlite3.connect(db)
+            conn.execute("DELETE FROM customers WHERE id = 1")
+            conn.execute("INSERT INTO customers (id, email, first_name) "
+                         "VALUES (1, 'new@example.com', 'Ann')")
+            conn.commit()
+            conn.close()
+        if expected is None:
+            return await original(self, object_name, inputs)
+        return await original(self, object_name, inputs, expected)
+
+    monkeypatch.setattr(SqliteAppConnector, "update", update_after_a_replacement)
+    async with running(tmp_path, syncs=contacts_sync(), timing=TIMING,
+                       customers=[{"email": "ann@example.com", "first_name": "Ann"}]) as env:
+        await env.wait_ready()
+        (hub,) = env.hub()
+        env.emu.update_record("contacts", hub["id"], {"firstname": "Hub-Ann"})
+        await env.eventually(lambda: "new@example.com" in env.hub_by_email(), timeout=120)
+        (row,) = env.app_rows()
+        assert (row["id"], row["email"], row["first_name"]) == (1, "new@example.com", "Ann")
+        assert env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == "Hub-Ann"
+        assert env.hub_by_email()["new@example.com"]["properties"]["firstname"] == "Ann"
+        items = {i.hub_id: i for i in await env.items()}
+        assert items[hub["id"]].state == "deleted"

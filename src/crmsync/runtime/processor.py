@@ -562,6 +562,11 @@ class Processor:
                 rid = w.record_id(side)
                 if rid:
                     rec = got.get(rid)
+                    was = w.record(side)
+                    if rec is not None and was is not None and rec.incarnation != was.incarnation:
+                        # Deleted meanwhile and its id given to a new record: that one is
+                        # not this item's (the loader detaches it when its change comes).
+                        rec = None
                     w.set_record(side, rec if rec is not None and not rec.archived else None)
 
     # --- 5. outcomes ---------------------------------------------------------------------------
