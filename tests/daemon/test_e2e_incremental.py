@@ -123,6 +123,34 @@ async def test_delete_parked_for_review(tmp_path, slow_autojump):
         assert "c3@example.com" in env.hub_by_email()
 
 
+async def test_a_reviewed_delete_is_not_parked_again_by_later_syncs(tmp_path, slow_autojump):
+    # An operator ignored the app's delete (the hub contact is kept). Later syncs of the
+    # record (a hub edit, a poll, a reconciliation) find the app row still gone: that delete
+    # was decided already and must not come back for review, nor be approved by a later
+    # `deletes approve --all`.
+    from crmsync.daemon import operations as ops
+
+    async with running(tmp_path, syncs=contacts_sync(on_delete="review"),
+                       customers=CUSTOMERS, hub_contacts=HUB) as env:
+        await env.wait_ready()
+        env.app_exec("DELETE FROM customers WHERE email = 'c3@example.com'")
+        with trio.fail_after(600):
+            while not await env.daemon.store.read(store_deletes.parked, "shop/contacts"):
+                await trio.sleep(0.5)
+        await ops.resolve_deletes(env.daemon, "shop", "contacts", "ignore", every=True)
+        assert await env.daemon.store.read(store_deletes.parked, "shop/contacts") == []
+        hid = hub_id(env, "c3@example.com")
+        env.emu.update_record("contacts", hid, {"lastname": "Kept"})
+        handle = env.daemon.handle("shop", "contacts")
+        await handle.resync([("hub", hid)])
+        handle.poll_now()
+        await trio.sleep(60)
+        assert await env.daemon.store.read(store_deletes.parked, "shop/contacts") == []
+        (item,) = [i for i in await env.items() if i.hub_id == hid]
+        assert item.state == "deleted" and "kept on hub" in item.detail
+        assert "c3@example.com" in env.hub_by_email()
+
+
 async def test_duplicated_and_reordered_webhooks_converge(tmp_path, slow_autojump):
     timing = Timing(hub_poll_interval=10_000, app_poll_interval=2)
 

@@ -574,6 +574,12 @@ class Processor:
     def _outcome(self, w: Work, elapsed_ms: float) -> Outcome | None:
         d = w.decision
         assert d is not None
+        if w.item is not None and w.item.state == "deleted" and not w.errors \
+                and _delete_decided(d, w.item.deleted_side):
+            # This delete was decided already (marked, parked, or reviewed by an operator):
+            # a later sync of the surviving record must neither park it for review again nor
+            # undo the operator's choice.
+            return None
         if w.hub is None and w.app is None and not w.created:
             if w.item is None:
                 return None  # never seen and already gone: nothing to record
@@ -921,6 +927,12 @@ def _changes_records(w: Work) -> bool:
     return d is not None and not w.errors and any(
         isinstance(a, Create | Update | Link | Delete | MarkDeleted | ParkDelete)
         for a in d.actions)
+
+
+def _delete_decided(d: Decision, deleted_side: str) -> bool:
+    """Does `d` only repeat the delete an item already records (`deleted_side`)?"""
+    gone = next((a.side for a in d.actions if isinstance(a, MarkDeleted | ParkDelete)), None)
+    return gone is not None and deleted_side in (gone, "both")
 
 
 def _error(res: WriteResult) -> tuple[str, str]:
