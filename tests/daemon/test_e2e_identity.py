@@ -111,3 +111,32 @@ async def test_a_restore_never_takes_the_record_that_reused_the_id(tmp_path, slo
         (plan,) = await plan_restore(handle.ctx, "hub", [item])
         assert not plan.restorable and "gone too" in plan.reason
         assert "Globex" not in hub_by_name(env)
+
+
+@pytest.mark.parametrize("on_delete", ["mark", "propagate"])
+async def test_a_reused_id_the_app_alone_reports_still_ends_the_old_link(tmp_path, slow_autojump,
+                                                                        on_delete):
+    # Only the app's change log brings the change (the hub is not polled again): the load
+    # that lets go of Globex's app id, and then reads again (that commit makes its view of the
+    # store stale), must still sync Globex's item, whose deletion is decided by on_delete.
+    async with running(tmp_path, syncs=companies_sync(on_delete=on_delete), webhooks=False,
+                       timing=Timing(hub_poll_interval=10_000, app_poll_interval=10_000),
+                       organisations=ORGS) as env:
+        await env.wait_ready(("companies",))
+        handle = env.daemon.handle("shop", "companies")
+        await env.eventually(lambda: handle.hub_poller.polls and handle.app_poller.polls)
+        globex = hub_by_name(env)["Globex"]
+        reuse_newest_id(env)
+        handle.app_poller.request_poll()
+        await env.eventually(lambda: "Initech" in hub_by_name(env), timeout=120)
+        items: dict = {}
+
+        async def globex_deleted():
+            items.update({i.hub_id: i for i in await env.items("companies")})
+            return items[globex["id"]].state == "deleted"
+
+        await wait_for(globex_deleted, timeout=120, step=1.0)
+        assert items[globex["id"]].deleted_side == ("app" if on_delete == "mark" else "both")
+        live = {r["id"] for r in env.hub("companies")}
+        assert (globex["id"] in live) == (on_delete == "mark")
+        assert handle.hub_poller.polls == 1  # nothing but the app's change brought the sync
