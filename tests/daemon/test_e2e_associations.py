@@ -199,3 +199,39 @@ async def _failed(get):
 
 async def _state(get, state):
     return (await get()).state == state
+
+
+async def test_a_record_whose_link_ended_waits_for_nothing(tmp_path, slow_autojump):
+    # Acme's association waits for its contact, who cannot be linked (no valid email). Once
+    # Acme is deleted on the hub its link ends (the app keeps its record: on_delete = mark):
+    # nothing syncs its associations again (a restore links it anew), so nothing of it may
+    # wait any more. A row left behind waited for ever, and every start of the daemon synced
+    # the deleted record again for it.
+    db = setup(tmp_path, [{"email": "not-an-email", "first_name": "Ann", "company_id": 1}],
+               [{"name": "Acme", "domain": "acme.example"}])
+    async with running(tmp_path, syncs=SYNCS, app_db=db, timing=TIMING, webhooks=False,
+                       config_kwargs={"connection_extra": ASSOC}) as env:
+        await env.wait_ready(["contacts", "companies"])
+
+        async def waiting():
+            return await env.daemon.store.read(lambda conn: list(conn.execute(
+                "SELECT from_object, from_side, from_id, to_object, to_id "
+                "FROM pending_associations")))
+
+        await wait_for(lambda: _rows(waiting, [("companies", "app", "1", "contacts", "1")]),
+                       timeout=60, step=1.0)
+        # Acme is deleted on the hub (its link ends; the app keeps its record: mark).
+        (acme,) = env.hub("companies")
+        env.emu.archive_record("companies", acme["id"])
+        env.daemon.handle("shop", "companies").poll_now()
+
+        async def acme_deleted():
+            (item,) = await env.items("companies")
+            return item.state == "deleted"
+
+        await wait_for(acme_deleted, timeout=60, step=1.0)
+        assert await waiting() == []
+
+
+async def _rows(get, want):
+    return await get() == want

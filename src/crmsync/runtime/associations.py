@@ -110,6 +110,21 @@ class AssociationSyncer:
         for from_object, from_side, from_id in await self.ctx.store.read(peek):
             await self.resubmit(from_object, (from_side, from_id))  # type: ignore[arg-type]
 
+    def forget_ended(self, conn: sqlite3.Connection,
+                     records: Sequence[tuple[str | None, str | None]]) -> None:
+        """In the commit that ends these records' links ((hub id, app id) each, deleted on a
+        side): what their associations wait for is moot, since no sync reads a record's
+        associations once its link ended (restore-deleted links it anew and syncs them from
+        scratch). Their waiting rows go; rows of records waiting for them stay (they wait
+        for a restore)."""
+        hub_ids = [h for h, _ in records if h]
+        app_ids = [a for _, a in records if a]
+        if not hub_ids and not app_ids:
+            return
+        for pair in self.pairs:
+            store_assoc.clear_waiting(conn, self.connection, pair.hub_a, pair.hub_b, hub_ids,
+                                      app_ids)
+
     async def resubmit_waiting(self) -> int:
         """On start: sync again every record of this object whose associations wait (a crash
         may have come between a partner's link and the new sync of the waiting record)."""

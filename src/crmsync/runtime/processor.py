@@ -814,6 +814,10 @@ class Processor:
             for i, why in refused.items():
                 outcome_works[i].conflict = why
             refused_items = {outcomes[i].item_id for i in refused}
+            if self.ctx.associations is not None:
+                self.ctx.associations.forget_ended(conn, [
+                    (w.hub_id, w.app_id) for i, w in enumerate(outcome_works)
+                    if i not in refused and outcomes[i].state == "deleted"])
             for item_id, side, rid in parked:
                 if item_id in refused_items:
                     continue
