@@ -4,12 +4,13 @@ restarts"), even when the source record's match key changed before the retry (is
 
 import sqlite3
 
+import pytest
 import trio
 
 from crmsync.runtime import processor as processor_module
 from crmsync.runtime.object_sync import Timing
 
-from .harness import companies_sync, running
+from .harness import companies_sync, running, wait_for
 
 
 async def test_a_create_cut_short_is_healed_by_the_key_it_was_sent_with(tmp_path,
@@ -46,3 +47,142 @@ async def test_a_create_cut_short_is_healed_by_the_key_it_was_sent_with(tmp_path
         assert item.state == "syncing" and item.creating == ""
         await trio.sleep(10)
         assert len(env.hub("companies")) == 1
+
+
+def _crash_after_first_create(monkeypatch, then):
+    """The first batch that creates a record crashes after its writes, before its commit
+    (the link of the new record is never recorded); `then()` runs in between."""
+    original = processor_module.Processor._write
+    cut = {"done": False}
+
+    async def write_then_crash(self, works):
+        out = await original(self, works)
+        if any(w.created for w in works) and not cut["done"]:
+            cut["done"] = True
+            then()
+            raise RuntimeError("simulated crash after the writes, before the commit")
+        return out
+
+    monkeypatch.setattr(processor_module.Processor, "_write", write_then_crash)
+    return cut
+
+
+@pytest.mark.parametrize("on_delete", ["mark", "propagate"])
+async def test_a_create_cut_short_whose_source_the_app_deleted_is_a_deleted_pair(
+        tmp_path, slow_autojump, monkeypatch, on_delete):
+    # The hub company made from Acme landed; the app deletes Acme before the restart. The
+    # hub company is crmsync's copy of a deleted record: the pair's deletion is decided by
+    # on_delete, and Acme never comes back to the app as a copy of its own copy.
+    db = tmp_path / "app.db"
+
+    def delete_acme():
+        conn = sqlite3.connect(db)
+        conn.execute("DELETE FROM organisations")
+        conn.commit()
+        conn.close()
+
+    cut = _crash_after_first_create(monkeypatch, delete_acme)
+    async with running(tmp_path, syncs=companies_sync(on_delete=on_delete), webhooks=False,
+                       timing=Timing(hub_poll_interval=2, app_poll_interval=2),
+                       organisations=[{"name": "Acme", "domain": "acme.example"}]) as env:
+        await env.wait_ready(("companies",), timeout=3000)
+        assert cut["done"]
+        items: list = []
+
+        async def decided():
+            items[:] = await env.items("companies")
+            return [i.state for i in items] == ["deleted"]
+
+        await wait_for(decided, timeout=300, step=1.0)
+        await trio.sleep(30)  # a few polls of both sides: nothing more happens
+        (item,) = await env.items("companies")
+        assert env.app_rows("organisations") == []
+        hub = env.emu.records("companies", archived=on_delete == "propagate")
+        assert [r["properties"]["domain"] for r in hub] == ["acme.example"]
+        assert (item.state, item.hub_id) == ("deleted", hub[0]["id"])
+        assert item.deleted_side == ("app" if on_delete == "mark" else "both")
+
+
+@pytest.mark.parametrize("on_delete", ["mark", "propagate"])
+async def test_a_create_cut_short_whose_source_the_hub_deleted_is_a_deleted_pair(
+        tmp_path, slow_autojump, monkeypatch, on_delete):
+    # The mirror: the app company made from a hub company landed; the hub company is deleted
+    # before the restart. The app company is crmsync's copy: it is the deleted pair's other
+    # record (kept in the item with mark, deleted with propagate), never a company of its own.
+    emu_box: list = []
+
+    def delete_on_hub():
+        (hub,) = emu_box[0].records("companies")
+        emu_box[0].archive_record("companies", hub["id"])
+
+    def configure(emu):
+        emu_box.append(emu)
+
+    cut = _crash_after_first_create(monkeypatch, delete_on_hub)
+    async with running(tmp_path, syncs=companies_sync(on_delete=on_delete), webhooks=False,
+                       timing=Timing(hub_poll_interval=2, app_poll_interval=2),
+                       hub_companies=[{"name": "Acme", "domain": "acme.example"}],
+                       configure=configure) as env:
+        await env.wait_ready(("companies",), timeout=3000)
+        assert cut["done"]
+        (hub,) = env.emu.records("companies", archived=True)
+        items: list = []
+
+        async def decided():
+            items[:] = await env.items("companies")
+            return [i.state for i in items] == ["deleted"]
+
+        await wait_for(decided, timeout=300, step=1.0)
+        await trio.sleep(30)
+        (item,) = await env.items("companies")
+        assert env.emu.records("companies") == []
+        rows = env.app_rows("organisations")
+        if on_delete == "mark":
+            assert [(str(r["id"]), r["domain"]) for r in rows] == [(item.app_id, "acme.example")]
+            assert item.deleted_side == "hub"
+        else:
+            assert rows == []
+            assert item.deleted_side == "both"
+        assert item.hub_id == hub["id"]
+
+
+@pytest.mark.parametrize("on_delete", ["mark", "propagate"])
+async def test_a_create_cut_short_whose_source_id_was_reused_is_a_deleted_pair(
+        tmp_path, slow_autojump, monkeypatch, on_delete):
+    # As above, and the app gives the deleted row's id to its next insert (SQLite without
+    # AUTOINCREMENT): letting go of that id must not forget that a create from the deleted
+    # row may have landed.
+    db = tmp_path / "app.db"
+
+    def reuse_the_id():
+        conn = sqlite3.connect(db)
+        conn.execute("DELETE FROM organisations")
+        new_id = conn.execute("INSERT INTO organisations (name, domain) VALUES "
+                              "('Initech', 'initech.example')").lastrowid
+        conn.commit()
+        conn.close()
+        assert new_id == 1
+
+    cut = _crash_after_first_create(monkeypatch, reuse_the_id)
+    async with running(tmp_path, syncs=companies_sync(on_delete=on_delete), webhooks=False,
+                       timing=Timing(hub_poll_interval=2, app_poll_interval=2),
+                       organisations=[{"name": "Acme", "domain": "acme.example"}]) as env:
+        await env.wait_ready(("companies",), timeout=3000)
+        assert cut["done"]
+
+        def hub_domains(archived=False):
+            return sorted(r["properties"]["domain"]
+                          for r in env.emu.records("companies", archived=archived))
+
+        async def decided():
+            states = sorted((i.state, i.deleted_side) for i in await env.items("companies"))
+            return states == [("deleted", "app" if on_delete == "mark" else "both"),
+                              ("syncing", "")]
+
+        await wait_for(decided, timeout=300, step=1.0)
+        await trio.sleep(30)
+        assert [r["name"] for r in env.app_rows("organisations")] == ["Initech"]
+        if on_delete == "mark":
+            assert hub_domains() == ["acme.example", "initech.example"]
+        else:
+            assert (hub_domains(), hub_domains(True)) == (["initech.example"], ["acme.example"])

@@ -401,9 +401,17 @@ def effective_snapshot(rules: SyncRules, snapshot: Snapshot | None, pending: Sna
     for a change, and a change that did not reach the other side is not forgotten.
     """
     if snapshot is None and (hub is None or app is None):
-        # Never linked and one record missing: the interrupted sync was a create that did
-        # not land (or is not found yet); there is no pairing to remember.
-        return None
+        # Never linked and one record missing. The record left is one that sync wrote (it
+        # created it, or updated it to pair it) and still holds what was written: the sync
+        # paired the two and its write landed, and the other record was deleted since, which
+        # is decided as the deletion of a linked pair (never as a new record to copy back).
+        # Otherwise the interrupted sync was a create that did not land (or is not found
+        # yet): there is no pairing to remember.
+        left_side: Side = "hub" if hub is not None else "app"
+        left = hub if hub is not None else app
+        if left is None or left.archived or not _holds_written(rules, pending, written,
+                                                               left_side, left):
+            return None
     wrote = {name: side for side in ("hub", "app") for name in written.get(side, ())}
     old_hub = snapshot.hub if snapshot is not None else {}
     old_app = snapshot.app if snapshot is not None else {}
@@ -435,3 +443,22 @@ def effective_snapshot(rules: SyncRules, snapshot: Snapshot | None, pending: Sna
     if not hub_snap and snapshot is None:
         return None
     return Snapshot(hub=hub_snap, app=app_snap)
+
+
+def _holds_written(rules: SyncRules, pending: Snapshot, written: dict[str, list[str]],
+                   side: Side, rec: Record) -> bool:
+    """Whether `rec` holds every value an interrupted sync wrote to it (and it wrote some)."""
+    names = set(written.get(side, ()))
+    if not names:
+        return False
+    want = pending.hub if side == "hub" else pending.app
+    for r in rules.fields:
+        if r.name not in names:
+            continue
+        try:
+            now = r.read_hub(rec.properties) if side == "hub" else r.read_app(rec.properties)
+        except (InvalidValue, StageProblem):
+            return False
+        if r.name not in want or now != want[r.name]:
+            return False
+    return True

@@ -186,6 +186,17 @@ async def pair_new(ctx: ObjectSyncContext, works: list[Work],
         pid = partner.record_id(side)
         rec = recs.get(side, {}).get(pid or "")
         if rec is None:
+            if partner.creating != w.key_side or partner.intent is None:
+                continue
+            # The partner's record is gone, and a create from it to this side was cut short:
+            # this record may be the one it made. Its sync decides (engine
+            # effective_snapshot) whether it is, and then the pair's deletion; never a copy
+            # of it made back where its source was deleted.
+            w.item = partner
+            if side == "hub":
+                w.hub_id = pid
+            else:
+                w.app_id = pid
             continue
         w.item = partner
         w.set_record(side, rec)
@@ -199,7 +210,7 @@ async def detach_reused(ctx: ObjectSyncContext, items: Sequence[Item],
     id, committed at once, so the record holding it goes through matching as a new record
     (connectors/base.py, "Record identity"). Returns them by item id: the item without its
     app record, whose sync decides the deletion, or None when there is nothing to decide
-    (no hub record left in it, or already deleted)."""
+    (no hub record left in it nor one it may have created there, or already deleted)."""
     reused: dict[int, Item] = {}
     for it in items:
         rec = app_records.get(it.app_id or "")
@@ -213,7 +224,8 @@ async def detach_reused(ctx: ObjectSyncContext, items: Sequence[Item],
         ctx.log.info("app record deleted, its id reused: the link ends", item_id=it.item_id,
                      hub_id=it.hub_id, app_id=it.app_id)
     return {i: (msgspec.structs.replace(it, app_id=None, app_incarnation=None)
-                if it.hub_id is not None and it.state != "deleted" else None)
+                if (it.hub_id is not None or it.creating == "hub") and it.state != "deleted"
+                else None)
             for i, it in reused.items()}
 
 

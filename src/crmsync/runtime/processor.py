@@ -280,23 +280,37 @@ class Processor:
     async def _heal(self, works: list[Work]) -> None:
         for w in works:
             creates = [a for a in w.decision.actions if isinstance(a, Create)]  # type: ignore[union-attr]
-            if not creates or w.item is None or w.item.creating != creates[0].side:
+            it = w.item
+            if it is None or not it.creating:
                 continue
-            side = creates[0].side
+            side: Side = "hub" if it.creating == "hub" else "app"
+            if creates:
+                if creates[0].side != side:
+                    continue
+                values = [creates[0].values]
+            elif w.record(side) is None and w.record(other(side)) is None \
+                    and it.intent is not None:
+                # The record the create was made from is gone: if the create landed, the
+                # record it made is found by the key it was sent with, and the two are a
+                # linked pair one of whose records was deleted (decided by on_delete), not a
+                # new record to copy back where its source was deleted.
+                values = []
+            else:
+                continue
             # A search only sees a record some time after it was written (HubSpot's index
             # lags): look only once that time has passed since the create was sent.
             lag = float(getattr(self.ctx.connector(side), "index_lag", 0.0) or 0.0)
-            if w.item.intent is not None and lag > 0:
+            if it.intent is not None and lag > 0:
                 # (+1 s: the intent's time was taken just before the create was sent.)
-                wait = decode_intent(w.item.intent).at + lag + 1.0 - wall_clock()
+                wait = decode_intent(it.intent).at + lag + 1.0 - wall_clock()
                 if wait > 0:
                     await trio.sleep(wait)
             # By the key the create was sent with (the source record's key may have changed
             # since), then by the key it would be sent with now.
-            sent = decode_intent(w.item.intent).create_keys if w.item.intent else {}
+            sent = decode_intent(it.intent).create_keys if it.intent else {}
             found = None
-            for values in ([sent] if sent else []) + [creates[0].values]:
-                found = await self._find_partner(side, values)
+            for keys in ([sent] if sent else []) + values:
+                found = await self._find_partner(side, keys)
                 if found is not None:
                     break
             if found is not None:
@@ -636,7 +650,9 @@ class Processor:
         if w.hub_write is not None:
             base["hub_write"] = encode_hub_write(w.hub_write)
         settled = (any(isinstance(a, Create) for a in d.actions) or bool(w.created)
-                   or (w.hub is not None and w.app is not None))
+                   or (w.hub is not None and w.app is not None)
+                   or (w.item is not None and w.item.creating in ("hub", "app")
+                       and w.record(w.item.creating) is not None))  # type: ignore[arg-type]
         if w.item is not None and w.item.creating and not settled:
             # A create of an earlier attempt may have landed and this sync did not settle it
             # (no create now, nothing linked): keep the marker so a later create heals first.
@@ -669,6 +685,12 @@ class Processor:
         if isinstance(first, Exclude):
             return Outcome(state="excluded", category=first.reason, detail=first.detail, **base)
         base["rekey"] = self._rekey(w, d, kinds) or own_rekey
+        if any(isinstance(a, MarkDeleted | ParkDelete) for a in kinds) and w.item is not None \
+                and w.item.snapshot is None and d.snapshot is not None:
+            # Paired by a sync cut short (its intent): the pair is remembered as linked, so a
+            # later sync of the record left decides this deletion again, rather than taking
+            # that record for a new one.
+            base["snapshot"] = encode_snapshot(d.snapshot)
         if any(isinstance(a, ParkDelete) for a in kinds):
             side = next(a.side for a in kinds if isinstance(a, ParkDelete))
             return Outcome(state="deleted", category="pending_review",

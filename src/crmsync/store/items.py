@@ -500,15 +500,16 @@ def detach_app_records(conn: sqlite3.Connection, sync_id: str,
     """These items' app records were deleted and their ids now name other records (an app
     that reuses ids): the items let go of the ids and of the match keys those records
     claimed, so the records holding the ids now are new to the sync. An item with a hub
-    record keeps it and its snapshot (its next sync decides the deletion); one without is
-    dropped."""
+    record keeps it and its snapshot (its next sync decides the deletion), and so does one
+    whose create on the hub was sent (`creating`: the hub record it made may exist); any
+    other is dropped."""
     for item_id in item_ids:
-        row = conn.execute("SELECT app_id, hub_id FROM items WHERE item_id = ? AND sync_id = ?",
-                           (item_id, sync_id)).fetchone()
+        row = conn.execute("SELECT app_id, hub_id, creating FROM items WHERE item_id = ? AND "
+                           "sync_id = ?", (item_id, sync_id)).fetchone()
         if row is None or row[0] is None:
             continue
         release_keys(conn, sync_id, "app", row[0])
-        if row[1] is None:
+        if row[1] is None and row[2] != "hub":
             # An app record alone (never linked): nothing of it is left to sync.
             conn.execute("DELETE FROM items WHERE item_id = ?", (item_id,))
             continue
