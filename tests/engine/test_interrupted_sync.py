@@ -67,3 +67,20 @@ def test_a_create_that_did_not_land_is_not_a_pairing():
     pending = Snapshot(hub={"email": "ann@x.com"}, app={"email": "ann@x.com"})
     assert effective_snapshot(RULES, None, pending, {"hub": ["email"], "app": []},
                               None, app()) is None
+
+
+def test_a_create_that_landed_whose_source_was_deleted_is_a_deleted_pair():
+    # A hub record was created from app record a1 (Second); the daemon died before linking,
+    # and a1 was deleted since. The hub record holds what was written: it is the pair's, and
+    # the pair's deletion is decided (not a hub record to copy back to the app).
+    pending = Snapshot(hub={"email": "ann@x.com", "lastname": "Second", "jobtitle": None},
+                       app={"email": "ann@x.com", "lastname": "Second", "jobtitle": None})
+    written = {"hub": ["email", "lastname"], "app": []}
+    h = hub(lastname="Second")
+    snap = effective_snapshot(RULES, None, pending, written, h, None)
+    assert snap == pending
+    assert [type(x).__name__ for x in decide(RULES, h, None, snap).actions] == ["MarkDeleted"]
+    # A hub record that does not hold what was written is not known to be the create's.
+    assert effective_snapshot(RULES, None, pending, written, hub(lastname="Other"), None) is None
+    # Nor is the source record itself, left alone when the create did not land.
+    assert effective_snapshot(RULES, None, pending, written, None, app(lastname="Second")) is None
