@@ -186,3 +186,51 @@ async def test_a_create_cut_short_whose_source_id_was_reused_is_a_deleted_pair(
             assert hub_domains() == ["acme.example", "initech.example"]
         else:
             assert (hub_domains(), hub_domains(True)) == (["initech.example"], ["acme.example"])
+
+
+async def test_an_app_edit_after_a_write_that_landed_before_a_crash_is_kept(
+        tmp_path, slow_autojump, monkeypatch):
+    # Acme is on both sides with another city: the first pairing writes the hub's (York) to
+    # the app, and the daemon dies before committing it. The app's user, seeing York, sets
+    # Hull. Hull is the newest edit and must win: the app's change log shows crmsync's write
+    # landed before it. (Without that, the app's value looked like one that never saw York,
+    # a conflict the hub won: Hull was lost.)
+    db = tmp_path / "app.db"
+
+    def edit_after_the_write():
+        conn = sqlite3.connect(db)
+        (city,) = conn.execute("SELECT city FROM organisations").fetchone()
+        assert city == "York"  # crmsync's write landed
+        conn.execute("UPDATE organisations SET city = 'Hull'")
+        conn.commit()
+        conn.close()
+
+    original = processor_module.Processor._write
+    cut = {"done": False}
+
+    async def write_then_crash(self, works):
+        out = await original(self, works)
+        if any(a.side == "app" for w in works for a in w.decision.actions
+               if type(a).__name__ == "Update") and not cut["done"]:
+            cut["done"] = True
+            edit_after_the_write()
+            raise RuntimeError("simulated crash after the writes, before the commit")
+        return out
+
+    monkeypatch.setattr(processor_module.Processor, "_write", write_then_crash)
+    async with running(tmp_path, syncs=companies_sync(), webhooks=False,
+                       timing=Timing(hub_poll_interval=2, app_poll_interval=2),
+                       organisations=[{"name": "Acme", "domain": "acme.example", "city": "Leeds"}],
+                       hub_companies=[{"name": "Acme", "domain": "acme.example",
+                                       "city": "York"}]) as env:
+        await env.wait_ready(("companies",), timeout=3000)
+        assert cut["done"]
+
+        def cities():
+            return ([r["properties"].get("city") for r in env.hub("companies")],
+                    [r["city"] for r in env.app_rows("organisations")])
+
+        with trio.move_on_after(60):
+            while cities() != (["Hull"], ["Hull"]):
+                await trio.sleep(1)
+        assert cities() == (["Hull"], ["Hull"])

@@ -84,3 +84,18 @@ def test_a_create_that_landed_whose_source_was_deleted_is_a_deleted_pair():
     assert effective_snapshot(RULES, None, pending, written, hub(lastname="Other"), None) is None
     # Nor is the source record itself, left alone when the create did not land.
     assert effective_snapshot(RULES, None, pending, written, None, app(lastname="Second")) is None
+
+
+def test_an_edit_made_after_our_write_landed_is_not_a_conflict():
+    # The first pairing wrote the hub's Second to the app (the hub wins); the daemon died
+    # before linking; the app, holding Second, then set Third. Only the app's change log
+    # says the write landed before Third (`landed`): Third is then the newest edit.
+    pending = Snapshot(hub={"email": "ann@x.com", "lastname": "Second", "jobtitle": None},
+                       app={"email": "ann@x.com", "lastname": "Second", "jobtitle": None})
+    written = {"hub": [], "app": ["lastname"]}
+    h, a = hub(lastname="Second"), app(lastname="Third")
+    snap = effective_snapshot(RULES, None, pending, written, h, a, landed=("app",))
+    assert writes(decide(RULES, h, a, snap)) == {("hub", "lastname", "Third")}
+    # Not known to have landed: Third never saw Second, and the hub wins the conflict.
+    snap = effective_snapshot(RULES, None, pending, written, h, a)
+    assert writes(decide(RULES, h, a, snap)) == {("app", "last_name", "Second")}

@@ -241,6 +241,25 @@ class SupportsPropertyHistory(Protocol):
 
 
 @runtime_checkable
+class SupportsWriteEvidence(Protocol):
+    """A side whose change log tells crmsync's own writes from everyone else's (a database
+    app). After a crash between sending an update and committing its outcome, a record that
+    holds neither the value read nor the value written was either changed before the update
+    (which, being conditional, was then refused) or after it landed: only the log says
+    which, and so whether the record's value is a newer edit or a conflicting one."""
+
+    async def log_position(self) -> str:
+        """Where the change log ends now; taken before updates are sent."""
+        ...
+
+    async def written_then_changed(self, object_name: str, ids: Sequence[str],
+                                   position: str) -> set[str]:
+        """The ids among `ids` whose record crmsync wrote after `position` and someone else
+        changed after that write."""
+        ...
+
+
+@runtime_checkable
 class SupportsEventIntake(Protocol):
     """The hub side of event sync: accepts contact events."""
 

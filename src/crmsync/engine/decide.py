@@ -18,7 +18,7 @@ The decision is pure: same inputs, same output, no I/O, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from crmsync.engine.filters import first_mismatch
@@ -389,16 +389,18 @@ def decide_overwritten(rules: SyncRules, hub: Record | None, app: Record | None,
 
 def effective_snapshot(rules: SyncRules, snapshot: Snapshot | None, pending: Snapshot,
                        written: dict[str, list[str]], hub: Record | None,
-                       app: Record | None) -> Snapshot | None:
+                       app: Record | None, landed: Collection[Side] = ()) -> Snapshot | None:
     """The snapshot to decide with when a sync was interrupted after its writes were sent
     and before its outcome was committed (`pending` is the snapshot it would have stored,
     `written` the fields it wrote per side).
 
     Per field: one that sync did not write takes the pending values (they are what that sync
     would have stored); one it wrote takes the pending values if the side written now holds
-    the value written (the write landed: it is ours, not a change there), else the old
-    snapshot's (the value still has to move). So a write of ours that landed is not mistaken
-    for a change, and a change that did not reach the other side is not forgotten.
+    the value written (the write landed: it is ours, not a change there) or the side is in
+    `landed` (its change log shows our write landed and the record was changed after it: the
+    value it holds is a newer edit), else the old snapshot's (the value still has to move).
+    So a write of ours that landed is not mistaken for a change, an edit made after it is not
+    mistaken for a conflict, and a change that did not reach the other side is not forgotten.
     """
     if snapshot is None and (hub is None or app is None):
         # Never linked and one record missing. The record left is one that sync wrote (it
@@ -426,8 +428,8 @@ def effective_snapshot(rules: SyncRules, snapshot: Snapshot | None, pending: Sna
         else:
             side = wrote[name]
             rec = hub if side == "hub" else app
-            use_pending = False
-            if rec is not None and not rec.archived:
+            use_pending = side in landed
+            if not use_pending and rec is not None and not rec.archived:
                 try:
                     now = r.read_hub(rec.properties) if side == "hub" else r.read_app(
                         rec.properties)

@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 import trio
 
-from crmsync.connectors.base import SupportsPropertyHistory, WriteResult
+from crmsync.connectors.base import SupportsPropertyHistory, SupportsWriteEvidence, WriteResult
 from crmsync.engine import decide, decide_overwritten, effective_snapshot
 from crmsync.engine.matching import Duplicate, Holder, match, pairable
 from crmsync.engine.types import (
@@ -82,6 +82,9 @@ class Intent(msgspec.Struct, frozen=True):
     # A create's match-key fields as sent (field -> value): the record it made is found by
     # them even if the source record's key changed before the create is healed.
     create_keys: dict[str, str] = {}
+    # Where the app's change log ended before the app updates were sent (a side with
+    # SupportsWriteEvidence): it tells later whether they landed.
+    app_position: str = ""
 
 
 _intent_enc = msgspec.json.Encoder()
@@ -95,13 +98,15 @@ def wall_clock() -> float:
     return time.time()
 
 
-def encode_intent(d: Decision, create_keys: dict[str, str] | None = None) -> bytes | None:
+def encode_intent(d: Decision, create_keys: dict[str, str] | None = None,
+                  app_position: str = "") -> bytes | None:
     if d.snapshot is None:
         return None
     written: dict[str, list[str]] = {"hub": [], "app": []}
     for c in d.changes:
         written[c.side].append(c.field)
-    return _intent_enc.encode(Intent(d.snapshot, written, wall_clock(), create_keys or {}))
+    return _intent_enc.encode(Intent(d.snapshot, written, wall_clock(), create_keys or {},
+                                     app_position if written["app"] else ""))
 
 
 def decode_intent(b: bytes) -> Intent:
@@ -151,6 +156,9 @@ class Work:
     lost: dict[str, str] = field(default_factory=dict)
     # This sync's update of the hub record, once it landed.
     hub_write: HubWrite | None = None
+    # Sides where an interrupted sync's update is known to have landed although the record
+    # changed again since (engine effective_snapshot).
+    landed: tuple[Side, ...] = ()
 
     def __post_init__(self) -> None:
         if self.item is not None:
@@ -206,7 +214,7 @@ class Processor:
             # An earlier sync of this item was cut short after sending its writes.
             intent = decode_intent(w.item.intent)
             snap = effective_snapshot(self.ctx.rules, snap, intent.snapshot, intent.written,
-                                      w.hub, w.app)
+                                      w.hub, w.app, w.landed)
         if w.lost:
             w.decision = decide_overwritten(self.ctx.rules, w.hub, w.app, snap, w.lost)
         else:
@@ -238,6 +246,28 @@ class Processor:
             if w.lost:
                 self.ctx.log.info("hub edit overwritten by our write: decided as a conflict",
                                   hub_id=hub_id, app_id=w.app_id, fields=sorted(w.lost))
+
+    async def _see_landed(self, works: list[Work]) -> None:
+        """Items whose last sync was cut short after sending app updates: ask the app's
+        change log whether those updates landed before the record changed again (then the
+        value it holds is a newer edit, not one made without seeing ours)."""
+        app = self.ctx.app
+        if not isinstance(app, SupportsWriteEvidence):
+            return
+        asks: dict[str, list[Work]] = {}
+        for w in works:
+            it = w.item
+            if it is None or it.intent is None or w.app is None:
+                continue
+            intent = decode_intent(it.intent)
+            if intent.app_position:
+                asks.setdefault(intent.app_position, []).append(w)
+        for position, ws in asks.items():
+            found = await app.written_then_changed(self.ctx.app_object,
+                                                   [w.app.id for w in ws if w.app], position)
+            for w in ws:
+                if w.app is not None and w.app.id in found:
+                    w.landed = ("app",)
 
     # --- 2. heal ---------------------------------------------------------------------------
 
@@ -401,6 +431,12 @@ class Processor:
         inserts: list[Outcome] = []
         inserted: list[Work] = []
         updates: list[tuple[int, bytes | None, str]] = []
+        position = ""
+        app = self.ctx.app
+        if isinstance(app, SupportsWriteEvidence) and any(
+                isinstance(a, Update) and a.side == "app"
+                for w in works if w.decision is not None for a in w.decision.actions):
+            position = await app.log_position()
         for w in works:
             d = w.decision
             assert d is not None
@@ -408,7 +444,8 @@ class Processor:
             if not writes:
                 continue
             create = next((a for a in writes if isinstance(a, Create)), None)
-            blob = encode_intent(d, self._create_keys(create) if create is not None else None)
+            blob = encode_intent(d, self._create_keys(create) if create is not None else None,
+                                 position)
             if w.item is None:
                 if create is None:
                     continue
@@ -789,6 +826,7 @@ class Processor:
         todo = list(works)
         if not self.ctx.preview:
             await self._see_overwritten(todo)
+            await self._see_landed(todo)
         for w in todo:
             self._decide(w)
         if preview:
