@@ -234,3 +234,49 @@ async def test_an_app_edit_after_a_write_that_landed_before_a_crash_is_kept(
             while cities() != (["Hull"], ["Hull"]):
                 await trio.sleep(1)
         assert cities() == (["Hull"], ["Hull"])
+
+
+async def test_an_edit_survives_two_crashes_in_a_row_of_its_record_s_syncs(
+        tmp_path, slow_autojump, monkeypatch):
+    # The hub company made from Acme (Leeds) lands, and the daemon dies before linking. The
+    # app sets Hull. The next sync heals the create and decides Hull for the hub, commits that
+    # intent, and dies before sending it. The sync after that must still know the hub's Leeds
+    # was ours (the first intent said so): Hull moves to the hub, and is not lost to a
+    # "first pairing" that the hub wins.
+    db = tmp_path / "app.db"
+    original = processor_module.Processor._write
+    crashes: list[str] = []
+
+    async def write_with_two_crashes(self, works):
+        if not crashes:
+            out = await original(self, works)
+            if any(w.created for w in works):
+                conn = sqlite3.connect(db)
+                conn.execute("UPDATE organisations SET city = 'Hull'")
+                conn.commit()
+                conn.close()
+                crashes.append("after the create")
+                raise RuntimeError("simulated crash after the create, before the commit")
+            return out
+        if len(crashes) == 1 and any(a.side == "hub" and type(a).__name__ == "Update"
+                                     for w in works for a in w.decision.actions):
+            crashes.append("before the update")
+            raise RuntimeError("simulated crash after the intent, before the update")
+        return await original(self, works)
+
+    monkeypatch.setattr(processor_module.Processor, "_write", write_with_two_crashes)
+    async with running(tmp_path, syncs=companies_sync(), webhooks=False,
+                       timing=Timing(hub_poll_interval=2, app_poll_interval=2),
+                       organisations=[{"name": "Acme", "domain": "acme.example",
+                                       "city": "Leeds"}]) as env:
+        await env.wait_ready(("companies",), timeout=3000)
+
+        def cities():
+            return ([r["properties"].get("city") for r in env.hub("companies")],
+                    [r["city"] for r in env.app_rows("organisations")])
+
+        with trio.move_on_after(60):
+            while cities() != (["Hull"], ["Hull"]):
+                await trio.sleep(1)
+        assert crashes == ["after the create", "before the update"]
+        assert cities() == (["Hull"], ["Hull"])

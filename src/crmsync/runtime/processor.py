@@ -85,6 +85,10 @@ class Intent(msgspec.Struct, frozen=True):
     # Where the app's change log ended before the app updates were sent (a side with
     # SupportsWriteEvidence): it tells later whether they landed.
     app_position: str = ""
+    # The snapshot the sync decided with. A field whose write did not land falls back to it:
+    # when that sync itself decided from an earlier intent (a second crash in a row), the
+    # item's stored snapshot knows less (none at all for a create never linked).
+    base: Snapshot | None = None
 
 
 _intent_enc = msgspec.json.Encoder()
@@ -99,14 +103,14 @@ def wall_clock() -> float:
 
 
 def encode_intent(d: Decision, create_keys: dict[str, str] | None = None,
-                  app_position: str = "") -> bytes | None:
+                  app_position: str = "", base: Snapshot | None = None) -> bytes | None:
     if d.snapshot is None:
         return None
     written: dict[str, list[str]] = {"hub": [], "app": []}
     for c in d.changes:
         written[c.side].append(c.field)
     return _intent_enc.encode(Intent(d.snapshot, written, wall_clock(), create_keys or {},
-                                     app_position if written["app"] else ""))
+                                     app_position if written["app"] else "", base))
 
 
 def decode_intent(b: bytes) -> Intent:
@@ -159,6 +163,8 @@ class Work:
     # Sides where an interrupted sync's update is known to have landed although the record
     # changed again since (engine effective_snapshot).
     landed: tuple[Side, ...] = ()
+    # The snapshot the last decision was made with (recorded in its intent).
+    base: Snapshot | None = None
 
     def __post_init__(self) -> None:
         if self.item is not None:
@@ -213,8 +219,10 @@ class Processor:
         if w.item is not None and w.item.intent is not None:
             # An earlier sync of this item was cut short after sending its writes.
             intent = decode_intent(w.item.intent)
-            snap = effective_snapshot(self.ctx.rules, snap, intent.snapshot, intent.written,
+            old = intent.base if intent.base is not None else snap
+            snap = effective_snapshot(self.ctx.rules, old, intent.snapshot, intent.written,
                                       w.hub, w.app, w.landed)
+        w.base = snap
         if w.lost:
             w.decision = decide_overwritten(self.ctx.rules, w.hub, w.app, snap, w.lost)
         else:
@@ -445,7 +453,7 @@ class Processor:
                 continue
             create = next((a for a in writes if isinstance(a, Create)), None)
             blob = encode_intent(d, self._create_keys(create) if create is not None else None,
-                                 position)
+                                 position, w.base)
             if w.item is None:
                 if create is None:
                     continue
