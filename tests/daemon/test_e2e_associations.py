@@ -235,3 +235,33 @@ async def test_a_record_whose_link_ended_waits_for_nothing(tmp_path, slow_autoju
 
 async def _rows(get, want):
     return await get() == want
+
+
+async def test_a_propagated_delete_of_a_company_lets_go_of_its_contacts(tmp_path, slow_autojump):
+    # Acme is deleted on the hub (which drops its associations) and on_delete = propagate
+    # deletes it in the app too, where Ann's foreign key still points at it. As on the hub,
+    # Ann stays and loses her company: the delete neither fails on the enforced foreign key
+    # (leaving the sides apart for good) nor leaves Ann pointing at nothing.
+    db = setup(tmp_path, [{"email": "ann@example.com", "first_name": "Ann", "company_id": 1}],
+               [{"name": "Acme", "domain": "acme.example"}])
+    syncs = (contacts_sync(on_delete="propagate", extra='associations = ["companies"]\n')
+             + companies_sync(on_delete="propagate"))
+    async with running(tmp_path, syncs=syncs, app_db=db, timing=TIMING, webhooks=False,
+                       config_kwargs={"connection_extra": ASSOC}) as env:
+        await env.wait_ready(["contacts", "companies"])
+        ann = env.hub_by_email()["ann@example.com"]
+        await env.eventually(lambda: env.emu.associations("contacts", ann["id"], "companies"))
+        (acme,) = env.hub("companies")
+        env.emu.archive_record("companies", acme["id"])
+        env.daemon.handle("shop", "companies").poll_now()
+
+        async def acme_deleted():
+            (item,) = await env.items("companies")
+            return item.state in ("deleted", "failed")
+
+        await wait_for(acme_deleted, timeout=60, step=1.0)
+        (item,) = await env.items("companies")
+        assert (item.state, item.deleted_side) == ("deleted", "both"), item
+        assert env.app_rows("organisations") == []
+        assert [(r["email"], r["company_id"]) for r in env.app_rows()] == [
+            ("ann@example.com", None)]

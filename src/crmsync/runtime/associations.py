@@ -110,6 +110,20 @@ class AssociationSyncer:
         for from_object, from_side, from_id in await self.ctx.store.read(peek):
             await self.resubmit(from_object, (from_side, from_id))  # type: ignore[arg-type]
 
+    async def drop_before_delete(self, side: Side, ids: Sequence[str]) -> None:
+        """Before these records are deleted on `side` (a delete propagated there): remove
+        their associations on that side, as HubSpot does when it archives a record, so that a
+        foreign key pointing at one neither refuses the delete, nor deletes its partners (ON
+        DELETE CASCADE), nor is left pointing at nothing. HubSpot drops them itself. A removal
+        that fails leaves the delete to fail as it would have, with its category."""
+        if side != "app" or not ids:
+            return
+        for pair in self.pairs:
+            held = await self._read(side, pair, list(ids))
+            changes = [AssociationChange(rid, b, removed=True)
+                       for rid in ids for b in sorted(held.get(rid, ()))]
+            await self._write(side, pair, changes)
+
     def forget_ended(self, conn: sqlite3.Connection,
                      records: Sequence[tuple[str | None, str | None]]) -> None:
         """In the commit that ends these records' links ((hub id, app id) each, deleted on a

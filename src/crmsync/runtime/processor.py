@@ -568,6 +568,8 @@ class Processor:
                         w.errors.append(_error(res))
             archives = [(w, a) for w in works for a in w.decision.actions  # type: ignore[union-attr]
                         if isinstance(a, Delete) and a.side == side]
+            if archives and self.ctx.associations is not None:
+                await self.ctx.associations.drop_before_delete(side, [a.id for _, a in archives])
             if archives:
                 results = await self.ctx.writer(side).archive([a.id for _, a in archives])
                 for (w, _), res in zip(archives, results, strict=True):
