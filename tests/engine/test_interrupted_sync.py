@@ -99,3 +99,16 @@ def test_an_edit_made_after_our_write_landed_is_not_a_conflict():
     # Not known to have landed: Third never saw Second, and the hub wins the conflict.
     snap = effective_snapshot(RULES, None, pending, written, h, a)
     assert writes(decide(RULES, h, a, snap)) == {("app", "last_name", "Second")}
+
+
+def test_a_record_not_found_yet_where_a_create_was_sent_is_not_deleted():
+    # The create of a hub record from a1 was healed (found, paired, the app updated) by a
+    # sync that was cut short in turn: the item still names no hub record. Its absence from
+    # this decision is "not found yet" (the heal finds it again), not a deletion on the hub.
+    pending = Snapshot(hub={"email": "ann@x.com", "lastname": "Hub", "jobtitle": None},
+                       app={"email": "ann@x.com", "lastname": "Hub", "jobtitle": None})
+    written = {"hub": [], "app": ["lastname"]}
+    a = app(lastname="Hub")
+    assert effective_snapshot(RULES, None, pending, written, None, a, creating="hub") is None
+    # Whereas with the hub record known and gone, the pair's deletion is decided.
+    assert effective_snapshot(RULES, None, pending, written, None, a) == pending

@@ -389,7 +389,8 @@ def decide_overwritten(rules: SyncRules, hub: Record | None, app: Record | None,
 
 def effective_snapshot(rules: SyncRules, snapshot: Snapshot | None, pending: Snapshot,
                        written: dict[str, list[str]], hub: Record | None,
-                       app: Record | None, landed: Collection[Side] = ()) -> Snapshot | None:
+                       app: Record | None, landed: Collection[Side] = (),
+                       creating: str = "") -> Snapshot | None:
     """The snapshot to decide with when a sync was interrupted after its writes were sent
     and before its outcome was committed (`pending` is the snapshot it would have stored,
     `written` the fields it wrote per side).
@@ -401,6 +402,8 @@ def effective_snapshot(rules: SyncRules, snapshot: Snapshot | None, pending: Sna
     value it holds is a newer edit), else the old snapshot's (the value still has to move).
     So a write of ours that landed is not mistaken for a change, an edit made after it is not
     mistaken for a conflict, and a change that did not reach the other side is not forgotten.
+    `creating` names the side a create was sent to and not healed yet: a record missing there
+    is not known yet, not deleted.
     """
     if snapshot is None and (hub is None or app is None):
         # Never linked and one record missing. The record left is one that sync wrote (it
@@ -411,8 +414,8 @@ def effective_snapshot(rules: SyncRules, snapshot: Snapshot | None, pending: Sna
         # yet): there is no pairing to remember.
         left_side: Side = "hub" if hub is not None else "app"
         left = hub if hub is not None else app
-        if left is None or left.archived or not _holds_written(rules, pending, written,
-                                                               left_side, left):
+        if left is None or left.archived or creating == other(left_side) \
+                or not _holds_written(rules, pending, written, left_side, left):
             return None
     wrote = {name: side for side in ("hub", "app") for name in written.get(side, ())}
     old_hub = snapshot.hub if snapshot is not None else {}

@@ -221,7 +221,7 @@ class Processor:
             intent = decode_intent(w.item.intent)
             old = intent.base if intent.base is not None else snap
             snap = effective_snapshot(self.ctx.rules, old, intent.snapshot, intent.written,
-                                      w.hub, w.app, w.landed)
+                                      w.hub, w.app, w.landed, w.item.creating)
         w.base = snap
         if w.lost:
             w.decision = decide_overwritten(self.ctx.rules, w.hub, w.app, snap, w.lost)
