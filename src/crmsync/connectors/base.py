@@ -113,9 +113,18 @@ class ObjectInfo(msgspec.Struct, frozen=True):
 
 
 class AssociationChange(msgspec.Struct, frozen=True):
+    """An association to create or remove between `from_id` and `to_id`. An incarnation
+    (records.py) other than "" is the one the record of that id had when the change was
+    decided: a connector whose records carry incarnations writes nothing to a record of that
+    id that is another record now (the app deleted the one meant and gave its id to a new
+    one); creating fails (`association_failed`), removing succeeds (what is to be removed is
+    gone with its record)."""
+
     from_id: str
     to_id: str
     removed: bool = False
+    from_incarnation: str = ""
+    to_incarnation: str = ""
 
 
 class AppEvent(msgspec.Struct, frozen=True):

@@ -916,6 +916,7 @@ class Processor:
         """Sync the associations of the records linked by this batch; a failure turns the
         record's outcome into association_failed. Returns the records newly linked."""
         linked: list[tuple[str, str]] = []
+        incarnations: dict[str, str] = {}
         newly: list[tuple[str | None, str | None]] = []
         by_hub: dict[str, Work] = {}
         for w in works:
@@ -927,10 +928,12 @@ class Processor:
             if not hub_id or not app_id:
                 continue
             linked.append((hub_id, app_id))
+            if w.app is not None and w.app.id == app_id:
+                incarnations[app_id] = w.app.incarnation
             by_hub[hub_id] = w
             if w.item is None or w.item.snapshot is None or w.created:
                 newly.append((hub_id, app_id))
-        failed = await self.ctx.associations.sync_links(linked)
+        failed = await self.ctx.associations.sync_links(linked, incarnations)
         for hub_id, detail in failed.items():
             w = by_hub[hub_id]
             assert w.outcome is not None
