@@ -3,6 +3,7 @@ the next insert of a table without AUTOINCREMENT (https://sqlite.org/autoinc.htm
 row is a new record that goes through matching, and the link of the deleted one ends."""
 
 import pytest
+import trio
 
 from crmsync.runtime.object_sync import Timing
 
@@ -140,3 +141,55 @@ async def test_a_reused_id_the_app_alone_reports_still_ends_the_old_link(tmp_pat
         live = {r["id"] for r in env.hub("companies")}
         assert (globex["id"] in live) == (on_delete == "mark")
         assert handle.hub_poller.polls == 1  # nothing but the app's change brought the sync
+
+
+@pytest.mark.parametrize("on_delete", ["mark", "propagate"])
+async def test_a_kill_right_after_a_reused_id_ended_the_link_still_decides_the_deletion(
+        tmp_path, slow_autojump, monkeypatch, on_delete):
+    # Found by the randomized e2e test (seed 12): the commit letting go of Globex's reused id
+    # was followed by a kill before the sync that decides Globex's deletion. The change
+    # read again after the restart names the id, which is Initech's now: nothing named
+    # Globex's item any more, and it stayed `syncing` with its hub record alone for ever.
+    from crmsync.runtime import loader
+
+    real = loader.detach_reused
+    detached = trio.Event()
+
+    async def detach_then_hang(*args, **kwargs):
+        out = await real(*args, **kwargs)
+        if out:
+            detached.set()
+            await trio.sleep_forever()  # the kill comes here
+        return out
+
+    timing = Timing(hub_poll_interval=10_000, app_poll_interval=2)
+    syncs = companies_sync(on_delete=on_delete)
+    async with running(tmp_path, syncs=syncs, webhooks=False, timing=timing,
+                       organisations=ORGS) as env:
+        await env.wait_ready(("companies",))
+        globex = hub_by_name(env)["Globex"]
+        # The hub's poll has read past the creates of the initial sync: after the restart
+        # no hub change names Globex.
+        handle = env.daemon.handle("shop", "companies")
+        polls = handle.hub_poller.polls
+        handle.poll_now()
+        await wait_for(lambda: handle.hub_poller.polls > polls, timeout=60)
+        monkeypatch.setattr(loader, "detach_reused", detach_then_hang)
+        reuse_newest_id(env)
+        with trio.fail_after(120):
+            await detached.wait()
+        emu = env.emu
+    monkeypatch.setattr(loader, "detach_reused", real)
+    async with running(tmp_path, syncs=syncs, webhooks=False, timing=timing, emulator=emu,
+                       app_db=tmp_path / "app.db") as env:
+        await env.wait_ready(("companies",))
+
+        async def globex_decided():
+            items = {i.hub_id: i for i in await env.items("companies")}
+            return items[globex["id"]].state == "deleted"
+
+        await wait_for(globex_decided, timeout=120, step=1.0)
+        await env.eventually(lambda: "Initech" in hub_by_name(env), timeout=120)
+        items = {i.hub_id: i for i in await env.items("companies")}
+        assert items[globex["id"]].deleted_side == ("app" if on_delete == "mark" else "both")
+        assert (globex["id"] in {r["id"] for r in env.hub("companies")}) == (on_delete == "mark")
