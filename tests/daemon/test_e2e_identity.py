@@ -2,12 +2,13 @@
 the next insert of a table without AUTOINCREMENT (https://sqlite.org/autoinc.html); the new
 row is a new record that goes through matching, and the link of the deleted one ends."""
 
+import httpx
 import pytest
 import trio
 
 from crmsync.runtime.object_sync import Timing
 
-from .harness import companies_sync, running, wait_for
+from .harness import TOKEN, companies_sync, running, wait_for
 
 ORGS = [{"name": "Acme", "domain": "acme.example", "city": "Leeds"},
         {"name": "Globex", "domain": "globex.example", "city": "York"}]
@@ -193,3 +194,39 @@ async def test_a_kill_right_after_a_reused_id_ended_the_link_still_decides_the_d
         items = {i.hub_id: i for i in await env.items("companies")}
         assert items[globex["id"]].deleted_side == ("app" if on_delete == "mark" else "both")
         assert (globex["id"] in {r["id"] for r in env.hub("companies")}) == (on_delete == "mark")
+
+
+async def test_a_create_given_a_deleted_record_s_id_is_not_repeated(tmp_path, slow_autojump):
+    # Found by the randomized e2e test (seed 2): the app deleted Globex (its newest row) and,
+    # before crmsync read that, crmsync's create of Initech there was given Globex's id. The
+    # commit linking it was refused (Globex's item still held the id), and the retry's heal
+    # took the row it had made for Globex's: Initech was created in the app a second time.
+    timing = Timing(hub_poll_interval=10_000, app_poll_interval=10_000)
+    async with running(tmp_path, syncs=companies_sync(), timing=timing,
+                       organisations=ORGS) as env:
+        await env.wait_ready(("companies",))
+        globex = hub_by_name(env)["Globex"]
+        env.app_exec("DELETE FROM organisations WHERE id = 2")
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=env.emu.app),
+                                     base_url="http://hubspot.test") as api:
+            # Through the API, as a user would: it fires the webhook that brings Hooli.
+            r = await api.post("/crm/v3/objects/companies",
+                               headers={"Authorization": f"Bearer {TOKEN}"},
+                               json={"properties": {"name": "Hooli", "domain": "hooli.example"}})
+        assert r.status_code == 201, r.text
+
+        def hooli_rows():
+            return [row["id"] for row in env.app_rows("organisations")
+                    if row["name"] == "Hooli"]
+
+        await env.eventually(lambda: hooli_rows() != [], timeout=120)
+        assert hooli_rows() == [2]  # the id SQLite gave back
+
+        async def decided():
+            items = {i.hub_id: i for i in await env.items("companies")}
+            return (items[globex["id"]].state == "deleted"
+                    and items[r.json()["id"]].app_id == "2")
+
+        # Globex's deletion is decided by the sweep of queued items (60 s).
+        await wait_for(decided, timeout=300, step=1.0)
+        assert hooli_rows() == [2]

@@ -309,6 +309,18 @@ class Processor:
         for rec in found:
             linked = await self.ctx.store.read(store_items.find_item, self.ctx.sync_id, side,
                                                rec.id)
+            if (side == "app" and linked is not None and linked.app_incarnation is not None
+                    and linked.app_incarnation != rec.incarnation):
+                # The item holding this id held a record the app deleted, whose id it gave
+                # to this one (it may be the record our own create made): that item lets go
+                # of the id (queued until its deletion is decided, see detach_app_records),
+                # and the record is new to the sync (as loader.detach_reused does in a load).
+                await self.ctx.store.call(store_items.detach_app_records, self.ctx.sync_id,
+                                          [linked.item_id])
+                self.ctx.log.info("app record deleted, its id reused: the link ends",
+                                  item_id=linked.item_id, hub_id=linked.hub_id,
+                                  app_id=linked.app_id)
+                linked = None
             if linked is None or (not unseen_only and pairable(
                     Holder(rec.id, linked.record_id(other(side)), linked.state,
                            linked.category), None)):
