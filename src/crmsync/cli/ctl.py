@@ -25,7 +25,7 @@ import msgspec
 from crmsync.control import protocol as p
 from crmsync.control.client import ControlClient, ControlUnavailable
 from crmsync.control.paths import DEFAULT_CONFIG, client_socket_paths
-from crmsync.daemon.operations import MAX_PAGE, RecordView, StatusView
+from crmsync.control.views import MAX_PAGE, RecordView, StatusView
 
 STATES = ["failed", "excluded", "syncing", "queued", "pending", "deleted"]
 COUNT_STATES = ["syncing", "failed", "excluded", "queued", "pending", "deleted"]
