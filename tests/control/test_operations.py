@@ -9,10 +9,10 @@ import trio
 from structlog.testing import capture_logs
 
 from crmsync.config.model import ObjectSync
+from crmsync.control import ops
 from crmsync.control import protocol as p
 from crmsync.control.server import ControlServer
 from crmsync.daemon import logging as daemon_logging
-from crmsync.daemon import operations as ops
 
 SYNC = ObjectSync(connection="shop", hub_object="contacts", app_object="customers")
 

@@ -16,7 +16,7 @@ import time
 import trio
 
 from crmsync.connectors.base import ConnectorError
-from crmsync.daemon import operations as ops
+from crmsync.control import ops
 from crmsync.emulators.hubspot import HubSpotEmulator
 from crmsync.runtime import processor as processor_module
 from crmsync.runtime.object_sync import Timing

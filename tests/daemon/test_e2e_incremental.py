@@ -128,7 +128,7 @@ async def test_a_reviewed_delete_is_not_parked_again_by_later_syncs(tmp_path, sl
     # record (a hub edit, a poll, a reconciliation) find the app row still gone: that delete
     # was decided already and must not come back for review, nor be approved by a later
     # `deletes approve --all`.
-    from crmsync.daemon import operations as ops
+    from crmsync.control import ops
 
     async with running(tmp_path, syncs=contacts_sync(on_delete="review"),
                        customers=CUSTOMERS, hub_contacts=HUB) as env:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from crmsync.daemon import operations as ops
+from crmsync.control import ops
 from crmsync.runtime.object_sync import Timing
 
 from .harness import APP_SCHEMA, Env, companies_sync, contacts_sync, make_app_db, running, wait_for

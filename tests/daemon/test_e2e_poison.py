@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from crmsync.connectors.app_webhooks import AppWebhookEvent, sign
-from crmsync.daemon import operations as ops
+from crmsync.control import ops
 from crmsync.daemon.webhook_server import HubInboxEvent
 from crmsync.emulators.hubspot.signatures import signature_v3
 from crmsync.runtime import processor as processor_module

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import trio
 
-from crmsync.daemon import operations as ops
+from crmsync.control import ops
 from crmsync.runtime.object_sync import Timing
 
 from .harness import contacts_sync, running

@@ -36,10 +36,10 @@ import trio
 
 from crmsync import __version__
 from crmsync.config import ConfigError, Problem
+from crmsync.control import ops
 from crmsync.control import protocol as p
 from crmsync.control.framing import RECEIVE_CHUNK, LineTooLong, receive_line
 from crmsync.control.paths import MAX_PATH_BYTES, server_socket_path
-from crmsync.daemon import operations as ops
 from crmsync.daemon.logging import redact_secrets
 
 if TYPE_CHECKING:

@@ -74,7 +74,7 @@ from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
 from crmsync.store.items import STATES, Item
 
-if TYPE_CHECKING:  # types only: this module is imported by the CLI too (its views)
+if TYPE_CHECKING:  # types only: the control server passes the daemon in
     from crmsync.daemon.main import ConnectionRuntime, Daemon
 
 T = TypeVar("T")
