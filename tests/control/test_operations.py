@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 from crmsync.config.model import ObjectSync
 from crmsync.control import ops
 from crmsync.control import protocol as p
+from crmsync.control.ops import lookup
 from crmsync.control.server import ControlServer
 from crmsync.daemon import logging as daemon_logging
 
@@ -96,19 +97,19 @@ async def test_actions_need_a_running_object_sync(state, ready, fragment):
 def test_unknown_names_say_what_exists():
     daemon, _, _ = fake_daemon()
     with pytest.raises(ops.OperationError, match=r"no connection 'nope' \(configured: shop\)"):
-        ops._sync(daemon, "nope", "contacts")
+        lookup.object_sync(daemon, "nope", "contacts")
     with pytest.raises(ops.OperationError, match=r"configured: contacts \(customers\)"):
-        ops._sync(daemon, "shop", "deals")
-    assert ops._sync(daemon, "shop", "customers") is SYNC
+        lookup.object_sync(daemon, "shop", "deals")
+    assert lookup.object_sync(daemon, "shop", "customers") is SYNC
 
 
 def test_record_ids_name_their_side():
-    assert ops._parse_record("hub:12", "") == ("12", "hub")
-    assert ops._parse_record("app:12", "") == ("12", "app")
-    assert ops._parse_record("12", "app") == ("12", "app")
-    assert ops._parse_record("12", "") == ("12", "")
+    assert lookup.parse_record("hub:12", "") == ("12", "hub")
+    assert lookup.parse_record("app:12", "") == ("12", "app")
+    assert lookup.parse_record("12", "app") == ("12", "app")
+    assert lookup.parse_record("12", "") == ("12", "")
     with pytest.raises(ops.OperationError):
-        ops._parse_record("12", "both")
+        lookup.parse_record("12", "both")
 
 
 async def test_error_replies_never_carry_a_secret():

@@ -21,6 +21,14 @@ import trio
 from crmsync import __version__
 from crmsync.config import ConfigError
 from crmsync.config.model import ObjectSync
+from crmsync.control.ops.lookup import (
+    OperationError,
+    check_connection,
+    find_record,
+    object_sync,
+    object_syncs,
+    store_of,
+)
 from crmsync.control.views import (
     MAX_PAGE,
     ApproveResultView,
@@ -68,10 +76,10 @@ from crmsync.runtime.restore import (
     plan_restore,
     resolve_parked,
 )
-from crmsync.store import Store, reports
 from crmsync.store import connections as store_connections
 from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
+from crmsync.store import reports
 from crmsync.store.items import STATES, Item
 
 if TYPE_CHECKING:  # types only: the control server passes the daemon in
@@ -87,52 +95,11 @@ WATCH_SECONDS = 0.25
 State = Literal["pending", "syncing", "failed", "excluded", "queued", "deleted"]
 
 
-class OperationError(Exception):
-    """An operator request that cannot be done; `code` is machine-readable:
-    not_found, not_running, invalid, ambiguous, config, failed."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _store(daemon: Daemon) -> Store:
-    if daemon.store is None:
-        raise OperationError("not_running", "the daemon is still starting")
-    return daemon.store
-
-
-def _check_connection(daemon: Daemon, connection: str) -> None:
-    if not any(c.name == connection for c in daemon.cfg.connections):
-        known = ", ".join(sorted(c.name for c in daemon.cfg.connections)) or "none"
-        raise OperationError("not_found", f"no connection {connection!r} (configured: {known})")
-
-
-def _sync(daemon: Daemon, connection: str, obj: str) -> ObjectSync:
-    _check_connection(daemon, connection)
-    s = daemon.find_sync(connection, obj)
-    if s is None:
-        known = ", ".join(f"{x.hub_object} ({x.app_object})" for x in daemon.cfg.syncs
-                          if x.connection == connection) or "none"
-        raise OperationError("not_found", f"connection {connection!r} has no object sync "
-                                          f"{obj!r} (configured: {known})")
-    return s
-
-
-def _syncs(daemon: Daemon, connection: str, obj: str) -> list[ObjectSync]:
-    """One object sync (by hub or app object name), or every one of the connection."""
-    if obj:
-        return [_sync(daemon, connection, obj)]
-    _check_connection(daemon, connection)
-    return [s for s in daemon.cfg.syncs if s.connection == connection]
-
-
 def _runtime(daemon: Daemon, connection: str) -> ConnectionRuntime:
-    _check_connection(daemon, connection)
+    check_connection(daemon, connection)
     rt = daemon.connections.get(connection)
     if rt is None:
         raise OperationError("not_running", f"connection {connection!r} is not running")
@@ -250,28 +217,6 @@ def record_view(it: Item, connection: str, obj: str) -> RecordView:
                       updated_at=it.updated_at)
 
 
-def _parse_record(record: str, side: str) -> tuple[str, str]:
-    """`hub:123` / `app:123` name the side; a bare id is looked up on both sides."""
-    if not side and record[:4] in ("hub:", "app:"):
-        return record[4:], record[:3]
-    if side not in ("", "hub", "app"):
-        raise OperationError("invalid", f"side must be hub or app, not {side!r}")
-    return record, side
-
-
-async def _find(daemon: Daemon, sync: ObjectSync, record: str, side: str = "") -> Item:
-    rid, side = _parse_record(record, side)
-    sid = sync_id_of(sync.connection, sync.hub_object)
-    found = await _store(daemon).read(reports.find_record, sid, rid, side)
-    if not found:
-        where = f"{side} record" if side else "record"
-        raise OperationError("not_found", f"no {where} {rid!r} in {sid}")
-    if len(found) > 1:
-        raise OperationError("ambiguous", f"{rid!r} is a hub id and an app id in {sid}: "
-                                          f"write hub:{rid} or app:{rid}")
-    return found[0]
-
-
 # --- status -------------------------------------------------------------------------------------
 
 
@@ -310,7 +255,7 @@ def _object_view(st: Any, report: reports.SyncReport | None, handle: ObjectSyncH
 async def status(daemon: Daemon, connection: str = "") -> StatusView:
     """The daemon, every connection (or one) and every object sync, with counts per state."""
     if connection:
-        _check_connection(daemon, connection)
+        check_connection(daemon, connection)
     now = time.time()
     runtimes = [rt for name, rt in daemon.connections.items()
                 if not connection or name == connection]
@@ -363,7 +308,7 @@ async def records(daemon: Daemon, connection: str, obj: str, state: str, categor
     read now from one side (runtime/record_values.py: one batch read per side); if they
     cannot be read (the object sync is not running, a side fails), the page still comes,
     with `values_error` saying why."""
-    sync = _sync(daemon, connection, obj)
+    sync = object_sync(daemon, connection, obj)
     if state not in STATES:
         raise OperationError("invalid", f"state must be one of {', '.join(STATES)}")
     limit = max(1, min(limit, MAX_PAGE))
@@ -373,7 +318,7 @@ async def records(daemon: Daemon, connection: str, obj: str, state: str, categor
         return (store_items.list_items(conn, sid, state, category or None, limit, after),
                 store_items.counts(conn, sid))
 
-    items, counts = await _store(daemon).read(page)
+    items, counts = await store_of(daemon).read(page)
     views = [record_view(it, connection, sync.hub_object) for it in items]
     fields: list[str] = []
     values_error = ""
@@ -437,10 +382,10 @@ async def history(daemon: Daemon, connection: str, obj: str, record: str, side: 
                   limit: int = 50) -> RecordHistory:
     """A record's decisions, newest first, with per field the old and new value, the side
     that won and why."""
-    sync = _sync(daemon, connection, obj)
-    it = await _find(daemon, sync, record, side)
+    sync = object_sync(daemon, connection, obj)
+    it = await find_record(daemon, sync, record, side)
     sid = sync_id_of(connection, sync.hub_object)
-    rows = await _store(daemon).read(store_items.history_for, sid, it.item_id,
+    rows = await store_of(daemon).read(store_items.history_for, sid, it.item_id,
                                      max(1, min(limit, MAX_PAGE)))
     return RecordHistory(
         connection=connection, hub_object=sync.hub_object,
@@ -457,7 +402,7 @@ async def preview(daemon: Daemon, connection: str, obj: str = "",
                   limit: int = 20) -> PreviewView:
     """The initial-sync plan of object syncs that start in preview: counts per kind (match,
     create_hub, create_app, duplicate, conflict, exclude, ...) and the first entries of each."""
-    syncs = _syncs(daemon, connection, obj)
+    syncs = object_syncs(daemon, connection, obj)
     limit = max(0, min(limit, MAX_PAGE))
 
     def read(conn: sqlite3.Connection) -> list[PlanView]:
@@ -479,13 +424,13 @@ async def preview(daemon: Daemon, connection: str, obj: str = "",
                 summary=summary, entries=entries))
         return out
 
-    return PreviewView(connection=connection, objects=await _store(daemon).read(read))
+    return PreviewView(connection=connection, objects=await store_of(daemon).read(read))
 
 
 async def approve(daemon: Daemon, connection: str, obj: str = "") -> ApproveView:
     """Let object syncs whose preview is ready run their initial sync for real."""
-    syncs = _syncs(daemon, connection, obj)
-    store = _store(daemon)
+    syncs = object_syncs(daemon, connection, obj)
+    store = store_of(daemon)
     out = []
     for s in syncs:
         sid = sync_id_of(connection, s.hub_object)
@@ -537,13 +482,13 @@ async def resync(daemon: Daemon, connection: str, obj: str = "", failed: bool = 
         raise OperationError("invalid", "give either --failed or --record, not both")
     if record and not obj:
         raise OperationError("invalid", "--record needs the OBJECT")
-    syncs = _syncs(daemon, connection, obj)
-    store = _store(daemon)
+    syncs = object_syncs(daemon, connection, obj)
+    store = store_of(daemon)
     out = []
     for s in syncs:
         sid = sync_id_of(connection, s.hub_object)
         if record:
-            it = await _find(daemon, s, record, side)
+            it = await find_record(daemon, s, record, side)
 
             async def one(ctx: ObjectSyncContext, queue: RecordLockQueue,
                           it: Item = it) -> int:
@@ -610,11 +555,11 @@ async def restore_deleted(daemon: Daemon, connection: str, obj: str, to: str,
     if to not in ("hub", "app"):
         raise OperationError("invalid", f"--to must be hub or app, not {to!r}")
     side_to: Side = "hub" if to == "hub" else "app"
-    sync = _sync(daemon, connection, obj)
+    sync = object_sync(daemon, connection, obj)
     sid = sync_id_of(connection, sync.hub_object)
-    store = _store(daemon)
+    store = store_of(daemon)
     limit = max(0, min(limit, MAX_PAGE))
-    single: Item | None = await _find(daemon, sync, record, side) if record else None
+    single: Item | None = await find_record(daemon, sync, record, side) if record else None
 
     async def work(ctx: ObjectSyncContext, queue: RecordLockQueue) -> RestoreView:
         rows: list[RestoreRowView] = []
@@ -659,14 +604,14 @@ def _writable(sync: ObjectSync, side: str) -> bool:
 
 async def deletes(daemon: Daemon, connection: str, obj: str, limit: int = 100) -> DeletesView:
     """Deletes parked for review (`on_delete = "review"`), oldest first."""
-    sync = _sync(daemon, connection, obj)
+    sync = object_sync(daemon, connection, obj)
     sid = sync_id_of(connection, sync.hub_object)
 
     def read(conn: sqlite3.Connection) -> tuple[list[reports.ParkedDelete], int]:
         return (reports.parked(conn, sid, limit=max(0, min(limit, MAX_PAGE))),
                 reports.parked_count(conn, sid))
 
-    parked, total = await _store(daemon).read(read)
+    parked, total = await store_of(daemon).read(read)
     return DeletesView(
         connection=connection, hub_object=sync.hub_object, app_object=sync.app_object,
         on_delete=sync.on_delete, total=total,
@@ -687,12 +632,12 @@ async def resolve_deletes(daemon: Daemon, connection: str, obj: str, action: str
         raise OperationError("invalid", f"action must be approve or ignore, not {action!r}")
     if bool(record) == bool(every):
         raise OperationError("invalid", "give either --record ID or --all")
-    sync = _sync(daemon, connection, obj)
+    sync = object_sync(daemon, connection, obj)
     sid = sync_id_of(connection, sync.hub_object)
-    store = _store(daemon)
+    store = store_of(daemon)
     ids: list[int] | None = None
     if record:
-        ids = [(await _find(daemon, sync, record, side)).item_id]
+        ids = [(await find_record(daemon, sync, record, side)).item_id]
 
     async def work(ctx: ObjectSyncContext, queue: RecordLockQueue) -> ReviewView:
         rows: list[ReviewRowView] = []
@@ -751,8 +696,8 @@ def _state_view(daemon: Daemon, connection: str, changed: bool,
 
 async def disable(daemon: Daemon, connection: str, reason: str = "") -> ConnectionStateView:
     """Stop a connection and keep it stopped across restarts (persisted in the store)."""
-    _check_connection(daemon, connection)
-    store = _store(daemon)
+    check_connection(daemon, connection)
+    store = store_of(daemon)
     was = await store.read(store_connections.disabled)
     why = reason or "disabled by operator"
     await store.call(store_connections.set_disabled, connection, True, why)
@@ -765,8 +710,8 @@ async def disable(daemon: Daemon, connection: str, reason: str = "") -> Connecti
 
 async def enable(daemon: Daemon, connection: str) -> ConnectionStateView:
     """Start a disabled connection again (it resumes where it stopped)."""
-    _check_connection(daemon, connection)
-    store = _store(daemon)
+    check_connection(daemon, connection)
+    store = store_of(daemon)
     was = await store.read(store_connections.disabled)
     if connection not in was:
         return _state_view(daemon, connection, False, "not disabled")
@@ -784,8 +729,8 @@ async def delete_sync(daemon: Daemon, connection: str, yes: bool = False) -> Del
     snapshots, states, history, cursors, initial-sync checkpoints and plans, parked deletes);
     the connection stays disabled. Never touches either side's data. Without `yes`, only
     reports what would be dropped."""
-    _check_connection(daemon, connection)
-    store = _store(daemon)
+    check_connection(daemon, connection)
+    store = store_of(daemon)
     configured = [sync_id_of(connection, s.hub_object) for s in daemon.cfg.syncs
                   if s.connection == connection]
 
@@ -837,7 +782,7 @@ async def poll_now(daemon: Daemon, connection: str, obj: str = "") -> PollNowVie
     return without waiting for them. The reply says what those polls cannot see yet: HubSpot's
     search index lags behind its writes, so a hub poll reads changes up to
     `search_index_lag_seconds` ago and leaves younger ones to the first poll after that."""
-    syncs = _syncs(daemon, connection, obj)
+    syncs = object_syncs(daemon, connection, obj)
     polled: list[str] = []
     lag = 0.0
     intervals: list[float] = []
