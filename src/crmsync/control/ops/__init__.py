@@ -12,11 +12,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
-import trio
 
 from crmsync import __version__
 from crmsync.config import ConfigError
@@ -29,6 +27,7 @@ from crmsync.control.ops.lookup import (
     object_syncs,
     store_of,
 )
+from crmsync.control.ops.running import ready_handle, stop_gently, submit_wait, while_running
 from crmsync.control.views import (
     MAX_PAGE,
     ApproveResultView,
@@ -65,7 +64,7 @@ from crmsync.engine.categories import hint_for
 from crmsync.engine.types import FieldChange
 from crmsync.records import Side
 from crmsync.runtime.context import ObjectSyncContext, sync_id_of
-from crmsync.runtime.lock_queue import RecordLockQueue, SyncFailed
+from crmsync.runtime.lock_queue import RecordLockQueue
 from crmsync.runtime.object_sync import ObjectSyncHandle
 from crmsync.runtime.reconcile import reconcile_once
 from crmsync.runtime.record_values import RecordValues, field_names, read_values
@@ -83,103 +82,16 @@ from crmsync.store import reports
 from crmsync.store.items import STATES, Item
 
 if TYPE_CHECKING:  # types only: the control server passes the daemon in
-    from crmsync.daemon.main import ConnectionRuntime, Daemon
+    from crmsync.daemon.main import Daemon
 
-T = TypeVar("T")
 
 # How many records a restore / resync handles per step.
 STEP = 100
-# How often a long action checks that its connection still runs.
-WATCH_SECONDS = 0.25
 
 State = Literal["pending", "syncing", "failed", "excluded", "queued", "deleted"]
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def _runtime(daemon: Daemon, connection: str) -> ConnectionRuntime:
-    check_connection(daemon, connection)
-    rt = daemon.connections.get(connection)
-    if rt is None:
-        raise OperationError("not_running", f"connection {connection!r} is not running")
-    return rt
-
-
-def _ready_handle(daemon: Daemon, connection: str, sync: ObjectSync
-                  ) -> tuple[ConnectionRuntime, ObjectSyncHandle]:
-    """The handle of an object sync whose workers run (its initial sync is complete)."""
-    rt = _runtime(daemon, connection)
-    if rt.status.state in ("disabled", "paused", "error"):
-        why = f": {rt.status.reason}" if rt.status.reason else ""
-        raise OperationError("not_running", f"connection {connection!r} is "
-                                            f"{rt.status.state}{why}")
-    h = rt.handles.get(sync.hub_object)
-    if h is None or h.ctx is None or h.queue is None:
-        raise OperationError("not_running", f"{connection}/{sync.hub_object} is not running "
-                                            f"yet (connection {rt.status.state})")
-    if not h.ready.is_set():
-        st = rt.status.objects.get(sync.hub_object)
-        phase = st.phase if st is not None else "starting"
-        raise OperationError("not_running", f"{connection}/{sync.hub_object} is in its initial "
-                                            f"sync (phase {phase}); try again once it is "
-                                            "complete")
-    return rt, h
-
-
-async def _while_running(daemon: Daemon, connection: str, sync: ObjectSync,
-                         fn: Callable[[ObjectSyncContext, RecordLockQueue], Awaitable[T]]) -> T:
-    """Run `fn` with the object sync's context and queue; cancel it with a `not_running`
-    error if the connection stops or restarts meanwhile (its writers and workers are gone
-    then, and waiting for them would never end)."""
-    rt, h = _ready_handle(daemon, connection, sync)
-    ctx, queue = h.ctx, h.queue
-    assert ctx is not None and queue is not None
-
-    def current() -> bool:
-        return (daemon.connections.get(connection) is rt
-                and not (rt.scope is not None and rt.scope.cancel_called)
-                and rt.handles.get(sync.hub_object) is h and h.ctx is ctx and h.queue is queue)
-
-    out: list[T] = []
-
-    async def watch(scope: trio.CancelScope) -> None:
-        while True:
-            await trio.sleep(WATCH_SECONDS)
-            if not current():
-                scope.cancel()
-                return
-
-    try:
-        with trio.CancelScope() as outer:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch, outer)
-                out.append(await fn(ctx, queue))
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        leaf = _single(group)
-        if isinstance(leaf, Exception):  # the action's own error, as it raised it
-            raise leaf from None
-        raise  # cancellation: let Trio see it as it is
-    if not out:  # the watcher cut it short
-        raise OperationError("not_running", f"connection {connection!r} stopped while the "
-                                            "request was running; try again")
-    return out[0]
-
-
-def _single(group: BaseExceptionGroup) -> BaseException:
-    """The error inside a nursery's group (it holds one: the body's), or the group."""
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for x in e.exceptions:
-                walk(x)
-        else:
-            leaves.append(e)
-
-    walk(group)
-    return leaves[0] if len(leaves) == 1 else group
 
 
 def _extra_hint(it: Item, connection: str, obj: str) -> str:
@@ -324,7 +236,7 @@ async def records(daemon: Daemon, connection: str, obj: str, state: str, categor
     values_error = ""
     if values:
         try:
-            read, fields = await _while_running(
+            read, fields = await while_running(
                 daemon, connection, sync,
                 lambda ctx, _queue: _values_of(ctx, items))
             views = [msgspec.structs.replace(v, values=read[v.item_id].values,
@@ -463,17 +375,6 @@ def _key(it: Item) -> tuple[Side, str]:
     return ("hub", it.hub_id) if it.hub_id else ("app", it.app_id or "")
 
 
-async def _submit_wait(queue: RecordLockQueue, keys: list[tuple[Side, str]]) -> None:
-    if not keys:
-        return
-    ticket = await queue.submit(keys)
-    try:
-        await ticket.wait()
-    except SyncFailed as exc:
-        raise OperationError("failed", f"the sync failed: {exc} (the connection restarts; "
-                                       "see the log)") from exc
-
-
 async def resync(daemon: Daemon, connection: str, obj: str = "", failed: bool = False,
                  record: str = "", side: str = "") -> ResyncView:
     """Sync records again now and wait for it: one record, every failed record, or (neither)
@@ -492,10 +393,10 @@ async def resync(daemon: Daemon, connection: str, obj: str = "", failed: bool = 
 
             async def one(ctx: ObjectSyncContext, queue: RecordLockQueue,
                           it: Item = it) -> int:
-                await _submit_wait(queue, [_key(it)])
+                await submit_wait(queue, [_key(it)])
                 return 1
 
-            n = await _while_running(daemon, connection, s, one)
+            n = await while_running(daemon, connection, s, one)
             after = await store.read(store_items.get_item, it.item_id)
             views = [record_view(after, connection, s.hub_object)] if after else []
             mode = "record"
@@ -509,16 +410,16 @@ async def resync(daemon: Daemon, connection: str, obj: str = "", failed: bool = 
                     if not page:
                         return n
                     after = page[-1].item_id
-                    await _submit_wait(queue, [_key(it) for it in page])
+                    await submit_wait(queue, [_key(it) for it in page])
                     n += len(page)
 
-            n = await _while_running(daemon, connection, s, all_failed)
+            n = await while_running(daemon, connection, s, all_failed)
             views, mode = [], "failed"
         else:
             async def everything(ctx: ObjectSyncContext, queue: RecordLockQueue) -> int:
                 return await reconcile_once(ctx, queue)
 
-            n = await _while_running(daemon, connection, s, everything)
+            n = await while_running(daemon, connection, s, everything)
             views, mode = [], "all"
         counts = await store.read(store_items.counts, sid)
         message = (f"reconciled: {n} records read on both sides and synced again"
@@ -592,7 +493,7 @@ async def restore_deleted(daemon: Daemon, connection: str, obj: str, to: str,
                            restored=restored, failed=failed, records=rows,
                            truncated=seen > len(rows))
 
-    return await _while_running(daemon, connection, sync, work)
+    return await while_running(daemon, connection, sync, work)
 
 
 # --- parked deletes -----------------------------------------------------------------------------
@@ -659,29 +560,14 @@ async def resolve_deletes(daemon: Daemon, connection: str, obj: str, action: str
         return ReviewView(connection=connection, hub_object=sync.hub_object, action=action,
                           results=rows)
 
-    return await _while_running(daemon, connection, sync, work)
+    return await while_running(daemon, connection, sync, work)
 
 
 # --- connections --------------------------------------------------------------------------------
 
 
-async def _stop_gently(daemon: Daemon, connection: str) -> None:
-    """Stop handing out work, let running syncs finish (bounded), then cancel the
-    connection's tasks."""
-    rt = daemon.connections.get(connection)
-    if rt is None:
-        return
-    handles = list(rt.handles.values())
-    for h in handles:
-        h.close()
-    with trio.move_on_after(min(daemon.cfg.daemon.shutdown_grace_seconds, 10.0)):
-        for h in handles:
-            await h.wait_idle()
-    daemon.stop_connection(connection)
-
-
 async def _restart(daemon: Daemon, connection: str) -> None:
-    await _stop_gently(daemon, connection)
+    await stop_gently(daemon, connection)
     await daemon.start_connection(connection)
 
 
@@ -787,7 +673,7 @@ async def poll_now(daemon: Daemon, connection: str, obj: str = "") -> PollNowVie
     lag = 0.0
     intervals: list[float] = []
     for s in syncs:
-        _, h = _ready_handle(daemon, connection, s)
+        _, h = ready_handle(daemon, connection, s)
         h.poll_now()
         polled.append(s.hub_object)
         if h.ctx is not None:

@@ -1,0 +1,141 @@
+"""Where operator actions meet the running object syncs.
+
+Every use an action makes of the runtime's internals (a connection's handles, an object sync's
+context and lock queue, the connection's cancel scope, the hub's rate budget) is in this module,
+so that a change in how the runtime exposes a running object sync changes this module only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import trio
+
+from crmsync.config.model import ObjectSync
+from crmsync.control.ops.lookup import OperationError, check_connection
+from crmsync.records import Side
+from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.lock_queue import RecordLockQueue, SyncFailed
+from crmsync.runtime.object_sync import ObjectSyncHandle
+
+if TYPE_CHECKING:  # types only: the control server passes the daemon in
+    from crmsync.daemon.main import ConnectionRuntime, Daemon
+
+
+T = TypeVar("T")
+
+# How often a long action checks that its connection still runs.
+WATCH_SECONDS = 0.25
+
+
+def connection_runtime(daemon: Daemon, connection: str) -> ConnectionRuntime:
+    check_connection(daemon, connection)
+    rt = daemon.connections.get(connection)
+    if rt is None:
+        raise OperationError("not_running", f"connection {connection!r} is not running")
+    return rt
+
+
+def ready_handle(daemon: Daemon, connection: str, sync: ObjectSync
+                 ) -> tuple[ConnectionRuntime, ObjectSyncHandle]:
+    """The handle of an object sync whose workers run (its initial sync is complete)."""
+    rt = connection_runtime(daemon, connection)
+    if rt.status.state in ("disabled", "paused", "error"):
+        why = f": {rt.status.reason}" if rt.status.reason else ""
+        raise OperationError("not_running", f"connection {connection!r} is "
+                                            f"{rt.status.state}{why}")
+    h = rt.handles.get(sync.hub_object)
+    if h is None or h.ctx is None or h.queue is None:
+        raise OperationError("not_running", f"{connection}/{sync.hub_object} is not running "
+                                            f"yet (connection {rt.status.state})")
+    if not h.ready.is_set():
+        st = rt.status.objects.get(sync.hub_object)
+        phase = st.phase if st is not None else "starting"
+        raise OperationError("not_running", f"{connection}/{sync.hub_object} is in its initial "
+                                            f"sync (phase {phase}); try again once it is "
+                                            "complete")
+    return rt, h
+
+
+async def while_running(daemon: Daemon, connection: str, sync: ObjectSync,
+                        fn: Callable[[ObjectSyncContext, RecordLockQueue], Awaitable[T]]) -> T:
+    """Run `fn` with the object sync's context and queue; cancel it with a `not_running`
+    error if the connection stops or restarts meanwhile (its writers and workers are gone
+    then, and waiting for them would never end)."""
+    rt, h = ready_handle(daemon, connection, sync)
+    ctx, queue = h.ctx, h.queue
+    assert ctx is not None and queue is not None
+
+    def current() -> bool:
+        return (daemon.connections.get(connection) is rt
+                and not (rt.scope is not None and rt.scope.cancel_called)
+                and rt.handles.get(sync.hub_object) is h and h.ctx is ctx and h.queue is queue)
+
+    out: list[T] = []
+
+    async def watch(scope: trio.CancelScope) -> None:
+        while True:
+            await trio.sleep(WATCH_SECONDS)
+            if not current():
+                scope.cancel()
+                return
+
+    try:
+        with trio.CancelScope() as outer:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch, outer)
+                out.append(await fn(ctx, queue))
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        leaf = _single(group)
+        if isinstance(leaf, Exception):  # the action's own error, as it raised it
+            raise leaf from None
+        raise  # cancellation: let Trio see it as it is
+    if not out:  # the watcher cut it short
+        raise OperationError("not_running", f"connection {connection!r} stopped while the "
+                                            "request was running; try again")
+    return out[0]
+
+
+def _single(group: BaseExceptionGroup) -> BaseException:
+    """The error inside a nursery's group (it holds one: the body's), or the group."""
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for x in e.exceptions:
+                walk(x)
+        else:
+            leaves.append(e)
+
+    walk(group)
+    return leaves[0] if len(leaves) == 1 else group
+
+
+async def submit_wait(queue: RecordLockQueue, keys: list[tuple[Side, str]]) -> None:
+    """Sync these records again through the lock queue and wait until they are done; a sync
+    that fails is an `OperationError` ("failed")."""
+    if not keys:
+        return
+    ticket = await queue.submit(keys)
+    try:
+        await ticket.wait()
+    except SyncFailed as exc:
+        raise OperationError("failed", f"the sync failed: {exc} (the connection restarts; "
+                                       "see the log)") from exc
+
+
+async def stop_gently(daemon: Daemon, connection: str) -> None:
+    """Stop handing out work, let running syncs finish (bounded), then cancel the
+    connection's tasks."""
+    rt = daemon.connections.get(connection)
+    if rt is None:
+        return
+    handles = list(rt.handles.values())
+    for h in handles:
+        h.close()
+    with trio.move_on_after(min(daemon.cfg.daemon.shutdown_grace_seconds, 10.0)):
+        for h in handles:
+            await h.wait_idle()
+    daemon.stop_connection(connection)
