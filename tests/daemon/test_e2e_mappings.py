@@ -13,6 +13,7 @@ from __future__ import annotations
 from structlog.testing import capture_logs
 
 from crmsync.control import ops
+from crmsync.control.ops import status
 from crmsync.runtime.object_sync import Timing
 
 from .harness import APP_SCHEMA, Env, companies_sync, contacts_sync, make_app_db, running, wait_for
@@ -56,7 +57,7 @@ async def test_a_missing_hubspot_property_pauses_only_its_object_sync(tmp_path, 
             assert "$.syncs[0].mappings[0].hub: mapping favorite_color ⇄ color" in error
             assert "HubSpot has no contacts property 'favorite_color'" in error
             assert "create it in HubSpot or correct `hub`" in error
-            view = await ops.status(env.daemon, "shop")
+            view = await status.status(env.daemon, "shop")
             [contacts] = [o for o in view.connections[0].objects if o.hub_object == "contacts"]
             assert contacts.phase == "paused" and "favorite_color" in contacts.error
             assert view.connections[0].state == "running"

@@ -39,6 +39,7 @@ from crmsync.config import ConfigError, Problem
 from crmsync.control import ops
 from crmsync.control import protocol as p
 from crmsync.control.framing import RECEIVE_CHUNK, LineTooLong, receive_line
+from crmsync.control.ops import status
 from crmsync.control.paths import MAX_PATH_BYTES, server_socket_path
 from crmsync.daemon.logging import redact_secrets
 
@@ -438,7 +439,7 @@ async def dispatch(daemon: Daemon, req: p.Request) -> Any:
         case p.Ping():
             return p.PingReply(version=__version__, pid=os.getpid())
         case p.Status(connection=c):
-            return p.reply_from(p.StatusReply, await ops.status(daemon, c))
+            return p.reply_from(p.StatusReply, await status.status(daemon, c))
         case p.Records(connection=c, object=o, state=s, category=cat, limit=n, after=a,
                        values=v):
             return p.reply_from(p.RecordsReply,

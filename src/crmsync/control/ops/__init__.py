@@ -9,14 +9,11 @@ they follow the same rules as the daemon's own work.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import time
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from crmsync import __version__
 from crmsync.config import ConfigError
 from crmsync.config.model import ObjectSync
 from crmsync.control.ops.lookup import (
@@ -32,21 +29,17 @@ from crmsync.control.views import (
     MAX_PAGE,
     ApproveResultView,
     ApproveView,
-    BudgetView,
     ChangeView,
     ConnectionStateView,
-    ConnectionView,
     DeletesView,
     DeleteSyncView,
     FootprintView,
     HistoryEntryView,
-    ObjectView,
     ParkedView,
     PlanEntryView,
     PlanView,
     PollNowView,
     PreviewView,
-    QueueView,
     RecordHistory,
     RecordsPage,
     RecordView,
@@ -57,15 +50,12 @@ from crmsync.control.views import (
     ResyncView,
     ReviewRowView,
     ReviewView,
-    StatusView,
-    WebhookView,
 )
 from crmsync.engine.categories import hint_for
 from crmsync.engine.types import FieldChange
 from crmsync.records import Side
 from crmsync.runtime.context import ObjectSyncContext, sync_id_of
 from crmsync.runtime.lock_queue import RecordLockQueue
-from crmsync.runtime.object_sync import ObjectSyncHandle
 from crmsync.runtime.reconcile import reconcile_once
 from crmsync.runtime.record_values import RecordValues, field_names, read_values
 from crmsync.runtime.restore import (
@@ -127,87 +117,6 @@ def record_view(it: Item, connection: str, obj: str) -> RecordView:
                       hint=_extra_hint(it, connection, obj), detail=it.detail,
                       deleted_side=it.deleted_side, attempts=it.attempts,
                       updated_at=it.updated_at)
-
-
-# --- status -------------------------------------------------------------------------------------
-
-
-def _object_view(st: Any, report: reports.SyncReport | None, handle: ObjectSyncHandle | None,
-                 sync: ObjectSync, now: float) -> ObjectView:
-    initial = report.initial if report is not None else None
-    phase, done, total = st.phase, st.done, st.total
-    started, completed = st.started_at, st.completed_at
-    if phase == "starting" and initial is not None:
-        phase, done, total = initial.phase, initial.done, initial.total
-        started, completed = initial.started_at, initial.completed_at
-    elif phase == "starting":
-        phase = "not started"
-    running = handle is not None and handle.ready.is_set()
-    percent = eta = None
-    if phase != "complete" and not running and total > 0:
-        percent = round(min(100.0, 100.0 * done / total), 1)
-        if started and done > 0 and now > started:
-            rate = done / (now - started)
-            eta = round(max(0.0, (total - done) / rate), 1)
-    q = handle.queue.statistics() if handle is not None and handle.queue is not None else None
-    return ObjectView(
-        hub_object=sync.hub_object, app_object=sync.app_object, direction=sync.direction,
-        phase=phase, preview=bool(st.preview or (initial is not None and initial.preview
-                                                 and not initial.approved)),
-        running=running, done=done, total=total, percent=percent, eta_seconds=eta,
-        started_at=started, completed_at=completed, last_poll=st.last_poll,
-        last_app_poll=st.last_app_poll, last_webhook=st.last_webhook,
-        last_reconcile=st.last_reconcile, error=st.error,
-        counts=report.counts if report is not None else {},
-        parked_deletes=report.parked if report is not None else 0,
-        webhook_backlog=report.webhook_backlog if report is not None else 0,
-        queue=QueueView(ready=q.ready, running=q.running, queued=q.queued) if q else None)
-
-
-async def status(daemon: Daemon, connection: str = "") -> StatusView:
-    """The daemon, every connection (or one) and every object sync, with counts per state."""
-    if connection:
-        check_connection(daemon, connection)
-    now = time.time()
-    runtimes = [rt for name, rt in daemon.connections.items()
-                if not connection or name == connection]
-    sync_ids = [sync_id_of(rt.settings.name, s.hub_object) for rt in runtimes for s in rt.syncs]
-    found = await daemon.store.read(reports.status_report, sync_ids) if daemon.store else {}
-    conns: list[ConnectionView] = []
-    for rt in runtimes:
-        objects = []
-        for s in rt.syncs:
-            st = rt.status.objects.get(s.hub_object)
-            if st is None:
-                continue
-            objects.append(_object_view(st, found.get(sync_id_of(rt.settings.name,
-                                                                 s.hub_object)),
-                                        rt.handles.get(s.hub_object), s, now))
-        conns.append(ConnectionView(name=rt.status.name, connector=rt.status.connector,
-                                    state=rt.status.state, reason=rt.status.reason,
-                                    restarts=rt.status.restarts, since=rt.status.since,
-                                    objects=objects))
-    budget = None
-    b = getattr(daemon.hub, "budget", None)
-    if b is not None and hasattr(b, "statistics"):
-        bs = b.statistics()
-        budget = BudgetView(name=bs.name, window_used=bs.window_used,
-                            window_limit=bs.window_limit, window_seconds=bs.window_seconds,
-                            daily_used=bs.daily_used, daily_limit=bs.daily_limit,
-                            daily_remaining=bs.daily_remaining, rate_limited=bs.rate_limited,
-                            blocked_for=round(bs.blocked_for, 3), requests=bs.requests)
-    wh = daemon.webhooks
-    whs = daemon.cfg.daemon.webhooks
-    return StatusView(
-        version=__version__, pid=os.getpid(), started_at=daemon.started_at,
-        uptime_seconds=round(now - daemon.started_at, 3), now=now,
-        ready=daemon.ready.is_set(), stopping=daemon.stopping.is_set(),
-        control_path=daemon.control_path,
-        webhooks=WebhookView(enabled=whs.enabled, listen=whs.listen if whs.enabled else "",
-                             accepted=wh.accepted if wh else 0,
-                             rejected=wh.rejected if wh else 0,
-                             last_delivery=wh.last_delivery if wh else None),
-        rate_budget=budget, connections=conns)
 
 
 # --- records and history ------------------------------------------------------------------------
