@@ -14,6 +14,7 @@ import trio
 
 from crmsync.config.model import ObjectSync
 from crmsync.control.ops.lookup import OperationError, check_connection
+from crmsync.control.views import BudgetView, QueueView
 from crmsync.records import Side
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.lock_queue import RecordLockQueue, SyncFailed
@@ -139,3 +140,26 @@ async def stop_gently(daemon: Daemon, connection: str) -> None:
         for h in handles:
             await h.wait_idle()
     daemon.stop_connection(connection)
+
+
+def object_activity(rt: ConnectionRuntime, hub_object: str) -> tuple[bool, QueueView | None]:
+    """Whether an object sync's workers run (its initial sync is complete), and its lock
+    queue's counts (None while it has none)."""
+    h = rt.handles.get(hub_object)
+    running = h is not None and h.ready.is_set()
+    q = h.queue.statistics() if h is not None and h.queue is not None else None
+    return running, (QueueView(ready=q.ready, running=q.running, queued=q.queued) if q
+                     else None)
+
+
+def hub_budget(daemon: Daemon) -> BudgetView | None:
+    """The HubSpot account's rate budget as it stands, where the hub connector has one."""
+    b = getattr(daemon.hub, "budget", None)
+    if b is None or not hasattr(b, "statistics"):
+        return None
+    bs = b.statistics()
+    return BudgetView(name=bs.name, window_used=bs.window_used,
+                      window_limit=bs.window_limit, window_seconds=bs.window_seconds,
+                      daily_used=bs.daily_used, daily_limit=bs.daily_limit,
+                      daily_remaining=bs.daily_remaining, rate_limited=bs.rate_limited,
+                      blocked_for=round(bs.blocked_for, 3), requests=bs.requests)

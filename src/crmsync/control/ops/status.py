@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from crmsync import __version__
 from crmsync.config.model import ObjectSync
 from crmsync.control.ops.lookup import check_connection
+from crmsync.control.ops.running import hub_budget, object_activity
 from crmsync.control.views import (
-    BudgetView,
     ConnectionView,
     ObjectView,
     QueueView,
@@ -19,15 +19,14 @@ from crmsync.control.views import (
     WebhookView,
 )
 from crmsync.runtime.context import sync_id_of
-from crmsync.runtime.object_sync import ObjectSyncHandle
 from crmsync.store import reports
 
 if TYPE_CHECKING:  # types only: the control server passes the daemon in
     from crmsync.daemon.main import Daemon
 
 
-def _object_view(st: Any, report: reports.SyncReport | None, handle: ObjectSyncHandle | None,
-                 sync: ObjectSync, now: float) -> ObjectView:
+def _object_view(st: Any, report: reports.SyncReport | None, running: bool,
+                 queue: QueueView | None, sync: ObjectSync, now: float) -> ObjectView:
     initial = report.initial if report is not None else None
     phase, done, total = st.phase, st.done, st.total
     started, completed = st.started_at, st.completed_at
@@ -36,14 +35,12 @@ def _object_view(st: Any, report: reports.SyncReport | None, handle: ObjectSyncH
         started, completed = initial.started_at, initial.completed_at
     elif phase == "starting":
         phase = "not started"
-    running = handle is not None and handle.ready.is_set()
     percent = eta = None
     if phase != "complete" and not running and total > 0:
         percent = round(min(100.0, 100.0 * done / total), 1)
         if started and done > 0 and now > started:
             rate = done / (now - started)
             eta = round(max(0.0, (total - done) / rate), 1)
-    q = handle.queue.statistics() if handle is not None and handle.queue is not None else None
     return ObjectView(
         hub_object=sync.hub_object, app_object=sync.app_object, direction=sync.direction,
         phase=phase, preview=bool(st.preview or (initial is not None and initial.preview
@@ -55,7 +52,7 @@ def _object_view(st: Any, report: reports.SyncReport | None, handle: ObjectSyncH
         counts=report.counts if report is not None else {},
         parked_deletes=report.parked if report is not None else 0,
         webhook_backlog=report.webhook_backlog if report is not None else 0,
-        queue=QueueView(ready=q.ready, running=q.running, queued=q.queued) if q else None)
+        queue=queue)
 
 
 async def status(daemon: Daemon, connection: str = "") -> StatusView:
@@ -74,22 +71,14 @@ async def status(daemon: Daemon, connection: str = "") -> StatusView:
             st = rt.status.objects.get(s.hub_object)
             if st is None:
                 continue
+            running, queue = object_activity(rt, s.hub_object)
             objects.append(_object_view(st, found.get(sync_id_of(rt.settings.name,
                                                                  s.hub_object)),
-                                        rt.handles.get(s.hub_object), s, now))
+                                        running, queue, s, now))
         conns.append(ConnectionView(name=rt.status.name, connector=rt.status.connector,
                                     state=rt.status.state, reason=rt.status.reason,
                                     restarts=rt.status.restarts, since=rt.status.since,
                                     objects=objects))
-    budget = None
-    b = getattr(daemon.hub, "budget", None)
-    if b is not None and hasattr(b, "statistics"):
-        bs = b.statistics()
-        budget = BudgetView(name=bs.name, window_used=bs.window_used,
-                            window_limit=bs.window_limit, window_seconds=bs.window_seconds,
-                            daily_used=bs.daily_used, daily_limit=bs.daily_limit,
-                            daily_remaining=bs.daily_remaining, rate_limited=bs.rate_limited,
-                            blocked_for=round(bs.blocked_for, 3), requests=bs.requests)
     wh = daemon.webhooks
     whs = daemon.cfg.daemon.webhooks
     return StatusView(
@@ -101,4 +90,4 @@ async def status(daemon: Daemon, connection: str = "") -> StatusView:
                              accepted=wh.accepted if wh else 0,
                              rejected=wh.rejected if wh else 0,
                              last_delivery=wh.last_delivery if wh else None),
-        rate_budget=budget, connections=conns)
+        rate_budget=hub_budget(daemon), connections=conns)
