@@ -39,7 +39,7 @@ from crmsync.config import ConfigError, Problem
 from crmsync.control import ops
 from crmsync.control import protocol as p
 from crmsync.control.framing import RECEIVE_CHUNK, LineTooLong, receive_line
-from crmsync.control.ops import status
+from crmsync.control.ops import records, status
 from crmsync.control.paths import MAX_PATH_BYTES, server_socket_path
 from crmsync.daemon.logging import redact_secrets
 
@@ -443,9 +443,9 @@ async def dispatch(daemon: Daemon, req: p.Request) -> Any:
         case p.Records(connection=c, object=o, state=s, category=cat, limit=n, after=a,
                        values=v):
             return p.reply_from(p.RecordsReply,
-                                await ops.records(daemon, c, o, s, cat, n, a, v))
+                                await records.records(daemon, c, o, s, cat, n, a, v))
         case p.History(connection=c, object=o, record=r, side=side, limit=n):
-            return p.reply_from(p.HistoryReply, await ops.history(daemon, c, o, r, side, n))
+            return p.reply_from(p.HistoryReply, await records.history(daemon, c, o, r, side, n))
         case p.Preview(connection=c, object=o, limit=n):
             return p.reply_from(p.PreviewReply, await ops.preview(daemon, c, o, n))
         case p.Approve(connection=c, object=o):
