@@ -11,6 +11,7 @@ from __future__ import annotations
 import trio
 
 from crmsync.control import ops
+from crmsync.control.ops import preview as preview_ops
 from crmsync.runtime.object_sync import Timing
 
 from .harness import contacts_sync, running
@@ -78,7 +79,7 @@ async def test_preview_comes_back_only_when_matching_changes_and_linked_records_
                        customers=CUSTOMERS, hub_contacts=HUB, webhooks=False,
                        timing=TIMING) as env:
         await env.eventually(lambda: status(env).phase == "previewed")
-        assert (await ops.approve(env.daemon, "shop")).objects[0].approved
+        assert (await preview_ops.approve(env.daemon, "shop")).objects[0].approved
         await env.wait_ready()
         assert "c1@example.com" in env.hub_by_email()
 
@@ -101,7 +102,7 @@ async def test_preview_comes_back_only_when_matching_changes_and_linked_records_
         assert "intern@example.com" not in env.hub_by_email()
         assert "new@example.com" not in env.hub_by_email()
         assert status(env).phase == "previewed"
-        assert (await ops.approve(env.daemon, "shop")).objects[0].approved
+        assert (await preview_ops.approve(env.daemon, "shop")).objects[0].approved
         await env.wait_ready()
         await env.eventually(lambda: {"intern@example.com", "new@example.com"}
                              <= set(env.hub_by_email()), timeout=120)

@@ -39,7 +39,7 @@ from crmsync.config import ConfigError, Problem
 from crmsync.control import ops
 from crmsync.control import protocol as p
 from crmsync.control.framing import RECEIVE_CHUNK, LineTooLong, receive_line
-from crmsync.control.ops import records, status
+from crmsync.control.ops import preview, records, status
 from crmsync.control.paths import MAX_PATH_BYTES, server_socket_path
 from crmsync.daemon.logging import redact_secrets
 
@@ -447,9 +447,9 @@ async def dispatch(daemon: Daemon, req: p.Request) -> Any:
         case p.History(connection=c, object=o, record=r, side=side, limit=n):
             return p.reply_from(p.HistoryReply, await records.history(daemon, c, o, r, side, n))
         case p.Preview(connection=c, object=o, limit=n):
-            return p.reply_from(p.PreviewReply, await ops.preview(daemon, c, o, n))
+            return p.reply_from(p.PreviewReply, await preview.preview(daemon, c, o, n))
         case p.Approve(connection=c, object=o):
-            return p.reply_from(p.ApproveReply, await ops.approve(daemon, c, o))
+            return p.reply_from(p.ApproveReply, await preview.approve(daemon, c, o))
         case p.Resync(connection=c, object=o, failed=f, record=r, side=side):
             return p.reply_from(p.ResyncReply, await ops.resync(daemon, c, o, f, r, side))
         case p.RestoreDeleted(connection=c, object=o, to=to, record=r, side=side, yes=y,

@@ -26,17 +26,12 @@ from crmsync.control.ops.records import record_view
 from crmsync.control.ops.running import ready_handle, stop_gently, submit_wait, while_running
 from crmsync.control.views import (
     MAX_PAGE,
-    ApproveResultView,
-    ApproveView,
     ConnectionStateView,
     DeletesView,
     DeleteSyncView,
     FootprintView,
     ParkedView,
-    PlanEntryView,
-    PlanView,
     PollNowView,
-    PreviewView,
     ReloadView,
     RestoreRowView,
     RestoreView,
@@ -57,7 +52,6 @@ from crmsync.runtime.restore import (
     resolve_parked,
 )
 from crmsync.store import connections as store_connections
-from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
 from crmsync.store import reports
 from crmsync.store.items import Item
@@ -70,67 +64,6 @@ if TYPE_CHECKING:  # types only: the control server passes the daemon in
 STEP = 100
 
 State = Literal["pending", "syncing", "failed", "excluded", "queued", "deleted"]
-
-
-# --- preview / approve ------------------------------------------------------------------------
-
-
-async def preview(daemon: Daemon, connection: str, obj: str = "",
-                  limit: int = 20) -> PreviewView:
-    """The initial-sync plan of object syncs that start in preview: counts per kind (match,
-    create_hub, create_app, duplicate, conflict, exclude, ...) and the first entries of each."""
-    syncs = object_syncs(daemon, connection, obj)
-    limit = max(0, min(limit, MAX_PAGE))
-
-    def read(conn: sqlite3.Connection) -> list[PlanView]:
-        out = []
-        for s in syncs:
-            sid = sync_id_of(connection, s.hub_object)
-            initial = store_initial.get_initial(conn, sid)
-            summary = store_initial.plan_summary(conn, sid)
-            entries = [PlanEntryView(kind=k, hub_id=h, app_id=a, detail=d)
-                       for kind in sorted(summary)
-                       for k, h, a, d in store_initial.plan_entries(conn, sid, kind, limit)]
-            out.append(PlanView(
-                hub_object=s.hub_object, app_object=s.app_object,
-                phase=initial.phase if initial else "not started",
-                preview=bool(initial.preview and not initial.approved) if initial
-                else s.start_in_preview,
-                ready=initial is not None and initial.phase == "previewed",
-                done=initial.done if initial else 0, total=initial.total if initial else 0,
-                summary=summary, entries=entries))
-        return out
-
-    return PreviewView(connection=connection, objects=await store_of(daemon).read(read))
-
-
-async def approve(daemon: Daemon, connection: str, obj: str = "") -> ApproveView:
-    """Let object syncs whose preview is ready run their initial sync for real."""
-    syncs = object_syncs(daemon, connection, obj)
-    store = store_of(daemon)
-    out = []
-    for s in syncs:
-        sid = sync_id_of(connection, s.hub_object)
-
-        def go(conn: sqlite3.Connection, sid: str = sid) -> tuple[bool, str]:
-            initial = store_initial.get_initial(conn, sid)
-            if initial is None:
-                return False, "the initial sync has not started"
-            if not initial.preview:
-                return False, ("already approved" if initial.approved
-                               else "not in preview (start_in_preview is false)")
-            if initial.phase != "previewed":
-                return False, (f"the preview is not ready yet (phase {initial.phase}, "
-                               f"{initial.done} of {initial.total})")
-            return store_initial.approve(conn, sid), "approved: the initial sync starts"
-
-        ok, message = await store.call(go)
-        if ok:
-            h = daemon.handle(connection, s.hub_object)
-            if h is not None:
-                h.approve()
-        out.append(ApproveResultView(hub_object=s.hub_object, approved=ok, message=message))
-    return ApproveView(connection=connection, objects=out)
 
 
 # --- resync -----------------------------------------------------------------------------------
