@@ -7,6 +7,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from crmsync.control.ops.lookup import object_syncs, store_of
+from crmsync.control.ops.running import start_approved
 from crmsync.control.views import (
     MAX_PAGE,
     ApproveResultView,
@@ -73,8 +74,6 @@ async def approve(daemon: Daemon, connection: str, obj: str = "") -> ApproveView
 
         ok, message = await store.call(go)
         if ok:
-            h = daemon.handle(connection, s.hub_object)
-            if h is not None:
-                h.approve()
+            start_approved(daemon, connection, s.hub_object)
         out.append(ApproveResultView(hub_object=s.hub_object, approved=ok, message=message))
     return ApproveView(connection=connection, objects=out)

@@ -163,3 +163,11 @@ def hub_budget(daemon: Daemon) -> BudgetView | None:
                       daily_used=bs.daily_used, daily_limit=bs.daily_limit,
                       daily_remaining=bs.daily_remaining, rate_limited=bs.rate_limited,
                       blocked_for=round(bs.blocked_for, 3), requests=bs.requests)
+
+
+def start_approved(daemon: Daemon, connection: str, hub_object: str) -> None:
+    """Wake an object sync whose preview was just approved in the store, so its initial sync
+    goes on at once (it would find the approval in the store by itself, later)."""
+    h = daemon.handle(connection, hub_object)
+    if h is not None:
+        h.approve()
