@@ -39,7 +39,7 @@ from crmsync.config import ConfigError, Problem
 from crmsync.control import ops
 from crmsync.control import protocol as p
 from crmsync.control.framing import RECEIVE_CHUNK, LineTooLong, receive_line
-from crmsync.control.ops import preview, records, status
+from crmsync.control.ops import preview, records, repair, status
 from crmsync.control.paths import MAX_PATH_BYTES, server_socket_path
 from crmsync.daemon.logging import redact_secrets
 
@@ -451,17 +451,17 @@ async def dispatch(daemon: Daemon, req: p.Request) -> Any:
         case p.Approve(connection=c, object=o):
             return p.reply_from(p.ApproveReply, await preview.approve(daemon, c, o))
         case p.Resync(connection=c, object=o, failed=f, record=r, side=side):
-            return p.reply_from(p.ResyncReply, await ops.resync(daemon, c, o, f, r, side))
+            return p.reply_from(p.ResyncReply, await repair.resync(daemon, c, o, f, r, side))
         case p.RestoreDeleted(connection=c, object=o, to=to, record=r, side=side, yes=y,
                               limit=n):
             return p.reply_from(p.RestoreReply,
-                                await ops.restore_deleted(daemon, c, o, to, r, side, y, n))
+                                await repair.restore_deleted(daemon, c, o, to, r, side, y, n))
         case p.Deletes(connection=c, object=o, limit=n):
-            return p.reply_from(p.DeletesReply, await ops.deletes(daemon, c, o, n))
+            return p.reply_from(p.DeletesReply, await repair.deletes(daemon, c, o, n))
         case p.ResolveDeletes(connection=c, object=o, action=act, record=r, side=side,
                               all=every):
             return p.reply_from(p.ResolveDeletesReply,
-                                await ops.resolve_deletes(daemon, c, o, act, r, side, every))
+                                await repair.resolve_deletes(daemon, c, o, act, r, side, every))
         case p.Disable(connection=c, reason=why):
             return p.reply_from(p.DisableReply, await ops.disable(daemon, c, why))
         case p.Enable(connection=c):
