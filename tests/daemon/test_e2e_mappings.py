@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from crmsync.control import ops
+from crmsync.control.ops import connections as connection_ops
 from crmsync.control.ops import status
 from crmsync.runtime.object_sync import Timing
 
@@ -103,7 +103,7 @@ async def test_a_missing_app_column_pauses_until_it_is_added_and_the_config_relo
 
         env.app_exec("ALTER TABLE customers ADD COLUMN color TEXT")
         env.app_exec("UPDATE customers SET color = 'red' WHERE email = 'c1@example.com'")
-        done = await ops.reload(env.daemon)
+        done = await connection_ops.reload(env.daemon)
         assert any("restarted shop" in d for d in done.changes)
         await env.wait_ready(["contacts"])
         await env.eventually(lambda: env.hub_by_email().get("c1@example.com", {}).get(
@@ -145,7 +145,7 @@ async def test_records_failed_by_a_mapping_recover_once_the_config_is_fixed(
         # Fixed in the configuration: the mapping goes.
         cfg = env.daemon.config_path
         cfg.write_text(cfg.read_text().replace(COLOR, ""))
-        await ops.reload(env.daemon)
+        await connection_ops.reload(env.daemon)
 
         def edited() -> bool:
             hub = env.hub_by_email()

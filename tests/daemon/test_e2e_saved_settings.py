@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import trio
 
-from crmsync.control import ops
+from crmsync.control.ops import connections as connection_ops
 from crmsync.control.ops import preview as preview_ops
 from crmsync.runtime.object_sync import Timing
 
@@ -46,7 +46,7 @@ async def save(env, syncs: str) -> None:
     text = cfg.read_text()
     start = text.index("[[syncs]]")
     cfg.write_text(text[:start] + syncs)
-    assert (await ops.reload(env.daemon)).changes == ["restarted shop"]
+    assert (await connection_ops.reload(env.daemon)).changes == ["restarted shop"]
 
 
 async def test_a_saved_change_decides_every_excluded_record_again(tmp_path, slow_autojump):

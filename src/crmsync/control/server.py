@@ -39,7 +39,7 @@ from crmsync.config import ConfigError, Problem
 from crmsync.control import ops
 from crmsync.control import protocol as p
 from crmsync.control.framing import RECEIVE_CHUNK, LineTooLong, receive_line
-from crmsync.control.ops import preview, records, repair, status
+from crmsync.control.ops import connections, preview, records, repair, status
 from crmsync.control.paths import MAX_PATH_BYTES, server_socket_path
 from crmsync.daemon.logging import redact_secrets
 
@@ -463,15 +463,15 @@ async def dispatch(daemon: Daemon, req: p.Request) -> Any:
             return p.reply_from(p.ResolveDeletesReply,
                                 await repair.resolve_deletes(daemon, c, o, act, r, side, every))
         case p.Disable(connection=c, reason=why):
-            return p.reply_from(p.DisableReply, await ops.disable(daemon, c, why))
+            return p.reply_from(p.DisableReply, await connections.disable(daemon, c, why))
         case p.Enable(connection=c):
-            return p.reply_from(p.EnableReply, await ops.enable(daemon, c))
+            return p.reply_from(p.EnableReply, await connections.enable(daemon, c))
         case p.DeleteSync(connection=c, yes=y):
-            return p.reply_from(p.DeleteSyncReply, await ops.delete_sync(daemon, c, y))
+            return p.reply_from(p.DeleteSyncReply, await connections.delete_sync(daemon, c, y))
         case p.Reload():
-            return p.reply_from(p.ReloadReply, await ops.reload(daemon))
+            return p.reply_from(p.ReloadReply, await connections.reload(daemon))
         case p.PollNow(connection=c, object=o):
-            return p.reply_from(p.PollNowReply, await ops.poll_now(daemon, c, o))
+            return p.reply_from(p.PollNowReply, await connections.poll_now(daemon, c, o))
     raise ops.OperationError("invalid", f"unsupported request {p.op_of(req)!r}")
 
 
