@@ -15,7 +15,7 @@ from crmsync.control.ops.lookup import (
     object_syncs,
     store_of,
 )
-from crmsync.control.ops.running import ready_handle, stop_gently
+from crmsync.control.ops.running import poll_at_once, stop_gently
 from crmsync.control.views import (
     ConnectionStateView,
     DeleteSyncView,
@@ -135,13 +135,11 @@ async def poll_now(daemon: Daemon, connection: str, obj: str = "") -> PollNowVie
     lag = 0.0
     intervals: list[float] = []
     for s in syncs:
-        _, h = ready_handle(daemon, connection, s)
-        h.poll_now()
+        index_lag, interval = poll_at_once(daemon, connection, s)
         polled.append(s.hub_object)
-        if h.ctx is not None:
-            lag = max(lag, float(getattr(h.ctx.hub, "index_lag", 0.0) or 0.0))
-        if h.hub_poller is not None:
-            intervals.append(h.hub_poller.interval)
+        lag = max(lag, index_lag)
+        if interval is not None:
+            intervals.append(interval)
     interval = max(intervals) if intervals else None
     message = f"polling {', '.join(polled)} now"
     if lag > 0:

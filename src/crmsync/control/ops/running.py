@@ -171,3 +171,13 @@ def start_approved(daemon: Daemon, connection: str, hub_object: str) -> None:
     h = daemon.handle(connection, hub_object)
     if h is not None:
         h.approve()
+
+
+def poll_at_once(daemon: Daemon, connection: str, sync: ObjectSync) -> tuple[float, float | None]:
+    """Wake a running object sync's pollers, without waiting for them; returns how far the
+    hub's search index lags (seconds, 0 when it does not) and the hub poll's period (None
+    without a hub poller). `not_running` while the object sync does not run."""
+    _, h = ready_handle(daemon, connection, sync)
+    h.poll_now()
+    lag = float(getattr(h.ctx.hub, "index_lag", 0.0) or 0.0) if h.ctx is not None else 0.0
+    return lag, (h.hub_poller.interval if h.hub_poller is not None else None)
