@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from crmsync.cli.ctl.exits import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from crmsync.control import protocol as p
 from crmsync.control.client import ControlClient, ControlUnavailable
 from crmsync.control.paths import DEFAULT_CONFIG, client_socket_paths
@@ -32,7 +33,6 @@ COUNT_STATES = ["syncing", "failed", "excluded", "queued", "pending", "deleted"]
 # Count columns' headers where space is short.
 WATCH_HEADERS = {"syncing": "sync", "failed": "fail", "excluded": "excl", "queued": "queue",
                  "pending": "pend", "deleted": "del"}
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 # Commands that may take long (they wait for syncs or API writes): no reply timeout by default.
 LONG = {"approve", "resync", "restore-deleted", "deletes", "disable", "enable", "delete-sync",
         "reload"}
