@@ -222,7 +222,8 @@ def build_request(args: argparse.Namespace) -> p.Request:
 
 
 def reply_timeout(args: argparse.Namespace) -> float | None:
-    """Seconds to wait for a reply (--timeout; 0 or less: no limit), None for no limit."""
+    """Seconds to wait for a reply, None for no limit: --timeout (0 or less: none), else 30 s,
+    or none for the commands that wait for syncs."""
     t = getattr(args, "timeout", None)
     if t is not None:
         return t if t > 0 else None
