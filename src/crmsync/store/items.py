@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import msgspec
 
@@ -136,15 +136,6 @@ def key_holder(conn: sqlite3.Connection, sync_id: str, side: str,
         if k in found:
             return found[k]
     return None
-
-
-def claim_keys(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str,
-               keys: Iterable[str]) -> None:
-    """Claim keys for a record; a key already held by another record stays with it."""
-    conn.executemany(
-        "INSERT OR IGNORE INTO match_keys (sync_id, side, key, record_id) VALUES (?, ?, ?, ?)",
-        [(sync_id, side, k, record_id) for k in keys],
-    )
 
 
 def release_keys(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str) -> None:
@@ -530,16 +521,6 @@ def set_intents(conn: sqlite3.Connection, intents: Sequence[tuple[int, bytes | N
     """(item id, intent, creating side) set before a sync sends its writes."""
     conn.executemany("UPDATE items SET intent = ?, creating = ? WHERE item_id = ?",
                      [(blob, creating, item_id) for item_id, blob, creating in intents])
-
-
-def set_state_of(conn: sqlite3.Connection, sync_id: str, side: str, record_ids: Sequence[str],
-                 state: str, category: str = "", detail: str = "") -> None:
-    """Set the state of the items holding these record ids of `side`."""
-    now = time.time()
-    conn.executemany(
-        f"UPDATE items SET state = ?, category = ?, detail = ?, updated_at = ? "
-        f"WHERE sync_id = ? AND {_col(side)} = ?",
-        [(state, category, detail, now, sync_id, r) for r in record_ids])
 
 
 def mark_queued(conn: sqlite3.Connection, item_ids: Sequence[int]) -> None:
