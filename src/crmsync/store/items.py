@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from crmsync.store import inbox
+from crmsync.store import associations, inbox
 
 STATES = ("pending", "syncing", "failed", "excluded", "queued", "deleted")
 
@@ -610,8 +610,5 @@ def drop_sync(conn: sqlite3.Connection, sync_id: str) -> int:
     # Events received for it and not synced yet would be replayed into a new initial sync.
     inbox.drop_sources(conn, inbox.sources_of_sync(sync_id))
     connection, _, obj = sync_id.partition("/")
-    conn.execute("DELETE FROM assoc_pairs WHERE connection = ? AND (x_object = ? OR "
-                 "y_object = ?)", (connection, obj, obj))
-    conn.execute("DELETE FROM pending_associations WHERE connection = ? AND (from_object = ? "
-                 "OR to_object = ?)", (connection, obj, obj))
+    associations.drop_connection_object(conn, connection, obj)
     return n
