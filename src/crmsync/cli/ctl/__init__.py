@@ -77,15 +77,3 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None,
         return EXIT_USAGE if reply.code == "config" else EXIT_FAILED
     return EXIT_FAILED if partly_failed(reply) else EXIT_OK
 
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m crmsync.cli.ctl ...` (until `crmsync ctl` is wired into the main parser)."""
-    parser = argparse.ArgumentParser(prog="crmsync")
-    sub = parser.add_subparsers(dest="command")
-    add_parser(sub)
-    args = parser.parse_args(["ctl", *(sys.argv[1:] if argv is None else argv)])
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
