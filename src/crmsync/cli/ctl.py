@@ -245,14 +245,23 @@ def _table(title: str | None = None, **kw: Any) -> Any:
 # --- human output per reply --------------------------------------------------------------------
 
 
+def _budget_text(b: Any, now: float | None = None) -> str:
+    window = f"{b.window_used}/{b.window_limit or '∞'} per {b.window_seconds:g} s"
+    daily = f"{b.daily_used:,}/{b.daily_limit:,}" if b.daily_limit else f"{b.daily_used:,}"
+    unit = "" if b.unit == "requests" else f" {b.unit}"
+    extra = f", blocked for {b.blocked_for:.1f} s" if b.blocked_for else ""
+    if b.resets_at:
+        left = b.resets_at - (now or time.time())
+        extra += (f", resets {datetime.fromtimestamp(b.resets_at, UTC):%H:%M} UTC "
+                  f"(in {_duration(left)})")
+    return f"{window}, today {daily}{unit}{extra}"
+
+
 def _budget_line(st: StatusView) -> str:
     b = st.rate_budget
     if b is None:
         return ""
-    window = f"{b.window_used}/{b.window_limit or '∞'} per {b.window_seconds:g} s"
-    daily = f"{b.daily_used:,}/{b.daily_limit:,}" if b.daily_limit else f"{b.daily_used:,}"
-    extra = f", blocked for {b.blocked_for:.1f} s" if b.blocked_for else ""
-    return f"HubSpot rate budget: {window}, today {daily}{extra}"
+    return f"HubSpot rate budget: {_budget_text(b, st.now)}"
 
 
 def _shown_states(objects: list[Any]) -> list[str]:
@@ -314,6 +323,8 @@ def render_status(st: StatusView, console: Any) -> None:
                 extra.append(f"[red]{o.error}[/red]")
             notes.append(f"  {o.hub_object}: " + ", ".join(extra))
         console.print(t)
+        if c.budget is not None:
+            console.print(f"  rate budget: {_budget_text(c.budget, now)}")
         for n in notes:
             console.print(n)
 

@@ -106,16 +106,6 @@ class ObjectView(_View, frozen=True, kw_only=True):
     queue: QueueView | None = None
 
 
-class ConnectionView(_View, frozen=True, kw_only=True):
-    name: str
-    connector: str
-    state: str  # starting | running | paused | disabled | error
-    reason: str = ""
-    restarts: int = 0
-    since: float | None = None
-    objects: list[ObjectView] = []
-
-
 class BudgetView(_View, frozen=True, kw_only=True):
     name: str
     window_used: int
@@ -127,6 +117,33 @@ class BudgetView(_View, frozen=True, kw_only=True):
     rate_limited: int = 0
     blocked_for: float = 0.0
     requests: int = 0
+    unit: str = "requests"  # what the daily figures count: requests (HubSpot), tokens
+    resets_at: float | None = None  # when the daily figures reset (epoch seconds)
+
+
+class ConnectionView(_View, frozen=True, kw_only=True):
+    name: str
+    connector: str
+    state: str  # starting | running | paused | disabled | error
+    reason: str = ""
+    restarts: int = 0
+    since: float | None = None
+    objects: list[ObjectView] = []
+    # The app account's rate budget, for connectors that keep one (Pipedrive: tokens).
+    budget: BudgetView | None = None
+
+
+def budget_view(b: Any, unit: str = "requests", now: float | None = None) -> BudgetView:
+    """A RateBudget's statistics for the status reply."""
+    bs = b.statistics()
+    resets = getattr(bs, "daily_resets_in", None)
+    at = (now if now is not None else time.time()) + resets if resets is not None else None
+    return BudgetView(name=bs.name, window_used=bs.window_used, window_limit=bs.window_limit,
+                      window_seconds=bs.window_seconds, daily_used=bs.daily_used,
+                      daily_limit=bs.daily_limit, daily_remaining=bs.daily_remaining,
+                      rate_limited=bs.rate_limited, blocked_for=round(bs.blocked_for, 3),
+                      requests=bs.requests, unit=unit,
+                      resets_at=round(at, 3) if at is not None else None)
 
 
 class WebhookView(_View, frozen=True, kw_only=True):
@@ -594,19 +611,17 @@ async def status(daemon: Daemon, connection: str = "") -> StatusView:
             objects.append(_object_view(st, found.get(sync_id_of(rt.settings.name,
                                                                  s.hub_object)),
                                         rt.handles.get(s.hub_object), s, now))
+        app_budget = rt.env.shared.get("budget")
         conns.append(ConnectionView(name=rt.status.name, connector=rt.status.connector,
                                     state=rt.status.state, reason=rt.status.reason,
                                     restarts=rt.status.restarts, since=rt.status.since,
-                                    objects=objects))
+                                    objects=objects,
+                                    budget=(budget_view(app_budget, "tokens", now)
+                                            if hasattr(app_budget, "statistics") else None)))
     budget = None
     b = getattr(daemon.hub, "budget", None)
     if b is not None and hasattr(b, "statistics"):
-        bs = b.statistics()
-        budget = BudgetView(name=bs.name, window_used=bs.window_used,
-                            window_limit=bs.window_limit, window_seconds=bs.window_seconds,
-                            daily_used=bs.daily_used, daily_limit=bs.daily_limit,
-                            daily_remaining=bs.daily_remaining, rate_limited=bs.rate_limited,
-                            blocked_for=round(bs.blocked_for, 3), requests=bs.requests)
+        budget = budget_view(b, "requests", now)
     wh = daemon.webhooks
     whs = daemon.cfg.daemon.webhooks
     return StatusView(
