@@ -274,3 +274,26 @@ async def test_daily_budget_spent_mid_initial_sync_pauses_and_resumes_losing_not
             emails = [p["emails"][0]["value"] for p in s.persons()]
             assert len(set(emails)) == len(emails)
             await s.eventually(lambda: not s.items("contacts", "failed"), timeout=120)
+
+
+async def test_webhooks_registered_and_removed_through_ctl(tmp_path):
+    with trio.fail_after(120):
+        async with pd_system(tmp_path) as s:
+            (pid,) = s.pd.add_records("persons", [_person("w@example.com", "Web Hook")])
+            s.write_config(CONTACTS.format(extra=""), poll_interval=3600,
+                           webhooks_extra='register = "manual"')
+            await s.start_daemon()
+            await s.wait_synced("contacts")
+            assert s.pd.webhooks.hooks == {}
+            listed = await ctl_json(s, "webhooks", "list", "pd")
+            assert listed["webhooks"] == []
+            made = await ctl_json(s, "webhooks", "register", "pd")
+            assert sorted(w["entity"] for w in made["webhooks"]) == [
+                "deal", "organization", "person"]
+            url = f"http://127.0.0.1:{s.hook_port}/webhooks/pd"
+            assert {h.subscription_url for h in s.pd.webhooks.hooks.values()} == {url}
+            s.pd.update_record("persons", pid, {"first_name": "Hooked"})
+            await s.eventually(lambda: s.contacts_by_email()["w@example.com"]["properties"]
+                               .get("firstname") == "Hooked")
+            gone = await ctl_json(s, "webhooks", "remove", "pd")
+            assert len(gone["webhooks"]) == 3 and s.pd.webhooks.hooks == {}

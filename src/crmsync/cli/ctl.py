@@ -35,7 +35,7 @@ WATCH_HEADERS = {"syncing": "sync", "failed": "fail", "excluded": "excl", "queue
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 # Commands that may take long (they wait for syncs or API writes): no reply timeout by default.
 LONG = {"approve", "resync", "restore-deleted", "deletes", "disable", "enable", "delete-sync",
-        "reload"}
+        "reload", "webhooks"}
 XLSX_MAX_ROWS = 1_048_576  # per worksheet, the header included
 
 
@@ -152,6 +152,11 @@ def add_parser(sub: Any) -> None:
 
     c = cmd("poll-now", "poll both sides for changes now")
     conn_obj(c, "optional")
+
+    c = cmd("webhooks", "the webhooks crmsync keeps in an app (Pipedrive): list, register "
+                        "or remove them through the app's API")
+    c.add_argument("action", choices=["list", "register", "remove"])
+    c.add_argument("connection", metavar="CONN")
 
     c = cmd("export", "write an object sync's records in one state to a file")
     conn_obj(c)
@@ -497,6 +502,12 @@ def render(reply: Any, console: Any) -> None:
         case p.ReloadReply():
             console.print("configuration reloaded: " + ("; ".join(reply.changes)
                                                         or "nothing changed"))
+        case p.WebhooksReply():
+            render_simple_rows(f"{reply.connection}: {reply.message}",
+                               ["id", "object", "url", "user", "active"],
+                               [[w.id, w.entity, w.url, w.user or "-",
+                                 "yes" if w.active else "no"] for w in reply.webhooks],
+                               console)
         case p.PollNowReply():
             # An older daemon sends no message.
             console.print(f"{reply.connection}: "
@@ -568,6 +579,8 @@ def build_request(args: argparse.Namespace) -> p.Request:
             return p.Reload()
         case "poll-now":
             return p.PollNow(connection=args.connection, object=args.object)
+        case "webhooks":
+            return p.Webhooks(connection=args.connection, action=args.action)
     raise UsageError(f"unknown command {c!r}")
 
 

@@ -127,6 +127,7 @@ class ConnectionRuntime:
     supervisor: Supervisor | None = None
     # Handed to every connector opened for the connection; outlives its restarts.
     env: AppConnectorEnv = field(default_factory=AppConnectorEnv)
+    app: Connector | None = None  # the open app connector, while the connection runs
 
     def fingerprint(self) -> bytes:
         return msgspec.json.encode([self.settings, self.syncs])
@@ -305,17 +306,21 @@ class Daemon:
             env.webhook_url = self._webhook_url(conn)
             env.receiver = self.routes.app_receivers.get(conn.name)
             async with open_app_connector(conn, self.base_dir, env) as app:
-                if not isinstance(app, SupportsIdCheck):
-                    yield app
-                    return
-                # Webhook intake asks the open connector which record ids can exist.
-                check = app.id_problem
-                self.app_id_checks[conn.name] = check
+                rt.app = app
                 try:
-                    yield app
+                    if not isinstance(app, SupportsIdCheck):
+                        yield app
+                        return
+                    # Webhook intake asks the open connector which record ids can exist.
+                    check = app.id_problem
+                    self.app_id_checks[conn.name] = check
+                    try:
+                        yield app
+                    finally:
+                        if self.app_id_checks.get(conn.name) == check:
+                            del self.app_id_checks[conn.name]
                 finally:
-                    if self.app_id_checks.get(conn.name) == check:
-                        del self.app_id_checks[conn.name]
+                    rt.app = None
 
         async def resubmit(hub_object: str, key: tuple[Side, str]) -> None:
             """A record of another object sync waits for a partner that just got linked."""

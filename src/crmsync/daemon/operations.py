@@ -23,6 +23,7 @@ import trio
 from crmsync import __version__
 from crmsync.config import ConfigError
 from crmsync.config.model import ObjectSync
+from crmsync.connectors.base import ConnectorError
 from crmsync.engine.categories import hint_for
 from crmsync.engine.types import FieldChange
 from crmsync.records import Side
@@ -380,6 +381,21 @@ class PollNowView(_View, frozen=True, kw_only=True):
     hub_index_lag_seconds: float = 0.0
     hub_poll_interval_seconds: float | None = None  # the regular hub poll's period
     message: str = ""  # what the poll will and will not see, in plain words
+
+
+class WebhookEntry(_View, frozen=True, kw_only=True):
+    id: str
+    entity: str
+    url: str
+    user: str | None = None
+    active: bool = True
+
+
+class WebhooksView(_View, frozen=True, kw_only=True):
+    connection: str
+    action: str  # list | register | remove
+    webhooks: list[WebhookEntry] = []
+    message: str = ""
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -1113,6 +1129,40 @@ async def reload(daemon: Daemon) -> ReloadView:
     except Exception as exc:
         raise OperationError("config", f"reload failed; nothing changed: {exc}") from exc
     return ReloadView(changes=changes)
+
+
+async def webhooks(daemon: Daemon, connection: str, action: str = "list") -> WebhooksView:
+    """The webhooks crmsync keeps in the app for this connection, through the app's API:
+    list them, register them (one per object, pointing at this daemon, replacing ones that
+    point elsewhere) or remove them. Only for connectors that manage webhooks (Pipedrive)."""
+    _check_connection(daemon, connection)
+    if action not in ("list", "register", "remove"):
+        raise OperationError("invalid", f"webhooks action must be list, register or remove, "
+                                        f"not {action!r}")
+    rt = daemon.connections.get(connection)
+    app = rt.app if rt is not None else None
+    if app is None:
+        state = rt.status.state if rt is not None else "stopped"
+        raise OperationError("not_running", f"connection {connection!r} is not connected "
+                                            f"({state}); its webhooks cannot be reached now")
+    calls = {"list": getattr(app, "list_webhooks", None),
+             "register": getattr(app, "register_webhooks", None),
+             "remove": getattr(app, "remove_webhooks", None)}
+    call = calls[action]
+    if call is None:
+        kind = rt.status.connector if rt is not None else "?"
+        raise OperationError("invalid", f"connection {connection!r} ({kind}) does not "
+                                        "register webhooks through an API")
+    try:
+        hooks = await call()
+    except ConnectorError as exc:
+        raise OperationError("failed", f"{action} webhooks of {connection!r}: "
+                                       f"{exc.message}") from exc
+    entries = [WebhookEntry(id=h.id, entity=h.entity, url=h.url, user=h.user, active=h.active)
+               for h in hooks]
+    done = {"list": "registered", "register": "registered now", "remove": "removed"}[action]
+    return WebhooksView(connection=connection, action=action, webhooks=entries,
+                        message=f"{len(entries)} webhook(s) {done}")
 
 
 async def poll_now(daemon: Daemon, connection: str, obj: str = "") -> PollNowView:

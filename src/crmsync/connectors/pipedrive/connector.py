@@ -444,8 +444,15 @@ class PipedriveConnector:
                                  f"{name!r} is not a text field")
         return fdef
 
+    async def _domain_of(self, entity: str) -> FieldDef:
+        """Where `domain` lives: only organizations have one (asked for nothing else, so a
+        persons-only sync never spends tokens on organization fields)."""
+        if entity == "organizations":
+            return await self._domain_field()
+        return FieldDef("domain", "website", "string")
+
     async def _builder(self, entity: str) -> BodyBuilder:
-        return BodyBuilder(entity, await self.catalog(entity), await self._domain_field(),
+        return BodyBuilder(entity, await self.catalog(entity), await self._domain_of(entity),
                            self.default_currency)
 
     async def _check(self, entity: str, properties: Sequence[str]) -> Catalog:
@@ -472,7 +479,7 @@ class PipedriveConnector:
 
     async def _records(self, entity: str, raws: Sequence[Any]) -> list[Record]:
         catalog = await self.catalog(entity)
-        domain = await self._domain_field()
+        domain = await self._domain_of(entity)
         out = []
         for raw in raws:
             if not isinstance(raw, dict) or "id" not in raw:
@@ -571,7 +578,7 @@ class PipedriveConnector:
         wanted = str(value).strip()
         if not wanted:
             return []
-        domain = await self._domain_field()
+        domain = await self._domain_of(entity)
         search_field: str | None = {
             ("persons", "email"): "email", ("persons", "name"): "name",
             ("organizations", "name"): "name", ("deals", "title"): "title",
