@@ -267,3 +267,14 @@ async def ctl_json(system: PdSystem, *args: str) -> Any:
         capture_stdout=True, capture_stderr=True, check=False, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr.decode()
     return json.loads(result.stdout)
+
+
+async def run_cli(system: PdSystem, *args: str) -> str:
+    """`crmsync ARGS --config <the config>` to completion; its stdout (it must succeed)."""
+    import subprocess
+
+    result = await trio.run_process(
+        crmsync(*args, "--config", str(system.config)), capture_stdout=True,
+        capture_stderr=True, check=False, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr.decode()
+    return str(result.stdout.decode())

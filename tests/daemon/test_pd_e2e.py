@@ -14,7 +14,7 @@ import signal
 import pytest
 import trio
 
-from .pd_system import CANARIES, COMPANIES, CONTACTS, DEALS, ctl_json, pd_system
+from .pd_system import CANARIES, COMPANIES, CONTACTS, DEALS, ctl_json, pd_system, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -297,3 +297,12 @@ async def test_webhooks_registered_and_removed_through_ctl(tmp_path):
                                .get("firstname") == "Hooked")
             gone = await ctl_json(s, "webhooks", "remove", "pd")
             assert len(gone["webhooks"]) == 3 and s.pd.webhooks.hooks == {}
+            # `crmsync app uninstall` removes what crmsync keeps in Pipedrive: its webhooks.
+            await ctl_json(s, "webhooks", "register", "pd")
+            assert s.daemon is not None
+            s.daemon.signal(signal.SIGTERM)
+            await s.daemon.wait()
+            plan = await run_cli(s, "app", "uninstall", "pd")
+            assert plan.count("\n  webhook ") == 3 and len(s.pd.webhooks.hooks) == 3
+            done = await run_cli(s, "app", "uninstall", "pd", "--yes")
+            assert done.count("\n  webhook ") == 3 and s.pd.webhooks.hooks == {}

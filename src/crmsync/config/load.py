@@ -25,9 +25,9 @@ from crmsync.config.model import (
     Config,
     Connection,
     ObjectSync,
-    PostgresConnection,
     PipedriveApiToken,
     PipedriveConnection,
+    PostgresConnection,
     PrivateAppAuth,
 )
 from crmsync.config.problems import ConfigError, Problem

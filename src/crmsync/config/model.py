@@ -289,8 +289,9 @@ class PipedriveConnection(_Base, frozen=True, tag="pipedrive", tag_field="type")
     # a time zone it does not state, so crmsync tries again this often (a refused call costs
     # nothing).
     budget_probe_interval_seconds: Seconds = 900.0
-    # The safety net under webhooks (and the only feed without them): updated_since polls.
-    poll_interval_seconds: Seconds = 60.0
+    # The safety net under webhooks (and the only feed without them): updated_since polls,
+    # 10 tokens per object per poll (2,880 a day per object at 300 s).
+    poll_interval_seconds: Seconds = 300.0
     # Pipedrive lists leave deleted persons and organizations out: this often, crmsync lists
     # their ids (10 tokens per 500) to find linked records deleted without a webhook.
     delete_sweep_interval_seconds: Seconds = 21600.0

@@ -275,6 +275,39 @@ class PipedriveConnector:
                                  ignore_own_changes=settings.ignore_own_changes,
                                  own_user_id=settings.own_user_id or None)
 
+    @staticmethod
+    def secrets(settings: PipedriveConnection, base_dir: Path | None) -> list[str]:
+        """The API token or OAuth client secret and refresh token, and the webhook password,
+        for log redaction (those that cannot be read are left out: opening reports them)."""
+        auth = settings.auth
+        sources: list[tuple[str | None, str | None]] = (
+            [(auth.token_env, auth.token_file)] if isinstance(auth, PipedriveApiToken)
+            else [(auth.client_secret_env, auth.client_secret_file),
+                  (auth.refresh_token_env, auth.refresh_token_file)])
+        if settings.webhooks is not None:
+            sources.append((settings.webhooks.password_env, settings.webhooks.password_file))
+        out = []
+        for env, file in sources:
+            if env or file:
+                try:
+                    out.append(read_secret(env, file, base_dir).reveal())
+                except SecretError:
+                    continue
+        return out
+
+    @staticmethod
+    def removal_plan(settings: PipedriveConnection, base_dir: Path | None) -> list[str]:
+        """What `remove` would remove: the webhooks crmsync registered for this connection
+        (asked through the API; blocking, for the command line)."""
+        hooks = trio.run(_uninstall, settings, base_dir, False)
+        return [f"webhook {h.id} ({h.entity} events to {h.url})" for h in hooks]
+
+    @staticmethod
+    def remove(settings: PipedriveConnection, base_dir: Path | None) -> list[str]:
+        """Remove the webhooks crmsync registered for this connection (blocking)."""
+        hooks = trio.run(_uninstall, settings, base_dir, True)
+        return [f"webhook {h.id} ({h.entity} events to {h.url})" for h in hooks]
+
     def stage_fields(self, object_name: str) -> tuple[str, str]:
         """The fields holding a deal's pipeline and stage ids."""
         return "pipeline_id", "stage"
@@ -738,10 +771,11 @@ class PipedriveConnector:
             "api_unavailable", "Pipedrive did not confirm this create and the record has no "
             "match key to check it by; it is not sent again so that no duplicate is made"))
 
-    async def update(self, object_name: str,
-                     inputs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[WriteResult]:
+    async def update(self, object_name: str, inputs: Sequence[tuple[str, Mapping[str, Any]]],
+                     expected: Sequence[Record | None] | None = None) -> list[WriteResult]:
         """`PATCH /{object}/{id}` per input (5 tokens; +1 to read a person whose primary email
-        or phone changes and was not read lately), concurrently."""
+        or phone changes and was not read lately), concurrently. Pipedrive has no conditional
+        update: `expected` is not used (and not given: `conditional_update` is not set)."""
         entity = _entity(object_name)
         builder = await self._builder(entity)
 
@@ -999,6 +1033,13 @@ class PipedriveConnector:
         for h in hooks:
             await self._remove_webhook(h)
         return hooks
+
+
+async def _uninstall(settings: PipedriveConnection, base_dir: Path | None,
+                     remove: bool) -> list[WebhookInfo]:
+    # No webhook URL: opening registers nothing.
+    async with PipedriveConnector(settings, base_dir=base_dir).open() as c:
+        return await (c.remove_webhooks() if remove else c.list_webhooks())
 
 
 if TYPE_CHECKING:
