@@ -9,6 +9,7 @@ listed with `status=deleted` (emulator README, [PD-spec-v2]); webhooks v2 carry
 
 from __future__ import annotations
 
+import re
 import signal
 
 import pytest
@@ -261,6 +262,10 @@ async def test_daily_budget_spent_mid_initial_sync_pauses_and_resumes_losing_not
             b = conn["budget"]
             assert b["unit"] == "tokens" and b["daily_limit"] == budget
             assert b["daily_used"] >= budget - 5 and b["resets_at"] > st["now"]
+            text = " ".join((await run_cli(s, "ctl", "status")).split())
+            assert "paused: the daily Pipedrive token budget is spent" in text
+            assert re.search(r"rate budget: \d+/20 per 2 s, today \d{2},\d{3}/30,000 tokens, "
+                             r"(blocked for [\d.]+ s, )?resets \d\d:\d\d UTC", text), text
             # Nothing more is sent while it waits (a probe refused costs no token).
             used = s.pd.tokens_used_today()
             assert used <= budget

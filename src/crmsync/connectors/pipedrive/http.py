@@ -283,6 +283,10 @@ class PipedriveHttp:
                     reset = _int_header(rh, "x-ratelimit-reset")
                     retry_after = float(reset) if reset else None
                 blocked = budget.note_rate_limited(scope, retry_after)
+                if scope == "daily":
+                    # Said as a spent budget is said before a call (ctl status shows it).
+                    failure.message = self._spent(blocked, cost).message
+                    failure.args = (failure.message,)
                 log.info("pipedrive_rate_limited", method=method, path=path, scope=scope,
                          status=response.status_code, blocked_seconds=round(blocked, 3))
             else:
