@@ -295,7 +295,8 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connecti
         else:
             app_columns = list(table.columns) or None
     columns_path = ""
-    if conn is not None and table is not None and app_columns:
+    if conn is not None and table is not None and app_columns \
+            and not isinstance(conn, PipedriveConnection):
         ci = cfg.connections.index(conn)
         columns_path = f"$.connections[{ci}].tables[{conn.tables.index(table)}].columns"
 

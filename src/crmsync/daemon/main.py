@@ -354,11 +354,9 @@ class Daemon:
                                         describe_hub_payload),
                            IntakeSource(app_source(conn.name, s.hub_object), parse_app_payload)]
                 index = next((i for i, x in enumerate(self.cfg.syncs) if x == s), "?")
-                mappings = MappingCheck(
-                    conn.connector_type, f"$.syncs[{index}]",
-                    app_pipeline_field=(table.pipeline_column if table and table.pipeline_column
-                                        else "pipeline"),
-                    app_stage_field=table.stage_column if table else "")
+                mappings = MappingCheck(conn.connector_type, f"$.syncs[{index}]",
+                                        app_pipeline_field=pipeline_field,
+                                        app_stage_field=stage_field)
                 await nursery.start(run_object_sync, ctx, handle, timing, intakes,
                                     self._notify_complete, True, mappings)
 

@@ -308,6 +308,15 @@ class PipedriveConnector:
         hooks = trio.run(_uninstall, settings, base_dir, True)
         return [f"webhook {h.id} ({h.entity} events to {h.url})" for h in hooks]
 
+    def id_problem(self, object_name: str, record_id: str) -> str | None:
+        """Why `record_id` cannot name a Pipedrive record (ids are positive whole numbers)."""
+        if object_name not in ENTITIES:
+            return f"Pipedrive has no object {object_name!r}"
+        if not (record_id.isascii() and record_id.isdigit()) or len(record_id) > 18 \
+                or int(record_id) == 0:
+            return f"{record_id[:40]!r} is not a Pipedrive id (a positive whole number)"
+        return None
+
     def stage_fields(self, object_name: str) -> tuple[str, str]:
         """The fields holding a deal's pipeline and stage ids."""
         return "pipeline_id", "stage"

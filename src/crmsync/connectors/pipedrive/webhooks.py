@@ -28,6 +28,7 @@ import msgspec
 from crmsync.config.secrets import Secret
 from crmsync.connectors.app_webhooks import (
     AppWebhookEvent,
+    IdCheck,
     PayloadError,
     SignatureError,
 )
@@ -112,9 +113,10 @@ class PipedriveReceiver:
         if not ok:
             raise SignatureError("mismatch", "wrong webhook credentials")
 
-    def parse(self, body: bytes, *, objects: Any = None) -> list[AppWebhookEvent]:
+    def parse(self, body: bytes, *, check_id: IdCheck | None = None) -> list[AppWebhookEvent]:
         """The events of one delivery (one event per delivery in v2 [PD-wh2]): [] for an
-        echo of crmsync's own write or another object. Raises PayloadError."""
+        echo of crmsync's own write or another object. Raises PayloadError (also for a record
+        id `check_id` refuses)."""
         try:
             d = _DECODER.decode(body)
         except msgspec.ValidationError as exc:
@@ -136,6 +138,8 @@ class PipedriveReceiver:
             raise PayloadError("meta.entity_id is missing")
         if not str(rid).strip().isdigit():
             raise PayloadError("meta.entity_id is not a record id")
+        if check_id is not None and (why := check_id(obj, str(rid).strip())) is not None:
+            raise PayloadError(f"meta.entity_id: {why}")
         if not meta.id:
             raise PayloadError("meta.id (the event id) is missing")
         if (self.ignore_own_changes and self.own_user_id is not None
