@@ -125,6 +125,27 @@ async def test_incremental_both_ways_by_webhooks_and_echoes_are_dropped(tmp_path
             assert len({d.event_id for d in person_events}) >= 5
 
 
+async def test_polling_alone_brings_changes_both_ways(tmp_path):
+    """No webhooks configured on either side: HubSpot's search polling and Pipedrive's
+    updated_since polling carry every change."""
+    with trio.fail_after(240):
+        async with pd_system(tmp_path, webhooks=False) as s:
+            (pid,) = s.pd.add_records("persons", [_person("poll@example.com", "Pol Ling")])
+            (hid,) = s.hub.add_records("contacts", [{"email": "hpoll@example.com",
+                                                     "firstname": "Hub", "lastname": "Poll"}])
+            s.write_config(CONTACTS.format(extra=""))
+            await s.start_daemon()
+            await s.wait_synced("contacts")
+            s.pd.update_record("persons", pid, {"first_name": "Polled"})
+            s.hub.update_record("contacts", hid, {"lastname": "Polled"})
+            await s.eventually(lambda: s.contacts_by_email()["poll@example.com"]["properties"]
+                               .get("firstname") == "Polled")
+            await s.eventually(lambda: s.persons_by_email()["hpoll@example.com"]["last_name"]
+                               == "Polled")
+            assert s.pd.webhooks.hooks == {}
+            assert s.state_rows("SELECT count(*) FROM inbox") == [(0,)]
+
+
 async def test_polling_alone_brings_changes_and_deletes_lost_in_a_webhook_ban(tmp_path):
     """Webhook events lost (the receiver failed, Pipedrive banned the webhook and dropped
     what happened meanwhile) are recovered by `updated_since` polling, and deletes — which
