@@ -20,6 +20,10 @@ before it is sent. What that means for the shape of the calls:
   for them (`Capabilities.deletes_in_changes = False`);
 - a create whose answer is lost is looked up by its match key (search) before it is sent
   again, so a timeout never makes a duplicate.
+
+Record identity (connectors/base.py): Pipedrive never gives a deleted record's id to another
+record (ids count up per company and deletes are soft), so records carry no incarnation ("",
+as HubSpot's), and an update has no condition to hold (`conditional_update` is not set).
 """
 
 from __future__ import annotations
