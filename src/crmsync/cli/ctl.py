@@ -35,7 +35,7 @@ WATCH_HEADERS = {"syncing": "sync", "failed": "fail", "excluded": "excl", "queue
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 # Commands that may take long (they wait for syncs or API writes): no reply timeout by default.
 LONG = {"approve", "resync", "restore-deleted", "deletes", "disable", "enable", "delete-sync",
-        "reload"}
+        "reload", "webhooks"}
 XLSX_MAX_ROWS = 1_048_576  # per worksheet, the header included
 
 
@@ -153,6 +153,11 @@ def add_parser(sub: Any) -> None:
     c = cmd("poll-now", "poll both sides for changes now")
     conn_obj(c, "optional")
 
+    c = cmd("webhooks", "the webhooks crmsync keeps in an app (Pipedrive): list, register "
+                        "or remove them through the app's API")
+    c.add_argument("action", choices=["list", "register", "remove"])
+    c.add_argument("connection", metavar="CONN")
+
     c = cmd("export", "write an object sync's records in one state to a file")
     conn_obj(c)
     c.add_argument("--state", required=True, choices=STATES)
@@ -245,14 +250,23 @@ def _table(title: str | None = None, **kw: Any) -> Any:
 # --- human output per reply --------------------------------------------------------------------
 
 
+def _budget_text(b: Any, now: float | None = None) -> str:
+    window = f"{b.window_used}/{b.window_limit or '∞'} per {b.window_seconds:g} s"
+    daily = f"{b.daily_used:,}/{b.daily_limit:,}" if b.daily_limit else f"{b.daily_used:,}"
+    unit = "" if b.unit == "requests" else f" {b.unit}"
+    extra = f", blocked for {b.blocked_for:.1f} s" if b.blocked_for else ""
+    if b.resets_at:
+        left = b.resets_at - (now or time.time())
+        extra += (f", resets {datetime.fromtimestamp(b.resets_at, UTC):%H:%M} UTC "
+                  f"(in {_duration(left)})")
+    return f"{window}, today {daily}{unit}{extra}"
+
+
 def _budget_line(st: StatusView) -> str:
     b = st.rate_budget
     if b is None:
         return ""
-    window = f"{b.window_used}/{b.window_limit or '∞'} per {b.window_seconds:g} s"
-    daily = f"{b.daily_used:,}/{b.daily_limit:,}" if b.daily_limit else f"{b.daily_used:,}"
-    extra = f", blocked for {b.blocked_for:.1f} s" if b.blocked_for else ""
-    return f"HubSpot rate budget: {window}, today {daily}{extra}"
+    return f"HubSpot rate budget: {_budget_text(b, st.now)}"
 
 
 def _shown_states(objects: list[Any]) -> list[str]:
@@ -314,6 +328,8 @@ def render_status(st: StatusView, console: Any) -> None:
                 extra.append(f"[red]{o.error}[/red]")
             notes.append(f"  {o.hub_object}: " + ", ".join(extra))
         console.print(t)
+        if c.budget is not None:
+            console.print(f"  rate budget: {_budget_text(c.budget, now)}")
         for n in notes:
             console.print(n)
 
@@ -486,6 +502,12 @@ def render(reply: Any, console: Any) -> None:
         case p.ReloadReply():
             console.print("configuration reloaded: " + ("; ".join(reply.changes)
                                                         or "nothing changed"))
+        case p.WebhooksReply():
+            render_simple_rows(f"{reply.connection}: {reply.message}",
+                               ["id", "object", "url", "user", "active"],
+                               [[w.id, w.entity, w.url, w.user or "-",
+                                 "yes" if w.active else "no"] for w in reply.webhooks],
+                               console)
         case p.PollNowReply():
             # An older daemon sends no message.
             console.print(f"{reply.connection}: "
@@ -557,6 +579,8 @@ def build_request(args: argparse.Namespace) -> p.Request:
             return p.Reload()
         case "poll-now":
             return p.PollNow(connection=args.connection, object=args.object)
+        case "webhooks":
+            return p.Webhooks(connection=args.connection, action=args.action)
     raise UsageError(f"unknown command {c!r}")
 
 

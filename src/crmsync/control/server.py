@@ -471,6 +471,8 @@ async def dispatch(daemon: Daemon, req: p.Request) -> Any:
             return p.reply_from(p.ReloadReply, await ops.reload(daemon))
         case p.PollNow(connection=c, object=o):
             return p.reply_from(p.PollNowReply, await ops.poll_now(daemon, c, o))
+        case p.Webhooks(connection=c, action=act):
+            return p.reply_from(p.WebhooksReply, await ops.webhooks(daemon, c, act))
     raise ops.OperationError("invalid", f"unsupported request {p.op_of(req)!r}")
 
 

@@ -23,6 +23,7 @@ import trio
 from crmsync import __version__
 from crmsync.config import ConfigError
 from crmsync.config.model import ObjectSync
+from crmsync.connectors.base import ConnectorError
 from crmsync.engine.categories import hint_for
 from crmsync.engine.types import FieldChange
 from crmsync.records import Side
@@ -106,16 +107,6 @@ class ObjectView(_View, frozen=True, kw_only=True):
     queue: QueueView | None = None
 
 
-class ConnectionView(_View, frozen=True, kw_only=True):
-    name: str
-    connector: str
-    state: str  # starting | running | paused | disabled | error
-    reason: str = ""
-    restarts: int = 0
-    since: float | None = None
-    objects: list[ObjectView] = []
-
-
 class BudgetView(_View, frozen=True, kw_only=True):
     name: str
     window_used: int
@@ -127,6 +118,33 @@ class BudgetView(_View, frozen=True, kw_only=True):
     rate_limited: int = 0
     blocked_for: float = 0.0
     requests: int = 0
+    unit: str = "requests"  # what the daily figures count: requests (HubSpot), tokens
+    resets_at: float | None = None  # when the daily figures reset (epoch seconds)
+
+
+class ConnectionView(_View, frozen=True, kw_only=True):
+    name: str
+    connector: str
+    state: str  # starting | running | paused | disabled | error
+    reason: str = ""
+    restarts: int = 0
+    since: float | None = None
+    objects: list[ObjectView] = []
+    # The app account's rate budget, for connectors that keep one (Pipedrive: tokens).
+    budget: BudgetView | None = None
+
+
+def budget_view(b: Any, unit: str = "requests", now: float | None = None) -> BudgetView:
+    """A RateBudget's statistics for the status reply."""
+    bs = b.statistics()
+    resets = getattr(bs, "daily_resets_in", None)
+    at = (now if now is not None else time.time()) + resets if resets is not None else None
+    return BudgetView(name=bs.name, window_used=bs.window_used, window_limit=bs.window_limit,
+                      window_seconds=bs.window_seconds, daily_used=bs.daily_used,
+                      daily_limit=bs.daily_limit, daily_remaining=bs.daily_remaining,
+                      rate_limited=bs.rate_limited, blocked_for=round(bs.blocked_for, 3),
+                      requests=bs.requests, unit=unit,
+                      resets_at=round(at, 3) if at is not None else None)
 
 
 class WebhookView(_View, frozen=True, kw_only=True):
@@ -365,6 +383,21 @@ class PollNowView(_View, frozen=True, kw_only=True):
     message: str = ""  # what the poll will and will not see, in plain words
 
 
+class WebhookEntry(_View, frozen=True, kw_only=True):
+    id: str
+    entity: str
+    url: str
+    user: str | None = None
+    active: bool = True
+
+
+class WebhooksView(_View, frozen=True, kw_only=True):
+    connection: str
+    action: str  # list | register | remove
+    webhooks: list[WebhookEntry] = []
+    message: str = ""
+
+
 # --- helpers ------------------------------------------------------------------------------------
 
 
@@ -594,19 +627,17 @@ async def status(daemon: Daemon, connection: str = "") -> StatusView:
             objects.append(_object_view(st, found.get(sync_id_of(rt.settings.name,
                                                                  s.hub_object)),
                                         rt.handles.get(s.hub_object), s, now))
+        app_budget = rt.env.shared.get("budget")
         conns.append(ConnectionView(name=rt.status.name, connector=rt.status.connector,
                                     state=rt.status.state, reason=rt.status.reason,
                                     restarts=rt.status.restarts, since=rt.status.since,
-                                    objects=objects))
+                                    objects=objects,
+                                    budget=(budget_view(app_budget, "tokens", now)
+                                            if hasattr(app_budget, "statistics") else None)))
     budget = None
     b = getattr(daemon.hub, "budget", None)
     if b is not None and hasattr(b, "statistics"):
-        bs = b.statistics()
-        budget = BudgetView(name=bs.name, window_used=bs.window_used,
-                            window_limit=bs.window_limit, window_seconds=bs.window_seconds,
-                            daily_used=bs.daily_used, daily_limit=bs.daily_limit,
-                            daily_remaining=bs.daily_remaining, rate_limited=bs.rate_limited,
-                            blocked_for=round(bs.blocked_for, 3), requests=bs.requests)
+        budget = budget_view(b, "requests", now)
     wh = daemon.webhooks
     whs = daemon.cfg.daemon.webhooks
     return StatusView(
@@ -1098,6 +1129,40 @@ async def reload(daemon: Daemon) -> ReloadView:
     except Exception as exc:
         raise OperationError("config", f"reload failed; nothing changed: {exc}") from exc
     return ReloadView(changes=changes)
+
+
+async def webhooks(daemon: Daemon, connection: str, action: str = "list") -> WebhooksView:
+    """The webhooks crmsync keeps in the app for this connection, through the app's API:
+    list them, register them (one per object, pointing at this daemon, replacing ones that
+    point elsewhere) or remove them. Only for connectors that manage webhooks (Pipedrive)."""
+    _check_connection(daemon, connection)
+    if action not in ("list", "register", "remove"):
+        raise OperationError("invalid", f"webhooks action must be list, register or remove, "
+                                        f"not {action!r}")
+    rt = daemon.connections.get(connection)
+    app = rt.app if rt is not None else None
+    if app is None:
+        state = rt.status.state if rt is not None else "stopped"
+        raise OperationError("not_running", f"connection {connection!r} is not connected "
+                                            f"({state}); its webhooks cannot be reached now")
+    calls = {"list": getattr(app, "list_webhooks", None),
+             "register": getattr(app, "register_webhooks", None),
+             "remove": getattr(app, "remove_webhooks", None)}
+    call = calls[action]
+    if call is None:
+        kind = rt.status.connector if rt is not None else "?"
+        raise OperationError("invalid", f"connection {connection!r} ({kind}) does not "
+                                        "register webhooks through an API")
+    try:
+        hooks = await call()
+    except ConnectorError as exc:
+        raise OperationError("failed", f"{action} webhooks of {connection!r}: "
+                                       f"{exc.message}") from exc
+    entries = [WebhookEntry(id=h.id, entity=h.entity, url=h.url, user=h.user, active=h.active)
+               for h in hooks]
+    done = {"list": "registered", "register": "registered now", "remove": "removed"}[action]
+    return WebhooksView(connection=connection, action=action, webhooks=entries,
+                        message=f"{len(entries)} webhook(s) {done}")
 
 
 async def poll_now(daemon: Daemon, connection: str, obj: str = "") -> PollNowView:

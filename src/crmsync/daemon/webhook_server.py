@@ -79,6 +79,15 @@ class WebhookRoutes:
     hub_secret: Secret | None = None
     # connection -> its open connector's record-id check (absent while it is not open).
     app_ids: dict[str, app_webhooks.IdCheck] = field(default_factory=dict)
+    # connection -> how its pushes are verified and read (its connector's receiver); a
+    # connection only in app_secrets takes the generic signed push.
+    app_receivers: dict[str, app_webhooks.AppReceiver] = field(default_factory=dict)
+
+    def app_receiver(self, connection: str) -> app_webhooks.AppReceiver | None:
+        receiver = self.app_receivers.get(connection)
+        if receiver is None and connection in self.app_secrets:
+            receiver = app_webhooks.HmacReceiver(self.app_secrets[connection])
+        return receiver
 
 
 class TooLarge(Exception):
@@ -228,19 +237,18 @@ class WebhookServer:
     async def app_push(self, request: Request) -> Response:
         connection = request.path_params["connection"]
         objects = self.routes.apps.get(connection)
-        secret = self.routes.app_secrets.get(connection)
-        if objects is None or secret is None:
+        receiver = self.routes.app_receiver(connection)
+        if objects is None or receiver is None:
             return self._error(404, f"no webhooks for connection {connection!r}")
         body = await self._body(request)
         if isinstance(body, Response):
             return body
         try:
-            app_webhooks.verify(secret, request.headers, body, now=self.now())
+            receiver.verify(request.headers, body, now=self.now())
         except app_webhooks.SignatureError as exc:
             return self._error(401, str(exc), source=connection)
         try:
-            events = app_webhooks.parse_events(
-                body, check_id=self.routes.app_ids.get(connection))
+            events = receiver.parse(body, check_id=self.routes.app_ids.get(connection))
         except app_webhooks.PayloadError as exc:
             return self._error(400, str(exc), source=connection)
         per_source: dict[str, list[tuple[str, bytes]]] = {}

@@ -44,6 +44,8 @@ class Timing:
     workers: int = 2
     # Workers already hand over whole batches; lingering only delays them.
     writer_linger: float = 0.0
+    # How often an app whose change feed misses deletes is swept for them (pollers.py).
+    delete_sweep_interval: float = 21600.0
 
 
 @dataclass
@@ -205,7 +207,8 @@ async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timi
     handle.ctx = ctx
     handle.queue = queue
     handle.hub_poller = Poller(ctx, queue, "hub", timing.hub_poll_interval)
-    handle.app_poller = (Poller(ctx, queue, "app", timing.app_poll_interval or 5.0)
+    handle.app_poller = (Poller(ctx, queue, "app", timing.app_poll_interval or 5.0,
+                                sweep_interval=timing.delete_sweep_interval)
                          if app_polling else None)
     handle.intakes = [Intake(ctx, queue, i.source, i.parse, i.describe) for i in intakes]
     async with trio.open_nursery() as nursery:
