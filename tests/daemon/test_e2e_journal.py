@@ -9,11 +9,18 @@ the daemon's are the same function of the MockClock, so jumping the clock ages e
 
 from __future__ import annotations
 
+import io
 import time
 
+import msgspec
+import pytest
 import trio
+from rich.console import Console
 from structlog.testing import capture_logs
 
+from crmsync.cli.ctl import render_status
+from crmsync.control import protocol as p
+from crmsync.daemon import operations
 from crmsync.emulators.hubspot import HubSpotEmulator
 from crmsync.emulators.hubspot.oauth import OAuthApp
 from crmsync.runtime.object_sync import Timing
@@ -21,7 +28,7 @@ from crmsync.store import cursors as store_cursors
 from crmsync.store import journal as store_journal
 from crmsync.store import reconciles as store_reconciles
 
-from .harness import TOKEN, contacts_sync, running
+from .harness import TOKEN, running, wait_for
 
 CLIENT_ID = "journal-app-client-id"
 CLIENT_SECRET = "journal-app-client-secret-0123456789"
@@ -157,6 +164,19 @@ async def test_an_offset_aged_out_triggers_a_reconciliation(tmp_path, slow_autoj
             await env.eventually(
                 lambda: env.app_by_email()["c2@example.com"]["job_title"] == "After", step=0.5)
             assert env.daemon.journal.view().gaps == 1
+            # `crmsync ctl status` shows it, through the control protocol.
+            reply = p.reply_from(p.StatusReply, await operations.status(env.daemon))
+            st = msgspec.json.decode(msgspec.json.encode(reply), type=p.Reply)
+            assert st.changes == "journal" and st.journal.gaps == 1
+            (obj,) = st.connections[0].objects
+            assert obj.last_reconcile_reason.startswith("journal gap")
+            assert obj.reconcile_pending == ""
+            out = io.StringIO()
+            render_status(st, Console(file=out, width=200, color_system=None))
+            text = out.getvalue()
+            assert "HubSpot changes: journal running" in text
+            assert "1 gap(s)" in text and "journal offset aged out" in text
+            assert "reconciled" in text
     gaps = [x for x in logs if x["event"] == "journal gap: reconciling"]
     assert len(gaps) == 1 and gaps[0]["syncs"] == ["shop/contacts"]
     done = [x for x in logs if x["event"] == "reconciliation done"]
@@ -202,3 +222,72 @@ async def test_a_journal_unread_for_longer_than_the_retention_is_a_gap(tmp_path,
             await env2.eventually(lambda: status.last_reconcile is not None)
             assert "not read for 4.0 days" in status.last_reconcile_reason
     assert [x for x in logs if x["event"] == "journal gap: reconciling"]
+
+
+def _hold_at_commit(env, *, after: bool) -> trio.Event:
+    """Holds the journal reader at the commit of its next entry: just before it (`after` false)
+    or just after it. The test then stops everything at that instant: what was not committed
+    is lost, as with a SIGKILL."""
+    store = env.daemon.store
+    real_call = store.call
+    reached = trio.Event()
+
+    async def call(fn, *args):
+        if fn is store_journal.commit_entry and not reached.is_set():
+            if after:
+                await real_call(fn, *args)
+            reached.set()
+            await trio.sleep_forever()
+        return await real_call(fn, *args)
+
+    store.call = call
+    return reached
+
+
+def _file_fetches(emu, offset: str) -> int:
+    return sum(1 for _, path, _ in emu.request_log
+               if path.startswith("/_emulator/journal-files/") and offset in path)
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before_commit", "after_commit"])
+async def test_a_kill_around_the_offset_commit_applies_each_entry_once(tmp_path, slow_autojump,
+                                                                       after):
+    emu = journal_emulator()
+    async with run_journal(tmp_path, emu) as env:
+        await env.wait_ready()
+        reached = _hold_at_commit(env, after=after)
+        c2 = hub_id(env, "c2@example.com")
+        emu.update_record("contacts", c2, {"jobtitle": "Once"})
+        emu.add_records("contacts", [{"email": "born@example.com", "firstname": "B"}])
+        with trio.fail_after(60):
+            await reached.wait()
+        entry = emu.journal.latest()[0].offset
+        stored = await env.daemon.store.read(store_journal.position, env.daemon.journal.reader.account)
+        assert stored.offset == (entry if after else None)
+    # "Killed" there. A new daemon on the same state reads on from the committed offset.
+    async with run_journal(tmp_path, emu, app_db=env.app_db) as env2:
+        await env2.wait_ready()
+        await env2.eventually(lambda: env2.app_by_email()["c2@example.com"]["job_title"]
+                              == "Once")
+        await env2.eventually(lambda: "born@example.com" in env2.app_by_email())
+        account = env2.daemon.journal.reader.account
+        await env2.eventually(lambda: env2.daemon.journal.view().offset == entry)
+
+        def inbox(conn):
+            return conn.execute("SELECT event_key, count(*), min(done) FROM inbox "
+                                "GROUP BY event_key").fetchall()
+
+        async def drained():
+            rows = await env2.daemon.store.read(inbox)
+            return rows and all(done == 1 for _, _, done in rows)
+
+        await wait_for(drained, timeout=60)
+        rows = await env2.daemon.store.read(inbox)
+        # creation + its property changes, and the update: each stored once, each synced.
+        assert len(rows) >= 3 and all(n == 1 for _, n, _ in rows)
+        assert (await env2.daemon.store.read(store_journal.position, account)).offset == entry
+        # Fetched again only when the first fetch was never committed.
+        assert _file_fetches(emu, entry) == (1 if after else 2)
+        assert len([r for r in env2.app_rows() if r["email"] == "born@example.com"]) == 1
+        assert len([r for r in env2.hub() if r["properties"].get("email")
+                    == "born@example.com"]) == 1

@@ -445,6 +445,9 @@ def _check_changes(cfg: Config, check_host: bool, base_dir: Path | None,
         elif not hub.journal.client_secret_env and not hub.journal.client_secret_file:
             out.append(Problem("$.hub.journal.client_secret_env",
                                "missing secret: set client_secret_env or client_secret_file"))
+        if hub.journal is not None and not hub.journal.scopes:
+            out.append(Problem("$.hub.journal.scopes", "must not be empty (leave it out for the "
+                               "journal's scopes)"))
     elif hub.journal is not None:
         out.append(Problem("$.hub.journal", f'ignored: hub.changes is "{hub.changes}", not '
                            '"journal"', "warning"))

@@ -30,7 +30,6 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
-import msgspec
 import structlog
 import trio
 
@@ -45,6 +44,7 @@ from crmsync.connectors.hubspot.journal import (
     UnreadableEntry,
 )
 from crmsync.connectors.hubspot.webhooks import WebhookEvent
+from crmsync.daemon.operations import JournalView
 from crmsync.daemon.webhook_server import hub_inbox_items
 from crmsync.runtime.supervisor import PAUSED_RETRY, backoff, first_leaf
 from crmsync.store import Store
@@ -71,28 +71,6 @@ class JournalRoutes:
     def sync_ids(self, objects: set[str] | None = None) -> list[str]:
         return sorted({sid for obj, sids in self.syncs.items()
                        if objects is None or obj in objects for sid in sids})
-
-
-class JournalView(msgspec.Struct, frozen=True, kw_only=True):
-    """What `ctl status` shows of the journal."""
-
-    state: str  # starting | running | paused | error
-    reason: str = ""
-    restarts: int = 0
-    portal_id: int = 0
-    offset: str | None = None
-    last_read: float | None = None  # epoch seconds of the last read to the end or of an entry
-    entries: int = 0
-    events: int = 0  # events stored (new ones)
-    duplicates: int = 0  # events already in the inbox
-    skipped: int = 0  # unreadable events left out
-    foreign: int = 0  # events of another account, left out
-    gaps: int = 0
-    last_gap: float | None = None
-    last_gap_reason: str = ""
-    subscriptions: list[str] = []
-    token_expires_in: float | None = None
-    token_grants: int = 0
 
 
 @dataclass
