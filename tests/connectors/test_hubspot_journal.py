@@ -263,3 +263,25 @@ async def test_the_account_id_comes_from_account_info(autojump_clock):
     client = httpx.AsyncClient(base_url=BASE, transport=httpx.ASGITransport(app=emu.app),
                                headers={"Authorization": "Bearer crm-token"})
     assert await account_portal_id(HubSpotHttp(client, RateBudget())) == 4242
+
+
+@pytest.mark.parametrize("type_id", ["0-1", "contact"])
+async def test_an_existing_subscription_named_either_way_is_kept(autojump_clock, type_id):
+    # SPEC SubscriptionResponse: objectTypeId "can be a standard CRM object (e.g. 'contact')".
+    posted: list[httpx.Request] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            posted.append(request)
+            return httpx.Response(200, json={})
+        return httpx.Response(200, json={"results": [{
+            "id": 1, "appId": 2, "subscriptionType": "OBJECT", "objectTypeId": type_id,
+            "portalId": 7, "actions": ["CREATE", "UPDATE", "DELETE", "MERGE", "RESTORE"],
+            "objectIds": [], "properties": [], "createdAt": "x", "updatedAt": "x"}]})
+
+    journal = JournalClient(httpx.AsyncClient(base_url=BASE,
+                                              transport=httpx.MockTransport(handler)),
+                            portal_id=7)
+    assert await journal.ensure_subscriptions({"contacts"}) == []
+    assert posted == []
+    assert await journal.ensure_subscriptions({"companies"}) == ["object:companies"]

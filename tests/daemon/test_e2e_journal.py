@@ -291,3 +291,20 @@ async def test_a_kill_around_the_offset_commit_applies_each_entry_once(tmp_path,
         assert len([r for r in env2.app_rows() if r["email"] == "born@example.com"]) == 1
         assert len([r for r in env2.hub() if r["properties"].get("email")
                     == "born@example.com"]) == 1
+
+
+async def test_poll_mode_refuses_hubspot_webhooks_and_relies_on_the_poller(tmp_path,
+                                                                          slow_autojump):
+    """`changes = "poll"`: the poller alone; HubSpot deliveries are not accepted even with a
+    webhook secret configured (check-config warns that it is ignored)."""
+    timing = Timing(hub_poll_interval=60, app_poll_interval=2)
+    async with running(tmp_path, customers=CUSTOMERS, hub_contacts=HUB, timing=timing,
+                       config_kwargs={"hub_extra": 'changes = "poll"'}) as env:
+        await env.wait_ready()
+        assert env.daemon.journal is None
+        start = trio.current_time()
+        env.emu.update_record("contacts", hub_id(env, "c3@example.com"), {"lastname": "Polled"})
+        await env.eventually(lambda: env.app_by_email()["c3@example.com"]["last_name"] == "Polled")
+        assert trio.current_time() - start > 5  # not at once: at the next poll
+        await env.eventually(lambda: env.daemon.webhooks.rejected > 0)
+        assert env.daemon.webhooks.accepted == 0

@@ -286,7 +286,15 @@ class Daemon:
                 http = getattr(self.hub, "http", None)
                 if http is None:
                     raise ConnectorError("config", "internal", "set hub.journal.portal_id")
-                portal_id = await account_portal_id(http)
+                try:
+                    portal_id = await account_portal_id(http)
+                except ConnectorError as exc:
+                    if exc.kind != "config":
+                        raise
+                    raise ConnectorError(exc.kind, exc.category,
+                                         f"the account id could not be asked from HubSpot "
+                                         f"({exc.message}): set hub.journal.portal_id "
+                                         "(the Hub ID)") from None
             journal = JournalClient(client, portal_id=portal_id,
                                     max_file_bytes=settings.max_file_bytes,
                                     request_timeout=timeout)

@@ -1152,6 +1152,9 @@ async def poll_now(daemon: Daemon, connection: str, obj: str = "") -> PollNowVie
             intervals.append(h.hub_poller.interval)
     interval = max(intervals) if intervals else None
     message = f"polling {', '.join(polled)} now"
+    if daemon.journal is not None:
+        daemon.journal.read_now()
+        message += " and reading HubSpot's webhooks journal"
     if lag > 0:
         then = (f"the first hub poll after that (hub polls run every {interval:g} s)"
                 if interval is not None else "a later hub poll")

@@ -40,7 +40,7 @@ import trio
 
 from crmsync.connectors.base import ConnectorError
 from crmsync.connectors.hubspot.http import HubSpotHttp
-from crmsync.connectors.hubspot.objects import OBJECT_TYPE_IDS, object_name
+from crmsync.connectors.hubspot.objects import OBJECT_BY_SINGULAR, OBJECT_TYPE_IDS, object_name
 from crmsync.connectors.hubspot.webhooks import WebhookEvent, WebhookPayloadError, parse_event
 from crmsync.connectors.retry import (
     HttpFailure,
@@ -143,6 +143,12 @@ async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
 
 def _object_type_id(name: str) -> str:
     return OBJECT_TYPE_IDS.get(name, name)
+
+
+def _object_of(type_id: str) -> str:
+    """The object name of a subscription's `objectTypeId`: an id ("0-1") or, as the SPEC's
+    description allows, a singular name ("contact")."""
+    return OBJECT_BY_SINGULAR.get(type_id) or object_name(type_id)
 
 
 class JournalClient:
@@ -334,7 +340,7 @@ class JournalClient:
                 actions: Iterable[str]) -> bool:
         """Does an existing subscription deliver every change we need of `obj`?"""
         type_id = str(sub.get("objectTypeId", ""))
-        if sub.get("subscriptionType") != kind or object_name(type_id) != obj:
+        if sub.get("subscriptionType") != kind or _object_of(type_id) != obj:
             return False
         portal = sub.get("portalId")
         if portal is not None and str(portal) != str(self.portal_id):
