@@ -26,7 +26,7 @@ def warnings(problems):
 
 
 def test_webhooks_is_the_default(base):
-    cfg, _ = parse_config(base, check_secrets=False)
+    cfg, _ = parse_config(base, check_host=False)
     assert cfg.hub.changes == "webhooks" and cfg.hub.journal is None
 
 
@@ -34,7 +34,7 @@ def test_journal_with_its_client_credentials(base, problems_of, error_paths, mon
     monkeypatch.setenv("CRMSYNC_TEST_JOURNAL_SECRET", "journal-secret")
     text = with_changes(base, "journal", JOURNAL)
     assert error_paths(problems_of(text)) == set()
-    cfg, _ = parse_config(text, check_secrets=False)
+    cfg, _ = parse_config(text, check_host=False)
     assert cfg.hub.changes == "journal"
     assert cfg.hub.journal is not None and cfg.hub.journal.client_id == "0000-app"
     # The spec's scope names by default (hubspot-onboarding.md §3: spec and docs differ).
@@ -60,10 +60,10 @@ def test_journal_secret_missing(base, problems_of, find):
          "$.hub.journal.client_secret_env", "missing secret")
 
 
-def test_journal_secret_missing_even_without_reading_secrets(base):
+def test_journal_secret_missing_even_without_checking_the_host(base):
     journal = JOURNAL.replace('client_secret_env = "CRMSYNC_TEST_JOURNAL_SECRET"\n', "")
     with pytest.raises(Exception, match=r"\$\.hub\.journal\.client_secret_env"):
-        parse_config(with_changes(base, "journal", journal), check_secrets=False)
+        parse_config(with_changes(base, "journal", journal), check_host=False)
 
 
 def test_journal_without_client_id(base, problems_of, find, monkeypatch):

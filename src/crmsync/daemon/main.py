@@ -264,8 +264,9 @@ class Daemon:
         if settings is None:
             raise ConnectorError("config", "internal", 'hub.changes = "journal" needs [hub.journal]')
         try:
-            secret = read_secret(settings.client_secret_env, settings.client_secret_file,
-                                 self.base_dir)
+            secret = await trio.to_thread.run_sync(
+                read_secret, settings.client_secret_env, settings.client_secret_file,
+                self.base_dir)
         except SecretError as exc:
             raise ConnectorError("config", "permission_denied",
                                  f"hub.journal client secret: {exc}") from None
