@@ -285,3 +285,22 @@ async def test_an_existing_subscription_named_either_way_is_kept(autojump_clock,
     assert await journal.ensure_subscriptions({"contacts"}) == []
     assert posted == []
     assert await journal.ensure_subscriptions({"companies"}) == ["object:companies"]
+
+
+async def test_a_file_answering_a_lasting_error_is_unreadable_not_a_stall(autojump_clock):
+    journal = JournalClient(httpx.AsyncClient(transport=_files(httpx.Response(410))),
+                            portal_id=1)
+    with pytest.raises(UnreadableEntry, match="410"):
+        await journal.fetch(EntryRef("o-1", "https://files.example/o-1"))
+    moved = httpx.Response(302, headers={"Location": "https://elsewhere.example/"})
+    journal = JournalClient(httpx.AsyncClient(transport=_files(moved)), portal_id=1)
+    with pytest.raises(UnreadableEntry, match="302"):
+        await journal.fetch(EntryRef("o-1", "https://files.example/o-1"))
+
+
+async def test_a_file_host_that_is_down_is_retried_then_transient(autojump_clock):
+    journal = JournalClient(httpx.AsyncClient(transport=_files(httpx.Response(503))),
+                            portal_id=1)
+    with pytest.raises(ConnectorError) as err:
+        await journal.fetch(EntryRef("o-1", "https://files.example/o-1"))
+    assert not isinstance(err.value, UnreadableEntry) and err.value.kind == "transient"

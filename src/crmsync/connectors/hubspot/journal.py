@@ -43,6 +43,7 @@ from crmsync.connectors.hubspot.http import HubSpotHttp
 from crmsync.connectors.hubspot.objects import OBJECT_BY_SINGULAR, OBJECT_TYPE_IDS, object_name
 from crmsync.connectors.hubspot.webhooks import WebhookEvent, WebhookPayloadError, parse_event
 from crmsync.connectors.retry import (
+    Action,
     HttpFailure,
     RetryPolicy,
     call_with_retry,
@@ -269,7 +270,8 @@ class JournalClient:
     async def fetch(self, entry: EntryRef) -> JournalFile:
         """The events of `entry`, read from its `url` (without the bearer token) with its size
         bounded by `max_file_bytes`. Raises EntryGone (404; 403 once the url expired),
-        UnreadableEntry (too large, not a journal file), HttpFailure (after retries)."""
+        UnreadableEntry (too large, not a journal file, any other answer that is not
+        transient), HttpFailure (transient, after retries)."""
         url = httpx.URL(entry.url)
         if url.scheme not in ("https", "http"):
             raise UnreadableEntry(entry.offset, f"journal entry {entry.offset} has a url that "
@@ -286,9 +288,14 @@ class JournalClient:
             if response.status_code in (403, 404):
                 return response
             failure = failure_from_response(response, self.policy)
-            if failure is not None:
+            if failure is None:
+                return response
+            if failure.action in (Action.RETRY, Action.RATE_LIMITED):
                 raise failure
-            return response
+            # Any other answer will not change by asking again: the entry is lost to us
+            # (never a reason to stop reading the journal).
+            raise UnreadableEntry(entry.offset, f"journal entry {entry.offset}: its file "
+                                  f"answered {response.status_code}: {failure.message}")
 
         response = await call_with_retry(attempt, policy=self.policy)
         if response.status_code in (403, 404):
