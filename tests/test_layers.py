@@ -5,8 +5,8 @@ connectors → emulators → config, with `crmsync.records` (and the package roo
 version) below all. On top of the order:
 
 - the engine imports nothing of runtime, store or connectors (nor emulators): it is pure;
-- production code never imports an emulator, except the cli's `demo` and `emulator` commands,
-  which serve one;
+- production code never imports an emulator, except the cli's `demo` (with its Pipedrive
+  variant) and `emulator` commands, which serve one;
 - an emulator never imports a connector (the order says so too: connectors sit above).
 
 Every import counts: at module level, inside functions, under `TYPE_CHECKING`, relative ones,
@@ -39,7 +39,8 @@ BOTTOM = ("records", "")  # crmsync.records, and the package root (its __version
 # Layers the engine may import (DESIGN.md: it imports nothing of runtime, store or connectors).
 ENGINE_MAY_IMPORT = ("engine", "config", *BOTTOM)
 # The commands that serve an emulator: the only production modules that may import one.
-EMULATOR_USERS = ("crmsync.cli.demo", "crmsync.cli.emulator")
+# `crmsync demo --app pipedrive` is demo_pipedrive (demo.run imports it for that app only).
+EMULATOR_USERS = ("crmsync.cli.demo", "crmsync.cli.demo_pipedrive", "crmsync.cli.emulator")
 # What a registry imports later: "crmsync.pkg.module:Class". (A bare dotted string is not
 # taken for one: loggers are named that way, "crmsync.sync".)
 DYNAMIC = re.compile(r"crmsync(\.\w+)+:\w+")

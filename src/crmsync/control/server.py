@@ -39,7 +39,7 @@ from crmsync.config import ConfigError, Problem
 from crmsync.control import ops
 from crmsync.control import protocol as p
 from crmsync.control.framing import RECEIVE_CHUNK, LineTooLong, receive_line
-from crmsync.control.ops import connections, preview, records, repair, status
+from crmsync.control.ops import connections, preview, records, repair, status, webhooks
 from crmsync.control.paths import MAX_PATH_BYTES, server_socket_path
 from crmsync.daemon.logging import redact_secrets
 
@@ -472,6 +472,8 @@ async def dispatch(daemon: Daemon, req: p.Request) -> Any:
             return p.reply_from(p.ReloadReply, await connections.reload(daemon))
         case p.PollNow(connection=c, object=o):
             return p.reply_from(p.PollNowReply, await connections.poll_now(daemon, c, o))
+        case p.Webhooks(connection=c, action=act):
+            return p.reply_from(p.WebhooksReply, await webhooks.webhooks(daemon, c, act))
     raise ops.OperationError("invalid", f"unsupported request {p.op_of(req)!r}")
 
 

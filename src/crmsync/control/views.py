@@ -48,21 +48,13 @@ class ObjectView(_View, frozen=True, kw_only=True):
     last_app_poll: float | None = None
     last_webhook: float | None = None
     last_reconcile: float | None = None
+    last_reconcile_reason: str = ""  # "periodic", or why one was asked for (a journal gap)
+    reconcile_pending: str = ""  # a reconciliation asked for and not run yet: why
     error: str = ""
     counts: dict[str, int] = {}
     parked_deletes: int = 0
     webhook_backlog: int = 0  # events stored, not synced yet (e.g. while disabled)
     queue: QueueView | None = None
-
-
-class ConnectionView(_View, frozen=True, kw_only=True):
-    name: str
-    connector: str
-    state: str  # starting | running | paused | disabled | error
-    reason: str = ""
-    restarts: int = 0
-    since: float | None = None
-    objects: list[ObjectView] = []
 
 
 class BudgetView(_View, frozen=True, kw_only=True):
@@ -76,6 +68,20 @@ class BudgetView(_View, frozen=True, kw_only=True):
     rate_limited: int = 0
     blocked_for: float = 0.0
     requests: int = 0
+    unit: str = "requests"  # what the daily figures count: requests (HubSpot), tokens
+    resets_at: float | None = None  # when the daily figures reset (epoch seconds)
+
+
+class ConnectionView(_View, frozen=True, kw_only=True):
+    name: str
+    connector: str
+    state: str  # starting | running | paused | disabled | error
+    reason: str = ""
+    restarts: int = 0
+    since: float | None = None
+    objects: list[ObjectView] = []
+    # The app account's rate budget, for connectors that keep one (Pipedrive: tokens).
+    budget: BudgetView | None = None
 
 
 class WebhookView(_View, frozen=True, kw_only=True):
@@ -84,6 +90,28 @@ class WebhookView(_View, frozen=True, kw_only=True):
     accepted: int = 0
     rejected: int = 0
     last_delivery: float | None = None
+
+
+class JournalView(_View, frozen=True, kw_only=True):
+    """What `ctl status` shows of the journal."""
+
+    state: str  # starting | running | paused | error
+    reason: str = ""
+    restarts: int = 0
+    portal_id: int = 0
+    offset: str | None = None
+    last_read: float | None = None  # epoch seconds of the last read to the end or of an entry
+    entries: int = 0
+    events: int = 0  # events stored (new ones)
+    duplicates: int = 0  # events already in the inbox
+    skipped: int = 0  # unreadable events left out
+    foreign: int = 0  # events of another account, left out
+    gaps: int = 0
+    last_gap: float | None = None
+    last_gap_reason: str = ""
+    subscriptions: list[str] = []
+    token_expires_in: float | None = None
+    token_grants: int = 0
 
 
 class StatusView(_View, frozen=True, kw_only=True):
@@ -98,6 +126,8 @@ class StatusView(_View, frozen=True, kw_only=True):
     webhooks: WebhookView
     rate_budget: BudgetView | None = None
     connections: list[ConnectionView] = []
+    changes: str = "webhooks"  # how HubSpot's changes arrive: webhooks | journal | poll
+    journal: JournalView | None = None  # the webhooks journal reader, with changes = journal
 
 
 # --- records and history ----------------------------------------------------------------------
@@ -312,3 +342,18 @@ class PollNowView(_View, frozen=True, kw_only=True):
     hub_index_lag_seconds: float = 0.0
     hub_poll_interval_seconds: float | None = None  # the regular hub poll's period
     message: str = ""  # what the poll will and will not see, in plain words
+
+
+class WebhookEntry(_View, frozen=True, kw_only=True):
+    id: str
+    entity: str
+    url: str
+    user: str | None = None
+    active: bool = True
+
+
+class WebhooksView(_View, frozen=True, kw_only=True):
+    connection: str
+    action: str  # list | register | remove
+    webhooks: list[WebhookEntry] = []
+    message: str = ""

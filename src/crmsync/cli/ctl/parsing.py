@@ -16,7 +16,7 @@ from crmsync.control.views import MAX_PAGE
 STATES = ["failed", "excluded", "syncing", "queued", "pending", "deleted"]
 # Commands that may take long (they wait for syncs or API writes): no reply timeout by default.
 LONG = {"approve", "resync", "restore-deleted", "deletes", "disable", "enable", "delete-sync",
-        "reload"}
+        "reload", "webhooks"}
 
 
 class UsageError(Exception):
@@ -130,6 +130,11 @@ def add_parser(sub: Any) -> None:
     c = cmd("poll-now", "poll both sides for changes now")
     conn_obj(c, "optional")
 
+    c = cmd("webhooks", "the webhooks crmsync keeps in an app (Pipedrive): list, register "
+                        "or remove them through the app's API")
+    c.add_argument("action", choices=["list", "register", "remove"])
+    c.add_argument("connection", metavar="CONN")
+
     c = cmd("export", "write an object sync's records in one state to a file")
     conn_obj(c)
     c.add_argument("--state", required=True, choices=STATES)
@@ -218,6 +223,8 @@ def build_request(args: argparse.Namespace) -> p.Request:
             return p.Reload()
         case "poll-now":
             return p.PollNow(connection=args.connection, object=args.object)
+        case "webhooks":
+            return p.Webhooks(connection=args.connection, action=args.action)
     raise UsageError(f"unknown command {c!r}")
 
 

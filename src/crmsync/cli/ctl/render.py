@@ -12,7 +12,7 @@ from typing import Any, TextIO
 import msgspec
 
 from crmsync.control import protocol as p
-from crmsync.control.views import StatusView
+from crmsync.control.views import BudgetView, StatusView
 
 COUNT_STATES = ["syncing", "failed", "excluded", "queued", "pending", "deleted"]
 # Count columns' headers where space is short.
@@ -66,14 +66,42 @@ def table(title: str | None = None, **kw: Any) -> Any:
     return Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", **kw)
 
 
+def _budget_text(b: BudgetView, now: float | None = None) -> str:
+    window = f"{b.window_used}/{b.window_limit or '∞'} per {b.window_seconds:g} s"
+    daily = f"{b.daily_used:,}/{b.daily_limit:,}" if b.daily_limit else f"{b.daily_used:,}"
+    unit = "" if b.unit == "requests" else f" {b.unit}"
+    extra = f", blocked for {b.blocked_for:.1f} s" if b.blocked_for else ""
+    if b.resets_at:
+        left = b.resets_at - (now or time.time())
+        extra += (f", resets {datetime.fromtimestamp(b.resets_at, UTC):%H:%M} UTC "
+                  f"(in {duration(left)})")
+    return f"{window}, today {daily}{unit}{extra}"
+
+
 def budget_line(st: StatusView) -> str:
     b = st.rate_budget
     if b is None:
         return ""
-    window = f"{b.window_used}/{b.window_limit or '∞'} per {b.window_seconds:g} s"
-    daily = f"{b.daily_used:,}/{b.daily_limit:,}" if b.daily_limit else f"{b.daily_used:,}"
-    extra = f", blocked for {b.blocked_for:.1f} s" if b.blocked_for else ""
-    return f"HubSpot rate budget: {window}, today {daily}{extra}"
+    return f"HubSpot rate budget: {_budget_text(b, st.now)}"
+
+
+def _journal_line(st: StatusView) -> str:
+    """How HubSpot's changes arrive, when not by webhooks; the journal reader's state."""
+    if st.changes == "poll":
+        return "HubSpot changes: polling only"
+    j = st.journal
+    if j is None:
+        return "" if st.changes == "webhooks" else f"HubSpot changes: {st.changes}"
+    colour = {"running": "green", "paused": "yellow", "error": "red"}.get(j.state, "cyan")
+    line = (f"HubSpot changes: journal [{colour}]{j.state}[/{colour}]"
+            + (f": {j.reason}" if j.reason else "")
+            + f", read {_when(j.last_read, st.now)}, {j.entries:,} entries, {j.events:,} events")
+    if j.skipped:
+        line += f", [yellow]{j.skipped:,} unreadable events skipped[/yellow]"
+    if j.gaps:
+        line += (f", [yellow]{j.gaps} gap(s), last {_when(j.last_gap, st.now)}: "
+                 f"{j.last_gap_reason}[/yellow]")
+    return line
 
 
 def shown_states(objects: list[Any]) -> list[str]:
@@ -102,6 +130,9 @@ def render_status(st: StatusView, console: Any) -> None:
     budget = budget_line(st)
     if budget:
         console.print(budget)
+    journal = _journal_line(st)
+    if journal:
+        console.print(journal)
     if st.control_path:
         console.print(f"control socket {st.control_path}")
     for c in st.connections:
@@ -125,6 +156,11 @@ def render_status(st: StatusView, console: Any) -> None:
             extra = [f"last hub poll {_when(o.last_poll, now)}",
                      f"app poll {_when(o.last_app_poll, now)}",
                      f"webhook {_when(o.last_webhook, now)}"]
+            if o.reconcile_pending:
+                extra.append(f"[yellow]reconciliation due ({o.reconcile_pending})[/yellow]")
+            elif o.last_reconcile and o.last_reconcile_reason not in ("", "periodic"):
+                extra.append(f"reconciled {_when(o.last_reconcile, now)} "
+                             f"({o.last_reconcile_reason})")
             if o.preview:
                 extra.append("[yellow]in preview[/yellow]")
             if o.parked_deletes:
@@ -135,6 +171,8 @@ def render_status(st: StatusView, console: Any) -> None:
                 extra.append(f"[red]{o.error}[/red]")
             notes.append(f"  {o.hub_object}: " + ", ".join(extra))
         console.print(t)
+        if c.budget is not None:
+            console.print(f"  rate budget: {_budget_text(c.budget, now)}")
         for n in notes:
             console.print(n)
 
@@ -307,6 +345,12 @@ def render(reply: Any, console: Any) -> None:
         case p.ReloadReply():
             console.print("configuration reloaded: " + ("; ".join(reply.changes)
                                                         or "nothing changed"))
+        case p.WebhooksReply():
+            render_simple_rows(f"{reply.connection}: {reply.message}",
+                               ["id", "object", "url", "user", "active"],
+                               [[w.id, w.entity, w.url, w.user or "-",
+                                 "yes" if w.active else "no"] for w in reply.webhooks],
+                               console)
         case p.PollNowReply():
             # An older daemon sends no message.
             console.print(f"{reply.connection}: "

@@ -13,6 +13,7 @@ as the daemon's own work.
     preview      preview, approve
     repair       resync, restore-deleted, parked deletes (list, approve, ignore)
     connections  disable, enable, delete-sync, reload, poll-now
+    webhooks     the webhooks crmsync keeps in an app (list, register, remove)
 """
 
 from crmsync.control.ops.lookup import OperationError

@@ -15,7 +15,7 @@ from crmsync.control.ops.lookup import (
     object_syncs,
     store_of,
 )
-from crmsync.control.ops.running import poll_at_once, stop_gently
+from crmsync.control.ops.running import poll_at_once, read_journal_now, stop_gently
 from crmsync.control.views import (
     ConnectionStateView,
     DeleteSyncView,
@@ -142,6 +142,8 @@ async def poll_now(daemon: Daemon, connection: str, obj: str = "") -> PollNowVie
             intervals.append(interval)
     interval = max(intervals) if intervals else None
     message = f"polling {', '.join(polled)} now"
+    if read_journal_now(daemon):
+        message += " and reading HubSpot's webhooks journal"
     if lag > 0:
         then = (f"the first hub poll after that (hub polls run every {interval:g} s)"
                 if interval is not None else "a later hub poll")

@@ -1,20 +1,23 @@
 """Where operator actions meet the running object syncs.
 
 Every use an action makes of the runtime's internals (a connection's handles, an object sync's
-context and lock queue, the connection's cancel scope, the hub's rate budget) is in this module,
-so that a change in how the runtime exposes a running object sync changes this module only.
+context and lock queue, the connection's cancel scope and open app connector, the hub's and the
+apps' rate budgets, the webhooks journal reader) is in this module, so that a change in how the
+runtime exposes a running object sync changes this module only.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
 from crmsync.config.model import ObjectSync
+from crmsync.connectors.base import Connector
 from crmsync.control.ops.lookup import OperationError, check_connection
-from crmsync.control.views import BudgetView, QueueView
+from crmsync.control.views import BudgetView, JournalView, QueueView
 from crmsync.records import Side
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.lock_queue import RecordLockQueue, SyncFailed
@@ -152,17 +155,70 @@ def object_activity(rt: ConnectionRuntime, hub_object: str) -> tuple[bool, Queue
                      else None)
 
 
-def hub_budget(daemon: Daemon) -> BudgetView | None:
+def _budget_view(b: Any, unit: str, now: float | None) -> BudgetView:
+    """A RateBudget's statistics as the status reply shows them; `unit` names what the daily
+    figures count."""
+    bs = b.statistics()
+    resets = getattr(bs, "daily_resets_in", None)
+    at = (now if now is not None else time.time()) + resets if resets is not None else None
+    return BudgetView(name=bs.name, window_used=bs.window_used, window_limit=bs.window_limit,
+                      window_seconds=bs.window_seconds, daily_used=bs.daily_used,
+                      daily_limit=bs.daily_limit, daily_remaining=bs.daily_remaining,
+                      rate_limited=bs.rate_limited, blocked_for=round(bs.blocked_for, 3),
+                      requests=bs.requests, unit=unit,
+                      resets_at=round(at, 3) if at is not None else None)
+
+
+def hub_budget(daemon: Daemon, now: float | None = None) -> BudgetView | None:
     """The HubSpot account's rate budget as it stands, where the hub connector has one."""
     b = getattr(daemon.hub, "budget", None)
     if b is None or not hasattr(b, "statistics"):
         return None
-    bs = b.statistics()
-    return BudgetView(name=bs.name, window_used=bs.window_used,
-                      window_limit=bs.window_limit, window_seconds=bs.window_seconds,
-                      daily_used=bs.daily_used, daily_limit=bs.daily_limit,
-                      daily_remaining=bs.daily_remaining, rate_limited=bs.rate_limited,
-                      blocked_for=round(bs.blocked_for, 3), requests=bs.requests)
+    return _budget_view(b, "requests", now)
+
+
+def app_budget(rt: ConnectionRuntime, now: float | None = None) -> BudgetView | None:
+    """The app account's rate budget, for connectors that keep one across the connection's
+    restarts (Pipedrive: its daily tokens)."""
+    b = rt.env.shared.get("budget")
+    if b is None or not hasattr(b, "statistics"):
+        return None
+    return _budget_view(b, "tokens", now)
+
+
+def journal_view(daemon: Daemon) -> JournalView | None:
+    """The webhooks journal reader's state and figures (None unless hub.changes = journal)."""
+    if daemon.journal is None:
+        return None
+    s = daemon.journal.statistics()
+    return JournalView(state=s.state, reason=s.reason, restarts=s.restarts,
+                       portal_id=s.portal_id, offset=s.offset, last_read=s.last_read,
+                       entries=s.entries, events=s.events, duplicates=s.duplicates,
+                       skipped=s.skipped, foreign=s.foreign, gaps=s.gaps, last_gap=s.last_gap,
+                       last_gap_reason=s.last_gap_reason, subscriptions=list(s.subscriptions),
+                       token_expires_in=s.token_expires_in, token_grants=s.token_grants)
+
+
+def read_journal_now(daemon: Daemon) -> bool:
+    """Wake the webhooks journal reader, without waiting for it; False when HubSpot's changes
+    do not come through the journal."""
+    if daemon.journal is None:
+        return False
+    daemon.journal.read_now()
+    return True
+
+
+def app_connector(daemon: Daemon, connection: str) -> tuple[str, Connector]:
+    """The connector type and the open app connector of a connection; `not_running` while the
+    connection is not connected (stopped, paused, disabled, restarting)."""
+    check_connection(daemon, connection)
+    rt = daemon.connections.get(connection)
+    app = rt.app if rt is not None else None
+    if rt is None or app is None:
+        state = rt.status.state if rt is not None else "stopped"
+        raise OperationError("not_running", f"connection {connection!r} is not connected "
+                                            f"({state}); its app cannot be reached now")
+    return rt.status.connector, app
 
 
 def start_approved(daemon: Daemon, connection: str, hub_object: str) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from crmsync import __version__
 from crmsync.config.model import ObjectSync
 from crmsync.control.ops.lookup import check_connection
-from crmsync.control.ops.running import hub_budget, object_activity
+from crmsync.control.ops.running import app_budget, hub_budget, journal_view, object_activity
 from crmsync.control.views import (
     ConnectionView,
     ObjectView,
@@ -19,6 +19,7 @@ from crmsync.control.views import (
     WebhookView,
 )
 from crmsync.runtime.context import sync_id_of
+from crmsync.store import reconciles as store_reconciles
 from crmsync.store import reports
 
 if TYPE_CHECKING:  # types only: the control server passes the daemon in
@@ -26,7 +27,8 @@ if TYPE_CHECKING:  # types only: the control server passes the daemon in
 
 
 def _object_view(st: Any, report: reports.SyncReport | None, running: bool,
-                 queue: QueueView | None, sync: ObjectSync, now: float) -> ObjectView:
+                 queue: QueueView | None, sync: ObjectSync, now: float,
+                 reconcile_pending: str = "") -> ObjectView:
     initial = report.initial if report is not None else None
     phase, done, total = st.phase, st.done, st.total
     started, completed = st.started_at, st.completed_at
@@ -48,7 +50,8 @@ def _object_view(st: Any, report: reports.SyncReport | None, running: bool,
         running=running, done=done, total=total, percent=percent, eta_seconds=eta,
         started_at=started, completed_at=completed, last_poll=st.last_poll,
         last_app_poll=st.last_app_poll, last_webhook=st.last_webhook,
-        last_reconcile=st.last_reconcile, error=st.error,
+        last_reconcile=st.last_reconcile, last_reconcile_reason=st.last_reconcile_reason,
+        reconcile_pending=reconcile_pending, error=st.error,
         counts=report.counts if report is not None else {},
         parked_deletes=report.parked if report is not None else 0,
         webhook_backlog=report.webhook_backlog if report is not None else 0,
@@ -64,6 +67,9 @@ async def status(daemon: Daemon, connection: str = "") -> StatusView:
                 if not connection or name == connection]
     sync_ids = [sync_id_of(rt.settings.name, s.hub_object) for rt in runtimes for s in rt.syncs]
     found = await daemon.store.read(reports.status_report, sync_ids) if daemon.store else {}
+    asked = (await daemon.store.read(
+        lambda conn: {sid: store_reconciles.pending(conn, sid) for sid in sync_ids})
+        if daemon.store else {})
     conns: list[ConnectionView] = []
     for rt in runtimes:
         objects = []
@@ -71,14 +77,15 @@ async def status(daemon: Daemon, connection: str = "") -> StatusView:
             st = rt.status.objects.get(s.hub_object)
             if st is None:
                 continue
+            sid = sync_id_of(rt.settings.name, s.hub_object)
             running, queue = object_activity(rt, s.hub_object)
-            objects.append(_object_view(st, found.get(sync_id_of(rt.settings.name,
-                                                                 s.hub_object)),
-                                        running, queue, s, now))
+            request = asked.get(sid)
+            objects.append(_object_view(st, found.get(sid), running, queue, s, now,
+                                        request.reason if request is not None else ""))
         conns.append(ConnectionView(name=rt.status.name, connector=rt.status.connector,
                                     state=rt.status.state, reason=rt.status.reason,
                                     restarts=rt.status.restarts, since=rt.status.since,
-                                    objects=objects))
+                                    objects=objects, budget=app_budget(rt, now)))
     wh = daemon.webhooks
     whs = daemon.cfg.daemon.webhooks
     return StatusView(
@@ -90,4 +97,5 @@ async def status(daemon: Daemon, connection: str = "") -> StatusView:
                              accepted=wh.accepted if wh else 0,
                              rejected=wh.rejected if wh else 0,
                              last_delivery=wh.last_delivery if wh else None),
-        rate_budget=hub_budget(daemon), connections=conns)
+        rate_budget=hub_budget(daemon, now), connections=conns, changes=daemon.cfg.hub.changes,
+        journal=journal_view(daemon))
