@@ -25,9 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check the document alone, not this machine (secrets, the control "
                         "group and socket path, the app databases)")
 
-    from crmsync.cli import app, ctl, demo, emulator
+    from crmsync.cli import app, connect, ctl, demo, emulator
 
     app.add_parser(sub)
+    connect.add_parser(sub)
     demo.add_parser(sub)
     emulator.add_parser(sub)
     ctl.add_parser(sub)
@@ -44,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from crmsync.cli import check_config
 
         return check_config.run(args.path, offline=args.offline)
+    if args.command == "connect":
+        from crmsync.cli import connect
+
+        return connect.run(args)
     if args.command == "demo":
         from crmsync.cli import demo
 

@@ -10,10 +10,12 @@ connections, missing secrets, fields mapped twice...).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import inspect as mi
@@ -24,11 +26,11 @@ from crmsync.config.host import host_problems
 from crmsync.config.model import (
     Config,
     Connection,
+    OAuthAuth,
     ObjectSync,
     PipedriveApiToken,
     PipedriveConnection,
     PostgresConnection,
-    PrivateAppAuth,
 )
 from crmsync.config.problems import ConfigError, Problem
 from crmsync.config.secrets import SecretError, read_secret
@@ -518,6 +520,41 @@ def _check_changes(cfg: Config, check_host: bool, base_dir: Path | None,
                            f'"{hub.changes}": hub.webhook_client_secret_* is ignored', "warning"))
 
 
+def oauth_problems(auth: OAuthAuth) -> list[Problem]:
+    """What is wrong with an OAuth app's redirect and authorize URLs (hubspot-onboarding.md §1:
+    https, or http on the host `localhost`; never an IP address)."""
+    out: list[Problem] = []
+    try:
+        redirect = urlsplit(auth.redirect_uri)
+        port = redirect.port
+    except ValueError:
+        return [Problem("$.hub.auth.redirect_uri", "not a valid URL")]
+    host = redirect.hostname or ""
+    if redirect.scheme not in ("http", "https") or not host:
+        out.append(Problem("$.hub.auth.redirect_uri", "must be an http:// or https:// URL"))
+    elif _is_ip(host):
+        out.append(Problem("$.hub.auth.redirect_uri",
+                           f"HubSpot does not accept an IP address ({host}) in a redirect URL: "
+                           f"use http://localhost:{port or 8976}{redirect.path or '/'}"))
+    elif redirect.scheme == "http" and host != "localhost":
+        out.append(Problem("$.hub.auth.redirect_uri",
+                           "HubSpot accepts http:// redirect URLs only on the host localhost; "
+                           "use https:// or http://localhost:PORT/…"))
+    if redirect.fragment:
+        out.append(Problem("$.hub.auth.redirect_uri", "a redirect URL has no #fragment"))
+    if not auth.authorize_url.startswith(("http://", "https://")):
+        out.append(Problem("$.hub.auth.authorize_url", "must start with http:// or https://"))
+    return out
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def semantic_problems(cfg: Config, check_host: bool = True,
                       base_dir: Path | None = None) -> list[Problem]:
     """What the types cannot say; with `check_host`, also what this machine must provide:
@@ -542,14 +579,20 @@ def semantic_problems(cfg: Config, check_host: bool = True,
     if notify_url and (msg := url_problem(notify_url)) is not None:
         out.append(Problem("$.daemon.notify.webhook_url", msg))
 
+    auth = hub.auth
+    if isinstance(auth, OAuthAuth):
+        out.extend(oauth_problems(auth))
     if check_host:
         out.extend(host_problems(cfg))
-        auth = hub.auth
-        if isinstance(auth, PrivateAppAuth):
+        if not isinstance(auth, OAuthAuth):
             _check_secret(auth, "token_env", "token_file", "$.hub.auth", True, out, base_dir)
         else:
             _check_secret(auth, "client_secret_env", "client_secret_file", "$.hub.auth", True, out, base_dir)
+            mark = len(out)
             _check_secret(auth, "refresh_token_env", "refresh_token_file", "$.hub.auth", True, out, base_dir)
+            out[mark:] = [p if p.severity != "error" else dataclasses.replace(
+                p, message=f"{p.message}: run `crmsync connect hubspot` to install the app "
+                           "and store its refresh token") for p in out[mark:]]
         _check_secret(hub, "webhook_client_secret_env", "webhook_client_secret_file", "$.hub",
                       False, out, base_dir)
     _check_changes(cfg, check_host, base_dir, out)
