@@ -336,6 +336,18 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connecti
             out.append(Problem(f"{mpath}.options", "an enum mapping needs its option map"))
         if m.transform == "multiselect" and not m.separator:
             out.append(Problem(f"{mpath}.separator", "a multiselect mapping needs a separator"))
+        if m.owner_object and m.transform != "owner":
+            out.append(Problem(f"{mpath}.owner_object", "only an owner mapping (transform = "
+                                                        "\"owner\") goes through an owners table"))
+        if m.transform == "owner" and m.owner_object and conn is not None and not any(
+                t.object == m.owner_object for t in conn.tables):
+            out.append(Problem(f"{mpath}.owner_object",
+                               f"connection {conn.name!r} has no table for app object "
+                               f"{m.owner_object!r} (add it to connections[].tables)"))
+        if m.hub == "hubspot_owner_id" and m.transform != "owner" and m.enabled:
+            out.append(Problem(f"{mpath}.transform",
+                               "hubspot_owner_id holds HubSpot owner ids: map it with transform "
+                               "= \"owner\" (paired by the owner's email)", "warning"))
 
     connector_type = "sqlite" if conn is None else conn.connector_type
     effective = effective_mappings(connector_type, sync.hub_object, sync.mappings,

@@ -20,7 +20,7 @@ Tier = Literal["starter", "professional", "enterprise", "unlimited", "custom"]
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 Transform = Literal[
-    "string", "number", "bool", "date", "datetime", "enum", "multiselect", "stage"
+    "string", "number", "bool", "date", "datetime", "enum", "multiselect", "stage", "owner"
 ]
 FilterOperator = Literal[
     "EQ", "NEQ", "LT", "LTE", "GT", "GTE", "IN", "NOT_IN", "HAS_PROPERTY",
@@ -399,6 +399,11 @@ class FieldMapping(_Base, frozen=True):
     options: dict[str, str] = {}
     # multiselect: how the app joins several values (HubSpot always uses ";").
     separator: str = ";"
+    # owner (hub = "hubspot_owner_id"): owners are paired by email. The app field holds the
+    # owner's email, or with `owner_object` the id of a row of that app object (a table of
+    # the connection listing the app's users) whose `owner_email_field` holds the email.
+    owner_object: str = ""
+    owner_email_field: NonEmpty = "email"
 
 
 class Filter(_Base, frozen=True):
