@@ -24,11 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true",
                    help="check the document alone, not this machine (secrets, the control "
                         "group and socket path, the app databases)")
+    p.add_argument("--online", action="store_true",
+                   help="then check it against HubSpot and the apps (as `crmsync doctor`)")
 
-    from crmsync.cli import app, connect, ctl, demo, emulator
+    from crmsync.cli import app, connect, ctl, demo, doctor, emulator
 
     app.add_parser(sub)
     connect.add_parser(sub)
+    doctor.add_parser(sub)
     demo.add_parser(sub)
     emulator.add_parser(sub)
     ctl.add_parser(sub)
@@ -42,13 +45,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "check-config":
+        if args.online and args.offline:
+            parser.error("check-config: --online and --offline exclude each other")
+        if args.online:
+            from crmsync.cli import doctor
+
+            _quiet_logs()
+            return doctor.run_online_check(args.path)
         from crmsync.cli import check_config
 
         return check_config.run(args.path, offline=args.offline)
     if args.command == "connect":
         from crmsync.cli import connect
 
+        _quiet_logs()
         return connect.run(args)
+    if args.command == "doctor":
+        from crmsync.cli import doctor
+
+        _quiet_logs()
+        return doctor.run(args)
     if args.command == "demo":
         from crmsync.cli import demo
 
@@ -69,6 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return app.run(args)
     parser.print_help(sys.stderr)
     return 2
+
+
+def _quiet_logs() -> None:
+    """Commands that answer on stdout (one line per check, or JSON) log only warnings and
+    errors, to stderr, and never a secret."""
+    from crmsync.daemon import logging as daemon_logging
+
+    daemon_logging.configure("warning", "console", stream=sys.stderr)
 
 
 def _config_errors(exc: BaseException) -> list[Any] | None:
