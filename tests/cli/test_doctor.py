@@ -390,3 +390,22 @@ def test_check_config_online_is_the_doctor(tmp_path: Path, online: bool, monkeyp
     args = ["check-config", *(["--online"] if online else []), str(cfg)]
     assert cli_main.main(args) == 0
     assert calls == ([str(cfg)] if online else [])
+
+
+def test_an_oauth_install_hubspot_no_longer_knows(tmp_path: Path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "hubspot-refresh-token").write_text("rt-uninstalled\n")
+    (tmp_path / "client-secret").write_text("oauth-secret\n")
+    emu = HubSpotEmulator(tokens=(), oauth_clients={
+        "cid": OAuthApp("cid", "oauth-secret", refresh_token="rt-other")})
+    cfg = setup(tmp_path, auth=f'''kind = "oauth"
+client_id = "cid"
+client_secret_file = "client-secret"
+refresh_token_file = "{state / 'hubspot-refresh-token'}"''')
+    status, report = as_json(cfg, emu)
+    assert status == 2
+    [token] = by_name(report, "token")
+    assert token["status"] == "fail" and "refused the OAuth refresh" in token["message"]
+    assert "crmsync connect hubspot" in token["fix"]
+    assert "rt-uninstalled" not in json.dumps(report)
