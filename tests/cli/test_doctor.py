@@ -409,3 +409,53 @@ refresh_token_file = "{state / 'hubspot-refresh-token'}"''')
     assert token["status"] == "fail" and "refused the OAuth refresh" in token["message"]
     assert "crmsync connect hubspot" in token["fix"]
     assert "rt-uninstalled" not in json.dumps(report)
+
+
+def test_an_oauth_app_connection_keeps_the_token_the_doctor_rotated(tmp_path: Path):
+    """Pipedrive rotates refresh tokens: the doctor's refresh keeps the new one where the
+    daemon looks for it (the state database), or the daemon would be left a dead token."""
+    import trio as _trio
+
+    from crmsync.daemon.hub_tokens import app_account_key
+    from crmsync.emulators.pipedrive import PipedriveEmulator
+    from crmsync.store import Store
+    from crmsync.store import tokens as store_tokens
+
+    (tmp_path / "pd-secret").write_text("pd-client-secret\n")
+    (tmp_path / "pd-rt").write_text("rt-1\n")
+    pd = PipedriveEmulator(oauth_clients={"cid": ("pd-client-secret", "rt-1")},
+                           rotate_refresh_tokens=True)
+    cfg = setup(tmp_path, syncs=CONTACTS.format(direction="both") + """
+[[connections]]
+name = "pd"
+type = "pipedrive"
+base_url = "http://pipedrive.test"
+
+[connections.auth]
+kind = "oauth"
+client_id = "cid"
+client_secret_file = "pd-secret"
+refresh_token_file = "pd-rt"
+token_url = "http://pipedrive.test/oauth/token"
+
+[[syncs]]
+connection = "pd"
+hub_object = "companies"
+app_object = "organizations"
+""")
+    out = io.StringIO()
+    parsed = build_parser().parse_args(["doctor", "--config", str(cfg), "--json"])
+    status = doctor.run(parsed, out=out, stdin=io.StringIO(),
+                        hub_transport=httpx.ASGITransport(HubSpotEmulator(tokens=(TOKEN,)).app),
+                        app_transports={"pd": httpx.ASGITransport(pd.app)})
+    report = json.loads(out.getvalue())
+    [conn] = by_name(report, "connection pd")
+    assert conn["status"] == "ok", report
+
+    async def kept() -> str | None:
+        async with Store.open(tmp_path / "state" / "crmsync.db") as store:
+            return await store.read(store_tokens.get_refresh_token, app_account_key("pd"))
+
+    token = _trio.run(kept)
+    assert token is not None and token != "rt-1"
+    assert status in (0, 2)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -48,7 +49,10 @@ def run_online_check(path: str) -> int:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | None = None, *,
-        hub_transport: httpx.AsyncBaseTransport | None = None) -> int:
+        hub_transport: httpx.AsyncBaseTransport | None = None,
+        app_transports: Mapping[str, httpx.AsyncBaseTransport] | None = None) -> int:
+    """The command. `hub_transport` / `app_transports` (by connection name) put emulators
+    under the clients (tests)."""
     out = out or sys.stdout
     stdin = stdin or sys.stdin
     path = Path(args.config)
@@ -63,14 +67,15 @@ def run(args: argparse.Namespace, out: TextIO | None = None, stdin: TextIO | Non
     checks.append(Check("config", "ok", f"{path} is valid ({_count(cfg.connections, 'connection')}"
                                         f", {_count(cfg.syncs, 'object sync')})"))
     checks.extend(Check("config", "warn", str(w)) for w in warnings)
-    if isinstance(cfg.hub.auth, OAuthAuth):
+    if uses_oauth(cfg):
         Path(cfg.daemon.state_dir).mkdir(parents=True, exist_ok=True)
-    doctor = trio.run(_examine, cfg, path, args, out, stdin, hub_transport)
+    doctor = trio.run(_examine, cfg, path, args, out, stdin, hub_transport, app_transports)
     return _finish(args, out, checks + doctor.checks, doctor, started)
 
 
 async def _examine(cfg: Config, path: Path, args: argparse.Namespace, out: TextIO,
-                   stdin: TextIO, hub_transport: httpx.AsyncBaseTransport | None) -> Doctor:
+                   stdin: TextIO, hub_transport: httpx.AsyncBaseTransport | None,
+                   app_transports: Mapping[str, httpx.AsyncBaseTransport] | None) -> Doctor:
     async def confirm(plans: list[PropertyPlan]) -> bool:
         if not args.json:
             out.write("crmsync doctor will create these HubSpot properties:\n")
@@ -85,8 +90,8 @@ async def _examine(cfg: Config, path: Path, args: argparse.Namespace, out: TextI
         answer = await trio.to_thread.run_sync(stdin.readline, 16, abandon_on_cancel=True)
         return answer.strip().lower() in ("y", "yes")
 
-    if not isinstance(cfg.hub.auth, OAuthAuth):
-        doctor = Doctor(cfg, path, hub_transport=hub_transport)
+    if not uses_oauth(cfg):
+        doctor = Doctor(cfg, path, hub_transport=hub_transport, app_transports=app_transports)
         await doctor.run(create_properties=args.create_properties, confirm=confirm)
         return doctor
     # An OAuth refresh may rotate the refresh token: it is kept where the daemon keeps it.
@@ -96,9 +101,17 @@ async def _examine(cfg: Config, path: Path, args: argparse.Namespace, out: TextI
     async with Store.open(Path(cfg.daemon.state_dir) / "crmsync.db") as store:
         keeper = await refresh_token_keeper(cfg.hub, doctor_base(path), store,
                                             lambda token: None)
-        doctor = Doctor(cfg, path, hub_transport=hub_transport, keeper=keeper)
+        doctor = Doctor(cfg, path, hub_transport=hub_transport, keeper=keeper, store=store,
+                        app_transports=app_transports)
         await doctor.run(create_properties=args.create_properties, confirm=confirm)
     return doctor
+
+
+def uses_oauth(cfg: Config) -> bool:
+    """Does the hub or an app connection authenticate with OAuth (refresh tokens that
+    HubSpot or the app may rotate)?"""
+    return isinstance(cfg.hub.auth, OAuthAuth) or any(
+        hasattr(getattr(c, "auth", None), "client_id") for c in cfg.connections)
 
 
 def doctor_base(path: Path) -> Path:

@@ -46,10 +46,13 @@ from crmsync.connectors.hubspot.scopes import (
     property_write_needs,
     sync_needs,
 )
-from crmsync.connectors.registry import open_app_connector
+from crmsync.connectors.registry import AppConnectorEnv, open_app_connector
 from crmsync.connectors.retry import HttpFailure
+from crmsync.daemon.hub_tokens import app_account_key
 from crmsync.engine.mapping_check import check_mappings
 from crmsync.records import PipelineInfo
+from crmsync.store import Store
+from crmsync.store import tokens as store_tokens
 
 from .doctor_properties import PropertyPlan, plan_property, property_group
 
@@ -116,13 +119,17 @@ class Doctor:
 
     def __init__(self, cfg: Config, config_path: Path, *,
                  hub_transport: httpx.AsyncBaseTransport | None = None,
-                 keeper: Any = None) -> None:
+                 keeper: Any = None, store: Store | None = None,
+                 app_transports: Mapping[str, httpx.AsyncBaseTransport] | None = None) -> None:
         self.cfg = cfg
         self.config_path = config_path
         # Where relative secret files are found (as the daemon finds them).
         self.base_dir = config_path.resolve().parent
         self.hub_transport = hub_transport
         self.keeper = keeper  # daemon.hub_tokens.RefreshTokenKeeper for an OAuth hub
+        # Where the daemon keeps rotated OAuth refresh tokens of apps (None: none use OAuth).
+        self.store = store
+        self.app_transports = dict(app_transports or {})
         self.checks: list[Check] = []
         self.requests = 0
         self.daily_remaining: int | None = None
@@ -317,7 +324,9 @@ class Doctor:
                 continue
             where = f"{conn.name} ({conn.connector_type}: {conn.describe()})"
             try:
-                app = await stack.enter_async_context(open_app_connector(conn, self.base_dir))
+                env = await self._app_env(conn)
+                app = await stack.enter_async_context(
+                    open_app_connector(conn, self.base_dir, env))
                 objects = [s.app_object for _, s in self.syncs if s.connection == conn.name]
                 for obj in objects:
                     await app.describe(obj)
@@ -335,6 +344,23 @@ class Doctor:
             self.add(f"connection {conn.name}", "ok",
                      f"{where} opens; its objects {', '.join(dict.fromkeys(objects))} exist")
         return apps
+
+    async def _app_env(self, conn: Connection) -> AppConnectorEnv:
+        """What the daemon hands the connector: an OAuth app's newest refresh token, and where a
+        rotated one goes, so that the doctor's refresh leaves the daemon a working token. No
+        webhook URL: the doctor registers nothing."""
+        env = AppConnectorEnv(base_dir=self.base_dir,
+                              transport=self.app_transports.get(conn.name))
+        store = self.store
+        if store is not None:
+            account = app_account_key(conn.name)
+            env.refresh_token = await store.read(store_tokens.get_refresh_token, account)
+
+            async def save(token: str) -> None:
+                await store.call(store_tokens.save_refresh_token, account, token)
+
+            env.on_refresh_token = save
+        return env
 
     # --- 5. mappings ----------------------------------------------------------------------------
 
@@ -359,7 +385,8 @@ class Doctor:
                                             ).fields} if hub else {}
             app_info = {f.name: f for f in (await app.describe(sync.app_object)).fields}
             conn = self._connection(sync.connection)
-            table = next((t for t in conn.tables if t.object == sync.app_object), None)
+            table = next((t for t in getattr(conn, "tables", ())
+                          if t.object == sync.app_object), None)
             mappings = effective_mappings(conn.connector_type, sync.hub_object, sync.mappings,
                                           sync.use_default_mappings, list(app_info) or None)
             name = f"mappings syncs[{i}]"

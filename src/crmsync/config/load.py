@@ -340,10 +340,14 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connecti
             out.append(Problem(f"{mpath}.owner_object", "only an owner mapping (transform = "
                                                         "\"owner\") goes through an owners table"))
         if m.transform == "owner" and m.owner_object and conn is not None and not any(
-                t.object == m.owner_object for t in conn.tables):
+                t.object == m.owner_object for t in getattr(conn, "tables", ())):
             out.append(Problem(f"{mpath}.owner_object",
                                f"connection {conn.name!r} has no table for app object "
-                               f"{m.owner_object!r} (add it to connections[].tables)"))
+                               f"{m.owner_object!r} (add it to connections[].tables)"
+                               if hasattr(conn, "tables") else
+                               f"connection {conn.name!r} has no tables: owners of a "
+                               f"{conn.connector_type} app are paired by the email the mapped "
+                               "field holds; remove owner_object"))
         if m.hub == "hubspot_owner_id" and m.transform != "owner" and m.enabled:
             out.append(Problem(f"{mpath}.transform",
                                "hubspot_owner_id holds HubSpot owner ids: map it with transform "

@@ -47,6 +47,11 @@ def account_key(hub: HubSettings) -> str:
     return f"hub:{hub.base_url}"
 
 
+def app_account_key(connection: str) -> str:
+    """Where an app connection's rotated OAuth refresh token is kept in the state database."""
+    return f"app:{connection}"
+
+
 async def refresh_token_keeper(hub: HubSettings, base_dir: Path, store: Store,
                                on_new: Callable[[str], None]) -> RefreshTokenKeeper | None:
     """How the hub's refresh token is kept (None: the hub does not use OAuth). `on_new` is

@@ -47,7 +47,7 @@ from crmsync.connectors.registry import (
 )
 from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon import notifications
-from crmsync.daemon.hub_tokens import refresh_token_keeper
+from crmsync.daemon.hub_tokens import app_account_key, refresh_token_keeper
 from crmsync.daemon.journal_reader import JournalIntake, JournalReader, JournalRoutes, JournalStats
 from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
 from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_hub_event
@@ -381,7 +381,7 @@ class Daemon:
         env = rt.env
         env.base_dir = self.base_dir
         env.transport = self.app_transports.get(conn.name)
-        account = f"app:{conn.name}"
+        account = app_account_key(conn.name)
 
         async def save_refresh(token: str) -> None:
             daemon_logging.register_secret(token)
