@@ -459,3 +459,33 @@ app_object = "organizations"
     token = _trio.run(kept)
     assert token is not None and token != "rt-1"
     assert status in (0, 2)
+
+
+def test_the_webhooks_journal_and_its_subscriptions(tmp_path: Path):
+    """hub.changes = "journal": the app's client credentials get a journal token, and the
+    subscriptions that token may read are checked against the object syncs
+    (hubspot-onboarding.md §6)."""
+    (tmp_path / "journal-secret").write_text("journal-client-secret\n")
+    emu = HubSpotEmulator(tokens=(TOKEN,), oauth_clients={
+        "journal-app": OAuthApp("journal-app", "journal-client-secret")})
+    cfg = setup(tmp_path, hub='changes = "journal"\n\n[hub.journal]\nclient_id = "journal-app"\n'
+                              'client_secret_file = "journal-secret"\n')
+    status, report = as_json(cfg, emu)
+    assert status == 0, report
+    [journal] = by_name(report, "journal")
+    assert journal["status"] == "ok" and "account 62515" in journal["message"]
+    [subs] = by_name(report, "subscriptions")
+    assert subs["status"] == "warn" and "object contacts" in subs["message"]
+    assert not by_name(report, "webhooks")
+    emu.journal.upsert({"subscriptionType": "OBJECT", "objectTypeId": "0-1",
+                        "portalId": 62515, "actions": ["CREATE", "UPDATE", "DELETE", "MERGE",
+                                                       "RESTORE"]})
+    status, report = as_json(cfg, emu)
+    [subs] = by_name(report, "subscriptions")
+    assert subs["status"] == "ok" and "cover contacts" in subs["message"]
+    # A wrong client secret is named, with the fix.
+    (tmp_path / "journal-secret").write_text("not-the-secret\n")
+    status, report = as_json(cfg, emu)
+    assert status == 2
+    [journal] = by_name(report, "journal")
+    assert journal["status"] == "fail" and "client id and secret" in journal["fix"]

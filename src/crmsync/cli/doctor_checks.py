@@ -12,8 +12,9 @@ run in this order, a later one skipped where an earlier failure makes it meaning
    `engine/mapping_check.py`, the same the daemon applies before an initial sync;
 6. the pipelines and stages the deal stage maps name exist on both sides;
 7. the owners the owner mappings need can be read (§4);
-8. webhooks: a signed test delivery to `public_base_url`, and the subscriptions the object
-   syncs need (§6);
+8. how HubSpot's changes arrive (`hub.changes`): webhooks — a signed test delivery to
+   `public_base_url`, and the subscriptions to check in the app; the webhooks journal — its
+   client-credentials token and its subscriptions, which that token may read (§6); polling;
 9. the rate budget left today (fact sheet §3.2).
 
 HubSpot is asked as few times as possible: the token (one call, or none for OAuth, whose
@@ -38,7 +39,9 @@ from crmsync.connectors.base import Connector, ConnectorError, FieldInfo, Suppor
 from crmsync.connectors.hubspot import account as hub_account
 from crmsync.connectors.hubspot.auth import HubSpotOAuth
 from crmsync.connectors.hubspot.build import USER_AGENT, budget_for, build_auth
+from crmsync.connectors.hubspot.client_credentials import ClientCredentialsAuth
 from crmsync.connectors.hubspot.connector import HubSpotConnector
+from crmsync.connectors.hubspot.journal import JournalClient
 from crmsync.connectors.hubspot.scopes import (
     ScopeNeed,
     maps_owner,
@@ -137,6 +140,7 @@ class Doctor:
         self.window_limit: int | None = None
         self.plans: list[PropertyPlan] = []
         self.created: list[PropertyPlan] = []
+        self.portal_id: int | None = None
         self.syncs = [(i, s) for i, s in enumerate(cfg.syncs) if s.enabled]
 
     def add(self, name: str, status: Status, message: str, fix: str = "") -> None:
@@ -181,7 +185,7 @@ class Doctor:
         poll = f"{self.cfg.hub.poll_interval_seconds:g} s"
         what = {
             "service_key": "REST calls only: it cannot receive webhooks, so changes reach "
-                           f"crmsync by polling (every {poll})",
+                           f"crmsync by polling (every {poll}) or the webhooks journal",
             "static_token": "REST calls and webhooks (subscribed in the project's "
                             "webhooks-hsmeta.json); it does not expire until rotated",
             "private_app": "REST calls and webhooks (subscribed in the private app's "
@@ -197,16 +201,6 @@ class Doctor:
     async def _open_hub(self, stack: AsyncExitStack) -> HubView | None:
         hub = self.cfg.hub
 
-        async def count(response: httpx.Response) -> None:
-            self.requests += 1
-            h = response.headers
-            for name, attr in (("X-HubSpot-RateLimit-Daily-Remaining", "daily_remaining"),
-                               ("X-HubSpot-RateLimit-Daily", "daily_limit"),
-                               ("X-HubSpot-RateLimit-Max", "window_limit")):
-                value = h.get(name)
-                if value is not None and value.strip().isdigit():
-                    setattr(self, attr, int(value))
-
         keeper = self.keeper
         try:
             auth = build_auth(hub, self.base_dir,
@@ -221,10 +215,21 @@ class Doctor:
             base_url=hub.base_url, auth=auth, transport=self.hub_transport,
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
             headers={"User-Agent": USER_AGENT}, follow_redirects=False,
-            event_hooks={"response": [count]}))
+            event_hooks={"response": [self._count]}))
         connector = HubSpotConnector(client, budget_for(hub.tier, hub.limits),
                                      request_timeout=timeout)
         return HubView(connector)
+
+    async def _count(self, response: httpx.Response) -> None:
+        """Every HubSpot answer: counted, and its rate-limit headers kept (fact sheet §3.2)."""
+        self.requests += 1
+        h = response.headers
+        for name, attr in (("X-HubSpot-RateLimit-Daily-Remaining", "daily_remaining"),
+                           ("X-HubSpot-RateLimit-Daily", "daily_limit"),
+                           ("X-HubSpot-RateLimit-Max", "window_limit")):
+            value = h.get(name)
+            if value is not None and value.strip().isdigit():
+                setattr(self, attr, int(value))
 
     def _unreachable(self, name: str, exc: HttpFailure) -> None:
         if exc.kind == "config" or exc.status in (401, 403):
@@ -263,6 +268,7 @@ class Doctor:
         hub.usable = True
         hub.granted = info.scopes if info is not None else None
         account = details.portal_id or (info.hub_id if info else None)
+        self.portal_id = account
         facts = ", ".join(x for x in (details.account_type,
                                       details.time_zone and f"time zone {details.time_zone}",
                                       details.data_hosting and f"data in {details.data_hosting}")
@@ -519,6 +525,12 @@ class Doctor:
         kind = kind_of(cfg)
         wh = cfg.daemon.webhooks
         poll = f"every {cfg.hub.poll_interval_seconds:g} s"
+        if cfg.hub.changes == "journal":
+            return await self._journal()
+        if cfg.hub.changes == "poll":
+            self.add("webhooks", "ok", f'hub.changes = "poll": HubSpot\'s changes come by '
+                                       f"polling ({poll}), no webhooks")
+            return
         secret_set = bool(cfg.hub.webhook_client_secret_env or cfg.hub.webhook_client_secret_file)
         configured = wh.enabled and bool(wh.public_base_url)
         if kind == "service_key":
@@ -559,6 +571,53 @@ class Doctor:
                                                "delivers only to a public https URL",
                      "put a TLS reverse proxy in front of daemon.webhooks.listen")
         self._subscriptions(kind)
+
+    async def _journal(self) -> None:
+        """`hub.changes = "journal"`: the app's client credentials get a journal token, and
+        its subscriptions (readable with that token) cover the object syncs."""
+        settings = self.cfg.hub.journal
+        if settings is None:
+            return  # check-config reported it
+        try:
+            secret = read_secret(settings.client_secret_env, settings.client_secret_file,
+                                 self.base_dir)
+        except SecretError as exc:
+            self.add("journal", "fail", f"the journal client secret: {exc}",
+                     "see `crmsync check-config`")
+            return
+        portal = settings.portal_id or self.portal_id
+        if not portal:
+            self.add("journal", "fail", "the account id is unknown (the token check failed)",
+                     "fix the token, or set hub.journal.portal_id")
+            return
+        objects = [s.hub_object for _, s in self.syncs]
+        associations = sorted({o for _, s in self.syncs if s.associations
+                               for o in (s.hub_object, *s.associations)})
+        timeout = settings.request_timeout_seconds
+        auth = ClientCredentialsAuth(client_id=settings.client_id, client_secret=secret,
+                                     scopes=settings.scopes)
+        async with httpx.AsyncClient(
+                base_url=self.cfg.hub.base_url, auth=auth, transport=self.hub_transport,
+                timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+                headers={"User-Agent": USER_AGENT}, follow_redirects=False,
+                event_hooks={"response": [self._count]}) as client:
+            journal = JournalClient(client, portal_id=portal, request_timeout=timeout)
+            try:
+                lacking = await journal.missing_subscriptions(objects, associations)
+            except ConnectorError as exc:
+                self.add("journal", "fail", f"the webhooks journal cannot be read: {exc.message}",
+                         "hub.journal needs the app's client id and secret, and the app the "
+                         "journal scopes (" + ", ".join(settings.scopes) + ")")
+                return
+        self.add("journal", "ok", f"the webhooks journal answers the app {settings.client_id} "
+                                  f"for account {portal}: no public URL needed")
+        if lacking:
+            self.add("subscriptions", "warn", "the journal has no subscription yet for "
+                     + ", ".join(f"{k.lower()} {o}" for k, o, _ in lacking),
+                     "none to do: crmsync subscribes them when it starts")
+        else:
+            self.add("subscriptions", "ok", "the journal's subscriptions cover "
+                     + ", ".join(dict.fromkeys(objects)))
 
     def _subscriptions(self, kind: str) -> None:
         wanted = subscriptions_needed(s for _, s in self.syncs)
