@@ -38,6 +38,24 @@ def test_write_replaces_the_token_with_mode_0600(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["hubspot-refresh-token"]
 
 
+def test_a_replaced_token_keeps_the_owner_of_the_file(tmp_path: Path):
+    """Root replacing the service's token file (`crmsync doctor` rotating it while the daemon
+    runs as its own user) leaves it the service's. As root the old file is given to another
+    user first; as anyone else only the file's own owner can be kept."""
+    path = tmp_path / "hubspot-refresh-token"
+    path.write_text("rt-old\n")
+    owner = (4242, 4243) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+    os.chown(path, *owner)
+    write_token_file(path, "rt-new")
+    st = path.stat()
+    assert (st.st_uid, st.st_gid) == owner
+    assert stat.S_IMODE(st.st_mode) == 0o600 and path.read_text() == "rt-new\n"
+    # A new file belongs to whoever writes it.
+    fresh = tmp_path / "another-token"
+    write_token_file(fresh, "rt-1")
+    assert fresh.stat().st_uid == os.geteuid()
+
+
 def test_a_failed_write_leaves_the_old_token_and_no_leftover(tmp_path: Path, monkeypatch):
     path = tmp_path / "hubspot-refresh-token"
     write_token_file(path, "rt-1")

@@ -56,7 +56,8 @@ def read_token_file(path: Path) -> str | None:
 
 
 def write_token_file(path: Path, token: str) -> None:
-    """Replace the content of `path` with `token` (and a newline), atomically, mode 0600.
+    """Replace the content of `path` with `token` (and a newline), atomically, mode 0600,
+    keeping the file's owner where this process may (root).
 
     Blocking I/O: run it off the event loop. Leftovers of writes cut short by a crash (hidden
     `.NAME.*.tmp` files next to it) are removed. Raises OSError when it cannot be written; the
@@ -69,10 +70,21 @@ def write_token_file(path: Path, token: str) -> None:
     for stale in directory.glob(f"{prefix}*{_SUFFIX}"):
         with contextlib.suppress(OSError):
             stale.unlink()
+    try:
+        owner: os.stat_result | None = path.stat()
+    except FileNotFoundError:
+        owner = None
     # mkstemp creates the file with mode 0600 (O_EXCL), whatever the umask.
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=_SUFFIX, dir=directory)
     try:
         try:
+            if owner is not None and (owner.st_uid, owner.st_gid) != (os.geteuid(),
+                                                                      os.getegid()):
+                # The replacement keeps the file's owner: root running `crmsync doctor` or
+                # `connect` next to the service must not leave the service a token it cannot
+                # read. Only root may give a file away; anyone else writes it as their own.
+                with contextlib.suppress(PermissionError):
+                    os.fchown(fd, owner.st_uid, owner.st_gid)
             data = (token + "\n").encode("utf-8")
             view = memoryview(data)
             while view:
