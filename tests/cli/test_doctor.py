@@ -201,6 +201,27 @@ def test_a_service_key_without_the_write_scope(tmp_path: Path):
     assert hooks["status"] == "ok" and "none for a service key" in hooks["message"]
 
 
+@pytest.mark.parametrize(("kind", "named", "says"), [
+    # hubspot-onboarding.md §0: a service key makes REST calls only; a project app's static
+    # token and a legacy private app's token also receive webhooks; legacy private apps can
+    # no longer be created since 2026-10-26.
+    ("service_key", "service key", "cannot receive webhooks"),
+    ("static_token", "project app static token", "REST calls and webhooks"),
+    ("private_app", "legacy private app token", "cannot be created since 2026-10-26"),
+])
+def test_each_kind_of_token_is_taken_and_said_what_it_can_do(tmp_path: Path, kind: str,
+                                                             named: str, says: str):
+    emu = HubSpotEmulator(tokens=(Credential(TOKEN, kind, frozenset({
+        "crm.objects.contacts.read", "crm.objects.contacts.write"})),))
+    status, report = as_json(setup(tmp_path, auth=f'kind = "{kind}"\ntoken_file = "token"'),
+                             emu)
+    assert status == 0, report
+    [cred] = by_name(report, "credential")
+    assert cred["message"].startswith(f"{named}: ") and says in cred["message"]
+    [token] = by_name(report, "token")
+    assert token["status"] == "ok" and "account 62515" in token["message"]
+
+
 def test_a_token_hubspot_does_not_know(tmp_path: Path):
     emu = HubSpotEmulator(tokens=("another-token",))
     status, report = as_json(setup(tmp_path), emu)
@@ -352,6 +373,8 @@ client_secret_file = "client-secret"
 refresh_token_file = "{state / 'hubspot-refresh-token'}"''')
     status, report = as_json(cfg, emu)
     assert status == 0, report
+    [cred] = by_name(report, "credential")
+    assert cred["message"].startswith("OAuth app: ") and "refreshed before" in cred["message"]
     [scopes] = by_name(report, "scopes")
     assert scopes["status"] == "ok"
     [budget] = by_name(report, "rate budget")
