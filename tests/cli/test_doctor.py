@@ -506,6 +506,23 @@ def test_the_webhooks_journal_and_its_subscriptions(tmp_path: Path):
     status, report = as_json(cfg, emu)
     [subs] = by_name(report, "subscriptions")
     assert subs["status"] == "ok" and "cover contacts" in subs["message"]
+    # Associations with an object whose sync is switched off are not subscribed by the
+    # daemon (daemon/main.py `_journal_routes`), so the doctor does not ask for them either.
+    with sqlite3.connect(tmp_path / "app.db") as conn:
+        conn.execute("CREATE TABLE customer_deals (customer_id INTEGER, deal_id INTEGER)")
+    deals_off = DEALS.format(stage="closedwon").replace(
+        "use_default_mappings = false", "use_default_mappings = false\nenabled = false")
+    associated = setup(
+        tmp_path, syncs=CONTACTS.format(direction="both") + 'associations = ["deals"]\n'
+        + deals_off,
+        tables='\n[[connections.associations]]\nfrom_object = "customers"\n'
+               'to_object = "opportunities"\njoin_table = "customer_deals"\n'
+               'from_column = "customer_id"\nto_column = "deal_id"\n',
+        hub='changes = "journal"\n\n[hub.journal]\nclient_id = "journal-app"\n'
+            'client_secret_file = "journal-secret"\n')
+    status, report = as_json(associated, emu)
+    [subs] = by_name(report, "subscriptions")
+    assert subs["message"].endswith("no subscription yet for association contacts"), report
     # A wrong client secret is named, with the fix.
     (tmp_path / "journal-secret").write_text("not-the-secret\n")
     status, report = as_json(cfg, emu)

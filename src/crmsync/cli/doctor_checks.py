@@ -591,8 +591,10 @@ class Doctor:
                      "fix the token, or set hub.journal.portal_id")
             return
         objects = [s.hub_object for _, s in self.syncs]
+        # What the daemon's journal reader subscribes (daemon/main.py `_journal_routes`):
+        # association events of the synced objects only, not of one whose sync is off.
         associations = sorted({o for _, s in self.syncs if s.associations
-                               for o in (s.hub_object, *s.associations)})
+                               for o in (s.hub_object, *s.associations)} & set(objects))
         timeout = settings.request_timeout_seconds
         auth = ClientCredentialsAuth(client_id=settings.client_id, client_secret=secret,
                                      scopes=settings.scopes)
