@@ -274,6 +274,8 @@ class HubSpotConnector:
         return results
 
     def invalidate_caches(self) -> None:
+        """Forget the cached properties, pipelines and owners (`crmsync doctor
+        --create-properties` reads the properties again after creating some)."""
         self._properties.clear()
         self._pipelines.clear()
         self._owners = None
