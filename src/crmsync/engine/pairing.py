@@ -18,6 +18,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+import msgspec
+
+from crmsync.engine.matching import Duplicate, Holder, match
+from crmsync.engine.types import Side, other
+
 
 class IndexedItem(Protocol):
     """An item of the index as pairing reads it."""
@@ -156,4 +161,105 @@ def pair_app_page(rows: Sequence[RowT], existing: Mapping[str, ItemT],
         if hub_item is not None:
             paired_here[hub_item.item_id] = r.record_id
         out.append(AppPairing(r, hub_item or it))
+    return out
+
+
+# --- records met by one sync batch -------------------------------------------------------------
+
+
+class Met(msgspec.Struct, frozen=True):
+    """A record not linked yet that one sync batch met: its side, its id (None for a record
+    not written yet) and the match keys it holds now."""
+
+    side: Side
+    record_id: str | None
+    keys: tuple[str, ...]
+
+
+def unlinked_side(item: IndexedItem | None, hub_read: bool, app_read: bool) -> Side | None:
+    """The side of the only record of an item that was never linked, when that record was
+    read now and the other side has none (None: no item, linked, paired already, or its
+    record is gone). Such a record is matched again by the keys it holds now."""
+    if item is None or item.snapshot is not None:
+        return None
+    if item.hub_id and not item.app_id and hub_read and not app_read:
+        return "hub"
+    if item.app_id and not item.hub_id and app_read and not hub_read:
+        return "app"
+    return None
+
+
+def merge_fresh(met: Sequence[Met | None]) -> dict[int, int]:
+    """Records first seen in one batch (no item yet; None for the others), one per side with
+    a match key in common, are one pair: returns {position of the app record: position of the
+    hub record it joins}. The first hub record holding a key takes the first app record that
+    holds it; each hub record takes one app record."""
+    by_key: dict[str, int] = {}
+    for i, m in enumerate(met):
+        if m is not None and m.side == "hub":
+            for k in m.keys:
+                by_key.setdefault(k, i)
+    out: dict[int, int] = {}
+    taken: set[int] = set()
+    if not by_key:
+        return out
+    for i, m in enumerate(met):
+        if m is None or m.side != "app":
+            continue
+        partner = next((by_key[k] for k in m.keys if k in by_key), None)
+        if partner is not None and partner not in taken:
+            taken.add(partner)
+            out[i] = partner
+    return out
+
+
+class Paired(msgspec.Struct, frozen=True):
+    """Pair with the item holding the key: its record of the other side joins this one."""
+
+    item_id: int
+
+
+Fresh = Duplicate | Paired | None
+
+
+def _holder(it: IndexedItem, side: Side, taken: Mapping[int, str]) -> Holder:
+    """The record of `side` in item `it`, as matching sees it (`taken`: items paired in this
+    batch, with the record they were paired to)."""
+    return Holder(it.record_id(side) or "", taken.get(it.item_id, it.record_id(other(side))),
+                  it.state, it.category)
+
+
+def pair_fresh(met: Sequence[Met], hub_holders: Mapping[str, IndexedItem],
+               app_holders: Mapping[str, IndexedItem]) -> list[Fresh]:
+    """What each record met by one batch does about the index (`*_holders`: the items whose
+    record of that side holds one of the batch's keys, by key) and the records before it in
+    the batch, through `engine.matching.match`: a `Duplicate`, `Paired` with an item whose
+    record of the other side becomes its partner (each item once per batch), or None (alone,
+    or paired with that item already). A record that is not a duplicate claims its keys for
+    the records after it."""
+    holders: dict[Side, Mapping[str, IndexedItem]] = {"hub": hub_holders, "app": app_holders}
+    claimed: dict[tuple[str, str], str] = {}
+    taken: dict[int, str] = {}
+    out: list[Fresh] = []
+    for m in met:
+        side = m.side
+        own_id = m.record_id
+        same = [Holder(claimed[(side, k)]) for k in m.keys if (side, k) in claimed]
+        same += [_holder(holders[side][k], side, taken) for k in m.keys if k in holders[side]]
+        across = [holders[other(side)][k] for k in m.keys if k in holders[other(side)]]
+        found = match(side, own_id, same, [_holder(it, other(side), taken) for it in across])
+        if isinstance(found, Duplicate):
+            out.append(found)
+            continue
+        for k in m.keys:
+            claimed[(side, k)] = own_id or ""
+        if found is None:
+            out.append(None)
+            continue
+        partner = next(it for it in across if _holder(it, other(side), taken) == found.holder)
+        if partner.record_id(side) is not None:
+            out.append(None)  # paired with this very record already
+            continue
+        taken[partner.item_id] = own_id or ""
+        out.append(Paired(partner.item_id))
     return out

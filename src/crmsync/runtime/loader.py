@@ -14,6 +14,7 @@ import msgspec
 
 from crmsync.engine import KeyProblem, match_keys
 from crmsync.engine.matching import Duplicate, Holder, match
+from crmsync.engine.pairing import Met, Paired, merge_fresh, pair_fresh, unlinked_side
 from crmsync.records import Record, Side, other
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.processor import Work
@@ -78,6 +79,82 @@ def keys_of(ctx: ObjectSyncContext, side: Side, rec: Record) -> tuple[str, ...]:
 
 def _merge_fresh(works: list[Work]) -> list[Work]:
     """Two records first seen in one batch, one per side, with a match key in common are one
+    pair (`engine.pairing.merge_fresh`): the hub record's work takes the app record (decided
+    as a first pairing), so neither is created on the other side."""
+    met = [Met(w.key_side, w.record_id(w.key_side), w.keys)
+           if w.item is None and w.key_side is not None and w.record(w.key_side) is not None
+           else None for w in works]
+    merged = merge_fresh(met)
+    if not merged:
+        return works
+    for i, j in merged.items():
+        partner, w = works[j], works[i]
+        assert w.app is not None
+        partner.set_record("app", w.app)
+        partner.payload.extend(w.payload)
+        partner.paired_keys = w.keys
+    return [w for i, w in enumerate(works) if i not in merged]
+
+
+async def pair_new(ctx: ObjectSyncContext, works: list[Work],
+                   view: StoreView | None = None) -> list[Work]:
+    """Records not linked yet — first seen (no item) or seen before and never linked (a
+    failed duplicate, a record excluded or failed before) — are matched again by the match
+    keys they hold now (`engine.pairing.pair_fresh`): against the other records of this
+    batch, then the index. A duplicate stays a duplicate whichever path brings it (poll,
+    webhook, reconcile, resync) until its key changes; an unpaired partner pairs. Returns the
+    works to sync."""
+    works = _merge_fresh(works)
+    for w in works:
+        side = unlinked_side(w.item, w.hub is not None, w.app is not None)
+        if side is not None:
+            rec = w.record(side)
+            assert rec is not None
+            w.keys, w.key_side, w.rekey_own = keys_of(ctx, side, rec), side, True
+    fresh = [w for w in works if (w.item is None or w.rekey_own) and w.keys
+             and w.key_side is not None and (w.hub is None or w.app is None)]
+    if not fresh:
+        return works
+    all_keys = list({k for w in fresh for k in w.keys})
+
+    read = _reader(view)
+
+    def lookup(conn: Any) -> tuple[dict[str, Item], dict[str, Item]]:
+        return (read(conn, store_items.key_holders, ctx.sync_id, "hub", all_keys),
+                read(conn, store_items.key_holders, ctx.sync_id, "app", all_keys))
+
+    hub_holders, app_holders = await ctx.store.read(lookup)
+    met = [Met(w.key_side, w.record_id(w.key_side), w.keys) for w in fresh
+           if w.key_side is not None]
+    items = {it.item_id: it for h in (hub_holders, app_holders) for it in h.values()}
+    need: dict[Side, list[str]] = {"hub": [], "app": []}
+    partners: list[tuple[Work, Item]] = []
+    for w, found in zip(fresh, pair_fresh(met, hub_holders, app_holders), strict=True):
+        if isinstance(found, Duplicate):
+            w.duplicate_of = found.of
+            w.keys = ()
+        elif isinstance(found, Paired):
+            partner = items[found.item_id]
+            partners.append((w, partner))
+            pid = partner.record_id(other(w.key_side))  # type: ignore[arg-type]
+            if pid:
+                need[other(w.key_side)].append(pid)  # type: ignore[arg-type]
+    if not partners:
+        return works
+    recs = {s: await read_records(ctx, s, ids) for s, ids in need.items() if ids}
+    for w, partner in partners:
+        side = other(w.key_side)  # type: ignore[arg-type]
+        pid = partner.record_id(side)
+        rec = recs.get(side, {}).get(pid or "")
+        if rec is None:
+            continue
+        w.item = partner
+        w.set_record(side, rec)
+    return works
+
+
+def _merge_fresh_before(works: list[Work]) -> list[Work]:
+    """Two records first seen in one batch, one per side, with a match key in common are one
     pair: the hub record's work takes the app record (decided as a first pairing), so neither
     is created on the other side."""
     by_key: dict[str, Work] = {}
@@ -120,7 +197,7 @@ def _holder(it: Item, side: Side, taken: dict[int, str]) -> Holder:
                   it.state, it.category)
 
 
-async def pair_new(ctx: ObjectSyncContext, works: list[Work],
+async def pair_new_before(ctx: ObjectSyncContext, works: list[Work],
                    view: StoreView | None = None) -> list[Work]:
     """Records not linked yet — first seen (no item) or seen before and never linked (a
     failed duplicate, a record excluded or failed before) — are matched again by the match
@@ -128,7 +205,7 @@ async def pair_new(ctx: ObjectSyncContext, works: list[Work],
     the index. A duplicate stays a duplicate whichever path brings it (poll, webhook,
     reconcile, resync) until its key changes; an unpaired partner pairs. Returns the works
     to sync."""
-    works = _merge_fresh(works)
+    works = _merge_fresh_before(works)
     for w in works:
         side = _unlinked_side(w)
         if side is not None:
