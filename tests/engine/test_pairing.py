@@ -14,7 +14,17 @@ from dataclasses import dataclass, replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crmsync.engine.pairing import AppPairing, InFlight, pair_app_page
+from crmsync.engine.matching import Duplicate
+from crmsync.engine.pairing import (
+    AppPairing,
+    Fresh,
+    InFlight,
+    Met,
+    Paired,
+    merge_fresh,
+    pair_app_page,
+    pair_fresh,
+)
 
 HUB_IDS = [f"H{i}" for i in range(6)]
 APP_IDS = [f"A{i}" for i in range(10)]
@@ -94,12 +104,16 @@ def indexes(draw) -> Index:
     pairs += [(h, None) for h in hubs[n_pairs:]] + [(None, a) for a in apps[n_pairs:]]
     items = []
     for i, (h, a) in enumerate(pairs, start=1):
-        linked = h is not None and a is not None and draw(st.booleans())
-        items.append(FakeItem(i, h, a, draw(st.sampled_from(STATES)),
-                              draw(st.sampled_from(("", "duplicate"))),
-                              b"{}" if linked else None))
+        both = h is not None and a is not None
+        linked = both and draw(st.booleans())
+        # A failed duplicate is a record alone that claims no key.
+        dup = not both and draw(st.booleans())
+        items.append(FakeItem(i, h, a, "failed" if dup else draw(st.sampled_from(STATES)),
+                              "duplicate" if dup else "", b"{}" if linked else None))
     claims: dict[tuple[str, str], str] = {}
-    for side, ids in (("hub", [h for h, _ in pairs if h]), ("app", [a for _, a in pairs if a])):
+    for side in ("hub", "app"):
+        ids = [it.record_id(side) for it in items
+               if it.record_id(side) and it.category != "duplicate"]
         for k in KEYS:
             if ids and draw(st.booleans()):
                 claims[(side, k)] = draw(st.sampled_from(ids))
@@ -179,3 +193,139 @@ def test_one_hub_record_pairs_with_one_app_record_and_first_claim_wins(index, ro
             # A pair: the hub item is not paired with another app record.
             assert p.item.app_id in (None, r.record_id)
             assert paired.setdefault(p.item.item_id, r.record_id) == r.record_id
+
+
+# --- records met by one sync batch ----------------------------------------------------------
+# These rules lived in runtime/loader.py (`pair_new`, `_merge_fresh`); the differential test
+# that checked the engine against them through `loader.load` is in the commit that added
+# `pair_fresh`.
+
+
+def _holders(index: Index, side: str) -> dict[str, FakeItem]:
+    by = {it.record_id(side): it for it in index.items if it.record_id(side)}
+    return {k: by[rid] for (s, k), rid in index.claims.items() if s == side and rid in by}
+
+
+@st.composite
+def batches(draw) -> list[Met]:
+    out = []
+    for rid in draw(st.lists(st.sampled_from(HUB_IDS + APP_IDS + ["new-h", "new-a"]),
+                             unique=True, min_size=1, max_size=8)):
+        side = "hub" if rid.startswith(("H", "new-h")) else "app"
+        out.append(Met(side, None if rid.startswith("new") else rid,
+                       tuple(draw(st.lists(st.sampled_from(KEYS), unique=True, max_size=3)))))
+    return out
+
+
+def _apply(index: Index, met: list[Met], got: list[Fresh]) -> None:
+    """Commit the batch like its sync does (direction both): a pair links, a record alone is
+    created on the other side and linked to the record made, a duplicate claims nothing.
+    A record's claims follow the keys it holds now."""
+    for m, f in zip(met, got, strict=True):
+        if m.record_id is None:
+            continue
+        keep = () if isinstance(f, Duplicate) else m.keys
+        index.claims = {sk: rid for sk, rid in index.claims.items()
+                        if not (sk[0] == m.side and rid == m.record_id and sk[1] not in keep)}
+        if isinstance(f, Duplicate):
+            continue
+        there = "app" if m.side == "hub" else "hub"
+        it = (next(i for i in index.items if i.item_id == f.item_id) if isinstance(f, Paired)
+              else next((i for i in index.items if i.record_id(m.side) == m.record_id), None))
+        if it is None:
+            it = FakeItem(index._next(), None, None)
+        made = it.record_id(there) or f"made-for-{m.record_id}"
+        index._put(replace(it, **{f"{m.side}_id": m.record_id, f"{there}_id": made},
+                           state="syncing", category="", snapshot=b"{}"))
+        for k in m.keys:
+            index.claims.setdefault((m.side, k), m.record_id)
+            if f is None:
+                index.claims.setdefault((there, k), made)
+
+
+@settings(max_examples=300, deadline=None)
+@given(indexes(), batches())
+def test_a_batch_pairs_each_item_once_and_never_with_a_duplicate_or_a_taken_record(
+        index, met) -> None:
+    items = {it.item_id: it for it in index.items}
+    got = pair_fresh(met, _holders(index, "hub"), _holders(index, "app"))
+    paired = [f.item_id for f in got if isinstance(f, Paired)]
+    assert len(paired) == len(set(paired))
+    for m, f in zip(met, got, strict=True):
+        if isinstance(f, Paired):
+            it = items[f.item_id]
+            assert it.category != "duplicate"
+            # Its record of the other side holds one of the keys, and it has no record on
+            # this record's side to be moved away from.
+            assert it.record_id(m.side) is None
+            assert any(index.claims.get(("app" if m.side == "hub" else "hub", k))
+                       == it.record_id("app" if m.side == "hub" else "hub") for k in m.keys)
+
+
+@settings(max_examples=300, deadline=None)
+@given(indexes(), batches())
+def test_a_later_record_of_a_batch_with_a_key_of_an_earlier_one_is_its_duplicate(
+        index, met) -> None:
+    got = pair_fresh(met, _holders(index, "hub"), _holders(index, "app"))
+    kept: dict[tuple[str, str], str | None] = {}
+    for m, f in zip(met, got, strict=True):
+        if isinstance(f, Duplicate):
+            continue
+        for k in m.keys:
+            if (m.side, k) in kept and kept[(m.side, k)] != m.record_id:
+                raise AssertionError(f"{m} shares {k} with {kept[(m.side, k)]}")
+            kept[(m.side, k)] = m.record_id
+
+
+@settings(max_examples=300, deadline=None)
+@given(indexes(), batches())
+def test_deciding_a_batch_again_after_its_commit_is_stable(index, met) -> None:
+    """Outcomes of deciding twice are stable: a pair made is found paired already (nothing to
+    do), a duplicate stays a duplicate, a record alone (created on the other side) is
+    found paired. Records of one batch sharing a key across sides were merged before
+    (`merge_fresh`) and are left out here."""
+    hub_keys = {k for m in met if m.side == "hub" for k in m.keys}
+    met = [m for m in met if m.record_id is not None
+           and (m.side == "hub" or not hub_keys & set(m.keys))]
+    if any(it.record_id(m.side) == m.record_id and it.snapshot is not None
+           for m in met for it in index.items):
+        return  # linked records are not met as records to pair
+    mine = {(m.side, m.record_id): set(m.keys) for m in met}
+    if any(k not in mine[(side, rid)] for (side, k), rid in index.claims.items()
+           if (side, rid) in mine):
+        # A record of the batch let go of a key since: a duplicate of it may pair now, which
+        # is the rule ("until its key changes"), not an instability.
+        return
+    first = pair_fresh(met, _holders(index, "hub"), _holders(index, "app"))
+    _apply(index, met, first)
+    again = pair_fresh(met, _holders(index, "hub"), _holders(index, "app"))
+    for f, g in zip(first, again, strict=True):
+        if isinstance(f, Duplicate):
+            assert isinstance(g, Duplicate)
+        else:
+            assert g is None, (f, g)
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches())
+def test_records_first_seen_together_merge_one_to_one_on_a_shared_key(met) -> None:
+    fresh: list[Met | None] = [m if m.record_id is None or m.keys else None for m in met]
+    merged = merge_fresh(fresh)
+    assert len(set(merged.values())) == len(merged)
+    first_hub: dict[str, int] = {}
+    for i, m in enumerate(fresh):
+        if m is not None and m.side == "hub":
+            for k in m.keys:
+                first_hub.setdefault(k, i)
+    taken: set[int] = set()
+    for i, m in enumerate(fresh):
+        if m is None or m.side != "app":
+            assert i not in merged
+            continue
+        # The hub record holding its first key that any hub record of the batch holds.
+        j = next((first_hub[k] for k in m.keys if k in first_hub), None)
+        if j is not None and j not in taken:
+            assert merged.get(i) == j
+            taken.add(j)
+        else:
+            assert i not in merged

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from crmsync.engine import KeyProblem, match_keys
-from crmsync.engine.matching import Duplicate, Holder, match
+from crmsync.engine.matching import Duplicate
 from crmsync.engine.pairing import Met, Paired, merge_fresh, pair_fresh, unlinked_side
 from crmsync.records import Record, Side, other
 from crmsync.runtime.context import ObjectSyncContext
@@ -139,122 +139,6 @@ async def pair_new(ctx: ObjectSyncContext, works: list[Work],
             pid = partner.record_id(other(w.key_side))  # type: ignore[arg-type]
             if pid:
                 need[other(w.key_side)].append(pid)  # type: ignore[arg-type]
-    if not partners:
-        return works
-    recs = {s: await read_records(ctx, s, ids) for s, ids in need.items() if ids}
-    for w, partner in partners:
-        side = other(w.key_side)  # type: ignore[arg-type]
-        pid = partner.record_id(side)
-        rec = recs.get(side, {}).get(pid or "")
-        if rec is None:
-            continue
-        w.item = partner
-        w.set_record(side, rec)
-    return works
-
-
-def _merge_fresh_before(works: list[Work]) -> list[Work]:
-    """Two records first seen in one batch, one per side, with a match key in common are one
-    pair: the hub record's work takes the app record (decided as a first pairing), so neither
-    is created on the other side."""
-    by_key: dict[str, Work] = {}
-    for w in works:
-        if w.item is None and w.key_side == "hub":
-            for k in w.keys:
-                by_key.setdefault(k, w)
-    if not by_key:
-        return works
-    out: list[Work] = []
-    for w in works:
-        if w.item is None and w.key_side == "app" and w.app is not None:
-            partner = next((by_key[k] for k in w.keys if k in by_key), None)
-            if partner is not None and partner.app is None:
-                partner.set_record("app", w.app)
-                partner.payload.extend(w.payload)
-                partner.paired_keys = w.keys
-                continue
-        out.append(w)
-    return out
-
-
-def _unlinked_side(w: Work) -> Side | None:
-    """The side of the only record of an item that was never linked (None: no item, linked,
-    paired already, or its record is gone)."""
-    it = w.item
-    if it is None or it.snapshot is not None:
-        return None
-    if it.hub_id and not it.app_id and w.hub is not None and w.app is None:
-        return "hub"
-    if it.app_id and not it.hub_id and w.app is not None and w.hub is None:
-        return "app"
-    return None
-
-
-def _holder(it: Item, side: Side, taken: dict[int, str]) -> Holder:
-    """The record of `side` in item `it`, as matching sees it (`taken`: items paired in this
-    batch, with the record they were paired to)."""
-    return Holder(it.record_id(side) or "", taken.get(it.item_id, it.record_id(other(side))),
-                  it.state, it.category)
-
-
-async def pair_new_before(ctx: ObjectSyncContext, works: list[Work],
-                   view: StoreView | None = None) -> list[Work]:
-    """Records not linked yet — first seen (no item) or seen before and never linked (a
-    failed duplicate, a record excluded or failed before) — are matched again by the match
-    keys they hold now (`engine.matching`): against the other records of this batch, then
-    the index. A duplicate stays a duplicate whichever path brings it (poll, webhook,
-    reconcile, resync) until its key changes; an unpaired partner pairs. Returns the works
-    to sync."""
-    works = _merge_fresh_before(works)
-    for w in works:
-        side = _unlinked_side(w)
-        if side is not None:
-            rec = w.record(side)
-            assert rec is not None
-            w.keys, w.key_side, w.rekey_own = keys_of(ctx, side, rec), side, True
-    fresh = [w for w in works if (w.item is None or w.rekey_own) and w.keys
-             and w.key_side is not None and (w.hub is None or w.app is None)]
-    if not fresh:
-        return works
-    all_keys = list({k for w in fresh for k in w.keys})
-
-    read = _reader(view)
-
-    def lookup(conn: Any) -> tuple[dict[str, Item], dict[str, Item]]:
-        return (read(conn, store_items.key_holders, ctx.sync_id, "hub", all_keys),
-                read(conn, store_items.key_holders, ctx.sync_id, "app", all_keys))
-
-    hub_holders, app_holders = await ctx.store.read(lookup)
-    holders = {"hub": hub_holders, "app": app_holders}
-    claimed: dict[tuple[str, str], str] = {}
-    need: dict[Side, list[str]] = {"hub": [], "app": []}
-    partners: list[tuple[Work, Item]] = []
-    taken: dict[int, str] = {}
-    for w in fresh:
-        side = w.key_side
-        assert side is not None
-        own_id = w.record_id(side)
-        same = [Holder(claimed[(side, k)]) for k in w.keys if (side, k) in claimed]
-        same += [_holder(holders[side][k], side, taken) for k in w.keys if k in holders[side]]
-        across = [holders[other(side)][k] for k in w.keys if k in holders[other(side)]]
-        found = match(side, own_id, same, [_holder(it, other(side), taken) for it in across])
-        if isinstance(found, Duplicate):
-            w.duplicate_of = found.of
-            w.keys = ()
-            continue
-        for k in w.keys:
-            claimed[(side, k)] = own_id or ""
-        if found is None:
-            continue
-        partner = next(it for it in across
-                       if _holder(it, other(side), taken) == found.holder)
-        if partner.record_id(side) is not None:
-            continue  # paired with this very record already
-        taken[partner.item_id] = own_id or ""
-        partners.append((w, partner))
-        pid = partner.record_id(other(side))
-        if pid:
-            need[other(side)].append(pid)
     if not partners:
         return works
     recs = {s: await read_records(ctx, s, ids) for s, ids in need.items() if ids}
