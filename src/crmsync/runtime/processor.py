@@ -31,6 +31,7 @@ import trio
 from crmsync.connectors.base import SupportsPropertyHistory, WriteResult
 from crmsync.engine import decide, decide_overwritten, effective_snapshot
 from crmsync.engine.matching import Duplicate, Holder, match, pairable
+from crmsync.engine.outcome import RecordOutcome, settle
 from crmsync.engine.types import (
     Create,
     Decision,
@@ -572,6 +573,10 @@ class Processor:
     # --- 5. outcomes ---------------------------------------------------------------------------
 
     def _outcome(self, w: Work, elapsed_ms: float) -> Outcome | None:
+        got = settle(self.ctx.rules, w)
+        return None if got is None else store_outcome(got)
+
+    def _outcome_before(self, w: Work, elapsed_ms: float) -> Outcome | None:
         d = w.decision
         assert d is not None
         if w.item is not None and w.item.state == "deleted" and not w.errors \
@@ -919,6 +924,25 @@ class Processor:
                 extra(conn)
 
         await self.ctx.store.call(commit)
+
+
+def store_outcome(o: RecordOutcome) -> Outcome:
+    """The store's form of an outcome the engine chose (snapshots, changes and the hub write
+    encoded)."""
+    h = o.history
+    return Outcome(
+        item_id=o.item_id, state=o.state, category=o.category, detail=o.detail,
+        hub_id=o.hub_id, app_id=o.app_id,
+        snapshot=o.snapshot if not isinstance(o.snapshot, Snapshot)
+        else encode_snapshot(o.snapshot),
+        hub_version=o.hub_version, app_version=o.app_version,
+        app_incarnation=o.app_incarnation, deleted_side=o.deleted_side, creating=o.creating,
+        match_key=o.match_key, claim=o.claim, rekey=o.rekey,
+        history=None if h is None else HistoryEntry(
+            h.action, _changes_enc.encode(h.changes) if h.changes else b"[]", h.detail,
+            h.hub_id, h.app_id),
+        count_attempt=o.count_attempt, intent=KEEP if o.keep_intent else None,
+        hub_write=encode_hub_write(o.hub_write) if isinstance(o.hub_write, HubWrite) else KEEP)
 
 
 def _changes_records(w: Work) -> bool:
