@@ -31,7 +31,7 @@ import trio
 from crmsync.connectors.base import SupportsPropertyHistory, WriteResult
 from crmsync.engine import decide, decide_overwritten, effective_snapshot
 from crmsync.engine.matching import Duplicate, Holder, match, pairable
-from crmsync.engine.outcome import RecordOutcome, settle
+from crmsync.engine.outcome import RecordOutcome, record_keys, settle
 from crmsync.engine.types import (
     Create,
     Decision,
@@ -346,7 +346,7 @@ class Processor:
         own = w.record(own_side)
         if own is None:
             return
-        keys = set(self._record_keys(own_side, own))
+        keys = set(record_keys(self.ctx.rules, own_side, own))
         names = (self.ctx.rules.hub_key_props if side == "hub"
                  else self.ctx.rules.app_key_fields)
         assert w.decision is not None
@@ -358,7 +358,7 @@ class Processor:
                 continue
             for rec in await self.ctx.connector(side).find(
                     self.ctx.object_name(side), name, str(v), self.ctx.properties(side)):
-                if keys & set(self._record_keys(side, rec)):
+                if keys & set(record_keys(self.ctx.rules, side, rec)):
                     found[rec.id] = rec
         if not found:
             return
@@ -572,168 +572,6 @@ class Processor:
 
     # --- 5. outcomes ---------------------------------------------------------------------------
 
-    def _outcome(self, w: Work, elapsed_ms: float) -> Outcome | None:
-        got = settle(self.ctx.rules, w)
-        return None if got is None else store_outcome(got)
-
-    def _outcome_before(self, w: Work, elapsed_ms: float) -> Outcome | None:
-        d = w.decision
-        assert d is not None
-        if w.item is not None and w.item.state == "deleted" and not w.errors \
-                and _delete_decided(d, w.item.deleted_side):
-            # This delete was decided already (marked, parked, or reviewed by an operator):
-            # a later sync of the surviving record must neither park it for review again nor
-            # undo the operator's choice.
-            return None
-        if w.hub is None and w.app is None and not w.created:
-            if w.item is None:
-                return None  # never seen and already gone: nothing to record
-            if w.item.snapshot is None and w.item.state == "deleted":
-                return None  # already recorded as deleted: nothing new
-            if w.item.snapshot is None:
-                # An unlinked record deleted on its side leaves the index as deleted.
-                side = "hub" if w.item.hub_id else "app"
-                return Outcome(item_id=w.item.item_id, state="deleted", deleted_side=side,
-                               detail=f"deleted on {side} before it was linked")
-        new_ids: dict[str, Any] = {}
-        for side, rid in w.created.items():
-            new_ids[f"{side}_id"] = rid
-        hub_id = w.created.get("hub", w.hub_id)
-        app_id = w.created.get("app", w.app_id)
-        if w.item is None:
-            new_ids.setdefault("hub_id", w.hub_id)
-            new_ids.setdefault("app_id", w.app_id)
-        else:
-            # A pairing found in this batch gives the item the partner's id.
-            if w.hub_id and w.item.hub_id != w.hub_id:
-                new_ids.setdefault("hub_id", w.hub_id)
-            if w.app_id and w.item.app_id != w.app_id:
-                new_ids.setdefault("app_id", w.app_id)
-        claim: list[tuple[str, str, str]] = []
-        own = w.record_id(w.key_side) if w.key_side is not None else None
-        # A duplicate holds no key (the record holding it first keeps it); a record never
-        # linked holds the keys it has now, not those it had.
-        duplicate = (w.errors[0][0] == "duplicate" if w.errors
-                     else any(isinstance(a, Fail) and a.category == "duplicate"
-                              for a in d.actions))
-        own_rekey: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
-        if own and w.key_side is not None and (duplicate or w.rekey_own):
-            own_rekey = ((w.key_side, own, () if duplicate else w.keys),)
-        if w.keys and w.key_side is not None and own and not duplicate:
-            claim.extend((w.key_side, k, own) for k in w.keys)
-        if w.paired_keys and w.key_side is not None:
-            partner_side = other(w.key_side)
-            pid = w.record_id(partner_side)
-            if pid:
-                claim.extend((partner_side, k, pid) for k in w.paired_keys)
-        for side, rid in w.created.items():
-            src = other(side)  # type: ignore[arg-type]
-            src_keys = self._record_keys(src, w.record(src))
-            claim.extend((side, k, rid) for k in src_keys)
-        versions = {}
-        if w.hub is not None:
-            versions["hub_version"] = str(w.hub.updated_at)
-        if w.app is not None:
-            versions["app_version"] = str(w.app.updated_at)
-            versions["app_incarnation"] = w.app.incarnation
-        base: dict[str, Any] = {"item_id": w.item.item_id if w.item else None, **new_ids,
-                                **versions, "claim": tuple(claim), "rekey": own_rekey}
-        if w.hub_write is not None:
-            base["hub_write"] = encode_hub_write(w.hub_write)
-        settled = (any(isinstance(a, Create) for a in d.actions) or bool(w.created)
-                   or (w.hub is not None and w.app is not None))
-        if w.item is not None and w.item.creating and not settled:
-            # A create of an earlier attempt may have landed and this sync did not settle it
-            # (no create now, nothing linked): keep the marker so a later create heals first.
-            base["creating"] = KEEP
-        if (w.item is None or w.rekey_own) and w.keys:
-            base["match_key"] = w.keys[0]
-        kinds = [a for a in d.actions if not isinstance(a, Noop)]
-        changes = _changes_enc.encode(d.changes) if d.changes else b"[]"
-        history = HistoryEntry(d.summary, changes, "", hub_id, app_id)
-
-        if w.errors:
-            cat, detail = w.errors[0]
-            # What did land is kept: a create that succeeded still links the new record, and
-            # the intent stays so that writes that landed are recognised as ours next time.
-            snap: dict[str, Any] = {"intent": KEEP}
-            if w.created and d.snapshot is not None:
-                snap["snapshot"] = encode_snapshot(d.snapshot)
-            return Outcome(state="failed", category=cat, detail=detail, count_attempt=True,
-                           history=HistoryEntry("fail", changes, detail, hub_id, app_id),
-                           **base, **snap)
-        first = kinds[0] if kinds else None
-        if isinstance(first, Fail):
-            # Recorded once per new failure, not again on every retry that fails the same way.
-            again = (w.item is not None and w.item.state == "failed"
-                     and (w.item.category, w.item.detail) == (first.category, first.detail))
-            return Outcome(state="failed", category=first.category, detail=first.detail,
-                           count_attempt=True,
-                           history=None if again else HistoryEntry(
-                               "fail", b"[]", first.detail, hub_id, app_id), **base)
-        if isinstance(first, Exclude):
-            return Outcome(state="excluded", category=first.reason, detail=first.detail, **base)
-        base["rekey"] = self._rekey(w, d, kinds) or own_rekey
-        if any(isinstance(a, ParkDelete) for a in kinds):
-            side = next(a.side for a in kinds if isinstance(a, ParkDelete))
-            return Outcome(state="deleted", category="pending_review",
-                           detail=f"deleted on {side}; waiting for `crmsync ctl deletes`",
-                           deleted_side=side, history=history, **base)
-        if any(isinstance(a, MarkDeleted) for a in kinds):
-            side = next(a.side for a in kinds if isinstance(a, MarkDeleted))
-            propagated = any(isinstance(a, Delete) for a in kinds)
-            detail = (f"deleted on {side}" + ("; deleted on the other side too"
-                                              if propagated else ""))
-            return Outcome(state="deleted", category="propagated" if propagated else "",
-                           detail=detail, deleted_side="both" if propagated else side,
-                           history=history, **base)
-        if d.snapshot is None:
-            return Outcome(state="pending", **base)
-        encoded = encode_snapshot(d.snapshot)
-        write = any(isinstance(a, Create | Update | Link) for a in kinds)
-        return Outcome(state="syncing", snapshot=encoded,
-                       history=history if write or d.changes else None, **base)
-
-    def _rekey(self, w: Work, d: Decision, kinds: list[Any]) -> tuple[tuple[str, str,
-                                                                          tuple[str, ...]], ...]:
-        """Claims to update: a deleted record releases its keys; a linked record whose match
-        key changed (a key field moved, or its key is not the one recorded) claims its keys
-        anew, so a stale claim never makes a later record a duplicate."""
-        out: list[tuple[str, str, tuple[str, ...]]] = []
-        gone = next((a.side for a in kinds if isinstance(a, MarkDeleted)), None)
-        if gone is not None:
-            for side in (("hub", "app") if gone == "both" else (gone,)):
-                rid = w.record_id(side)
-                if rid:
-                    out.append((side, rid, ()))
-            return tuple(out)
-        if w.item is None or w.hub is None or w.app is None:
-            return ()
-        key_fields = set(self.ctx.rules.hub_key_props)
-        moved = any(c.field in key_fields for c in d.changes)
-        sides: tuple[Side, Side] = ("hub", "app")
-        for side in sides:
-            # The keys the record holds once this sync's update of it is written.
-            rec = w.record(side)
-            written = {k: v for a in kinds if isinstance(a, Update) and a.side == side
-                       for k, v in a.changes.items()}
-            if rec is not None and written:
-                rec = msgspec.structs.replace(rec, properties={**rec.properties, **written})
-            keys = self._record_keys(side, rec)
-            if moved or (keys[:1] != (w.item.match_key,) and (keys or w.item.match_key)):
-                out.append((side, w.record_id(side) or "", keys))
-        return tuple(o for o in out if o[1])
-
-    def _record_keys(self, side: Side, rec: Record | None) -> tuple[str, ...]:
-        if rec is None:
-            return ()
-        from crmsync.engine import KeyProblem, match_keys
-
-        try:
-            return match_keys(self.ctx.rules, side, rec.properties)
-        except KeyProblem:
-            return ()
-
     def _log(self, w: Work, elapsed_ms: float) -> None:
         d = w.decision
         if d is None:
@@ -796,7 +634,9 @@ class Processor:
         await self._redo_stale(todo)
         elapsed_ms = (time.perf_counter() - started) * 1000
         for w in todo:
-            w.outcome = self._outcome(w, elapsed_ms)
+            # The engine chooses what to record (engine/outcome.py); the store writes it.
+            got = settle(self.ctx.rules, w)
+            w.outcome = store_outcome(got) if got is not None else None
         newly: list[tuple[str | None, str | None]] = []
         if self.ctx.associations is not None:
             # Before the commit that acknowledges these syncs (inbox ids, a checkpoint): an
@@ -951,12 +791,6 @@ def _changes_records(w: Work) -> bool:
     return d is not None and not w.errors and any(
         isinstance(a, Create | Update | Link | Delete | MarkDeleted | ParkDelete)
         for a in d.actions)
-
-
-def _delete_decided(d: Decision, deleted_side: str) -> bool:
-    """Does `d` only repeat the delete an item already records (`deleted_side`)?"""
-    gone = next((a.side for a in d.actions if isinstance(a, MarkDeleted | ParkDelete)), None)
-    return gone is not None and deleted_side in (gone, "both")
 
 
 def _error(res: WriteResult) -> tuple[str, str]:
