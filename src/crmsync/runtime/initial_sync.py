@@ -32,8 +32,9 @@ from crmsync.runtime.app_pass import InFlight, Pairing, match_app_records
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.intake import inbox_id_of
 from crmsync.runtime.isolation import concerns_connection, fail_record, isolate, record_failure
-from crmsync.runtime.loader import RecordKey, detach_reused, load, pair_new, read_records
+from crmsync.runtime.loader import RecordKey, detach_reused, load, pair_new
 from crmsync.runtime.processor import Processor, Work
+from crmsync.runtime.reads import read_records
 from crmsync.runtime.worker import ItemGate, Unit, sync_units
 from crmsync.store import cursors as store_cursors
 from crmsync.store import initial as store_initial

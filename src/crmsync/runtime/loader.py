@@ -18,6 +18,7 @@ from crmsync.engine.pairing import Met, Paired, merge_fresh, pair_fresh, unlinke
 from crmsync.records import Record, Side, other
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.processor import Work
+from crmsync.runtime.reads import read_records
 from crmsync.store import items as store_items
 from crmsync.store.items import Item
 
@@ -53,21 +54,6 @@ def _reader(view: StoreView | None) -> Callable[..., Any]:
     if view is None:
         return lambda conn, fn, *args: fn(conn, *args)
     return view.run
-
-
-async def read_records(ctx: ObjectSyncContext, side: Side,
-                       ids: Sequence[str]) -> dict[str, Record]:
-    """Current records of `side` by id (absent: deleted or unknown), read in API batches."""
-    ids = list(dict.fromkeys(i for i in ids if i))
-    if not ids:
-        return {}
-    conn = ctx.connector(side)
-    size = max(1, conn.capabilities.read_batch_size)
-    out: dict[str, Record] = {}
-    for start in range(0, len(ids), size):
-        out.update(await conn.read(ctx.object_name(side), ids[start:start + size],
-                                   ctx.properties(side)))
-    return {k: v for k, v in out.items() if not v.archived}
 
 
 def keys_of(ctx: ObjectSyncContext, side: Side, rec: Record) -> tuple[str, ...]:

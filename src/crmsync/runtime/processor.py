@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-import trio
 
 from crmsync.connectors.base import SupportsPropertyHistory, WriteResult
 from crmsync.engine import decide, decide_overwritten, effective_snapshot
-from crmsync.engine.matching import Duplicate, Holder, match, pairable
-from crmsync.engine.outcome import RecordOutcome, record_keys, settle
+from crmsync.engine.matching import Duplicate, Holder, match
+from crmsync.engine.outcome import record_keys, settle
 from crmsync.engine.types import (
     Create,
     Decision,
@@ -49,44 +48,28 @@ from crmsync.engine.types import (
     Update,
     other,
 )
+from crmsync.runtime import encoding, write_plan
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.encoding import decode_intent, decode_snapshot, store_outcome
 from crmsync.runtime.intake import SeenChange
 from crmsync.runtime.overwritten import (
     HubWrite,
     decode_hub_write,
-    encode_hub_write,
     overwritten,
     suspects,
 )
+from crmsync.runtime.reads import read_records
+from crmsync.runtime.write_plan import PlannedCreate
 from crmsync.store import deletes as store_deletes
 from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
-from crmsync.store.items import KEEP, HistoryEntry, Item, Outcome
-
-_snap_enc = msgspec.json.Encoder()
-_snap_dec = msgspec.json.Decoder(Snapshot)
-_changes_enc = msgspec.json.Encoder()
+from crmsync.store.items import KEEP, Item, Outcome
 
 # Failure categories that clear up by themselves: the item is retried after a backoff.
 TRANSIENT_CATEGORIES = frozenset({"rate_limited", "api_unavailable"})
 # Times a record whose conditional update was refused as stale is read and decided again in
 # one sync.
 STALE_ROUNDS = 3
-
-
-class Intent(msgspec.Struct, frozen=True):
-    """What a sync is about to do: the snapshot it will store and the fields it writes."""
-
-    snapshot: Snapshot
-    written: dict[str, list[str]]
-    at: float = 0.0  # when the writes were about to be sent (epoch seconds)
-    # A create's match-key fields as sent (field -> value): the record it made is found by
-    # them even if the source record's key changed before the create is healed.
-    create_keys: dict[str, str] = {}
-
-
-_intent_enc = msgspec.json.Encoder()
-_intent_dec = msgspec.json.Decoder(Intent)
 
 
 def wall_clock() -> float:
@@ -97,24 +80,8 @@ def wall_clock() -> float:
 
 
 def encode_intent(d: Decision, create_keys: dict[str, str] | None = None) -> bytes | None:
-    if d.snapshot is None:
-        return None
-    written: dict[str, list[str]] = {"hub": [], "app": []}
-    for c in d.changes:
-        written[c.side].append(c.field)
-    return _intent_enc.encode(Intent(d.snapshot, written, wall_clock(), create_keys or {}))
-
-
-def decode_intent(b: bytes) -> Intent:
-    return _intent_dec.decode(b)
-
-
-def encode_snapshot(s: Snapshot) -> bytes:
-    return _snap_enc.encode(s)
-
-
-def decode_snapshot(b: bytes | None) -> Snapshot | None:
-    return None if b is None else _snap_dec.decode(b)
+    """The intent of `d`, about to be written now (`wall_clock`)."""
+    return encoding.encode_intent(d, wall_clock(), create_keys)
 
 
 @dataclass(eq=False)
@@ -242,68 +209,29 @@ class Processor:
 
     # --- 2. heal ---------------------------------------------------------------------------
 
-    def _key_field(self, side: Side, values: dict[str, Any]) -> tuple[str, Any] | None:
-        names = (self.ctx.rules.hub_key_props if side == "hub"
-                 else self.ctx.rules.app_key_fields)
-        # Companies: domain before name (a domain is the stronger key).
-        for name in reversed(names) if self.ctx.rules.match == "company" else names:
-            v = values.get(name)
-            if v not in (None, ""):
-                return name, v
-        return None
-
     def _create_keys(self, create: Create) -> dict[str, str]:
         """The match-key fields of a create's values, as they are sent."""
         names = (self.ctx.rules.hub_key_props if create.side == "hub"
                  else self.ctx.rules.app_key_fields)
         return {n: str(v) for n in names if (v := create.values.get(n)) not in (None, "")}
 
-    async def _find_partner(self, side: Side, values: dict[str, Any],
-                            unseen_only: bool = False) -> Record | None:
-        """A record of `side` with the key in `values` that no item links to another record
-        (with `unseen_only`: that crmsync has not indexed at all)."""
-        key = self._key_field(side, values)
-        if key is None:
-            return None
-        found = await self.ctx.connector(side).find(self.ctx.object_name(side), key[0],
-                                                    str(key[1]), self.ctx.properties(side))
-        # A record linked elsewhere, or failed as a duplicate, is not ours to take
-        # (engine.matching decides which may be paired).
-        for rec in found:
-            linked = await self.ctx.store.read(store_items.find_item, self.ctx.sync_id, side,
-                                               rec.id)
-            if linked is None or (not unseen_only and pairable(
-                    Holder(rec.id, linked.record_id(other(side)), linked.state,
-                           linked.category), None)):
-                return rec
-        return None
-
     async def _heal(self, works: list[Work]) -> None:
+        """A create an earlier attempt of this item sent (its intent says so) is healed by
+        matching: the record it made is taken, and the item decided again with it
+        (runtime/write_plan.py)."""
+        plans: list[tuple[Work, PlannedCreate]] = []
         for w in works:
             creates = [a for a in w.decision.actions if isinstance(a, Create)]  # type: ignore[union-attr]
             if not creates or w.item is None or w.item.creating != creates[0].side:
                 continue
-            side = creates[0].side
-            # A search only sees a record some time after it was written (HubSpot's index
-            # lags): look only once that time has passed since the create was sent.
-            lag = float(getattr(self.ctx.connector(side), "index_lag", 0.0) or 0.0)
-            if w.item.intent is not None and lag > 0:
-                # (+1 s: the intent's time was taken just before the create was sent.)
-                wait = decode_intent(w.item.intent).at + lag + 1.0 - wall_clock()
-                if wait > 0:
-                    await trio.sleep(wait)
-            # By the key the create was sent with (the source record's key may have changed
-            # since), then by the key it would be sent with now.
-            sent = decode_intent(w.item.intent).create_keys if w.item.intent else {}
-            found = None
-            for values in ([sent] if sent else []) + [creates[0].values]:
-                found = await self._find_partner(side, values)
-                if found is not None:
-                    break
-            if found is not None:
-                self.ctx.log.info("create healed by matching", side=side, record_id=found.id,
-                                  hub_id=w.hub_id, app_id=w.app_id)
-                w.set_record(side, found)
+            plans.append((w, PlannedCreate(creates[0].side, creates[0].values, item=w.item)))
+        # (Looked up when called: tests on Trio's virtual clock replace `wall_clock`.)
+        await write_plan.heal(self.ctx, "sync", [p for _, p in plans], lambda: wall_clock())
+        for w, p in plans:
+            if p.record is not None:
+                self.ctx.log.info("create healed by matching", side=p.side,
+                                  record_id=p.record.id, hub_id=w.hub_id, app_id=w.app_id)
+                w.set_record(p.side, p.record)
                 self._decide(w)
 
     async def _look_before_create(self, works: list[Work]) -> None:
@@ -325,7 +253,8 @@ class Processor:
                 continue
             # A record crmsync has indexed is matched (or excluded, or a duplicate) by the
             # rules already: only one it has not seen yet is looked for.
-            found = await self._find_partner(side, creates[0].values, unseen_only=True)
+            found = await write_plan.find_created(self.ctx, side, creates[0].values,
+                                                  lambda h: h is None)
             if found is not None:
                 self.ctx.log.info("create avoided: paired with a record made meanwhile",
                                   side=side, record_id=found.id, hub_id=w.hub_id,
@@ -418,11 +347,7 @@ class Processor:
         if not inserts and not updates:
             return
 
-        def commit(conn: sqlite3.Connection) -> dict[tuple[str, str], Item]:
-            refused = store_items.apply_outcomes_apart(conn, self.ctx.sync_id, inserts)
-            for i, why in refused.items():
-                inserted[i].conflict = why  # its record has an item now: nothing is sent
-            store_items.set_intents(conn, updates)
+        def reread(conn: sqlite3.Connection) -> dict[tuple[str, str], Item]:
             out: dict[tuple[str, str], Item] = {}
             sides: tuple[Side, Side] = ("hub", "app")
             for side in sides:
@@ -432,7 +357,10 @@ class Processor:
                     out[(side, rid)] = it
             return out
 
-        found = await self.ctx.store.call(commit)
+        refused, found = await write_plan.commit_intents(self.ctx, inserts, updates, reread)
+        for i, why in refused.items():
+            inserted[i].conflict = why  # its record has an item now: nothing is sent
+        assert found is not None
         sides: tuple[Side, Side] = ("hub", "app")
         for w in works:
             if w.conflict:
@@ -449,43 +377,21 @@ class Processor:
         for side in ("hub", "app"):
             creates = [(w, a) for w in works for a in w.decision.actions  # type: ignore[union-attr]
                        if isinstance(a, Create) and a.side == side]
-            if creates:
-                results = await self.ctx.writer(side).create([a.values for _, a in creates])
-                for (w, _), res in zip(creates, results, strict=True):
-                    if res.ok and res.record is not None:
-                        w.created[side] = res.record.id
-                        w.set_record(side, res.record)
-                    elif res.error is not None and res.error.existing_id and not w.redo:
-                        # The record exists there already (HubSpot's 409 with its id): pair
-                        # with it and decide again, unless it is linked to another record,
-                        # which makes this one a duplicate.
-                        eid = res.error.existing_id
-                        holder = await self.ctx.store.read(store_items.find_item,
-                                                           self.ctx.sync_id, side, eid)
-                        if holder is not None and (w.item is None
-                                                   or holder.item_id != w.item.item_id):
-                            h = Holder(eid, holder.record_id(other(side)), holder.state,
-                                       holder.category)
-                            if h.failed_duplicate or isinstance(
-                                    match(other(side), w.record_id(other(side)), [], [h]),
-                                    Duplicate):
-                                w.errors.append(("duplicate", f"same match key as {side} "
-                                                              f"record {eid}, already linked"
-                                                 if h.partner_id else
-                                                 f"same match key as {side} record {eid}, "
-                                                 "itself failed as a duplicate"))
-                                continue
-                        existing = await self.ctx.connector(side).read(
-                            self.ctx.object_name(side), [eid], self.ctx.properties(side))
-                        rec = existing.get(eid)
-                        if rec is not None:
-                            w.set_record(side, rec)
-                            w.redo = True
-                            redo.append(w)
-                            continue
-                        w.errors.append(_error(res))
-                    else:
-                        w.errors.append(_error(res))
+            # A create refused because the record exists there (HubSpot's 409 with its id)
+            # pairs with it and is decided again, once (runtime/write_plan.py).
+            plans = [PlannedCreate(side, a.values, item=w.item, own_id=w.record_id(other(side)),
+                                   take_existing=not w.redo) for w, a in creates]
+            await write_plan.send_creates(self.ctx, "sync", side, plans)
+            for (w, _), p in zip(creates, plans, strict=True):
+                if p.error is not None:
+                    w.errors.append(p.error)
+                elif p.taken:
+                    w.set_record(side, p.record)
+                    w.redo = True
+                    redo.append(w)
+                elif p.record is not None:
+                    w.created[side] = p.record.id
+                    w.set_record(side, p.record)
             updates = [(w, a) for w in works for a in w.decision.actions  # type: ignore[union-attr]
                        if isinstance(a, Update) and a.side == side and w not in redo]
             if updates:
@@ -552,13 +458,7 @@ class Processor:
     async def _reread(self, works: list[Work]) -> None:
         sides: tuple[Side, Side] = ("hub", "app")
         for side in sides:
-            ids = list(dict.fromkeys(rid for w in works if (rid := w.record_id(side))))
-            conn = self.ctx.connector(side)
-            size = max(1, conn.capabilities.read_batch_size)
-            got: dict[str, Record] = {}
-            for start in range(0, len(ids), size):
-                got.update(await conn.read(self.ctx.object_name(side), ids[start:start + size],
-                                           self.ctx.properties(side)))
+            got = await read_records(self.ctx, side, [w.record_id(side) or "" for w in works])
             for w in works:
                 rid = w.record_id(side)
                 if rid:
@@ -568,7 +468,7 @@ class Processor:
                         # Deleted meanwhile and its id given to a new record: that one is
                         # not this item's (the loader detaches it when its change comes).
                         rec = None
-                    w.set_record(side, rec if rec is not None and not rec.archived else None)
+                    w.set_record(side, rec)
 
     # --- 5. outcomes ---------------------------------------------------------------------------
 
@@ -764,25 +664,6 @@ class Processor:
                 extra(conn)
 
         await self.ctx.store.call(commit)
-
-
-def store_outcome(o: RecordOutcome) -> Outcome:
-    """The store's form of an outcome the engine chose (snapshots, changes and the hub write
-    encoded)."""
-    h = o.history
-    return Outcome(
-        item_id=o.item_id, state=o.state, category=o.category, detail=o.detail,
-        hub_id=o.hub_id, app_id=o.app_id,
-        snapshot=o.snapshot if not isinstance(o.snapshot, Snapshot)
-        else encode_snapshot(o.snapshot),
-        hub_version=o.hub_version, app_version=o.app_version,
-        app_incarnation=o.app_incarnation, deleted_side=o.deleted_side, creating=o.creating,
-        match_key=o.match_key, claim=o.claim, rekey=o.rekey,
-        history=None if h is None else HistoryEntry(
-            h.action, _changes_enc.encode(h.changes) if h.changes else b"[]", h.detail,
-            h.hub_id, h.app_id),
-        count_attempt=o.count_attempt, intent=KEEP if o.keep_intent else None,
-        hub_write=encode_hub_write(o.hub_write) if isinstance(o.hub_write, HubWrite) else KEEP)
 
 
 def _changes_records(w: Work) -> bool:
