@@ -31,6 +31,7 @@ from crmsync.connectors.base import SupportsPropertyHistory, WriteResult
 from crmsync.engine import decide, decide_overwritten, effective_snapshot
 from crmsync.engine.matching import Duplicate, Holder, match
 from crmsync.engine.outcome import record_keys, settle
+from crmsync.engine.preview import PlanEntry, preview
 from crmsync.engine.types import (
     Create,
     Decision,
@@ -611,51 +612,15 @@ class Processor:
         return newly
 
     async def _commit_plan(self, works: list[Work], extra: ExtraCommit | None) -> None:
-        """Preview: record what would happen, write nothing to either side."""
-        entries: list[tuple[str, str | None, str | None, str]] = []
+        """Preview: record what would happen, write nothing to either side (what is recorded
+        is the engine's rule, engine/preview.py)."""
+        entries: list[PlanEntry] = []
         outcomes: list[Outcome] = []
         for w in works:
-            d = w.decision
-            assert d is not None
-            for a in d.actions:
-                if isinstance(a, Link):
-                    entries.append(("match", a.hub_id, a.app_id, ""))
-                elif isinstance(a, Create):
-                    entries.append((f"create_{a.side}", w.hub_id, w.app_id,
-                                    _short(a.values)))
-                elif isinstance(a, Update):
-                    entries.append((f"update_{a.side}", w.hub_id, w.app_id, _short(a.changes)))
-                elif isinstance(a, Fail):
-                    entries.append(("duplicate" if a.category == "duplicate" else "fail",
-                                    w.hub_id, w.app_id, f"{a.category}: {a.detail}"))
-                elif isinstance(a, Exclude):
-                    entries.append(("exclude", w.hub_id, w.app_id, f"{a.reason}: {a.detail}"))
-            conflicts = [c for c in d.changes
-                         if c.reason in ("first_pairing", "first_pairing_one_way")]
-            if conflicts:
-                entries.append(("conflict", w.hub_id, w.app_id, _conflicts(conflicts)))
-            # Index the record so the report and the counts see it, with the state that
-            # depends on the data alone (excluded, duplicate); nothing is written to a side.
-            first = next((a for a in d.actions if isinstance(a, Fail | Exclude)), None)
-            state, category, detail = "pending", "", ""
-            if isinstance(first, Fail):
-                state, category, detail = "failed", first.category, first.detail
-            elif isinstance(first, Exclude):
-                state, category, detail = "excluded", first.reason, first.detail
-            if w.item is None:
-                key_side = w.key_side
-                own = w.record_id(key_side) if key_side else None
-                outcomes.append(Outcome(
-                    state=state, category=category, detail=detail, hub_id=w.hub_id,
-                    app_id=w.app_id, match_key=w.keys[0] if w.keys else "",
-                    claim=tuple((key_side, k, own) for k in w.keys)
-                    if key_side and own and state != "failed" else ()))
-            elif w.item.snapshot is None:
-                new_app = w.app_id if w.app_id is not None and w.item.app_id != w.app_id else None
-                outcomes.append(Outcome(
-                    item_id=w.item.item_id, state=state, category=category, detail=detail,
-                    app_id=new_app if new_app else KEEP,
-                    claim=tuple(("app", k, new_app) for k in w.keys) if new_app else ()))
+            p = preview(w)
+            entries.extend(p.entries)
+            if p.outcome is not None:
+                outcomes.append(store_outcome(p.outcome))
 
         def commit(conn: sqlite3.Connection) -> None:
             store_items.apply_outcomes(conn, self.ctx.sync_id, outcomes)
@@ -678,12 +643,3 @@ def _error(res: WriteResult) -> tuple[str, str]:
     if res.error is None:
         return ("internal", "the write failed without an error")
     return (res.error.category, res.error.message)
-
-
-def _short(values: dict[str, Any], limit: int = 200) -> str:
-    text = ", ".join(f"{k}={v!r}" for k, v in values.items())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _conflicts(changes: list[FieldChange]) -> str:
-    return "; ".join(f"{c.field}: {c.old!r} -> {c.new!r} ({c.winner} wins)" for c in changes)
