@@ -19,10 +19,12 @@ from crmsync.config.model import FieldMapping, ObjectSync
 from crmsync.engine import compile_rules
 from crmsync.engine.matching import (
     Holder,
+    create_keys,
     existing_unreadable,
     may_take_found,
     pairable,
     refuse_existing,
+    search_key,
 )
 from crmsync.engine.outcome import record_keys
 from crmsync.engine.restore import (
@@ -225,3 +227,25 @@ def test_an_existing_record_gone_before_it_is_read(side, category, message) -> N
     assert existing_unreadable("sync", side, "X1", (category, message)) == (category, message)
     cat, detail = existing_unreadable("restore", side, "X1", (category, message))
     assert cat == "duplicate" and "X1" in detail
+
+
+COMPANIES = compile_rules(ObjectSync(connection="c", hub_object="companies",
+                                     app_object="accounts"))
+company_values = st.fixed_dictionaries({}, optional={
+    "name": st.sampled_from(["", "Acme", "Acme Inc."]),
+    "domain": st.sampled_from(["", "acme.com"]),
+    "phone": st.just("1")})
+
+
+@given(st.sampled_from(["hub", "app"]), company_values)
+def test_a_create_is_looked_for_by_its_strongest_key_sent(side, values) -> None:
+    sent = create_keys(COMPANIES, side, values)
+    # Only match-key fields holding a value are kept, as sent.
+    assert set(sent) <= {"name", "domain"} and all(sent.values())
+    key = search_key(COMPANIES, side, values)
+    if not sent:
+        assert key is None
+        return
+    # A company's domain before its name (the stronger key); looked for by what was sent.
+    assert key == (("domain", sent["domain"]) if "domain" in sent else ("name", sent["name"]))
+    assert key == search_key(COMPANIES, side, sent)

@@ -18,11 +18,12 @@ Pure: the caller looks the holders up (the index, or a search on a side) and pas
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 import msgspec
 
+from crmsync.engine.rules import SyncRules
 from crmsync.engine.types import Side, other
 
 
@@ -102,6 +103,25 @@ def match(side: Side, own_id: str | None, same_side: Iterable[Holder],
 #   fails as a duplicate.
 
 Creator = Literal["sync", "restore"]
+
+
+def create_keys(rules: SyncRules, side: Side, values: Mapping[str, Any]) -> dict[str, str]:
+    """The match-key fields of a create's `values` on `side` that hold a value, as sent
+    (field -> value): the record it made is found by them even if its source record's key
+    changes before the create is healed."""
+    names = rules.hub_key_props if side == "hub" else rules.app_key_fields
+    return {n: str(v) for n in names if (v := values.get(n)) not in (None, "")}
+
+
+def search_key(rules: SyncRules, side: Side, values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The one (field, value) a create's record is looked for by on `side`: its first match
+    key field with a value, a company's domain before its name (the stronger key)."""
+    names = rules.hub_key_props if side == "hub" else rules.app_key_fields
+    for name in reversed(names) if rules.match == "company" else names:
+        v = values.get(name)
+        if v not in (None, ""):
+            return name, str(v)
+    return None
 
 
 def may_take_found(creator: Creator, holder: Holder | None) -> bool:

@@ -12,8 +12,8 @@ from typing import Any
 
 import msgspec
 
-from crmsync.engine import KeyProblem, match_keys
 from crmsync.engine.matching import Duplicate
+from crmsync.engine.outcome import record_keys
 from crmsync.engine.pairing import Met, Paired, merge_fresh, pair_fresh, unlinked_side
 from crmsync.records import Record, Side, other
 from crmsync.runtime.context import ObjectSyncContext
@@ -57,10 +57,8 @@ def _reader(view: StoreView | None) -> Callable[..., Any]:
 
 
 def keys_of(ctx: ObjectSyncContext, side: Side, rec: Record) -> tuple[str, ...]:
-    try:
-        return match_keys(ctx.rules, side, rec.properties)
-    except KeyProblem:
-        return ()
+    """The match keys `rec` holds (`engine.outcome.record_keys`)."""
+    return record_keys(ctx.rules, side, rec)
 
 
 def _merge_fresh(works: list[Work]) -> list[Work]:

@@ -29,7 +29,7 @@ import msgspec
 
 from crmsync.connectors.base import SupportsPropertyHistory, WriteResult
 from crmsync.engine import decide, decide_overwritten, effective_snapshot
-from crmsync.engine.matching import Duplicate, Holder, match
+from crmsync.engine.matching import Duplicate, Holder, create_keys, match
 from crmsync.engine.outcome import record_keys, settle
 from crmsync.engine.preview import PlanEntry, preview
 from crmsync.engine.types import (
@@ -210,12 +210,6 @@ class Processor:
 
     # --- 2. heal ---------------------------------------------------------------------------
 
-    def _create_keys(self, create: Create) -> dict[str, str]:
-        """The match-key fields of a create's values, as they are sent."""
-        names = (self.ctx.rules.hub_key_props if create.side == "hub"
-                 else self.ctx.rules.app_key_fields)
-        return {n: str(v) for n in names if (v := create.values.get(n)) not in (None, "")}
-
     async def _heal(self, works: list[Work]) -> None:
         """A create an earlier attempt of this item sent (its intent says so) is healed by
         matching: the record it made is taken, and the item decided again with it
@@ -277,17 +271,12 @@ class Processor:
         if own is None:
             return
         keys = set(record_keys(self.ctx.rules, own_side, own))
-        names = (self.ctx.rules.hub_key_props if side == "hub"
-                 else self.ctx.rules.app_key_fields)
         assert w.decision is not None
         values = next(a.values for a in w.decision.actions if isinstance(a, Create))
         found: dict[str, Record] = {}
-        for name in names:
-            v = values.get(name)
-            if v in (None, ""):
-                continue
+        for name, v in create_keys(self.ctx.rules, side, values).items():
             for rec in await self.ctx.connector(side).find(
-                    self.ctx.object_name(side), name, str(v), self.ctx.properties(side)):
+                    self.ctx.object_name(side), name, v, self.ctx.properties(side)):
                 if keys & set(record_keys(self.ctx.rules, side, rec)):
                     found[rec.id] = rec
         if not found:
@@ -325,7 +314,8 @@ class Processor:
             if not writes:
                 continue
             create = next((a for a in writes if isinstance(a, Create)), None)
-            blob = encode_intent(d, self._create_keys(create) if create is not None else None)
+            blob = encode_intent(d, create_keys(self.ctx.rules, create.side, create.values)
+                                 if create is not None else None)
             if w.item is None:
                 if create is None:
                     continue

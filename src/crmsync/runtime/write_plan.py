@@ -33,6 +33,7 @@ from crmsync.engine.matching import (
     existing_unreadable,
     may_take_found,
     refuse_existing,
+    search_key,
 )
 from crmsync.records import Record, Side, other
 from crmsync.runtime.context import ObjectSyncContext
@@ -73,21 +74,17 @@ def holder_of(it: Item | None, side: Side, record_id: str) -> Holder | None:
 
 async def find_created(ctx: ObjectSyncContext, side: Side, values: dict[str, Any],
                        accept: Callable[[Holder | None], bool]) -> Record | None:
-    """A record of `side` holding the match key of `values` (by its first key field with a
-    value: a company's domain before its name, the stronger key) that `accept` takes, judged
-    by its item."""
-    names = ctx.rules.hub_key_props if side == "hub" else ctx.rules.app_key_fields
-    for name in reversed(names) if ctx.rules.match == "company" else names:
-        v = values.get(name)
-        if v in (None, ""):
-            continue
-        found = await ctx.connector(side).find(ctx.object_name(side), name, str(v),
-                                               ctx.properties(side))
-        for rec in found:
-            held = await ctx.store.read(store_items.find_item, ctx.sync_id, side, rec.id)
-            if accept(holder_of(held, side, rec.id)):
-                return rec
+    """A record of `side` holding the match key of `values` (`engine.matching.search_key`)
+    that `accept` takes, judged by its item."""
+    key = search_key(ctx.rules, side, values)
+    if key is None:
         return None
+    found = await ctx.connector(side).find(ctx.object_name(side), key[0], key[1],
+                                           ctx.properties(side))
+    for rec in found:
+        held = await ctx.store.read(store_items.find_item, ctx.sync_id, side, rec.id)
+        if accept(holder_of(held, side, rec.id)):
+            return rec
     return None
 
 
