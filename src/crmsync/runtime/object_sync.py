@@ -33,6 +33,7 @@ from crmsync.runtime.status import ObjectStatus
 from crmsync.runtime.worker import ItemGate, run_retry_sweeper, run_worker
 from crmsync.store import Store
 from crmsync.store import items as store_items
+from crmsync.store import reconciles as store_reconciles
 
 
 @dataclass
@@ -77,6 +78,8 @@ class ObjectSyncHandle:
         with trio.move_on_after(seconds):
             await self.recheck.wait()
         self.recheck = trio.Event()
+    # Rung when a reconciliation was asked for in the store (store/reconciles.py).
+    reconcile_wake: trio.Event = field(default_factory=trio.Event)
 
     def poll_now(self) -> None:
         for p in (self.hub_poller, self.app_poller):
@@ -88,6 +91,11 @@ class ObjectSyncHandle:
     def ring(self) -> None:
         for i in self.intakes:
             i.ring()
+
+    def reconcile_now(self) -> None:
+        """A reconciliation was asked for in the store: run it without waiting for its time
+        (once the initial sync is complete)."""
+        self.reconcile_wake.set()
 
     def close(self) -> None:
         if self.ctx is not None:
@@ -224,7 +232,7 @@ async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timi
         ctx.status.phase = "complete"
         await feeds.resume()
         await nursery.start(run_retry_sweeper, ctx, queue)
-        nursery.start_soon(_reconcile_loop, ctx, queue, timing.reconcile_interval)
+        nursery.start_soon(_reconcile_loop, ctx, queue, timing.reconcile_interval, handle)
         if ctx.sync.event_sync:
             handle.events = EventSync(ctx, timing.app_poll_interval or 5.0)
             await nursery.start(handle.events.run)
@@ -268,14 +276,28 @@ class _Feeds:
 
 
 async def _reconcile_loop(ctx: ObjectSyncContext, queue: RecordLockQueue,
-                          interval: float) -> None:
+                          interval: float, handle: ObjectSyncHandle) -> None:
+    """A reconciliation every `interval`, and one as soon as one is asked for in the store
+    (a change feed found a gap); the request is cleared only once its reconciliation ran."""
+    due = trio.current_time() + interval
     while True:
-        await trio.sleep(interval)
+        asked = await ctx.store.read(store_reconciles.pending, ctx.sync_id)
+        if asked is None and trio.current_time() < due:
+            with trio.move_on_at(due):
+                await handle.reconcile_wake.wait()
+            handle.reconcile_wake = trio.Event()
+            continue
+        reason = asked.reason if asked is not None else "periodic"
+        ctx.log.info("reconciliation started", reason=reason)
         started = time.perf_counter()
         n = await reconcile_once(ctx, queue)
+        if asked is not None:
+            await ctx.store.call(store_reconciles.clear, ctx.sync_id, asked)
         ctx.status.last_reconcile = time.time()
-        ctx.log.info("reconciliation done", records=n,
+        ctx.status.last_reconcile_reason = reason
+        ctx.log.info("reconciliation done", records=n, reason=reason,
                      duration_ms=round((time.perf_counter() - started) * 1000))
+        due = trio.current_time() + interval
 
 
 NotifyFn = Callable[[ObjectSyncContext, dict[str, int]], Awaitable[None]]
