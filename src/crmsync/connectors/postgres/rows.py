@@ -16,9 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import psycopg
 
 from crmsync.connectors.base import ConnectorError, RecordError
+from crmsync.connectors.postgres import capture
 from crmsync.connectors.postgres.errors import is_row_error, row_category
 from crmsync.connectors.postgres.schema import (
     TableSpec,
@@ -74,21 +76,33 @@ def updated_ms(value: object) -> int:
     return parse_timestamp(value)
 
 
-# The table's alias in reads: ORDER BY a bare column name would pick an output column of the
-# same name (the key as text, ordering 10 before 2), a qualified one never does.
+# The table's alias in reads and writes: ORDER BY a bare column name would pick an output
+# column of the same name (the key as text, ordering 10 before 2), a qualified one never does;
+# and the incarnation's subquery names the row through it.
 ALIAS = "crmsync_row"
 
 
+def born_sql(spec: TableSpec, table: str) -> str:
+    """SQL for the incarnation of the current row of `table` (the table's alias or qualified
+    name in the statement; see capture.py, "Identity")."""
+    if not spec.log_schema:
+        return "''"
+    return capture.born_sql(spec.log_schema, spec.object,
+                            f"{table}.{quote_ident(spec.primary_key)}::text")
+
+
 def select_sql(spec: TableSpec, cols: Sequence[str]) -> str:
-    exprs = [f"{quote_ident(spec.primary_key)}::text", quote_ident(spec.updated_at)]
+    exprs = [f"{quote_ident(spec.primary_key)}::text", quote_ident(spec.updated_at),
+             born_sql(spec, ALIAS)]
     exprs += [spec.all_columns[c].select_sql() for c in cols]
     return f"SELECT {', '.join(exprs)} FROM {spec.qualified} AS {ALIAS}"
 
 
 def to_record(cols: Sequence[str], row: Sequence[Any]) -> Record:
-    """A row selected with `select_sql` (id, updated_at, cols...) as a Record."""
-    return Record(id=row[0], properties={c: plain(v) for c, v in zip(cols, row[2:], strict=True)},
-                  updated_at=updated_ms(row[1]))
+    """A row selected with `select_sql` (id, updated_at, incarnation, cols...) as a
+    Record."""
+    return Record(id=row[0], properties={c: plain(v) for c, v in zip(cols, row[3:], strict=True)},
+                  updated_at=updated_ms(row[1]), incarnation=row[2])
 
 
 def _key_param(spec: TableSpec) -> str:
@@ -140,7 +154,7 @@ def read(conn: psycopg.Connection, spec: TableSpec, ids: Sequence[str],
     for rid, key in keys:
         rec = found.get(key)
         if rec is not None:
-            out[rid] = rec if rec.id == rid else Record(rid, rec.properties, rec.updated_at)
+            out[rid] = rec if rec.id == rid else msgspec.structs.replace(rec, id=rid)
     return out
 
 
@@ -178,16 +192,41 @@ def _castable(conn: psycopg.Connection, col: Any, value: str) -> bool:
 
 
 def write_batch(conn: psycopg.Connection, ops: Sequence[RowOp | RecordError], *,
-                deleting: bool = False, category: str | None = None) -> list[Any]:
+                deleting: bool = False, category: str | None = None,
+                finish: Callable[[psycopg.Connection, list[Any]], None] | None = None
+                ) -> list[Any]:
     """Run `ops` in one transaction (see the module doc). Returns, per op, its result or the
     RecordError it failed with; an op given as a RecordError (refused before any SQL) is
-    passed through. Errors that are not about a row (connection lost, timeout, missing table)
-    roll the whole batch back and propagate."""
+    passed through. `finish(conn, results)` may complete the results in place, in the same
+    transaction, once every op ran. Errors that are not about a row (connection lost, timeout,
+    missing table) roll the whole batch back and propagate."""
     results: list[Any] = [op if isinstance(op, RecordError) else None for op in ops]
     todo = [i for i, op in enumerate(ops) if not isinstance(op, RecordError)]
     with conn.transaction():
         _attempt(conn, ops, todo, results, deleting, category)
+        if finish is not None:
+            finish(conn, results)
     return results
+
+
+def fill_incarnations(spec: TableSpec, conn: psycopg.Connection, results: list[Any]) -> None:
+    """Give the records of `results` (rows this transaction inserted) their incarnation, in
+    one query: their insert trigger numbered them after the INSERT's RETURNING was computed
+    (an AFTER trigger runs at the end of its statement), so RETURNING cannot show it."""
+    if not spec.log_schema:
+        return
+    ids = [r.id for r in results if isinstance(r, Record)]
+    if not ids:
+        return
+    born: dict[str, str] = {}
+    for part in chunks(ids, IN_CHUNK):
+        born.update(conn.execute(
+            f"SELECT record_id, born::text FROM {capture.identity_table(spec.log_schema)} "
+            "WHERE object = %s AND record_id = ANY(%s::text[])",
+            (spec.object, list(part))).fetchall())
+    for i, r in enumerate(results):
+        if isinstance(r, Record):
+            results[i] = msgspec.structs.replace(r, incarnation=born.get(r.id, ""))
 
 
 def _attempt(conn: psycopg.Connection, ops: Sequence[RowOp | RecordError], idx: list[int],
@@ -347,7 +386,11 @@ def stamp_sql(spec: TableSpec, ms_sample: bool) -> str | None:
 
 
 def _returning(spec: TableSpec, cols: Sequence[str]) -> str:
-    exprs = [f"{quote_ident(spec.primary_key)}::text", quote_ident(spec.updated_at)]
+    """RETURNING the columns `to_record` reads. The incarnation is read in the statement's
+    snapshot: right for an UPDATE (which never changes the key, so never the incarnation),
+    not for an INSERT (see `fill_incarnations`)."""
+    exprs = [f"{quote_ident(spec.primary_key)}::text", quote_ident(spec.updated_at),
+             born_sql(spec, ALIAS)]
     exprs += [spec.all_columns[c].select_sql() for c in cols]
     return " RETURNING " + ", ".join(exprs)
 
@@ -366,10 +409,10 @@ def create_ops(spec: TableSpec, inputs: Sequence[Mapping[str, Any]], stamp: str 
             names.append(quote_ident(spec.updated_at))
             marks.append(stamp)
         if names:
-            sql = (f"INSERT INTO {spec.qualified} ({', '.join(names)}) "
+            sql = (f"INSERT INTO {spec.qualified} AS {ALIAS} ({', '.join(names)}) "
                    f"VALUES ({', '.join(marks)})")
         else:
-            sql = f"INSERT INTO {spec.qualified} DEFAULT VALUES"
+            sql = f"INSERT INTO {spec.qualified} AS {ALIAS} DEFAULT VALUES"
         sql += _returning(spec, cols)
         params = list(prepared.values())
 
@@ -383,11 +426,13 @@ def create_ops(spec: TableSpec, inputs: Sequence[Mapping[str, Any]], stamp: str 
 
 def update_ops(spec: TableSpec, inputs: Sequence[tuple[str, Mapping[str, Any]]],
                stamp: str | None, cols: Sequence[str],
-               expected: Sequence[Mapping[str, Any] | None] | None = None
+               expected: Sequence[Mapping[str, Any] | None] | None = None,
+               incarnations: Sequence[str | None] | None = None
                ) -> list[RowOp | RecordError]:
     """One op per input. With `expected[i]` (column -> value), the update applies only while
-    the row still holds those values; otherwise that input fails as `conflict` (retryable:
-    re-read and decide again)."""
+    the row still holds those values, and with `incarnations[i]` only while the row is still
+    that incarnation (not a later row given the same key); otherwise that input fails as
+    `conflict` (retryable: re-read and decide again)."""
     pk = quote_ident(spec.primary_key)
     ops: list[RowOp | RecordError] = []
     for n, (record_id, changes) in enumerate(inputs):
@@ -406,12 +451,16 @@ def update_ops(spec: TableSpec, inputs: Sequence[tuple[str, Mapping[str, Any]]],
             ops.append(cond)
             continue
         conds, cond_params = cond
+        born = incarnations[n] if incarnations is not None else None
+        if born is not None and spec.log_schema:
+            conds.append(f"{born_sql(spec, ALIAS)} = %s")
+            cond_params.append(born)
         sets = [f"{quote_ident(c)} = {param_sql(spec.all_columns[c])}" for c in prepared]
         if stamp is not None and sets:
             sets.append(f"{quote_ident(spec.updated_at)} = {stamp}")
         where = " AND ".join([f"{pk} = {_key_param(spec)}", *conds])
         if sets:
-            sql = (f"UPDATE {spec.qualified} SET {', '.join(sets)} WHERE {where}"
+            sql = (f"UPDATE {spec.qualified} AS {ALIAS} SET {', '.join(sets)} WHERE {where}"
                    + _returning(spec, cols))
         else:
             sql = select_sql(spec, cols) + f" WHERE {where}"
@@ -425,8 +474,7 @@ def update_ops(spec: TableSpec, inputs: Sequence[tuple[str, Mapping[str, Any]]],
             def finish() -> Any:
                 row = cur.fetchone()
                 if row is not None:
-                    rec = to_record(cols, row)
-                    return Record(record_id, rec.properties, rec.updated_at)
+                    return msgspec.structs.replace(to_record(cols, row), id=record_id)
                 if conditional and conn.execute(
                         f"SELECT 1 FROM {spec.qualified} WHERE {pk} = {_key_param(spec)}",
                         (key,)).fetchone() is not None:

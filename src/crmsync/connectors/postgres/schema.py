@@ -186,6 +186,9 @@ class TableSpec:
     key: KeyType
     pipeline_column: str = ""
     stage_column: str = ""
+    # crmsync's schema, whose identity table gives each row's incarnation (capture.py);
+    # "": none, every row reads incarnation "".
+    log_schema: str = ""
 
     @property
     def qualified(self) -> str:
@@ -271,8 +274,10 @@ def unique_columns(conn: psycopg.Connection, oid: int) -> set[str]:
     return {r[0] for r in rows}
 
 
-def resolve_table(conn: psycopg.Connection, schema: str, t: AppTable) -> TableSpec:
-    """Check a configured table against the database and resolve it.
+def resolve_table(conn: psycopg.Connection, schema: str, t: AppTable,
+                  log_schema: str = "") -> TableSpec:
+    """Check a configured table against the database and resolve it (`log_schema`: crmsync's
+    schema, see TableSpec).
 
     Raises ConnectorError(kind="config") naming the table or column that is missing, or a
     primary key that is not unique (paging by it would skip rows)."""
@@ -302,7 +307,7 @@ def resolve_table(conn: psycopg.Connection, schema: str, t: AppTable) -> TableSp
         object=t.object, schema=schema, table=t.table, oid=oid, primary_key=t.primary_key,
         updated_at=t.updated_at_column, columns=columns, all_columns=cols,
         unique=frozenset(unique), key=KeyType(cols[t.primary_key]),
-        pipeline_column=t.pipeline_column, stage_column=t.stage_column)
+        pipeline_column=t.pipeline_column, stage_column=t.stage_column, log_schema=log_schema)
 
 
 @dataclass(frozen=True, slots=True)
