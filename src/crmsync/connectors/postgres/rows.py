@@ -7,6 +7,14 @@ and the batch is bisected — each half in its own savepoint — until the faili
 alone and fail with a `RecordError` naming the column, while the others commit. A batch without
 a bad input costs one savepoint; k bad inputs cost about 2·k·log2(batch) (PostgreSQL slows every
 session down once a transaction holds more than 64 subtransactions, so not one per input).
+
+Creates go further: a batch (and each half of a bisected one) is one multi-row INSERT rather
+than a statement per row. PostgreSQL does not document the order of RETURNING rows, so the rows
+are matched to their inputs by primary key: the batch first draws one key per input from the
+key's own default (its identity sequence, serial sequence or default expression) and inserts
+them explicitly. Where that cannot be done with certainty — an input giving its key, a key
+without a default, a draw the role may not make, or an app trigger changing the keys — the
+batch falls back to a statement per row.
 """
 
 from __future__ import annotations
@@ -191,19 +199,29 @@ def _castable(conn: psycopg.Connection, col: Any, value: str) -> bool:
 # --- writing ------------------------------------------------------------------------------
 
 
+# Several ops written by one statement: returns their results in order, or raises NoGroup
+# (before or after writing: the caller rolls the savepoint back) when it cannot.
+Group = Callable[[psycopg.Connection, Sequence[RowOp]], list[Any]]
+
+
+class NoGroup(Exception):
+    """These ops cannot be written by one statement with certainty: write them one by one."""
+
+
 def write_batch(conn: psycopg.Connection, ops: Sequence[RowOp | RecordError], *,
                 deleting: bool = False, category: str | None = None,
-                finish: Callable[[psycopg.Connection, list[Any]], None] | None = None
-                ) -> list[Any]:
+                finish: Callable[[psycopg.Connection, list[Any]], None] | None = None,
+                group: Group | None = None) -> list[Any]:
     """Run `ops` in one transaction (see the module doc). Returns, per op, its result or the
     RecordError it failed with; an op given as a RecordError (refused before any SQL) is
-    passed through. `finish(conn, results)` may complete the results in place, in the same
-    transaction, once every op ran. Errors that are not about a row (connection lost, timeout,
-    missing table) roll the whole batch back and propagate."""
+    passed through. `group` writes several ops in one statement where it can. `finish(conn,
+    results)` may complete the results in place, in the same transaction, once every op ran.
+    Errors that are not about a row (connection lost, timeout, missing table) roll the whole
+    batch back and propagate."""
     results: list[Any] = [op if isinstance(op, RecordError) else None for op in ops]
     todo = [i for i, op in enumerate(ops) if not isinstance(op, RecordError)]
     with conn.transaction():
-        _attempt(conn, ops, todo, results, deleting, category)
+        _attempt(conn, ops, todo, results, deleting, category, group)
         if finish is not None:
             finish(conn, results)
     return results
@@ -230,9 +248,26 @@ def fill_incarnations(spec: TableSpec, conn: psycopg.Connection, results: list[A
 
 
 def _attempt(conn: psycopg.Connection, ops: Sequence[RowOp | RecordError], idx: list[int],
-             results: list[Any], deleting: bool, category: str | None) -> None:
+             results: list[Any], deleting: bool, category: str | None,
+             group: Group | None = None) -> None:
     if not idx:
         return
+    if group is not None and len(idx) > 1:
+        try:
+            with conn.transaction():
+                out = group(conn, [_op(ops, i) for i in idx])
+        except NoGroup:
+            pass  # rolled back: one statement per op below
+        except RowFailed:
+            return _bisect(conn, ops, idx, results, deleting, category, group)
+        except psycopg.Error as exc:
+            if not is_row_error(exc):
+                raise
+            return _bisect(conn, ops, idx, results, deleting, category, group)
+        else:
+            for i, v in zip(idx, out, strict=True):
+                results[i] = v
+            return
     try:
         with conn.transaction():
             with conn.pipeline():
@@ -253,9 +288,15 @@ def _attempt(conn: psycopg.Connection, ops: Sequence[RowOp | RecordError], idx: 
         for i, v in zip(idx, out, strict=True):
             results[i] = v
         return
+    _bisect(conn, ops, idx, results, deleting, category, group)
+
+
+def _bisect(conn: psycopg.Connection, ops: Sequence[RowOp | RecordError], idx: list[int],
+            results: list[Any], deleting: bool, category: str | None,
+            group: Group | None) -> None:
     mid = len(idx) // 2
-    _attempt(conn, ops, idx[:mid], results, deleting, category)
-    _attempt(conn, ops, idx[mid:], results, deleting, category)
+    _attempt(conn, ops, idx[:mid], results, deleting, category, group)
+    _attempt(conn, ops, idx[mid:], results, deleting, category, group)
 
 
 def _op(ops: Sequence[RowOp | RecordError], i: int) -> RowOp:
@@ -422,6 +463,63 @@ def create_ops(spec: TableSpec, inputs: Sequence[Mapping[str, Any]], stamp: str 
 
         ops.append(RowOp(run, spec, prepared))
     return ops
+
+
+# Bound parameters per statement (the protocol's limit is 65535).
+MAX_PARAMS = 30_000
+
+
+def create_group(spec: TableSpec, stamp: str | None, cols: Sequence[str]) -> Group | None:
+    """Writes several create ops (of `create_ops`) in one multi-row INSERT, matched to them
+    by keys drawn beforehand (see the module doc); None when the key has no default to draw
+    from."""
+    if not spec.key_draw:
+        return None
+    pk = spec.primary_key
+    key_col = spec.all_columns[pk]
+    head = f"INSERT INTO {spec.qualified} AS {ALIAS} "
+    override = " OVERRIDING SYSTEM VALUE" if spec.key_always else ""
+
+    def group(conn: psycopg.Connection, ops: Sequence[RowOp]) -> list[Any]:
+        names = list(dict.fromkeys(c for op in ops for c in op.values))
+        if pk in names or len(ops) * (len(names) + 1) > MAX_PARAMS:
+            raise NoGroup
+        try:
+            keys = [r[0] for r in conn.execute(
+                f"SELECT ({spec.key_draw})::text FROM generate_series(1, %s)",
+                (len(ops),))]
+        except psycopg.Error as exc:
+            # A draw the role may not make (or a default that cannot be evaluated alone).
+            if conn.broken or not (exc.sqlstate or "").startswith(("42", "22", "0A")):
+                raise
+            raise NoGroup from None
+        if len(set(keys)) != len(ops):
+            raise NoGroup
+        columns = [quote_ident(pk), *(quote_ident(c) for c in names)]
+        if stamp is not None:
+            columns.append(quote_ident(spec.updated_at))
+        rows: list[str] = []
+        params: list[Any] = []
+        for key, op in zip(keys, ops, strict=True):
+            cells = [param_sql(key_col)]
+            params.append(key)
+            for c in names:
+                if c in op.values:
+                    cells.append(param_sql(spec.all_columns[c]))
+                    params.append(op.values[c])
+                else:
+                    cells.append("DEFAULT")
+            if stamp is not None:
+                cells.append(stamp)
+            rows.append(f"({', '.join(cells)})")
+        sql = (f"{head}({', '.join(columns)}){override} VALUES {', '.join(rows)}"
+               + _returning(spec, cols))
+        got = {r[0]: r for r in conn.execute(sql, params).fetchall()}
+        if set(got) != set(keys):
+            raise NoGroup  # an app trigger changed or dropped rows: keys prove nothing
+        return [to_record(cols, got[k]) for k in keys]
+
+    return group
 
 
 def update_ops(spec: TableSpec, inputs: Sequence[tuple[str, Mapping[str, Any]]],
