@@ -371,12 +371,13 @@ class PostgresAppConnector:
     async def create(self, object_name: str,
                      inputs: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
         """INSERT each input (with the updated-at column set to now), `batch_size` per
-        transaction. The primary key is the database's (identity, serial, a default) unless
+        transaction, in one statement where the key's default allows (see `rows`). The primary key is the database's (identity, serial, a default) unless
         an input gives one. A unique violation fails as `duplicate` with `existing_id`."""
         spec = self._spec(object_name)
         stamp = self._require_open().stamps[object_name]
         ops = rows.create_ops(spec, inputs, stamp, spec.columns)
         return await self._write(f"creating {object_name}", ops,
+                                 group=rows.create_group(spec, stamp, spec.columns),
                                  finish=functools.partial(rows.fill_incarnations, spec))
 
     async def update(self, object_name: str, inputs: Sequence[tuple[str, Mapping[str, Any]]],
