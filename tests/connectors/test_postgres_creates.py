@@ -117,10 +117,12 @@ async def test_a_role_that_may_not_draw_keys_creates_row_by_row(app) -> None:
     # An identity column's sequence needs no grant for INSERT, but drawing from it does.
     # (https://www.postgresql.org/docs/current/sql-createtable.html, GENERATED ... AS IDENTITY;
     # nextval needs USAGE or UPDATE: https://www.postgresql.org/docs/current/functions-sequence.html)
-    app.execute("CREATE ROLE clerk LOGIN; GRANT SELECT, INSERT, UPDATE, DELETE, TRIGGER ON "
-                "customers, organisations TO clerk; GRANT INSERT ON insert_statements TO clerk; "
-                "GRANT CREATE ON DATABASE " + app.name + " TO clerk")
-    dsn = app.server.dsn(app.name, user="clerk")
+    app.execute("CREATE ROLE undrawing LOGIN; GRANT SELECT, INSERT, UPDATE, DELETE, TRIGGER ON "
+                "customers, organisations TO undrawing; "
+                "GRANT INSERT ON insert_statements TO undrawing; "
+                "GRANT CREATE ON DATABASE " + app.name + " TO undrawing")
+    # (Roles belong to the whole server: a name no other test uses.)
+    dsn = app.server.dsn(app.name, user="undrawing")
     inputs = [{"email": f"k{i}@example.com"} for i in range(4)]
     async with opened(dsn) as c:
         results = await c.create("customers", inputs)
