@@ -2,10 +2,13 @@
 
 The hub is the emulator behind `httpx.ASGITransport`; the emulator's webhooks are delivered to
 the daemon's webhook application in process. So the whole system runs on the test's clock:
-tests use `slow_autojump` (a MockClock that jumps once every task has been blocked for 20 ms
-of real time). A threshold of 0 would let virtual time race ahead while a task merely waits
-for the store's worker thread (~0.2 ms), firing poll intervals and deadlines no real
-deployment would see in that order.
+tests use `slow_autojump` (conftest.py: a MockClock that jumps once every task has been blocked
+for 20 ms of real time and no worker thread is running). A plain autojump clock counts a task
+waiting for the store's or the SQLite app's worker thread as blocked, so it lets virtual time
+race ahead while that thread works (~0.2 ms idle, tens of ms on a busy machine), firing poll
+intervals and deadlines no real deployment would see in that order. A test therefore never
+sees virtual time pass while the daemon still has work in hand; it still must not assume that
+work finishes before a *virtual* deadline it did not arrange.
 """
 
 from __future__ import annotations
