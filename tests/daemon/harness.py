@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,17 +267,29 @@ async def running(tmp: Path, *, syncs: str | None = None,
     daemon = Daemon(cfg, hub_transport=httpx.ASGITransport(app=emu.app),
                     timing=timing or Timing(hub_poll_interval=300.0, app_poll_interval=2.0),
                     configure_logging=False, hub_index_lag=hub_index_lag)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(daemon.run)
-        client = None
+    async with daemon_running(daemon, emu, webhooks=webhooks):
+        yield Env(tmp, emu, daemon, app_db)
+
+
+@asynccontextmanager
+async def daemon_running(daemon: Daemon, emu: HubSpotEmulator, *, webhooks: bool,
+                         start_timeout: float = float("inf")) -> AsyncIterator[None]:
+    """Runs `daemon` (started within `start_timeout`) and, with `webhooks`, the emulator's
+    webhook deliveries to the daemon's webhook application; on exit stops both.
+
+    The webhook client is closed only once the delivery task has stopped: until a cancelled
+    task reaches its next checkpoint it still runs — a delivery just started, or a retry whose
+    backoff just ended, posts once more — and a closed client fails that post with a
+    RuntimeError (\"the client has been closed\") instead of the cancellation."""
+    async with AsyncExitStack() as clients, trio.open_nursery() as nursery:
+        with trio.fail_after(start_timeout):
+            await nursery.start(daemon.run)
         if webhooks:
             assert daemon.webhooks is not None
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=daemon.webhooks.app),
-                                       base_url=PUBLIC)
+            client = await clients.enter_async_context(httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=daemon.webhooks.app), base_url=PUBLIC))
             nursery.start_soon(emu.run_webhooks, client)
         try:
-            yield Env(tmp, emu, daemon, app_db)
+            yield
         finally:
             nursery.cancel_scope.cancel()
-            if client is not None:
-                await client.aclose()
