@@ -207,3 +207,28 @@ async def test_the_summary_waits_until_no_record_is_queued_or_pending(tmp_path, 
         with trio.fail_after(5):
             await settled.wait()
     assert "deals 1" in demo.waiting
+
+
+async def test_the_pipedrive_demo_is_green_and_leaves_nothing_behind(tmp_path):
+    """`crmsync demo --app pipedrive`: HubSpot emulator + Pipedrive emulator + daemon, the
+    same sample company, the same checks where they apply (issue 13, done when)."""
+    demo_dir = tmp_path / "tmp"
+    demo_dir.mkdir()
+    code, out, err = await run_demo(demo_dir, "--app", "pipedrive", "--records", "300",
+                                    "--until-synced", "--json", "--progress-every", "0.2")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["ok"] and all(summary["checks"].values()), summary
+    assert set(summary["checks"]) >= {
+        "overlaps_paired", "no_duplicates_created", "planted_invalid_excluded",
+        "planted_missing_excluded", "planted_duplicates_failed", "edits_propagated",
+        "associations_synced", "unmapped_stage_deal_excluded", "deals_synced",
+        "no_rate_limit_left_unhandled"}
+    pd = summary["pipedrive"]
+    assert 0 < pd["tokens_used"] < pd["daily_token_budget"]
+    assert pd["webhook_deliveries"] > 0
+    (line,) = [x for x in err.splitlines() if "Pipedrive emulator" in x]
+    assert re.search(r"http://127\.0\.0\.1:\d+\s+x-api-token pd-demo-[0-9a-f]{24}\b", line), line
+    progress = [x for x in err.splitlines() if "initial sync:" in x]
+    assert progress and progress[-1].count("in sync") == 3
+    assert list(demo_dir.iterdir()) == []

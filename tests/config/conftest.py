@@ -37,7 +37,8 @@ def _known_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "crmsync.example.toml"
-EXAMPLE_SECRETS = ("hubspot-token", "hubspot-webhook-secret", "shop-webhook-secret")
+EXAMPLE_SECRETS = ("hubspot-token", "hubspot-webhook-secret", "shop-webhook-secret",
+                   "pipedrive-token", "pipedrive-webhook-password")
 
 
 @pytest.fixture

@@ -26,8 +26,9 @@ def test_the_example_as_checked_out_is_a_valid_document():
 def test_example_config_is_valid(example_config: Path):
     r = run("check-config", str(example_config))
     assert r.returncode == 0, r.stderr
-    assert "connections: 1, object syncs: 3" in r.stdout
+    assert "connections: 2, object syncs: 6" in r.stdout
     assert "contacts ⇄ customers (both" in r.stdout
+    assert "contacts ⇄ persons (both" in r.stdout
 
 
 def test_broken_config_names_each_problem_with_its_path(tmp_path: Path):

@@ -194,7 +194,8 @@ def _canary_configs(example: Path) -> tuple[Path, Path, dict[str, str]]:
     the hub token from an environment variable, the other secrets from files; and a broken
     variant of it."""
     directory = example.parent
-    for name in ("hubspot-webhook-secret", "shop-webhook-secret"):
+    for name in ("hubspot-webhook-secret", "shop-webhook-secret", "pipedrive-token",
+                 "pipedrive-webhook-password"):
         (directory / name).write_text(f"{CANARY}-{name}\n")
     text = example.read_text()
     text = text.replace('token_file = "hubspot-token"', 'token_env = "CRMSYNC_CANARY_TOKEN"')

@@ -24,7 +24,7 @@ def test_the_example_config_passes_with_a_summary(example_config, tmp_path):
     assert err == ""
     lines = out.splitlines()
     assert lines[0] == f"{example_config}: OK"
-    assert "connections: 1, object syncs: 3" in lines
+    assert "connections: 2, object syncs: 6" in lines
     # Each connection, and under it each object sync with its direction and conflict winner.
     shop = lines.index(f"  shop (sqlite: {tmp_path / 'shop.db'})")
     syncs = [ln.strip() for ln in lines[shop + 1:]]
@@ -32,6 +32,9 @@ def test_the_example_config_passes_with_a_summary(example_config, tmp_path):
     assert "preview" in syncs[0]
     assert syncs[1].startswith("companies ⇄ organisations (to_hub, winner app"), syncs
     assert syncs[2].startswith("deals ⇄ opportunities (both, winner hub"), syncs
+    pd = lines.index("  pipedrive-eu (pipedrive: https://api.pipedrive.com)")
+    assert [ln.strip().split(" (")[0] for ln in lines[pd + 1:]] == [
+        "contacts ⇄ persons", "companies ⇄ organizations", "deals ⇄ deals"]
 
 
 def test_the_example_mentions_every_option():
@@ -83,7 +86,8 @@ def test_the_example_mentions_every_option():
 def test_warnings_do_not_fail_the_check(example_config):
     config = example_config
     config.write_text(config.read_text().replace(
-        'hub_object = "companies"', 'hub_object = "companies"\nsync_contacts_without_email = true'))
+        'hub_object = "companies"', 'hub_object = "companies"\nsync_contacts_without_email = true',
+        1))
     code, _out, err = run(config)
     assert code == 0, err
     assert "warning: $.syncs[1].sync_contacts_without_email: only applies to contacts" in err

@@ -245,7 +245,8 @@ async def running(tmp: Path, *, syncs: str | None = None,
                   timing: Timing | None = None, hub_index_lag: float = 0.0,
                   emulator: HubSpotEmulator | None = None, app_db: Path | None = None,
                   config_kwargs: dict[str, Any] | None = None,
-                  configure: Callable[[HubSpotEmulator], None] | None = None
+                  configure: Callable[[HubSpotEmulator], None] | None = None,
+                  daemon_kwargs: dict[str, Any] | None = None
                   ) -> AsyncIterator[Env]:
     tmp.mkdir(parents=True, exist_ok=True)
     if app_db is None:
@@ -266,7 +267,8 @@ async def running(tmp: Path, *, syncs: str | None = None,
         configure(emu)
     daemon = Daemon(cfg, hub_transport=httpx.ASGITransport(app=emu.app),
                     timing=timing or Timing(hub_poll_interval=300.0, app_poll_interval=2.0),
-                    configure_logging=False, hub_index_lag=hub_index_lag)
+                    configure_logging=False, hub_index_lag=hub_index_lag,
+                    **(daemon_kwargs or {}))
     async with daemon_running(daemon, emu, webhooks=webhooks):
         yield Env(tmp, emu, daemon, app_db)
 
@@ -280,7 +282,7 @@ async def daemon_running(daemon: Daemon, emu: HubSpotEmulator, *, webhooks: bool
     The webhook client is closed only once the delivery task has stopped: until a cancelled
     task reaches its next checkpoint it still runs — a delivery just started, or a retry whose
     backoff just ended, posts once more — and a closed client fails that post with a
-    RuntimeError (\"the client has been closed\") instead of the cancellation."""
+    RuntimeError ("the client has been closed") instead of the cancellation."""
     async with AsyncExitStack() as clients, trio.open_nursery() as nursery:
         with trio.fail_after(start_timeout):
             await nursery.start(daemon.run)

@@ -77,3 +77,40 @@ async def test_an_error_status_names_the_failure(autojump_clock):
     assert "database is locked" in status.reason
     with pytest.raises(AssertionError):
         assert status.state == "running"
+
+
+async def test_a_spent_daily_budget_pauses_until_it_is_tried_again(autojump_clock):
+    """A rate limit of the whole account (Pipedrive's daily token budget) pauses the
+    connection with its reason for the retry_after it names, then starts it again: no
+    backoff, no restart counted, nothing lost (every sync resumes from what it committed)."""
+    status = ConnectionStatus("pd", "pipedrive")
+    starts: list[float] = []
+
+    @asynccontextmanager
+    async def open_app():
+        yield object()
+
+    async def children(app, nursery):
+        starts.append(trio.current_time())
+        if len(starts) == 1:
+            err = ConnectorError("rate_limited", "rate_limited",
+                                 "the daily Pipedrive token budget is spent", retry_after=30.0)
+            err.pause = True
+            raise err
+
+    s = sup.Supervisor("pd", status, open_app, children)
+    seen: list[tuple[str, str]] = []
+
+    async def watch() -> None:
+        while True:
+            seen.append((status.state, status.reason))
+            await trio.sleep(1)
+
+    with trio.fail_after(1000):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            await s.run()
+            nursery.cancel_scope.cancel()
+    assert starts[1] - starts[0] == pytest.approx(30.0)
+    assert ("paused", "the daily Pipedrive token budget is spent") in seen
+    assert status.restarts == 0

@@ -41,9 +41,6 @@ from crmsync.store import items as store_items
 OBJECTS = (("contacts", "customers"), ("companies", "organisations"),
            ("deals", "opportunities"), ("invoices", "invoices"),
            ("line_items", "invoice_lines"))
-# Association types the demo keeps, as (hub object, hub object).
-ASSOCIATIONS = (("contacts", "companies"), ("deals", "contacts"), ("deals", "companies"),
-                ("invoices", "contacts"), ("line_items", "invoices"))
 
 
 def add_parser(sub: Any) -> None:
@@ -69,9 +66,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
                    help="seconds between progress lines when the output is not a terminal "
                         "(default 5)")
-    p.add_argument("--app", choices=["sqlite", "postgres"], default="sqlite",
-                   help="the sample app's database: a SQLite file (default), or PostgreSQL "
-                        "(a throwaway server, when one is installed)")
+    p.add_argument("--app", choices=["sqlite", "postgres", "pipedrive"], default="sqlite",
+                   help="the sample app: a SQLite file (default), PostgreSQL (a throwaway "
+                        "server, when one is installed), or Pipedrive (its emulator)")
 
 
 def _free_port() -> int:
@@ -348,6 +345,9 @@ class Demo:
         self.waiting = "the daemon to start"
         self.progress_every = float(getattr(args, "progress_every", 5.0))
         self.console: Any = self._console()
+        # The connection and its (hub object, app object) pairs the progress lines follow.
+        self.connection = "shop"
+        self.objects: tuple[tuple[str, str], ...] = OBJECTS
 
     def _console(self) -> Any:
         from rich.console import Console
@@ -490,10 +490,10 @@ class Demo:
     def _initial_sync_state(self, daemon: Daemon) -> tuple[bool, list[tuple[str, str, int, int]]]:
         """Whether every object sync is running, and per hub object (name, phase, done,
         total)."""
-        rt = daemon.connections.get("shop")
+        rt = daemon.connections.get(self.connection)
         all_ready = rt is not None
         rows = []
-        for obj, _ in OBJECTS:
+        for obj, _ in self.objects:
             st = rt.status.objects.get(obj) if rt else None
             h = rt.handles.get(obj) if rt else None
             ready = h is not None and h.ready.is_set()
@@ -523,7 +523,7 @@ class Demo:
                       TaskProgressColumn(), TimeRemainingColumn(), TextColumn("{task.fields[phase]}"),
                       console=console, transient=False) as progress:
             tasks = [progress.add_task(f"{obj} ⇄ {app}", total=None, phase="starting")
-                     for obj, app in OBJECTS]  # in the order of _initial_sync_state's rows
+                     for obj, app in self.objects]  # in the order of _initial_sync_state's rows
             while True:
                 all_ready, rows = self._initial_sync_state(daemon)
                 for task, (_, phase, done, total) in zip(tasks, rows, strict=True):
@@ -829,7 +829,13 @@ class Demo:
 def run(args: argparse.Namespace) -> int:
     structlog.contextvars.clear_contextvars()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    demo = Demo(args)
+    demo: Demo
+    if getattr(args, "app", "sqlite") == "pipedrive":
+        from crmsync.cli.demo_pipedrive import PipedriveDemo
+
+        demo = PipedriveDemo(args)
+    else:
+        demo = Demo(args)
     try:
         return trio.run(demo.run)
     finally:

@@ -48,10 +48,34 @@ _SQLITE_DEFAULTS: dict[str, tuple[FieldMapping, ...]] = {
     ),
 }
 
-# A PostgreSQL app's tables follow the same snake_case conventions.
+# Pipedrive's field names as its connector shows a record (connectors/pipedrive/records.py):
+# `email` and `phone` are the primary values of the `emails` / `phones` arrays, `domain` is
+# the organization's website host (or the configured custom field), a deal's `stage` is its
+# stage id, or `won` / `lost` once closed (its pipeline in `pipeline_id`).
+_PIPEDRIVE_DEFAULTS: dict[str, tuple[FieldMapping, ...]] = {
+    "contacts": (
+        FieldMapping(hub="email", app="email"),
+        FieldMapping(hub="firstname", app="first_name"),
+        FieldMapping(hub="lastname", app="last_name"),
+        FieldMapping(hub="phone", app="phone"),
+    ),
+    "companies": (
+        FieldMapping(hub="name", app="name"),
+        FieldMapping(hub="domain", app="domain"),
+    ),
+    "deals": (
+        FieldMapping(hub="dealname", app="title", required=True),
+        FieldMapping(hub="amount", app="value", transform="number"),
+        FieldMapping(hub="closedate", app="expected_close_date", transform="date"),
+        FieldMapping(hub="dealstage", app="stage", transform="stage", required=True),
+    ),
+}
+
+# A PostgreSQL app's tables follow the same snake_case conventions as SQLite's.
 DEFAULT_MAPPINGS: dict[str, dict[str, tuple[FieldMapping, ...]]] = {
     "sqlite": _SQLITE_DEFAULTS,
     "postgres": _SQLITE_DEFAULTS,
+    "pipedrive": _PIPEDRIVE_DEFAULTS,
 }
 
 

@@ -10,10 +10,12 @@ connections, missing secrets, fields mapped twice...).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import inspect as mi
@@ -24,9 +26,11 @@ from crmsync.config.host import host_problems
 from crmsync.config.model import (
     Config,
     Connection,
+    OAuthAuth,
     ObjectSync,
+    PipedriveApiToken,
+    PipedriveConnection,
     PostgresConnection,
-    PrivateAppAuth,
 )
 from crmsync.config.problems import ConfigError, Problem
 from crmsync.config.secrets import SecretError, read_secret
@@ -257,6 +261,13 @@ def _check_secret(obj: Any, env_attr: str, file_attr: str, path: str, required: 
         out.append(Problem(where, secret.warning, "warning"))
 
 
+# Pipedrive's objects and the hub object each one syncs with, and the associations it keeps
+# (a record's foreign key: person.org_id, deal.person_id, deal.org_id).
+PIPEDRIVE_OBJECTS = {"persons": "contacts", "organizations": "companies", "deals": "deals"}
+PIPEDRIVE_ASSOCIATIONS = (("persons", "organizations"), ("deals", "persons"),
+                          ("deals", "organizations"))
+
+
 def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connection],
                 out: list[Problem]) -> None:
     path = f"$.syncs[{i}]"
@@ -267,7 +278,17 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connecti
                            f"unknown connection {sync.connection!r} (known: {known})"))
     app_columns: list[str] | None = None
     table = None
-    if conn is not None:
+    if isinstance(conn, PipedriveConnection):
+        want = PIPEDRIVE_OBJECTS.get(sync.app_object)
+        if want is None:
+            out.append(Problem(f"{path}.app_object",
+                               f"Pipedrive connection {conn.name!r} has no object "
+                               f"{sync.app_object!r} (known: {', '.join(PIPEDRIVE_OBJECTS)})"))
+        elif want != sync.hub_object:
+            out.append(Problem(f"{path}.app_object",
+                               f"Pipedrive {sync.app_object} sync with HubSpot {want}, "
+                               f"not {sync.hub_object}"))
+    elif conn is not None:
         table = next((t for t in conn.tables if t.object == sync.app_object), None)
         if table is None:
             out.append(Problem(f"{path}.app_object",
@@ -276,7 +297,8 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connecti
         else:
             app_columns = list(table.columns) or None
     columns_path = ""
-    if conn is not None and table is not None and app_columns:
+    if conn is not None and table is not None and app_columns \
+            and not isinstance(conn, PipedriveConnection):
         ci = cfg.connections.index(conn)
         columns_path = f"$.connections[{ci}].tables[{conn.tables.index(table)}].columns"
 
@@ -314,6 +336,22 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connecti
             out.append(Problem(f"{mpath}.options", "an enum mapping needs its option map"))
         if m.transform == "multiselect" and not m.separator:
             out.append(Problem(f"{mpath}.separator", "a multiselect mapping needs a separator"))
+        if m.owner_object and m.transform != "owner":
+            out.append(Problem(f"{mpath}.owner_object", "only an owner mapping (transform = "
+                                                        "\"owner\") goes through an owners table"))
+        if m.transform == "owner" and m.owner_object and conn is not None and not any(
+                t.object == m.owner_object for t in getattr(conn, "tables", ())):
+            out.append(Problem(f"{mpath}.owner_object",
+                               f"connection {conn.name!r} has no table for app object "
+                               f"{m.owner_object!r} (add it to connections[].tables)"
+                               if hasattr(conn, "tables") else
+                               f"connection {conn.name!r} has no tables: owners of a "
+                               f"{conn.connector_type} app are paired by the email the mapped "
+                               "field holds; remove owner_object"))
+        if m.hub == "hubspot_owner_id" and m.transform != "owner" and m.enabled:
+            out.append(Problem(f"{mpath}.transform",
+                               "hubspot_owner_id holds HubSpot owner ids: map it with transform "
+                               "= \"owner\" (paired by the owner's email)", "warning"))
 
     connector_type = "sqlite" if conn is None else conn.connector_type
     effective = effective_mappings(connector_type, sync.hub_object, sync.mappings,
@@ -421,6 +459,13 @@ def _check_associations(cfg: Config, path: str, sync: ObjectSync,
         if conn is None:
             continue
         pair = {sync.app_object, partner.app_object}
+        if isinstance(conn, PipedriveConnection):
+            if not any(set(keys) == pair for keys in PIPEDRIVE_ASSOCIATIONS):
+                out.append(Problem(apath, f"Pipedrive keeps no association between "
+                                          f"{sync.app_object} and {partner.app_object} (it "
+                                          "keeps person.org_id, deal.person_id, deal.org_id): "
+                                          f"remove {obj!r}"))
+            continue
         if not any({a.from_object, a.to_object} == pair for a in conn.associations):
             ci = cfg.connections.index(conn)
             out.append(Problem(apath, f"connection {conn.name!r} stores no association between "
@@ -428,6 +473,102 @@ def _check_associations(cfg: Config, path: str, sync: ObjectSync,
                                       f"{partner.app_object!r}: add one to "
                                       f"$.connections[{ci}].associations (a foreign-key column "
                                       f"or a join table), or remove {obj!r}"))
+
+
+def _check_pipedrive(cfg: Config, conn: PipedriveConnection, cpath: str, check_host: bool,
+                     out: list[Problem], base_dir: Path | None) -> None:
+    if (msg := url_problem(conn.base_url)) is not None:
+        out.append(Problem(f"{cpath}.base_url", msg))
+    auth = conn.auth
+    apath = f"{cpath}.auth"
+    if check_host:
+        if isinstance(auth, PipedriveApiToken):
+            _check_secret(auth, "token_env", "token_file", apath, True, out, base_dir)
+        else:
+            _check_secret(auth, "client_secret_env", "client_secret_file", apath, True, out,
+                          base_dir)
+            _check_secret(auth, "refresh_token_env", "refresh_token_file", apath, True, out,
+                          base_dir)
+    if not isinstance(auth, PipedriveApiToken) and (
+            msg := url_problem(auth.token_url)) is not None:
+        out.append(Problem(f"{apath}.token_url", msg))
+    wh = conn.webhooks
+    if wh is None:
+        return
+    wpath = f"{cpath}.webhooks"
+    if check_host:
+        # Pipedrive signs nothing: without a password anyone could post events.
+        _check_secret(wh, "password_env", "password_file", wpath, True, out, base_dir)
+    if wh.url and (msg := url_problem(wh.url)) is not None:
+        out.append(Problem(f"{wpath}.url", msg))
+    daemon_wh = cfg.daemon.webhooks
+    if not daemon_wh.enabled:
+        out.append(Problem(wpath, "Pipedrive webhooks need the webhook server "
+                                  "([daemon.webhooks] enabled = true)"))
+    elif not wh.url and not daemon_wh.public_base_url:
+        out.append(Problem(f"{wpath}.url", "give the URL Pipedrive calls, or set "
+                                           "daemon.webhooks.public_base_url"))
+
+
+def _check_changes(cfg: Config, check_host: bool, base_dir: Path | None,
+                   out: list[Problem]) -> None:
+    """`hub.changes`: what each intake mode needs, and settings another mode would ignore."""
+    hub = cfg.hub
+    has_webhook_secret = bool(hub.webhook_client_secret_env or hub.webhook_client_secret_file)
+    if hub.changes == "journal":
+        if hub.journal is None:
+            out.append(Problem("$.hub.journal", 'changes = "journal" needs [hub.journal] with '
+                               "the app's client_id and client_secret_env or client_secret_file"))
+        elif check_host:
+            _check_secret(hub.journal, "client_secret_env", "client_secret_file",
+                          "$.hub.journal", True, out, base_dir)
+        elif not hub.journal.client_secret_env and not hub.journal.client_secret_file:
+            out.append(Problem("$.hub.journal.client_secret_env",
+                               "missing secret: set client_secret_env or client_secret_file"))
+        if hub.journal is not None and not hub.journal.scopes:
+            out.append(Problem("$.hub.journal.scopes", "must not be empty (leave it out for the "
+                               "journal's scopes)"))
+    elif hub.journal is not None:
+        out.append(Problem("$.hub.journal", f'ignored: hub.changes is "{hub.changes}", not '
+                           '"journal"', "warning"))
+    if hub.changes != "webhooks" and has_webhook_secret:
+        out.append(Problem("$.hub.changes", f'HubSpot webhooks are refused with changes = '
+                           f'"{hub.changes}": hub.webhook_client_secret_* is ignored', "warning"))
+
+
+def oauth_problems(auth: OAuthAuth) -> list[Problem]:
+    """What is wrong with an OAuth app's redirect and authorize URLs (hubspot-onboarding.md §1:
+    https, or http on the host `localhost`; never an IP address)."""
+    out: list[Problem] = []
+    try:
+        redirect = urlsplit(auth.redirect_uri)
+        port = redirect.port
+    except ValueError:
+        return [Problem("$.hub.auth.redirect_uri", "not a valid URL")]
+    host = redirect.hostname or ""
+    if redirect.scheme not in ("http", "https") or not host:
+        out.append(Problem("$.hub.auth.redirect_uri", "must be an http:// or https:// URL"))
+    elif _is_ip(host):
+        out.append(Problem("$.hub.auth.redirect_uri",
+                           f"HubSpot does not accept an IP address ({host}) in a redirect URL: "
+                           f"use http://localhost:{port or 8976}{redirect.path or '/'}"))
+    elif redirect.scheme == "http" and host != "localhost":
+        out.append(Problem("$.hub.auth.redirect_uri",
+                           "HubSpot accepts http:// redirect URLs only on the host localhost; "
+                           "use https:// or http://localhost:PORT/…"))
+    if redirect.fragment:
+        out.append(Problem("$.hub.auth.redirect_uri", "a redirect URL has no #fragment"))
+    if not auth.authorize_url.startswith(("http://", "https://")):
+        out.append(Problem("$.hub.auth.authorize_url", "must start with http:// or https://"))
+    return out
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def semantic_problems(cfg: Config, check_host: bool = True,
@@ -454,16 +595,23 @@ def semantic_problems(cfg: Config, check_host: bool = True,
     if notify_url and (msg := url_problem(notify_url)) is not None:
         out.append(Problem("$.daemon.notify.webhook_url", msg))
 
+    auth = hub.auth
+    if isinstance(auth, OAuthAuth):
+        out.extend(oauth_problems(auth))
     if check_host:
         out.extend(host_problems(cfg))
-        auth = hub.auth
-        if isinstance(auth, PrivateAppAuth):
+        if not isinstance(auth, OAuthAuth):
             _check_secret(auth, "token_env", "token_file", "$.hub.auth", True, out, base_dir)
         else:
             _check_secret(auth, "client_secret_env", "client_secret_file", "$.hub.auth", True, out, base_dir)
+            mark = len(out)
             _check_secret(auth, "refresh_token_env", "refresh_token_file", "$.hub.auth", True, out, base_dir)
+            out[mark:] = [p if p.severity != "error" else dataclasses.replace(
+                p, message=f"{p.message}: run `crmsync connect hubspot` to install the app "
+                           "and store its refresh token") for p in out[mark:]]
         _check_secret(hub, "webhook_client_secret_env", "webhook_client_secret_file", "$.hub",
                       False, out, base_dir)
+    _check_changes(cfg, check_host, base_dir, out)
 
     conns: dict[str, Connection] = {}
     for i, conn in enumerate(cfg.connections):
@@ -471,6 +619,9 @@ def semantic_problems(cfg: Config, check_host: bool = True,
         if conn.name in conns:
             out.append(Problem(f"{cpath}.name", f"duplicate connection name {conn.name!r}"))
         conns.setdefault(conn.name, conn)
+        if isinstance(conn, PipedriveConnection):
+            _check_pipedrive(cfg, conn, cpath, check_host, out, base_dir)
+            continue
         if check_host:
             _check_secret(conn, "webhook_secret_env", "webhook_secret_file", cpath, False, out, base_dir)
         if isinstance(conn, PostgresConnection):

@@ -20,7 +20,7 @@ Tier = Literal["starter", "professional", "enterprise", "unlimited", "custom"]
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 Transform = Literal[
-    "string", "number", "bool", "date", "datetime", "enum", "multiselect", "stage"
+    "string", "number", "bool", "date", "datetime", "enum", "multiselect", "stage", "owner"
 ]
 FilterOperator = Literal[
     "EQ", "NEQ", "LT", "LTE", "GT", "GTE", "IN", "NOT_IN", "HAS_PROPERTY",
@@ -86,21 +86,58 @@ class DaemonSettings(_Base, frozen=True):
 # --- hub (HubSpot) -----------------------------------------------------------------------
 
 
-class PrivateAppAuth(_Base, frozen=True, tag="private_app", tag_field="kind"):
+class _TokenAuth(_Base, frozen=True):
+    """A credential sent as it is (`Authorization: Bearer …`): it does not expire until it is
+    rotated in HubSpot."""
+
     token_env: str | None = None
     token_file: str | None = None
 
 
+# The kinds of credential HubSpot issues (hubspot-onboarding.md §0); user-visible names follow
+# HubSpot's current terms. What each may do is said by `crmsync doctor` (cli/doctor_checks.py).
+
+
+class PrivateAppAuth(_TokenAuth, frozen=True, tag="private_app", tag_field="kind"):
+    """A legacy private app's access token (`pat-…`): none can be created since 2026-10-26,
+    existing ones keep working."""
+
+
+class ServiceKeyAuth(_TokenAuth, frozen=True, tag="service_key", tag_field="kind"):
+    """An account service key: REST calls only, it cannot receive webhooks."""
+
+
+class StaticTokenAuth(_TokenAuth, frozen=True, tag="static_token", tag_field="kind"):
+    """The static token of a project-based app (`auth.type: static`, private distribution)."""
+
+
+# Where `crmsync connect hubspot` listens for HubSpot's redirect: HubSpot accepts http only for
+# `localhost`, and no IP address (hubspot-onboarding.md §1). Register it in the app's settings.
+DEFAULT_REDIRECT_URI = "http://localhost:8976/oauth-callback"
+DEFAULT_AUTHORIZE_URL = "https://app.hubspot.com/oauth/authorize"
+
+
 class OAuthAuth(_Base, frozen=True, tag="oauth", tag_field="kind"):
+    """An OAuth app (project-based or legacy public) installed in the account.
+
+    `crmsync connect hubspot` writes the refresh token to `refresh_token_file` (give a path in
+    the state directory: the daemon writes a rotated refresh token there too). A refresh token
+    from the environment or from systemd credentials, which cannot be written, is rotated into
+    the state database instead.
+    """
+
     client_id: NonEmpty
     client_secret_env: str | None = None
     client_secret_file: str | None = None
-    # The initial refresh token; a rotated one is kept in the state database.
     refresh_token_env: str | None = None
     refresh_token_file: str | None = None
+    # Must match a redirect URL registered in the app's settings exactly.
+    redirect_uri: NonEmpty = DEFAULT_REDIRECT_URI
+    authorize_url: NonEmpty = DEFAULT_AUTHORIZE_URL
 
 
-HubAuth = PrivateAppAuth | OAuthAuth
+HubAuth = PrivateAppAuth | ServiceKeyAuth | StaticTokenAuth | OAuthAuth
+TokenAuth = PrivateAppAuth | ServiceKeyAuth | StaticTokenAuth
 
 
 class RateLimits(_Base, frozen=True):
@@ -109,8 +146,41 @@ class RateLimits(_Base, frozen=True):
     search_per_second: Annotated[int, msgspec.Meta(gt=0)] = 5
 
 
+# How HubSpot's changes reach the daemon: signed webhooks to its public URL, the webhooks
+# journal pulled over outgoing calls only, or the poller alone (hubspot-onboarding.md §6).
+ChangeIntake = Literal["webhooks", "journal", "poll"]
+
+# The journal's scopes as the 2026-03 SPEC names them; HubSpot's docs name them
+# `developer.webhooks_journal.read` and `.subscriptions.read` / `.write` instead. Where the docs
+# and the spec disagree we follow the spec (hubspot-onboarding.md §3); `scopes` overrides it.
+JOURNAL_SCOPES = ("webhooks-journal-data-access", "webhooks-journal-subscription-read",
+                  "webhooks-journal-subscription-management")
+
+
+class JournalSettings(_Base, frozen=True):
+    """The webhooks journal (`[hub] changes = "journal"`): read with a client-credentials
+    token of the HubSpot app (its client id and secret), kept apart from `hub.auth`."""
+
+    client_id: NonEmpty
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    # The account whose events are read (the local journal). 0: asked from HubSpot at start
+    # (account-info, with hub.auth's credentials).
+    portal_id: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # How often the journal is read when it had nothing new.
+    poll_interval_seconds: Seconds = 10.0
+    # Entries asked for per read (each holds up to 100 events).
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    # A journal file larger than this is not read (its changes are healed by a reconciliation).
+    max_file_bytes: Annotated[int, msgspec.Meta(gt=0, le=256 * 1024 * 1024)] = 32 * 1024 * 1024
+    scopes: list[NonEmpty] = msgspec.field(default_factory=lambda: list(JOURNAL_SCOPES))
+    request_timeout_seconds: Seconds = 30.0
+
+
 class HubSettings(_Base, frozen=True):
     auth: HubAuth
+    changes: ChangeIntake = "webhooks"
+    journal: JournalSettings | None = None
     base_url: NonEmpty = "https://api.hubapi.com"
     tier: Tier = "professional"
     # Required when tier = "custom"; overrides the tier's figures otherwise.
@@ -229,7 +299,90 @@ class PostgresConnection(_Base, frozen=True, tag="postgres", tag_field="type"):
         return f"postgres schema {self.schema}"
 
 
-Connection = SqliteConnection | PostgresConnection
+class PipedriveApiToken(_Base, frozen=True, tag="api_token", tag_field="kind"):
+    """A Pipedrive API token (one per user and company; sent as the `x-api-token` header)."""
+
+    token_env: str | None = None
+    token_file: str | None = None
+
+
+class PipedriveOAuth(_Base, frozen=True, tag="oauth", tag_field="kind"):
+    """OAuth 2 with a refresh token; the client credentials go to the token endpoint as HTTP
+    Basic. A rotated refresh token is kept in the state database."""
+
+    client_id: NonEmpty
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    refresh_token_env: str | None = None
+    refresh_token_file: str | None = None
+    token_url: NonEmpty = "https://oauth.pipedrive.com/oauth/token"
+
+
+PipedriveAuth = PipedriveApiToken | PipedriveOAuth
+PipedrivePlan = Literal["essential", "advanced", "professional", "power", "enterprise",
+                        "unlimited"]
+
+
+class PipedriveWebhooks(_Base, frozen=True):
+    """Pipedrive's webhooks (v2) to `POST /webhooks/<connection>`. Pipedrive signs nothing: it
+    sends HTTP Basic credentials, which crmsync checks on every delivery."""
+
+    user: NonEmpty = "crmsync"
+    password_env: str | None = None
+    password_file: str | None = None
+    # "start": crmsync registers its webhooks when the connection starts (and replaces ones
+    # it registered earlier for another URL); "manual": only `crmsync ctl webhooks`.
+    register: Literal["start", "manual"] = "start"
+    # The URL Pipedrive calls; empty: daemon.webhooks.public_base_url + /webhooks/<name>.
+    url: str = ""
+
+
+class PipedriveConnection(_Base, frozen=True, tag="pipedrive", tag_field="type"):
+    """One Pipedrive company account (API v2): persons, organizations and deals."""
+
+    connector_type: ClassVar[str] = "pipedrive"
+
+    name: NonEmpty
+    auth: PipedriveAuth
+    # https://api.pipedrive.com or https://<company>.pipedrive.com (an OAuth token's
+    # api_domain replaces it).
+    base_url: NonEmpty = "https://api.pipedrive.com"
+    # Sizes the daily token budget (30,000 x plan multiplier x seats + top_up_tokens) and
+    # the burst window; `unlimited` enforces none.
+    plan: PipedrivePlan = "essential"
+    seats: Annotated[int, msgspec.Meta(ge=1)] = 1
+    top_up_tokens: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # Explicit limits replace the plan's figures.
+    daily_token_budget: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    burst_per_window: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    # With the daily budget spent the connection pauses; Pipedrive resets it at midnight in
+    # a time zone it does not state, so crmsync tries again this often (a refused call costs
+    # nothing).
+    budget_probe_interval_seconds: Seconds = 900.0
+    # The safety net under webhooks (and the only feed without them): updated_since polls,
+    # 10 tokens per object per poll (2,880 a day per object at 300 s).
+    poll_interval_seconds: Seconds = 300.0
+    # Pipedrive lists leave deleted persons and organizations out: this often, crmsync lists
+    # their ids (10 tokens per 500) to find linked records deleted without a webhook.
+    delete_sweep_interval_seconds: Seconds = 21600.0
+    request_timeout_seconds: Seconds = 30.0
+    # Requests in flight at once (writes run concurrently: Pipedrive v2 has no batch writes).
+    max_concurrent_requests: Annotated[int, msgspec.Meta(gt=0, le=256)] = 16
+    # Where an organization's domain (the match key) lives: `website` (its host name) or the
+    # label of a custom field.
+    organization_domain_field: NonEmpty = "website"
+    webhooks: PipedriveWebhooks | None = None
+    # Webhook events of changes crmsync's own user made through the API are echoes of its own
+    # writes and are dropped (use a dedicated Pipedrive user for crmsync).
+    ignore_own_changes: bool = True
+    # crmsync's Pipedrive user; 0: the token's own user (GET /v1/users/me).
+    own_user_id: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+    def describe(self) -> str:
+        return self.base_url
+
+
+Connection = SqliteConnection | PostgresConnection | PipedriveConnection
 
 
 # --- object syncs --------------------------------------------------------------------------
@@ -246,6 +399,11 @@ class FieldMapping(_Base, frozen=True):
     options: dict[str, str] = {}
     # multiselect: how the app joins several values (HubSpot always uses ";").
     separator: str = ";"
+    # owner (hub = "hubspot_owner_id"): owners are paired by email. The app field holds the
+    # owner's email, or with `owner_object` the id of a row of that app object (a table of
+    # the connection listing the app's users) whose `owner_email_field` holds the email.
+    owner_object: str = ""
+    owner_email_field: NonEmpty = "email"
 
 
 class Filter(_Base, frozen=True):

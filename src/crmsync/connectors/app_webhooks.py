@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -266,3 +266,38 @@ def inbox_items(events: Collection[AppWebhookEvent]) -> list[tuple[str, bytes]]:
 def decode_inbox_payload(payload: bytes) -> AppWebhookEvent:
     """An inbox payload written by `inbox_items` back as an event."""
     return _INBOX_DECODER.decode(payload)
+
+
+class AppReceiver(Protocol):
+    """What `POST /webhooks/{connection}` asks of a connection's receiver: check that a
+    request is authentic (raise SignatureError: 401, nothing stored), then read its events
+    (raise PayloadError: 400). A connector type whose app pushes another format brings its
+    own receiver (see the registry)."""
+
+    def verify(self, headers: Mapping[str, str], body: bytes, *,
+               now: float | None = None) -> Any: ...
+
+    def parse(self, body: bytes, *, check_id: IdCheck | None = None
+              ) -> list[AppWebhookEvent]: ...
+
+    def secret_values(self) -> list[str]:
+        """The secrets it holds, so that the logs redact them."""
+        ...
+
+
+class HmacReceiver:
+    """The generic push of this module: HMAC-signed JSON arrays of events."""
+
+    def __init__(self, secret: Secret) -> None:
+        self._secret = secret
+
+    def verify(self, headers: Mapping[str, str], body: bytes, *,
+               now: float | None = None) -> int:
+        return verify(self._secret, headers, body, now=now)
+
+    def parse(self, body: bytes, *, check_id: IdCheck | None = None
+              ) -> list[AppWebhookEvent]:
+        return parse_events(body, check_id=check_id)
+
+    def secret_values(self) -> list[str]:
+        return [self._secret.reveal()]

@@ -59,6 +59,9 @@ class ConnectorError(Exception):
         self.message = message
         self.retry_after = retry_after
         self.status = status
+        # A limit of the whole account (a daily budget spent): the connection pauses until
+        # `retry_after`, then tries again, instead of failing with backoff.
+        self.pause = False
 
 
 class RecordError(msgspec.Struct, frozen=True):
@@ -143,6 +146,10 @@ class Capabilities(msgspec.Struct, frozen=True):
     # update() honours `expected`: an update is applied only while the record still holds
     # the values it was read with (a database can refuse a stale write; HubSpot cannot).
     conditional_update: bool = False
+    # changes_since reports records deleted since the cursor (archived=True). Where it cannot
+    # (Pipedrive lists leave deleted persons out), the runtime sweeps for linked records gone
+    # from the app every `delete_sweep_interval`.
+    deletes_in_changes: bool = True
 
 
 @runtime_checkable
@@ -207,6 +214,16 @@ class SupportsPipelines(Protocol):
     async def pipelines(self, object_name: str) -> list[PipelineInfo]:
         """Deal pipelines with their stages. Raises ConnectorError(kind="config",
         category="permission_denied") when the connection may not read them."""
+        ...
+
+
+@runtime_checkable
+class SupportsOwners(Protocol):
+    """A side whose records have owners (HubSpot's `hubspot_owner_id`)."""
+
+    async def owners(self, *, refresh: bool = False) -> list[tuple[str, str]]:
+        """The live owners as (owner id, email). Cached; `refresh` asks the service again
+        (implementations may answer from a very recent read)."""
         ...
 
 

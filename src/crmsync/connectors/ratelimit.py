@@ -5,9 +5,12 @@ A `RateBudget` enforces, on the caller's side, the limits the API enforces on it
 - a rolling window (`per_window` requests in any `window_seconds`; HubSpot: 100 or 190 per
   10 s), kept as the times the requests were made, so that no request goes before the window
   allows it;
-- a daily quota (`daily` requests per day), reset when the account's day ends;
-- a separate rolling window for search requests (`search_per_second` per second), which are
-  exempt from the main window on HubSpot but count against the day.
+- a daily quota (`daily` units per day), reset when the account's day ends; a request costs
+  one unit (HubSpot counts requests) or the `cost` its `acquire` names (Pipedrive counts
+  tokens, a different number per operation), charged before it is sent;
+- a separate rolling window for search requests (`search_per_second` per
+  `search_window_seconds`), which are exempt from the main window on HubSpot
+  (`search_in_window=False`) and take a place in both windows on Pipedrive.
 
 It is updated from what the API reports (`observe`: remaining / max / interval / daily
 remaining, typically read from rate-limit response headers) and told about refusals
@@ -33,6 +36,7 @@ import msgspec
 import trio
 
 __all__ = [
+    "LongWait",
     "Permit",
     "RateBudget",
     "RateBudgetStatistics",
@@ -53,6 +57,14 @@ def seconds_until_utc_midnight() -> float:
     return 86400.0 - (now % 86400.0)
 
 
+class LongWait(Exception):
+    """`acquire(max_wait=...)` would have to wait longer than that: `wait` seconds."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"the rate budget would wait {wait:.0f} s")
+        self.wait = wait
+
+
 class RateBudgetStatistics(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     window_limit: int | None
@@ -61,8 +73,10 @@ class RateBudgetStatistics(msgspec.Struct, frozen=True, kw_only=True):
     search_limit: int | None
     search_used: int
     daily_limit: int | None
-    daily_used: int  # requests acquired since the current day began
+    daily_used: int  # units (requests or tokens) acquired since the current day began
     daily_remaining: int | None  # None: no daily quota
+    # Seconds until the day (and the daily quota) resets; None before the first request.
+    daily_resets_in: float | None = None
     in_flight: int
     requests: int  # acquired since the budget was made
     waits: int  # acquires that had to wait
@@ -124,12 +138,14 @@ class Permit:
     """Leave to send one request. Call `done()` when its response (or failure) arrived: the
     request then stays counted for a full window from that moment."""
 
-    __slots__ = ("_budget", "_done", "_slots")
+    __slots__ = ("_budget", "_done", "_slots", "cost")
 
-    def __init__(self, budget: RateBudget, slots: list[tuple[_Slot, float]]) -> None:
+    def __init__(self, budget: RateBudget, slots: list[tuple[_Slot, float]],
+                 cost: int = 1) -> None:
         self._budget = budget
         self._slots = slots
         self._done = False
+        self.cost = cost
 
     def done(self) -> None:
         if self._done:
@@ -139,6 +155,7 @@ class Permit:
         for slot, period in self._slots:
             slot.expires = max(slot.expires, now + period)
         self._budget._in_flight -= 1
+        self._budget._in_flight_cost -= self.cost
 
 
 class RateBudget:
@@ -157,6 +174,8 @@ class RateBudget:
         window_seconds: float = 10.0,
         daily: int | None = None,
         search_per_second: int | None = None,
+        search_window_seconds: float = 1.0,
+        search_in_window: bool = False,
         seconds_until_daily_reset: Callable[[], float] = seconds_until_utc_midnight,
         name: str = "",
     ) -> None:
@@ -166,7 +185,8 @@ class RateBudget:
             raise ValueError("window_seconds must be positive")
         self.name = name
         self._window = _Window(per_window, window_seconds)
-        self._search = _Window(search_per_second, 1.0)
+        self._search = _Window(search_per_second, search_window_seconds)
+        self._search_in_window = search_in_window
         self._daily_limit = daily
         self._seconds_until_daily_reset = seconds_until_daily_reset
         self._day_ends: float | None = None
@@ -176,6 +196,7 @@ class RateBudget:
         self._daily_blocked_until = -math.inf
         self._locks: dict[str, trio.Lock] = {"default": trio.Lock(), "search": trio.Lock()}
         self._in_flight = 0
+        self._in_flight_cost = 0
         self._requests = 0
         self._waits = 0
         self._waited = 0.0
@@ -205,11 +226,11 @@ class RateBudget:
             return None
         return self._daily_limit - self._daily_used
 
-    def _daily_delay(self, now: float) -> float:
+    def _daily_delay(self, now: float, cost: int = 1) -> float:
         self._roll_day(now)
         wait = max(0.0, self._daily_blocked_until - now)
         remaining = self._daily_remaining()
-        if remaining is not None and remaining <= 0:
+        if remaining is not None and remaining < max(1, cost):
             assert self._day_ends is not None
             wait = max(wait, self._day_ends - now)
         return wait
@@ -217,18 +238,25 @@ class RateBudget:
     # --- acquiring ----------------------------------------------------------------------------
 
     def _windows(self, kind: RequestKind) -> list[_Window]:
-        return [self._search] if kind == "search" else [self._window]
+        if kind != "search":
+            return [self._window]
+        return [self._search, self._window] if self._search_in_window else [self._search]
 
-    def delay(self, kind: RequestKind = "default") -> float:
-        """Seconds `acquire(kind)` would wait right now (0: a request may go at once)."""
+    def delay(self, kind: RequestKind = "default", cost: int = 1, *,
+              check_daily: bool = True) -> float:
+        """Seconds `acquire(kind, cost)` would wait right now (0: a request may go at once)."""
         now = trio.current_time()
-        wait = self._daily_delay(now)
+        wait = self._daily_delay(now, cost) if check_daily else 0.0
         for w in self._windows(kind):
             wait = max(wait, w.delay(now))
         return wait
 
-    async def acquire(self, kind: RequestKind = "default") -> Permit:
-        """Wait until a request of `kind` may go, count it, and return its `Permit`.
+    async def acquire(self, kind: RequestKind = "default", cost: int = 1, *,
+                      check_daily: bool = True, max_wait: float | None = None) -> Permit:
+        """Wait until a request of `kind` costing `cost` daily units may go, count it, and
+        return its `Permit`. With `check_daily=False` the daily quota does not hold it back
+        (a probe: is the API's day over already?); the windows still do. Raises `LongWait`
+        instead of waiting longer than `max_wait` at a time (a spent daily quota: hours).
 
         Waiters are served first come, first served (one FIFO lock per kind). Cancellation
         while waiting leaves nothing counted. Call `Permit.done()` once the response arrived.
@@ -237,9 +265,11 @@ class RateBudget:
         async with self._locks[kind]:
             waited = False
             while True:
-                wait = self.delay(kind)
+                wait = self.delay(kind, cost, check_daily=check_daily)
                 if wait <= 0:
                     break
+                if max_wait is not None and wait > max_wait:
+                    raise LongWait(wait)
                 if not waited:
                     waited = True
                     self._waits += 1
@@ -248,12 +278,13 @@ class RateBudget:
                 self._waited += trio.current_time() - start
             now = trio.current_time()
             slots = [(w.take(now), w.period) for w in self._windows(kind) if w.limit is not None]
-            self._daily_used += 1
+            self._daily_used += cost
             if self._daily_reported is not None:
-                self._daily_reported -= 1
+                self._daily_reported -= cost
             self._in_flight += 1
+            self._in_flight_cost += cost
             self._requests += 1
-            return Permit(self, slots)
+            return Permit(self, slots, cost)
 
     # --- what the API says ----------------------------------------------------------------------
 
@@ -264,8 +295,10 @@ class RateBudget:
         window_max: int | None = None,
         window_seconds: float | None = None,
         daily_remaining: int | None = None,
+        cost: int = 1,
     ) -> None:
-        """Take in the limits the API reported with a response (any subset).
+        """Take in the limits the API reported with a response (any subset); `cost` is what
+        the request that brought them was charged.
 
         The API is authoritative on the window's size; when it counts more requests in the
         window than we made (another process uses the same account), the difference is added.
@@ -281,7 +314,25 @@ class RateBudget:
             w.fill_to(w.limit - max(0, window_remaining), now)
         if daily_remaining is not None:
             self._roll_day(now)
-            self._daily_reported = max(0, daily_remaining - max(0, self._in_flight - 1))
+            # Requests still in flight besides this one may not be counted by the API yet.
+            others = max(0, self._in_flight_cost - cost)
+            self._daily_reported = max(0, daily_remaining - others)
+            if self._daily_limit is not None:
+                # The API counts what the whole account used today (other clients included,
+                # and from its own midnight): it is authoritative both ways.
+                more = self._daily_reported > self._daily_limit - self._daily_used
+                self._daily_used = max(0, self._daily_limit - self._daily_reported)
+                if more:
+                    self._daily_blocked_until = -math.inf
+
+    def reset_day(self) -> None:
+        """The API's day began again (a request the daily quota should have refused went
+        through): count from zero until the next reset."""
+        now = trio.current_time()
+        self._daily_used = 0
+        self._daily_reported = None
+        self._daily_blocked_until = -math.inf
+        self._day_ends = now + max(1.0, self._seconds_until_daily_reset())
 
     def note_rate_limited(self, scope: RateScope, retry_after: float | None = None) -> float:
         """The API refused a request for the limit `scope`: block acquires until it passes.
@@ -320,6 +371,7 @@ class RateBudget:
         self._roll_day(now)
         blocked = max(self._window.blocked_until, self._search.blocked_until,
                       self._daily_blocked_until)
+        resets_in = None if self._day_ends is None else max(0.0, self._day_ends - now)
         return RateBudgetStatistics(
             name=self.name,
             window_limit=self._window.limit,
@@ -336,4 +388,5 @@ class RateBudget:
             waited_seconds=self._waited,
             rate_limited=self._rate_limited,
             blocked_for=max(0.0, blocked - now),
+            daily_resets_in=resets_in,
         )

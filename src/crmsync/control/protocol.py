@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from crmsync.daemon.operations import (
+from crmsync.control.views import (
     MAX_PAGE,
     ApproveView,
     ConnectionStateView,
@@ -33,6 +33,7 @@ from crmsync.daemon.operations import (
     ResyncView,
     ReviewView,
     StatusView,
+    WebhooksView,
 )
 
 # Bumped only for a change older clients cannot ignore (none so far).
@@ -149,12 +150,18 @@ class PollNow(_Op, frozen=True, kw_only=True, tag="poll_now"):
     object: str = ""
 
 
+class Webhooks(_Op, frozen=True, kw_only=True, tag="webhooks"):
+    connection: str
+    action: Literal["list", "register", "remove"] = "list"
+
+
 Request = (Ping | Status | Records | History | Preview | Approve | Resync | RestoreDeleted
-           | Deletes | ResolveDeletes | Disable | Enable | DeleteSync | Reload | PollNow)
+           | Deletes | ResolveDeletes | Disable | Enable | DeleteSync | Reload | PollNow
+           | Webhooks)
 
 
 # --- replies -------------------------------------------------------------------------------------
-# Each reply is the operation's view (daemon/operations.py) with the request's `op` as its tag.
+# Each reply is the operation's view (control/views.py) with the request's `op` as its tag.
 
 
 class ErrorReply(_Op, frozen=True, kw_only=True, tag="error"):
@@ -232,9 +239,14 @@ class PollNowReply(PollNowView, frozen=True, kw_only=True, tag_field="op", tag="
     pass
 
 
+class WebhooksReply(WebhooksView, frozen=True, kw_only=True, tag_field="op", tag="webhooks"):
+    pass
+
+
 Reply = (ErrorReply | PingReply | StatusReply | RecordsReply | HistoryReply | PreviewReply
          | ApproveReply | ResyncReply | RestoreReply | DeletesReply | ResolveDeletesReply
-         | DisableReply | EnableReply | DeleteSyncReply | ReloadReply | PollNowReply)
+         | DisableReply | EnableReply | DeleteSyncReply | ReloadReply | PollNowReply
+         | WebhooksReply)
 
 
 def reply_from(reply_type: type[Any], view: msgspec.Struct) -> Any:

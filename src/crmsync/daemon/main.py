@@ -28,18 +28,27 @@ from crmsync import __version__
 from crmsync.config import ConfigError, Problem, load_config
 from crmsync.config.model import Config, Connection, ObjectSync
 from crmsync.config.secrets import Secret, SecretError, read_secret
-from crmsync.connectors.app_webhooks import decode_inbox_payload
+from crmsync.connectors.app_webhooks import AppReceiver, decode_inbox_payload
 from crmsync.connectors.base import (
     Connector,
     ConnectorError,
     SupportsChangeNotifications,
     SupportsIdCheck,
 )
-from crmsync.connectors.hubspot.build import build_hub_connector
+from crmsync.connectors.hubspot.build import USER_AGENT, build_hub_connector
+from crmsync.connectors.hubspot.client_credentials import ClientCredentialsAuth
+from crmsync.connectors.hubspot.journal import JournalClient, account_portal_id
 from crmsync.connectors.hubspot.webhooks import valid_object_id
-from crmsync.connectors.registry import app_connector_secrets, open_app_connector
+from crmsync.connectors.registry import (
+    AppConnectorEnv,
+    app_connector_secrets,
+    open_app_connector,
+    webhook_receiver,
+)
 from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon import notifications
+from crmsync.daemon.hub_tokens import app_account_key, refresh_token_keeper
+from crmsync.daemon.journal_reader import JournalIntake, JournalReader, JournalRoutes, JournalStats
 from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
 from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_hub_event
 from crmsync.records import Side
@@ -91,6 +100,27 @@ def _secret(env: str | None, file: str | None, base_dir: Path) -> Secret | None:
     return read_secret(env, file, base_dir)
 
 
+def _stage_fields(app: Connector, conn: Connection, app_object: str) -> tuple[str, str]:
+    """The app fields holding a deal's pipeline and stage: the connector says (Pipedrive),
+    else the table's configured columns (SQLite, PostgreSQL)."""
+    own = getattr(app, "stage_fields", None)
+    if own is not None:
+        fields: tuple[str, str] = own(app_object)
+        return fields
+    table = next((t for t in getattr(conn, "tables", ()) if t.object == app_object), None)
+    return ((table.pipeline_column if table and table.pipeline_column else "pipeline"),
+            table.stage_column if table else "")
+
+
+def _association_pairs(app: Connector, conn: Connection) -> set[tuple[str, str]]:
+    """The associations the app keeps, as (from object, to object): the connector says
+    (Pipedrive's foreign keys), else the configured ones."""
+    own = getattr(app, "association_pairs", None)
+    if own is not None:
+        return set(own())
+    return {(a.from_object, a.to_object) for a in getattr(conn, "associations", ())}
+
+
 @dataclass
 class ConnectionRuntime:
     settings: Connection
@@ -99,6 +129,9 @@ class ConnectionRuntime:
     handles: dict[str, ObjectSyncHandle] = field(default_factory=dict)
     scope: trio.CancelScope | None = None
     supervisor: Supervisor | None = None
+    # Handed to every connector opened for the connection; outlives its restarts.
+    env: AppConnectorEnv = field(default_factory=AppConnectorEnv)
+    app: Connector | None = None  # the open app connector, while the connection runs
 
     def fingerprint(self) -> bytes:
         return msgspec.json.encode([self.settings, self.syncs])
@@ -116,13 +149,17 @@ class Daemon:
 
     def __init__(self, config_path: str | Path, *, hub_transport: httpx.AsyncBaseTransport | None
                  = None, timing: Timing | None = None, notifier: Notifier | None = None,
-                 configure_logging: bool = True, hub_index_lag: float | None = None) -> None:
+                 configure_logging: bool = True, hub_index_lag: float | None = None,
+                 app_transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.config_path = Path(config_path)
         self.base_dir = self.config_path.resolve().parent
         cfg, warnings = load_config(self.config_path)
         self.cfg: Config = cfg
         self.warnings = warnings
         self.hub_transport = hub_transport
+        # Connection name -> a transport under the app connector's HTTP client (tests).
+        self.app_transports = dict(app_transports or {})
         self.timing_override = timing
         self.notifier = notifier or Notifier()
         self.configure_logging = configure_logging
@@ -140,8 +177,11 @@ class Daemon:
         self.ready = trio.Event()
         self.stopping = trio.Event()
         self.nursery: trio.Nursery | None = None
-        self.heartbeats = 0
         self.control_path: str | None = None
+        # The webhooks journal (hub.changes = "journal"); the wall clock of its retention.
+        self.wall_clock = wall_clock
+        self.journal: JournalIntake | None = None
+        self._journal_scope: trio.CancelScope | None = None
 
     # --- configuration ----------------------------------------------------------------------
 
@@ -160,43 +200,44 @@ class Daemon:
         in a worker thread (see `_routes`)."""
         hub: dict[str, list[str]] = {}
         apps: dict[str, dict[str, list[str]]] = {}
-        app_secrets: dict[str, Secret] = {}
+        receivers: dict[str, AppReceiver] = {}
         for conn in cfg.connections:
-            secret = _secret(conn.webhook_secret_env, conn.webhook_secret_file, self.base_dir)
-            if secret is not None:
-                app_secrets[conn.name] = secret
+            receiver = webhook_receiver(conn, self.base_dir)
+            if receiver is not None:
+                receivers[conn.name] = receiver
         for s in cfg.syncs:
             if not s.enabled:
                 continue
             hub.setdefault(s.hub_object, []).append(hub_source(s.connection, s.hub_object))
             apps.setdefault(s.connection, {}).setdefault(s.app_object, []).append(
                 app_source(s.connection, s.hub_object))
-        hub_secret = _secret(cfg.hub.webhook_client_secret_env,
-                             cfg.hub.webhook_client_secret_file, self.base_dir)
-        return WebhookRoutes(hub=hub, apps=apps, app_secrets=app_secrets, hub_secret=hub_secret,
+        # HubSpot's deliveries are accepted only when they are how its changes arrive.
+        hub_secret = (_secret(cfg.hub.webhook_client_secret_env,
+                              cfg.hub.webhook_client_secret_file, self.base_dir)
+                      if cfg.hub.changes == "webhooks" else None)
+        return WebhookRoutes(hub=hub, apps=apps, app_receivers=receivers, hub_secret=hub_secret,
                              app_ids=self.app_id_checks)
 
     async def _routes(self, cfg: Config) -> WebhookRoutes:
         """`cfg`'s webhook routes, their secrets read off the event loop and registered for
         redaction (on the loop: the log processors read that registry)."""
         routes = await trio.to_thread.run_sync(self._read_routes, cfg)
-        for secret in [*routes.app_secrets.values(), routes.hub_secret]:
-            if secret is not None:
-                daemon_logging.register_secret(secret.reveal())
+        values = [v for r in routes.app_receivers.values() for v in r.secret_values()]
+        if routes.hub_secret is not None:
+            values.append(routes.hub_secret.reveal())
+        for value in values:
+            daemon_logging.register_secret(value)
         return routes
 
     # --- the hub ----------------------------------------------------------------------------
 
     async def _open_hub(self, store: Store) -> Connector:
+        keeper = await refresh_token_keeper(self.cfg.hub, self.base_dir, store,
+                                            daemon_logging.register_secret)
+        refresh = keeper.initial if keeper else None
+        save_refresh = keeper.save if keeper else None
+        reload_refresh = keeper.reload if keeper else None
         auth = self.cfg.hub.auth
-        refresh = None
-        account = f"hub:{self.cfg.hub.base_url}"
-        if getattr(auth, "client_id", None):
-            refresh = await store.read(store_tokens.get_refresh_token, account)
-
-        async def save_refresh(token: str) -> None:
-            daemon_logging.register_secret(token)
-            await store.call(store_tokens.save_refresh_token, account, token)
 
         def read_hub_secrets() -> list[Secret]:
             found = []
@@ -216,7 +257,101 @@ class Daemon:
             daemon_logging.register_secret(s.reveal())
         return build_hub_connector(self.cfg.hub, self.base_dir, transport=self.hub_transport,
                                    refresh_token=refresh, on_refresh_token=save_refresh,
+                                   reload_refresh_token=reload_refresh,
                                    index_lag=self.hub_index_lag)
+
+    # --- the webhooks journal ------------------------------------------------------------------
+
+    def _journal_routes(self) -> JournalRoutes:
+        """What the journal feeds, from the current configuration."""
+        routes = JournalRoutes(sources={obj: list(srcs) for obj, srcs in self.routes.hub.items()})
+        for s in self.cfg.syncs:
+            if not s.enabled:
+                continue
+            routes.syncs.setdefault(s.hub_object, []).append(f"{s.connection}/{s.hub_object}")
+            if s.associations:
+                routes.associations.add(s.hub_object)
+                routes.associations.update(s.associations)
+        return routes
+
+    def _ring_all(self, sources: list[str]) -> None:
+        for rt in self.connections.values():
+            for h in rt.handles.values():
+                h.ring()
+
+    def _reconcile_now(self, sync_ids: list[str]) -> None:
+        for sid in sync_ids:
+            connection, _, hub_object = sid.partition("/")
+            h = self.handle(connection, hub_object)
+            if h is not None:
+                h.reconcile_now()
+
+    @asynccontextmanager
+    async def _open_journal_reader(self, stats: JournalStats) -> AsyncIterator[JournalReader]:
+        """A journal reader for `[hub.journal]` and its HTTP client, for one attempt of the
+        supervising `JournalIntake` (the secret is read again each time: a fix needs no
+        restart)."""
+        assert self.store is not None and self.journal is not None
+        settings = self.cfg.hub.journal
+        if settings is None:
+            raise ConnectorError("config", "internal", 'hub.changes = "journal" needs [hub.journal]')
+        try:
+            secret = await trio.to_thread.run_sync(
+                read_secret, settings.client_secret_env, settings.client_secret_file,
+                self.base_dir)
+        except SecretError as exc:
+            raise ConnectorError("config", "permission_denied",
+                                 f"hub.journal client secret: {exc}") from None
+        daemon_logging.register_secret(secret.reveal())
+        auth = ClientCredentialsAuth(client_id=settings.client_id, client_secret=secret,
+                                     scopes=settings.scopes)
+        self.journal.auth = auth
+        timeout = settings.request_timeout_seconds
+        async with httpx.AsyncClient(
+                base_url=self.cfg.hub.base_url, auth=auth,
+                timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+                limits=httpx.Limits(max_connections=4, max_keepalive_connections=4,
+                                    keepalive_expiry=30.0),
+                headers={"User-Agent": USER_AGENT}, transport=self.hub_transport,
+                follow_redirects=False) as client:
+            portal_id = settings.portal_id
+            if not portal_id:
+                http = getattr(self.hub, "http", None)
+                if http is None:
+                    raise ConnectorError("config", "internal", "set hub.journal.portal_id")
+                try:
+                    portal_id = await account_portal_id(http)
+                except ConnectorError as exc:
+                    if exc.kind != "config":
+                        raise
+                    raise ConnectorError(exc.kind, exc.category,
+                                         f"the account id could not be asked from HubSpot "
+                                         f"({exc.message}): set hub.journal.portal_id "
+                                         "(the Hub ID)") from None
+            journal = JournalClient(client, portal_id=portal_id,
+                                    max_file_bytes=settings.max_file_bytes,
+                                    request_timeout=timeout)
+            yield JournalReader(journal, self.store, self._journal_routes,
+                                poll_interval=settings.poll_interval_seconds,
+                                batch_size=settings.batch_size, on_stored=self._ring_all,
+                                on_gap=self._reconcile_now, wall_clock=self.wall_clock,
+                                stats=stats)
+
+    async def _run_journal(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                           ) -> None:
+        self.journal = JournalIntake(self._open_journal_reader)
+        with trio.CancelScope() as scope:
+            self._journal_scope = scope
+            await self.journal.run(task_status=task_status)
+
+    async def _restart_journal(self) -> None:
+        assert self.nursery is not None
+        if self._journal_scope is not None:
+            self._journal_scope.cancel()
+            self._journal_scope = None
+        self.journal = None
+        if self.cfg.hub.changes == "journal":
+            await self.nursery.start(self._run_journal)
 
     # --- connections ------------------------------------------------------------------------
 
@@ -227,6 +362,13 @@ class Daemon:
             status.objects[s.hub_object] = ObjectStatus(s.hub_object, s.app_object, s.direction)
         return ConnectionRuntime(conn, syncs, status)
 
+    def _webhook_url(self, conn: Connection) -> str:
+        """Where the app should deliver this connection's webhooks, for connectors that
+        register them: their own setting, else the public base URL + /webhooks/<name>."""
+        own = getattr(getattr(conn, "webhooks", None), "url", "")
+        base = self.cfg.daemon.webhooks.public_base_url.rstrip("/")
+        return own or (f"{base}/webhooks/{conn.name}" if base else "")
+
     async def _notify_complete(self, ctx: ObjectSyncContext, counts: dict[str, int]) -> None:
         await notifications.send(self.cfg.daemon.notify, ctx.connection, ctx.hub_object,
                                  ctx.app_object, counts)
@@ -235,21 +377,14 @@ class Daemon:
         assert self.store is not None and self.hub is not None
         store, hub = self.store, self.hub
         conn = rt.settings
+        env = rt.env
+        env.base_dir = self.base_dir
+        env.transport = self.app_transports.get(conn.name)
+        account = app_account_key(conn.name)
 
-        @asynccontextmanager
-        async def open_app() -> AsyncIterator[Connector]:
-            async with open_app_connector(conn, self.base_dir) as app:
-                if not isinstance(app, SupportsIdCheck):
-                    yield app
-                    return
-                # Webhook intake asks the open connector which record ids can exist.
-                check = app.id_problem
-                self.app_id_checks[conn.name] = check
-                try:
-                    yield app
-                finally:
-                    if self.app_id_checks.get(conn.name) == check:
-                        del self.app_id_checks[conn.name]
+        async def save_refresh(token: str) -> None:
+            daemon_logging.register_secret(token)
+            await store.call(store_tokens.save_refresh_token, account, token)
 
         def wake(what: str, name: str) -> None:
             """A committed app change was announced: poll for it now."""
@@ -263,7 +398,30 @@ class Daemon:
                 if what in ("any", "event") and h.events is not None:
                     h.events.wake.set()
 
-        app_pairs = {(a.from_object, a.to_object) for a in conn.associations}
+        @asynccontextmanager
+        async def open_app() -> AsyncIterator[Connector]:
+            env.refresh_token = await store.read(store_tokens.get_refresh_token, account)
+            if env.refresh_token:
+                daemon_logging.register_secret(env.refresh_token)
+            env.on_refresh_token = save_refresh
+            env.webhook_url = self._webhook_url(conn)
+            env.receiver = self.routes.app_receivers.get(conn.name)
+            async with open_app_connector(conn, self.base_dir, env) as app:
+                rt.app = app
+                try:
+                    if not isinstance(app, SupportsIdCheck):
+                        yield app
+                        return
+                    # Webhook intake asks the open connector which record ids can exist.
+                    check = app.id_problem
+                    self.app_id_checks[conn.name] = check
+                    try:
+                        yield app
+                    finally:
+                        if self.app_id_checks.get(conn.name) == check:
+                            del self.app_id_checks[conn.name]
+                finally:
+                    rt.app = None
 
         async def resubmit(hub_object: str, key: tuple[Side, str]) -> None:
             """A record of another object sync waits for a partner that just got linked."""
@@ -277,29 +435,29 @@ class Daemon:
             timing = dataclasses.replace(
                 self.timing(),
                 app_poll_interval=self.timing().app_poll_interval or conn.poll_interval_seconds)
+            sweep = getattr(conn, "delete_sweep_interval_seconds", None)
+            if sweep is not None:
+                timing = dataclasses.replace(timing, delete_sweep_interval=sweep)
+            app_pairs = _association_pairs(app, conn)
+            directed = bool(getattr(app, "associations_directed", False))
             for s in rt.syncs:
-                table = next((t for t in conn.tables if t.object == s.app_object), None)
+                pipeline_field, stage_field = _stage_fields(app, conn, s.app_object)
                 status = rt.status.objects[s.hub_object]
                 ctx = await make_context(conn.name, conn.connector_type, s, store, hub, app,
-                                         status, timing,
-                                         app_pipeline_field=(table.pipeline_column
-                                                             if table and table.pipeline_column
-                                                             else "pipeline"),
-                                         app_stage_field=table.stage_column if table else "")
+                                         status, timing, app_pipeline_field=pipeline_field,
+                                         app_stage_field=stage_field)
                 handle = rt.handles.setdefault(s.hub_object, ObjectSyncHandle())
                 handle.ready = trio.Event()
-                pairs = association_pairs(self.cfg, s, app_pairs)
+                pairs = association_pairs(self.cfg, s, app_pairs, directed=directed)
                 if pairs or any(s.hub_object in o.associations for o in rt.syncs):
                     ctx.associations = AssociationSyncer(ctx, pairs, resubmit)
                 intakes = [IntakeSource(hub_source(conn.name, s.hub_object), parse_hub_payload,
                                         describe_hub_payload),
                            IntakeSource(app_source(conn.name, s.hub_object), parse_app_payload)]
                 index = next((i for i, x in enumerate(self.cfg.syncs) if x == s), "?")
-                mappings = MappingCheck(
-                    conn.connector_type, f"$.syncs[{index}]",
-                    app_pipeline_field=(table.pipeline_column if table and table.pipeline_column
-                                        else "pipeline"),
-                    app_stage_field=table.stage_column if table else "")
+                mappings = MappingCheck(conn.connector_type, f"$.syncs[{index}]",
+                                        app_pipeline_field=pipeline_field,
+                                        app_stage_field=stage_field)
                 await nursery.start(run_object_sync, ctx, handle, timing, intakes,
                                     self._notify_complete, True, mappings)
 
@@ -364,6 +522,8 @@ class Daemon:
             log.error("reload refused: the configuration is invalid", error=str(exc))
             raise
         old = {n: rt.fingerprint() for n, rt in self.connections.items()}
+        journal_changed = ((self.cfg.hub.changes, self.cfg.hub.journal)
+                           != (cfg.hub.changes, cfg.hub.journal))
         self.cfg = cfg
         self.routes = routes
         if self.webhooks is not None:
@@ -387,6 +547,12 @@ class Daemon:
                 # Its mappings are checked again with the app re-read (a column added).
                 await self.restart_connection(conn.name)
                 done.append(f"restarted {conn.name} (an object sync was paused)")
+        if journal_changed:
+            await self._restart_journal()
+            done.append("restarted the journal reader" if cfg.hub.changes == "journal"
+                        else "stopped the journal reader")
+        elif self.journal is not None:
+            self.journal.read_now()  # new object types get their subscriptions at once
         log.info("configuration reloaded", changes=done, warnings=[str(w) for w in warnings])
         return done
 
@@ -408,7 +574,6 @@ class Daemon:
         """A round trip through the store thread: proves the daemon still makes progress."""
         assert self.store is not None
         await self.store.read(lambda conn: conn.execute("SELECT 1").fetchone())
-        self.heartbeats += 1
 
     # --- the root task --------------------------------------------------------------------------
 
@@ -450,6 +615,8 @@ class Daemon:
                     self.webhooks = self._webhook_server()
                     if cfg.daemon.webhooks.enabled:
                         await nursery.start(self._serve_webhooks)
+                    if cfg.hub.changes == "journal":
+                        await nursery.start(self._run_journal)
                     for task in extra_tasks or []:
                         await nursery.start(task, self)
                     for conn in cfg.connections:
@@ -511,15 +678,10 @@ class Daemon:
         assert self.store is not None
         wh = self.cfg.daemon.webhooks
 
-        def stored(sources: list[str]) -> None:
-            for rt in self.connections.values():
-                for h in rt.handles.values():
-                    h.ring()
-
         return WebhookServer(
             self.store, self.routes, public_base_url=wh.public_base_url,
             max_body_bytes=wh.max_body_bytes, body_deadline=wh.body_deadline_seconds,
-            max_concurrent=wh.max_concurrent_requests, on_stored=stored,
+            max_concurrent=wh.max_concurrent_requests, on_stored=self._ring_all,
             is_ready=self.is_ready)
 
     async def _serve_webhooks(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -552,8 +714,3 @@ class Daemon:
                  bound=[f"{a[0]}:{a[1]}" for a in bound])
         await serve(self.webhooks.app, hc, task_status=task_status)  # type: ignore[arg-type]
 
-
-async def run_daemon(config_path: str) -> int:
-    daemon = Daemon(config_path)
-    await daemon.run()
-    return 0

@@ -66,6 +66,21 @@ def hub_event_key(e: hub_webhooks.WebhookEvent) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
+def hub_inbox_items(events: list[hub_webhooks.WebhookEvent], hub_routes: dict[str, list[str]]
+                    ) -> dict[str, list[tuple[str, bytes]]]:
+    """What to store of HubSpot events (a webhook delivery's or a journal entry's): per inbox
+    source (`hub_routes`: hub object -> sources), the (event key, payload) pairs."""
+    per_source: dict[str, list[tuple[str, bytes]]] = {}
+    for e in events:
+        payload = msgspec.json.encode(HubInboxEvent(
+            e.object, e.change, e.object_id, e.occurred_at, e.merged_object_ids,
+            e.to_object_id, e.association_type, e.association_removed, e.property_name))
+        key = hub_event_key(e)
+        for src in hub_routes.get(e.object, []):
+            per_source.setdefault(src, []).append((key, payload))
+    return per_source
+
+
 @dataclass
 class WebhookRoutes:
     """Which inbox sources an event feeds: one per object sync that wants it.
@@ -79,6 +94,15 @@ class WebhookRoutes:
     hub_secret: Secret | None = None
     # connection -> its open connector's record-id check (absent while it is not open).
     app_ids: dict[str, app_webhooks.IdCheck] = field(default_factory=dict)
+    # connection -> how its pushes are verified and read (its connector's receiver); a
+    # connection only in app_secrets takes the generic signed push.
+    app_receivers: dict[str, app_webhooks.AppReceiver] = field(default_factory=dict)
+
+    def app_receiver(self, connection: str) -> app_webhooks.AppReceiver | None:
+        receiver = self.app_receivers.get(connection)
+        if receiver is None and connection in self.app_secrets:
+            receiver = app_webhooks.HmacReceiver(self.app_secrets[connection])
+        return receiver
 
 
 class TooLarge(Exception):
@@ -209,16 +233,7 @@ class WebhookServer:
             events = hub_webhooks.parse_delivery(body)
         except hub_webhooks.WebhookPayloadError as exc:
             return self._error(400, str(exc), source="hubspot")
-        per_source: dict[str, list[tuple[str, bytes]]] = {}
-        for e in events:
-            payload = msgspec.json.encode(HubInboxEvent(
-                e.object, e.change, e.object_id, e.occurred_at, e.merged_object_ids,
-                e.to_object_id, e.association_type, e.association_removed,
-                e.property_name))
-            key = hub_event_key(e)
-            for src in self.routes.hub.get(e.object, []):
-                per_source.setdefault(src, []).append((key, payload))
-        stored = await self._store(per_source)
+        stored = await self._store(hub_inbox_items(events, self.routes.hub))
         if isinstance(stored, Response):
             return stored
         log.info("webhook delivery", source="hubspot", signature_version=version,
@@ -228,19 +243,18 @@ class WebhookServer:
     async def app_push(self, request: Request) -> Response:
         connection = request.path_params["connection"]
         objects = self.routes.apps.get(connection)
-        secret = self.routes.app_secrets.get(connection)
-        if objects is None or secret is None:
+        receiver = self.routes.app_receiver(connection)
+        if objects is None or receiver is None:
             return self._error(404, f"no webhooks for connection {connection!r}")
         body = await self._body(request)
         if isinstance(body, Response):
             return body
         try:
-            app_webhooks.verify(secret, request.headers, body, now=self.now())
+            receiver.verify(request.headers, body, now=self.now())
         except app_webhooks.SignatureError as exc:
             return self._error(401, str(exc), source=connection)
         try:
-            events = app_webhooks.parse_events(
-                body, check_id=self.routes.app_ids.get(connection))
+            events = receiver.parse(body, check_id=self.routes.app_ids.get(connection))
         except app_webhooks.PayloadError as exc:
             return self._error(400, str(exc), source=connection)
         per_source: dict[str, list[tuple[str, bytes]]] = {}

@@ -44,11 +44,14 @@ class AssociationPair:
     to_hub: bool
 
 
-def association_pairs(cfg: Config, sync: ObjectSync,
-                      app_pairs: set[tuple[str, str]]) -> list[AssociationPair]:
+def association_pairs(cfg: Config, sync: ObjectSync, app_pairs: set[tuple[str, str]],
+                      directed: bool = False) -> list[AssociationPair]:
     """The association types object sync `sync` keeps: with every object sync B of the same
     connection that either side lists in `associations`, allowed for the pair, and stored by
-    the app (`app_pairs`: configured app associations, either direction)."""
+    the app (`app_pairs`: the app's associations as (from object, to object), kept from
+    either side; with `directed`, only by the object sync of the `from` object — where the
+    app reads an association cheaply only from the record holding it, as Pipedrive's foreign
+    keys)."""
     out = []
     for other in cfg.syncs:
         if other is sync or other.connection != sync.connection or not other.enabled:
@@ -57,8 +60,8 @@ def association_pairs(cfg: Config, sync: ObjectSync,
             continue
         if not associable(sync.hub_object, other.hub_object):
             continue
-        if ((sync.app_object, other.app_object) not in app_pairs
-                and (other.app_object, sync.app_object) not in app_pairs):
+        if (sync.app_object, other.app_object) not in app_pairs and (
+                directed or (other.app_object, sync.app_object) not in app_pairs):
             continue
         to_app = sync.direction in ("both", "to_app") and other.direction in ("both", "to_app")
         to_hub = sync.direction in ("both", "to_hub") and other.direction in ("both", "to_hub")

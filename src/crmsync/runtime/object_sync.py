@@ -16,6 +16,7 @@ from crmsync.connectors.base import (
     ConnectorError,
     SupportsPipelines,
 )
+from crmsync.engine.owners import OwnerDirectory
 from crmsync.engine.rules import compile_rules
 from crmsync.engine.stages import StageMap, auto_map, known_stages
 from crmsync.records import Side
@@ -26,6 +27,7 @@ from crmsync.runtime.initial_sync import InitialSyncActor, Notify
 from crmsync.runtime.intake import Describe, Intake, Parser
 from crmsync.runtime.lock_queue import RecordLockQueue
 from crmsync.runtime.mapping_check import MappingCheck, wait_until_mappings_fit
+from crmsync.runtime.owners import OwnerSync
 from crmsync.runtime.pollers import Poller
 from crmsync.runtime.processor import Processor
 from crmsync.runtime.reconcile import reconcile_once
@@ -33,6 +35,7 @@ from crmsync.runtime.status import ObjectStatus
 from crmsync.runtime.worker import ItemGate, run_retry_sweeper, run_worker
 from crmsync.store import Store
 from crmsync.store import items as store_items
+from crmsync.store import reconciles as store_reconciles
 
 
 @dataclass
@@ -44,6 +47,8 @@ class Timing:
     workers: int = 2
     # Workers already hand over whole batches; lingering only delays them.
     writer_linger: float = 0.0
+    # How often an app whose change feed misses deletes is swept for them (pollers.py).
+    delete_sweep_interval: float = 21600.0
 
 
 @dataclass
@@ -75,6 +80,8 @@ class ObjectSyncHandle:
         with trio.move_on_after(seconds):
             await self.recheck.wait()
         self.recheck = trio.Event()
+    # Rung when a reconciliation was asked for in the store (store/reconciles.py).
+    reconcile_wake: trio.Event = field(default_factory=trio.Event)
 
     def poll_now(self) -> None:
         for p in (self.hub_poller, self.app_poller):
@@ -86,6 +93,11 @@ class ObjectSyncHandle:
     def ring(self) -> None:
         for i in self.intakes:
             i.ring()
+
+    def reconcile_now(self) -> None:
+        """A reconciliation was asked for in the store: run it without waiting for its time
+        (once the initial sync is complete)."""
+        self.reconcile_wake.set()
 
     def close(self) -> None:
         if self.ctx is not None:
@@ -166,15 +178,17 @@ async def make_context(connection: str, connector_type: str, sync: ObjectSync, s
     columns = [f.name for f in info.fields] or None
     stage_map = (await build_stage_map(sync, hub, app, log)
                  if sync.hub_object == "deals" else None)
+    owners = OwnerDirectory()
     rules = compile_rules(sync, connector_type, columns, stage_map, app_pipeline_field,
-                          app_stage_field)
+                          app_stage_field, owners)
     hub_writer = BatchWriter(hub, sync.hub_object, hub.capabilities.write_batch_size,
                              timing.writer_linger)
     app_writer = BatchWriter(app, sync.app_object, app.capabilities.write_batch_size,
                              timing.writer_linger)
     return ObjectSyncContext(connection=connection, sync=sync, rules=rules, store=store,
                              hub=hub, app=app, hub_writer=hub_writer, app_writer=app_writer,
-                             status=status, log=log)
+                             status=status, log=log,
+                             owners=OwnerSync.for_rules(rules, owners, sync.mappings, hub, app))
 
 
 async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timing: Timing,
@@ -205,7 +219,8 @@ async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timi
     handle.ctx = ctx
     handle.queue = queue
     handle.hub_poller = Poller(ctx, queue, "hub", timing.hub_poll_interval)
-    handle.app_poller = (Poller(ctx, queue, "app", timing.app_poll_interval or 5.0)
+    handle.app_poller = (Poller(ctx, queue, "app", timing.app_poll_interval or 5.0,
+                                sweep_interval=timing.delete_sweep_interval)
                          if app_polling else None)
     handle.intakes = [Intake(ctx, queue, i.source, i.parse, i.describe) for i in intakes]
     async with trio.open_nursery() as nursery:
@@ -221,7 +236,7 @@ async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timi
         ctx.status.phase = "complete"
         await feeds.resume()
         await nursery.start(run_retry_sweeper, ctx, queue)
-        nursery.start_soon(_reconcile_loop, ctx, queue, timing.reconcile_interval)
+        nursery.start_soon(_reconcile_loop, ctx, queue, timing.reconcile_interval, handle)
         if ctx.sync.event_sync:
             handle.events = EventSync(ctx, timing.app_poll_interval or 5.0)
             await nursery.start(handle.events.run)
@@ -265,14 +280,28 @@ class _Feeds:
 
 
 async def _reconcile_loop(ctx: ObjectSyncContext, queue: RecordLockQueue,
-                          interval: float) -> None:
+                          interval: float, handle: ObjectSyncHandle) -> None:
+    """A reconciliation every `interval`, and one as soon as one is asked for in the store
+    (a change feed found a gap); the request is cleared only once its reconciliation ran."""
+    due = trio.current_time() + interval
     while True:
-        await trio.sleep(interval)
+        asked = await ctx.store.read(store_reconciles.pending, ctx.sync_id)
+        if asked is None and trio.current_time() < due:
+            with trio.move_on_at(due):
+                await handle.reconcile_wake.wait()
+            handle.reconcile_wake = trio.Event()
+            continue
+        reason = asked.reason if asked is not None else "periodic"
+        ctx.log.info("reconciliation started", reason=reason)
         started = time.perf_counter()
         n = await reconcile_once(ctx, queue)
+        if asked is not None:
+            await ctx.store.call(store_reconciles.clear, ctx.sync_id, asked)
         ctx.status.last_reconcile = time.time()
-        ctx.log.info("reconciliation done", records=n,
+        ctx.status.last_reconcile_reason = reason
+        ctx.log.info("reconciliation done", records=n, reason=reason,
                      duration_ms=round((time.perf_counter() - started) * 1000))
+        due = trio.current_time() + interval
 
 
 NotifyFn = Callable[[ObjectSyncContext, dict[str, int]], Awaitable[None]]

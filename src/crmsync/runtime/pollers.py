@@ -1,7 +1,12 @@
 """Pollers: ask a side for records changed since a cursor, sync them through the lock queue,
 then commit the cursor. The cursor is committed only after every change it covers has been
 synced, so it is never ahead of what was durably applied; a crash re-reads a little (harmless:
-decisions are idempotent)."""
+decisions are idempotent).
+
+Where a side's change feed does not report deletes (`Capabilities.deletes_in_changes` false:
+Pipedrive's lists leave deleted persons out), its poller also sweeps for them every
+`sweep_interval`: it lists the side's live ids and syncs every linked record not among them,
+so a delete whose webhook was lost (a receiver down, a banned webhook) is still found."""
 
 from __future__ import annotations
 
@@ -13,17 +18,21 @@ from crmsync.records import Side
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.lock_queue import RecordLockQueue
 from crmsync.store import cursors as store_cursors
+from crmsync.store import items as store_items
 
 
 class Poller:
     def __init__(self, ctx: ObjectSyncContext, queue: RecordLockQueue, side: Side,
-                 interval: float) -> None:
+                 interval: float, sweep_interval: float = 21600.0) -> None:
         self.ctx = ctx
         self.queue = queue
         self.side = side
         self.interval = interval
+        self.sweep_interval = sweep_interval
         self.poll_now = trio.Event()
         self.polls = 0
+        self.sweeps = 0
+        self._next_sweep: float | None = None
 
     def request_poll(self) -> None:
         self.poll_now.set()
@@ -57,10 +66,53 @@ class Poller:
             ctx.log.info("poll", side=self.side, changed=total)
         return total
 
+    @property
+    def sweeps_deletes(self) -> bool:
+        return not self.ctx.connector(self.side).capabilities.deletes_in_changes
+
+    async def sweep_deleted(self) -> int:
+        """Sync every linked record whose id this side no longer lists (the worker re-reads
+        it: gone is a delete, present a no-op). Returns how many were submitted."""
+        ctx = self.ctx
+        conn = ctx.connector(self.side)
+        live: set[str] = set()
+        cursor: str | None = None
+        while True:
+            page = await conn.scan(ctx.object_name(self.side), cursor, ctx.properties(self.side))
+            live.update(r.id for r in page.records)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        submitted = 0
+        after = 0
+        while True:
+            items = await ctx.store.read(store_items.list_items, ctx.sync_id, "syncing", None,
+                                         500, after)
+            if not items:
+                break
+            after = items[-1].item_id
+            keys: list[tuple[Side, str]] = [
+                (self.side, rid) for it in items
+                if (rid := it.record_id(self.side)) is not None and rid not in live]
+            if keys:
+                ticket = await self.queue.submit(keys)
+                await ticket.wait()
+                submitted += len(keys)
+        self.sweeps += 1
+        ctx.log.info("delete sweep", side=self.side, live=len(live), gone=submitted)
+        return submitted
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
             await self.poll_once()
+            if self.sweeps_deletes:
+                now = trio.current_time()
+                if self._next_sweep is None:
+                    self._next_sweep = now + self.sweep_interval
+                elif now >= self._next_sweep:
+                    await self.sweep_deleted()
+                    self._next_sweep = trio.current_time() + self.sweep_interval
             with trio.move_on_after(self.interval):
                 await self.poll_now.wait()
             self.poll_now = trio.Event()

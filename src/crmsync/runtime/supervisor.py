@@ -21,6 +21,9 @@ log = structlog.get_logger("crmsync.supervisor")
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 PAUSED_RETRY = 600.0
+# A rate limit that blocks the API for longer than this (a daily budget spent) pauses the
+# connection until it lifts, instead of counting as a failure with backoff.
+PAUSE_FOR_RATE_LIMIT_AFTER = 60.0
 # A child that ran this long without failing resets the backoff.
 STABLE_AFTER = 600.0
 
@@ -75,6 +78,17 @@ class Supervisor:
                     self.status.set("paused", leaf.message)
                     bound.error("connection paused", reason=leaf.message, category=leaf.category)
                     await self._sleep(PAUSED_RETRY)
+                    continue
+                if (isinstance(leaf, ConnectorError) and leaf.kind == "rate_limited"
+                        and (leaf.pause
+                             or (leaf.retry_after or 0.0) >= PAUSE_FOR_RATE_LIMIT_AFTER)):
+                    # Nothing is lost: every sync resumes from what it committed.
+                    wait = float(leaf.retry_after or 0.0)
+                    self.status.set("paused", leaf.message)
+                    bound.warning("connection paused", reason=leaf.message,
+                                  category=leaf.category, resumes_in_s=round(wait))
+                    await self._sleep(wait)
+                    attempt = 0
                     continue
                 if isinstance(leaf, ConnectorError):
                     reason = f"{leaf.category}: {leaf.message}"

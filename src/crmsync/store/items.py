@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import msgspec
 
-from crmsync.store import inbox
+from crmsync.store import associations, inbox
 
 STATES = ("pending", "syncing", "failed", "excluded", "queued", "deleted")
 
@@ -138,15 +138,6 @@ def key_holder(conn: sqlite3.Connection, sync_id: str, side: str,
     return None
 
 
-def claim_keys(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str,
-               keys: Iterable[str]) -> None:
-    """Claim keys for a record; a key already held by another record stays with it."""
-    conn.executemany(
-        "INSERT OR IGNORE INTO match_keys (sync_id, side, key, record_id) VALUES (?, ?, ?, ?)",
-        [(sync_id, side, k, record_id) for k in keys],
-    )
-
-
 def release_keys(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str) -> None:
     conn.execute("DELETE FROM match_keys WHERE sync_id = ? AND side = ? AND record_id = ?",
                  (sync_id, side, record_id))
@@ -171,100 +162,6 @@ def index_records(conn: sqlite3.Connection, sync_id: str, side: str,
         "INSERT OR IGNORE INTO match_keys (sync_id, side, key, record_id) VALUES (?, ?, ?, ?)",
         [(sync_id, side, k, r.record_id) for r in rows if not r.excluded for k in r.keys],
     )
-
-
-class Pairing(msgspec.Struct, frozen=True):
-    """Where an app record stands in the app pass.
-
-    `item` is the app record's own item when it was seen before, else the unpaired hub item
-    holding its match key (the pair to link), else None (the record is alone). A record whose
-    key another app record claimed first has `duplicate_of` set."""
-
-    row: IndexRow
-    item: Item | None = None
-    duplicate_of: str | None = None
-
-    @property
-    def known(self) -> bool:
-        return self.item is not None and self.item.app_id == self.row.record_id
-
-
-class InFlight:
-    """Keys and pairings claimed by app-pass pages that are not committed yet, so that a
-    page looked up while earlier ones are still being written sees their claims."""
-
-    def __init__(self) -> None:
-        self.claimed: dict[str, str] = {}  # key -> app record id
-        self.paired: dict[int, str] = {}  # hub item id -> app record id
-
-    def forget(self, pairings: Sequence[Pairing]) -> None:
-        """The page holding these pairings committed: the store knows its claims now."""
-        for p in pairings:
-            for k in p.row.keys:
-                if self.claimed.get(k) == p.row.record_id:
-                    del self.claimed[k]
-            if p.item is not None and self.paired.get(p.item.item_id) == p.row.record_id:
-                del self.paired[p.item.item_id]
-
-
-def match_app_records(conn: sqlite3.Connection, sync_id: str,
-                      rows: Sequence[IndexRow], in_flight: InFlight | None = None
-                      ) -> list[Pairing]:
-    """The app pass's look-up for one page (reads only; commit with `apply_outcomes`).
-
-    In page order, for every record not yet linked (seen before or not): one whose key another
-    app record holds (in the store, or earlier in this page) is a duplicate of it; else one
-    whose key a hub record holds pairs with that hub record, unless that hub record is paired
-    with another app record (a company matched by name and by domain to two app companies:
-    a duplicate too); otherwise it is alone. Running a page again gives the same answer.
-    """
-    existing = find_items(conn, sync_id, "app", [r.record_id for r in rows])
-    all_keys = list({k for r in rows for k in r.keys})
-    app_holders = key_holders(conn, sync_id, "app", all_keys) if all_keys else {}
-    hub_holders = key_holders(conn, sync_id, "hub", all_keys) if all_keys else {}
-    flight = in_flight if in_flight is not None else InFlight()
-    claimed_here = flight.claimed
-    paired_here = flight.paired
-    out: list[Pairing] = []
-    for r in rows:
-        it = existing.get(r.record_id)
-        if it is not None and it.snapshot is not None:
-            out.append(Pairing(r, it))  # linked: the app pass has nothing to decide about it
-            continue
-        if r.excluded:
-            out.append(Pairing(r, it))
-            continue
-        holder_app: str | None = None
-        for k in r.keys:
-            owner = claimed_here.get(k)
-            if owner is not None and owner != r.record_id:
-                holder_app = owner
-                break
-            h = app_holders.get(k)
-            if h is not None and h.app_id is not None and h.app_id != r.record_id:
-                holder_app = h.app_id
-                break
-        hub_item: Item | None = None
-        if holder_app is None:
-            if it is not None and it.hub_id is not None:
-                hub_item = it  # paired earlier (a resumed page)
-            else:
-                cand = next((hub_holders[k] for k in r.keys if k in hub_holders), None)
-                if cand is not None:
-                    partner = paired_here.get(cand.item_id) or cand.app_id
-                    if partner is not None and partner != r.record_id:
-                        holder_app = partner
-                    else:
-                        hub_item = cand
-        if holder_app is not None:
-            out.append(Pairing(r, it, holder_app))
-            continue
-        for k in r.keys:
-            claimed_here.setdefault(k, r.record_id)
-        if hub_item is not None:
-            paired_here[hub_item.item_id] = r.record_id
-        out.append(Pairing(r, hub_item or it))
-    return out
 
 
 class HistoryEntry(msgspec.Struct, frozen=True):
@@ -305,43 +202,6 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     intent: bytes | msgspec.UnsetType | None = None
     app_incarnation: str | msgspec.UnsetType | None = KEEP
     hub_write: bytes | msgspec.UnsetType | None = KEEP
-
-
-def pair_app_records(conn: sqlite3.Connection, sync_id: str,
-                     rows: Sequence[IndexRow]) -> list[Pairing]:
-    """Look up and record one app page at once (pairs linked later by the outcomes of their
-    sync): the app pass in one call for callers that do not need to write in between."""
-    pairings = match_app_records(conn, sync_id, rows)
-    outcomes = []
-    for p in pairings:
-        r = p.row
-        if p.known and p.item is not None:
-            if p.item.snapshot is not None:
-                continue
-            if p.duplicate_of is not None:
-                outcomes.append(Outcome(item_id=p.item.item_id, state="failed",
-                                        category="duplicate",
-                                        detail=f"same match key as app record {p.duplicate_of}"))
-            continue
-        claim = tuple(("app", k, r.record_id) for k in r.keys) if p.duplicate_of is None else ()
-        if r.excluded:
-            outcomes.append(Outcome(state="excluded", category=r.excluded, detail=r.detail,
-                                    app_id=r.record_id, app_version=r.version,
-                                    match_key=r.keys[0] if r.keys else ""))
-        elif p.duplicate_of is not None:
-            outcomes.append(Outcome(state="failed", category="duplicate",
-                                    detail=f"same match key as app record {p.duplicate_of}",
-                                    app_id=r.record_id, app_version=r.version,
-                                    match_key=r.keys[0] if r.keys else ""))
-        elif p.item is not None:
-            outcomes.append(Outcome(item_id=p.item.item_id, state="pending", app_id=r.record_id,
-                                    app_version=r.version, claim=claim))
-        else:
-            outcomes.append(Outcome(state="pending", app_id=r.record_id, app_version=r.version,
-                                    match_key=r.keys[0] if r.keys else "", claim=claim))
-    apply_outcomes(conn, sync_id, outcomes)
-    found = find_items(conn, sync_id, "app", [p.row.record_id for p in pairings])
-    return [Pairing(p.row, found.get(p.row.record_id), p.duplicate_of) for p in pairings]
 
 
 def new_item(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str,
@@ -532,16 +392,6 @@ def set_intents(conn: sqlite3.Connection, intents: Sequence[tuple[int, bytes | N
                      [(blob, creating, item_id) for item_id, blob, creating in intents])
 
 
-def set_state_of(conn: sqlite3.Connection, sync_id: str, side: str, record_ids: Sequence[str],
-                 state: str, category: str = "", detail: str = "") -> None:
-    """Set the state of the items holding these record ids of `side`."""
-    now = time.time()
-    conn.executemany(
-        f"UPDATE items SET state = ?, category = ?, detail = ?, updated_at = ? "
-        f"WHERE sync_id = ? AND {_col(side)} = ?",
-        [(state, category, detail, now, sync_id, r) for r in record_ids])
-
-
 def mark_queued(conn: sqlite3.Connection, item_ids: Sequence[int]) -> None:
     """A record waiting for another sync of itself shows as `queued`."""
     now = time.time()
@@ -629,8 +479,5 @@ def drop_sync(conn: sqlite3.Connection, sync_id: str) -> int:
     # Events received for it and not synced yet would be replayed into a new initial sync.
     inbox.drop_sources(conn, inbox.sources_of_sync(sync_id))
     connection, _, obj = sync_id.partition("/")
-    conn.execute("DELETE FROM assoc_pairs WHERE connection = ? AND (x_object = ? OR "
-                 "y_object = ?)", (connection, obj, obj))
-    conn.execute("DELETE FROM pending_associations WHERE connection = ? AND (from_object = ? "
-                 "OR to_object = ?)", (connection, obj, obj))
+    associations.drop_connection_object(conn, connection, obj)
     return n
