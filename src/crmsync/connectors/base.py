@@ -15,7 +15,8 @@ let a new record pass for the old one. Every app connector:
 * gives each record an `incarnation` (records.py) in every read, scan, find, change and write
   result: stable for the life of one record, different for a record later inserted under the
   id of a deleted one (the SQLite connector: the change-log sequence number of the row's
-  insert, kept by its triggers; "0" for rows older than change capture);
+  insert, kept by its triggers; "0" for rows older than change capture; the PostgreSQL
+  connector: a number its insert trigger draws, "" for rows older than that trigger);
 * records deletes in its change feed: a record deleted since the cursor is reported as
   `Record(id, {}, archived=True)` when no row holds the id any more, and a row that holds it
   again carries its own, new incarnation;
