@@ -35,7 +35,7 @@ WATCH_HEADERS = {"syncing": "sync", "failed": "fail", "excluded": "excl", "queue
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 # Commands that may take long (they wait for syncs or API writes): no reply timeout by default.
 LONG = {"approve", "resync", "restore-deleted", "deletes", "disable", "enable", "delete-sync",
-        "reload", "webhooks"}
+        "reload", "webhooks", "backup"}
 XLSX_MAX_ROWS = 1_048_576  # per worksheet, the header included
 
 
@@ -158,6 +158,12 @@ def add_parser(sub: Any) -> None:
     c.add_argument("action", choices=["list", "register", "remove"])
     c.add_argument("connection", metavar="CONN")
 
+    c = cmd("backup", "write a consistent copy of the state database while the daemon runs "
+                      "(restore it with `crmsync restore-state`)")
+    c.add_argument("--out", required=True, metavar="FILE",
+                   help="the backup file, written by the daemon (so a path it may write: under "
+                        "systemd, in its state directory); replaced atomically, mode 0600")
+
     c = cmd("export", "write an object sync's records in one state to a file")
     conn_obj(c)
     c.add_argument("--state", required=True, choices=STATES)
@@ -230,6 +236,14 @@ def _duration(seconds: float | None) -> str:
     if s < 86400:
         return f"{s // 3600} h {s % 3600 // 60} min"
     return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def _size(n: int) -> str:
+    size, units = float(n), ["bytes", "KiB", "MiB", "GiB", "TiB"]
+    while size >= 1024 and len(units) > 1:
+        size /= 1024
+        units.pop(0)
+    return f"{n:,} bytes" if n < 1024 else f"{size:,.1f} {units[0]}"
 
 
 def _iso(ts: float | None) -> str:
@@ -535,6 +549,10 @@ def render(reply: Any, console: Any) -> None:
                                [[w.id, w.entity, w.url, w.user or "-",
                                  "yes" if w.active else "no"] for w in reply.webhooks],
                                console)
+        case p.BackupReply():
+            console.print(f"backup written to {reply.path}: {_size(reply.bytes)}, schema "
+                          f"version {reply.schema_version}, {reply.items:,} records indexed, "
+                          f"state as of {_iso(reply.taken_at)} ({reply.duration_ms:,.0f} ms)")
         case p.PollNowReply():
             # An older daemon sends no message.
             console.print(f"{reply.connection}: "
@@ -608,6 +626,9 @@ def build_request(args: argparse.Namespace) -> p.Request:
             return p.PollNow(connection=args.connection, object=args.object)
         case "webhooks":
             return p.Webhooks(connection=args.connection, action=args.action)
+        case "backup":
+            # The daemon writes the file: a relative path means the caller's directory.
+            return p.Backup(out=str(Path(args.out).absolute()))
     raise UsageError(f"unknown command {c!r}")
 
 

@@ -25,12 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check the document alone, not this machine (secrets, the control "
                         "group and socket path, the app databases)")
 
-    from crmsync.cli import app, ctl, demo, emulator
+    from crmsync.cli import app, ctl, demo, emulator, restore_state
 
     app.add_parser(sub)
     demo.add_parser(sub)
     emulator.add_parser(sub)
     ctl.add_parser(sub)
+    restore_state.add_parser(sub)
 
     p = sub.add_parser("run", help="run the daemon")
     p.add_argument("--config", required=True, help="the TOML configuration file")
@@ -62,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from crmsync.cli import app
 
         return app.run(args)
+    if args.command == "restore-state":
+        from crmsync.cli import restore_state
+
+        return restore_state.run(args)
     parser.print_help(sys.stderr)
     return 2
 

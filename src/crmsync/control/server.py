@@ -39,6 +39,7 @@ from crmsync.config import ConfigError, Problem
 from crmsync.control import protocol as p
 from crmsync.control.framing import RECEIVE_CHUNK, LineTooLong, receive_line
 from crmsync.control.paths import MAX_PATH_BYTES, server_socket_path
+from crmsync.daemon import backup as backup_op
 from crmsync.daemon import operations as ops
 from crmsync.daemon.logging import redact_secrets
 
@@ -473,6 +474,8 @@ async def dispatch(daemon: Daemon, req: p.Request) -> Any:
             return p.reply_from(p.PollNowReply, await ops.poll_now(daemon, c, o))
         case p.Webhooks(connection=c, action=act):
             return p.reply_from(p.WebhooksReply, await ops.webhooks(daemon, c, act))
+        case p.Backup(out=out):
+            return p.reply_from(p.BackupReply, await backup_op.backup(daemon, out))
     raise ops.OperationError("invalid", f"unsupported request {p.op_of(req)!r}")
 
 

@@ -31,6 +31,8 @@ import trio
 from crmsync.connectors.base import SupportsPropertyHistory, WriteResult
 from crmsync.engine import decide, decide_overwritten, effective_snapshot
 from crmsync.engine.matching import Duplicate, Holder, match, pairable
+from crmsync.engine.restored import CATEGORY as RESTORE_CONFLICT
+from crmsync.engine.restored import hold_ambiguous
 from crmsync.engine.types import (
     Create,
     Decision,
@@ -211,6 +213,11 @@ class Processor:
             w.decision = decide_overwritten(self.ctx.rules, w.hub, w.app, snap, w.lost)
         else:
             w.decision = decide(self.ctx.rules, w.hub, w.app, snap, w.duplicate_of)
+        since = self.ctx.restored_since_ms
+        held = (w.item is not None and w.item.state == "failed"
+                and w.item.category == RESTORE_CONFLICT)
+        if since is not None or held:
+            w.decision = hold_ambiguous(w.decision, w.hub, w.app, since, held)
 
     async def _see_overwritten(self, works: list[Work]) -> None:
         """Linked records whose hub events say a property our last write to the hub wrote
@@ -309,7 +316,10 @@ class Processor:
         """A record created on the other side at about the same moment as ours — not seen by
         crmsync yet, so not in the index that matching reads — is paired with instead of
         duplicated. Only where `find` is a local query: on HubSpot a contact create answers
-        409 with the existing id, and a search per create would spend the API budget."""
+        409 with the existing id, and a search per create would spend the API budget. While
+        catching up after a restore, on every side: crmsync may have created the record
+        itself after the backup."""
+        restore = self.ctx.restore
         for w in works:
             creates = [a for a in w.decision.actions if isinstance(a, Create)]  # type: ignore[union-attr]
             if not creates:
@@ -320,7 +330,14 @@ class Processor:
             if w.item is not None and w.item.category == "duplicate":
                 await self._match_former_duplicate(w, side)
                 continue
-            if not self.ctx.connector(side).capabilities.local_find:
+            if restore is not None:
+                # Records the stopped daemon created are found once the side's search index
+                # has caught up with the moment it was stopped (before the restore).
+                lag = float(getattr(self.ctx.connector(side), "index_lag", 0.0) or 0.0)
+                wait = restore.restored_at + lag + 1.0 - wall_clock() if lag > 0 else 0.0
+                if wait > 0:
+                    await trio.sleep(wait)
+            elif not self.ctx.connector(side).capabilities.local_find:
                 continue
             # A record crmsync has indexed is matched (or excluded, or a duplicate) by the
             # rules already: only one it has not seen yet is looked for.
@@ -775,7 +792,7 @@ class Processor:
             await self._commit_plan(todo, extra)
             return todo
         await self._heal(todo)
-        if look_before_create:
+        if look_before_create or self.ctx.restore is not None:
             await self._look_before_create(todo)
         await self._commit_intents(todo)
         todo = [w for w in todo if not w.conflict]
