@@ -3,6 +3,7 @@ written atomically with mode 0600, and the checks a file passes before it may be
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sqlite3
@@ -35,7 +36,7 @@ def _counter_commit(conn: sqlite3.Connection, n: int) -> None:
 
 
 def _invariant(path: Path) -> tuple[int, int]:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         items = conn.execute("SELECT count(*) FROM items").fetchone()[0]
         cursor = conn.execute("SELECT value FROM cursors WHERE sync_id = ?", (S,)).fetchone()
     return items, int(cursor[0]) if cursor else 0
@@ -170,7 +171,7 @@ def test_a_file_of_a_newer_crmsync_is_refused(tmp_path):
     connect(path).close()
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(StateFileError, match="newer crmsync .* upgrade crmsync"):
+    with pytest.raises(StateFileError, match=r"newer crmsync .* upgrade crmsync"):
         inspect_state_file(path)
 
 

@@ -4,6 +4,7 @@ leaves for the object syncs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import stat
@@ -20,8 +21,8 @@ from crmsync.store.backup import StateFileError, write_backup
 from crmsync.store.items import IndexRow, index_records
 from crmsync.store.restores import (
     StateInUse,
-    caught_up,
     catching_up,
+    caught_up,
     restore_state,
 )
 from crmsync.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -54,7 +55,7 @@ def _state(path: Path, hub_ids: list[str], token: str | None = None) -> None:
 
 
 def _hub_ids(path: Path) -> list[str]:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         return [r[0] for r in conn.execute("SELECT hub_id FROM items ORDER BY hub_id")]
 
 

@@ -550,9 +550,11 @@ def render(reply: Any, console: Any) -> None:
                                  "yes" if w.active else "no"] for w in reply.webhooks],
                                console)
         case p.BackupReply():
+            # One line whatever the width (a path is not to be broken).
             console.print(f"backup written to {reply.path}: {_size(reply.bytes)}, schema "
                           f"version {reply.schema_version}, {reply.items:,} records indexed, "
-                          f"state as of {_iso(reply.taken_at)} ({reply.duration_ms:,.0f} ms)")
+                          f"state as of {_iso(reply.taken_at)} ({reply.duration_ms:,.0f} ms)",
+                          soft_wrap=True)
         case p.PollNowReply():
             # An older daemon sends no message.
             console.print(f"{reply.connection}: "
