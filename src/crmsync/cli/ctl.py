@@ -200,7 +200,7 @@ def find_socket(args: argparse.Namespace) -> Path:
             raise UsageError(f"{path}: {exc.strerror}") from None
         except ConfigError as exc:
             raise UsageError(f"{path}: the configuration is not valid: {exc}") from None
-    candidates = client_socket_paths(cfg)
+    candidates = client_socket_paths(cfg, config_path=path if config else None)
     return next((c for c in candidates if c.exists()), candidates[0])
 
 

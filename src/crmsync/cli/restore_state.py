@@ -23,7 +23,7 @@ import msgspec
 from crmsync.config.model import Config
 from crmsync.control import protocol as p
 from crmsync.control.client import ControlClient, ControlUnavailable
-from crmsync.control.paths import DEFAULT_CONFIG, client_socket_paths
+from crmsync.control.paths import DEFAULT_CONFIG, client_socket_paths, instance_runtime_dir
 from crmsync.runtime.context import sync_id_of
 from crmsync.store.backup import StateFileError
 from crmsync.store.restores import RestoreResult, StateInUse, restore_state
@@ -63,9 +63,9 @@ def _load(path: Path) -> Config:
     return cfg
 
 
-def check_stopped(cfg: Config) -> None:
+def check_stopped(cfg: Config, config_path: Path) -> None:
     """Raise Refused if a daemon answers on a control socket of this configuration."""
-    for sock in client_socket_paths(cfg):
+    for sock in client_socket_paths(cfg, config_path=config_path):
         if not sock.exists():
             continue
         try:
@@ -74,8 +74,10 @@ def check_stopped(cfg: Config) -> None:
         except ControlUnavailable:
             continue  # a stale socket; a daemon we may not talk to still holds the database
         if isinstance(reply, p.PingReply):
+            unit = "crmsync" if instance_runtime_dir(config_path) is None \
+                else f"crmsync@{config_path.stem}"
             raise Refused(f"crmsync is running (pid {reply.pid}, control socket {sock}): stop "
-                          "it first (systemctl stop crmsync)")
+                          f"it first (systemctl stop {unit})")
 
 
 def _iso(ts: float) -> str:
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None,
         return EXIT_USAGE
     sync_ids = [sync_id_of(s.connection, s.hub_object) for s in cfg.syncs]
     try:
-        check_stopped(cfg)
+        check_stopped(cfg, Path(args.config))
         result = restore_state(cfg.daemon.state_dir, args.backup, sync_ids=sync_ids)
     except (Refused, StateInUse, StateFileError) as exc:
         err.write(f"crmsync restore-state: {exc}\n")
