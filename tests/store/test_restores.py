@@ -155,6 +155,17 @@ def test_a_refresh_token_rotated_after_the_backup_is_kept(tmp_path):
         assert c.execute("SELECT refresh_token FROM tokens").fetchall() == [("rotated-refresh",)]
 
 
+def test_refresh_tokens_can_be_forgotten(tmp_path):
+    """After a lost disk the backup's token may have been rotated away: the operator
+    authorizes again and restores without any stored token, so the new credential is used."""
+    _state(tmp_path / "src.db", ["H1"], token="rotated-away")
+    backup = write_backup(tmp_path / "src.db", tmp_path / "b.db", crmsync_version="t")
+    result = restore_state(tmp_path / "state", backup.path, sync_ids=[S], forget_tokens=True)
+    assert result.tokens_forgotten and result.tokens_kept == []
+    with contextlib.closing(sqlite3.connect(tmp_path / "state" / "crmsync.db")) as c:
+        assert c.execute("SELECT count(*) FROM tokens").fetchone()[0] == 0
+
+
 def test_a_damaged_current_state_is_set_aside_as_it_is(tmp_path):
     state = tmp_path / "state"
     state.mkdir()

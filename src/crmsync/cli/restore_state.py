@@ -42,6 +42,10 @@ def add_parser(sub: Any) -> None:
     c.add_argument("backup", metavar="FILE", help="the backup file")
     c.add_argument("--config", metavar="PATH", default=str(DEFAULT_CONFIG),
                    help=f"the daemon's configuration file (default {DEFAULT_CONFIG})")
+    c.add_argument("--forget-refresh-tokens", action="store_true",
+                   help="keep no rotated OAuth refresh token in the restored state: the daemon "
+                        "starts from the one its configuration names (after authorizing the "
+                        "app again, when the backup's token was rotated away)")
     c.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -104,6 +108,9 @@ def render(r: RestoreResult, out: TextIO) -> None:
             out.write("  (it could not be read: no refresh token was carried over from it)\n")
     for account in r.tokens_kept:
         out.write(f"  kept the newer refresh token of {account} from the replaced state\n")
+    if r.tokens_forgotten:
+        out.write("  no refresh token kept: the daemon starts from the one its configuration "
+                  "names\n")
     if r.catch_up:
         out.write(f"On its next start crmsync catches up ({', '.join(r.catch_up)}): a create "
                   "first looks for a record crmsync may have made after the backup, a conflict "
@@ -124,7 +131,8 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None,
     sync_ids = [sync_id_of(s.connection, s.hub_object) for s in cfg.syncs]
     try:
         check_stopped(cfg, Path(args.config))
-        result = restore_state(cfg.daemon.state_dir, args.backup, sync_ids=sync_ids)
+        result = restore_state(cfg.daemon.state_dir, args.backup, sync_ids=sync_ids,
+                               forget_tokens=args.forget_refresh_tokens)
     except (Refused, StateInUse, StateFileError) as exc:
         err.write(f"crmsync restore-state: {exc}\n")
         return EXIT_REFUSED

@@ -61,6 +61,7 @@ class RestoreResult(msgspec.Struct, frozen=True, kw_only=True):
     replaced: str = ""  # where the replaced state was kept ("" if there was none)
     replaced_readable: bool = True  # its refresh tokens could be read (if it existed)
     tokens_kept: list[str] = []  # accounts whose newer refresh token was carried over
+    tokens_forgotten: bool = False
     catch_up: list[str] = []  # object syncs that catch up on their next start
     restored_at: float = 0.0
 
@@ -169,6 +170,7 @@ def _owner(db: Path) -> tuple[int, int]:
 
 
 def restore_state(state_dir: str | Path, backup: str | Path, *, sync_ids: Sequence[str],
+                  forget_tokens: bool = False,
                   now: Callable[[], float] = time.time) -> RestoreResult:
     """Replace the state database in `state_dir` with the backup file `backup`.
 
@@ -176,7 +178,9 @@ def restore_state(state_dir: str | Path, backup: str | Path, *, sync_ids: Sequen
     elsewhere, StateFileError if `backup` is not a sound crmsync state database this crmsync
     can read or migrate. Nothing is changed unless everything succeeds; the replaced state is
     kept aside (with its WAL folded in) under `crmsync.db.replaced-<UTC time>`. `sync_ids`
-    are the object syncs that catch up on their next start."""
+    are the object syncs that catch up on their next start. `forget_tokens`: keep no rotated
+    OAuth refresh token (neither the backup's nor the replaced state's): the daemon starts from
+    the one its configuration names, after a new authorization."""
     state_dir = Path(state_dir)
     db = state_dir / STATE_FILE
     backup = Path(backup)
@@ -205,7 +209,11 @@ def restore_state(state_dir: str | Path, backup: str | Path, *, sync_ids: Sequen
                 record_restore(conn, restored_at=restored_at, backup_taken_at=info.taken_at,
                                backup_file=str(backup.resolve()),
                                replaced=str(aside) if aside else "", sync_ids=catch_up)
-                kept = _keep_newer_tokens(conn, old_tokens) if old_tokens else []
+                if forget_tokens:
+                    conn.execute("DELETE FROM tokens")
+                    kept = []
+                else:
+                    kept = _keep_newer_tokens(conn, old_tokens) if old_tokens else []
                 conn.execute("COMMIT")
                 problems = integrity_problems(conn)
                 if problems:
@@ -235,4 +243,5 @@ def restore_state(state_dir: str | Path, backup: str | Path, *, sync_ids: Sequen
     return RestoreResult(state_db=str(db), backup=info, migrated_to=SCHEMA_VERSION,
                          replaced=str(aside) if aside else "",
                          replaced_readable=aside is None or old_tokens is not None,
-                         tokens_kept=kept, catch_up=catch_up, restored_at=restored_at)
+                         tokens_kept=kept, tokens_forgotten=forget_tokens,
+                         catch_up=catch_up, restored_at=restored_at)
