@@ -126,8 +126,9 @@ def test_the_template_keeps_each_instance_apart():
     assert all(p.startswith("/etc/crmsync/credentials/%i/") for p in creds.values())
     single = directives(UNIT.read_text())
     assert set(creds) == {x.split(":", 1)[0] for x in single["LoadCredential"]}
+    assert d["LogExtraFields"] == ["CRMSYNC_INSTANCE=%i"]
     per_instance = {"ExecStart", "StateDirectory", "RuntimeDirectory", "User",
-                    "LoadCredential", "Description", "Documentation"}
+                    "LoadCredential", "Description", "Documentation", "LogExtraFields"}
     assert {k: v for k, v in d.items() if k not in per_instance} == \
         {k: v for k, v in single.items() if k not in per_instance}
 
