@@ -110,6 +110,12 @@ def decode_intent(b: bytes) -> Intent:
     return _intent_dec.decode(b)
 
 
+def held_after_restore(item: Item | None) -> bool:
+    """Is the item held by engine/restored.py? Its category says so whatever its state: a
+    held record that another change queues shows as `queued` meanwhile."""
+    return item is not None and item.category == RESTORE_CONFLICT
+
+
 def encode_snapshot(s: Snapshot) -> bytes:
     return _snap_enc.encode(s)
 
@@ -214,8 +220,7 @@ class Processor:
         else:
             w.decision = decide(self.ctx.rules, w.hub, w.app, snap, w.duplicate_of)
         since = self.ctx.restored_since_ms
-        held = (w.item is not None and w.item.state == "failed"
-                and w.item.category == RESTORE_CONFLICT)
+        held = held_after_restore(w.item)
         if since is not None or held:
             w.decision = hold_ambiguous(w.decision, w.hub, w.app, since, held)
 
