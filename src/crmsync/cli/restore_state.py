@@ -61,7 +61,7 @@ def _load(path: Path) -> Config:
     except OSError as exc:
         raise ValueError(f"{path}: {exc.strerror}") from None
     try:
-        cfg, _ = parse_config(text, check_secrets=False, base_dir=path.resolve().parent)
+        cfg, _ = parse_config(text, check_host=False, base_dir=path.resolve().parent)
     except ConfigError as exc:
         raise ValueError(f"{path}: the configuration is not valid: {exc}") from None
     return cfg
