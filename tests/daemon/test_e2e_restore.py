@@ -217,11 +217,11 @@ async def test_a_restored_journal_offset_is_read_again_and_nothing_is_applied_tw
         await env.wait_ready()
         assert env.daemon.journal is not None
         saved = await backup(env, tmp_path / "b.db")
-        backed_up = env.daemon.journal.view().offset
+        backed_up = env.daemon.journal.statistics().offset
         emu.update_record("contacts", hub_id(env, "c0@example.com"), {"jobtitle": "After"})
         await env.eventually(lambda: env.app_by_email()["c0@example.com"]["job_title"]
                              == "After")
-        entry = env.daemon.journal.view().offset
+        entry = env.daemon.journal.statistics().offset
         assert entry is not None and entry != backed_up
         assert _file_fetches(emu, entry) == 1
     emu.add_records("contacts", [{"email": "down@example.com", "firstname": "D"}])
@@ -234,7 +234,7 @@ async def test_a_restored_journal_offset_is_read_again_and_nothing_is_applied_tw
         await env2.eventually(lambda: _file_fetches(emu, entry) == 2)
         await env2.eventually(lambda: "down@example.com" in env2.app_by_email())
         assert env2.app_by_email()["c0@example.com"]["job_title"] == "After"
-        assert env2.daemon.journal.view().gaps == 0
+        assert env2.daemon.journal.statistics().gaps == 0
         emails = sorted(r["email"] for r in env2.app_rows())
         assert emails == sorted({*emails}) and len(emails) == 5
         hub_emails = sorted(str(r["properties"].get("email")) for r in env2.hub())

@@ -18,10 +18,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from crmsync.daemon.backup import BackupView
-from crmsync.daemon.operations import (
+from crmsync.control.views import (
     MAX_PAGE,
     ApproveView,
+    BackupView,
     ConnectionStateView,
     DeletesView,
     DeleteSyncView,
@@ -169,7 +169,7 @@ Request = (Ping | Status | Records | History | Preview | Approve | Resync | Rest
 
 
 # --- replies -------------------------------------------------------------------------------------
-# Each reply is the operation's view (daemon/operations.py) with the request's `op` as its tag.
+# Each reply is the operation's view (control/views.py) with the request's `op` as its tag.
 
 
 class ErrorReply(_Op, frozen=True, kw_only=True, tag="error"):

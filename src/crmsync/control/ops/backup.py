@@ -10,31 +10,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import msgspec
 import structlog
 import trio
 
 from crmsync import __version__
-from crmsync.daemon.operations import OperationError
+from crmsync.control.ops.lookup import OperationError
+from crmsync.control.views import BackupView
 from crmsync.store.backup import BackupError, write_backup
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: the control server passes the daemon in
     from crmsync.daemon.main import Daemon
 
 log = structlog.get_logger("crmsync.backup")
 
 
-class BackupView(msgspec.Struct, frozen=True, kw_only=True):
-    path: str  # the backup file (absolute)
-    bytes: int
-    schema_version: int
-    taken_at: float  # the instant the copy shows (epoch seconds)
-    duration_ms: float
-    items: int = 0  # records indexed, over every object sync
-
-
 async def backup(daemon: Daemon, out: str) -> BackupView:
-    """Write a backup of the state to the absolute path `out` (atomically, mode 0600)."""
+    """Write a backup of the state to the absolute path `out` (atomically, mode 0600).
+    `not_running` before the store is open, `invalid` for a relative path, `failed` when the
+    file cannot be written (the message says why; nothing is left behind)."""
     if daemon.store is None:
         raise OperationError("not_running", "the state database is not open yet")
     if not out.startswith("/"):
