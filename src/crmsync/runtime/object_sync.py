@@ -241,6 +241,10 @@ async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timi
         await handle.initial.run()
         ctx.status.phase = "complete"
         await feeds.resume()
+        # Records whose sync was due when the daemon stopped, which no source brings again.
+        queued = await ctx.store.read(store_items.queued_records, ctx.sync_id)
+        if queued:
+            await queue.submit(queued)
         await nursery.start(run_retry_sweeper, ctx, queue)
         nursery.start_soon(_reconcile_loop, ctx, queue, timing.reconcile_interval, handle)
         if ctx.restore is not None:
