@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from crmsync.runtime.app_pass import pair_app_records
-from crmsync.store import Store, StoreError, cursors, deletes, events, inbox, initial
+from crmsync.store import Store, StoreError, cursors, deletes, events, inbox, initial, restores
 from crmsync.store.items import (
     STATES,
     HistoryEntry,
@@ -496,6 +496,9 @@ async def _fill(store: Store, sync_id: str) -> None:
     await run(store, deletes.park, sync_id, h1.item_id, "hub", "H1")
     await run(store, events.record_sent, sync_id, ["e1"])
     await run(store, events.count, sync_id, "skipped", 3)
+    await store.call(lambda conn: restores.record_restore(
+        conn, restored_at=1.0, backup_taken_at=0.5, backup_file="b.db", replaced="",
+        sync_ids=[sync_id]))
     for source in inbox.sources_of_sync(sync_id):
         await run(store, inbox.add_events, source, [(f"{source}:e1", b"{}")])
 
