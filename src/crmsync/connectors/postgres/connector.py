@@ -44,11 +44,11 @@ from crmsync.connectors.postgres.schema import (
     Association,
     Column,
     TableSpec,
-    quote_ident,
     resolve_association,
     resolve_table,
     table_columns,
 )
+from crmsync.connectors.sql_tables import quote_ident
 from crmsync.records import PipelineInfo, Record
 
 T = TypeVar("T")
