@@ -150,6 +150,14 @@ async def demo(records: int, tmp: Path) -> dict[str, Any]:
     saved = demo_cli.HubSpotEmulator
     demo_cli.HubSpotEmulator = Captured  # type: ignore[misc]
     run = demo_cli.Demo(args)
+    at_ready: list[list[tuple[str, str, int]]] = []
+    progress = run._progress
+
+    async def counted_progress(daemon: Daemon, console: Any) -> None:
+        await progress(daemon, console)
+        at_ready.append(list(made[0].request_log))
+
+    run._progress = counted_progress  # type: ignore[method-assign]
     try:
         with contextlib.redirect_stdout(sys.stderr):
             code = await run.run()
@@ -159,7 +167,8 @@ async def demo(records: int, tmp: Path) -> dict[str, Any]:
     emu = made[0]
     synced = _synced(tmp / "demo" / "state" / "crmsync.db")
     return {"records": records, "exit": code,
-            **figures(emu.request_log, synced, "synced_records")}
+            **figures(emu.request_log, synced, "synced_records"),
+            "initial_syncs_complete": figures(at_ready[0], synced, "synced_records")}
 
 
 def _synced(db: Path) -> int:

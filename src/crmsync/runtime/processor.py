@@ -28,7 +28,7 @@ from typing import Any
 import msgspec
 import trio
 
-from crmsync.connectors.base import SupportsPropertyHistory, WriteResult
+from crmsync.connectors.base import SupportsFindMany, SupportsPropertyHistory, WriteResult
 from crmsync.engine import decide, decide_overwritten, effective_snapshot
 from crmsync.engine.matching import Duplicate, Holder, match, pairable
 from crmsync.engine.types import (
@@ -277,33 +277,90 @@ class Processor:
                 return rec
         return None
 
+    async def _find_partners(self, side: Side, wanted: list[dict[str, Any]]
+                             ) -> list[Record | None]:
+        """`_find_partner` for many key values at once: per entry of `wanted`, a record of
+        `side` with its key that no item links to another record. A connector that can look
+        many values up in one call (HubSpot: 100 per batch read by email, or a search with an
+        IN filter) is asked once per key field, any other once per value."""
+        keys = [self._key_field(side, values) for values in wanted]
+        conn = self.ctx.connector(side)
+        obj, props = self.ctx.object_name(side), self.ctx.properties(side)
+        by_field: dict[str, list[str]] = {}
+        for key in keys:
+            if key is not None:
+                by_field.setdefault(key[0], []).append(str(key[1]))
+        hits: dict[tuple[str, str], list[Record]] = {}
+        for name, values in by_field.items():
+            values = list(dict.fromkeys(values))
+            if isinstance(conn, SupportsFindMany):
+                got = await conn.find_many(obj, name, values, props)
+            else:
+                got = {v: await conn.find(obj, name, v, props) for v in values}
+            for v, recs in got.items():
+                hits[(name, v)] = recs
+        seen = list(dict.fromkeys(r.id for recs in hits.values() for r in recs))
+        items = (await self.ctx.store.read(store_items.find_items, self.ctx.sync_id, side, seen)
+                 if seen else {})
+        out: list[Record | None] = []
+        for key in keys:
+            pick = None
+            for rec in hits.get((key[0], str(key[1])), []) if key is not None else []:
+                # A record linked elsewhere, or failed as a duplicate, is not ours to take
+                # (engine.matching decides which may be paired).
+                linked = items.get(rec.id)
+                if linked is None or pairable(Holder(rec.id, linked.record_id(other(side)),
+                                                     linked.state, linked.category), None):
+                    pick = rec
+                    break
+            out.append(pick)
+        return out
+
     async def _heal(self, works: list[Work]) -> None:
+        """Creates sent by an earlier attempt whose link was never committed (a crash, a lost
+        answer) are looked for by their match key before anything is created again, for all
+        the batch's records at once (issue 16 item 2)."""
+        heal: dict[Side, list[tuple[Work, Create]]] = {"hub": [], "app": []}
         for w in works:
             creates = [a for a in w.decision.actions if isinstance(a, Create)]  # type: ignore[union-attr]
-            if not creates or w.item is None or w.item.creating != creates[0].side:
+            if creates and w.item is not None and w.item.creating == creates[0].side:
+                heal[creates[0].side].append((w, creates[0]))
+        for side, todo in heal.items():
+            if not todo:
                 continue
-            side = creates[0].side
             # A search only sees a record some time after it was written (HubSpot's index
-            # lags): look only once that time has passed since the create was sent.
+            # lags): look only once that time has passed since the last of these creates was
+            # sent (+1 s: the intent's time was taken just before the create was sent).
             lag = float(getattr(self.ctx.connector(side), "index_lag", 0.0) or 0.0)
-            if w.item.intent is not None and lag > 0:
-                # (+1 s: the intent's time was taken just before the create was sent.)
-                wait = decode_intent(w.item.intent).at + lag + 1.0 - wall_clock()
+            sent_at = [decode_intent(w.item.intent).at for w, _ in todo
+                       if w.item is not None and w.item.intent is not None]
+            if sent_at and lag > 0:
+                wait = max(sent_at) + lag + 1.0 - wall_clock()
                 if wait > 0:
                     await trio.sleep(wait)
             # By the key the create was sent with (the source record's key may have changed
             # since), then by the key it would be sent with now.
-            sent = decode_intent(w.item.intent).create_keys if w.item.intent else {}
-            found = None
-            for values in ([sent] if sent else []) + [creates[0].values]:
-                found = await self._find_partner(side, values)
-                if found is not None:
-                    break
-            if found is not None:
-                self.ctx.log.info("create healed by matching", side=side, record_id=found.id,
-                                  hub_id=w.hub_id, app_id=w.app_id)
-                w.set_record(side, found)
-                self._decide(w)
+            rounds: list[list[tuple[Work, dict[str, Any]]]] = [[], []]
+            for w, create in todo:
+                assert w.item is not None
+                sent = decode_intent(w.item.intent).create_keys if w.item.intent else {}
+                if sent:
+                    rounds[0].append((w, sent))
+                rounds[1].append((w, create.values))
+            healed: set[int] = set()
+            for entries in rounds:
+                entries = [(w, v) for w, v in entries if id(w) not in healed]
+                if not entries:
+                    continue
+                found = await self._find_partners(side, [v for _, v in entries])
+                for (w, _), rec in zip(entries, found, strict=True):
+                    if rec is None:
+                        continue
+                    healed.add(id(w))
+                    self.ctx.log.info("create healed by matching", side=side,
+                                      record_id=rec.id, hub_id=w.hub_id, app_id=w.app_id)
+                    w.set_record(side, rec)
+                    self._decide(w)
 
     async def _look_before_create(self, works: list[Work]) -> None:
         """A record created on the other side at about the same moment as ours — not seen by

@@ -48,6 +48,7 @@ from crmsync.connectors.base import (
     StageInfo,
     SupportsAssociations,
     SupportsEventIntake,
+    SupportsFindMany,
     SupportsPipelines,
     SupportsPropertyHistory,
     WriteResult,
@@ -96,6 +97,12 @@ _FIELD_TYPES = {
     "string": "string", "phone_number": "string", "number": "number", "bool": "bool",
     "date": "date", "datetime": "datetime", "enumeration": "enumeration",
 }
+
+# A search request body may hold at most 3,000 characters (fact sheet §2).
+SEARCH_BODY_CHARS = 3_000
+# Values per IN filter: HubSpot documents no limit of its own [INF]; the body limit binds first
+# for ids and emails.
+SEARCH_IN_VALUES = 100
 
 # How many changed records one changes_since call returns at most (then `more=True`).
 CHANGES_PER_CALL = 1000
@@ -442,6 +449,72 @@ class HubSpotConnector:
             props = list(dict.fromkeys([*properties, field]))
             return await self._batch_read(obj, [value], props, id_property=field)
         return await self._search_eq(obj, field, value, properties)
+
+    async def find_many(self, object_name: str, field: str, values: Sequence[str],
+                        properties: Sequence[str]) -> dict[str, list[Record]]:
+        """`find` for many values: up to 100 per batch read by `idProperty` (contact email,
+        unique properties; fact sheet §1.1, §1.3), else searches with an `IN` filter (§2:
+        string values lowercase, a body of at most 3,000 characters, pages of 200), which see
+        a record only once the search index has caught up with its write."""
+        obj = resolve_object(object_name)
+        wanted: dict[str, list[str]] = {}
+        for v in values:
+            if v not in (None, ""):
+                wanted.setdefault(str(v).strip().lower(), []).append(v)
+        props = list(dict.fromkeys([*properties, field]))
+        found: list[Record] = []
+        if (obj == "contacts" and field == "email") or field in await self._unique_properties(
+                obj):
+            # The values as given: a unique property's look-up may be case-sensitive.
+            exact = list(dict.fromkeys(str(v) for vs in wanted.values() for v in vs))
+            for chunk in _chunks(exact, OBJECT_BATCH_SIZE):
+                found += await self._batch_read(obj, chunk, props, id_property=field)
+        else:
+            for chunk in self._in_chunks(list(wanted), props):
+                found += await self._search_in(obj, field, chunk, props)
+        out: dict[str, list[Record]] = {}
+        for rec in found:
+            got = rec.properties.get(field)
+            for v in wanted.get(str(got).strip().lower() if got is not None else "", []):
+                if all(r.id != rec.id for r in out.get(v, [])):
+                    out.setdefault(v, []).append(rec)
+        return out
+
+    @staticmethod
+    def _in_chunks(values: list[str], properties: Sequence[str]) -> Iterable[list[str]]:
+        """Values split so that each search body stays under HubSpot's 3,000 characters."""
+        room = SEARCH_BODY_CHARS - 200 - sum(len(p) + 3 for p in properties)
+        chunk: list[str] = []
+        used = 0
+        for v in values:
+            cost = len(v) + 3
+            if chunk and (used + cost > room or len(chunk) >= SEARCH_IN_VALUES):
+                yield chunk
+                chunk, used = [], 0
+            chunk.append(v)
+            used += cost
+        if chunk:
+            yield chunk
+
+    async def _search_in(self, obj: str, field: str, values: list[str],
+                         properties: Sequence[str]) -> list[Record]:
+        out: list[Record] = []
+        after: str | None = None
+        while True:
+            body: dict[str, Any] = {
+                "filterGroups": [{"filters": [
+                    {"propertyName": field, "operator": "IN", "values": values}]}],
+                "properties": list(properties),
+                "limit": SEARCH_PAGE_SIZE,
+            }
+            if after:
+                body["after"] = after
+            answer = await self.http.json("POST", f"/crm/v3/objects/{obj}/search", json=body,
+                                          kind="search")
+            out.extend(_record(r) for r in answer.get("results") or [])
+            after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return out
 
     async def _search_eq(self, obj: str, field: str, value: str,
                          properties: Sequence[str], limit: int = 1000) -> list[Record]:
@@ -1112,8 +1185,8 @@ class HubSpotConnector:
 if TYPE_CHECKING:
     def _implements(c: HubSpotConnector) -> tuple[Connector, SupportsPipelines,
                                                   SupportsAssociations, SupportsEventIntake,
-                                                  SupportsPropertyHistory]:
-        return c, c, c, c, c
+                                                  SupportsPropertyHistory, SupportsFindMany]:
+        return c, c, c, c, c, c
 
 
 __all__ = ["HubSpotConnector", "record_error"]
