@@ -454,3 +454,32 @@ async def test_loopback_hang_after_apply_is_reconciled():
             await c.client.aclose()
     assert all(r.ok for r in results)
     assert len(emu.records("contacts")) == 20
+
+
+async def test_find_many_reads_a_hundred_per_request(autojump_clock):
+    """Many records looked up by key at once (healing creates, issue 16 item 2): contact
+    emails by batch read with idProperty=email, 100 inputs a request (fact sheet §1.1, §1.3);
+    company domains by searches with an IN filter whose bodies stay within HubSpot's 3,000
+    characters (§2)."""
+    emu, clocks = in_process()
+    emu.seed({"generate": {"companies": 150, "contacts": 250}, "seed": 5})
+    c = connector(emu, clocks)
+    contacts = emu.records("contacts")
+    emails = [r["properties"]["email"] for r in contacts]
+    asked = [e.upper() for e in emails[:240]] + ["nobody@example.com"]
+    with trio.fail_after(60):
+        emu.request_log.clear()
+        got = await c.find_many("contacts", "email", asked, ["firstname"])
+        assert [p for _, p, _ in emu.request_log] == ["/crm/v3/objects/contacts/batch/read"] * 3
+        assert {v: [r.id for r in recs] for v, recs in got.items()} == {
+            e.upper(): [r["id"]] for e, r in zip(emails[:240], contacts, strict=False)}
+        companies = emu.records("companies")
+        domains = sorted({r["properties"]["domain"] for r in companies})
+        emu.request_log.clear()
+        got = await c.find_many("companies", "domain", domains, ["name"])
+        searches = [s for _, p, s in emu.request_log if p == "/crm/v3/objects/companies/search"]
+        assert set(searches) == {200}  # no body over the limit (400)
+        assert len(searches) <= 3  # not one look-up per company
+        assert {v: sorted(r.id for r in recs) for v, recs in got.items()} == {
+            d: sorted(r["id"] for r in companies if r["properties"]["domain"] == d)
+            for d in domains}
