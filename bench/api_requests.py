@@ -92,12 +92,24 @@ async def contacts(n: int, tmp: Path, edits: int = 0) -> dict[str, Any]:
             await _until_ready(daemon, "bench", "contacts", 600)
             out["initial"] = {"records": n, "overlap": overlap,
                               **figures(emu.request_log, 2 * n, "input_records")}
+            # Then the change feeds' first rounds: they see the initial sync's own writes.
+            await _quiet(emu)
+            out["initial"]["with_first_polls"] = figures(emu.request_log, 2 * n,
+                                                         "input_records")
             if edits:
                 out["incremental"] = await _edit_burst(daemon, emu, db, edits)
             nursery.cancel_scope.cancel()
     finally:
         log.close()
     return out
+
+
+async def _quiet(emu: HubSpotEmulator, seconds: float = 3.0) -> None:
+    """Until no request came for `seconds`."""
+    seen = -1
+    while len(emu.request_log) != seen:
+        seen = len(emu.request_log)
+        await trio.sleep(seconds)
 
 
 async def _edit_burst(daemon: Daemon, emu: HubSpotEmulator, db: Path,
@@ -109,7 +121,7 @@ async def _edit_burst(daemon: Daemon, emu: HubSpotEmulator, db: Path,
                                                    "syncing", None, None)
               if it.hub_id and it.app_id][:edits]
     assert len(linked) == edits, f"only {len(linked)} linked records to edit"
-    await trio.sleep(1.0)  # let the pollers' first rounds pass
+    await _quiet(emu)  # the pollers' first rounds
     emu.request_log.clear()
     started = time.perf_counter()
 

@@ -90,3 +90,33 @@ async def test_creates_cut_short_are_healed_one_request_per_hundred(tmp_path, sl
         assert all(not it.creating for it in await env.items())
         assert after["POST /crm/v3/objects/contacts/batch/create"] == 0
         assert after["POST /crm/v3/objects/contacts/batch/read"] == 3  # 100 + 100 + 50
+
+
+async def test_echoes_of_our_own_writes_read_nothing_from_the_other_side(tmp_path,
+                                                                        slow_autojump,
+                                                                        monkeypatch):
+    """The app poller after the initial sync reports every customer the sync created or
+    updated (its own writes, SQLite change capture logs them): those still hold their
+    snapshot's values, so HubSpot is not read for them. A real edit still is."""
+    done: list[int] = []
+
+    async def counted(self: InitialSyncActor, finish=InitialSyncActor._finish) -> None:
+        await finish(self)
+        done.append(len(env.emu.request_log))
+
+    monkeypatch.setattr(InitialSyncActor, "_finish", counted)
+    async with running(tmp_path, customers=customers(), hub_contacts=hub_contacts(),
+                       webhooks=False) as env:
+        await env.wait_ready()
+        poller = env.daemon.handle("shop", "contacts").app_poller
+        assert poller is not None
+        await env.eventually(lambda: poller.polls >= 3, timeout=60, step=0.5)
+        assert (await env.counts())["syncing"] == 2 * N - OVERLAP
+        after = by_endpoint(env.emu.request_log[done[0]:])
+        assert after["POST /crm/v3/objects/contacts/batch/read"] == 0
+        env.emu.request_log.clear()
+        env.app_exec("UPDATE customers SET last_name = 'Edited' WHERE email = ?",
+                     "both7@example.com")
+        await env.eventually(lambda: env.hub_by_email()["both7@example.com"]["properties"]
+                             ["lastname"] == "Edited", timeout=60)
+        assert by_endpoint(env.emu.request_log)["POST /crm/v3/objects/contacts/batch/read"] == 1
