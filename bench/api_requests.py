@@ -2,7 +2,7 @@
 
     python bench/api_requests.py                      # the three scenarios below
     python bench/api_requests.py --scenario initial --records 20000
-    python bench/api_requests.py --project            # + wall time of 1,000,000 contacts
+    python bench/api_requests.py --scenario initial --project  # + 1,000,000 contacts' time
 
 Scenarios (each counts every request the emulator answered, per endpoint):
 
@@ -193,29 +193,41 @@ def _synced(db: Path) -> int:
 
 
 # Real limits (reference/hubspot-api.md §3.1, §2): requests per 10 s per app, per day per
-# account, searches per second.
+# account, searches per second (searches are exempt from the ten-secondly limit).
 TIERS = {"professional": (190, 625_000, 5), "enterprise": (190, 1_000_000, 5)}
 
 
-def project(per_100: float, searches_per_100: float, records: int = 1_000_000) -> dict[str, Any]:
-    """Wall time of an initial sync of `records` contacts at the requests per 100 records
-    measured, bounded by the ten-secondly limit and the daily cap (searches by their own
-    rate; they are exempt from the ten-secondly limit but count against the day)."""
-    requests = per_100 * records / 100
-    searches = searches_per_100 * records / 100
-    out: dict[str, Any] = {"records": records, "requests": round(requests)}
+def _split(by_endpoint: dict[str, int]) -> tuple[int, int]:
+    """(requests under the ten-secondly limit, searches)."""
+    searches = sum(v for k, v in by_endpoint.items() if k.endswith("/search"))
+    return sum(by_endpoint.values()) - searches, searches
+
+
+def project(initial: dict[str, Any], contacts: int = 1_000_000) -> dict[str, Any]:
+    """Wall time at HubSpot's real limits of the measured initial sync scaled to `contacts`
+    hub contacts and as many app records (30 % the same people), from its requests per input
+    record: the ten-secondly limit bounds the burst requests, 5/s the searches, the daily cap
+    stops the sync until the next day once spent. Then the hub poller's first round, which
+    reads back through search what the initial sync wrote."""
+    scale = 2 * contacts / initial["input_records"]
+    burst, searches = (x * scale for x in _split(initial["by_endpoint"]))
+    poll_burst, poll_searches = (x * scale for x in _split(
+        Counter(initial["with_first_polls"]["by_endpoint"]) - Counter(initial["by_endpoint"])))
+    out: dict[str, Any] = {"hub_contacts": contacts, "app_records": contacts,
+                           "requests": round(burst + searches),
+                           "first_poll_searches": round(poll_searches)}
     for tier, (per_10s, per_day, search_rate) in TIERS.items():
-        burst_s = (requests - searches) / (per_10s / 10)
-        search_s = searches / search_rate
-        seconds = max(burst_s, search_s)
-        days_by_cap = requests / per_day
-        # A day's cap spent stops the sync until the next day's reset.
-        if days_by_cap > 1:
-            whole = int(days_by_cap)
-            seconds = max(seconds, whole * 86_400 + (requests - whole * per_day) / (per_10s / 10))
+        total = burst + searches
+        seconds = max(burst / (per_10s / 10), searches / search_rate)
+        if total > per_day:
+            whole = int(total // per_day)
+            seconds = max(seconds, whole * 86_400 + (total - whole * per_day) / (per_10s / 10))
+        poll_seconds = max(poll_burst / (per_10s / 10), poll_searches / search_rate)
         out[tier] = {"requests_per_10s": per_10s, "daily_cap": per_day,
-                     "hours": round(seconds / 3600, 2),
-                     "share_of_daily_cap": round(requests / per_day, 3)}
+                     "searches_per_s": search_rate,
+                     "initial_sync_hours": round(seconds / 3600, 2),
+                     "share_of_daily_cap": round(total / per_day, 3),
+                     "first_poll_hours": round(poll_seconds / 3600, 2)}
     return out
 
 
@@ -250,10 +262,7 @@ def main() -> None:
             result[name]["target_per_100"] = target
             result[name]["met"] = result[name]["per_100"] <= target
     if args.project and "initial" in result:
-        searches = sum(v for k, v in result["initial"]["by_endpoint"].items()
-                       if k.endswith("/search"))
-        result["projection"] = project(result["initial"]["per_100"],
-                                       100 * searches / result["initial"]["input_records"])
+        result["projection"] = project(result["initial"])
     print(json.dumps(result, indent=2))
 
 
