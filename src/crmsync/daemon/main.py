@@ -47,6 +47,7 @@ from crmsync.connectors.registry import (
 )
 from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon import notifications
+from crmsync.daemon.hub_tokens import app_account_key, refresh_token_keeper
 from crmsync.daemon.journal_reader import JournalIntake, JournalReader, JournalRoutes, JournalStats
 from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
 from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_hub_event
@@ -176,7 +177,6 @@ class Daemon:
         self.ready = trio.Event()
         self.stopping = trio.Event()
         self.nursery: trio.Nursery | None = None
-        self.heartbeats = 0
         self.control_path: str | None = None
         # The webhooks journal (hub.changes = "journal"); the wall clock of its retention.
         self.wall_clock = wall_clock
@@ -232,15 +232,12 @@ class Daemon:
     # --- the hub ----------------------------------------------------------------------------
 
     async def _open_hub(self, store: Store) -> Connector:
+        keeper = await refresh_token_keeper(self.cfg.hub, self.base_dir, store,
+                                            daemon_logging.register_secret)
+        refresh = keeper.initial if keeper else None
+        save_refresh = keeper.save if keeper else None
+        reload_refresh = keeper.reload if keeper else None
         auth = self.cfg.hub.auth
-        refresh = None
-        account = f"hub:{self.cfg.hub.base_url}"
-        if getattr(auth, "client_id", None):
-            refresh = await store.read(store_tokens.get_refresh_token, account)
-
-        async def save_refresh(token: str) -> None:
-            daemon_logging.register_secret(token)
-            await store.call(store_tokens.save_refresh_token, account, token)
 
         def read_hub_secrets() -> list[Secret]:
             found = []
@@ -260,6 +257,7 @@ class Daemon:
             daemon_logging.register_secret(s.reveal())
         return build_hub_connector(self.cfg.hub, self.base_dir, transport=self.hub_transport,
                                    refresh_token=refresh, on_refresh_token=save_refresh,
+                                   reload_refresh_token=reload_refresh,
                                    index_lag=self.hub_index_lag)
 
     # --- the webhooks journal ------------------------------------------------------------------
@@ -382,7 +380,7 @@ class Daemon:
         env = rt.env
         env.base_dir = self.base_dir
         env.transport = self.app_transports.get(conn.name)
-        account = f"app:{conn.name}"
+        account = app_account_key(conn.name)
 
         async def save_refresh(token: str) -> None:
             daemon_logging.register_secret(token)
@@ -576,7 +574,6 @@ class Daemon:
         """A round trip through the store thread: proves the daemon still makes progress."""
         assert self.store is not None
         await self.store.read(lambda conn: conn.execute("SELECT 1").fetchone())
-        self.heartbeats += 1
 
     # --- the root task --------------------------------------------------------------------------
 
@@ -717,8 +714,3 @@ class Daemon:
                  bound=[f"{a[0]}:{a[1]}" for a in bound])
         await serve(self.webhooks.app, hc, task_status=task_status)  # type: ignore[arg-type]
 
-
-async def run_daemon(config_path: str) -> int:
-    daemon = Daemon(config_path)
-    await daemon.run()
-    return 0

@@ -38,6 +38,8 @@ class ObjectSyncContext:
     log: Any = None
     # Keeps this object's associations (runtime/associations.py), when it has any to keep.
     associations: Any = None
+    # Keeps the owner directory of owner mappings filled (runtime/owners.py), when it has any.
+    owners: Any = None
     # Set on shutdown: no new page or batch starts; those in flight finish.
     draining: trio.Event = field(default_factory=trio.Event)
 

@@ -193,9 +193,6 @@ class RecordLockQueue:
         self._wakeup.set()
         self._wakeup = trio.Event()
 
-    def is_busy(self, key: Hashable) -> bool:
-        return key in self._running or key in self._ready or key in self._again
-
     def statistics(self) -> LockQueueStatistics:
         return LockQueueStatistics(
             ready=len(self._ready), running=len(self._running), queued=len(self._again),

@@ -702,7 +702,9 @@ class Processor:
             base["match_key"] = w.keys[0]
         kinds = [a for a in d.actions if not isinstance(a, Noop)]
         changes = _changes_enc.encode(d.changes) if d.changes else b"[]"
-        history = HistoryEntry(d.summary, changes, "", hub_id, app_id)
+        # Field-level warnings (an owner the other side does not know) are the detail.
+        warned = "; ".join(f"warning: {w}" for w in d.warnings)
+        history = HistoryEntry(d.summary, changes, warned, hub_id, app_id)
 
         if w.errors:
             cat, detail = w.errors[0]
@@ -744,7 +746,7 @@ class Processor:
         encoded = encode_snapshot(d.snapshot)
         write = any(isinstance(a, Create | Update | Link) for a in kinds)
         return Outcome(state="syncing", snapshot=encoded,
-                       history=history if write or d.changes else None, **base)
+                       history=history if write or d.changes or d.warnings else None, **base)
 
     def _rekey(self, w: Work, d: Decision, kinds: list[Any]) -> tuple[tuple[str, str,
                                                                           tuple[str, ...]], ...]:
@@ -802,6 +804,9 @@ class Processor:
                     extra["category"], extra["detail"] = a.category, a.detail
                 elif isinstance(a, Exclude):
                     extra["reason"], extra["detail"] = a.reason, a.detail
+        if d.warnings:
+            level = "warning"
+            extra["warnings"] = [str(x) for x in d.warnings]
         getattr(self.ctx.log, level)(
             "sync decision", hub_id=w.created.get("hub", w.hub_id),
             app_id=w.created.get("app", w.app_id), action=action, fields=fields,
@@ -824,6 +829,8 @@ class Processor:
         todo = list(works)
         if not self.ctx.preview:
             await self._see_overwritten(todo)
+        if self.ctx.owners is not None:
+            await self.ctx.owners.prepare(todo)
         for w in todo:
             self._decide(w)
         if preview:

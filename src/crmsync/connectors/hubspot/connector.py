@@ -53,6 +53,7 @@ from crmsync.connectors.base import (
     SupportsPropertyHistory,
     WriteResult,
 )
+from crmsync.connectors.hubspot.account import list_owners
 from crmsync.connectors.hubspot.cursor import ChangesCursor, decode_cursor, encode_cursor
 from crmsync.connectors.hubspot.http import HUBSPOT_RETRY_POLICY, HubSpotHttp, decode
 from crmsync.connectors.hubspot.objects import (
@@ -108,6 +109,7 @@ SEARCH_IN_VALUES = 100
 CHANGES_PER_CALL = 1000
 ARCHIVED_PAGES_PER_CALL = 10
 PROPERTIES_CACHE_SECONDS = 600.0
+OWNERS_REFRESH_SECONDS = 30.0
 # A record found while reconciling a create counts as ours if HubSpot created it no earlier
 # than this before our first attempt was sent (clocks differ).
 CLOCK_SKEW_MS = 60_000
@@ -245,6 +247,7 @@ class HubSpotConnector:
                                 request_timeout=request_timeout, policy=retry_policy)
         self._properties: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._pipelines: dict[str, tuple[float, list[PipelineInfo]]] = {}
+        self._owners: tuple[float, list[tuple[str, str]]] | None = None
         self._owned_client: httpx.AsyncClient | None = None
 
     @property
@@ -278,8 +281,11 @@ class HubSpotConnector:
         return results
 
     def invalidate_caches(self) -> None:
+        """Forget the cached properties, pipelines and owners (`crmsync doctor
+        --create-properties` reads the properties again after creating some)."""
         self._properties.clear()
         self._pipelines.clear()
+        self._owners = None
 
     async def describe(self, object_name: str) -> ObjectInfo:
         obj = resolve_object(object_name)
@@ -346,6 +352,24 @@ class HubSpotConnector:
     async def _unique_properties(self, obj: str) -> list[str]:
         return [f.name for f in (await self.describe(obj)).fields
                 if f.unique and f.name != "hs_object_id"]
+
+    # --- owners ---------------------------------------------------------------------------------
+
+    async def owners(self, *, refresh: bool = False) -> list[tuple[str, str]]:
+        """HubSpot's live owners as (owner id, email) from `GET /crm/v3/owners` (all pages),
+        cached for 10 minutes. `refresh` reads them again, unless they were read less than
+        `OWNERS_REFRESH_SECONDS` ago (a record naming an owner nobody knows must not cost a
+        listing each time). A 403 raises ConnectorError(kind="config",
+        category="permission_denied")."""
+        now = trio.current_time()
+        cached = self._owners
+        if cached is not None:
+            age = now - cached[0]
+            if age < (OWNERS_REFRESH_SECONDS if refresh else PROPERTIES_CACHE_SECONDS):
+                return cached[1]
+        owners = [(o.id, o.email) for o in await list_owners(self.http)]
+        self._owners = (now, owners)
+        return owners
 
     # --- pipelines ------------------------------------------------------------------------------
 
