@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from crmsync.records import Record
+from crmsync.runtime.app_pass import pair_app_records
 from crmsync.store import Store, StoreError, cursors, deletes, events, inbox, initial, scanned
 from crmsync.store.items import (
     STATES,
@@ -29,7 +30,6 @@ from crmsync.store.items import (
     list_items,
     mark_queued,
     new_item,
-    pair_app_records,
     prune_history,
     set_state,
 )

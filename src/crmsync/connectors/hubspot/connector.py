@@ -55,6 +55,7 @@ from crmsync.connectors.base import (
     SupportsPropertyHistory,
     WriteResult,
 )
+from crmsync.connectors.batches import bisect
 from crmsync.connectors.hubspot.account import list_owners
 from crmsync.connectors.hubspot.cursor import ChangesCursor, decode_cursor, encode_cursor
 from crmsync.connectors.hubspot.http import HUBSPOT_RETRY_POLICY, HubSpotHttp, decode
@@ -172,6 +173,10 @@ def record_error(entry: Mapping[str, Any]) -> RecordError:
     existing = _EXISTING_ID.search(message)
     return RecordError(category=category, message=message, retryable=category in _RETRYABLE,
                        existing_id=existing.group(1) if existing else None)
+
+
+def _fail(results: list[WriteResult | None], index: int, exc: HttpFailure) -> None:
+    results[index] = WriteResult(ok=False, error=_failure_error(exc))
 
 
 def _failure_error(exc: HttpFailure) -> RecordError:
@@ -822,12 +827,9 @@ class HubSpotConnector:
     async def _split(self, obj: str, items: list[_Item], results: list[WriteResult | None],
                      match_property: str | None, rounds: int, exc: HttpFailure) -> None:
         """A whole-batch refusal: a single input gets the error, a batch is halved."""
-        if len(items) == 1:
-            results[items[0].index] = WriteResult(ok=False, error=_failure_error(exc))
-            return
-        mid = len(items) // 2
-        await self._create_items(obj, items[:mid], results, match_property, rounds)
-        await self._create_items(obj, items[mid:], results, match_property, rounds)
+        await bisect(items, exc,
+                     lambda half: self._create_items(obj, half, results, match_property, rounds),
+                     lambda it, e: _fail(results, it.index, e))
 
     async def _match_keys(self, obj: str, items: Sequence[_Item],
                           match_property: str | None) -> dict[int, tuple[str, str, bool]]:
@@ -1004,12 +1006,8 @@ class HubSpotConnector:
         except HttpFailure as exc:
             if exc.kind != "record":
                 raise
-            if len(items) == 1:
-                results[items[0].index] = WriteResult(ok=False, error=_failure_error(exc))
-                return
-            mid = len(items) // 2
-            await self._update_items(obj, items[:mid], results)
-            await self._update_items(obj, items[mid:], results)
+            await bisect(items, exc, lambda half: self._update_items(obj, half, results),
+                         lambda it, e: _fail(results, it.index, e))
             return
         rest = self._apply_results(items, decode(response), results)
         for it in rest:
@@ -1048,12 +1046,9 @@ class HubSpotConnector:
         except HttpFailure as exc:
             if exc.kind != "record":
                 raise
-            if len(items) == 1:
-                results[items[0].index] = WriteResult(ok=False, error=_failure_error(exc))
-                return
-            mid = len(items) // 2
-            await self._upsert_items(obj, id_property, items[:mid], results)
-            await self._upsert_items(obj, id_property, items[mid:], results)
+            await bisect(items, exc,
+                         lambda half: self._upsert_items(obj, id_property, half, results),
+                         lambda it, e: _fail(results, it.index, e))
             return
         answer = decode(response)
         by_value = {str(it.properties[id_property]).strip().lower(): it for it in items}
@@ -1089,14 +1084,15 @@ class HubSpotConnector:
         except HttpFailure as exc:
             if exc.kind != "record":
                 raise
-            if len(items) == 1:
-                ok = exc.category == "not_found"
-                results[items[0].index] = WriteResult(
-                    ok=ok, error=None if ok else _failure_error(exc))
-                return
-            mid = len(items) // 2
-            await self._archive_items(obj, items[:mid], results)
-            await self._archive_items(obj, items[mid:], results)
+
+            def alone(it: _Item, e: HttpFailure) -> None:
+                # Archiving a record that is gone already is done.
+                if e.category == "not_found":
+                    results[it.index] = WriteResult(ok=True)
+                else:
+                    _fail(results, it.index, e)
+
+            await bisect(items, exc, lambda half: self._archive_items(obj, half, results), alone)
             return
         for it in items:
             results[it.index] = WriteResult(ok=True)
@@ -1164,13 +1160,12 @@ class HubSpotConnector:
         except HttpFailure as exc:
             if exc.kind != "record":
                 raise
-            if len(items) == 1:
-                results[items[0][0]] = WriteResult(ok=False, error=RecordError(
-                    "association_failed", exc.message))
-                return
-            mid = len(items) // 2
-            await self._associate(frm, to, items[:mid], results)
-            await self._associate(frm, to, items[mid:], results)
+
+            def alone(it: tuple[int, AssociationChange], e: HttpFailure) -> None:
+                results[it[0]] = WriteResult(ok=False, error=RecordError(
+                    "association_failed", e.message))
+
+            await bisect(items, exc, lambda half: self._associate(frm, to, half, results), alone)
             return
         done: set[tuple[str, str]] = set()
         for r in answer.get("results") or []:
