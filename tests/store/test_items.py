@@ -12,7 +12,17 @@ import trio
 
 from crmsync.records import Record
 from crmsync.runtime.app_pass import pair_app_records
-from crmsync.store import Store, StoreError, cursors, deletes, events, inbox, initial, scanned
+from crmsync.store import (
+    Store,
+    StoreError,
+    cursors,
+    deletes,
+    events,
+    inbox,
+    initial,
+    restores,
+    scanned,
+)
 from crmsync.store.items import (
     STATES,
     HistoryEntry,
@@ -498,6 +508,9 @@ async def _fill(store: Store, sync_id: str) -> None:
     await run(store, deletes.park, sync_id, h1.item_id, "hub", "H1")
     await run(store, events.record_sent, sync_id, ["e1"])
     await run(store, events.count, sync_id, "skipped", 3)
+    await store.call(lambda conn: restores.record_restore(
+        conn, restored_at=1.0, backup_taken_at=0.5, backup_file="b.db", replaced="",
+        sync_ids=[sync_id]))
     for source in inbox.sources_of_sync(sync_id):
         await run(store, inbox.add_events, source, [(f"{source}:e1", b"{}")])
 

@@ -36,6 +36,7 @@ from crmsync.runtime.worker import ItemGate, run_retry_sweeper, run_worker
 from crmsync.store import Store
 from crmsync.store import items as store_items
 from crmsync.store import reconciles as store_reconciles
+from crmsync.store import restores as store_restores
 
 
 @dataclass
@@ -216,6 +217,11 @@ async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timi
         await ctx.store.call(mark)
 
     queue = RecordLockQueue(on_queued=on_queued)
+    ctx.restore = await ctx.store.read(store_restores.catching_up, ctx.sync_id)
+    if ctx.restore is not None:
+        ctx.log.warning("catching up after a restore: creates look for an existing record "
+                        "first, conflicts that may postdate the backup are held",
+                        backup_taken_at=ctx.restore.backup_taken_at)
     handle.ctx = ctx
     handle.queue = queue
     handle.hub_poller = Poller(ctx, queue, "hub", timing.hub_poll_interval)
@@ -235,8 +241,14 @@ async def run_object_sync(ctx: ObjectSyncContext, handle: ObjectSyncHandle, timi
         await handle.initial.run()
         ctx.status.phase = "complete"
         await feeds.resume()
+        # Records whose sync was due when the daemon stopped, which no source brings again.
+        queued = await ctx.store.read(store_items.queued_records, ctx.sync_id)
+        if queued:
+            await queue.submit(queued)
         await nursery.start(run_retry_sweeper, ctx, queue)
         nursery.start_soon(_reconcile_loop, ctx, queue, timing.reconcile_interval, handle)
+        if ctx.restore is not None:
+            nursery.start_soon(_catch_up, ctx, queue)
         if ctx.sync.event_sync:
             handle.events = EventSync(ctx, timing.app_poll_interval or 5.0)
             await nursery.start(handle.events.run)
@@ -302,6 +314,23 @@ async def _reconcile_loop(ctx: ObjectSyncContext, queue: RecordLockQueue,
         ctx.log.info("reconciliation done", records=n, reason=reason,
                      duration_ms=round((time.perf_counter() - started) * 1000))
         due = trio.current_time() + interval
+
+
+async def _catch_up(ctx: ObjectSyncContext, queue: RecordLockQueue) -> None:
+    """After a restore: one full reconciliation brings every record the backup knew, and every
+    record it did not, through the workers (events acknowledged after the backup are lost,
+    and cursors moved back re-read only what changed). Then the object sync has caught up:
+    recorded, so a restart does not do it again."""
+    mark = ctx.restore
+    assert mark is not None
+    started = time.perf_counter()
+    n = await reconcile_once(ctx, queue)
+    await ctx.store.call(store_restores.caught_up, mark.restore_id, ctx.sync_id)
+    ctx.restore = None
+    ctx.status.last_reconcile = time.time()
+    ctx.status.last_reconcile_reason = "restore"
+    ctx.log.info("caught up after a restore", records=n,
+                 duration_ms=round((time.perf_counter() - started) * 1000))
 
 
 NotifyFn = Callable[[ObjectSyncContext, dict[str, int]], Awaitable[None]]

@@ -26,12 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import trio
 
-from crmsync.connectors.base import SupportsPropertyHistory, WriteResult
+from crmsync.connectors.base import SupportsPropertyHistory, SupportsWriteEvidence, WriteResult
 from crmsync.engine import decide, decide_overwritten, effective_snapshot
 from crmsync.engine.matching import Duplicate, Holder, create_keys, match
 from crmsync.engine.outcome import record_keys, settle
 from crmsync.engine.preview import PlanEntry, preview
+from crmsync.engine.restored import CATEGORY as RESTORE_CONFLICT
+from crmsync.engine.restored import hold_ambiguous
 from crmsync.engine.types import (
     Create,
     Decision,
@@ -80,9 +83,17 @@ def wall_clock() -> float:
     return time.time()
 
 
-def encode_intent(d: Decision, create_keys: dict[str, str] | None = None) -> bytes | None:
-    """The intent of `d`, about to be written now (`wall_clock`)."""
-    return encoding.encode_intent(d, wall_clock(), create_keys)
+def encode_intent(d: Decision, create_keys: dict[str, str] | None = None,
+                  app_position: str = "", base: Snapshot | None = None) -> bytes | None:
+    """The intent of `d`, about to be written now (`wall_clock`); see `encoding.Intent`
+    for `app_position` and `base`."""
+    return encoding.encode_intent(d, wall_clock(), create_keys, app_position, base)
+
+
+def held_after_restore(item: Item | None) -> bool:
+    """Is the item held by engine/restored.py? Its category says so whatever its state: a
+    held record that another change queues shows as `queued` meanwhile."""
+    return item is not None and item.category == RESTORE_CONFLICT
 
 
 @dataclass(eq=False)
@@ -120,6 +131,11 @@ class Work:
     lost: dict[str, str] = field(default_factory=dict)
     # This sync's update of the hub record, once it landed.
     hub_write: HubWrite | None = None
+    # Sides where an interrupted sync's update is known to have landed although the record
+    # changed again since (engine effective_snapshot).
+    landed: tuple[Side, ...] = ()
+    # The snapshot the last decision was made with (recorded in its intent).
+    base: Snapshot | None = None
 
     def __post_init__(self) -> None:
         if self.item is not None:
@@ -174,12 +190,18 @@ class Processor:
         if w.item is not None and w.item.intent is not None:
             # An earlier sync of this item was cut short after sending its writes.
             intent = decode_intent(w.item.intent)
-            snap = effective_snapshot(self.ctx.rules, snap, intent.snapshot, intent.written,
-                                      w.hub, w.app)
+            old = intent.base if intent.base is not None else snap
+            snap = effective_snapshot(self.ctx.rules, old, intent.snapshot, intent.written,
+                                      w.hub, w.app, w.landed, w.item.creating)
+        w.base = snap
         if w.lost:
             w.decision = decide_overwritten(self.ctx.rules, w.hub, w.app, snap, w.lost)
         else:
             w.decision = decide(self.ctx.rules, w.hub, w.app, snap, w.duplicate_of)
+        since = self.ctx.restored_since_ms
+        held = held_after_restore(w.item)
+        if since is not None or held:
+            w.decision = hold_ambiguous(w.decision, w.hub, w.app, since, held)
 
     async def _see_overwritten(self, works: list[Work]) -> None:
         """Linked records whose hub events say a property our last write to the hub wrote
@@ -208,6 +230,28 @@ class Processor:
                 self.ctx.log.info("hub edit overwritten by our write: decided as a conflict",
                                   hub_id=hub_id, app_id=w.app_id, fields=sorted(w.lost))
 
+    async def _see_landed(self, works: list[Work]) -> None:
+        """Items whose last sync was cut short after sending app updates: ask the app's
+        change log whether those updates landed before the record changed again (then the
+        value it holds is a newer edit, not one made without seeing ours)."""
+        app = self.ctx.app
+        if not isinstance(app, SupportsWriteEvidence):
+            return
+        asks: dict[str, list[Work]] = {}
+        for w in works:
+            it = w.item
+            if it is None or it.intent is None or w.app is None:
+                continue
+            intent = decode_intent(it.intent)
+            if intent.app_position:
+                asks.setdefault(intent.app_position, []).append(w)
+        for position, ws in asks.items():
+            found = await app.written_then_changed(self.ctx.app_object,
+                                                   [w.app.id for w in ws if w.app], position)
+            for w in ws:
+                if w.app is not None and w.app.id in found:
+                    w.landed = ("app",)
+
     # --- 2. heal ---------------------------------------------------------------------------
 
     async def _heal(self, works: list[Work]) -> None:
@@ -217,9 +261,25 @@ class Processor:
         plans: list[tuple[Work, PlannedCreate]] = []
         for w in works:
             creates = [a for a in w.decision.actions if isinstance(a, Create)]  # type: ignore[union-attr]
-            if not creates or w.item is None or w.item.creating != creates[0].side:
+            it = w.item
+            if it is None or not it.creating:
                 continue
-            plans.append((w, PlannedCreate(creates[0].side, creates[0].values, item=w.item)))
+            side: Side = "hub" if it.creating == "hub" else "app"
+            if creates:
+                if creates[0].side != side:
+                    continue
+                values = creates[0].values
+            elif w.record(side) is None and w.record(other(side)) is None \
+                    and it.intent is not None:
+                # The record the create was made from is gone: if the create landed, the
+                # record it made is found by the key it was sent with (no create now to give
+                # another), and the two are a linked pair one of whose records was deleted
+                # (decided by on_delete), not a new record to copy back where its source
+                # was deleted.
+                values = {}
+            else:
+                continue
+            plans.append((w, PlannedCreate(side, values, item=it)))
         # (Looked up when called: tests on Trio's virtual clock replace `wall_clock`.)
         await write_plan.heal(self.ctx, "sync", [p for _, p in plans], lambda: wall_clock())
         for w, p in plans:
@@ -233,7 +293,10 @@ class Processor:
         """A record created on the other side at about the same moment as ours — not seen by
         crmsync yet, so not in the index that matching reads — is paired with instead of
         duplicated. Only where `find` is a local query: on HubSpot a contact create answers
-        409 with the existing id, and a search per create would spend the API budget."""
+        409 with the existing id, and a search per create would spend the API budget. While
+        catching up after a restore, on every side: crmsync may have created the record
+        itself after the backup."""
+        restore = self.ctx.restore
         for w in works:
             creates = [a for a in w.decision.actions if isinstance(a, Create)]  # type: ignore[union-attr]
             if not creates:
@@ -244,7 +307,14 @@ class Processor:
             if w.item is not None and w.item.category == "duplicate":
                 await self._match_former_duplicate(w, side)
                 continue
-            if not self.ctx.connector(side).capabilities.local_find:
+            if restore is not None:
+                # Records the stopped daemon created are found once the side's search index
+                # has caught up with the moment it was stopped (before the restore).
+                lag = float(getattr(self.ctx.connector(side), "index_lag", 0.0) or 0.0)
+                wait = restore.restored_at + lag + 1.0 - wall_clock() if lag > 0 else 0.0
+                if wait > 0:
+                    await trio.sleep(wait)
+            elif not self.ctx.connector(side).capabilities.local_find:
                 continue
             # A record crmsync has indexed is matched (or excluded, or a duplicate) by the
             # rules already: only one it has not seen yet is looked for.
@@ -307,6 +377,12 @@ class Processor:
         inserts: list[Outcome] = []
         inserted: list[Work] = []
         updates: list[tuple[int, bytes | None, str]] = []
+        position = ""
+        app = self.ctx.app
+        if isinstance(app, SupportsWriteEvidence) and any(
+                isinstance(a, Update) and a.side == "app"
+                for w in works if w.decision is not None for a in w.decision.actions):
+            position = await app.log_position()
         for w in works:
             d = w.decision
             assert d is not None
@@ -315,7 +391,7 @@ class Processor:
                 continue
             create = next((a for a in writes if isinstance(a, Create)), None)
             blob = encode_intent(d, create_keys(self.ctx.rules, create.side, create.values)
-                                 if create is not None else None)
+                                 if create is not None else None, position, w.base)
             if w.item is None:
                 if create is None:
                     continue
@@ -407,6 +483,8 @@ class Processor:
                         w.errors.append(_error(res))
             archives = [(w, a) for w in works for a in w.decision.actions  # type: ignore[union-attr]
                         if isinstance(a, Delete) and a.side == side]
+            if archives and self.ctx.associations is not None:
+                await self.ctx.associations.drop_before_delete(side, [a.id for _, a in archives])
             if archives:
                 results = await self.ctx.writer(side).archive([a.id for _, a in archives])
                 for (w, _), res in zip(archives, results, strict=True):
@@ -504,6 +582,7 @@ class Processor:
         todo = list(works)
         if not self.ctx.preview:
             await self._see_overwritten(todo)
+            await self._see_landed(todo)
         if self.ctx.owners is not None:
             await self.ctx.owners.prepare(todo)
         for w in todo:
@@ -514,7 +593,7 @@ class Processor:
             await self._commit_plan(todo, extra)
             return todo
         await self._heal(todo)
-        if look_before_create:
+        if look_before_create or self.ctx.restore is not None:
             await self._look_before_create(todo)
         await self._commit_intents(todo)
         todo = [w for w in todo if not w.conflict]
@@ -555,6 +634,10 @@ class Processor:
             for i, why in refused.items():
                 outcome_works[i].conflict = why
             refused_items = {outcomes[i].item_id for i in refused}
+            if self.ctx.associations is not None:
+                self.ctx.associations.forget_ended(conn, [
+                    (w.hub_id, w.app_id) for i, w in enumerate(outcome_works)
+                    if i not in refused and outcomes[i].state == "deleted"])
             for item_id, side, rid in parked:
                 if item_id in refused_items:
                     continue
@@ -583,6 +666,7 @@ class Processor:
         """Sync the associations of the records linked by this batch; a failure turns the
         record's outcome into association_failed. Returns the records newly linked."""
         linked: list[tuple[str, str]] = []
+        incarnations: dict[str, str] = {}
         newly: list[tuple[str | None, str | None]] = []
         by_hub: dict[str, Work] = {}
         for w in works:
@@ -594,10 +678,12 @@ class Processor:
             if not hub_id or not app_id:
                 continue
             linked.append((hub_id, app_id))
+            if w.app is not None and w.app.id == app_id:
+                incarnations[app_id] = w.app.incarnation
             by_hub[hub_id] = w
             if w.item is None or w.item.snapshot is None or w.created:
                 newly.append((hub_id, app_id))
-        failed = await self.ctx.associations.sync_links(linked)
+        failed = await self.ctx.associations.sync_links(linked, incarnations)
         for hub_id, detail in failed.items():
             w = by_hub[hub_id]
             assert w.outcome is not None
