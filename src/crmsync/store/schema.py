@@ -263,7 +263,22 @@ _V9 = [
     """,
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9]
+# The hub records as the initial sync's hub index listed them (store/scanned.py): the app pass
+# and the hub pass decide on them instead of reading them from HubSpot again. Emptied when an
+# initial sync starts, restarts or completes.
+_V10 = [
+    """
+    CREATE TABLE scanned (
+        sync_id    TEXT NOT NULL,
+        side       TEXT NOT NULL,
+        record_id  TEXT NOT NULL,
+        record     BLOB NOT NULL,
+        PRIMARY KEY (sync_id, side, record_id)
+    ) WITHOUT ROWID
+    """,
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
