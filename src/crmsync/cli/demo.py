@@ -19,7 +19,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,13 @@ import structlog
 import trio
 
 from crmsync.cli.demo_checks import default_timeout, duplicates_created, events_handled
-from crmsync.cli.demo_data import SampleData, generate, write_app_db, write_pg_app
+from crmsync.cli.demo_data import (
+    UNMAPPED_STAGE,
+    SampleData,
+    generate,
+    write_app_db,
+    write_pg_app,
+)
 from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon.main import Daemon
 from crmsync.emulators.hubspot import HubSpotEmulator
@@ -164,11 +170,10 @@ class PostgresApp:
         self.server.destroy()
 
 
-def _write_config(work: Path, app_lines: str, hub_port: int, webhook_port: int) -> Path:
-    creds = work / "credentials"
-    creds.mkdir(mode=0o700, exist_ok=True)
-    cfg = work / "crmsync.toml"
-    cfg.write_text(f"""# Written by `crmsync demo`.
+def config_head(work: Path, command: str, hub_port: int, webhook_port: int) -> str:
+    """The start of a demo's crmsync.toml: the daemon (state, control socket, webhook
+    listener) and the hub (the HubSpot emulator on `hub_port`, its credentials in files)."""
+    return f"""# Written by `{command}`.
 [daemon]
 state_dir = "{work / 'state'}"
 log_format = "json"
@@ -192,7 +197,25 @@ webhook_client_secret_file = "credentials/hubspot-client-secret"
 kind = "private_app"
 token_file = "credentials/hubspot-token"
 
-[[connections]]
+"""
+
+
+def write_secrets(work: Path, secrets_by_name: dict[str, str]) -> None:
+    """Each secret in its own file under `work/credentials` (0600, the directory 0700), where
+    the config's `*_file` settings name them."""
+    creds = work / "credentials"
+    creds.mkdir(mode=0o700, exist_ok=True)
+    for name, secret in secrets_by_name.items():
+        path = creds / name
+        path.write_text(secret)
+        path.chmod(0o600)
+
+
+def _write_config(work: Path, app_lines: str, hub_port: int, webhook_port: int) -> Path:
+    creds = work / "credentials"
+    creds.mkdir(mode=0o700, exist_ok=True)
+    cfg = work / "crmsync.toml"
+    cfg.write_text(config_head(work, "crmsync demo", hub_port, webhook_port) + f"""[[connections]]
 name = "shop"
 {app_lines}
 poll_interval_seconds = 1
@@ -348,6 +371,8 @@ class Demo:
         # The connection and its (hub object, app object) pairs the progress lines follow.
         self.connection = "shop"
         self.objects: tuple[tuple[str, str], ...] = OBJECTS
+        # The app's name of the stage no hub stage maps to (its deals are excluded).
+        self.hold_stage: int | str = UNMAPPED_STAGE
 
     def _console(self) -> Any:
         from rich.console import Console
@@ -404,37 +429,78 @@ class Demo:
                                  webhook_port)
         token = "pat-demo-" + secrets.token_hex(12)
         client_secret = secrets.token_hex(16)
-        for name, secret in (("hubspot-token", token), ("hubspot-client-secret", client_secret)):
-            path = self.work / "credentials" / name
-            path.write_text(secret)
-            path.chmod(0o600)
+        write_secrets(self.work, {"hubspot-token": token, "hubspot-client-secret": client_secret})
         self.app_ids_before = self._app_ids()
+        log_file = self._open_log()
+        emu = self._hub_emulator(token, client_secret, webhook_port)
+        # The token is the emulator's only credential: with it, curl or any HubSpot client
+        # can look at (and edit) the emulated account while the demo runs.
+        self._banner("crmsync demo", [
+            ("HubSpot emulator", f"http://127.0.0.1:{hub_port}  token {token}  "
+                                 f"({args.tier} tier)", False),
+            ("app database", self.db.describe(), True),
+            ("webhooks", f"http://127.0.0.1:{webhook_port}/webhooks/hubspot", True)])
+        daemon = Daemon(cfg_path, configure_logging=False, hub_index_lag=5.0,
+                        timing=Timing(hub_poll_interval=15.0, app_poll_interval=1.0))
+        return await self._drive(daemon, emu, hub_port, log_file)
+
+    # --- what every demo does the same way --------------------------------------------------
+
+    def _open_log(self) -> Any:
+        """The daemon's log file in the work directory (JSON lines); the caller closes it
+        (`_drive` does)."""
         log_file = (self.work / "crmsync.log").open("ab")
         daemon_logging.configure("info", "json", stream=log_file)
+        return log_file
 
+    def _hub_emulator(self, token: str, client_secret: str, webhook_port: int
+                      ) -> HubSpotEmulator:
+        """The HubSpot emulator with the sample data's hub records (their ids kept in
+        `hub_ids_before`), delivering signed webhooks to the daemon's listener."""
+        args = self.args
         emu = HubSpotEmulator(tokens=(token,), tier=args.tier, seed=args.seed,
                               webhook_url=f"http://127.0.0.1:{webhook_port}/webhooks/hubspot",
                               webhook_secret=client_secret)
-        self.hub_ids_before = {obj: set() for obj, _ in OBJECTS}
+        self.hub_ids_before = {obj: set() for obj, _ in self.objects}
         for obj, records in (("contacts", self.data.hub_contacts),
                              ("companies", self.data.hub_companies),
                              ("deals", self.data.hub_deals)):
             self.hub_ids_before[obj] = set(emu.add_records(obj, records))
-        console = self.console
-        console.print(f"[bold]crmsync demo[/bold] in {self.work}"
-                      + ("" if not self.temporary or args.keep
-                         else " (removed on exit; --keep keeps it)"))
-        # The token is the emulator's only credential: with it, curl or any HubSpot client
-        # can look at (and edit) the emulated account while the demo runs.
-        console.print(f"  HubSpot emulator  http://127.0.0.1:{hub_port}  token {token}  "
-                      f"({args.tier} tier)", highlight=False)
-        console.print(f"  app database      {self.db.describe()}")
-        console.print(f"  webhooks          http://127.0.0.1:{webhook_port}/webhooks/hubspot")
-        console.print(f"  control socket    {self.work / 'control.sock'}")
-        console.print(f"  daemon log        {self.work / 'crmsync.log'}")
+        return emu
 
-        daemon = Daemon(cfg_path, configure_logging=False, hub_index_lag=5.0,
-                        timing=Timing(hub_poll_interval=15.0, app_poll_interval=1.0))
+    def _banner(self, command: str, services: list[tuple[str, str, bool]]) -> None:
+        """The demo's first lines: where its files are, then per service (label, where,
+        highlight) and the control socket and log, the labels in one column."""
+        console = self.console
+        console.print(f"[bold]{command}[/bold] in {self.work}"
+                      + ("" if not self.temporary or self.args.keep
+                         else " (removed on exit; --keep keeps it)"))
+        lines = [*services, ("control socket", str(self.work / "control.sock"), True),
+                 ("daemon log", str(self.work / "crmsync.log"), True)]
+        width = max(len(label) for label, _, _ in lines) + 2
+        for label, where, highlight in lines:
+            if highlight:
+                console.print(f"  {label:<{width}}{where}")
+            else:
+                console.print(f"  {label:<{width}}{where}", highlight=False)
+
+    async def _serve_app(self, nursery: trio.Nursery, webhook_client: httpx.AsyncClient
+                         ) -> None:
+        """Start what serves the app besides the daemon (an emulator): none for a database."""
+
+    async def _demo_steps(self, daemon: Daemon, emu: HubSpotEmulator, console: Any) -> None:
+        """What the demo does once the initial syncs are done, before the final checks."""
+        await self._edits(daemon, emu, console)
+        await self._events(daemon, emu, console)
+
+    async def _drive(self, daemon: Daemon, emu: HubSpotEmulator, hub_port: int,
+                     log_file: Any) -> int:
+        """Serve the emulator(s) and run the daemon; show the initial syncs, do the demo's
+        steps, wait for the associations and for every record to settle, print the summary;
+        then keep running (or return, with --until-synced). Returns the exit status; closes
+        `log_file`."""
+        args = self.args
+        console = self.console
         result = 1
         started = time.monotonic()
         timeout = args.timeout if args.timeout is not None else default_timeout(args.records)
@@ -445,13 +511,13 @@ class Demo:
             async with httpx.AsyncClient(timeout=10) as webhook_client, \
                     trio.open_nursery() as nursery:
                 await nursery.start(_serve_emulator, emu, hub_port)
+                await self._serve_app(nursery, webhook_client)
                 nursery.start_soon(emu.run_webhooks, webhook_client)
                 await nursery.start(self._run_daemon, daemon, nursery.cancel_scope)
                 deadline = timeout if args.until_synced else float("inf")
                 with trio.move_on_after(deadline) as scope:
                     await self._progress(daemon, console)
-                    await self._edits(daemon, emu, console)
-                    await self._events(daemon, emu, console)
+                    await self._demo_steps(daemon, emu, console)
                     await self._wait_associations(daemon, emu, console)
                     await self._wait_settled(daemon)
                     summary = await self._summary(daemon, emu)
@@ -549,33 +615,48 @@ class Demo:
 
     async def _edits(self, daemon: Daemon, emu: HubSpotEmulator, console: Any) -> None:
         """Edit linked contacts on both sides and wait until each edit shows on the other."""
-        assert daemon.store is not None
-        linked = [it for it in await daemon.store.read(store_items.list_items, "shop/contacts",
-                                                       "syncing", None, 1000)
-                  if it.hub_id and it.app_id]
-        n = min(self.args.edits, len(linked) // 2)
-        app_edits = linked[:n]
-        hub_edits = linked[n:2 * n]
+        app_edits, hub_edits = await self._contacts_to_edit(daemon)
+        n = len(app_edits)
         stamp = secrets.token_hex(2)
         for i, it in enumerate(app_edits):
             self.db.query(f"UPDATE customers SET job_title = ?, updated_at = {self.db.now} "
                           "WHERE id = ?", (f"Edited in app {stamp}-{i}", int(it.app_id or 0)))
         for i, it in enumerate(hub_edits):
             emu.update_record("contacts", it.hub_id or "", {"jobtitle": f"Edited in hub {stamp}-{i}"})
-        self.edits_total = 2 * n
         console.print(f"Edited {n} contacts in the app and {n} in HubSpot; waiting for them "
                       "to arrive on the other side…")
         expected_hub = {str(it.hub_id): f"Edited in app {stamp}-{i}"
                         for i, it in enumerate(app_edits)}
         expected_app = {str(it.app_id): f"Edited in hub {stamp}-{i}"
                         for i, it in enumerate(hub_edits)}
+        await self._wait_edits(emu, expected_hub, "jobtitle", expected_app, lambda: {
+            str(r[0]): r[1] for r in self.db.query("SELECT id, job_title FROM customers")})
+
+    async def _contacts_to_edit(self, daemon: Daemon
+                               ) -> tuple[list[store_items.Item], list[store_items.Item]]:
+        """Linked contacts to edit: up to --edits on the app's side, as many others on the
+        hub's (their store items); sets `edits_total`."""
+        assert daemon.store is not None
+        linked = [it for it in await daemon.store.read(
+            store_items.list_items, f"{self.connection}/contacts", "syncing", None, 1000)
+            if it.hub_id and it.app_id]
+        n = min(self.args.edits, len(linked) // 2)
+        self.edits_total = 2 * n
+        return linked[:n], linked[n:2 * n]
+
+    async def _wait_edits(self, emu: HubSpotEmulator, expected_hub: dict[str, str],
+                          hub_property: str, expected_app: dict[str, str],
+                          app_now: Callable[[], dict[str, Any]]) -> None:
+        """Until every edit shows on the other side: `expected_hub` by HubSpot contact id (the
+        value of `hub_property`), `expected_app` by app id (as `app_now()` reads them)."""
+        console = self.console
         every = _Every(self.progress_every)
         while True:
-            hub_now = {r["id"]: r["properties"].get("jobtitle") for r in emu.records("contacts")}
-            app_now = {str(r[0]): r[1]
-                       for r in self.db.query("SELECT id, job_title FROM customers")}
+            hub_now = {r["id"]: r["properties"].get(hub_property)
+                       for r in emu.records("contacts")}
+            app_values = app_now()
             done = (sum(hub_now.get(k) == v for k, v in expected_hub.items())
-                    + sum(app_now.get(k) == v for k, v in expected_app.items()))
+                    + sum(app_values.get(k) == v for k, v in expected_app.items()))
             self.edits_propagated = done
             if done == self.edits_total:
                 console.print(f"[green]{done} edits propagated[/green]")
@@ -650,9 +731,11 @@ class Demo:
         out: dict[str, dict[str, int]] = {}
         for name, pairs in self._app_pairs().items():
             a_obj, b_obj = name.split("-")
-            a_items = await daemon.store.read(store_items.find_items, f"shop/{a_obj}", "app",
+            a_items = await daemon.store.read(store_items.find_items,
+                                              f"{self.connection}/{a_obj}", "app",
                                               [a for a, _ in pairs])
-            b_items = await daemon.store.read(store_items.find_items, f"shop/{b_obj}", "app",
+            b_items = await daemon.store.read(store_items.find_items,
+                                              f"{self.connection}/{b_obj}", "app",
                                               [b for _, b in pairs])
             expected = synced = 0
             for a, b in pairs:
@@ -687,8 +770,8 @@ class Demo:
         every = _Every(self.progress_every)
         while True:
             moving = {}
-            for obj, _ in OBJECTS:
-                c = await daemon.store.read(store_items.counts, f"shop/{obj}")
+            for obj, _ in self.objects:
+                c = await daemon.store.read(store_items.counts, f"{self.connection}/{obj}")
                 n = c.get("queued", 0) + c.get("pending", 0)
                 if n:
                     moving[obj] = n
@@ -701,13 +784,18 @@ class Demo:
 
     def _app_ids(self) -> dict[str, set[str]]:
         return {obj: {str(r[0]) for r in self.db.query(f"SELECT id FROM {table}")}
-                for obj, table in OBJECTS}
+                for obj, table in self.objects}
+
+    def _app_records(self, obj: str, app: str) -> list[tuple[str, dict[str, Any]]]:
+        """The app's records of `app` (synced as hub `obj`) as (id, properties), the
+        properties as the connector reads them."""
+        return [(str(r["id"]), dict(r)) for r in self.db.rows(app)]
 
     def _duplicates_created(self, daemon: Daemon, emu: HubSpotEmulator
                             ) -> dict[str, list[dict[str, str]]]:
         """Per object, records the sync created that share a match key with another record
         on the same side (see demo_checks.duplicates_created)."""
-        rt = daemon.connections["shop"]
+        rt = daemon.connections[self.connection]
 
         def keys(rules: SyncRules, side: Any, props: dict[str, Any]) -> tuple[str, ...]:
             try:
@@ -716,13 +804,13 @@ class Demo:
                 return ()
 
         out: dict[str, list[dict[str, str]]] = {}
-        for obj, table in OBJECTS:
+        for obj, app in self.objects:
             ctx = rt.handles[obj].ctx
             assert ctx is not None
             hub_now = [(str(r["id"]), keys(ctx.rules, "hub", r["properties"]))
                        for r in emu.records(obj)]
-            app_now = [(str(r["id"]), keys(ctx.rules, "app", dict(r)))
-                       for r in self.db.rows(table)]
+            app_now = [(rid, keys(ctx.rules, "app", props))
+                       for rid, props in self._app_records(obj, app)]
             found = [{"side": "hub", "id": rid, "key": k} for rid, k in
                      duplicates_created(self.hub_ids_before.get(obj, set()), hub_now)]
             found += [{"side": "app", "id": rid, "key": k} for rid, k in
@@ -732,11 +820,13 @@ class Demo:
         return out
 
     async def _summary(self, daemon: Daemon, emu: HubSpotEmulator) -> dict[str, Any]:
+        """Records by state and reason, what the sync created, the associations, and the
+        checks: those every demo makes, then the app's own (`_event_checks`, `_app_checks`)."""
         assert daemon.store is not None
         objects: dict[str, Any] = {}
         reasons: dict[str, Any] = {}
-        for obj, _ in OBJECTS:
-            sid = f"shop/{obj}"
+        for obj, _ in self.objects:
+            sid = f"{self.connection}/{obj}"
             objects[obj] = await daemon.store.read(store_items.counts, sid)
             per: dict[str, int] = {}
             for state in ("failed", "excluded"):
@@ -744,17 +834,14 @@ class Demo:
                     key = f"{state}:{it.category}"
                     per[key] = per.get(key, 0) + 1
             reasons[obj] = per
-        hub_contacts = emu.records("contacts")
-        hub_records = sum(len(emu.records(o)) for o, _ in OBJECTS)
-        app_records = sum(self.db.query(f"SELECT count(*) FROM {t}")[0][0] for _, t in OBJECTS)
         linked = {it.hub_id for it in await daemon.store.read(
-            store_items.list_items, "shop/contacts", "syncing", None, None)}
+            store_items.list_items, f"{self.connection}/contacts", "syncing", None, None)}
         hub_by_email = {str(r["properties"].get("email") or "").lower(): r["id"]
-                        for r in hub_contacts}
-        overlaps_paired = all(hub_by_email.get(e) in linked for e in self.data.overlapping_emails)
+                        for r in emu.records("contacts")}
         duplicates = self._duplicates_created(daemon, emu)
         checks = {
-            "overlaps_paired": overlaps_paired,
+            "overlaps_paired": all(hub_by_email.get(e) in linked
+                                   for e in self.data.overlapping_emails),
             "no_duplicates_created": not duplicates,
             "planted_invalid_excluded": reasons["contacts"].get("excluded:invalid_email", 0)
             == self.data.invalid_emails,
@@ -767,37 +854,54 @@ class Demo:
         associations = await self._association_report(daemon, emu)
         checks["associations_synced"] = all(v["synced"] == v["expected"] and v["expected"] > 0
                                             for v in associations.values())
+        own = await self._event_checks(daemon, emu, checks)
+        unmapped = [it for it in await daemon.store.read(
+            store_items.list_items, f"{self.connection}/deals", "excluded", "stage_not_mapped",
+            None) if it.app_id]
+        checks["unmapped_stage_deal_excluded"] = (
+            len(unmapped) == self.data.unmapped_deals
+            and all(f"'{self.hold_stage}'" in it.detail for it in unmapped))
+        checks["deals_synced"] = objects["deals"]["syncing"] == (
+            len(self.data.app_deals) - self.data.unmapped_deals + len(self.data.hub_deals))
+        own |= self._app_checks(objects, reasons, checks)
+        return {
+            "objects": objects,
+            "reasons": reasons,
+            "hub_records": sum(len(emu.records(o)) for o, _ in self.objects),
+            "app_records": self._app_record_count(),
+            "edits_propagated": self.edits_propagated,
+            # The first few of each object, to look at when the check fails.
+            "duplicates_created": {obj: found[:10] for obj, found in duplicates.items()},
+            "associations": associations,
+            "excluded_deals": [{"app_id": it.app_id, "reason": it.category, "detail": it.detail}
+                               for it in unmapped],
+            **own,
+            "checks": checks,
+            "ok": all(checks.values()),
+        }
+
+    def _app_record_count(self) -> int:
+        return sum(self.db.query(f"SELECT count(*) FROM {t}")[0][0] for _, t in self.objects)
+
+    async def _event_checks(self, daemon: Daemon, emu: HubSpotEmulator,
+                            checks: dict[str, bool]) -> dict[str, Any]:
+        """Add the app events' checks to `checks`; returns the summary's "events"."""
+        assert daemon.store is not None
         event_counts = await daemon.store.read(store_events.counts, "shop/contacts")
         checks["events_sent_once"] = (len(emu.events) == self.events_expected
                                       == event_counts.get("sent", 0))
         checks["unknown_contact_events_skipped"] = (event_counts.get("skipped_no_contact", 0)
                                                    == self.events_unknown)
-        unmapped = [it for it in await daemon.store.read(store_items.list_items, "shop/deals",
-                                                         "excluded", "stage_not_mapped", None)
-                    if it.app_id]
-        checks["unmapped_stage_deal_excluded"] = (
-            len(unmapped) == self.data.unmapped_deals
-            and all("'hold'" in it.detail for it in unmapped))
-        checks["deals_synced"] = objects["deals"]["syncing"] == (
-            len(self.data.app_deals) - self.data.unmapped_deals + len(self.data.hub_deals))
+        return {"events": {**event_counts, "hub_events": len(emu.events)}}
+
+    def _app_checks(self, objects: dict[str, Any], reasons: dict[str, Any],
+                    checks: dict[str, bool]) -> dict[str, Any]:
+        """Add the checks of what only this app syncs to `checks`; returns what the summary
+        shows of them."""
         checks["invoices_synced"] = (objects["invoices"]["syncing"] == len(self.data.app_invoices)
                                      and objects["line_items"]["syncing"]
                                      == len(self.data.app_invoice_lines))
-        return {
-            "objects": objects,
-            "reasons": reasons,
-            "hub_records": hub_records,
-            "app_records": app_records,
-            "edits_propagated": self.edits_propagated,
-            # The first few of each object, to look at when the check fails.
-            "duplicates_created": {obj: found[:10] for obj, found in duplicates.items()},
-            "associations": associations,
-            "events": {**event_counts, "hub_events": len(emu.events)},
-            "excluded_deals": [{"app_id": it.app_id, "reason": it.category, "detail": it.detail}
-                               for it in unmapped],
-            "checks": checks,
-            "ok": all(checks.values()),
-        }
+        return {}
 
     def _print(self, summary: dict[str, Any], console: Any, elapsed: float) -> None:
         if self.args.json:

@@ -13,25 +13,20 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
 
-from crmsync.cli.demo import Demo, _Every, _free_port, _serve_emulator
-from crmsync.cli.demo_checks import default_timeout, duplicates_created
+from crmsync.cli.demo import Demo, _free_port, _serve_emulator, config_head, write_secrets
 from crmsync.cli.demo_data import UNMAPPED_STAGE
 from crmsync.connectors.pipedrive.fields import Catalog, FieldDef
 from crmsync.connectors.pipedrive.records import flatten
-from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon.main import Daemon
 from crmsync.emulators.hubspot import HubSpotEmulator
 from crmsync.emulators.pipedrive import PipedriveEmulator
-from crmsync.engine.decide import KeyProblem, match_keys
 from crmsync.runtime.object_sync import Timing
-from crmsync.store import items as store_items
 
 CONNECTION = "pipedrive"
 OBJECTS = (("contacts", "persons"), ("companies", "organizations"), ("deals", "deals"))
@@ -48,31 +43,8 @@ SEATS = 3
 
 def _config(work: Path, hub_port: int, pd_port: int, webhook_port: int) -> Path:
     cfg = work / "crmsync.toml"
-    cfg.write_text(f"""# Written by `crmsync demo --app pipedrive`.
-[daemon]
-state_dir = "{work / 'state'}"
-log_format = "json"
-log_level = "info"
-shutdown_grace_seconds = 5
-
-[daemon.control]
-socket_path = "{work / 'control.sock'}"
-
-[daemon.webhooks]
-listen = "127.0.0.1:{webhook_port}"
-public_base_url = "http://127.0.0.1:{webhook_port}"
-
-[hub]
-base_url = "http://127.0.0.1:{hub_port}"
-tier = "professional"
-poll_interval_seconds = 15
-webhook_client_secret_file = "credentials/hubspot-client-secret"
-
-[hub.auth]
-kind = "private_app"
-token_file = "credentials/hubspot-token"
-
-[[connections]]
+    cfg.write_text(config_head(work, "crmsync demo --app pipedrive", hub_port, webhook_port)
+                   + f"""[[connections]]
 name = "{CONNECTION}"
 type = "pipedrive"
 base_url = "http://127.0.0.1:{pd_port}"
@@ -121,6 +93,7 @@ class PipedriveDemo(Demo):
         self.pd: PipedriveEmulator | None = None
         self.hold_stage = 0
         self.tokens_before = 0
+        self.pd_port = 0
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -174,88 +147,45 @@ class PipedriveDemo(Demo):
         args = self.args
         hub_port, pd_port, webhook_port = _free_port(), _free_port(), _free_port()
         cfg_path = _config(self.work, hub_port, pd_port, webhook_port)
-        creds = self.work / "credentials"
-        creds.mkdir(mode=0o700, exist_ok=True)
         token = "pat-demo-" + secrets.token_hex(12)
         client_secret = secrets.token_hex(16)
         pd_token = "pd-demo-" + secrets.token_hex(12)
         hook_password = secrets.token_hex(16)
-        for name, secret in (("hubspot-token", token), ("hubspot-client-secret", client_secret),
-                             ("pipedrive-token", pd_token),
-                             ("pipedrive-webhook-password", hook_password)):
-            path = creds / name
-            path.write_text(secret)
-            path.chmod(0o600)
-        log_file = (self.work / "crmsync.log").open("ab")
-        daemon_logging.configure("info", "json", stream=log_file)
+        write_secrets(self.work, {"hubspot-token": token, "hubspot-client-secret": client_secret,
+                                  "pipedrive-token": pd_token,
+                                  "pipedrive-webhook-password": hook_password})
+        log_file = self._open_log()
 
         pd = self.pd = PipedriveEmulator(tokens=(pd_token,), plan=PLAN, seats=SEATS,
                                          seed=args.seed)
         self._seed_pipedrive(pd)
         self.app_ids_before = self._app_ids()
         self.tokens_before = pd.tokens_used_today()
-        emu = HubSpotEmulator(tokens=(token,), tier=args.tier, seed=args.seed,
-                              webhook_url=f"http://127.0.0.1:{webhook_port}/webhooks/hubspot",
-                              webhook_secret=client_secret)
-        self.hub_ids_before = {obj: set() for obj, _ in OBJECTS}
-        for obj, records in (("contacts", self.data.hub_contacts),
-                             ("companies", self.data.hub_companies),
-                             ("deals", self.data.hub_deals)):
-            self.hub_ids_before[obj] = set(emu.add_records(obj, records))
-        console = self.console
-        console.print(f"[bold]crmsync demo --app pipedrive[/bold] in {self.work}"
-                      + ("" if not self.temporary or args.keep
-                         else " (removed on exit; --keep keeps it)"))
-        console.print(f"  HubSpot emulator    http://127.0.0.1:{hub_port}  token {token}  "
-                      f"({args.tier} tier)", highlight=False)
-        console.print(f"  Pipedrive emulator  http://127.0.0.1:{pd_port}  x-api-token "
-                      f"{pd_token}  ({PLAN} plan, {SEATS} seats)", highlight=False)
-        console.print(f"  webhooks            http://127.0.0.1:{webhook_port}/webhooks/"
-                      f"{{hubspot,{CONNECTION}}}")
-        console.print(f"  control socket      {self.work / 'control.sock'}")
-        console.print(f"  daemon log          {self.work / 'crmsync.log'}")
-
+        self.pd_port = pd_port
+        emu = self._hub_emulator(token, client_secret, webhook_port)
+        self._banner("crmsync demo --app pipedrive", [
+            ("HubSpot emulator", f"http://127.0.0.1:{hub_port}  token {token}  "
+                                 f"({args.tier} tier)", False),
+            ("Pipedrive emulator", f"http://127.0.0.1:{pd_port}  x-api-token {pd_token}  "
+                                   f"({PLAN} plan, {SEATS} seats)", False),
+            ("webhooks", f"http://127.0.0.1:{webhook_port}/webhooks/{{hubspot,{CONNECTION}}}",
+             True)])
         # The Pipedrive connection polls at its own interval: every poll costs tokens.
         daemon = Daemon(cfg_path, configure_logging=False, hub_index_lag=5.0,
                         timing=Timing(hub_poll_interval=15.0))
-        result = 1
-        started = time.monotonic()
-        timeout = args.timeout if args.timeout is not None else default_timeout(args.records)
-        try:
-            # The webhook client is closed once the nursery's tasks have stopped (as in
-            # `Demo._run`): a cancelled delivery task still posts until its next checkpoint.
-            async with httpx.AsyncClient(timeout=10) as webhook_client, \
-                    trio.open_nursery() as nursery:
-                await nursery.start(_serve_emulator, emu, hub_port)
-                await nursery.start(_serve_emulator, pd, pd_port)
-                nursery.start_soon(emu.run_webhooks, webhook_client)
-                nursery.start_soon(pd.run_webhooks, webhook_client)
-                await nursery.start(self._run_daemon, daemon, nursery.cancel_scope)
-                deadline = timeout if args.until_synced else float("inf")
-                with trio.move_on_after(deadline) as scope:
-                    await self._progress(daemon, console)
-                    await self._pd_edits(daemon, emu, pd, console)
-                    await self._wait_associations(daemon, emu, console)
-                    await self._wait_settled(daemon)
-                    summary = await self._summary(daemon, emu)
-                    self._print(summary, console, time.monotonic() - started)
-                    result = 0 if summary["ok"] else 1
-                    if not args.until_synced:
-                        console.print("Running; edit either side and watch it sync. "
-                                      "Ctrl-C to stop.")
-                        await trio.sleep_forever()
-                if scope.cancelled_caught:
-                    console.print(f"[red]gave up after {timeout:g} s, waiting for "
-                                  f"{self.waiting}[/red] (--timeout sets the limit)")
-                    result = 1
-                if self.stopped and not args.until_synced:
-                    result = 0
-                nursery.cancel_scope.cancel()
-        except KeyboardInterrupt:
-            result = 0
-        finally:
-            log_file.close()
-        return result
+        return await self._drive(daemon, emu, hub_port, log_file)
+
+    async def _serve_app(self, nursery: trio.Nursery, webhook_client: httpx.AsyncClient
+                         ) -> None:
+        """The Pipedrive emulator, delivering its webhooks to the daemon."""
+        assert self.pd is not None
+        await nursery.start(_serve_emulator, self.pd, self.pd_port)
+        nursery.start_soon(self.pd.run_webhooks, webhook_client)
+
+    async def _demo_steps(self, daemon: Daemon, emu: HubSpotEmulator, console: Any) -> None:
+        # Pipedrive has no app events to stream.
+        assert self.pd is not None
+        await self._pd_edits(daemon, emu, self.pd, console)
 
     # --- the demo's edits -----------------------------------------------------------------
 
@@ -263,12 +193,8 @@ class PipedriveDemo(Demo):
                         console: Any) -> None:
         """Edit linked contacts on both sides (last names: a default mapping) and wait until
         each edit shows on the other; Pipedrive's arrive by its webhooks."""
-        assert daemon.store is not None
-        linked = [it for it in await daemon.store.read(
-            store_items.list_items, f"{CONNECTION}/contacts", "syncing", None, 1000)
-            if it.hub_id and it.app_id]
-        n = min(self.args.edits, len(linked) // 2)
-        app_edits, hub_edits = linked[:n], linked[n:2 * n]
+        app_edits, hub_edits = await self._contacts_to_edit(daemon)
+        n = len(app_edits)
         stamp = secrets.token_hex(2)
         for i, it in enumerate(app_edits):
             pd.update_record("persons", int(it.app_id or 0),
@@ -276,26 +202,14 @@ class PipedriveDemo(Demo):
         for i, it in enumerate(hub_edits):
             emu.update_record("contacts", it.hub_id or "",
                               {"lastname": f"Edited in HubSpot {stamp}-{i}"})
-        self.edits_total = 2 * n
         console.print(f"Edited {n} people in Pipedrive and {n} contacts in HubSpot; waiting "
                       "for them to arrive on the other side…")
         expected_hub = {str(it.hub_id): f"Edited in Pipedrive {stamp}-{i}"
                         for i, it in enumerate(app_edits)}
         expected_app = {str(it.app_id): f"Edited in HubSpot {stamp}-{i}"
                         for i, it in enumerate(hub_edits)}
-        every = _Every(self.progress_every)
-        while True:
-            hub_now = {r["id"]: r["properties"].get("lastname") for r in emu.records("contacts")}
-            app_now = {str(r["id"]): r["last_name"] for r in pd.records("persons")}
-            done = (sum(hub_now.get(k) == v for k, v in expected_hub.items())
-                    + sum(app_now.get(k) == v for k, v in expected_app.items()))
-            self.edits_propagated = done
-            if done == self.edits_total:
-                console.print(f"[green]{done} edits propagated[/green]")
-                return
-            self.waiting = f"the edits ({done} of {self.edits_total} arrived)"
-            self._note(f"waiting for {self.waiting}", every)
-            await trio.sleep(0.25)
+        await self._wait_edits(emu, expected_hub, "lastname", expected_app, lambda: {
+            str(r["id"]): r["last_name"] for r in pd.records("persons")})
 
     # --- checks -----------------------------------------------------------------------------
 
@@ -312,121 +226,27 @@ class PipedriveDemo(Demo):
             "deals-companies": [(str(d["id"]), str(d["org_id"])) for d in deals if d["org_id"]],
         }
 
-    async def _association_report(self, daemon: Daemon, emu: HubSpotEmulator
-                                  ) -> dict[str, dict[str, int]]:
-        assert daemon.store is not None
-        out: dict[str, dict[str, int]] = {}
-        for name, pairs in self._app_pairs().items():
-            a_obj, b_obj = name.split("-")
-            a_items = await daemon.store.read(store_items.find_items, f"{CONNECTION}/{a_obj}",
-                                              "app", [a for a, _ in pairs])
-            b_items = await daemon.store.read(store_items.find_items, f"{CONNECTION}/{b_obj}",
-                                              "app", [b for _, b in pairs])
-            expected = synced = 0
-            for a, b in pairs:
-                ia, ib = a_items.get(a), b_items.get(b)
-                if ia is None or ib is None or not ia.linked or not ib.linked:
-                    continue
-                expected += 1
-                if ib.hub_id in emu.associations(a_obj, ia.hub_id or "", b_obj):
-                    synced += 1
-            out[name] = {"expected": expected, "synced": synced}
-        return out
-
-    async def _wait_settled(self, daemon: Daemon) -> None:
-        assert daemon.store is not None
-        every = _Every(self.progress_every)
-        while True:
-            moving = {}
-            for obj, _ in OBJECTS:
-                c = await daemon.store.read(store_items.counts, f"{CONNECTION}/{obj}")
-                n = c.get("queued", 0) + c.get("pending", 0)
-                if n:
-                    moving[obj] = n
-            if not moving:
-                return
-            self.waiting = "records still syncing (" + ", ".join(
-                f"{obj} {n}" for obj, n in moving.items()) + ")"
-            self._note(f"waiting for {self.waiting}", every)
-            await trio.sleep(0.2)
-
-    def _pd_duplicates(self, daemon: Daemon, emu: HubSpotEmulator
-                       ) -> dict[str, list[dict[str, str]]]:
-        """Records the sync created sharing a match key with another on their side; the
-        Pipedrive ones read the way the connector reads them."""
+    def _app_records(self, obj: str, app: str) -> list[tuple[str, dict[str, Any]]]:
+        """Pipedrive's records, read the way the connector reads them."""
         pd = self.pd
         assert pd is not None
-        rt = daemon.connections[CONNECTION]
         website = FieldDef("website", "website", "string")
+        catalog = Catalog(app, [f.to_json() for f in pd.state.registry(app).fields.values()])
+        return [(str(r["id"]), flatten(app, r, catalog, website)) for r in pd.records(app)]
 
-        def keys(rules: Any, side: Any, props: dict[str, Any]) -> tuple[str, ...]:
-            try:
-                return match_keys(rules, side, props)
-            except KeyProblem:
-                return ()
-
-        out: dict[str, list[dict[str, str]]] = {}
-        for obj, entity in OBJECTS:
-            ctx = rt.handles[obj].ctx
-            assert ctx is not None
-            catalog = Catalog(entity, [f.to_json() for f in
-                                       pd.state.registry(entity).fields.values()])
-            hub_now = [(str(r["id"]), keys(ctx.rules, "hub", r["properties"]))
-                       for r in emu.records(obj)]
-            app_now = [(str(r["id"]), keys(ctx.rules, "app",
-                                           flatten(entity, r, catalog, website)))
-                       for r in pd.records(entity)]
-            found = [{"side": "hub", "id": rid, "key": k} for rid, k in
-                     duplicates_created(self.hub_ids_before.get(obj, set()), hub_now)]
-            found += [{"side": "app", "id": rid, "key": k} for rid, k in
-                      duplicates_created(self.app_ids_before.get(obj, set()), app_now)]
-            if found:
-                out[obj] = found
-        return out
-
-    async def _summary(self, daemon: Daemon, emu: HubSpotEmulator) -> dict[str, Any]:
-        assert daemon.store is not None
+    def _app_record_count(self) -> int:
         pd = self.pd
         assert pd is not None
-        objects: dict[str, Any] = {}
-        reasons: dict[str, Any] = {}
-        for obj, _ in OBJECTS:
-            sid = f"{CONNECTION}/{obj}"
-            objects[obj] = await daemon.store.read(store_items.counts, sid)
-            per: dict[str, int] = {}
-            for state in ("failed", "excluded"):
-                for it in await daemon.store.read(store_items.list_items, sid, state, None, None):
-                    key = f"{state}:{it.category}"
-                    per[key] = per.get(key, 0) + 1
-            reasons[obj] = per
-        linked = {it.hub_id for it in await daemon.store.read(
-            store_items.list_items, f"{CONNECTION}/contacts", "syncing", None, None)}
-        hub_by_email = {str(r["properties"].get("email") or "").lower(): r["id"]
-                        for r in emu.records("contacts")}
-        duplicates = self._pd_duplicates(daemon, emu)
-        checks = {
-            "overlaps_paired": all(hub_by_email.get(e) in linked
-                                   for e in self.data.overlapping_emails),
-            "no_duplicates_created": not duplicates,
-            "planted_invalid_excluded": reasons["contacts"].get("excluded:invalid_email", 0)
-            == self.data.invalid_emails,
-            "planted_missing_excluded": reasons["contacts"].get("excluded:no_email", 0)
-            == self.data.missing_emails,
-            "planted_duplicates_failed": reasons["contacts"].get("failed:duplicate", 0)
-            == self.data.duplicate_emails,
-            "edits_propagated": self.edits_propagated == self.edits_total,
-        }
-        associations = await self._association_report(daemon, emu)
-        checks["associations_synced"] = all(v["synced"] == v["expected"] and v["expected"] > 0
-                                            for v in associations.values())
-        unmapped = [it for it in await daemon.store.read(
-            store_items.list_items, f"{CONNECTION}/deals", "excluded", "stage_not_mapped", None)
-            if it.app_id]
-        checks["unmapped_stage_deal_excluded"] = (
-            len(unmapped) == self.data.unmapped_deals
-            and all(f"'{self.hold_stage}'" in it.detail for it in unmapped))
-        checks["deals_synced"] = objects["deals"]["syncing"] == (
-            len(self.data.app_deals) - self.data.unmapped_deals + len(self.data.hub_deals))
+        return sum(len(pd.records(a)) for _, a in self.objects)
+
+    async def _event_checks(self, daemon: Daemon, emu: HubSpotEmulator,
+                            checks: dict[str, bool]) -> dict[str, Any]:
+        return {}  # Pipedrive has no app events
+
+    def _app_checks(self, objects: dict[str, Any], reasons: dict[str, Any],
+                    checks: dict[str, bool]) -> dict[str, Any]:
+        pd = self.pd
+        assert pd is not None
         # Every 429 was waited out and retried: no record failed for the rate limit, and the
         # day's budget was never exceeded.
         refused = sum(1 for r in pd.request_log if r[2] == 429)
@@ -437,19 +257,8 @@ class PipedriveDemo(Demo):
         checks["no_rate_limit_left_unhandled"] = rate_failed == 0 and used <= budget
         return {
             "app": "pipedrive",
-            "objects": objects,
-            "reasons": reasons,
-            "hub_records": sum(len(emu.records(o)) for o, _ in OBJECTS),
-            "app_records": sum(len(pd.records(a)) for _, a in OBJECTS),
-            "edits_propagated": self.edits_propagated,
-            "duplicates_created": {obj: found[:10] for obj, found in duplicates.items()},
-            "associations": associations,
-            "excluded_deals": [{"app_id": it.app_id, "reason": it.category, "detail": it.detail}
-                               for it in unmapped],
             "pipedrive": {"plan": PLAN, "seats": SEATS, "daily_token_budget": budget,
                           "tokens_used": used, "requests": len(pd.request_log),
                           "answered_429": refused,
                           "webhook_deliveries": len(pd.webhooks.log.deliveries)},
-            "checks": checks,
-            "ok": all(checks.values()),
         }

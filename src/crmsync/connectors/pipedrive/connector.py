@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -58,6 +58,7 @@ from crmsync.connectors.base import (
     SupportsPipelines,
     WriteResult,
 )
+from crmsync.connectors.opener import Opener
 from crmsync.connectors.pipedrive.auth import ApiToken, PipedriveOAuth
 from crmsync.connectors.pipedrive.fields import (
     ENTITIES,
@@ -149,21 +150,6 @@ class PipedriveStatistics(msgspec.Struct, frozen=True):
     tokens_charged: int
     rate_limited: int
     budget: RateBudgetStatistics
-
-
-class _Opener:
-    def __init__(self, connector: PipedriveConnector) -> None:
-        self._c = connector
-
-    def __await__(self) -> Generator[Any, None, PipedriveConnector]:
-        return self._c._open().__await__()
-
-    async def __aenter__(self) -> PipedriveConnector:
-        return await self._c._open()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        with trio.CancelScope(shield=True):
-            await self._c.aclose()
 
 
 def _secret(env: str | None, file: str | None, base_dir: Path | None, what: str) -> Secret:
@@ -327,11 +313,11 @@ class PipedriveConnector:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def open(self) -> _Opener:
+    def open(self) -> Opener[PipedriveConnector]:
         """Build the HTTP client, learn crmsync's user and company (`GET /v1/users/me`) and,
         with `webhooks.register = "start"`, make sure the webhooks are registered. Raises
         ConnectorError(kind="config") for missing secrets or refused credentials."""
-        return _Opener(self)
+        return Opener(self._open, self.aclose)
 
     def _auth(self) -> httpx.Auth:
         s = self.settings

@@ -61,10 +61,9 @@ from crmsync.connectors.postgres.schema import (
     Association,
     TableSpec,
     qualified,
-    quote_ident,
-    quote_text,
     table_oid,
 )
+from crmsync.connectors.sql_tables import quote_ident, quote_text
 
 ORIGIN_SETTING = "crmsync.origin"
 ORIGIN_CRMSYNC = "crmsync"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,10 +26,10 @@ import psycopg
 import trio
 
 from crmsync.config.model import PostgresConnection
+from crmsync.connectors import sql_connector
 from crmsync.connectors.base import (
     AppEvent,
     AssociationChange,
-    Capabilities,
     Changes,
     ConnectorError,
     ObjectInfo,
@@ -37,6 +37,7 @@ from crmsync.connectors.base import (
     RecordError,
     WriteResult,
 )
+from crmsync.connectors.opener import Opener
 from crmsync.connectors.postgres import capture, listen, relations, rows
 from crmsync.connectors.postgres.dsn import Dsn, connect_kwargs, read_dsn
 from crmsync.connectors.postgres.errors import call_error
@@ -44,11 +45,11 @@ from crmsync.connectors.postgres.schema import (
     Association,
     Column,
     TableSpec,
-    quote_ident,
     resolve_association,
     resolve_table,
     table_columns,
 )
+from crmsync.connectors.sql_tables import quote_ident
 from crmsync.records import PipelineInfo, Record
 
 T = TypeVar("T")
@@ -78,23 +79,6 @@ class _Resolved:
     triggers_changed: int
 
 
-class _Opener:
-    """What `open()` returns: await it, or use it as `async with`."""
-
-    def __init__(self, connector: PostgresAppConnector) -> None:
-        self._connector = connector
-
-    def __await__(self) -> Generator[Any, None, PostgresAppConnector]:
-        return self._connector._open().__await__()
-
-    async def __aenter__(self) -> PostgresAppConnector:
-        return await self._connector._open()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        with trio.CancelScope(shield=True):
-            await self._connector.aclose()
-
-
 class PostgresAppConnector:
     """The app side of object syncs whose app keeps its data in PostgreSQL.
 
@@ -108,18 +92,7 @@ class PostgresAppConnector:
                  dsn: Dsn | None = None, suppress_echoes: bool = False) -> None:
         self.settings = settings
         self.name = settings.name
-        self.capabilities = Capabilities(
-            webhooks=bool(settings.webhook_secret_env or settings.webhook_secret_file),
-            change_log=True,
-            polling=True,
-            write_batch_size=settings.batch_size,
-            read_batch_size=settings.batch_size,
-            pipelines=settings.pipelines is not None,
-            associations=bool(settings.associations),
-            events=settings.events is not None,
-            local_find=True,
-            conditional_update=True,
-        )
+        self.capabilities = sql_connector.capabilities(settings)
         self._base_dir = base_dir
         self._dsn = dsn
         self._suppress_echoes = suppress_echoes
@@ -163,13 +136,13 @@ class PostgresAppConnector:
             self._dsn = read_dsn(self.settings, self._base_dir)
         return self._dsn
 
-    def open(self) -> _Opener:
+    def open(self) -> Opener[PostgresAppConnector]:
         """Connect, resolve the configured tables, create the change log and install the
         triggers. `async with connector.open():` closes it on exit; `await connector.open()`
         leaves that to `aclose()`. Raises ConnectorError(kind="config") when the database or a
         configured table, column, association or privilege does not fit (the message names
         the GRANT that is missing), kind="transient" when the server cannot be reached."""
-        return _Opener(self)
+        return Opener(self._open, self.aclose)
 
     async def _open(self) -> PostgresAppConnector:
         if self._state != "new":
@@ -321,24 +294,17 @@ class PostgresAppConnector:
             raise err from None
 
     def _spec(self, object_name: str) -> TableSpec:
-        spec = self._require_open().specs.get(object_name)
-        if spec is None:
-            raise ConnectorError("config", "not_found",
-                                 f"connection {self.name!r} has no app object {object_name!r}")
-        return spec
+        return sql_connector.table_of(self.name, self._require_open().specs, object_name)
 
     async def _write(self, what: str, ops: Sequence[rows.RowOp | RecordError],
                      **kwargs: Any) -> list[WriteResult]:
         out: list[WriteResult] = []
         for part in rows.chunks(ops, self.settings.batch_size):
             results = await self._run(what, functools.partial(rows.write_batch, **kwargs), part)
-            for r in results:
-                if isinstance(r, RecordError):
-                    self._failed += 1
-                    out.append(WriteResult(ok=False, error=r))
-                else:
-                    self._written += 1
-                    out.append(WriteResult(ok=True, record=r))
+            part_out, failed = sql_connector.write_results(results)
+            self._failed += failed
+            self._written += len(part_out) - failed
+            out += part_out
         return out
 
     @staticmethod
@@ -491,24 +457,14 @@ class PostgresAppConnector:
         self._spec(object_name)
         p = self._require_open().pipelines
         if p is None:
-            raise ConnectorError("config", "not_found",
-                                 f"connection {self.name!r} has no pipelines configured "
-                                 "([connections.pipelines])")
+            raise sql_connector.not_configured(self.name, "pipelines", "[connections.pipelines]")
         return await self._run("reading pipelines", relations.read_pipelines, p)
 
     # --- SupportsAssociations -------------------------------------------------------------
 
     def _association(self, from_object: str, to_object: str) -> tuple[Association, bool]:
-        assocs = self._require_open().associations
-        for a in assocs:
-            if (a.source.object, a.target.object) == (from_object, to_object):
-                return a, True
-        for a in assocs:
-            if (a.target.object, a.source.object) == (from_object, to_object):
-                return a, False
-        raise ConnectorError("config", "association_failed",
-                             f"connection {self.name!r} has no association between "
-                             f"{from_object!r} and {to_object!r}")
+        return sql_connector.association_of(self.name, self._require_open().associations,
+                                            from_object, to_object)
 
     async def read_associations(self, from_object: str, to_object: str,
                                 ids: Sequence[str]) -> dict[str, list[str]]:
@@ -544,9 +500,7 @@ class PostgresAppConnector:
         the caller's (a crash may hand an event out twice, never lose one)."""
         e = self._require_open().events
         if e is None:
-            raise ConnectorError("config", "not_found",
-                                 f"connection {self.name!r} has no events table configured "
-                                 "([connections.events])")
+            raise sql_connector.not_configured(self.name, "events table", "[connections.events]")
         return await self._run("reading events", self._read_tx, self._events, e, cursor,
                                max(1, limit))
 

@@ -17,7 +17,7 @@ import psycopg
 import structlog
 import trio
 
-from crmsync.connectors.postgres.schema import quote_ident
+from crmsync.connectors.sql_tables import quote_ident
 
 log = structlog.get_logger("crmsync.postgres.listen")
 

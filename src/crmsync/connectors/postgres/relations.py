@@ -17,10 +17,10 @@ from crmsync.connectors.postgres.schema import (
     Column,
     TableSpec,
     qualified,
-    quote_ident,
     table_columns,
     table_oid,
 )
+from crmsync.connectors.sql_tables import quote_ident
 from crmsync.connectors.sqlite.relations import event_properties
 from crmsync.connectors.sqlite.schema import parse_timestamp
 from crmsync.records import PipelineInfo, StageInfo

@@ -28,7 +28,16 @@ from typing import Any
 import psycopg
 
 from crmsync.config.model import AppTable
-from crmsync.connectors.base import ConnectorError, FieldInfo, ObjectInfo
+from crmsync.connectors.base import FieldInfo, ObjectInfo
+from crmsync.connectors.sql_tables import (
+    check_association,
+    check_table,
+    config_error,
+    keys_of,
+    quote_ident,
+    quote_text,
+    select_columns,
+)
 
 # Type categories (pg_type.typcategory) read without a text cast.
 _RAW_CATEGORIES = frozenset({"B", "D"})  # booleans, dates/times
@@ -39,16 +48,6 @@ _TEXT_TYPES = frozenset({"text", "character varying", "character", "name", "cite
 _SKIPPED_BY_DEFAULT = frozenset({"json", "jsonb", "bytea", "tsvector", "xml"})
 # The separator of a multi-select written to an array column as text.
 ARRAY_SEPARATOR = ";"
-
-
-def quote_ident(name: str) -> str:
-    """An SQL identifier, quoted so that any table or column name is safe."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_text(value: str) -> str:
-    """An SQL string literal (for DDL and function bodies, which take no parameters)."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def qualified(schema: str, table: str) -> str:
@@ -202,25 +201,11 @@ class TableSpec:
 
     def keys(self, ids: Sequence[str]) -> list[tuple[str, str]]:
         """(id, key text) pairs for the ids a row can have, duplicates dropped."""
-        out: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        for i in ids:
-            if i in seen:
-                continue
-            seen.add(i)
-            try:
-                out.append((i, self.key.to_key(i)))
-            except (ValueError, OverflowError):
-                continue
-        return out
+        return keys_of(ids, self.key.to_key)
 
     def select(self, properties: Sequence[str]) -> tuple[str, ...]:
-        """The columns to read for the requested properties (all configured ones when empty);
-        names that are not columns are ignored, as HubSpot ignores unknown properties."""
-        if not properties:
-            return self.columns
-        wanted = set(properties)
-        return tuple(c for c in self.columns if c in wanted)
+        """The columns to read for the requested properties (sql_tables.select_columns)."""
+        return select_columns(self.columns, properties)
 
     def describe(self) -> ObjectInfo:
         fields = []
@@ -234,10 +219,6 @@ class TableSpec:
                 options=col.options,
             ))
         return ObjectInfo(name=self.object, fields=tuple(fields), updated_at_field=self.updated_at)
-
-
-def _config_error(message: str, category: str = "not_found") -> ConnectorError:
-    return ConnectorError("config", category, message)
 
 
 def table_oid(conn: psycopg.Connection, schema: str, table: str) -> int | None:
@@ -317,19 +298,10 @@ def resolve_table(conn: psycopg.Connection, schema: str, t: AppTable,
     where = f"app object {t.object!r} (table {schema}.{t.table})"
     oid = table_oid(conn, schema, t.table)
     if oid is None:
-        raise _config_error(f"{where}: no such table in the app database")
+        raise config_error(f"{where}: no such table in the app database")
     cols = table_columns(conn, oid)
-    for label, name in (("primary_key", t.primary_key), ("updated_at_column", t.updated_at_column),
-                        ("pipeline_column", t.pipeline_column), ("stage_column", t.stage_column)):
-        if name and name not in cols:
-            raise _config_error(f"{where}: {label} {name!r} is not a column of the table")
-    missing = [c for c in t.columns if c not in cols]
-    if missing:
-        raise _config_error(f"{where}: no such column(s): {', '.join(missing)}")
     unique = unique_columns(conn, oid)
-    if t.primary_key not in unique:
-        raise _config_error(f"{where}: primary_key {t.primary_key!r} is neither the table's "
-                            "primary key nor a column with a unique index", "invalid_value")
+    check_table(where, t, cols, unique)
     if t.columns:
         columns = tuple(t.columns)
     else:
@@ -368,24 +340,19 @@ def resolve_association(conn: psycopg.Connection, schema: str, specs: dict[str, 
                         source: str, target: str, column: str, join_table: str,
                         from_column: str, to_column: str) -> Association:
     where = f"association {source!r} -> {target!r}"
-    for obj in (source, target):
-        if obj not in specs:
-            raise _config_error(f"{where}: {obj!r} is not an app object of this connection "
-                                "(add it to [[connections.tables]])")
-    if bool(column) == bool(join_table):
-        raise _config_error(f"{where}: give either `column` or `join_table`", "invalid_value")
+    check_association(where, specs, source, target, column, join_table)
     src, tgt = specs[source], specs[target]
     if column:
         if column not in src.all_columns:
-            raise _config_error(f"{where}: {column!r} is not a column of {src.table!r}")
+            raise config_error(f"{where}: {column!r} is not a column of {src.table!r}")
         return Association(src, tgt, column=column)
     oid = table_oid(conn, schema, join_table)
     if oid is None:
-        raise _config_error(f"{where}: no such join table {schema}.{join_table}")
+        raise config_error(f"{where}: no such join table {schema}.{join_table}")
     have = table_columns(conn, oid)
     for label, name in (("from_column", from_column), ("to_column", to_column)):
         if not name or name not in have:
-            raise _config_error(f"{where}: {label} {name!r} is not a column of join table "
-                                f"{join_table!r}")
+            raise config_error(f"{where}: {label} {name!r} is not a column of join table "
+                               f"{join_table!r}")
     return Association(src, tgt, join_table=join_table, join_oid=oid,
                        from_column=from_column, to_column=to_column)

@@ -34,7 +34,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from crmsync.connectors.sqlite.schema import Association, TableSpec, quote_ident, quote_text
+from crmsync.connectors.sql_tables import quote_ident, quote_text
+from crmsync.connectors.sqlite.schema import Association, TableSpec
 
 ORIGIN_CRMSYNC = "crmsync"
 

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,10 +24,10 @@ import msgspec
 import trio
 
 from crmsync.config.model import SqliteConnection
+from crmsync.connectors import sql_connector
 from crmsync.connectors.base import (
     AppEvent,
     AssociationChange,
-    Capabilities,
     Changes,
     ConnectorError,
     ObjectInfo,
@@ -35,6 +35,7 @@ from crmsync.connectors.base import (
     RecordError,
     WriteResult,
 )
+from crmsync.connectors.opener import Opener
 from crmsync.connectors.sqlite import changelog, relations, rows
 from crmsync.connectors.sqlite.errors import call_error
 from crmsync.connectors.sqlite.schema import (
@@ -78,23 +79,6 @@ class _Resolved:
     triggers_changed: int
 
 
-class _Opener:
-    """What `open()` returns: await it, or use it as `async with`."""
-
-    def __init__(self, connector: SqliteAppConnector) -> None:
-        self._connector = connector
-
-    def __await__(self) -> Generator[Any, None, SqliteAppConnector]:
-        return self._connector._open().__await__()
-
-    async def __aenter__(self) -> SqliteAppConnector:
-        return await self._connector._open()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        with trio.CancelScope(shield=True):
-            await self._connector.aclose()
-
-
 def _database_uri(path: str) -> str:
     # mode=rw: the app's database must exist; crmsync never creates an empty one by mistake.
     return "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=rw"
@@ -115,18 +99,7 @@ class SqliteAppConnector:
         del base_dir
         self.settings = settings
         self.name = settings.name
-        self.capabilities = Capabilities(
-            webhooks=bool(settings.webhook_secret_env or settings.webhook_secret_file),
-            change_log=True,
-            polling=True,
-            write_batch_size=settings.batch_size,
-            read_batch_size=settings.batch_size,
-            pipelines=settings.pipelines is not None,
-            associations=bool(settings.associations),
-            events=settings.events is not None,
-            local_find=True,
-            conditional_update=True,
-        )
+        self.capabilities = sql_connector.capabilities(settings)
         self._clock = clock
         self._suppress_echoes = suppress_echoes
         self._log = settings.changelog_table
@@ -165,14 +138,14 @@ class SqliteAppConnector:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def open(self) -> _Opener:
+    def open(self) -> Opener[SqliteAppConnector]:
         """Open the database, create the change log and install the triggers.
 
         `async with connector.open():` closes it on exit; `await connector.open()` leaves that
         to `aclose()`. Raises ConnectorError(kind="config") when the database or a configured
         table, column or association does not fit, and kind="transient" when the database is
         busy for longer than the busy timeout."""
-        return _Opener(self)
+        return Opener(self._open, self.aclose)
 
     async def _open(self) -> SqliteAppConnector:
         if self._state != "new":
@@ -286,11 +259,7 @@ class SqliteAppConnector:
             raise call_error(exc, what) from exc
 
     def _spec(self, object_name: str) -> TableSpec:
-        spec = self._require_open().specs.get(object_name)
-        if spec is None:
-            raise ConnectorError("config", "not_found",
-                                 f"connection {self.name!r} has no app object {object_name!r}")
-        return spec
+        return sql_connector.table_of(self.name, self._require_open().specs, object_name)
 
     async def _write(self, what: str, ops: Sequence[rows.RowOp | RecordError],
                      **kwargs: Any) -> list[WriteResult]:
@@ -298,13 +267,10 @@ class SqliteAppConnector:
         for part in rows.chunks(ops, self.settings.batch_size):
             results = await self._run(what, functools.partial(rows.write_batch, **kwargs),
                                       self._log, part)
-            for r in results:
-                if isinstance(r, RecordError):
-                    self._failed += 1
-                    out.append(WriteResult(ok=False, error=r))
-                else:
-                    self._written += 1
-                    out.append(WriteResult(ok=True, record=r))
+            part_out, failed = sql_connector.write_results(results)
+            self._failed += failed
+            self._written += len(part_out) - failed
+            out += part_out
         return out
 
     # --- Connector ------------------------------------------------------------------------
@@ -481,24 +447,14 @@ class SqliteAppConnector:
         self._spec(object_name)
         p = self._require_open().pipelines
         if p is None:
-            raise ConnectorError("config", "not_found",
-                                 f"connection {self.name!r} has no pipelines configured "
-                                 "([connections.pipelines])")
+            raise sql_connector.not_configured(self.name, "pipelines", "[connections.pipelines]")
         return await self._run("reading pipelines", rows.run_read, relations.read_pipelines, p)
 
     # --- SupportsAssociations -------------------------------------------------------------
 
     def _association(self, from_object: str, to_object: str) -> tuple[Association, bool]:
-        assocs = self._require_open().associations
-        for a in assocs:
-            if (a.source.object, a.target.object) == (from_object, to_object):
-                return a, True
-        for a in assocs:
-            if (a.target.object, a.source.object) == (from_object, to_object):
-                return a, False
-        raise ConnectorError("config", "association_failed",
-                             f"connection {self.name!r} has no association between "
-                             f"{from_object!r} and {to_object!r}")
+        return sql_connector.association_of(self.name, self._require_open().associations,
+                                            from_object, to_object)
 
     async def read_associations(self, from_object: str, to_object: str,
                                 ids: Sequence[str]) -> dict[str, list[str]]:
@@ -531,9 +487,7 @@ class SqliteAppConnector:
         handled. Events are never deleted by crmsync; dedup by event id is the caller's."""
         e = self._require_open().events
         if e is None:
-            raise ConnectorError("config", "not_found",
-                                 f"connection {self.name!r} has no events table configured "
-                                 "([connections.events])")
+            raise sql_connector.not_configured(self.name, "events table", "[connections.events]")
         after = 0 if cursor is None else self._seq(cursor, "event cursor")
         events, last = await self._run("reading events", rows.run_read, relations.read_events,
                                        e, after, max(1, limit))

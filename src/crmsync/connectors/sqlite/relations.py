@@ -10,13 +10,13 @@ from typing import Any
 
 from crmsync.config.model import SqlitePipelines
 from crmsync.connectors.base import AppEvent, AssociationChange, ConnectorError, RecordError
+from crmsync.connectors.sql_tables import quote_ident
 from crmsync.connectors.sqlite import changelog
 from crmsync.connectors.sqlite.rows import IN_CHUNK, RowFailed, RowOp, chunks
 from crmsync.connectors.sqlite.schema import (
     Association,
     TableSpec,
     parse_timestamp,
-    quote_ident,
     table_columns,
     table_exists,
 )

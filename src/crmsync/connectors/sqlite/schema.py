@@ -18,23 +18,21 @@ from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from crmsync.config.model import SqliteTable
-from crmsync.connectors.base import ConnectorError, FieldInfo, ObjectInfo
+from crmsync.connectors.base import FieldInfo, ObjectInfo
+from crmsync.connectors.sql_tables import (
+    check_association,
+    check_table,
+    config_error,
+    keys_of,
+    quote_ident,
+    select_columns,
+)
 
 Affinity = Literal["INTEGER", "TEXT", "BLOB", "REAL", "NUMERIC"]
 
 # Epoch values at or above this are milliseconds: 1e11 seconds is the year 5138, while
 # 1e11 milliseconds is 1973, so no real timestamp is ambiguous.
 _MS_THRESHOLD = 1e11
-
-
-def quote_ident(name: str) -> str:
-    """An SQL identifier, quoted so that any table or column name is safe."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quote_text(value: str) -> str:
-    """An SQL string literal (for trigger bodies, which cannot take parameters)."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def affinity(declared: str) -> Affinity:
@@ -237,25 +235,11 @@ class TableSpec:
 
     def keys(self, ids: Sequence[str]) -> list[tuple[str, Any]]:
         """(id, stored key) pairs for the ids a row can have, duplicates dropped."""
-        out: list[tuple[str, Any]] = []
-        seen: set[str] = set()
-        for i in ids:
-            if i in seen:
-                continue
-            seen.add(i)
-            try:
-                out.append((i, self.to_key(i)))
-            except (ValueError, OverflowError):
-                continue
-        return out
+        return keys_of(ids, self.to_key)
 
     def select(self, properties: Sequence[str]) -> tuple[str, ...]:
-        """The columns to read for the requested properties (all configured ones when empty);
-        names that are not columns are ignored, as HubSpot ignores unknown properties."""
-        if not properties:
-            return self.columns
-        wanted = set(properties)
-        return tuple(c for c in self.columns if c in wanted)
+        """The columns to read for the requested properties (sql_tables.select_columns)."""
+        return select_columns(self.columns, properties)
 
     def new_key(self, conn: sqlite3.Connection) -> Any:
         """A primary key for a create that gave none, when SQLite would not assign one.
@@ -311,10 +295,6 @@ def _unique_columns(conn: sqlite3.Connection, table: str, cols: dict[str, Column
     return out
 
 
-def _config_error(message: str, category: str = "not_found") -> ConnectorError:
-    return ConnectorError("config", category, message)
-
-
 def resolve_table(conn: sqlite3.Connection, t: SqliteTable) -> TableSpec:
     """Check a configured table against the database and resolve it.
 
@@ -322,19 +302,10 @@ def resolve_table(conn: sqlite3.Connection, t: SqliteTable) -> TableSpec:
     primary key that is not unique (paging by it would skip rows)."""
     where = f"app object {t.object!r} (table {t.table!r})"
     if not table_exists(conn, t.table):
-        raise _config_error(f"{where}: no such table in the app database")
+        raise config_error(f"{where}: no such table in the app database")
     cols = table_columns(conn, t.table)
-    for label, name in (("primary_key", t.primary_key), ("updated_at_column", t.updated_at_column),
-                        ("pipeline_column", t.pipeline_column), ("stage_column", t.stage_column)):
-        if name and name not in cols:
-            raise _config_error(f"{where}: {label} {name!r} is not a column of the table")
-    missing = [c for c in t.columns if c not in cols]
-    if missing:
-        raise _config_error(f"{where}: no such column(s): {', '.join(missing)}")
     unique = _unique_columns(conn, t.table, cols)
-    if t.primary_key not in unique:
-        raise _config_error(f"{where}: primary_key {t.primary_key!r} is neither the table's "
-                            "primary key nor a column with a unique index", "invalid_value")
+    check_table(where, t, cols, unique)
     pk = cols[t.primary_key]
     rowid_alias = (pk.pk and pk.declared.upper() == "INTEGER"
                    and sum(c.pk for c in cols.values()) == 1
@@ -406,22 +377,17 @@ def resolve_association(conn: sqlite3.Connection, specs: dict[str, TableSpec], s
                         target: str, column: str, join_table: str, from_column: str,
                         to_column: str) -> Association:
     where = f"association {source!r} -> {target!r}"
-    for obj in (source, target):
-        if obj not in specs:
-            raise _config_error(f"{where}: {obj!r} is not an app object of this connection "
-                                "(add it to [[connections.tables]])")
-    if bool(column) == bool(join_table):
-        raise _config_error(f"{where}: give either `column` or `join_table`", "invalid_value")
+    check_association(where, specs, source, target, column, join_table)
     if column:
         if column not in specs[source].all_columns:
-            raise _config_error(f"{where}: {column!r} is not a column of table "
-                                f"{specs[source].table!r}")
+            raise config_error(f"{where}: {column!r} is not a column of table "
+                               f"{specs[source].table!r}")
         return Association(specs[source], specs[target], column=column)
     if not table_exists(conn, join_table):
-        raise _config_error(f"{where}: no such join table {join_table!r}")
+        raise config_error(f"{where}: no such join table {join_table!r}")
     cols = table_columns(conn, join_table)
     for c in (from_column, to_column):
         if not c or c not in cols:
-            raise _config_error(f"{where}: {c!r} is not a column of join table {join_table!r}")
+            raise config_error(f"{where}: {c!r} is not a column of join table {join_table!r}")
     return Association(specs[source], specs[target], join_table=join_table,
                        from_column=from_column, to_column=to_column)

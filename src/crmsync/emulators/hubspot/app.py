@@ -14,8 +14,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..gate import forward, header, held_answer, send_answer, wait_for_disconnect
 from .errors import ApiError
 from .ratelimit import rate_limit_body
 from .routes import (
@@ -248,13 +249,13 @@ class ApiGate:
             return await _respond(send, 414, too_long.body(emu.correlation_id()), {})
         if path.startswith("/_emulator/") or path.startswith("/oauth/"):
             # Not HubSpot's CRM API: neither authenticated nor rate limited.
-            return await _forward(self.app, scope, receive, send)
+            return await forward(self.app, scope, receive, send)
 
         injector = emu.injector
         if injector.faults.latency > 0:
             await trio.sleep(injector.faults.latency)
         try:
-            caller = emu.auth.authenticate(_header(scope, b"authorization"))
+            caller = emu.auth.authenticate(header(scope, b"authorization"))
         except ApiError as err:
             return await _respond(send, err.status_code, err.body(emu.correlation_id()), {})
         needed = requirement(method, path)
@@ -262,7 +263,7 @@ class ApiGate:
             denied = missing_scopes(needed)
             return await _respond(send, 403, denied.body(emu.correlation_id()), {})
         if path.startswith(_RATE_EXEMPT):
-            return await _forward(self.app, scope, receive, send)
+            return await forward(self.app, scope, receive, send)
 
         is_search = bool(_SEARCH.match(path))
         now, now_ms = emu.clock(), emu.now_ms()
@@ -287,12 +288,7 @@ class ApiGate:
             outage = ApiError(failure, "INTERNAL_ERROR", _SERVER_ERROR_MESSAGES[failure])
             return await _respond(send, failure, outage.body(emu.correlation_id()), verdict.headers)
 
-        messages: list[Message] = []
-
-        async def capture(message: Message) -> None:
-            messages.append(message)
-
-        await self.app(scope, receive, capture)
+        messages = await held_answer(self.app, scope, receive)
         start = messages[0]
         status = int(start["status"])
         start["headers"] = list(start.get("headers", [])) + [
@@ -310,47 +306,16 @@ class ApiGate:
             # the connection and the server sees http.disconnect).
             # Logged now: in process the wait ends in cancellation.
             emu.request_log.append((method, path, status))
-            await _wait_for_disconnect(receive)
+            await wait_for_disconnect(receive)
             return None
         for message in messages:
             await send(message)
         return status
 
 
-async def _forward(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> int:
-    status = 0
-
-    async def record(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = int(message["status"])
-        await send(message)
-
-    await app(scope, receive, record)
-    return status
-
-
 async def _respond(send: Send, status: int, body: dict[str, Any], headers: dict[str, str]) -> int:
-    raw = msgspec.json.encode(body)
-    header_list = [
-        (b"content-type", b"application/json;charset=utf-8"),
-        (b"content-length", str(len(raw)).encode()),
-        *((k.lower().encode(), v.encode()) for k, v in headers.items()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": header_list})
-    await send({"type": "http.response.body", "body": raw})
-    return status
+    return await send_answer(send, status, msgspec.json.encode(body),
+                             b"application/json;charset=utf-8",
+                             [(k.lower().encode(), v.encode()) for k, v in headers.items()])
 
 
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None

@@ -4,13 +4,13 @@ run with the same requests in the same order fails the same way."""
 from __future__ import annotations
 
 import dataclasses
-import random
 from dataclasses import dataclass
 from typing import Any
 
+from ..fault_dice import FaultDice, faults_from_json
 from .errors import validation_error
 
-_SERVER_ERRORS = (500, 502, 503, 504)
+_RATES = ("error_rate", "hang_after_apply_rate", "batch_item_failure_rate")
 
 
 @dataclass(frozen=True)
@@ -24,50 +24,14 @@ class Faults:
 
     @classmethod
     def from_json(cls, body: Any) -> Faults:
-        if not isinstance(body, dict):
-            raise validation_error("faults must be an object")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(body) - names
-        if unknown:
-            raise validation_error(f"unknown fault settings: {', '.join(sorted(unknown))}")
-        try:
-            rates = {k: float(v) for k, v in body.items() if k != "seed"}
-            seed = int(body.get("seed", 0))
-        except (TypeError, ValueError) as exc:
-            raise validation_error("fault settings are numbers") from exc
-        for name in ("error_rate", "hang_after_apply_rate", "batch_item_failure_rate"):
-            if not 0.0 <= rates.get(name, 0.0) <= 1.0:
-                raise validation_error(f"{name} must be between 0 and 1")
-        return cls(seed=seed, **rates)
+        return faults_from_json(cls, body, _RATES, validation_error)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-class FaultInjector:
+class FaultInjector(FaultDice[Faults]):
     """The live decisions for one `Faults` setting; the storm runs from when it was set."""
 
-    def __init__(self, faults: Faults, started_at: float) -> None:
-        self.faults = faults
-        self.started_at = started_at
-        self._rng = random.Random(faults.seed)
-
-    def storm_active(self, now: float) -> bool:
-        return now < self.started_at + self.faults.rate_limit_storm_seconds
-
-    def server_error(self) -> int | None:
-        if self.faults.error_rate > 0 and self._rng.random() < self.faults.error_rate:
-            return self._rng.choice(_SERVER_ERRORS)
-        return None
-
-    def hang_after_apply(self) -> bool:
-        return (
-            self.faults.hang_after_apply_rate > 0
-            and self._rng.random() < self.faults.hang_after_apply_rate
-        )
-
     def fail_batch_item(self) -> bool:
-        return (
-            self.faults.batch_item_failure_rate > 0
-            and self._rng.random() < self.faults.batch_item_failure_rate
-        )
+        return self.roll(self.faults.batch_item_failure_rate)

@@ -17,8 +17,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..gate import forward, header, held_answer, send_answer, wait_for_disconnect
 from .errors import BLOCKED_HTML, ApiError
 from .routes import admin, fields, oauth, objects, v1
 from .routes.wire import json_response
@@ -134,7 +135,7 @@ class ApiGate:
         status: int | None
         if path.startswith("/_emulator/") or path == "/oauth/token":
             # Not Pipedrive's company API: neither authenticated nor rate limited.
-            status = await _forward(self.app, scope, receive, send)
+            status = await forward(self.app, scope, receive, send)
         else:
             status, cost = await self._handle(scope, receive, send, method)
         if status is not None:
@@ -161,9 +162,9 @@ class ApiGate:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         try:
             who = emu.auth.authenticate(
-                _header(scope, b"x-api-token"),
+                header(scope, b"x-api-token"),
                 (query.get("api_token") or [None])[-1],
-                _header(scope, b"authorization"),
+                header(scope, b"authorization"),
             )
         except ApiError as err:
             return await _respond(send, err.status_code, err.body(), {}), 0
@@ -205,12 +206,7 @@ class ApiGate:
             outage = ApiError(failure, "Service is temporarily unavailable")
             return await _respond(send, failure, outage.body(), headers), api_route.cost
 
-        messages: list[Message] = []
-
-        async def capture(message: Message) -> None:
-            messages.append(message)
-
-        await self.app(scope, receive, capture)
+        messages = await held_answer(self.app, scope, receive)
         start = messages[0]
         status = int(start["status"])
         start["headers"] = list(start.get("headers", [])) + [
@@ -222,7 +218,7 @@ class ApiGate:
             # the connection and the server sees http.disconnect). Logged now: in process the
             # wait ends in cancellation.
             emu.request_log.append((method, scope["path"], status, api_route.cost))
-            await _wait_for_disconnect(receive)
+            await wait_for_disconnect(receive)
             return None, api_route.cost
         for message in messages:
             await send(message)
@@ -236,51 +232,13 @@ def _too_many(reason: str) -> ApiError:
     return ApiError(429, "Request over limit", code="rate_limit")
 
 
-async def _forward(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> int:
-    status = 0
-
-    async def record(message: Message) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = int(message["status"])
-        await send(message)
-
-    await app(scope, receive, record)
-    return status
-
-
 async def _respond(send: Send, status: int, body: dict[str, Any], headers: dict[str, str]) -> int:
-    raw = msgspec.json.encode(body)
-    header_list = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(raw)).encode()),
-        *((k.encode(), v.encode()) for k, v in headers.items()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": header_list})
-    await send({"type": "http.response.body", "body": raw})
-    return status
+    return await send_answer(send, status, msgspec.json.encode(body), b"application/json",
+                             [(k.encode(), v.encode()) for k, v in headers.items()])
 
 
 async def _respond_html(send: Send, status: int, body: bytes) -> int:
-    headers = [
-        (b"content-type", b"text/html; charset=UTF-8"),
-        (b"content-length", str(len(body)).encode()),
-        (b"server", b"cloudflare"),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-    return status
+    return await send_answer(send, status, body, b"text/html; charset=UTF-8",
+                             [(b"server", b"cloudflare")])
 
 
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
