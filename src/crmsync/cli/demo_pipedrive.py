@@ -355,7 +355,6 @@ class PipedriveDemo(Demo):
         Pipedrive ones read the way the connector reads them."""
         pd = self.pd
         assert pd is not None
-        rt = daemon.connections[CONNECTION]
         website = FieldDef("website", "website", "string")
 
         def keys(rules: Any, side: Any, props: dict[str, Any]) -> tuple[str, ...]:
@@ -366,13 +365,13 @@ class PipedriveDemo(Demo):
 
         out: dict[str, list[dict[str, str]]] = {}
         for obj, entity in OBJECTS:
-            ctx = rt.handles[obj].ctx
-            assert ctx is not None
+            h = daemon.handle(CONNECTION, obj)
+            assert h is not None
             catalog = Catalog(entity, [f.to_json() for f in
                                        pd.state.registry(entity).fields.values()])
-            hub_now = [(str(r["id"]), keys(ctx.rules, "hub", r["properties"]))
+            hub_now = [(str(r["id"]), keys(h.rules, "hub", r["properties"]))
                        for r in emu.records(obj)]
-            app_now = [(str(r["id"]), keys(ctx.rules, "app",
+            app_now = [(str(r["id"]), keys(h.rules, "app",
                                            flatten(entity, r, catalog, website)))
                        for r in pd.records(entity)]
             found = [{"side": "hub", "id": rid, "key": k} for rid, k in

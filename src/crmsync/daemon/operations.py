@@ -24,21 +24,14 @@ from crmsync import __version__
 from crmsync.config import ConfigError
 from crmsync.config.model import ObjectSync
 from crmsync.connectors.base import ConnectorError
+from crmsync.connectors.ratelimit import RateBudgetStatistics
 from crmsync.engine.categories import hint_for
 from crmsync.engine.types import FieldChange
 from crmsync.records import Side
-from crmsync.runtime.context import ObjectSyncContext, sync_id_of
-from crmsync.runtime.lock_queue import RecordLockQueue, SyncFailed
-from crmsync.runtime.object_sync import ObjectSyncHandle
-from crmsync.runtime.reconcile import reconcile_once
-from crmsync.runtime.record_values import RecordValues, field_names, read_values
-from crmsync.runtime.restore import (
-    RestoreCandidate,
-    RestoreResult,
-    apply_restore,
-    plan_restore,
-    resolve_parked,
-)
+from crmsync.runtime.context import sync_id_of
+from crmsync.runtime.lock_queue import SyncFailed
+from crmsync.runtime.object_sync import NotRunning, ObjectSyncHandle, ObjectSyncStopped
+from crmsync.runtime.restore import RestoreCandidate, RestoreResult
 from crmsync.store import Store, reports
 from crmsync.store import connections as store_connections
 from crmsync.store import initial as store_initial
@@ -54,8 +47,6 @@ T = TypeVar("T")
 MAX_PAGE = 1000
 # How many records a restore / resync handles per step.
 STEP = 100
-# How often a long action checks that its connection still runs.
-WATCH_SECONDS = 0.25
 
 State = Literal["pending", "syncing", "failed", "excluded", "queued", "deleted"]
 
@@ -134,9 +125,9 @@ class ConnectionView(_View, frozen=True, kw_only=True):
     budget: BudgetView | None = None
 
 
-def budget_view(b: Any, unit: str = "requests", now: float | None = None) -> BudgetView:
-    """A RateBudget's statistics for the status reply."""
-    bs = b.statistics()
+def budget_view(bs: RateBudgetStatistics, unit: str = "requests",
+                now: float | None = None) -> BudgetView:
+    """A rate budget's statistics for the status reply."""
     resets = getattr(bs, "daily_resets_in", None)
     at = (now if now is not None else time.time()) + resets if resets is not None else None
     return BudgetView(name=bs.name, window_used=bs.window_used, window_limit=bs.window_limit,
@@ -440,80 +431,35 @@ def _runtime(daemon: Daemon, connection: str) -> ConnectionRuntime:
     return rt
 
 
-def _ready_handle(daemon: Daemon, connection: str, sync: ObjectSync
-                  ) -> tuple[ConnectionRuntime, ObjectSyncHandle]:
-    """The handle of an object sync whose workers run (its initial sync is complete)."""
+def _ready_handle(daemon: Daemon, connection: str, sync: ObjectSync) -> ObjectSyncHandle:
+    """The handle of an object sync whose connection runs."""
     rt = _runtime(daemon, connection)
     if rt.status.state in ("disabled", "paused", "error"):
         why = f": {rt.status.reason}" if rt.status.reason else ""
         raise OperationError("not_running", f"connection {connection!r} is "
                                             f"{rt.status.state}{why}")
-    h = rt.handles.get(sync.hub_object)
-    if h is None or h.ctx is None or h.queue is None:
+    h = daemon.handle(connection, sync.hub_object)
+    if h is None:
         raise OperationError("not_running", f"{connection}/{sync.hub_object} is not running "
                                             f"yet (connection {rt.status.state})")
-    if not h.ready.is_set():
-        st = rt.status.objects.get(sync.hub_object)
-        phase = st.phase if st is not None else "starting"
-        raise OperationError("not_running", f"{connection}/{sync.hub_object} is in its initial "
-                                            f"sync (phase {phase}); try again once it is "
-                                            "complete")
-    return rt, h
+    return h
 
 
 async def _while_running(daemon: Daemon, connection: str, sync: ObjectSync,
-                         fn: Callable[[ObjectSyncContext, RecordLockQueue], Awaitable[T]]) -> T:
-    """Run `fn` with the object sync's context and queue; cancel it with a `not_running`
-    error if the connection stops or restarts meanwhile (its writers and workers are gone
-    then, and waiting for them would never end)."""
-    rt, h = _ready_handle(daemon, connection, sync)
-    ctx, queue = h.ctx, h.queue
-    assert ctx is not None and queue is not None
-
-    def current() -> bool:
-        return (daemon.connections.get(connection) is rt
-                and not (rt.scope is not None and rt.scope.cancel_called)
-                and rt.handles.get(sync.hub_object) is h and h.ctx is ctx and h.queue is queue)
-
-    out: list[T] = []
-
-    async def watch(scope: trio.CancelScope) -> None:
-        while True:
-            await trio.sleep(WATCH_SECONDS)
-            if not current():
-                scope.cancel()
-                return
-
+                         fn: Callable[[ObjectSyncHandle], Awaitable[T]]) -> T:
+    """Run `fn` with the object sync's handle, inside its `running()` scope: a `not_running`
+    error if it does not run its workers yet, or if it stops (its connection stops or
+    restarts) meanwhile — its writers and workers are gone then, and waiting for them would
+    never end."""
+    h = _ready_handle(daemon, connection, sync)
     try:
-        with trio.CancelScope() as outer:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(watch, outer)
-                out.append(await fn(ctx, queue))
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        leaf = _single(group)
-        if isinstance(leaf, Exception):  # the action's own error, as it raised it
-            raise leaf from None
-        raise  # cancellation: let Trio see it as it is
-    if not out:  # the watcher cut it short
+        async with h.running():
+            return await fn(h)
+    except ObjectSyncStopped:
         raise OperationError("not_running", f"connection {connection!r} stopped while the "
-                                            "request was running; try again")
-    return out[0]
-
-
-def _single(group: BaseExceptionGroup) -> BaseException:
-    """The error inside a nursery's group (it holds one: the body's), or the group."""
-    leaves: list[BaseException] = []
-
-    def walk(e: BaseException) -> None:
-        if isinstance(e, BaseExceptionGroup):
-            for x in e.exceptions:
-                walk(x)
-        else:
-            leaves.append(e)
-
-    walk(group)
-    return leaves[0] if len(leaves) == 1 else group
+                                            "request was running; try again") from None
+    except NotRunning as exc:
+        raise OperationError("not_running", str(exc)) from None
 
 
 def _extra_hint(it: Item, connection: str, obj: str) -> str:
@@ -586,14 +532,15 @@ def _object_view(st: Any, report: reports.SyncReport | None, handle: ObjectSyncH
         started, completed = initial.started_at, initial.completed_at
     elif phase == "starting":
         phase = "not started"
-    running = handle is not None and handle.ready.is_set()
+    stats = handle.statistics() if handle is not None else None
+    running = stats is not None and stats.running
     percent = eta = None
     if phase != "complete" and not running and total > 0:
         percent = round(min(100.0, 100.0 * done / total), 1)
         if started and done > 0 and now > started:
             rate = done / (now - started)
             eta = round(max(0.0, (total - done) / rate), 1)
-    q = handle.queue.statistics() if handle is not None and handle.queue is not None else None
+    q = stats.queue if stats is not None else None
     return ObjectView(
         hub_object=sync.hub_object, app_object=sync.app_object, direction=sync.direction,
         phase=phase, preview=bool(st.preview or (initial is not None and initial.preview
@@ -626,18 +573,19 @@ async def status(daemon: Daemon, connection: str = "") -> StatusView:
                 continue
             objects.append(_object_view(st, found.get(sync_id_of(rt.settings.name,
                                                                  s.hub_object)),
-                                        rt.handles.get(s.hub_object), s, now))
-        app_budget = rt.env.shared.get("budget")
+                                        daemon.handle(rt.settings.name, s.hub_object), s,
+                                        now))
+        app_budget = daemon.rate_budget(rt.settings.name)
         conns.append(ConnectionView(name=rt.status.name, connector=rt.status.connector,
                                     state=rt.status.state, reason=rt.status.reason,
                                     restarts=rt.status.restarts, since=rt.status.since,
                                     objects=objects,
                                     budget=(budget_view(app_budget, "tokens", now)
-                                            if hasattr(app_budget, "statistics") else None)))
+                                            if app_budget is not None else None)))
     budget = None
-    b = getattr(daemon.hub, "budget", None)
-    if b is not None and hasattr(b, "statistics"):
-        budget = budget_view(b, "requests", now)
+    hub_budget = daemon.rate_budget()
+    if hub_budget is not None:
+        budget = budget_view(hub_budget, "requests", now)
     wh = daemon.webhooks
     whs = daemon.cfg.daemon.webhooks
     return StatusView(
@@ -679,8 +627,7 @@ async def records(daemon: Daemon, connection: str, obj: str, state: str, categor
     if values:
         try:
             read, fields = await _while_running(
-                daemon, connection, sync,
-                lambda ctx, _queue: _values_of(ctx, items))
+                daemon, connection, sync, lambda h: h.read_values(items))
             views = [msgspec.structs.replace(v, values=read[v.item_id].values,
                                              values_side=read[v.item_id].side)
                      if v.item_id in read else v for v in views]
@@ -695,11 +642,6 @@ async def records(daemon: Daemon, connection: str, obj: str, state: str, categor
         state=state, category=category, total=counts.get(state, 0), records=views,
         next_after=items[-1].item_id if len(items) == limit else None, fields=fields,
         values_error=values_error)
-
-
-async def _values_of(ctx: ObjectSyncContext, items: list[Item]
-                     ) -> tuple[dict[int, RecordValues], list[str]]:
-    return await read_values(ctx, items), field_names(ctx)
 
 
 _WHY = {
@@ -817,12 +759,9 @@ def _key(it: Item) -> tuple[Side, str]:
     return ("hub", it.hub_id) if it.hub_id else ("app", it.app_id or "")
 
 
-async def _submit_wait(queue: RecordLockQueue, keys: list[tuple[Side, str]]) -> None:
-    if not keys:
-        return
-    ticket = await queue.submit(keys)
+async def _submit_wait(h: ObjectSyncHandle, keys: list[tuple[Side, str]]) -> None:
     try:
-        await ticket.wait()
+        await h.resync(keys)
     except SyncFailed as exc:
         raise OperationError("failed", f"the sync failed: {exc} (the connection restarts; "
                                        "see the log)") from exc
@@ -844,9 +783,8 @@ async def resync(daemon: Daemon, connection: str, obj: str = "", failed: bool = 
         if record:
             it = await _find(daemon, s, record, side)
 
-            async def one(ctx: ObjectSyncContext, queue: RecordLockQueue,
-                          it: Item = it) -> int:
-                await _submit_wait(queue, [_key(it)])
+            async def one(h: ObjectSyncHandle, it: Item = it) -> int:
+                await _submit_wait(h, [_key(it)])
                 return 1
 
             n = await _while_running(daemon, connection, s, one)
@@ -854,8 +792,7 @@ async def resync(daemon: Daemon, connection: str, obj: str = "", failed: bool = 
             views = [record_view(after, connection, s.hub_object)] if after else []
             mode = "record"
         elif failed:
-            async def all_failed(ctx: ObjectSyncContext, queue: RecordLockQueue,
-                                 sid: str = sid) -> int:
+            async def all_failed(h: ObjectSyncHandle, sid: str = sid) -> int:
                 n, after = 0, 0
                 while True:
                     page = await store.read(store_items.list_items, sid, "failed", None, STEP,
@@ -863,16 +800,13 @@ async def resync(daemon: Daemon, connection: str, obj: str = "", failed: bool = 
                     if not page:
                         return n
                     after = page[-1].item_id
-                    await _submit_wait(queue, [_key(it) for it in page])
+                    await _submit_wait(h, [_key(it) for it in page])
                     n += len(page)
 
             n = await _while_running(daemon, connection, s, all_failed)
             views, mode = [], "failed"
         else:
-            async def everything(ctx: ObjectSyncContext, queue: RecordLockQueue) -> int:
-                return await reconcile_once(ctx, queue)
-
-            n = await _while_running(daemon, connection, s, everything)
+            n = await _while_running(daemon, connection, s, lambda h: h.reconcile())
             views, mode = [], "all"
         counts = await store.read(store_items.counts, sid)
         message = (f"reconciled: {n} records read on both sides and synced again"
@@ -915,7 +849,7 @@ async def restore_deleted(daemon: Daemon, connection: str, obj: str, to: str,
     limit = max(0, min(limit, MAX_PAGE))
     single: Item | None = await _find(daemon, sync, record, side) if record else None
 
-    async def work(ctx: ObjectSyncContext, queue: RecordLockQueue) -> RestoreView:
+    async def work(h: ObjectSyncHandle) -> RestoreView:
         rows: list[RestoreRowView] = []
         seen = restorable = restored = failed = 0
         after: int | None = 0
@@ -926,12 +860,12 @@ async def restore_deleted(daemon: Daemon, connection: str, obj: str, to: str,
                 batch, after = await store.read(reports.deleted_on, sid, to, after, STEP)
             if not batch:
                 continue
-            plan = await plan_restore(ctx, side_to, batch)
+            plan = await h.plan_restore(side_to, batch)
             seen += len(plan)
             restorable += sum(c.restorable for c in plan)
             results: list[RestoreResult | None] = [None] * len(plan)
             if yes and any(c.restorable for c in plan):
-                done = await apply_restore(ctx, queue, plan)
+                done = await h.apply_restore(plan)
                 results = list(done)
                 restored += sum(r.outcome in ("restored", "relinked") for r in done)
                 failed += sum(r.outcome == "failed" for r in done)
@@ -993,7 +927,7 @@ async def resolve_deletes(daemon: Daemon, connection: str, obj: str, action: str
     if record:
         ids = [(await _find(daemon, sync, record, side)).item_id]
 
-    async def work(ctx: ObjectSyncContext, queue: RecordLockQueue) -> ReviewView:
+    async def work(h: ObjectSyncHandle) -> ReviewView:
         rows: list[ReviewRowView] = []
         handled: set[int] = set()
         while True:
@@ -1002,7 +936,7 @@ async def resolve_deletes(daemon: Daemon, connection: str, obj: str, action: str
                       if p.item.item_id not in handled][:STEP]
             if not parked:
                 break
-            results = await resolve_parked(ctx, parked, action == "approve")
+            results = await h.resolve_parked(parked, action == "approve")
             by_id = {p.item.item_id: p.item for p in parked}
             handled.update(by_id)
             rows.extend(ReviewRowView(item_id=r.item_id, hub_id=by_id[r.item_id].hub_id,
@@ -1025,12 +959,9 @@ async def _stop_gently(daemon: Daemon, connection: str) -> None:
     rt = daemon.connections.get(connection)
     if rt is None:
         return
-    handles = list(rt.handles.values())
-    for h in handles:
-        h.close()
-    with trio.move_on_after(min(daemon.cfg.daemon.shutdown_grace_seconds, 10.0)):
-        for h in handles:
-            await h.wait_idle()
+    if rt.handle is not None:
+        with trio.move_on_after(min(daemon.cfg.daemon.shutdown_grace_seconds, 10.0)):
+            await rt.handle.drain()
     daemon.stop_connection(connection)
 
 
@@ -1175,13 +1106,18 @@ async def poll_now(daemon: Daemon, connection: str, obj: str = "") -> PollNowVie
     lag = 0.0
     intervals: list[float] = []
     for s in syncs:
-        _, h = _ready_handle(daemon, connection, s)
+        h = _ready_handle(daemon, connection, s)
+        if not h.is_running:
+            phase = h.statistics().status.phase
+            raise OperationError("not_running", f"{connection}/{s.hub_object} is in its "
+                                                f"initial sync (phase {phase}); try again "
+                                                "once it is complete")
         h.poll_now()
         polled.append(s.hub_object)
-        if h.ctx is not None:
-            lag = max(lag, float(getattr(h.ctx.hub, "index_lag", 0.0) or 0.0))
-        if h.hub_poller is not None:
-            intervals.append(h.hub_poller.interval)
+        stats = h.statistics()
+        lag = max(lag, stats.hub_index_lag)
+        if stats.hub_poller is not None:
+            intervals.append(stats.hub_poller.interval)
     interval = max(intervals) if intervals else None
     message = f"polling {', '.join(polled)} now"
     if lag > 0:

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-import trio
 
 from crmsync.config.model import ObjectSync
 from crmsync.connectors.base import Connector
@@ -38,8 +37,6 @@ class ObjectSyncContext:
     log: Any = None
     # Keeps this object's associations (runtime/associations.py), when it has any to keep.
     associations: Any = None
-    # Set on shutdown: no new page or batch starts; those in flight finish.
-    draining: trio.Event = field(default_factory=trio.Event)
 
     def __post_init__(self) -> None:
         if self.log is None:

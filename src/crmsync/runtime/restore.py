@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 import msgspec
 
@@ -44,7 +45,6 @@ from crmsync.engine.types import FieldChange, Snapshot
 from crmsync.records import Record, Side, other
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.loader import read_records
-from crmsync.runtime.lock_queue import RecordLockQueue
 from crmsync.runtime.processor import decode_snapshot
 from crmsync.store import deletes as store_deletes
 from crmsync.store import items as store_items
@@ -182,7 +182,16 @@ async def _find_existing(ctx: ObjectSyncContext, side: Side,
     return None
 
 
-async def apply_restore(ctx: ObjectSyncContext, queue: RecordLockQueue,
+class RecordLocks(Protocol):
+    """How a restore keeps workers off its records and has them synced (the object sync's
+    handle, through its lock queue)."""
+
+    def hold(self, keys: Sequence[tuple[Side, str]]) -> AbstractAsyncContextManager[None]: ...
+
+    async def resync(self, keys: Sequence[tuple[Side, str]]) -> None: ...
+
+
+async def apply_restore(ctx: ObjectSyncContext, locks: RecordLocks,
                         candidates: Sequence[RestoreCandidate]) -> list[RestoreResult]:
     """Re-create and relink the restorable candidates (see the module docstring); returns one
     result per candidate. A failure of a whole API call propagates (the create intents stay
@@ -205,7 +214,7 @@ async def apply_restore(ctx: ObjectSyncContext, queue: RecordLockQueue,
             hold_keys.append((other(to), c.source_id))
     made: dict[int, Record] = {}
     found: dict[int, Record] = {}
-    async with queue.hold(hold_keys):
+    async with locks.hold(hold_keys):
         fresh = {it.item_id: it for it in await ctx.store.read(
             _items_by_id, [c.item.item_id for c in todo])}
         for c in todo:
@@ -221,8 +230,7 @@ async def apply_restore(ctx: ObjectSyncContext, queue: RecordLockQueue,
     keys: list[tuple[Side, str]] = [(to, made[c.item.item_id].id) for c in todo
                                     if c.item.item_id in made]
     if keys:
-        ticket = await queue.submit(keys)
-        await ticket.wait()
+        await locks.resync(keys)
     after = {it.item_id: it for it in await ctx.store.read(
         _items_by_id, [c.item.item_id for c in todo if c.item.item_id in made])}
     for c in todo:
