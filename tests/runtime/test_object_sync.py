@@ -1,0 +1,109 @@
+"""An object sync as an actor: it reports started, with its handle, only once its resources
+are set up (an error before that comes out of `start`); its initial sync's pages run through
+the lock queue's page workers and its progress shows through the handle; requests made in
+`handle.running()` are refused before it runs and cancelled when it stops."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from crmsync.connectors.base import ConnectorError
+from crmsync.runtime.object_sync import (
+    NotRunning,
+    ObjectSyncSetup,
+    ObjectSyncStopped,
+    Timing,
+    run_object_sync,
+)
+from crmsync.store import initial as store_initial
+
+from ..daemon.harness import contacts_sync
+from .rig import parts
+
+CUSTOMERS = [{"email": f"c{i}@example.com", "first_name": f"C{i}"} for i in range(1200)]
+HUB = [{"email": f"h{i}@example.com", "firstname": f"H{i}"} for i in range(30)]
+
+
+def setup_of(p, **kwargs) -> ObjectSyncSetup:
+    return ObjectSyncSetup(connection="shop", connector_type="sqlite", sync=p.sync,
+                           timing=Timing(hub_poll_interval=300, app_poll_interval=300),
+                           **kwargs)
+
+
+async def test_an_error_while_setting_up_comes_out_of_start(tmp_path, slow_autojump,
+                                                            monkeypatch):
+    async with parts(tmp_path) as p:
+        async def refused(object_name):
+            raise ConnectorError("config", "not_found", "no table 'customers'")
+
+        monkeypatch.setattr(p.app, "describe", refused)
+        with trio.fail_after(300):
+            async with trio.open_nursery() as nursery:
+                with pytest.raises(ConnectorError, match="no table"):
+                    await nursery.start(run_object_sync, setup_of(p), p.store, p.hub, p.app,
+                                        p.status())
+
+
+async def test_it_runs_its_initial_sync_in_pages_and_reports_progress(tmp_path, slow_autojump):
+    async with parts(tmp_path, customers=CUSTOMERS, hub_contacts=HUB) as p:
+        status = p.status()
+        seen: list[tuple[str, int, int]] = []
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(run_object_sync, setup_of(p), p.store, p.hub, p.app,
+                                         status)
+            assert not handle.is_running
+
+            async def watch():
+                while not handle.is_running:
+                    st = handle.statistics().status
+                    seen.append((st.phase, st.done, st.total))
+                    await trio.sleep(0.01)
+
+            nursery.start_soon(watch)
+            with trio.fail_after(600):
+                await handle.wait_running()
+            stats = handle.statistics()
+            assert stats.running and stats.status.phase == "complete"
+            assert stats.status.done == stats.status.total == 30 + 1200 + 30
+            # Pages of 500 app records: done grew page by page.
+            app_pass = sorted({d for phase, d, _ in seen if phase == "app_pass"})
+            assert {530, 1030} <= set(app_pass)
+            assert len(p.app_rows()) == 1230
+            nursery.cancel_scope.cancel()
+
+
+async def test_requests_wait_for_it_to_run_and_end_when_it_stops(tmp_path, slow_autojump):
+    async with parts(tmp_path, customers=CUSTOMERS[:3],
+                     syncs=contacts_sync(preview=True)) as p:
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as nursery:
+                handle = await nursery.start(run_object_sync, setup_of(p), p.store, p.hub,
+                                             p.app, p.status())
+                with trio.fail_after(600):
+                    while handle.statistics().status.phase != "previewed":
+                        await trio.sleep(0.5)
+                with pytest.raises(NotRunning, match="initial sync"):
+                    async with handle.running():
+                        pass  # pragma: no cover
+                assert await p.store.call(store_initial.approve, "shop/contacts")
+                handle.approve()
+                with trio.fail_after(600):
+                    await handle.wait_running()
+                cut: list[BaseException] = []
+
+                async def long_request(*, task_status=trio.TASK_STATUS_IGNORED):
+                    try:
+                        async with handle.running():
+                            task_status.started()
+                            await trio.sleep_forever()
+                    except ObjectSyncStopped as exc:
+                        cut.append(exc)
+
+                await outer.start(long_request)
+                nursery.cancel_scope.cancel()  # the connection stops
+            await trio.sleep(0)
+            assert len(cut) == 1
+            with pytest.raises(ObjectSyncStopped):
+                async with handle.running():
+                    pass  # pragma: no cover
