@@ -1,6 +1,8 @@
-"""Change-to-visible latency, webhook-driven. Prints JSON.
+"""Change-to-visible latency, webhook-driven (or through HubSpot's webhooks journal). Prints
+JSON.
 
     python bench/latency.py [--changes 1000] [--concurrency 10]
+    python bench/latency.py --hub-changes journal --journal-interval 5 [--changes 200]
 
 A linked contact is edited on one side and the time until the other side shows the new value
 is measured, for `--changes` edits alternating between the sides: hub edits reach the daemon
@@ -8,6 +10,10 @@ as signed HubSpot webhooks (the emulator's delivery), app edits as signed app pu
 POST /webhooks/<connection> (what an app with webhooks sends). Polling intervals are an hour,
 so only webhooks can bring a change. Real clock; the emulator and the webhook application run
 in process (no TCP), so the figure is crmsync's own latency.
+
+With `--hub-changes journal` HubSpot sends no webhooks: hub edits reach the daemon through the
+webhooks journal it reads every `--journal-interval` seconds (`[hub] changes = "journal"`), so
+their latency is bounded by that interval (about half of it on average, plus one sync).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sqlite3
 import statistics
 import tempfile
@@ -28,6 +35,7 @@ from crmsync.connectors import app_webhooks
 from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon.main import Daemon
 from crmsync.emulators.hubspot import HubSpotEmulator
+from crmsync.emulators.hubspot.oauth import OAuthApp
 from crmsync.runtime.object_sync import Timing
 
 TOKEN = "bench-token-0123456789"
@@ -36,7 +44,12 @@ APP_SECRET = "app-secret-0123456789"
 PUBLIC = "http://crmsync.bench"
 
 
-def setup(tmp: Path, contacts: int) -> tuple[Path, HubSpotEmulator]:
+CLIENT_ID = "bench-journal-app"
+CLIENT_SECRET = "bench-journal-secret-0123456789"
+
+
+def setup(tmp: Path, contacts: int,
+          journal_interval: float | None = None) -> tuple[Path, HubSpotEmulator]:
     db = tmp / "app.db"
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -47,8 +60,17 @@ def setup(tmp: Path, contacts: int) -> tuple[Path, HubSpotEmulator]:
                      [(f"c{i}@example.com", f"C{i}", "Same") for i in range(contacts)])
     conn.commit()
     conn.close()
-    emu = HubSpotEmulator(tokens=(TOKEN,), tier="unlimited", seed=1,
-                          webhook_url=f"{PUBLIC}/webhooks/hubspot", webhook_secret=HUB_SECRET)
+    if journal_interval is None:
+        emu = HubSpotEmulator(tokens=(TOKEN,), tier="unlimited", seed=1,
+                              webhook_url=f"{PUBLIC}/webhooks/hubspot", webhook_secret=HUB_SECRET)
+        changes = 'webhook_client_secret_file = "hub-secret"'
+    else:
+        emu = HubSpotEmulator(tokens=(TOKEN,), tier="unlimited", seed=1,
+                              oauth_clients={CLIENT_ID: OAuthApp(CLIENT_ID, CLIENT_SECRET)})
+        (tmp / "journal-secret").write_text(CLIENT_SECRET)
+        changes = (f'changes = "journal"\n[hub.journal]\nclient_id = "{CLIENT_ID}"\n'
+                   f'client_secret_file = "journal-secret"\n'
+                   f"poll_interval_seconds = {journal_interval}")
     emu.add_records("contacts", [{"email": f"c{i}@example.com", "firstname": f"C{i}",
                                   "lastname": "Same"} for i in range(contacts)])
     (tmp / "token").write_text(TOKEN)
@@ -63,7 +85,7 @@ public_base_url = "{PUBLIC}"
 [hub]
 base_url = "http://hubspot.bench"
 tier = "unlimited"
-webhook_client_secret_file = "hub-secret"
+{changes}
 [hub.auth]
 kind = "private_app"
 token_file = "token"
@@ -83,8 +105,9 @@ app_object = "customers"
     return db, emu
 
 
-async def run(changes: int, concurrency: int, contacts: int, tmp: Path) -> dict[str, object]:
-    db, emu = setup(tmp, contacts)
+async def run(changes: int, concurrency: int, contacts: int, tmp: Path,
+              journal_interval: float | None = None) -> dict[str, object]:
+    db, emu = setup(tmp, contacts, journal_interval)
     log = (tmp / "crmsync.log").open("wb")
     daemon_logging.configure("info", "json", stream=log)
     daemon = Daemon(tmp / "crmsync.toml", hub_transport=httpx.ASGITransport(app=emu.app),
@@ -107,6 +130,7 @@ async def run(changes: int, concurrency: int, contacts: int, tmp: Path) -> dict[
         app = sqlite3.connect(db, check_same_thread=False)
         app.execute("PRAGMA busy_timeout=5000")
         slots = trio.Semaphore(concurrency)
+        rnd = random.Random(7)
         seq = 0
 
         async def one(n: int) -> None:
@@ -115,6 +139,11 @@ async def run(changes: int, concurrency: int, contacts: int, tmp: Path) -> dict[
             value = f"v{n}-{time.monotonic_ns()}"
             start = time.perf_counter()
             if n % 2 == 0:
+                if journal_interval is not None:
+                    # Edits come at random moments, not in step with the reader (the next
+                    # edit would otherwise start just after a read and wait a whole interval).
+                    await trio.sleep(rnd.uniform(0, journal_interval))
+                    start = time.perf_counter()
                 emu.update_record("contacts", hub_ids[email], {"jobtitle": value})
                 while True:
                     row = app.execute("SELECT job_title FROM customers WHERE email = ?",
@@ -163,11 +192,15 @@ async def run(changes: int, concurrency: int, contacts: int, tmp: Path) -> dict[
 
     every = latencies["hub_to_app"] + latencies["app_to_hub"]
     return {
+        "hub_changes": "webhooks" if journal_interval is None else "journal",
+        "journal_interval_s": journal_interval,
         "changes": seq + 1, "concurrency": concurrency, "seconds": round(elapsed, 1),
         "p50_ms": pct(every, 0.50), "p99_ms": pct(every, 0.99), "max_ms": pct(every, 1.0),
         "mean_ms": round(1000 * statistics.mean(every), 1),
         "hub_to_app": {"p50_ms": pct(latencies["hub_to_app"], 0.5),
-                       "p99_ms": pct(latencies["hub_to_app"], 0.99)},
+                       "p99_ms": pct(latencies["hub_to_app"], 0.99),
+                       "max_ms": pct(latencies["hub_to_app"], 1.0),
+                       "mean_ms": round(1000 * statistics.mean(latencies["hub_to_app"]), 1)},
         "app_to_hub": {"p50_ms": pct(latencies["app_to_hub"], 0.5),
                        "p99_ms": pct(latencies["app_to_hub"], 0.99)},
     }
@@ -178,9 +211,14 @@ def main() -> None:
     ap.add_argument("--changes", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=10)
     ap.add_argument("--contacts", type=int, default=200)
+    ap.add_argument("--hub-changes", choices=("webhooks", "journal"), default="webhooks",
+                    help="how hub edits reach the daemon")
+    ap.add_argument("--journal-interval", type=float, default=5.0,
+                    help="seconds between journal reads (with --hub-changes journal)")
     args = ap.parse_args()
+    interval = args.journal_interval if args.hub_changes == "journal" else None
     with tempfile.TemporaryDirectory() as d:
-        out = trio.run(run, args.changes, args.concurrency, args.contacts, Path(d))
+        out = trio.run(run, args.changes, args.concurrency, args.contacts, Path(d), interval)
     print(json.dumps(out, indent=2))
 
 

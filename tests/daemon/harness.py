@@ -245,7 +245,8 @@ async def running(tmp: Path, *, syncs: str | None = None,
                   timing: Timing | None = None, hub_index_lag: float = 0.0,
                   emulator: HubSpotEmulator | None = None, app_db: Path | None = None,
                   config_kwargs: dict[str, Any] | None = None,
-                  configure: Callable[[HubSpotEmulator], None] | None = None
+                  configure: Callable[[HubSpotEmulator], None] | None = None,
+                  daemon_kwargs: dict[str, Any] | None = None
                   ) -> AsyncIterator[Env]:
     tmp.mkdir(parents=True, exist_ok=True)
     if app_db is None:
@@ -266,7 +267,8 @@ async def running(tmp: Path, *, syncs: str | None = None,
         configure(emu)
     daemon = Daemon(cfg, hub_transport=httpx.ASGITransport(app=emu.app),
                     timing=timing or Timing(hub_poll_interval=300.0, app_poll_interval=2.0),
-                    configure_logging=False, hub_index_lag=hub_index_lag)
+                    configure_logging=False, hub_index_lag=hub_index_lag,
+                    **(daemon_kwargs or {}))
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
         client = None

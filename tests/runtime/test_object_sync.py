@@ -85,36 +85,36 @@ async def test_it_runs_its_initial_sync_in_pages_and_reports_progress(tmp_path, 
 
 
 async def test_requests_wait_for_it_to_run_and_end_when_it_stops(tmp_path, slow_autojump):
-    async with parts(tmp_path, customers=CUSTOMERS[:3],
-                     syncs=contacts_sync(preview=True)) as p:
-        async with trio.open_nursery() as outer:
-            async with trio.open_nursery() as nursery:
-                handle = await nursery.start(run_object_sync, setup_of(p), p.store, p.hub,
-                                             p.app, p.status())
-                with trio.fail_after(600):
-                    while handle.statistics().status.phase != "previewed":
-                        await trio.sleep(0.5)
-                with pytest.raises(NotRunning, match="initial sync"):
-                    async with handle.running():
-                        pass  # pragma: no cover
-                assert await p.store.call(store_initial.approve, "shop/contacts")
-                handle.approve()
-                with trio.fail_after(600):
-                    await handle.wait_running()
-                cut: list[BaseException] = []
-
-                async def long_request(*, task_status=trio.TASK_STATUS_IGNORED):
-                    try:
-                        async with handle.running():
-                            task_status.started()
-                            await trio.sleep_forever()
-                    except ObjectSyncStopped as exc:
-                        cut.append(exc)
-
-                await outer.start(long_request)
-                nursery.cancel_scope.cancel()  # the connection stops
-            await trio.sleep(0)
-            assert len(cut) == 1
-            with pytest.raises(ObjectSyncStopped):
+    async with (parts(tmp_path, customers=CUSTOMERS[:3],
+                      syncs=contacts_sync(preview=True)) as p,
+                trio.open_nursery() as outer):
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(run_object_sync, setup_of(p), p.store, p.hub,
+                                         p.app, p.status())
+            with trio.fail_after(600):
+                while handle.statistics().status.phase != "previewed":
+                    await trio.sleep(0.5)
+            with pytest.raises(NotRunning, match="initial sync"):
                 async with handle.running():
                     pass  # pragma: no cover
+            assert await p.store.call(store_initial.approve, "shop/contacts")
+            handle.approve()
+            with trio.fail_after(600):
+                await handle.wait_running()
+            cut: list[BaseException] = []
+
+            async def long_request(*, task_status=trio.TASK_STATUS_IGNORED):
+                try:
+                    async with handle.running():
+                        task_status.started()
+                        await trio.sleep_forever()
+                except ObjectSyncStopped as exc:
+                    cut.append(exc)
+
+            await outer.start(long_request)
+            nursery.cancel_scope.cancel()  # the connection stops
+        await trio.sleep(0)
+        assert len(cut) == 1
+        with pytest.raises(ObjectSyncStopped):
+            async with handle.running():
+                pass  # pragma: no cover

@@ -269,6 +269,25 @@ def _budget_line(st: StatusView) -> str:
     return f"HubSpot rate budget: {_budget_text(b, st.now)}"
 
 
+def _journal_line(st: StatusView) -> str:
+    """How HubSpot's changes arrive, when not by webhooks; the journal reader's state."""
+    if st.changes == "poll":
+        return "HubSpot changes: polling only"
+    j = st.journal
+    if j is None:
+        return "" if st.changes == "webhooks" else f"HubSpot changes: {st.changes}"
+    colour = {"running": "green", "paused": "yellow", "error": "red"}.get(j.state, "cyan")
+    line = (f"HubSpot changes: journal [{colour}]{j.state}[/{colour}]"
+            + (f": {j.reason}" if j.reason else "")
+            + f", read {_when(j.last_read, st.now)}, {j.entries:,} entries, {j.events:,} events")
+    if j.skipped:
+        line += f", [yellow]{j.skipped:,} unreadable events skipped[/yellow]"
+    if j.gaps:
+        line += (f", [yellow]{j.gaps} gap(s), last {_when(j.last_gap, st.now)}: "
+                 f"{j.last_gap_reason}[/yellow]")
+    return line
+
+
 def _shown_states(objects: list[Any]) -> list[str]:
     """The count columns worth a column: syncing and failed always, the others when some
     object sync has records in that state (--json has them all)."""
@@ -295,6 +314,9 @@ def render_status(st: StatusView, console: Any) -> None:
     budget = _budget_line(st)
     if budget:
         console.print(budget)
+    journal = _journal_line(st)
+    if journal:
+        console.print(journal)
     if st.control_path:
         console.print(f"control socket {st.control_path}")
     for c in st.connections:
@@ -318,6 +340,11 @@ def render_status(st: StatusView, console: Any) -> None:
             extra = [f"last hub poll {_when(o.last_poll, now)}",
                      f"app poll {_when(o.last_app_poll, now)}",
                      f"webhook {_when(o.last_webhook, now)}"]
+            if o.reconcile_pending:
+                extra.append(f"[yellow]reconciliation due ({o.reconcile_pending})[/yellow]")
+            elif o.last_reconcile and o.last_reconcile_reason not in ("", "periodic"):
+                extra.append(f"reconciled {_when(o.last_reconcile, now)} "
+                             f"({o.last_reconcile_reason})")
             if o.preview:
                 extra.append("[yellow]in preview[/yellow]")
             if o.parked_deletes:

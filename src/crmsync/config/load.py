@@ -492,6 +492,32 @@ def _check_pipedrive(cfg: Config, conn: PipedriveConnection, cpath: str, check_h
                                            "daemon.webhooks.public_base_url"))
 
 
+def _check_changes(cfg: Config, check_host: bool, base_dir: Path | None,
+                   out: list[Problem]) -> None:
+    """`hub.changes`: what each intake mode needs, and settings another mode would ignore."""
+    hub = cfg.hub
+    has_webhook_secret = bool(hub.webhook_client_secret_env or hub.webhook_client_secret_file)
+    if hub.changes == "journal":
+        if hub.journal is None:
+            out.append(Problem("$.hub.journal", 'changes = "journal" needs [hub.journal] with '
+                               "the app's client_id and client_secret_env or client_secret_file"))
+        elif check_host:
+            _check_secret(hub.journal, "client_secret_env", "client_secret_file",
+                          "$.hub.journal", True, out, base_dir)
+        elif not hub.journal.client_secret_env and not hub.journal.client_secret_file:
+            out.append(Problem("$.hub.journal.client_secret_env",
+                               "missing secret: set client_secret_env or client_secret_file"))
+        if hub.journal is not None and not hub.journal.scopes:
+            out.append(Problem("$.hub.journal.scopes", "must not be empty (leave it out for the "
+                               "journal's scopes)"))
+    elif hub.journal is not None:
+        out.append(Problem("$.hub.journal", f'ignored: hub.changes is "{hub.changes}", not '
+                           '"journal"', "warning"))
+    if hub.changes != "webhooks" and has_webhook_secret:
+        out.append(Problem("$.hub.changes", f'HubSpot webhooks are refused with changes = '
+                           f'"{hub.changes}": hub.webhook_client_secret_* is ignored', "warning"))
+
+
 def semantic_problems(cfg: Config, check_host: bool = True,
                       base_dir: Path | None = None) -> list[Problem]:
     """What the types cannot say; with `check_host`, also what this machine must provide:
@@ -526,6 +552,7 @@ def semantic_problems(cfg: Config, check_host: bool = True,
             _check_secret(auth, "refresh_token_env", "refresh_token_file", "$.hub.auth", True, out, base_dir)
         _check_secret(hub, "webhook_client_secret_env", "webhook_client_secret_file", "$.hub",
                       False, out, base_dir)
+    _check_changes(cfg, check_host, base_dir, out)
 
     conns: dict[str, Connection] = {}
     for i, conn in enumerate(cfg.connections):

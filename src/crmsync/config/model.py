@@ -109,8 +109,41 @@ class RateLimits(_Base, frozen=True):
     search_per_second: Annotated[int, msgspec.Meta(gt=0)] = 5
 
 
+# How HubSpot's changes reach the daemon: signed webhooks to its public URL, the webhooks
+# journal pulled over outgoing calls only, or the poller alone (hubspot-onboarding.md §6).
+ChangeIntake = Literal["webhooks", "journal", "poll"]
+
+# The journal's scopes as the 2026-03 SPEC names them; HubSpot's docs name them
+# `developer.webhooks_journal.read` and `.subscriptions.read` / `.write` instead. Where the docs
+# and the spec disagree we follow the spec (hubspot-onboarding.md §3); `scopes` overrides it.
+JOURNAL_SCOPES = ("webhooks-journal-data-access", "webhooks-journal-subscription-read",
+                  "webhooks-journal-subscription-management")
+
+
+class JournalSettings(_Base, frozen=True):
+    """The webhooks journal (`[hub] changes = "journal"`): read with a client-credentials
+    token of the HubSpot app (its client id and secret), kept apart from `hub.auth`."""
+
+    client_id: NonEmpty
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    # The account whose events are read (the local journal). 0: asked from HubSpot at start
+    # (account-info, with hub.auth's credentials).
+    portal_id: Annotated[int, msgspec.Meta(ge=0)] = 0
+    # How often the journal is read when it had nothing new.
+    poll_interval_seconds: Seconds = 10.0
+    # Entries asked for per read (each holds up to 100 events).
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    # A journal file larger than this is not read (its changes are healed by a reconciliation).
+    max_file_bytes: Annotated[int, msgspec.Meta(gt=0, le=256 * 1024 * 1024)] = 32 * 1024 * 1024
+    scopes: list[NonEmpty] = msgspec.field(default_factory=lambda: list(JOURNAL_SCOPES))
+    request_timeout_seconds: Seconds = 30.0
+
+
 class HubSettings(_Base, frozen=True):
     auth: HubAuth
+    changes: ChangeIntake = "webhooks"
+    journal: JournalSettings | None = None
     base_url: NonEmpty = "https://api.hubapi.com"
     tier: Tier = "professional"
     # Required when tier = "custom"; overrides the tier's figures otherwise.

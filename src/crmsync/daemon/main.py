@@ -37,7 +37,9 @@ from crmsync.connectors.base import (
     SupportsIdCheck,
     SupportsRateBudget,
 )
-from crmsync.connectors.hubspot.build import build_hub_connector
+from crmsync.connectors.hubspot.build import USER_AGENT, build_hub_connector
+from crmsync.connectors.hubspot.client_credentials import ClientCredentialsAuth
+from crmsync.connectors.hubspot.journal import JournalClient, account_portal_id
 from crmsync.connectors.hubspot.webhooks import valid_object_id
 from crmsync.connectors.ratelimit import RateBudget, RateBudgetStatistics
 from crmsync.connectors.registry import (
@@ -48,6 +50,7 @@ from crmsync.connectors.registry import (
 )
 from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon import notifications
+from crmsync.daemon.journal_reader import JournalIntake, JournalReader, JournalRoutes, JournalStats
 from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
 from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_hub_event
 from crmsync.records import Side
@@ -155,7 +158,8 @@ class Daemon:
     def __init__(self, config_path: str | Path, *, hub_transport: httpx.AsyncBaseTransport | None
                  = None, timing: Timing | None = None, notifier: Notifier | None = None,
                  configure_logging: bool = True, hub_index_lag: float | None = None,
-                 app_transports: dict[str, httpx.AsyncBaseTransport] | None = None) -> None:
+                 app_transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.config_path = Path(config_path)
         self.base_dir = self.config_path.resolve().parent
         cfg, warnings = load_config(self.config_path)
@@ -183,6 +187,10 @@ class Daemon:
         self.nursery: trio.Nursery | None = None
         self.heartbeats = 0
         self.control_path: str | None = None
+        # The webhooks journal (hub.changes = "journal"); the wall clock of its retention.
+        self.wall_clock = wall_clock
+        self.journal: JournalIntake | None = None
+        self._journal_scope: trio.CancelScope | None = None
 
     # --- configuration ----------------------------------------------------------------------
 
@@ -212,8 +220,10 @@ class Daemon:
             hub.setdefault(s.hub_object, []).append(hub_source(s.connection, s.hub_object))
             apps.setdefault(s.connection, {}).setdefault(s.app_object, []).append(
                 app_source(s.connection, s.hub_object))
-        hub_secret = _secret(cfg.hub.webhook_client_secret_env,
-                             cfg.hub.webhook_client_secret_file, self.base_dir)
+        # HubSpot's deliveries are accepted only when they are how its changes arrive.
+        hub_secret = (_secret(cfg.hub.webhook_client_secret_env,
+                              cfg.hub.webhook_client_secret_file, self.base_dir)
+                      if cfg.hub.changes == "webhooks" else None)
         return WebhookRoutes(hub=hub, apps=apps, app_receivers=receivers, hub_secret=hub_secret,
                              app_ids=self.app_id_checks)
 
@@ -260,6 +270,94 @@ class Daemon:
         return build_hub_connector(self.cfg.hub, self.base_dir, transport=self.hub_transport,
                                    refresh_token=refresh, on_refresh_token=save_refresh,
                                    index_lag=self.hub_index_lag)
+
+    # --- the webhooks journal ------------------------------------------------------------------
+
+    def _journal_routes(self) -> JournalRoutes:
+        """What the journal feeds, from the current configuration."""
+        routes = JournalRoutes(sources={obj: list(srcs) for obj, srcs in self.routes.hub.items()})
+        for s in self.cfg.syncs:
+            if not s.enabled:
+                continue
+            routes.syncs.setdefault(s.hub_object, []).append(f"{s.connection}/{s.hub_object}")
+            if s.associations:
+                routes.associations.add(s.hub_object)
+                routes.associations.update(s.associations)
+        return routes
+
+    def _reconcile_now(self, sync_ids: list[str]) -> None:
+        for sid in sync_ids:
+            connection, _, hub_object = sid.partition("/")
+            h = self.handle(connection, hub_object)
+            if h is not None:
+                h.reconcile_now()
+
+    @asynccontextmanager
+    async def _open_journal_reader(self, stats: JournalStats) -> AsyncIterator[JournalReader]:
+        """A journal reader for `[hub.journal]` and its HTTP client, for one attempt of the
+        supervising `JournalIntake` (the secret is read again each time: a fix needs no
+        restart)."""
+        assert self.store is not None and self.journal is not None
+        settings = self.cfg.hub.journal
+        if settings is None:
+            raise ConnectorError("config", "internal", 'hub.changes = "journal" needs [hub.journal]')
+        try:
+            secret = await trio.to_thread.run_sync(
+                read_secret, settings.client_secret_env, settings.client_secret_file,
+                self.base_dir)
+        except SecretError as exc:
+            raise ConnectorError("config", "permission_denied",
+                                 f"hub.journal client secret: {exc}") from None
+        daemon_logging.register_secret(secret.reveal())
+        auth = ClientCredentialsAuth(client_id=settings.client_id, client_secret=secret,
+                                     scopes=settings.scopes)
+        self.journal.auth = auth
+        timeout = settings.request_timeout_seconds
+        async with httpx.AsyncClient(
+                base_url=self.cfg.hub.base_url, auth=auth,
+                timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+                limits=httpx.Limits(max_connections=4, max_keepalive_connections=4,
+                                    keepalive_expiry=30.0),
+                headers={"User-Agent": USER_AGENT}, transport=self.hub_transport,
+                follow_redirects=False) as client:
+            portal_id = settings.portal_id
+            if not portal_id:
+                http = getattr(self.hub, "http", None)
+                if http is None:
+                    raise ConnectorError("config", "internal", "set hub.journal.portal_id")
+                try:
+                    portal_id = await account_portal_id(http)
+                except ConnectorError as exc:
+                    if exc.kind != "config":
+                        raise
+                    raise ConnectorError(exc.kind, exc.category,
+                                         f"the account id could not be asked from HubSpot "
+                                         f"({exc.message}): set hub.journal.portal_id "
+                                         "(the Hub ID)") from None
+            journal = JournalClient(client, portal_id=portal_id,
+                                    max_file_bytes=settings.max_file_bytes,
+                                    request_timeout=timeout)
+            yield JournalReader(journal, self.store, self._journal_routes,
+                                poll_interval=settings.poll_interval_seconds,
+                                batch_size=settings.batch_size, on_stored=self.intake_stored,
+                                on_gap=self._reconcile_now, wall_clock=self.wall_clock,
+                                stats=stats)
+
+    async def _run_journal(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                           ) -> None:
+        self.journal = JournalIntake(self._open_journal_reader)
+        with trio.CancelScope() as scope:
+            self._journal_scope = scope
+            await self.journal.run(task_status=task_status)
+
+    async def _restart_journal(self) -> None:
+        assert self.nursery is not None
+        if self._journal_scope is not None:
+            self._journal_scope.cancel()
+            self._journal_scope = None
+        self.journal = None
+        if self.cfg.hub.changes == "journal":
+            await self.nursery.start(self._run_journal)
 
     # --- connections ------------------------------------------------------------------------
 
@@ -450,6 +548,8 @@ class Daemon:
             log.error("reload refused: the configuration is invalid", error=str(exc))
             raise
         old = {n: rt.fingerprint() for n, rt in self.connections.items()}
+        journal_changed = ((self.cfg.hub.changes, self.cfg.hub.journal)
+                           != (cfg.hub.changes, cfg.hub.journal))
         self.cfg = cfg
         self.routes = routes
         if self.webhooks is not None:
@@ -473,6 +573,12 @@ class Daemon:
                 # Its mappings are checked again with the app re-read (a column added).
                 await self.restart_connection(conn.name)
                 done.append(f"restarted {conn.name} (an object sync was paused)")
+        if journal_changed:
+            await self._restart_journal()
+            done.append("restarted the journal reader" if cfg.hub.changes == "journal"
+                        else "stopped the journal reader")
+        elif self.journal is not None:
+            self.journal.read_now()  # new object types get their subscriptions at once
         log.info("configuration reloaded", changes=done, warnings=[str(w) for w in warnings])
         return done
 
@@ -536,6 +642,8 @@ class Daemon:
                     self.webhooks = self._webhook_server()
                     if cfg.daemon.webhooks.enabled:
                         await nursery.start(self._serve_webhooks)
+                    if cfg.hub.changes == "journal":
+                        await nursery.start(self._run_journal)
                     for task in extra_tasks or []:
                         await nursery.start(task, self)
                     for conn in cfg.connections:

@@ -36,6 +36,7 @@ from crmsync.store import Store, reports
 from crmsync.store import connections as store_connections
 from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
+from crmsync.store import reconciles as store_reconciles
 from crmsync.store.items import STATES, Item
 
 if TYPE_CHECKING:  # types only: this module is imported by the CLI too (its views)
@@ -91,6 +92,8 @@ class ObjectView(_View, frozen=True, kw_only=True):
     last_app_poll: float | None = None
     last_webhook: float | None = None
     last_reconcile: float | None = None
+    last_reconcile_reason: str = ""  # "periodic", or why one was asked for (a journal gap)
+    reconcile_pending: str = ""  # a reconciliation asked for and not run yet: why
     error: str = ""
     counts: dict[str, int] = {}
     parked_deletes: int = 0
@@ -146,6 +149,28 @@ class WebhookView(_View, frozen=True, kw_only=True):
     last_delivery: float | None = None
 
 
+class JournalView(_View, frozen=True, kw_only=True):
+    """What `ctl status` shows of the journal."""
+
+    state: str  # starting | running | paused | error
+    reason: str = ""
+    restarts: int = 0
+    portal_id: int = 0
+    offset: str | None = None
+    last_read: float | None = None  # epoch seconds of the last read to the end or of an entry
+    entries: int = 0
+    events: int = 0  # events stored (new ones)
+    duplicates: int = 0  # events already in the inbox
+    skipped: int = 0  # unreadable events left out
+    foreign: int = 0  # events of another account, left out
+    gaps: int = 0
+    last_gap: float | None = None
+    last_gap_reason: str = ""
+    subscriptions: list[str] = []
+    token_expires_in: float | None = None
+    token_grants: int = 0
+
+
 class StatusView(_View, frozen=True, kw_only=True):
     version: str
     pid: int
@@ -158,6 +183,8 @@ class StatusView(_View, frozen=True, kw_only=True):
     webhooks: WebhookView
     rate_budget: BudgetView | None = None
     connections: list[ConnectionView] = []
+    changes: str = "webhooks"  # how HubSpot's changes arrive: webhooks | journal | poll
+    journal: JournalView | None = None  # the webhooks journal reader, with changes = journal
 
 
 # --- records and history ----------------------------------------------------------------------
@@ -523,7 +550,7 @@ async def _find(daemon: Daemon, sync: ObjectSync, record: str, side: str = "") -
 
 
 def _object_view(st: Any, report: reports.SyncReport | None, handle: ObjectSyncHandle | None,
-                 sync: ObjectSync, now: float) -> ObjectView:
+                 sync: ObjectSync, now: float, reconcile_pending: str = "") -> ObjectView:
     initial = report.initial if report is not None else None
     phase, done, total = st.phase, st.done, st.total
     started, completed = st.started_at, st.completed_at
@@ -548,7 +575,8 @@ def _object_view(st: Any, report: reports.SyncReport | None, handle: ObjectSyncH
         running=running, done=done, total=total, percent=percent, eta_seconds=eta,
         started_at=started, completed_at=completed, last_poll=st.last_poll,
         last_app_poll=st.last_app_poll, last_webhook=st.last_webhook,
-        last_reconcile=st.last_reconcile, error=st.error,
+        last_reconcile=st.last_reconcile, last_reconcile_reason=st.last_reconcile_reason,
+        reconcile_pending=reconcile_pending, error=st.error,
         counts=report.counts if report is not None else {},
         parked_deletes=report.parked if report is not None else 0,
         webhook_backlog=report.webhook_backlog if report is not None else 0,
@@ -564,6 +592,9 @@ async def status(daemon: Daemon, connection: str = "") -> StatusView:
                 if not connection or name == connection]
     sync_ids = [sync_id_of(rt.settings.name, s.hub_object) for rt in runtimes for s in rt.syncs]
     found = await daemon.store.read(reports.status_report, sync_ids) if daemon.store else {}
+    asked = (await daemon.store.read(
+        lambda conn: {sid: store_reconciles.pending(conn, sid) for sid in sync_ids})
+        if daemon.store else {})
     conns: list[ConnectionView] = []
     for rt in runtimes:
         objects = []
@@ -571,10 +602,11 @@ async def status(daemon: Daemon, connection: str = "") -> StatusView:
             st = rt.status.objects.get(s.hub_object)
             if st is None:
                 continue
-            objects.append(_object_view(st, found.get(sync_id_of(rt.settings.name,
-                                                                 s.hub_object)),
+            sid = sync_id_of(rt.settings.name, s.hub_object)
+            request = asked.get(sid)
+            objects.append(_object_view(st, found.get(sid),
                                         daemon.handle(rt.settings.name, s.hub_object), s,
-                                        now))
+                                        now, request.reason if request is not None else ""))
         app_budget = daemon.rate_budget(rt.settings.name)
         conns.append(ConnectionView(name=rt.status.name, connector=rt.status.connector,
                                     state=rt.status.state, reason=rt.status.reason,
@@ -597,7 +629,8 @@ async def status(daemon: Daemon, connection: str = "") -> StatusView:
                              accepted=wh.accepted if wh else 0,
                              rejected=wh.rejected if wh else 0,
                              last_delivery=wh.last_delivery if wh else None),
-        rate_budget=budget, connections=conns)
+        rate_budget=budget, connections=conns, changes=daemon.cfg.hub.changes,
+        journal=daemon.journal.view() if daemon.journal is not None else None)
 
 
 # --- records and history ------------------------------------------------------------------------
@@ -1120,6 +1153,9 @@ async def poll_now(daemon: Daemon, connection: str, obj: str = "") -> PollNowVie
             intervals.append(stats.hub_poller.interval)
     interval = max(intervals) if intervals else None
     message = f"polling {', '.join(polled)} now"
+    if daemon.journal is not None:
+        daemon.journal.read_now()
+        message += " and reading HubSpot's webhooks journal"
     if lag > 0:
         then = (f"the first hub poll after that (hub polls run every {interval:g} s)"
                 if interval is not None else "a later hub poll")

@@ -66,6 +66,21 @@ def hub_event_key(e: hub_webhooks.WebhookEvent) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
+def hub_inbox_items(events: list[hub_webhooks.WebhookEvent], hub_routes: dict[str, list[str]]
+                    ) -> dict[str, list[tuple[str, bytes]]]:
+    """What to store of HubSpot events (a webhook delivery's or a journal entry's): per inbox
+    source (`hub_routes`: hub object -> sources), the (event key, payload) pairs."""
+    per_source: dict[str, list[tuple[str, bytes]]] = {}
+    for e in events:
+        payload = msgspec.json.encode(HubInboxEvent(
+            e.object, e.change, e.object_id, e.occurred_at, e.merged_object_ids,
+            e.to_object_id, e.association_type, e.association_removed, e.property_name))
+        key = hub_event_key(e)
+        for src in hub_routes.get(e.object, []):
+            per_source.setdefault(src, []).append((key, payload))
+    return per_source
+
+
 @dataclass
 class WebhookRoutes:
     """Which inbox sources an event feeds: one per object sync that wants it.
@@ -218,16 +233,7 @@ class WebhookServer:
             events = hub_webhooks.parse_delivery(body)
         except hub_webhooks.WebhookPayloadError as exc:
             return self._error(400, str(exc), source="hubspot")
-        per_source: dict[str, list[tuple[str, bytes]]] = {}
-        for e in events:
-            payload = msgspec.json.encode(HubInboxEvent(
-                e.object, e.change, e.object_id, e.occurred_at, e.merged_object_ids,
-                e.to_object_id, e.association_type, e.association_removed,
-                e.property_name))
-            key = hub_event_key(e)
-            for src in self.routes.hub.get(e.object, []):
-                per_source.setdefault(src, []).append((key, payload))
-        stored = await self._store(per_source)
+        stored = await self._store(hub_inbox_items(events, self.routes.hub))
         if isinstance(stored, Response):
             return stored
         log.info("webhook delivery", source="hubspot", signature_version=version,

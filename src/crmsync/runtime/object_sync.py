@@ -164,6 +164,7 @@ class ObjectSyncHandle:
         self._events_requests: RequestSender | None = None
         self._intake_wakes: dict[str, RequestSender] = {}
         self._approvals: RequestSender | None = None
+        self._reconcile_requests: RequestSender | None = None
         self._running = trio.Event()
         self._stopped = trio.Event()
         self._scopes: set[trio.CancelScope] = set()
@@ -234,6 +235,12 @@ class ObjectSyncHandle:
             return False
         ask(req)
         return True
+
+    def reconcile_now(self) -> None:
+        """A reconciliation was asked for in the store (a change feed found a gap): run it
+        without waiting for its time (once the initial sync is complete)."""
+        if self._reconcile_requests is not None:
+            ask(self._reconcile_requests)
 
     def approve(self) -> None:
         """A preview was approved (in the store): the initial sync looks now."""
@@ -443,6 +450,8 @@ async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
     handle = ObjectSyncHandle(ctx, queue, hub_poller, app_poller)
     approvals_tx, approvals_rx = open_request_channel()
     handle._approvals = approvals_tx
+    reconcile_tx, reconcile_rx = open_request_channel()
+    handle._reconcile_requests = reconcile_tx
     feeds = _Feeds(ctx, queue, processor, timing.workers)
     for source in setup.intakes:
         wake_tx, wake_rx = open_request_channel()
@@ -456,6 +465,7 @@ async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
             feeds.pollers.append((poller, req_rx))
     try:
         async with (handle._changes, handle._operator, approvals_tx, approvals_rx,
+                    reconcile_tx, reconcile_rx,
                     ctx.hub_writer, ctx.app_writer, trio.open_nursery() as nursery):
             await nursery.start(queue.run)
             await nursery.start(ctx.hub_writer.run)
@@ -474,7 +484,8 @@ async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
             ctx.status.phase = "complete"
             await feeds.resume()
             await nursery.start(run_retry_sweeper, ctx, queue.changes())
-            await nursery.start(run_reconciler, ctx, queue.changes(), timing.reconcile_interval)
+            await nursery.start(run_reconciler, ctx, queue.changes(), timing.reconcile_interval,
+                                reconcile_rx)
             if ctx.sync.event_sync:
                 events_tx, events_rx = open_request_channel()
                 handle._events_requests = events_tx

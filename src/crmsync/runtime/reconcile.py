@@ -11,7 +11,9 @@ import trio
 from crmsync.records import Side
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.lock_queue import ChangeSender
+from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.store import items as store_items
+from crmsync.store import reconciles as store_reconciles
 
 
 async def reconcile_once(ctx: ObjectSyncContext, changes: ChangeSender) -> int:
@@ -44,15 +46,29 @@ async def reconcile_once(ctx: ObjectSyncContext, changes: ChangeSender) -> int:
     return seen
 
 
-async def run_reconciler(ctx: ObjectSyncContext, changes: ChangeSender, interval: float, *,
+async def run_reconciler(ctx: ObjectSyncContext, changes: ChangeSender, interval: float,
+                         requests: RequestReceiver, *,
                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Reconcile every `interval` seconds, until cancelled."""
-    async with changes:
+    """A reconciliation every `interval` seconds, and one as soon as one is asked for in the
+    store (a change feed found a gap; `requests` says when to look); the store's request is
+    cleared only once its reconciliation ran. Until cancelled."""
+    async with changes, requests:
         task_status.started()
+        due = trio.current_time() + interval
         while True:
-            await trio.sleep(interval)
+            asked = await ctx.store.read(store_reconciles.pending, ctx.sync_id)
+            if asked is None and trio.current_time() < due:
+                if not await wait_asked(requests, due - trio.current_time()):
+                    await trio.sleep_until(due)  # nobody can ask any more: time only
+                continue
+            reason = asked.reason if asked is not None else "periodic"
+            ctx.log.info("reconciliation started", reason=reason)
             started = time.perf_counter()
             n = await reconcile_once(ctx, changes)
+            if asked is not None:
+                await ctx.store.call(store_reconciles.clear, ctx.sync_id, asked)
             ctx.status.last_reconcile = time.time()
-            ctx.log.info("reconciliation done", records=n,
+            ctx.status.last_reconcile_reason = reason
+            ctx.log.info("reconciliation done", records=n, reason=reason,
                          duration_ms=round((time.perf_counter() - started) * 1000))
+            due = trio.current_time() + interval

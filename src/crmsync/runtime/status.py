@@ -45,6 +45,7 @@ class ObjectStatus:
     last_reconcile: float | None = None
     preview: bool = False
     error: str = ""
+    last_reconcile_reason: str = ""  # "periodic", or why one was asked for (a journal gap)
 
     def snapshot(self) -> ObjectStatusView:
         return ObjectStatusView(

@@ -43,6 +43,7 @@ __all__ = [
     "WebhookSignatureError",
     "decode_signature_uri",
     "parse_delivery",
+    "parse_event",
     "signature_v1",
     "signature_v2",
     "signature_v3",
@@ -329,6 +330,12 @@ def _event(raw: Any, index: int) -> WebhookEvent:
         merged_object_ids=tuple(str(m) for m in merged),
         new_object_id=_object_id(raw, "newObjectId", where, required=False),
     )
+
+
+def parse_event(raw: Any, index: int = 0) -> WebhookEvent:
+    """One decoded event (a webhook delivery's or a journal file's); raises
+    WebhookPayloadError naming what is wrong (see `parse_delivery`)."""
+    return _event(raw, index)
 
 
 def parse_delivery(body: bytes | str, *, max_events: int = 1000) -> list[WebhookEvent]:
