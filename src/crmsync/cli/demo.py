@@ -496,7 +496,7 @@ class Demo:
         rows = []
         for obj, _ in self.objects:
             st = rt.status.objects.get(obj) if rt else None
-            h = daemon.handle("shop", obj)
+            h = daemon.handle(self.connection, obj)
             ready = h is not None and h.is_running
             all_ready = all_ready and ready
             done, total = (st.done, max(st.total, st.done)) if st is not None else (0, 0)
