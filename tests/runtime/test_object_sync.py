@@ -5,17 +5,22 @@ the lock queue's page workers and its progress shows through the handle; request
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import trio
 
 from crmsync.connectors.base import ConnectorError
+from crmsync.runtime.intake import IDLE_POLL_SECONDS
 from crmsync.runtime.object_sync import (
+    IntakeSource,
     NotRunning,
     ObjectSyncSetup,
     ObjectSyncStopped,
     Timing,
     run_object_sync,
 )
+from crmsync.store import inbox as store_inbox
 from crmsync.store import initial as store_initial
 
 from ..daemon.harness import contacts_sync
@@ -118,3 +123,42 @@ async def test_requests_wait_for_it_to_run_and_end_when_it_stops(tmp_path, slow_
         with pytest.raises(ObjectSyncStopped):
             async with handle.running():
                 pass  # pragma: no cover
+
+
+def records_named(payload: bytes) -> list[tuple[str, str]]:
+    return [("app", str(r)) for r in json.loads(payload)["records"]]
+
+
+async def test_a_wake_reaches_only_the_intake_of_the_source_stored_to(tmp_path, slow_autojump):
+    # What the webhook server does after storing a delivery (Daemon.intake_stored): only the
+    # intake reading that source reads now; another source's event waits for its intake's
+    # idle read (IDLE_POLL_SECONDS), it is not read along.
+    woken, other = store_inbox.app_source("shop", "contacts"), "app:shop:other"
+    async with parts(tmp_path, customers=CUSTOMERS[:4]) as p:
+        setup = setup_of(p, intakes=[IntakeSource(woken, records_named),
+                                     IntakeSource(other, records_named)])
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(run_object_sync, setup, p.store, p.hub, p.app,
+                                         p.status())
+            with trio.fail_after(600):
+                await handle.wait_running()
+            idle_read = trio.current_time() + IDLE_POLL_SECONDS  # both intakes read at start
+
+            async def waiting(source: str) -> int:
+                return await p.store.read(store_inbox.count_waiting, [source])
+
+            for source, record in ((woken, 1), (other, 2)):
+                await p.store.call(store_inbox.add_events, source,
+                                   [(f"{source}-e", json.dumps({"records": [record]}).encode())])
+            assert handle.wake_intake(woken)
+            assert not handle.wake_intake("app:shop:nobody")
+            with trio.fail_after(600):
+                while await waiting(woken):
+                    await trio.sleep(0.1)
+            assert trio.current_time() < idle_read
+            assert await waiting(other) == 1
+            with trio.fail_after(600):
+                while await waiting(other):
+                    await trio.sleep(0.1)
+            assert trio.current_time() >= idle_read
+            nursery.cancel_scope.cancel()
