@@ -16,7 +16,7 @@ import trio
 
 from crmsync.control import protocol as p
 from crmsync.control.server import ControlServer
-from crmsync.daemon.operations import RecordView
+from crmsync.control.views import RecordView
 
 from ..daemon.harness import contacts_sync
 from .ctl_env import CUSTOMERS, HUB, ctl_daemon, run_ctl

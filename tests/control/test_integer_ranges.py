@@ -14,7 +14,7 @@ from msgspec import inspect as mi
 
 from crmsync.control import protocol as p
 from crmsync.control.server import ControlServer
-from crmsync.daemon.operations import MAX_PAGE
+from crmsync.control.views import MAX_PAGE
 
 from ..cli.ctl_env import CUSTOMERS, HUB, ctl_daemon, run_ctl
 

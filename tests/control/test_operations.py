@@ -10,10 +10,11 @@ import trio
 from structlog.testing import capture_logs
 
 from crmsync.config.model import ObjectSync
+from crmsync.control import ops
 from crmsync.control import protocol as p
+from crmsync.control.ops import lookup, running
 from crmsync.control.server import ControlServer
 from crmsync.daemon import logging as daemon_logging
-from crmsync.daemon import operations as ops
 from crmsync.runtime.lock_queue import RecordLockQueue
 from crmsync.runtime.object_sync import ObjectSyncHandle
 
@@ -61,7 +62,7 @@ async def test_a_long_action_returns_its_value(autojump_clock):
         return 42
 
     with trio.fail_after(10):
-        assert await ops._while_running(daemon, "shop", SYNC, fn) == 42
+        assert await running.while_running(daemon, "shop", SYNC, fn) == 42
 
 
 @pytest.mark.parametrize("how", ["restart", "stop", "removed"])
@@ -89,7 +90,7 @@ async def test_a_long_action_is_cut_when_the_connection_goes(autojump_clock, how
             n.start_soon(later)
             start = trio.current_time()
             with pytest.raises(ops.OperationError) as info:
-                await ops._while_running(daemon, "shop", SYNC, fn)
+                await running.while_running(daemon, "shop", SYNC, fn)
             assert info.value.code == "not_running"
             # Cut when the object sync ended, not at the next look of a watcher.
             assert trio.current_time() - start == 2
@@ -102,7 +103,7 @@ async def test_errors_of_the_action_come_out_unwrapped(autojump_clock):
         raise ops.OperationError("failed", "the sync failed")
 
     with pytest.raises(ops.OperationError, match="the sync failed"):
-        await ops._while_running(daemon, "shop", SYNC, fn)
+        await running.while_running(daemon, "shop", SYNC, fn)
 
 
 @pytest.mark.parametrize("state, ready, fragment", [
@@ -117,26 +118,26 @@ async def test_actions_need_a_running_object_sync(state, ready, fragment):
         return 1
 
     with pytest.raises(ops.OperationError, match=fragment) as info:
-        await ops._while_running(daemon, "shop", SYNC, fn)
+        await running.while_running(daemon, "shop", SYNC, fn)
     assert info.value.code == "not_running"
 
 
 def test_unknown_names_say_what_exists():
     daemon, _, _ = fake_daemon()
     with pytest.raises(ops.OperationError, match=r"no connection 'nope' \(configured: shop\)"):
-        ops._sync(daemon, "nope", "contacts")
+        lookup.object_sync(daemon, "nope", "contacts")
     with pytest.raises(ops.OperationError, match=r"configured: contacts \(customers\)"):
-        ops._sync(daemon, "shop", "deals")
-    assert ops._sync(daemon, "shop", "customers") is SYNC
+        lookup.object_sync(daemon, "shop", "deals")
+    assert lookup.object_sync(daemon, "shop", "customers") is SYNC
 
 
 def test_record_ids_name_their_side():
-    assert ops._parse_record("hub:12", "") == ("12", "hub")
-    assert ops._parse_record("app:12", "") == ("12", "app")
-    assert ops._parse_record("12", "app") == ("12", "app")
-    assert ops._parse_record("12", "") == ("12", "")
+    assert lookup.parse_record("hub:12", "") == ("12", "hub")
+    assert lookup.parse_record("app:12", "") == ("12", "app")
+    assert lookup.parse_record("12", "app") == ("12", "app")
+    assert lookup.parse_record("12", "") == ("12", "")
     with pytest.raises(ops.OperationError):
-        ops._parse_record("12", "both")
+        lookup.parse_record("12", "both")
 
 
 async def test_error_replies_never_carry_a_secret():

@@ -5,7 +5,7 @@ import msgspec
 import pytest
 
 from crmsync.control import protocol as p
-from crmsync.daemon import operations as ops
+from crmsync.control import views
 
 REQUESTS = [
     p.Ping(),
@@ -45,12 +45,12 @@ def test_every_request_has_a_reply_with_the_same_op():
 
 
 def test_replies_round_trip():
-    view = ops.RecordsPage(connection="shop", hub_object="contacts", app_object="customers",
-                           state="failed", total=1,
-                           records=[ops.RecordView(item_id=1, hub_id="7", app_id=None,
-                                                   match_key="email:a@b.c", state="failed",
-                                                   category="duplicate", hint="merge")],
-                           next_after=None)
+    view = views.RecordsPage(connection="shop", hub_object="contacts", app_object="customers",
+                             state="failed", total=1,
+                             records=[views.RecordView(item_id=1, hub_id="7", app_id=None,
+                                                       match_key="email:a@b.c", state="failed",
+                                                       category="duplicate", hint="merge")],
+                             next_after=None)
     reply = p.reply_from(p.RecordsReply, view)
     line = p.encode(reply)
     assert msgspec.json.decode(line)["op"] == "records"

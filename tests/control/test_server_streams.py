@@ -12,8 +12,8 @@ from structlog.testing import capture_logs
 from crmsync.control import framing
 from crmsync.control import protocol as p
 from crmsync.control import server as srv
+from crmsync.control.ops import OperationError
 from crmsync.control.server import ControlServer
-from crmsync.daemon.operations import OperationError
 
 
 async def stub_dispatch(req):

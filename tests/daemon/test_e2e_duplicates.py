@@ -16,7 +16,7 @@ import time
 import trio
 
 from crmsync.connectors.base import ConnectorError
-from crmsync.daemon import operations as ops
+from crmsync.control.ops import repair
 from crmsync.emulators.hubspot import HubSpotEmulator
 from crmsync.runtime import processor as processor_module
 from crmsync.runtime.object_sync import Timing
@@ -56,7 +56,7 @@ async def test_resync_keeps_duplicates_out_and_matches_a_freed_one_on_the_hub_fi
 
         # Following the old hint (resync) made HubSpot hold "Acme Holdings" beside "Acme Ltd".
         for kwargs in ({"failed": True}, {}, {"record": "app:2", "side": ""}):
-            view = await ops.resync(env.daemon, "shop", "companies", **kwargs)
+            view = await repair.resync(env.daemon, "shop", "companies", **kwargs)
             assert hub_domains(env) == ["acme.example", "globex.example"], kwargs
             assert await failed(env) == {"2": "duplicate", "4": "duplicate"}, kwargs
         assert "still failed as duplicate" in view.objects[0].message
@@ -73,7 +73,7 @@ async def test_resync_keeps_duplicates_out_and_matches_a_freed_one_on_the_hub_fi
         await env.eventually(lambda: "globex.com" in hub_domains(env), timeout=120)
         (made,) = env.emu.add_records("companies", [{"name": "Globex Japan",
                                                      "domain": "globex.example"}])
-        await ops.resync(env.daemon, "shop", "companies", failed=True)
+        await repair.resync(env.daemon, "shop", "companies", failed=True)
         assert hub_domains(env) == ["acme.example", "globex.com", "globex.example",
                                     "holdings.example"]
         assert await failed(env) == {}
@@ -101,8 +101,8 @@ async def test_a_hub_duplicate_is_never_created_in_the_app_until_its_key_changes
         env.emu.update_record("companies", dup, {"city": "Leeds"})
         handle.poll_now()
         await trio.sleep(30)
-        await ops.resync(env.daemon, "shop", "companies")
-        await ops.resync(env.daemon, "shop", "companies", failed=True)
+        await repair.resync(env.daemon, "shop", "companies")
+        await repair.resync(env.daemon, "shop", "companies", failed=True)
         assert org_names() == ["Acme Ltd"]
         assert await failed(env) == {dup: "duplicate"}
 

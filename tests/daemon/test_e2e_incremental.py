@@ -128,7 +128,7 @@ async def test_a_reviewed_delete_is_not_parked_again_by_later_syncs(tmp_path, sl
     # record (a hub edit, a poll, a reconciliation) find the app row still gone: that delete
     # was decided already and must not come back for review, nor be approved by a later
     # `deletes approve --all`.
-    from crmsync.daemon import operations as ops
+    from crmsync.control.ops import repair
 
     async with running(tmp_path, syncs=contacts_sync(on_delete="review"),
                        customers=CUSTOMERS, hub_contacts=HUB) as env:
@@ -137,7 +137,7 @@ async def test_a_reviewed_delete_is_not_parked_again_by_later_syncs(tmp_path, sl
         with trio.fail_after(600):
             while not await env.daemon.store.read(store_deletes.parked, "shop/contacts"):
                 await trio.sleep(0.5)
-        await ops.resolve_deletes(env.daemon, "shop", "contacts", "ignore", every=True)
+        await repair.resolve_deletes(env.daemon, "shop", "contacts", "ignore", every=True)
         assert await env.daemon.store.read(store_deletes.parked, "shop/contacts") == []
         hid = hub_id(env, "c3@example.com")
         env.emu.update_record("contacts", hid, {"lastname": "Kept"})

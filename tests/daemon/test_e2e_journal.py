@@ -18,9 +18,9 @@ import trio
 from rich.console import Console
 from structlog.testing import capture_logs
 
-from crmsync.cli.ctl import render_status
+from crmsync.cli.ctl.render import render_status
 from crmsync.control import protocol as p
-from crmsync.daemon import operations
+from crmsync.control.ops import status as status_op
 from crmsync.emulators.hubspot import HubSpotEmulator
 from crmsync.emulators.hubspot.oauth import OAuthApp
 from crmsync.runtime.object_sync import Timing
@@ -88,9 +88,9 @@ async def test_hub_changes_arrive_only_through_the_journal(tmp_path, slow_autoju
         await env.wait_ready()
         assert env.daemon.webhooks is not None and env.daemon.webhooks.accepted == 0
         assert env.daemon.journal is not None
-        view = env.daemon.journal.view()
-        assert view.state == "running"
-        assert "object:contacts" in view.subscriptions
+        stats = env.daemon.journal.statistics()
+        assert stats.state == "running"
+        assert "object:contacts" in stats.subscriptions
         # The reader created the subscription with the spec's required fields (SPEC
         # ObjectSubscriptionUpsertRequest: portalId, objectIds, properties...).
         subs = list(emu.journal.subscriptions.values())
@@ -105,8 +105,8 @@ async def test_hub_changes_arrive_only_through_the_journal(tmp_path, slow_autoju
         await env.eventually(lambda: "fresh@example.com" in env.app_by_email(), step=0.1)
         # Not by the hub poller: it has not polled since (its interval is months).
         assert env.daemon.connections["shop"].status.objects["contacts"].last_poll == polled
-        view = env.daemon.journal.view()
-        assert view.entries >= 1 and view.events >= 2 and view.gaps == 0
+        stats = env.daemon.journal.statistics()
+        assert stats.entries >= 1 and stats.events >= 2 and stats.gaps == 0
         # The client-credentials token is never sent to the API for CRM calls, and the CRM
         # token never to the journal: the emulator would have answered 401/403.
         assert not [r for r in emu.request_log if r[2] in (401, 403)]
@@ -126,9 +126,9 @@ async def test_the_token_is_renewed_before_it_expires(tmp_path, slow_autojump):
         emu.update_record("contacts", hub_id(env, "c3@example.com"), {"lastname": "Late"})
         await env.eventually(lambda: env.app_by_email()["c3@example.com"]["last_name"] == "Late",
                              step=0.5)
-        view = env.daemon.journal.view()
-        assert view.token_grants >= 15
-        assert view.state == "running" and view.restarts == 0
+        stats = env.daemon.journal.statistics()
+        assert stats.token_grants >= 15
+        assert stats.state == "running" and stats.restarts == 0
         # Never a call with an expired token: renewed before expiry, not after a 401.
         assert not [r for r in emu.request_log if r[2] == 401]
 
@@ -141,7 +141,7 @@ async def test_an_offset_aged_out_triggers_a_reconciliation(tmp_path, slow_autoj
             emu.update_record("contacts", hub_id(env, "c0@example.com"), {"jobtitle": "Seen"})
             await env.eventually(
                 lambda: env.app_by_email()["c0@example.com"]["job_title"] == "Seen")
-            offset = env.daemon.journal.view().offset
+            offset = env.daemon.journal.statistics().offset
             assert offset is not None
             # A change, then four days pass before the reader looks again (as if HubSpot's
             # journal was unreachable): the entries holding the stored offset and that
@@ -154,8 +154,8 @@ async def test_an_offset_aged_out_triggers_a_reconciliation(tmp_path, slow_autoj
             await env.eventually(lambda: status.last_reconcile is not None)
             assert status.last_reconcile_reason.startswith("journal gap: journal offset aged "
                                                            "out or unknown (404)")
-            view = env.daemon.journal.view()
-            assert view.gaps == 1 and view.offset != offset
+            stats = env.daemon.journal.statistics()
+            assert stats.gaps == 1 and stats.offset != offset
             # The request was cleared once its reconciliation ran.
             pending = await env.daemon.store.read(store_reconciles.pending, "shop/contacts")
             assert pending is None
@@ -163,9 +163,9 @@ async def test_an_offset_aged_out_triggers_a_reconciliation(tmp_path, slow_autoj
             emu.update_record("contacts", hub_id(env, "c2@example.com"), {"jobtitle": "After"})
             await env.eventually(
                 lambda: env.app_by_email()["c2@example.com"]["job_title"] == "After", step=0.5)
-            assert env.daemon.journal.view().gaps == 1
+            assert env.daemon.journal.statistics().gaps == 1
             # `crmsync ctl status` shows it, through the control protocol.
-            reply = p.reply_from(p.StatusReply, await operations.status(env.daemon))
+            reply = p.reply_from(p.StatusReply, await status_op.status(env.daemon))
             st = msgspec.json.decode(msgspec.json.encode(reply), type=p.Reply)
             assert st.changes == "journal" and st.journal.gaps == 1
             (obj,) = st.connections[0].objects
@@ -200,7 +200,7 @@ async def test_a_daemon_stopped_past_the_retention_reconciles(tmp_path, slow_aut
         status = env2.daemon.connections["shop"].status.objects["contacts"]
         await env2.eventually(lambda: status.last_reconcile is not None)
         assert status.last_reconcile_reason.startswith("journal gap")
-        assert env2.daemon.journal.view().gaps == 1
+        assert env2.daemon.journal.statistics().gaps == 1
 
 
 async def test_a_journal_unread_for_longer_than_the_retention_is_a_gap(tmp_path, slow_autojump):
@@ -271,7 +271,7 @@ async def test_a_kill_around_the_offset_commit_applies_each_entry_once(tmp_path,
                               == "Once")
         await env2.eventually(lambda: "born@example.com" in env2.app_by_email())
         account = env2.daemon.journal.reader.account
-        await env2.eventually(lambda: env2.daemon.journal.view().offset == entry)
+        await env2.eventually(lambda: env2.daemon.journal.statistics().offset == entry)
 
         def inbox(conn):
             return conn.execute("SELECT event_key, count(*), min(done) FROM inbox "

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from crmsync.daemon import operations as ops
+from crmsync.control.ops import connections as connection_ops
+from crmsync.control.ops import status
 from crmsync.emulators.hubspot import HubSpotEmulator
 from crmsync.runtime.object_sync import Timing
 
@@ -61,7 +62,7 @@ async def test_a_missing_hubspot_property_pauses_only_its_object_sync(tmp_path, 
             assert "$.syncs[0].mappings[0].hub: mapping favorite_color ⇄ color" in error
             assert "HubSpot has no contacts property 'favorite_color'" in error
             assert "create it in HubSpot or correct `hub`" in error
-            view = await ops.status(env.daemon, "shop")
+            view = await status.status(env.daemon, "shop")
             [contacts] = [o for o in view.connections[0].objects if o.hub_object == "contacts"]
             assert contacts.phase == "paused" and "favorite_color" in contacts.error
             assert view.connections[0].state == "running"
@@ -109,7 +110,7 @@ async def test_a_missing_app_column_pauses_until_it_is_added_and_the_config_relo
 
         env.app_exec("ALTER TABLE customers ADD COLUMN color TEXT")
         env.app_exec("UPDATE customers SET color = 'red' WHERE email = 'c1@example.com'")
-        done = await ops.reload(env.daemon)
+        done = await connection_ops.reload(env.daemon)
         assert any("restarted shop" in d for d in done.changes)
         await env.wait_ready(["contacts"])
         await env.eventually(lambda: env.hub_by_email().get("c1@example.com", {}).get(
@@ -151,7 +152,7 @@ async def test_records_failed_by_a_mapping_recover_once_the_config_is_fixed(
         # Fixed in the configuration: the mapping goes.
         cfg = env.daemon.config_path
         cfg.write_text(cfg.read_text().replace(COLOR, ""))
-        await ops.reload(env.daemon)
+        await connection_ops.reload(env.daemon)
 
         def edited() -> bool:
             hub = env.hub_by_email()

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 
 from crmsync.connectors.app_webhooks import AppWebhookEvent, sign
-from crmsync.daemon import operations as ops
+from crmsync.control.ops import records as record_ops
 from crmsync.daemon.webhook_server import HubInboxEvent
 from crmsync.emulators.hubspot.signatures import signature_v3
 from crmsync.runtime import processor as processor_module
@@ -146,7 +146,7 @@ async def test_a_record_whose_sync_raises_fails_alone(tmp_path, slow_autojump, m
     monkeypatch.setattr(processor_module, "decide", decide)
     async with running(tmp_path, customers=CUSTOMERS, hub_contacts=HUB) as env:
         await env.wait_ready()
-        page = await ops.records(env.daemon, "shop", "contacts", "failed")
+        page = await record_ops.records(env.daemon, "shop", "contacts", "failed")
         assert [(r.app_id, r.category) for r in page.records] == [("1", "internal")]
         assert "ZeroDivisionError: a defect that only this record meets" in \
             page.records[0].detail

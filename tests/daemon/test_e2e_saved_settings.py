@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import trio
 
-from crmsync.daemon import operations as ops
+from crmsync.control.ops import connections as connection_ops
+from crmsync.control.ops import preview as preview_ops
 from crmsync.runtime.object_sync import Timing
 
 from .harness import contacts_sync, running
@@ -45,7 +46,7 @@ async def save(env, syncs: str) -> None:
     text = cfg.read_text()
     start = text.index("[[syncs]]")
     cfg.write_text(text[:start] + syncs)
-    assert (await ops.reload(env.daemon)).changes == ["restarted shop"]
+    assert (await connection_ops.reload(env.daemon)).changes == ["restarted shop"]
 
 
 async def test_a_saved_change_decides_every_excluded_record_again(tmp_path, slow_autojump):
@@ -78,7 +79,7 @@ async def test_preview_comes_back_only_when_matching_changes_and_linked_records_
                        customers=CUSTOMERS, hub_contacts=HUB, webhooks=False,
                        timing=TIMING) as env:
         await env.eventually(lambda: status(env).phase == "previewed")
-        assert (await ops.approve(env.daemon, "shop")).objects[0].approved
+        assert (await preview_ops.approve(env.daemon, "shop")).objects[0].approved
         await env.wait_ready()
         assert "c1@example.com" in env.hub_by_email()
 
@@ -101,7 +102,7 @@ async def test_preview_comes_back_only_when_matching_changes_and_linked_records_
         assert "intern@example.com" not in env.hub_by_email()
         assert "new@example.com" not in env.hub_by_email()
         assert status(env).phase == "previewed"
-        assert (await ops.approve(env.daemon, "shop")).objects[0].approved
+        assert (await preview_ops.approve(env.daemon, "shop")).objects[0].approved
         await env.wait_ready()
         await env.eventually(lambda: {"intern@example.com", "new@example.com"}
                              <= set(env.hub_by_email()), timeout=120)

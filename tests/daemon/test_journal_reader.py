@@ -161,14 +161,14 @@ async def test_a_refused_secret_pauses_the_reader_without_stopping_the_start(
     intake = JournalIntake(open_reader)
     async with trio.open_nursery() as nursery:
         await nursery.start(intake.run)
-        view = intake.view()
-        assert view.state == "paused" and "hub.journal" in view.reason
-        assert "wrong-secret" not in view.reason
+        stats = intake.statistics()
+        assert stats.state == "paused" and "hub.journal" in stats.reason
+        assert "wrong-secret" not in stats.reason
         secret[0] = SECRET  # the operator fixes it
         intake.retry_now()
         # (Bounded well below the paused retry: only retry_now can bring it back sooner.)
         with trio.fail_after(journal_reader.PAUSED_RETRY / 2):
-            while intake.view().state != "running":
+            while intake.statistics().state != "running":
                 await trio.sleep(0.5)
         nursery.cancel_scope.cancel()
 
@@ -187,11 +187,11 @@ async def test_a_journal_that_is_down_is_retried_with_backoff(tmp_path, slow_aut
     intake = JournalIntake(open_reader)
     async with trio.open_nursery() as nursery:
         await nursery.start(intake.run)  # after the first attempt's retries gave up
-        view = intake.view()
-        assert view.state == "error" and "unavailable" in view.reason
+        stats = intake.statistics()
+        assert stats.state == "error" and "unavailable" in stats.reason
         outage.down = False
         with trio.fail_after(3600):
-            while intake.view().state != "running":
+            while intake.statistics().state != "running":
                 await trio.sleep(1)
-        assert intake.view().restarts >= 1
+        assert intake.statistics().restarts >= 1
         nursery.cancel_scope.cancel()

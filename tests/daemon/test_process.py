@@ -388,3 +388,20 @@ async def test_a_malformed_config_exits_2_naming_the_path(tmp_path, edit, path):
             for canary in CANARIES:
                 assert canary not in err + result.stdout.decode()
             assert not (tmp_path / "state" / "crmsync.db").exists()
+
+
+async def test_a_running_daemon_loads_no_emulator(tmp_path):
+    # DESIGN.md: production code never imports an emulator. `-X importtime` (set through its
+    # environment variable) makes the daemon write every module it imports to stderr, when it
+    # imports it: also those imported late (the app connector, on open).
+    with trio.fail_after(60):
+        async with system(tmp_path) as s:
+            await prepare(s)
+            d = await s.start_daemon(env={"PYTHONPROFILEIMPORTTIME": "1"})
+            await d.wait_for_event("initial sync complete", timeout=30)
+            assert await stop(s) == 0, d.tail()
+            loaded = {line.rpartition("|")[2].strip() for line in d.stderr().splitlines()
+                      if line.startswith("import time:")}
+            assert {"crmsync.daemon.main", "crmsync.connectors.sqlite.connector",
+                    "crmsync.control.server"} <= loaded  # the daemon ran, its app open
+            assert sorted(m for m in loaded if m.startswith("crmsync.emulators")) == []

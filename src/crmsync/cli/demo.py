@@ -41,9 +41,6 @@ from crmsync.store import items as store_items
 OBJECTS = (("contacts", "customers"), ("companies", "organisations"),
            ("deals", "opportunities"), ("invoices", "invoices"),
            ("line_items", "invoice_lines"))
-# Association types the demo keeps, as (hub object, hub object).
-ASSOCIATIONS = (("contacts", "companies"), ("deals", "contacts"), ("deals", "companies"),
-                ("invoices", "contacts"), ("line_items", "invoices"))
 
 
 def add_parser(sub: Any) -> None:

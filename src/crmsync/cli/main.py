@@ -6,12 +6,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 from functools import partial
+from importlib import import_module
 from typing import Any
 
 from crmsync import __version__
 
+# Subcommands defined in their own modules. A module is imported only to parse its own command
+# (or every one, for `crmsync --help`): `crmsync run` must not load the emulators that `demo` and
+# `emulator` serve, nor the ctl client.
+LAZY_COMMANDS = ("app", "demo", "emulator", "ctl")
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `crmsync` parser. With `command`, only that subcommand's module is imported (the
+    others are there by name only, so a wrong name still lists every command)."""
     parser = argparse.ArgumentParser(
         prog="crmsync",
         description="Keep a HubSpot account and other apps in sync, record by record.",
@@ -25,12 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check the document alone, not this machine (secrets, the control "
                         "group and socket path, the app databases)")
 
-    from crmsync.cli import app, ctl, demo, emulator
-
-    app.add_parser(sub)
-    demo.add_parser(sub)
-    emulator.add_parser(sub)
-    ctl.add_parser(sub)
+    for name in LAZY_COMMANDS:
+        if command is None or command == name:
+            import_module(f"crmsync.cli.{name}").add_parser(sub)
+        else:
+            sub.add_parser(name)
 
     p = sub.add_parser("run", help="run the daemon")
     p.add_argument("--config", required=True, help="the TOML configuration file")
@@ -38,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The command is the first word that is not an option (the top level's options take
+    # no value); none (`crmsync --help`): every command's module is loaded for the help.
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if args.command == "check-config":
         from crmsync.cli import check_config

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from crmsync.daemon.operations import (
+from crmsync.control.views import (
     MAX_PAGE,
     ApproveView,
     ConnectionStateView,
@@ -161,7 +161,7 @@ Request = (Ping | Status | Records | History | Preview | Approve | Resync | Rest
 
 
 # --- replies -------------------------------------------------------------------------------------
-# Each reply is the operation's view (daemon/operations.py) with the request's `op` as its tag.
+# Each reply is the operation's view (control/views.py) with the request's `op` as its tag.
 
 
 class ErrorReply(_Op, frozen=True, kw_only=True, tag="error"):

@@ -36,10 +36,11 @@ import trio
 
 from crmsync import __version__
 from crmsync.config import ConfigError, Problem
+from crmsync.control import ops
 from crmsync.control import protocol as p
 from crmsync.control.framing import RECEIVE_CHUNK, LineTooLong, receive_line
+from crmsync.control.ops import connections, preview, records, repair, status, webhooks
 from crmsync.control.paths import MAX_PATH_BYTES, server_socket_path
-from crmsync.daemon import operations as ops
 from crmsync.daemon.logging import redact_secrets
 
 if TYPE_CHECKING:
@@ -438,41 +439,41 @@ async def dispatch(daemon: Daemon, req: p.Request) -> Any:
         case p.Ping():
             return p.PingReply(version=__version__, pid=os.getpid())
         case p.Status(connection=c):
-            return p.reply_from(p.StatusReply, await ops.status(daemon, c))
+            return p.reply_from(p.StatusReply, await status.status(daemon, c))
         case p.Records(connection=c, object=o, state=s, category=cat, limit=n, after=a,
                        values=v):
             return p.reply_from(p.RecordsReply,
-                                await ops.records(daemon, c, o, s, cat, n, a, v))
+                                await records.records(daemon, c, o, s, cat, n, a, v))
         case p.History(connection=c, object=o, record=r, side=side, limit=n):
-            return p.reply_from(p.HistoryReply, await ops.history(daemon, c, o, r, side, n))
+            return p.reply_from(p.HistoryReply, await records.history(daemon, c, o, r, side, n))
         case p.Preview(connection=c, object=o, limit=n):
-            return p.reply_from(p.PreviewReply, await ops.preview(daemon, c, o, n))
+            return p.reply_from(p.PreviewReply, await preview.preview(daemon, c, o, n))
         case p.Approve(connection=c, object=o):
-            return p.reply_from(p.ApproveReply, await ops.approve(daemon, c, o))
+            return p.reply_from(p.ApproveReply, await preview.approve(daemon, c, o))
         case p.Resync(connection=c, object=o, failed=f, record=r, side=side):
-            return p.reply_from(p.ResyncReply, await ops.resync(daemon, c, o, f, r, side))
+            return p.reply_from(p.ResyncReply, await repair.resync(daemon, c, o, f, r, side))
         case p.RestoreDeleted(connection=c, object=o, to=to, record=r, side=side, yes=y,
                               limit=n):
             return p.reply_from(p.RestoreReply,
-                                await ops.restore_deleted(daemon, c, o, to, r, side, y, n))
+                                await repair.restore_deleted(daemon, c, o, to, r, side, y, n))
         case p.Deletes(connection=c, object=o, limit=n):
-            return p.reply_from(p.DeletesReply, await ops.deletes(daemon, c, o, n))
+            return p.reply_from(p.DeletesReply, await repair.deletes(daemon, c, o, n))
         case p.ResolveDeletes(connection=c, object=o, action=act, record=r, side=side,
                               all=every):
             return p.reply_from(p.ResolveDeletesReply,
-                                await ops.resolve_deletes(daemon, c, o, act, r, side, every))
+                                await repair.resolve_deletes(daemon, c, o, act, r, side, every))
         case p.Disable(connection=c, reason=why):
-            return p.reply_from(p.DisableReply, await ops.disable(daemon, c, why))
+            return p.reply_from(p.DisableReply, await connections.disable(daemon, c, why))
         case p.Enable(connection=c):
-            return p.reply_from(p.EnableReply, await ops.enable(daemon, c))
+            return p.reply_from(p.EnableReply, await connections.enable(daemon, c))
         case p.DeleteSync(connection=c, yes=y):
-            return p.reply_from(p.DeleteSyncReply, await ops.delete_sync(daemon, c, y))
+            return p.reply_from(p.DeleteSyncReply, await connections.delete_sync(daemon, c, y))
         case p.Reload():
-            return p.reply_from(p.ReloadReply, await ops.reload(daemon))
+            return p.reply_from(p.ReloadReply, await connections.reload(daemon))
         case p.PollNow(connection=c, object=o):
-            return p.reply_from(p.PollNowReply, await ops.poll_now(daemon, c, o))
+            return p.reply_from(p.PollNowReply, await connections.poll_now(daemon, c, o))
         case p.Webhooks(connection=c, action=act):
-            return p.reply_from(p.WebhooksReply, await ops.webhooks(daemon, c, act))
+            return p.reply_from(p.WebhooksReply, await webhooks.webhooks(daemon, c, act))
     raise ops.OperationError("invalid", f"unsupported request {p.op_of(req)!r}")
 
 

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
+import msgspec
 import structlog
 import trio
 
@@ -44,7 +45,6 @@ from crmsync.connectors.hubspot.journal import (
     UnreadableEntry,
 )
 from crmsync.connectors.hubspot.webhooks import WebhookEvent
-from crmsync.daemon.operations import JournalView
 from crmsync.daemon.webhook_server import hub_inbox_items
 from crmsync.runtime.supervisor import PAUSED_RETRY, backoff, first_leaf
 from crmsync.store import Store
@@ -90,6 +90,28 @@ class JournalStats:
     last_gap: float | None = None
     last_gap_reason: str = ""
     subscriptions: list[str] = field(default_factory=list)
+
+
+class JournalStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """The journal reader's figures at one moment (what `ctl status` shows of it)."""
+
+    state: str  # starting | running | paused | error
+    reason: str
+    restarts: int
+    portal_id: int
+    offset: str | None
+    last_read: float | None  # epoch seconds of the last read to the end or of an entry
+    entries: int
+    events: int  # events stored (new ones)
+    duplicates: int  # events already in the inbox
+    skipped: int  # unreadable events left out
+    foreign: int  # events of another account, left out
+    gaps: int
+    last_gap: float | None
+    last_gap_reason: str
+    subscriptions: list[str]
+    token_expires_in: float | None  # seconds until the client-credentials token expires
+    token_grants: int  # client-credentials tokens obtained
 
 
 class JournalReader:
@@ -296,10 +318,10 @@ class JournalIntake:
         if self.reader is not None:
             self.reader.read_now()
 
-    def view(self) -> JournalView:
+    def statistics(self) -> JournalStatistics:
         s = self.stats
         token = self.auth.statistics() if self.auth is not None else None
-        return JournalView(
+        return JournalStatistics(
             state=s.state, reason=s.reason, restarts=s.restarts, portal_id=s.portal_id,
             offset=s.offset, last_read=s.last_read, entries=s.entries, events=s.events,
             duplicates=s.duplicates, skipped=s.skipped, foreign=s.foreign, gaps=s.gaps,

@@ -185,7 +185,6 @@ class Daemon:
         self.ready = trio.Event()
         self.stopping = trio.Event()
         self.nursery: trio.Nursery | None = None
-        self.heartbeats = 0
         self.control_path: str | None = None
         # The webhooks journal (hub.changes = "journal"); the wall clock of its retention.
         self.wall_clock = wall_clock
@@ -600,7 +599,6 @@ class Daemon:
         """A round trip through the store thread: proves the daemon still makes progress."""
         assert self.store is not None
         await self.store.read(lambda conn: conn.execute("SELECT 1").fetchone())
-        self.heartbeats += 1
 
     # --- the root task --------------------------------------------------------------------------
 
@@ -740,8 +738,3 @@ class Daemon:
                  bound=[f"{a[0]}:{a[1]}" for a in bound])
         await serve(self.webhooks.app, hc, task_status=task_status)  # type: ignore[arg-type]
 
-
-async def run_daemon(config_path: str) -> int:
-    daemon = Daemon(config_path)
-    await daemon.run()
-    return 0

@@ -25,7 +25,6 @@ from crmsync.engine.filters import first_mismatch
 from crmsync.engine.match_keys import (
     company_keys,
     contact_keys,
-    normalize_email,
     unique_keys,
 )
 from crmsync.engine.rules import SyncRules
@@ -92,10 +91,6 @@ def match_keys(rules: SyncRules, side: Side, props: Mapping[str, Any]) -> tuple[
             raise KeyProblem("no_unique_id", f"the unique property {names[0]!r} is empty")
         return keys
     return ()
-
-
-def is_valid_email(value: Any) -> bool:
-    return normalize_email(value) is not None
 
 
 def _gone(r: Record | None) -> bool:

@@ -11,7 +11,6 @@ with the reason. The cursor advances in the transaction that records what was se
 from __future__ import annotations
 
 import sqlite3
-import time
 
 import trio
 
@@ -31,7 +30,6 @@ class EventSync:
     def __init__(self, ctx: ObjectSyncContext, interval: float) -> None:
         self.ctx = ctx
         self.interval = interval
-        self.last_run: float | None = None
 
     async def run_once(self) -> int:
         """Handle every event available now; returns how many were looked at."""
@@ -84,7 +82,6 @@ class EventSync:
             cursor = nxt
             if len(events) < PAGE:
                 break
-        self.last_run = time.time()
         return seen
 
     async def _hub_contacts(self, emails: set[str]) -> dict[str, str]:

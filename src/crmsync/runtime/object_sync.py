@@ -20,6 +20,7 @@ through its `ObjectSyncHandle` only.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
@@ -65,7 +66,7 @@ from crmsync.runtime.restore import (
     plan_restore,
     resolve_parked,
 )
-from crmsync.runtime.status import ObjectStatus, ObjectStatusView
+from crmsync.runtime.status import ObjectStatus
 from crmsync.runtime.worker import (
     BATCH,
     LINGER,
@@ -135,7 +136,7 @@ class ObjectSyncStopped(NotRunning):
 
 
 class ObjectSyncStatistics(msgspec.Struct, frozen=True):
-    status: ObjectStatusView
+    status: ObjectStatus  # a copy, taken when the statistics were
     running: bool  # initial sync complete, workers and feeds running
     queue: LockQueueStatistics
     hub_poller: PollerStatistics | None = None
@@ -211,7 +212,7 @@ class ObjectSyncHandle:
     def statistics(self) -> ObjectSyncStatistics:
         ctx = self._ctx
         return ObjectSyncStatistics(
-            status=ctx.status.snapshot(), running=self.is_running,
+            status=dataclasses.replace(ctx.status), running=self.is_running,
             queue=self._queue.statistics(), hub_poller=self._hub_poller.statistics(),
             app_poller=self._app_poller.statistics() if self._app_poller else None,
             hub_writer=ctx.hub_writer.statistics(), app_writer=ctx.app_writer.statistics(),

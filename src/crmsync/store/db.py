@@ -126,7 +126,3 @@ class Store:
         except sqlite3.OperationalError as exc:
             raise StoreError(f"state database error: {exc}") from exc
 
-    def call_blocking(self, fn: Callable[Concatenate[sqlite3.Connection, P], T],
-                      *args: Any) -> T:
-        """For code outside Trio (benchmarks, one-shot tools). Never call it from a task."""
-        return run_unit(self._conn, fn, args, True)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import msgspec
 
-from crmsync.store import inbox
+from crmsync.store import associations, inbox
 
 STATES = ("pending", "syncing", "failed", "excluded", "queued", "deleted")
 
@@ -136,15 +136,6 @@ def key_holder(conn: sqlite3.Connection, sync_id: str, side: str,
         if k in found:
             return found[k]
     return None
-
-
-def claim_keys(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str,
-               keys: Iterable[str]) -> None:
-    """Claim keys for a record; a key already held by another record stays with it."""
-    conn.executemany(
-        "INSERT OR IGNORE INTO match_keys (sync_id, side, key, record_id) VALUES (?, ?, ?, ?)",
-        [(sync_id, side, k, record_id) for k in keys],
-    )
 
 
 def release_keys(conn: sqlite3.Connection, sync_id: str, side: str, record_id: str) -> None:
@@ -532,16 +523,6 @@ def set_intents(conn: sqlite3.Connection, intents: Sequence[tuple[int, bytes | N
                      [(blob, creating, item_id) for item_id, blob, creating in intents])
 
 
-def set_state_of(conn: sqlite3.Connection, sync_id: str, side: str, record_ids: Sequence[str],
-                 state: str, category: str = "", detail: str = "") -> None:
-    """Set the state of the items holding these record ids of `side`."""
-    now = time.time()
-    conn.executemany(
-        f"UPDATE items SET state = ?, category = ?, detail = ?, updated_at = ? "
-        f"WHERE sync_id = ? AND {_col(side)} = ?",
-        [(state, category, detail, now, sync_id, r) for r in record_ids])
-
-
 def mark_queued(conn: sqlite3.Connection, item_ids: Sequence[int]) -> None:
     """A record waiting for another sync of itself shows as `queued`."""
     now = time.time()
@@ -629,8 +610,5 @@ def drop_sync(conn: sqlite3.Connection, sync_id: str) -> int:
     # Events received for it and not synced yet would be replayed into a new initial sync.
     inbox.drop_sources(conn, inbox.sources_of_sync(sync_id))
     connection, _, obj = sync_id.partition("/")
-    conn.execute("DELETE FROM assoc_pairs WHERE connection = ? AND (x_object = ? OR "
-                 "y_object = ?)", (connection, obj, obj))
-    conn.execute("DELETE FROM pending_associations WHERE connection = ? AND (from_object = ? "
-                 "OR to_object = ?)", (connection, obj, obj))
+    associations.drop_connection_object(conn, connection, obj)
     return n

@@ -270,10 +270,6 @@ class HubSpotConnector:
         self._properties[obj] = (now, results)
         return results
 
-    def invalidate_caches(self) -> None:
-        self._properties.clear()
-        self._pipelines.clear()
-
     async def describe(self, object_name: str) -> ObjectInfo:
         obj = resolve_object(object_name)
         fields = []

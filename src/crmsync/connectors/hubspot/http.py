@@ -109,7 +109,6 @@ class HubSpotHttp:
         self.request_timeout = request_timeout
         self.policy = policy
         self.refresh_token = refresh_token
-        self.requests_sent = 0
 
     def _budget(self, kind: RequestKind) -> RateBudget:
         return self.search_budget if kind == "search" else self.budget
@@ -136,7 +135,6 @@ class HubSpotHttp:
 
         async def attempt() -> httpx.Response:
             permit = await budget.acquire(kind)
-            self.requests_sent += 1
             try:
                 with trio.fail_after(self.request_timeout):
                     response = await self.client.request(
