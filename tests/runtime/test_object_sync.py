@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import structlog
 import trio
+from structlog.testing import capture_logs
 
 from crmsync.connectors.base import ConnectorError
 from crmsync.runtime.intake import IDLE_POLL_SECONDS
@@ -161,4 +163,36 @@ async def test_a_wake_reaches_only_the_intake_of_the_source_stored_to(tmp_path, 
                 while await waiting(other):
                     await trio.sleep(0.1)
             assert trio.current_time() >= idle_read
+            nursery.cancel_scope.cancel()
+
+
+async def test_log_lines_of_a_connector_call_say_what_it_was_for(tmp_path, slow_autojump,
+                                                                 monkeypatch):
+    # Issue 11 item 7: the object sync binds connection and object, a worker the record it
+    # works on, with structlog's contextvars; a line logged inside a connector call carries
+    # them without the connector knowing.
+    async with parts(tmp_path, customers=CUSTOMERS[:3]) as p:
+        read = p.app.read
+
+        async def logging_read(*args, **kwargs):
+            structlog.get_logger("test").info("app read")
+            return await read(*args, **kwargs)
+
+        monkeypatch.setattr(p.app, "read", logging_read)
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(run_object_sync, setup_of(p), p.store, p.hub, p.app,
+                                         p.status())
+            with trio.fail_after(600):
+                await handle.wait_running()
+                # The first polls bring the initial sync's own writes back: let them sync
+                # first (a batch of several records binds no `record`).
+                await trio.sleep(5)
+                while (q := handle.statistics().queue).ready or q.running:
+                    await trio.sleep(0.5)
+            with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+                with trio.fail_after(600):
+                    await handle.resync([("app", "2")])
+            reads = [e for e in logs if e["event"] == "app read"]
+            assert reads and all(e.get("connection") == "shop" and e.get("object") == "contacts"
+                                 and e.get("record") == "app:2" for e in reads)
             nursery.cancel_scope.cancel()
