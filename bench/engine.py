@@ -24,6 +24,7 @@ import trio
 
 from crmsync.config.model import FieldMapping, ObjectSync
 from crmsync.engine import Record, Snapshot, compile_rules, decide
+from crmsync.runtime.app_pass import match_app_records
 from crmsync.store import Store
 from crmsync.store import items as store_items
 
@@ -109,7 +110,7 @@ async def _store(path: Path, rows: int, batch: int) -> dict[str, float]:
                     for i in range(start, min(rows, start + batch))]
             # The app pass: look the page up (read), decide and write to the sides (not
             # measured here), then commit index rows, links, keys and history in one call.
-            pairs = await store.read(store_items.match_app_records, "bench/x", page)
+            pairs = await store.read(match_app_records, "bench/x", page)
             outcomes = [
                 store_items.Outcome(item_id=p.item.item_id, state="syncing", snapshot=snap,
                                     app_id=p.row.record_id, app_version=p.row.version,

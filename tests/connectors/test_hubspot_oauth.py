@@ -37,7 +37,8 @@ class TokenServer:
         self.refresh_token = "rt-0"
 
     async def handler(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/oauth/v1/token":
+        # The current token endpoint (hubspot-onboarding.md §1: v1 is sunset on 2027-02-16).
+        if request.url.path == "/oauth/v3/token":
             await trio.sleep(self.token_latency)
             form = parse_qs(request.content.decode())
             self.refreshes.append(form)
@@ -149,6 +150,48 @@ async def test_refused_refresh_is_a_config_error(autojump_clock):
     assert "HubSpot refused the OAuth refresh (400 BAD_REFRESH_TOKEN)" in info.value.message
     assert "check hub.auth" in info.value.message
     assert "csecret" not in info.value.message and "rt-0" not in info.value.message
+    assert len(server.refreshes) == 1
+
+
+async def test_a_refresh_token_another_process_rotated_is_reloaded(autojump_clock):
+    """`crmsync doctor` (or a second connect) refreshed with the kept token and HubSpot rotated
+    it: the daemon's token is refused, the kept one is read again and used."""
+    server = TokenServer()
+    server.refresh_token = "rt-rotated-elsewhere"
+    reloads: list[int] = []
+
+    async def reload() -> str | None:
+        reloads.append(1)
+        return "rt-rotated-elsewhere"
+
+    auth = HubSpotOAuth(client_id="cid", client_secret="csecret", refresh_token="rt-0",
+                        reload_refresh_token=reload)
+    client = httpx.AsyncClient(base_url=BASE, auth=auth,
+                               transport=httpx.MockTransport(server.handler))
+    c = HubSpotConnector(client, RateBudget())
+    with trio.fail_after(60):
+        page = await c.scan("contacts", None, [])
+    assert page.records == []
+    assert [r["refresh_token"] for r in server.refreshes] == [["rt-0"],
+                                                              ["rt-rotated-elsewhere"]]
+    assert reloads == [1]
+
+
+async def test_a_refused_refresh_token_that_is_still_the_kept_one_is_a_config_error(
+        autojump_clock):
+    server = TokenServer()
+    server.refresh_token = "rt-other"
+
+    async def reload() -> str | None:
+        return "rt-0"  # nobody kept another
+
+    auth = HubSpotOAuth(client_id="cid", client_secret="csecret", refresh_token="rt-0",
+                        reload_refresh_token=reload)
+    client = httpx.AsyncClient(base_url=BASE, auth=auth,
+                               transport=httpx.MockTransport(server.handler))
+    with trio.fail_after(60), pytest.raises(ConnectorError) as info:
+        await HubSpotConnector(client, RateBudget()).scan("contacts", None, [])
+    assert info.value.kind == "config"
     assert len(server.refreshes) == 1
 
 

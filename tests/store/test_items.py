@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import trio
 
+from crmsync.runtime.app_pass import pair_app_records
 from crmsync.store import Store, StoreError, cursors, deletes, events, inbox, initial
 from crmsync.store.items import (
     STATES,
@@ -28,7 +29,6 @@ from crmsync.store.items import (
     list_items,
     mark_queued,
     new_item,
-    pair_app_records,
     prune_history,
     set_state,
 )

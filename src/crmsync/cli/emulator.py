@@ -13,6 +13,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 
 from crmsync.emulators.hubspot import SERVER_REQUEST_ROOM, HubSpotEmulator
+from crmsync.emulators.hubspot.oauth import OAuthApp
 from crmsync.emulators.hubspot.ratelimit import TIERS
 from crmsync.emulators.pipedrive import PipedriveEmulator
 from crmsync.emulators.pipedrive.ratelimit import PLANS
@@ -41,6 +42,29 @@ def add_parser(subparsers: Any) -> None:
     hub.add_argument("--webhook-url", metavar="URL", help="deliver webhook events here")
     hub.add_argument(
         "--webhook-secret", metavar="S", help="the app's client secret that signs them"
+    )
+    hub.add_argument(
+        "--oauth-app",
+        metavar="CLIENT_ID",
+        help="an OAuth app that may be installed (`crmsync connect hubspot`); its client secret "
+        "is read from --oauth-client-secret-file",
+    )
+    hub.add_argument("--oauth-client-secret-file", metavar="F", help="the OAuth app's client secret")
+    hub.add_argument(
+        "--oauth-redirect-uri",
+        action="append",
+        metavar="URL",
+        help="a redirect URL registered for the OAuth app (repeatable; default: any "
+        "http://localhost URL)",
+    )
+    hub.add_argument(
+        "--rotate-refresh-tokens",
+        action="store_true",
+        help="every refresh hands out a new refresh token and the old one stops working",
+    )
+    hub.add_argument(
+        "--access-token-seconds", type=int, default=1800, metavar="S",
+        help="lifetime of OAuth access tokens (default 1800)",
     )
     hub.add_argument(
         "--seed", type=int, default=0, help="seed of the generated account and of all randomness"
@@ -108,12 +132,33 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if (args.oauth_app is None) != (args.oauth_client_secret_file is None):
+        print(
+            "crmsync emulator hubspot: --oauth-app and --oauth-client-secret-file go together",
+            file=sys.stderr,
+        )
+        return 2
+    apps: dict[str, OAuthApp] = {}
+    if args.oauth_app is not None:
+        try:
+            with open(args.oauth_client_secret_file, encoding="utf-8") as f:
+                secret = f.read(4096).strip()
+        except OSError as exc:
+            print(f"crmsync emulator hubspot: cannot read --oauth-client-secret-file: "
+                  f"{exc.strerror}", file=sys.stderr)
+            return 2
+        apps[args.oauth_app] = OAuthApp(
+            args.oauth_app, secret, redirect_uris=tuple(args.oauth_redirect_uri or ())
+        )
     emu = HubSpotEmulator(
         tokens=tuple(args.tokens or ("test-token",)),
         tier=args.tier,
         seed=args.seed,
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
+        oauth_clients=apps,
+        rotate_refresh_tokens=args.rotate_refresh_tokens,
+        access_token_seconds=args.access_token_seconds,
     )
     if args.records > 0:
         n = args.records

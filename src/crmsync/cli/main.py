@@ -13,8 +13,8 @@ from crmsync import __version__
 
 # Subcommands defined in their own modules. A module is imported only to parse its own command
 # (or every one, for `crmsync --help`): `crmsync run` must not load the emulators that `demo` and
-# `emulator` serve, nor the ctl client.
-LAZY_COMMANDS = ("app", "demo", "emulator", "ctl")
+# `emulator` serve, nor the ctl client, nor what `connect` and `doctor` check with.
+LAZY_COMMANDS = ("app", "connect", "doctor", "demo", "emulator", "ctl")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -32,6 +32,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true",
                    help="check the document alone, not this machine (secrets, the control "
                         "group and socket path, the app databases)")
+    p.add_argument("--online", action="store_true",
+                   help="then check it against HubSpot and the apps (as `crmsync doctor`)")
 
     for name in LAZY_COMMANDS:
         if command is None or command == name:
@@ -52,9 +54,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(command)
     args = parser.parse_args(argv)
     if args.command == "check-config":
+        if args.online and args.offline:
+            parser.error("check-config: --online and --offline exclude each other")
+        if args.online:
+            from crmsync.cli import doctor
+
+            _quiet_logs()
+            return doctor.run_online_check(args.path)
         from crmsync.cli import check_config
 
         return check_config.run(args.path, offline=args.offline)
+    if args.command == "connect":
+        from crmsync.cli import connect
+
+        _quiet_logs()
+        return connect.run(args)
+    if args.command == "doctor":
+        from crmsync.cli import doctor
+
+        _quiet_logs()
+        return doctor.run(args)
     if args.command == "demo":
         from crmsync.cli import demo
 
@@ -75,6 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return app.run(args)
     parser.print_help(sys.stderr)
     return 2
+
+
+def _quiet_logs() -> None:
+    """Commands that answer on stdout (one line per check, or JSON) log only warnings and
+    errors, to stderr, and never a secret."""
+    from crmsync.daemon import logging as daemon_logging
+
+    daemon_logging.configure("warning", "console", stream=sys.stderr)
 
 
 def _config_errors(exc: BaseException) -> list[Any] | None:

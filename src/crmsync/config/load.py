@@ -10,10 +10,12 @@ connections, missing secrets, fields mapped twice...).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import inspect as mi
@@ -24,11 +26,11 @@ from crmsync.config.host import host_problems
 from crmsync.config.model import (
     Config,
     Connection,
+    OAuthAuth,
     ObjectSync,
     PipedriveApiToken,
     PipedriveConnection,
     PostgresConnection,
-    PrivateAppAuth,
 )
 from crmsync.config.problems import ConfigError, Problem
 from crmsync.config.secrets import SecretError, read_secret
@@ -334,6 +336,22 @@ def _check_sync(cfg: Config, i: int, sync: ObjectSync, conns: dict[str, Connecti
             out.append(Problem(f"{mpath}.options", "an enum mapping needs its option map"))
         if m.transform == "multiselect" and not m.separator:
             out.append(Problem(f"{mpath}.separator", "a multiselect mapping needs a separator"))
+        if m.owner_object and m.transform != "owner":
+            out.append(Problem(f"{mpath}.owner_object", "only an owner mapping (transform = "
+                                                        "\"owner\") goes through an owners table"))
+        if m.transform == "owner" and m.owner_object and conn is not None and not any(
+                t.object == m.owner_object for t in getattr(conn, "tables", ())):
+            out.append(Problem(f"{mpath}.owner_object",
+                               f"connection {conn.name!r} has no table for app object "
+                               f"{m.owner_object!r} (add it to connections[].tables)"
+                               if hasattr(conn, "tables") else
+                               f"connection {conn.name!r} has no tables: owners of a "
+                               f"{conn.connector_type} app are paired by the email the mapped "
+                               "field holds; remove owner_object"))
+        if m.hub == "hubspot_owner_id" and m.transform != "owner" and m.enabled:
+            out.append(Problem(f"{mpath}.transform",
+                               "hubspot_owner_id holds HubSpot owner ids: map it with transform "
+                               "= \"owner\" (paired by the owner's email)", "warning"))
 
     connector_type = "sqlite" if conn is None else conn.connector_type
     effective = effective_mappings(connector_type, sync.hub_object, sync.mappings,
@@ -518,6 +536,41 @@ def _check_changes(cfg: Config, check_host: bool, base_dir: Path | None,
                            f'"{hub.changes}": hub.webhook_client_secret_* is ignored', "warning"))
 
 
+def oauth_problems(auth: OAuthAuth) -> list[Problem]:
+    """What is wrong with an OAuth app's redirect and authorize URLs (hubspot-onboarding.md §1:
+    https, or http on the host `localhost`; never an IP address)."""
+    out: list[Problem] = []
+    try:
+        redirect = urlsplit(auth.redirect_uri)
+        port = redirect.port
+    except ValueError:
+        return [Problem("$.hub.auth.redirect_uri", "not a valid URL")]
+    host = redirect.hostname or ""
+    if redirect.scheme not in ("http", "https") or not host:
+        out.append(Problem("$.hub.auth.redirect_uri", "must be an http:// or https:// URL"))
+    elif _is_ip(host):
+        out.append(Problem("$.hub.auth.redirect_uri",
+                           f"HubSpot does not accept an IP address ({host}) in a redirect URL: "
+                           f"use http://localhost:{port or 8976}{redirect.path or '/'}"))
+    elif redirect.scheme == "http" and host != "localhost":
+        out.append(Problem("$.hub.auth.redirect_uri",
+                           "HubSpot accepts http:// redirect URLs only on the host localhost; "
+                           "use https:// or http://localhost:PORT/…"))
+    if redirect.fragment:
+        out.append(Problem("$.hub.auth.redirect_uri", "a redirect URL has no #fragment"))
+    if not auth.authorize_url.startswith(("http://", "https://")):
+        out.append(Problem("$.hub.auth.authorize_url", "must start with http:// or https://"))
+    return out
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def semantic_problems(cfg: Config, check_host: bool = True,
                       base_dir: Path | None = None) -> list[Problem]:
     """What the types cannot say; with `check_host`, also what this machine must provide:
@@ -542,14 +595,20 @@ def semantic_problems(cfg: Config, check_host: bool = True,
     if notify_url and (msg := url_problem(notify_url)) is not None:
         out.append(Problem("$.daemon.notify.webhook_url", msg))
 
+    auth = hub.auth
+    if isinstance(auth, OAuthAuth):
+        out.extend(oauth_problems(auth))
     if check_host:
         out.extend(host_problems(cfg))
-        auth = hub.auth
-        if isinstance(auth, PrivateAppAuth):
+        if not isinstance(auth, OAuthAuth):
             _check_secret(auth, "token_env", "token_file", "$.hub.auth", True, out, base_dir)
         else:
             _check_secret(auth, "client_secret_env", "client_secret_file", "$.hub.auth", True, out, base_dir)
+            mark = len(out)
             _check_secret(auth, "refresh_token_env", "refresh_token_file", "$.hub.auth", True, out, base_dir)
+            out[mark:] = [p if p.severity != "error" else dataclasses.replace(
+                p, message=f"{p.message}: run `crmsync connect hubspot` to install the app "
+                           "and store its refresh token") for p in out[mark:]]
         _check_secret(hub, "webhook_client_secret_env", "webhook_client_secret_file", "$.hub",
                       False, out, base_dir)
     _check_changes(cfg, check_host, base_dir, out)

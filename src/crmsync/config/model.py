@@ -20,7 +20,7 @@ Tier = Literal["starter", "professional", "enterprise", "unlimited", "custom"]
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 Transform = Literal[
-    "string", "number", "bool", "date", "datetime", "enum", "multiselect", "stage"
+    "string", "number", "bool", "date", "datetime", "enum", "multiselect", "stage", "owner"
 ]
 FilterOperator = Literal[
     "EQ", "NEQ", "LT", "LTE", "GT", "GTE", "IN", "NOT_IN", "HAS_PROPERTY",
@@ -86,21 +86,58 @@ class DaemonSettings(_Base, frozen=True):
 # --- hub (HubSpot) -----------------------------------------------------------------------
 
 
-class PrivateAppAuth(_Base, frozen=True, tag="private_app", tag_field="kind"):
+class _TokenAuth(_Base, frozen=True):
+    """A credential sent as it is (`Authorization: Bearer …`): it does not expire until it is
+    rotated in HubSpot."""
+
     token_env: str | None = None
     token_file: str | None = None
 
 
+# The kinds of credential HubSpot issues (hubspot-onboarding.md §0); user-visible names follow
+# HubSpot's current terms. What each may do is said by `crmsync doctor` (cli/doctor_checks.py).
+
+
+class PrivateAppAuth(_TokenAuth, frozen=True, tag="private_app", tag_field="kind"):
+    """A legacy private app's access token (`pat-…`): none can be created since 2026-10-26,
+    existing ones keep working."""
+
+
+class ServiceKeyAuth(_TokenAuth, frozen=True, tag="service_key", tag_field="kind"):
+    """An account service key: REST calls only, it cannot receive webhooks."""
+
+
+class StaticTokenAuth(_TokenAuth, frozen=True, tag="static_token", tag_field="kind"):
+    """The static token of a project-based app (`auth.type: static`, private distribution)."""
+
+
+# Where `crmsync connect hubspot` listens for HubSpot's redirect: HubSpot accepts http only for
+# `localhost`, and no IP address (hubspot-onboarding.md §1). Register it in the app's settings.
+DEFAULT_REDIRECT_URI = "http://localhost:8976/oauth-callback"
+DEFAULT_AUTHORIZE_URL = "https://app.hubspot.com/oauth/authorize"
+
+
 class OAuthAuth(_Base, frozen=True, tag="oauth", tag_field="kind"):
+    """An OAuth app (project-based or legacy public) installed in the account.
+
+    `crmsync connect hubspot` writes the refresh token to `refresh_token_file` (give a path in
+    the state directory: the daemon writes a rotated refresh token there too). A refresh token
+    from the environment or from systemd credentials, which cannot be written, is rotated into
+    the state database instead.
+    """
+
     client_id: NonEmpty
     client_secret_env: str | None = None
     client_secret_file: str | None = None
-    # The initial refresh token; a rotated one is kept in the state database.
     refresh_token_env: str | None = None
     refresh_token_file: str | None = None
+    # Must match a redirect URL registered in the app's settings exactly.
+    redirect_uri: NonEmpty = DEFAULT_REDIRECT_URI
+    authorize_url: NonEmpty = DEFAULT_AUTHORIZE_URL
 
 
-HubAuth = PrivateAppAuth | OAuthAuth
+HubAuth = PrivateAppAuth | ServiceKeyAuth | StaticTokenAuth | OAuthAuth
+TokenAuth = PrivateAppAuth | ServiceKeyAuth | StaticTokenAuth
 
 
 class RateLimits(_Base, frozen=True):
@@ -362,6 +399,11 @@ class FieldMapping(_Base, frozen=True):
     options: dict[str, str] = {}
     # multiselect: how the app joins several values (HubSpot always uses ";").
     separator: str = ";"
+    # owner (hub = "hubspot_owner_id"): owners are paired by email. The app field holds the
+    # owner's email, or with `owner_object` the id of a row of that app object (a table of
+    # the connection listing the app's users) whose `owner_email_field` holds the email.
+    owner_object: str = ""
+    owner_email_field: NonEmpty = "email"
 
 
 class Filter(_Base, frozen=True):

@@ -227,6 +227,16 @@ class SupportsPipelines(Protocol):
 
 
 @runtime_checkable
+class SupportsOwners(Protocol):
+    """A side whose records have owners (HubSpot's `hubspot_owner_id`)."""
+
+    async def owners(self, *, refresh: bool = False) -> list[tuple[str, str]]:
+        """The live owners as (owner id, email). Cached; `refresh` asks the service again
+        (implementations may answer from a very recent read)."""
+        ...
+
+
+@runtime_checkable
 class SupportsAssociations(Protocol):
     async def read_associations(self, from_object: str, to_object: str,
                                 ids: Sequence[str]) -> dict[str, list[str]]:

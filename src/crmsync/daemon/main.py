@@ -50,6 +50,7 @@ from crmsync.connectors.registry import (
 )
 from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon import notifications
+from crmsync.daemon.hub_tokens import app_account_key, refresh_token_keeper
 from crmsync.daemon.journal_reader import JournalIntake, JournalReader, JournalRoutes, JournalStats
 from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
 from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_hub_event
@@ -240,15 +241,12 @@ class Daemon:
     # --- the hub ----------------------------------------------------------------------------
 
     async def _open_hub(self, store: Store) -> Connector:
+        keeper = await refresh_token_keeper(self.cfg.hub, self.base_dir, store,
+                                            daemon_logging.register_secret)
+        refresh = keeper.initial if keeper else None
+        save_refresh = keeper.save if keeper else None
+        reload_refresh = keeper.reload if keeper else None
         auth = self.cfg.hub.auth
-        refresh = None
-        account = f"hub:{self.cfg.hub.base_url}"
-        if getattr(auth, "client_id", None):
-            refresh = await store.read(store_tokens.get_refresh_token, account)
-
-        async def save_refresh(token: str) -> None:
-            daemon_logging.register_secret(token)
-            await store.call(store_tokens.save_refresh_token, account, token)
 
         def read_hub_secrets() -> list[Secret]:
             found = []
@@ -268,6 +266,7 @@ class Daemon:
             daemon_logging.register_secret(s.reveal())
         return build_hub_connector(self.cfg.hub, self.base_dir, transport=self.hub_transport,
                                    refresh_token=refresh, on_refresh_token=save_refresh,
+                                   reload_refresh_token=reload_refresh,
                                    index_lag=self.hub_index_lag)
 
     # --- the webhooks journal ------------------------------------------------------------------
@@ -385,7 +384,7 @@ class Daemon:
         env = rt.env
         env.base_dir = self.base_dir
         env.transport = self.app_transports.get(conn.name)
-        account = f"app:{conn.name}"
+        account = app_account_key(conn.name)
 
         async def save_refresh(token: str) -> None:
             daemon_logging.register_secret(token)

@@ -12,6 +12,9 @@ Rules (DESIGN.md, "The decision"):
 * Not yet linked: a duplicate fails (`duplicate`); no match key or a filter mismatch excludes.
   Once linked, filters no longer apply.
 * Deleted on one side: `on_delete` = mark | propagate | review.
+* A value the other side cannot take although the record is fine (an owner it does not know,
+  `SkipField`) leaves that field out — not written, its snapshot as it was, so it is tried
+  again next time — with a field-level warning; the rest of the record syncs.
 
 The decision is pure: same inputs, same output, no I/O, no clock.
 """
@@ -29,7 +32,7 @@ from crmsync.engine.match_keys import (
 )
 from crmsync.engine.rules import SyncRules
 from crmsync.engine.stages import StageProblem
-from crmsync.engine.transforms import InvalidValue
+from crmsync.engine.transforms import InvalidValue, SkipField
 from crmsync.engine.types import (
     Action,
     Canon,
@@ -39,6 +42,7 @@ from crmsync.engine.types import (
     Exclude,
     Fail,
     FieldChange,
+    FieldWarning,
     Link,
     MarkDeleted,
     Noop,
@@ -193,6 +197,7 @@ def _create(rules: SyncRules, source: Side, record: Record) -> Decision:
     snap_src: dict[str, Canon] = {}
     snap_dst: dict[str, Canon] = {}
     problems: list[tuple[str, str, Exception | None]] = []
+    warnings: list[FieldWarning] = []
     for r in rules.fields:
         try:
             c = r.read_hub(props) if source == "hub" else r.read_app(props)
@@ -207,6 +212,14 @@ def _create(rules: SyncRules, source: Side, record: Record) -> Decision:
                 snap_dst[r.name] = None
                 continue
             values.update(r.write_app(c) if target == "app" else r.write_hub(c))
+        except SkipField as exc:
+            if r.required:
+                problems.append(("invalid_value", r.name, exc))
+            else:
+                # Out of the snapshot: the next sync of the record tries it again.
+                del snap_src[r.name]
+                warnings.append(FieldWarning(r.name, target, str(exc)))
+            continue
         except (InvalidValue, StageProblem) as exc:
             problems.append((_classify(exc), r.name, exc))
             continue
@@ -216,7 +229,8 @@ def _create(rules: SyncRules, source: Side, record: Record) -> Decision:
         return _worst(problems, linked=False)
     snap = (Snapshot(hub=snap_src, app=snap_dst) if source == "hub"
             else Snapshot(hub=snap_dst, app=snap_src))
-    return Decision(actions=[Create(target, values)], changes=changes, snapshot=snap)
+    return Decision(actions=[Create(target, values)], changes=changes, snapshot=snap,
+                    warnings=warnings)
 
 
 def _merge(rules: SyncRules, hub: Record, app: Record, snapshot: Snapshot | None) -> Decision:
@@ -230,9 +244,12 @@ def _merge(rules: SyncRules, hub: Record, app: Record, snapshot: Snapshot | None
     app_changes: dict[str, Any] = {}
     changes: list[FieldChange] = []
     problems: list[tuple[str, str, Exception | None]] = []
+    warnings: list[FieldWarning] = []
 
     for r in rules.fields:
         name = r.name
+        # Which value flows where: (target side, value, winner, reason) or None.
+        move: tuple[Side, Canon, Side, str] | None = None
         try:
             t = r.transform
             if t is not None:
@@ -242,8 +259,6 @@ def _merge(rules: SyncRules, hub: Record, app: Record, snapshot: Snapshot | None
                 h = r.read_hub(hub_p)
                 a = r.read_app(app_p)
 
-            # Which value flows where: (target side, value, winner, reason) or None.
-            move: tuple[Side, Canon, Side, str] | None = None
             if h != a:
                 if snap_h is not None and snap_a is not None and name in snap_h \
                         and name in snap_a:
@@ -279,6 +294,11 @@ def _merge(rules: SyncRules, hub: Record, app: Record, snapshot: Snapshot | None
                     hub_changes.update(r.write_hub(value))
                     changes.append(FieldChange(name, "hub", h, value, winner, reason))  # type: ignore[arg-type]
                     h = value
+        except SkipField as exc:
+            warnings.append(FieldWarning(name, move[0] if move else "hub", str(exc)))
+            if snap_h is not None and snap_a is not None and name in snap_h and name in snap_a:
+                new_h[name], new_a[name] = snap_h[name], snap_a[name]
+            continue
         except (InvalidValue, StageProblem) as exc:
             problems.append((_classify(exc), name, exc))
             continue
@@ -299,9 +319,10 @@ def _merge(rules: SyncRules, hub: Record, app: Record, snapshot: Snapshot | None
         actions.append(Update("app", app.id, app_changes))
     if not actions:
         if snapshot is not None and snapshot.hub == new_h and snapshot.app == new_a:
-            return Decision(actions=[Noop()], snapshot=snapshot)
+            return Decision(actions=[Noop()], snapshot=snapshot, warnings=warnings)
         actions.append(Noop())
-    return Decision(actions=actions, changes=changes, snapshot=Snapshot(hub=new_h, app=new_a))
+    return Decision(actions=actions, changes=changes, snapshot=Snapshot(hub=new_h, app=new_a),
+                    warnings=warnings)
 
 
 def _conflict(winner: Side, h: Canon, a: Canon, reason: str,

@@ -23,7 +23,8 @@ The rules, per transform (`READS`, `WRITES`):
   midnight UTC), so does a text; `datetime` writes an instant, which a date property refuses
   unless it is midnight, so only datetime and text fields take it.
 - `enum` and `multiselect` write HubSpot options to an enumeration (or a text) and the option
-  map's app values to the app; `stage` maps deal stages (enumerations) to app stage ids.
+  map's app values to the app; `stage` maps deal stages (enumerations) to app stage ids;
+  `owner` writes HubSpot owner ids (an enumeration) and, to the app, an email or a user id.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ READS: dict[str, frozenset[str]] = {
     "enum": frozenset({"enumeration", "number", "string"}),
     "multiselect": frozenset({"enumeration", "string"}),
     "stage": frozenset({"enumeration", "number", "string"}),
+    # An owner id (HubSpot's owner-picker enumeration, an app user id) or an email.
+    "owner": frozenset({"enumeration", "number", "string"}),
 }
 
 # Which field types can hold what a transform writes ("string": see `PASSES`).
@@ -59,6 +62,7 @@ WRITES: dict[str, frozenset[str]] = {
     "enum": frozenset({"enumeration", "number", "string"}),
     "multiselect": frozenset({"enumeration", "string"}),
     "stage": frozenset({"enumeration", "number", "string"}),
+    "owner": frozenset({"enumeration", "number", "string"}),
 }
 
 # The `string` transform passes values as they are: target type -> source types it takes.

@@ -18,10 +18,12 @@ Pure: the caller looks the holders up (the index, or a search on a side) and pas
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 import msgspec
 
+from crmsync.engine.rules import SyncRules
 from crmsync.engine.types import Side, other
 
 
@@ -85,3 +87,82 @@ def match(side: Side, own_id: str | None, same_side: Iterable[Holder],
             return Duplicate(f"{other(side)} record {h.record_id}")
         return Duplicate(f"{side} record {h.partner_id}")
     return None
+
+
+# --- a create's own record ------------------------------------------------------------------
+# A create may have landed although its answer was lost (healed by looking for a record with
+# the match key it was sent with), or be refused because a record with the key exists there
+# (HubSpot's 409 with the existing id). Which of those records may be taken as the one the
+# create makes depends on who creates:
+#
+# * "sync" (a record synced to the other side): only one that no item links to another record
+#   and that is not a failed duplicate; a refused create takes the existing record unless it
+#   is linked to another record or failed as a duplicate itself (then this record is a
+#   duplicate);
+# * "restore" (an operator's restore-deleted): one linked to nothing; otherwise the restore
+#   fails as a duplicate.
+
+Creator = Literal["sync", "restore"]
+
+
+def create_keys(rules: SyncRules, side: Side, values: Mapping[str, Any]) -> dict[str, str]:
+    """The match-key fields of a create's `values` on `side` that hold a value, as sent
+    (field -> value): the record it made is found by them even if its source record's key
+    changes before the create is healed."""
+    names = rules.hub_key_props if side == "hub" else rules.app_key_fields
+    return {n: str(v) for n in names if (v := values.get(n)) not in (None, "")}
+
+
+def search_key(rules: SyncRules, side: Side, values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The one (field, value) a create's record is looked for by on `side`: its first match
+    key field with a value, a company's domain before its name (the stronger key)."""
+    names = rules.hub_key_props if side == "hub" else rules.app_key_fields
+    for name in reversed(names) if rules.match == "company" else names:
+        v = values.get(name)
+        if v not in (None, ""):
+            return name, str(v)
+    return None
+
+
+def may_take_found(creator: Creator, holder: Holder | None) -> bool:
+    """A record found by a create's match key on the side it creates on (`holder`: its item,
+    None when crmsync has no item for it): may it be taken as the record the create made?"""
+    if holder is None:
+        return True
+    if creator == "restore":
+        return holder.partner_id is None
+    return pairable(holder, None)
+
+
+def refuse_existing(creator: Creator, side: Side, existing_id: str, own_id: str | None,
+                    holder: Holder | None, own_item: bool = False) -> tuple[str, str] | None:
+    """A create on `side` refused because record `existing_id` exists there (`holder`: its
+    item as matching sees it, None when crmsync has none; `own_item`: that item is the
+    creating item itself; `own_id`: the record created from). None: take it (read it and
+    pair with it); else the (category, detail) the creating record fails with."""
+    if holder is None:
+        return None
+    if creator == "restore":
+        if holder.partner_id is None:
+            return None
+        return ("duplicate", f"{side} record {existing_id} has the same match key and is "
+                             "linked already")
+    if own_item:
+        return None
+    if holder.failed_duplicate or isinstance(match(other(side), own_id, [], [holder]),
+                                             Duplicate):
+        return ("duplicate", f"same match key as {side} record {existing_id}, already linked"
+                if holder.partner_id else
+                f"same match key as {side} record {existing_id}, itself failed as a duplicate")
+    return None
+
+
+def existing_unreadable(creator: Creator, side: Side, existing_id: str,
+                        refused: tuple[str, str]) -> tuple[str, str]:
+    """A record a create was refused for and that `refuse_existing` would take cannot be read
+    (gone again): what the creating record fails with. A sync fails with the refusal itself
+    (`refused`: its category and message); a restore as a duplicate."""
+    if creator == "restore":
+        return ("duplicate", f"{side} record {existing_id} has the same match key and is "
+                             "linked already")
+    return refused

@@ -14,6 +14,7 @@ from crmsync.config.defaults import effective_mappings
 from crmsync.config.model import FieldMapping, ObjectSync
 from crmsync.engine.filters import CompiledFilter
 from crmsync.engine.mapping_check import field_directions
+from crmsync.engine.owners import OwnerDirectory, owner_transform
 from crmsync.engine.stages import StageMap
 from crmsync.engine.transforms import (
     EMAIL,
@@ -160,8 +161,10 @@ def compile_rules(
     stage_map: StageMap | None = None,
     app_pipeline_field: str = "pipeline",
     app_stage_field: str = "",
+    owners: OwnerDirectory | None = None,
 ) -> SyncRules:
-    """Compile an object sync's config (defaults overlaid by its mappings) into SyncRules."""
+    """Compile an object sync's config (defaults overlaid by its mappings) into SyncRules.
+    `owners` is the directory owner mappings read (the runtime keeps it filled)."""
     rules: list[FieldRule] = []
     for m in effective_mappings(connector_type, sync.hub_object, sync.mappings,
                                 sync.use_default_mappings, app_columns):
@@ -182,6 +185,9 @@ def compile_rules(
             t = EMAIL  # the match key: compared the way it matches, case-insensitively
         elif m.transform == "multiselect":
             t = multiselect_transform(m.separator)
+        elif m.transform == "owner":
+            t = owner_transform(owners if owners is not None else OwnerDirectory(),
+                                through_table=bool(m.owner_object))
         else:
             t = SIMPLE[m.transform]
         rules.append(_simple_rule(m, t, to_hub, to_app, winner))

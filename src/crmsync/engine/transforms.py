@@ -26,6 +26,13 @@ class InvalidValue(ValueError):
     """A value that cannot be read as the mapping's type; the message says which and why."""
 
 
+class SkipField(InvalidValue):
+    """A value that cannot be written to the other side although nothing is wrong with the
+    record (a record owner the other side does not know): the decision goes on without the
+    field and keeps a field-level warning. Code that knows no better treats it as an
+    InvalidValue of that field alone."""
+
+
 def _empty(v: Any) -> bool:
     return v is None or (isinstance(v, str) and v.strip() == "")
 

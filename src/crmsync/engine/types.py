@@ -100,11 +100,24 @@ class FieldChange(msgspec.Struct, frozen=True):
     reason: Reason
 
 
+class FieldWarning(msgspec.Struct, frozen=True):
+    """A field that did not move although the record synced (a record owner the other side
+    does not know): kept in the decision history."""
+
+    field: str
+    side: Side  # the side it was not written to
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field} not written to the {self.side}: {self.message}"
+
+
 class Decision(msgspec.Struct, frozen=True):
     actions: list[Action]
     changes: list[FieldChange] = []
     # The snapshot to store once every write action succeeded (None: keep no link data).
     snapshot: Snapshot | None = None
+    warnings: list[FieldWarning] = []
 
     @property
     def is_noop(self) -> bool:

@@ -37,6 +37,8 @@ class ObjectSyncContext:
     log: Any = None
     # Keeps this object's associations (runtime/associations.py), when it has any to keep.
     associations: Any = None
+    # Keeps the owner directory of owner mappings filled (runtime/owners.py), when it has any.
+    owners: Any = None
 
     def __post_init__(self) -> None:
         if self.log is None:

@@ -34,12 +34,14 @@ from crmsync.connectors.base import Changes
 from crmsync.engine import KeyProblem, match_keys
 from crmsync.engine.filters import first_mismatch
 from crmsync.records import Record
+from crmsync.runtime.app_pass import InFlight, Pairing, match_app_records
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.intake import inbox_id_of
 from crmsync.runtime.isolation import concerns_connection, fail_record, isolate, record_failure
-from crmsync.runtime.loader import RecordKey, detach_reused, load, pair_new, read_records
+from crmsync.runtime.loader import RecordKey, detach_reused, load, pair_new
 from crmsync.runtime.lock_queue import ChangeSender, Ticket
 from crmsync.runtime.processor import Processor, Work
+from crmsync.runtime.reads import read_records
 from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.runtime.worker import ItemGate, Unit, sync_units
 from crmsync.store import cursors as store_cursors
@@ -295,7 +297,7 @@ class InitialSyncActor:
         cursor: str | None = state.cursor or None
         done = state.done
         total = state.total
-        in_flight = store_items.InFlight()
+        in_flight = InFlight()
         order = CommitOrder()
         last: Ticket | None = None
         while True:
@@ -305,7 +307,7 @@ class InitialSyncActor:
             rows = [index_row(ctx, "app", r) for r in records]
             # Looked up in page order (duplicates depend on it), with the claims of the
             # pages still being written.
-            pairings = await ctx.store.read(store_items.match_app_records, ctx.sync_id,
+            pairings = await ctx.store.read(match_app_records, ctx.sync_id,
                                             rows, in_flight)
             # The app's size is learnt while scanning it: each page adds to done and total.
             done += len(records)
@@ -314,7 +316,7 @@ class InitialSyncActor:
             keys += [("hub", it.hub_id) for it in gone if it.hub_id]
 
             async def page(turn: Turn, records: list[Record] = records,
-                           pairings: list[store_items.Pairing] = pairings,
+                           pairings: list[Pairing] = pairings,
                            nxt: str | None = nxt, done: int = done,
                            total: int = total, gone: list[Item] = gone,
                            keys: list[RecordKey] = keys) -> None:
@@ -349,7 +351,7 @@ class InitialSyncActor:
         return [it for it in gone.values() if it is not None]
 
     async def _app_works(self, records: list[Record],
-                         pairings: list[store_items.Pairing]) -> list[Work]:
+                         pairings: list[Pairing]) -> list[Work]:
         ctx = self.ctx
         by_id = {r.id: r for r in records}
         hub_ids = [p.item.hub_id for p in pairings if p.item is not None and p.item.hub_id]

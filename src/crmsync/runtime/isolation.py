@@ -25,7 +25,8 @@ from crmsync.connectors.base import ConnectorError
 from crmsync.records import Side, other
 from crmsync.runtime.batch_writer import WriterStopped
 from crmsync.runtime.context import ObjectSyncContext
-from crmsync.runtime.loader import keys_of, read_records
+from crmsync.runtime.loader import keys_of
+from crmsync.runtime.reads import read_records
 from crmsync.store import StoreError
 from crmsync.store import inbox as store_inbox
 from crmsync.store import items as store_items

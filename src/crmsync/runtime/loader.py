@@ -12,11 +12,13 @@ from typing import Any
 
 import msgspec
 
-from crmsync.engine import KeyProblem, match_keys
-from crmsync.engine.matching import Duplicate, Holder, match
+from crmsync.engine.matching import Duplicate
+from crmsync.engine.outcome import record_keys
+from crmsync.engine.pairing import Met, Paired, merge_fresh, pair_fresh, unlinked_side
 from crmsync.records import Record, Side, other
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.processor import Work
+from crmsync.runtime.reads import read_records
 from crmsync.store import items as store_items
 from crmsync.store.items import Item
 
@@ -54,83 +56,41 @@ def _reader(view: StoreView | None) -> Callable[..., Any]:
     return view.run
 
 
-async def read_records(ctx: ObjectSyncContext, side: Side,
-                       ids: Sequence[str]) -> dict[str, Record]:
-    """Current records of `side` by id (absent: deleted or unknown), read in API batches."""
-    ids = list(dict.fromkeys(i for i in ids if i))
-    if not ids:
-        return {}
-    conn = ctx.connector(side)
-    size = max(1, conn.capabilities.read_batch_size)
-    out: dict[str, Record] = {}
-    for start in range(0, len(ids), size):
-        out.update(await conn.read(ctx.object_name(side), ids[start:start + size],
-                                   ctx.properties(side)))
-    return {k: v for k, v in out.items() if not v.archived}
-
-
 def keys_of(ctx: ObjectSyncContext, side: Side, rec: Record) -> tuple[str, ...]:
-    try:
-        return match_keys(ctx.rules, side, rec.properties)
-    except KeyProblem:
-        return ()
+    """The match keys `rec` holds (`engine.outcome.record_keys`)."""
+    return record_keys(ctx.rules, side, rec)
 
 
 def _merge_fresh(works: list[Work]) -> list[Work]:
     """Two records first seen in one batch, one per side, with a match key in common are one
-    pair: the hub record's work takes the app record (decided as a first pairing), so neither
-    is created on the other side."""
-    by_key: dict[str, Work] = {}
-    for w in works:
-        if w.item is None and w.key_side == "hub":
-            for k in w.keys:
-                by_key.setdefault(k, w)
-    if not by_key:
+    pair (`engine.pairing.merge_fresh`): the hub record's work takes the app record (decided
+    as a first pairing), so neither is created on the other side."""
+    met = [Met(w.key_side, w.record_id(w.key_side), w.keys)
+           if w.item is None and w.key_side is not None and w.record(w.key_side) is not None
+           else None for w in works]
+    merged = merge_fresh(met)
+    if not merged:
         return works
-    out: list[Work] = []
-    for w in works:
-        if w.item is None and w.key_side == "app" and w.app is not None:
-            partner = next((by_key[k] for k in w.keys if k in by_key), None)
-            if partner is not None and partner.app is None:
-                partner.set_record("app", w.app)
-                partner.payload.extend(w.payload)
-                partner.paired_keys = w.keys
-                continue
-        out.append(w)
-    return out
-
-
-def _unlinked_side(w: Work) -> Side | None:
-    """The side of the only record of an item that was never linked (None: no item, linked,
-    paired already, or its record is gone)."""
-    it = w.item
-    if it is None or it.snapshot is not None:
-        return None
-    if it.hub_id and not it.app_id and w.hub is not None and w.app is None:
-        return "hub"
-    if it.app_id and not it.hub_id and w.app is not None and w.hub is None:
-        return "app"
-    return None
-
-
-def _holder(it: Item, side: Side, taken: dict[int, str]) -> Holder:
-    """The record of `side` in item `it`, as matching sees it (`taken`: items paired in this
-    batch, with the record they were paired to)."""
-    return Holder(it.record_id(side) or "", taken.get(it.item_id, it.record_id(other(side))),
-                  it.state, it.category)
+    for i, j in merged.items():
+        partner, w = works[j], works[i]
+        assert w.app is not None
+        partner.set_record("app", w.app)
+        partner.payload.extend(w.payload)
+        partner.paired_keys = w.keys
+    return [w for i, w in enumerate(works) if i not in merged]
 
 
 async def pair_new(ctx: ObjectSyncContext, works: list[Work],
                    view: StoreView | None = None) -> list[Work]:
     """Records not linked yet — first seen (no item) or seen before and never linked (a
     failed duplicate, a record excluded or failed before) — are matched again by the match
-    keys they hold now (`engine.matching`): against the other records of this batch, then
-    the index. A duplicate stays a duplicate whichever path brings it (poll, webhook,
-    reconcile, resync) until its key changes; an unpaired partner pairs. Returns the works
-    to sync."""
+    keys they hold now (`engine.pairing.pair_fresh`): against the other records of this
+    batch, then the index. A duplicate stays a duplicate whichever path brings it (poll,
+    webhook, reconcile, resync) until its key changes; an unpaired partner pairs. Returns the
+    works to sync."""
     works = _merge_fresh(works)
     for w in works:
-        side = _unlinked_side(w)
+        side = unlinked_side(w.item, w.hub is not None, w.app is not None)
         if side is not None:
             rec = w.record(side)
             assert rec is not None
@@ -148,36 +108,21 @@ async def pair_new(ctx: ObjectSyncContext, works: list[Work],
                 read(conn, store_items.key_holders, ctx.sync_id, "app", all_keys))
 
     hub_holders, app_holders = await ctx.store.read(lookup)
-    holders = {"hub": hub_holders, "app": app_holders}
-    claimed: dict[tuple[str, str], str] = {}
+    met = [Met(w.key_side, w.record_id(w.key_side), w.keys) for w in fresh
+           if w.key_side is not None]
+    items = {it.item_id: it for h in (hub_holders, app_holders) for it in h.values()}
     need: dict[Side, list[str]] = {"hub": [], "app": []}
     partners: list[tuple[Work, Item]] = []
-    taken: dict[int, str] = {}
-    for w in fresh:
-        side = w.key_side
-        assert side is not None
-        own_id = w.record_id(side)
-        same = [Holder(claimed[(side, k)]) for k in w.keys if (side, k) in claimed]
-        same += [_holder(holders[side][k], side, taken) for k in w.keys if k in holders[side]]
-        across = [holders[other(side)][k] for k in w.keys if k in holders[other(side)]]
-        found = match(side, own_id, same, [_holder(it, other(side), taken) for it in across])
+    for w, found in zip(fresh, pair_fresh(met, hub_holders, app_holders), strict=True):
         if isinstance(found, Duplicate):
             w.duplicate_of = found.of
             w.keys = ()
-            continue
-        for k in w.keys:
-            claimed[(side, k)] = own_id or ""
-        if found is None:
-            continue
-        partner = next(it for it in across
-                       if _holder(it, other(side), taken) == found.holder)
-        if partner.record_id(side) is not None:
-            continue  # paired with this very record already
-        taken[partner.item_id] = own_id or ""
-        partners.append((w, partner))
-        pid = partner.record_id(other(side))
-        if pid:
-            need[other(side)].append(pid)
+        elif isinstance(found, Paired):
+            partner = items[found.item_id]
+            partners.append((w, partner))
+            pid = partner.record_id(other(w.key_side))  # type: ignore[arg-type]
+            if pid:
+                need[other(w.key_side)].append(pid)  # type: ignore[arg-type]
     if not partners:
         return works
     recs = {s: await read_records(ctx, s, ids) for s, ids in need.items() if ids}

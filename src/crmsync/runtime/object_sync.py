@@ -37,6 +37,7 @@ from crmsync.connectors.base import (
     ConnectorError,
     SupportsPipelines,
 )
+from crmsync.engine.owners import OwnerDirectory
 from crmsync.engine.rules import SyncRules, compile_rules
 from crmsync.engine.stages import StageMap, auto_map, known_stages
 from crmsync.records import Side
@@ -53,6 +54,7 @@ from crmsync.runtime.lock_queue import (
     RecordLockQueue,
 )
 from crmsync.runtime.mapping_check import MappingCheck, wait_until_mappings_fit
+from crmsync.runtime.owners import OwnerSync
 from crmsync.runtime.pollers import Poller, PollerStatistics
 from crmsync.runtime.processor import Processor
 from crmsync.runtime.reconcile import reconcile_once, run_reconciler
@@ -390,15 +392,17 @@ async def make_context(connection: str, connector_type: str, sync: ObjectSync, s
     columns = [f.name for f in info.fields] or None
     stage_map = (await build_stage_map(sync, hub, app, log)
                  if sync.hub_object == "deals" else None)
+    owners = OwnerDirectory()
     rules = compile_rules(sync, connector_type, columns, stage_map, app_pipeline_field,
-                          app_stage_field)
+                          app_stage_field, owners)
     hub_writer = BatchWriter(hub, sync.hub_object, hub.capabilities.write_batch_size,
                              timing.writer_linger, side="hub")
     app_writer = BatchWriter(app, sync.app_object, app.capabilities.write_batch_size,
                              timing.writer_linger, side="app")
     return ObjectSyncContext(connection=connection, sync=sync, rules=rules, store=store,
                              hub=hub, app=app, hub_writer=hub_writer, app_writer=app_writer,
-                             status=status, log=log)
+                             status=status, log=log,
+                             owners=OwnerSync.for_rules(rules, owners, sync.mappings, hub, app))
 
 
 def _mark_queued(ctx: ObjectSyncContext) -> Callable[[list[Hashable]], Awaitable[None]]:

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-import trio
 
 from crmsync.connectors.base import SupportsPropertyHistory, WriteResult
 from crmsync.engine import decide, decide_overwritten, effective_snapshot
-from crmsync.engine.matching import Duplicate, Holder, match, pairable
+from crmsync.engine.matching import Duplicate, Holder, create_keys, match
+from crmsync.engine.outcome import record_keys, settle
+from crmsync.engine.preview import PlanEntry, preview
 from crmsync.engine.types import (
     Create,
     Decision,
@@ -48,44 +49,28 @@ from crmsync.engine.types import (
     Update,
     other,
 )
+from crmsync.runtime import encoding, write_plan
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.encoding import decode_intent, decode_snapshot, store_outcome
 from crmsync.runtime.intake import SeenChange
 from crmsync.runtime.overwritten import (
     HubWrite,
     decode_hub_write,
-    encode_hub_write,
     overwritten,
     suspects,
 )
+from crmsync.runtime.reads import read_records
+from crmsync.runtime.write_plan import PlannedCreate
 from crmsync.store import deletes as store_deletes
 from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
-from crmsync.store.items import KEEP, HistoryEntry, Item, Outcome
-
-_snap_enc = msgspec.json.Encoder()
-_snap_dec = msgspec.json.Decoder(Snapshot)
-_changes_enc = msgspec.json.Encoder()
+from crmsync.store.items import KEEP, Item, Outcome
 
 # Failure categories that clear up by themselves: the item is retried after a backoff.
 TRANSIENT_CATEGORIES = frozenset({"rate_limited", "api_unavailable"})
 # Times a record whose conditional update was refused as stale is read and decided again in
 # one sync.
 STALE_ROUNDS = 3
-
-
-class Intent(msgspec.Struct, frozen=True):
-    """What a sync is about to do: the snapshot it will store and the fields it writes."""
-
-    snapshot: Snapshot
-    written: dict[str, list[str]]
-    at: float = 0.0  # when the writes were about to be sent (epoch seconds)
-    # A create's match-key fields as sent (field -> value): the record it made is found by
-    # them even if the source record's key changed before the create is healed.
-    create_keys: dict[str, str] = {}
-
-
-_intent_enc = msgspec.json.Encoder()
-_intent_dec = msgspec.json.Decoder(Intent)
 
 
 def wall_clock() -> float:
@@ -96,24 +81,8 @@ def wall_clock() -> float:
 
 
 def encode_intent(d: Decision, create_keys: dict[str, str] | None = None) -> bytes | None:
-    if d.snapshot is None:
-        return None
-    written: dict[str, list[str]] = {"hub": [], "app": []}
-    for c in d.changes:
-        written[c.side].append(c.field)
-    return _intent_enc.encode(Intent(d.snapshot, written, wall_clock(), create_keys or {}))
-
-
-def decode_intent(b: bytes) -> Intent:
-    return _intent_dec.decode(b)
-
-
-def encode_snapshot(s: Snapshot) -> bytes:
-    return _snap_enc.encode(s)
-
-
-def decode_snapshot(b: bytes | None) -> Snapshot | None:
-    return None if b is None else _snap_dec.decode(b)
+    """The intent of `d`, about to be written now (`wall_clock`)."""
+    return encoding.encode_intent(d, wall_clock(), create_keys)
 
 
 @dataclass(eq=False)
@@ -241,68 +210,23 @@ class Processor:
 
     # --- 2. heal ---------------------------------------------------------------------------
 
-    def _key_field(self, side: Side, values: dict[str, Any]) -> tuple[str, Any] | None:
-        names = (self.ctx.rules.hub_key_props if side == "hub"
-                 else self.ctx.rules.app_key_fields)
-        # Companies: domain before name (a domain is the stronger key).
-        for name in reversed(names) if self.ctx.rules.match == "company" else names:
-            v = values.get(name)
-            if v not in (None, ""):
-                return name, v
-        return None
-
-    def _create_keys(self, create: Create) -> dict[str, str]:
-        """The match-key fields of a create's values, as they are sent."""
-        names = (self.ctx.rules.hub_key_props if create.side == "hub"
-                 else self.ctx.rules.app_key_fields)
-        return {n: str(v) for n in names if (v := create.values.get(n)) not in (None, "")}
-
-    async def _find_partner(self, side: Side, values: dict[str, Any],
-                            unseen_only: bool = False) -> Record | None:
-        """A record of `side` with the key in `values` that no item links to another record
-        (with `unseen_only`: that crmsync has not indexed at all)."""
-        key = self._key_field(side, values)
-        if key is None:
-            return None
-        found = await self.ctx.connector(side).find(self.ctx.object_name(side), key[0],
-                                                    str(key[1]), self.ctx.properties(side))
-        # A record linked elsewhere, or failed as a duplicate, is not ours to take
-        # (engine.matching decides which may be paired).
-        for rec in found:
-            linked = await self.ctx.store.read(store_items.find_item, self.ctx.sync_id, side,
-                                               rec.id)
-            if linked is None or (not unseen_only and pairable(
-                    Holder(rec.id, linked.record_id(other(side)), linked.state,
-                           linked.category), None)):
-                return rec
-        return None
-
     async def _heal(self, works: list[Work]) -> None:
+        """A create an earlier attempt of this item sent (its intent says so) is healed by
+        matching: the record it made is taken, and the item decided again with it
+        (runtime/write_plan.py)."""
+        plans: list[tuple[Work, PlannedCreate]] = []
         for w in works:
             creates = [a for a in w.decision.actions if isinstance(a, Create)]  # type: ignore[union-attr]
             if not creates or w.item is None or w.item.creating != creates[0].side:
                 continue
-            side = creates[0].side
-            # A search only sees a record some time after it was written (HubSpot's index
-            # lags): look only once that time has passed since the create was sent.
-            lag = float(getattr(self.ctx.connector(side), "index_lag", 0.0) or 0.0)
-            if w.item.intent is not None and lag > 0:
-                # (+1 s: the intent's time was taken just before the create was sent.)
-                wait = decode_intent(w.item.intent).at + lag + 1.0 - wall_clock()
-                if wait > 0:
-                    await trio.sleep(wait)
-            # By the key the create was sent with (the source record's key may have changed
-            # since), then by the key it would be sent with now.
-            sent = decode_intent(w.item.intent).create_keys if w.item.intent else {}
-            found = None
-            for values in ([sent] if sent else []) + [creates[0].values]:
-                found = await self._find_partner(side, values)
-                if found is not None:
-                    break
-            if found is not None:
-                self.ctx.log.info("create healed by matching", side=side, record_id=found.id,
-                                  hub_id=w.hub_id, app_id=w.app_id)
-                w.set_record(side, found)
+            plans.append((w, PlannedCreate(creates[0].side, creates[0].values, item=w.item)))
+        # (Looked up when called: tests on Trio's virtual clock replace `wall_clock`.)
+        await write_plan.heal(self.ctx, "sync", [p for _, p in plans], lambda: wall_clock())
+        for w, p in plans:
+            if p.record is not None:
+                self.ctx.log.info("create healed by matching", side=p.side,
+                                  record_id=p.record.id, hub_id=w.hub_id, app_id=w.app_id)
+                w.set_record(p.side, p.record)
                 self._decide(w)
 
     async def _look_before_create(self, works: list[Work]) -> None:
@@ -324,7 +248,8 @@ class Processor:
                 continue
             # A record crmsync has indexed is matched (or excluded, or a duplicate) by the
             # rules already: only one it has not seen yet is looked for.
-            found = await self._find_partner(side, creates[0].values, unseen_only=True)
+            found = await write_plan.find_created(self.ctx, side, creates[0].values,
+                                                  lambda h: h is None)
             if found is not None:
                 self.ctx.log.info("create avoided: paired with a record made meanwhile",
                                   side=side, record_id=found.id, hub_id=w.hub_id,
@@ -345,19 +270,14 @@ class Processor:
         own = w.record(own_side)
         if own is None:
             return
-        keys = set(self._record_keys(own_side, own))
-        names = (self.ctx.rules.hub_key_props if side == "hub"
-                 else self.ctx.rules.app_key_fields)
+        keys = set(record_keys(self.ctx.rules, own_side, own))
         assert w.decision is not None
         values = next(a.values for a in w.decision.actions if isinstance(a, Create))
         found: dict[str, Record] = {}
-        for name in names:
-            v = values.get(name)
-            if v in (None, ""):
-                continue
+        for name, v in create_keys(self.ctx.rules, side, values).items():
             for rec in await self.ctx.connector(side).find(
-                    self.ctx.object_name(side), name, str(v), self.ctx.properties(side)):
-                if keys & set(self._record_keys(side, rec)):
+                    self.ctx.object_name(side), name, v, self.ctx.properties(side)):
+                if keys & set(record_keys(self.ctx.rules, side, rec)):
                     found[rec.id] = rec
         if not found:
             return
@@ -394,7 +314,8 @@ class Processor:
             if not writes:
                 continue
             create = next((a for a in writes if isinstance(a, Create)), None)
-            blob = encode_intent(d, self._create_keys(create) if create is not None else None)
+            blob = encode_intent(d, create_keys(self.ctx.rules, create.side, create.values)
+                                 if create is not None else None)
             if w.item is None:
                 if create is None:
                     continue
@@ -417,11 +338,7 @@ class Processor:
         if not inserts and not updates:
             return
 
-        def commit(conn: sqlite3.Connection) -> dict[tuple[str, str], Item]:
-            refused = store_items.apply_outcomes_apart(conn, self.ctx.sync_id, inserts)
-            for i, why in refused.items():
-                inserted[i].conflict = why  # its record has an item now: nothing is sent
-            store_items.set_intents(conn, updates)
+        def reread(conn: sqlite3.Connection) -> dict[tuple[str, str], Item]:
             out: dict[tuple[str, str], Item] = {}
             sides: tuple[Side, Side] = ("hub", "app")
             for side in sides:
@@ -431,7 +348,10 @@ class Processor:
                     out[(side, rid)] = it
             return out
 
-        found = await self.ctx.store.call(commit)
+        refused, found = await write_plan.commit_intents(self.ctx, inserts, updates, reread)
+        for i, why in refused.items():
+            inserted[i].conflict = why  # its record has an item now: nothing is sent
+        assert found is not None
         sides: tuple[Side, Side] = ("hub", "app")
         for w in works:
             if w.conflict:
@@ -448,43 +368,21 @@ class Processor:
         for side in ("hub", "app"):
             creates = [(w, a) for w in works for a in w.decision.actions  # type: ignore[union-attr]
                        if isinstance(a, Create) and a.side == side]
-            if creates:
-                results = await self.ctx.writer(side).create([a.values for _, a in creates])
-                for (w, _), res in zip(creates, results, strict=True):
-                    if res.ok and res.record is not None:
-                        w.created[side] = res.record.id
-                        w.set_record(side, res.record)
-                    elif res.error is not None and res.error.existing_id and not w.redo:
-                        # The record exists there already (HubSpot's 409 with its id): pair
-                        # with it and decide again, unless it is linked to another record,
-                        # which makes this one a duplicate.
-                        eid = res.error.existing_id
-                        holder = await self.ctx.store.read(store_items.find_item,
-                                                           self.ctx.sync_id, side, eid)
-                        if holder is not None and (w.item is None
-                                                   or holder.item_id != w.item.item_id):
-                            h = Holder(eid, holder.record_id(other(side)), holder.state,
-                                       holder.category)
-                            if h.failed_duplicate or isinstance(
-                                    match(other(side), w.record_id(other(side)), [], [h]),
-                                    Duplicate):
-                                w.errors.append(("duplicate", f"same match key as {side} "
-                                                              f"record {eid}, already linked"
-                                                 if h.partner_id else
-                                                 f"same match key as {side} record {eid}, "
-                                                 "itself failed as a duplicate"))
-                                continue
-                        existing = await self.ctx.connector(side).read(
-                            self.ctx.object_name(side), [eid], self.ctx.properties(side))
-                        rec = existing.get(eid)
-                        if rec is not None:
-                            w.set_record(side, rec)
-                            w.redo = True
-                            redo.append(w)
-                            continue
-                        w.errors.append(_error(res))
-                    else:
-                        w.errors.append(_error(res))
+            # A create refused because the record exists there (HubSpot's 409 with its id)
+            # pairs with it and is decided again, once (runtime/write_plan.py).
+            plans = [PlannedCreate(side, a.values, item=w.item, own_id=w.record_id(other(side)),
+                                   take_existing=not w.redo) for w, a in creates]
+            await write_plan.send_creates(self.ctx, "sync", side, plans)
+            for (w, _), p in zip(creates, plans, strict=True):
+                if p.error is not None:
+                    w.errors.append(p.error)
+                elif p.taken:
+                    w.set_record(side, p.record)
+                    w.redo = True
+                    redo.append(w)
+                elif p.record is not None:
+                    w.created[side] = p.record.id
+                    w.set_record(side, p.record)
             updates = [(w, a) for w in works for a in w.decision.actions  # type: ignore[union-attr]
                        if isinstance(a, Update) and a.side == side and w not in redo]
             if updates:
@@ -551,13 +449,7 @@ class Processor:
     async def _reread(self, works: list[Work]) -> None:
         sides: tuple[Side, Side] = ("hub", "app")
         for side in sides:
-            ids = list(dict.fromkeys(rid for w in works if (rid := w.record_id(side))))
-            conn = self.ctx.connector(side)
-            size = max(1, conn.capabilities.read_batch_size)
-            got: dict[str, Record] = {}
-            for start in range(0, len(ids), size):
-                got.update(await conn.read(self.ctx.object_name(side), ids[start:start + size],
-                                           self.ctx.properties(side)))
+            got = await read_records(self.ctx, side, [w.record_id(side) or "" for w in works])
             for w in works:
                 rid = w.record_id(side)
                 if rid:
@@ -567,167 +459,9 @@ class Processor:
                         # Deleted meanwhile and its id given to a new record: that one is
                         # not this item's (the loader detaches it when its change comes).
                         rec = None
-                    w.set_record(side, rec if rec is not None and not rec.archived else None)
+                    w.set_record(side, rec)
 
     # --- 5. outcomes ---------------------------------------------------------------------------
-
-    def _outcome(self, w: Work, elapsed_ms: float) -> Outcome | None:
-        d = w.decision
-        assert d is not None
-        if w.item is not None and w.item.state == "deleted" and not w.errors \
-                and _delete_decided(d, w.item.deleted_side):
-            # This delete was decided already (marked, parked, or reviewed by an operator):
-            # a later sync of the surviving record must neither park it for review again nor
-            # undo the operator's choice.
-            return None
-        if w.hub is None and w.app is None and not w.created:
-            if w.item is None:
-                return None  # never seen and already gone: nothing to record
-            if w.item.snapshot is None and w.item.state == "deleted":
-                return None  # already recorded as deleted: nothing new
-            if w.item.snapshot is None:
-                # An unlinked record deleted on its side leaves the index as deleted.
-                side = "hub" if w.item.hub_id else "app"
-                return Outcome(item_id=w.item.item_id, state="deleted", deleted_side=side,
-                               detail=f"deleted on {side} before it was linked")
-        new_ids: dict[str, Any] = {}
-        for side, rid in w.created.items():
-            new_ids[f"{side}_id"] = rid
-        hub_id = w.created.get("hub", w.hub_id)
-        app_id = w.created.get("app", w.app_id)
-        if w.item is None:
-            new_ids.setdefault("hub_id", w.hub_id)
-            new_ids.setdefault("app_id", w.app_id)
-        else:
-            # A pairing found in this batch gives the item the partner's id.
-            if w.hub_id and w.item.hub_id != w.hub_id:
-                new_ids.setdefault("hub_id", w.hub_id)
-            if w.app_id and w.item.app_id != w.app_id:
-                new_ids.setdefault("app_id", w.app_id)
-        claim: list[tuple[str, str, str]] = []
-        own = w.record_id(w.key_side) if w.key_side is not None else None
-        # A duplicate holds no key (the record holding it first keeps it); a record never
-        # linked holds the keys it has now, not those it had.
-        duplicate = (w.errors[0][0] == "duplicate" if w.errors
-                     else any(isinstance(a, Fail) and a.category == "duplicate"
-                              for a in d.actions))
-        own_rekey: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
-        if own and w.key_side is not None and (duplicate or w.rekey_own):
-            own_rekey = ((w.key_side, own, () if duplicate else w.keys),)
-        if w.keys and w.key_side is not None and own and not duplicate:
-            claim.extend((w.key_side, k, own) for k in w.keys)
-        if w.paired_keys and w.key_side is not None:
-            partner_side = other(w.key_side)
-            pid = w.record_id(partner_side)
-            if pid:
-                claim.extend((partner_side, k, pid) for k in w.paired_keys)
-        for side, rid in w.created.items():
-            src = other(side)  # type: ignore[arg-type]
-            src_keys = self._record_keys(src, w.record(src))
-            claim.extend((side, k, rid) for k in src_keys)
-        versions = {}
-        if w.hub is not None:
-            versions["hub_version"] = str(w.hub.updated_at)
-        if w.app is not None:
-            versions["app_version"] = str(w.app.updated_at)
-            versions["app_incarnation"] = w.app.incarnation
-        base: dict[str, Any] = {"item_id": w.item.item_id if w.item else None, **new_ids,
-                                **versions, "claim": tuple(claim), "rekey": own_rekey}
-        if w.hub_write is not None:
-            base["hub_write"] = encode_hub_write(w.hub_write)
-        settled = (any(isinstance(a, Create) for a in d.actions) or bool(w.created)
-                   or (w.hub is not None and w.app is not None))
-        if w.item is not None and w.item.creating and not settled:
-            # A create of an earlier attempt may have landed and this sync did not settle it
-            # (no create now, nothing linked): keep the marker so a later create heals first.
-            base["creating"] = KEEP
-        if (w.item is None or w.rekey_own) and w.keys:
-            base["match_key"] = w.keys[0]
-        kinds = [a for a in d.actions if not isinstance(a, Noop)]
-        changes = _changes_enc.encode(d.changes) if d.changes else b"[]"
-        history = HistoryEntry(d.summary, changes, "", hub_id, app_id)
-
-        if w.errors:
-            cat, detail = w.errors[0]
-            # What did land is kept: a create that succeeded still links the new record, and
-            # the intent stays so that writes that landed are recognised as ours next time.
-            snap: dict[str, Any] = {"intent": KEEP}
-            if w.created and d.snapshot is not None:
-                snap["snapshot"] = encode_snapshot(d.snapshot)
-            return Outcome(state="failed", category=cat, detail=detail, count_attempt=True,
-                           history=HistoryEntry("fail", changes, detail, hub_id, app_id),
-                           **base, **snap)
-        first = kinds[0] if kinds else None
-        if isinstance(first, Fail):
-            # Recorded once per new failure, not again on every retry that fails the same way.
-            again = (w.item is not None and w.item.state == "failed"
-                     and (w.item.category, w.item.detail) == (first.category, first.detail))
-            return Outcome(state="failed", category=first.category, detail=first.detail,
-                           count_attempt=True,
-                           history=None if again else HistoryEntry(
-                               "fail", b"[]", first.detail, hub_id, app_id), **base)
-        if isinstance(first, Exclude):
-            return Outcome(state="excluded", category=first.reason, detail=first.detail, **base)
-        base["rekey"] = self._rekey(w, d, kinds) or own_rekey
-        if any(isinstance(a, ParkDelete) for a in kinds):
-            side = next(a.side for a in kinds if isinstance(a, ParkDelete))
-            return Outcome(state="deleted", category="pending_review",
-                           detail=f"deleted on {side}; waiting for `crmsync ctl deletes`",
-                           deleted_side=side, history=history, **base)
-        if any(isinstance(a, MarkDeleted) for a in kinds):
-            side = next(a.side for a in kinds if isinstance(a, MarkDeleted))
-            propagated = any(isinstance(a, Delete) for a in kinds)
-            detail = (f"deleted on {side}" + ("; deleted on the other side too"
-                                              if propagated else ""))
-            return Outcome(state="deleted", category="propagated" if propagated else "",
-                           detail=detail, deleted_side="both" if propagated else side,
-                           history=history, **base)
-        if d.snapshot is None:
-            return Outcome(state="pending", **base)
-        encoded = encode_snapshot(d.snapshot)
-        write = any(isinstance(a, Create | Update | Link) for a in kinds)
-        return Outcome(state="syncing", snapshot=encoded,
-                       history=history if write or d.changes else None, **base)
-
-    def _rekey(self, w: Work, d: Decision, kinds: list[Any]) -> tuple[tuple[str, str,
-                                                                          tuple[str, ...]], ...]:
-        """Claims to update: a deleted record releases its keys; a linked record whose match
-        key changed (a key field moved, or its key is not the one recorded) claims its keys
-        anew, so a stale claim never makes a later record a duplicate."""
-        out: list[tuple[str, str, tuple[str, ...]]] = []
-        gone = next((a.side for a in kinds if isinstance(a, MarkDeleted)), None)
-        if gone is not None:
-            for side in (("hub", "app") if gone == "both" else (gone,)):
-                rid = w.record_id(side)
-                if rid:
-                    out.append((side, rid, ()))
-            return tuple(out)
-        if w.item is None or w.hub is None or w.app is None:
-            return ()
-        key_fields = set(self.ctx.rules.hub_key_props)
-        moved = any(c.field in key_fields for c in d.changes)
-        sides: tuple[Side, Side] = ("hub", "app")
-        for side in sides:
-            # The keys the record holds once this sync's update of it is written.
-            rec = w.record(side)
-            written = {k: v for a in kinds if isinstance(a, Update) and a.side == side
-                       for k, v in a.changes.items()}
-            if rec is not None and written:
-                rec = msgspec.structs.replace(rec, properties={**rec.properties, **written})
-            keys = self._record_keys(side, rec)
-            if moved or (keys[:1] != (w.item.match_key,) and (keys or w.item.match_key)):
-                out.append((side, w.record_id(side) or "", keys))
-        return tuple(o for o in out if o[1])
-
-    def _record_keys(self, side: Side, rec: Record | None) -> tuple[str, ...]:
-        if rec is None:
-            return ()
-        from crmsync.engine import KeyProblem, match_keys
-
-        try:
-            return match_keys(self.ctx.rules, side, rec.properties)
-        except KeyProblem:
-            return ()
 
     def _log(self, w: Work, elapsed_ms: float) -> None:
         d = w.decision
@@ -745,6 +479,9 @@ class Processor:
                     extra["category"], extra["detail"] = a.category, a.detail
                 elif isinstance(a, Exclude):
                     extra["reason"], extra["detail"] = a.reason, a.detail
+        if d.warnings:
+            level = "warning"
+            extra["warnings"] = [str(x) for x in d.warnings]
         getattr(self.ctx.log, level)(
             "sync decision", hub_id=w.created.get("hub", w.hub_id),
             app_id=w.created.get("app", w.app_id), action=action, fields=fields,
@@ -767,6 +504,8 @@ class Processor:
         todo = list(works)
         if not self.ctx.preview:
             await self._see_overwritten(todo)
+        if self.ctx.owners is not None:
+            await self.ctx.owners.prepare(todo)
         for w in todo:
             self._decide(w)
         if preview:
@@ -791,7 +530,9 @@ class Processor:
         await self._redo_stale(todo)
         elapsed_ms = (time.perf_counter() - started) * 1000
         for w in todo:
-            w.outcome = self._outcome(w, elapsed_ms)
+            # The engine chooses what to record (engine/outcome.py); the store writes it.
+            got = settle(self.ctx.rules, w)
+            w.outcome = store_outcome(got) if got is not None else None
         newly: list[tuple[str | None, str | None]] = []
         if self.ctx.associations is not None:
             # Before the commit that acknowledges these syncs (inbox ids, a checkpoint): an
@@ -866,51 +607,15 @@ class Processor:
         return newly
 
     async def _commit_plan(self, works: list[Work], extra: ExtraCommit | None) -> None:
-        """Preview: record what would happen, write nothing to either side."""
-        entries: list[tuple[str, str | None, str | None, str]] = []
+        """Preview: record what would happen, write nothing to either side (what is recorded
+        is the engine's rule, engine/preview.py)."""
+        entries: list[PlanEntry] = []
         outcomes: list[Outcome] = []
         for w in works:
-            d = w.decision
-            assert d is not None
-            for a in d.actions:
-                if isinstance(a, Link):
-                    entries.append(("match", a.hub_id, a.app_id, ""))
-                elif isinstance(a, Create):
-                    entries.append((f"create_{a.side}", w.hub_id, w.app_id,
-                                    _short(a.values)))
-                elif isinstance(a, Update):
-                    entries.append((f"update_{a.side}", w.hub_id, w.app_id, _short(a.changes)))
-                elif isinstance(a, Fail):
-                    entries.append(("duplicate" if a.category == "duplicate" else "fail",
-                                    w.hub_id, w.app_id, f"{a.category}: {a.detail}"))
-                elif isinstance(a, Exclude):
-                    entries.append(("exclude", w.hub_id, w.app_id, f"{a.reason}: {a.detail}"))
-            conflicts = [c for c in d.changes
-                         if c.reason in ("first_pairing", "first_pairing_one_way")]
-            if conflicts:
-                entries.append(("conflict", w.hub_id, w.app_id, _conflicts(conflicts)))
-            # Index the record so the report and the counts see it, with the state that
-            # depends on the data alone (excluded, duplicate); nothing is written to a side.
-            first = next((a for a in d.actions if isinstance(a, Fail | Exclude)), None)
-            state, category, detail = "pending", "", ""
-            if isinstance(first, Fail):
-                state, category, detail = "failed", first.category, first.detail
-            elif isinstance(first, Exclude):
-                state, category, detail = "excluded", first.reason, first.detail
-            if w.item is None:
-                key_side = w.key_side
-                own = w.record_id(key_side) if key_side else None
-                outcomes.append(Outcome(
-                    state=state, category=category, detail=detail, hub_id=w.hub_id,
-                    app_id=w.app_id, match_key=w.keys[0] if w.keys else "",
-                    claim=tuple((key_side, k, own) for k in w.keys)
-                    if key_side and own and state != "failed" else ()))
-            elif w.item.snapshot is None:
-                new_app = w.app_id if w.app_id is not None and w.item.app_id != w.app_id else None
-                outcomes.append(Outcome(
-                    item_id=w.item.item_id, state=state, category=category, detail=detail,
-                    app_id=new_app if new_app else KEEP,
-                    claim=tuple(("app", k, new_app) for k in w.keys) if new_app else ()))
+            p = preview(w)
+            entries.extend(p.entries)
+            if p.outcome is not None:
+                outcomes.append(store_outcome(p.outcome))
 
         def commit(conn: sqlite3.Connection) -> None:
             store_items.apply_outcomes(conn, self.ctx.sync_id, outcomes)
@@ -929,22 +634,7 @@ def _changes_records(w: Work) -> bool:
         for a in d.actions)
 
 
-def _delete_decided(d: Decision, deleted_side: str) -> bool:
-    """Does `d` only repeat the delete an item already records (`deleted_side`)?"""
-    gone = next((a.side for a in d.actions if isinstance(a, MarkDeleted | ParkDelete)), None)
-    return gone is not None and deleted_side in (gone, "both")
-
-
 def _error(res: WriteResult) -> tuple[str, str]:
     if res.error is None:
         return ("internal", "the write failed without an error")
     return (res.error.category, res.error.message)
-
-
-def _short(values: dict[str, Any], limit: int = 200) -> str:
-    text = ", ".join(f"{k}={v!r}" for k, v in values.items())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _conflicts(changes: list[FieldChange]) -> str:
-    return "; ".join(f"{c.field}: {c.old!r} -> {c.new!r} ({c.winner} wins)" for c in changes)

@@ -38,20 +38,25 @@ from typing import Any, Protocol
 
 import msgspec
 
-from crmsync.engine import KeyProblem, match_keys
-from crmsync.engine.stages import StageProblem
-from crmsync.engine.transforms import InvalidValue
-from crmsync.engine.types import FieldChange, Snapshot
+from crmsync.engine.restore import (
+    can_write,
+    delete_approved,
+    delete_kept,
+    restore_failed,
+    restored,
+)
+from crmsync.engine.restore import plan_restore as rules_plan
+from crmsync.engine.types import FieldChange
 from crmsync.records import Record, Side, other
+from crmsync.runtime import processor, write_plan
 from crmsync.runtime.context import ObjectSyncContext
-from crmsync.runtime.loader import read_records
-from crmsync.runtime.processor import decode_snapshot
+from crmsync.runtime.encoding import decode_snapshot, store_outcome
+from crmsync.runtime.reads import read_records
+from crmsync.runtime.write_plan import PlannedCreate
 from crmsync.store import deletes as store_deletes
 from crmsync.store import items as store_items
-from crmsync.store.items import KEEP, HistoryEntry, Item, Outcome
+from crmsync.store.items import Item, Outcome
 from crmsync.store.reports import ParkedDelete
-
-_changes_enc = msgspec.json.Encoder()
 
 
 class RestoreCandidate(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,111 +80,22 @@ class RestoreResult(msgspec.Struct, frozen=True, kw_only=True):
     state: str = ""  # the item's state once the restore's sync ran
 
 
-def can_write(ctx: ObjectSyncContext, side: str) -> bool:
-    return ctx.rules.can_write_hub if side == "hub" else ctx.rules.can_write_app
-
-
-def restore_values(ctx: ObjectSyncContext, to: Side, source: Record | None,
-                   snapshot: Snapshot | None) -> tuple[dict[str, Any], list[FieldChange]]:
-    """The properties to create on `to`: per mapped field, the surviving record's value where
-    the field may flow to `to`, else (or when it is empty) the value the deleted record held
-    according to the snapshot."""
-    src = other(to)
-    held = (snapshot.hub if to == "hub" else snapshot.app) if snapshot is not None else {}
-    values: dict[str, Any] = {}
-    changes: list[FieldChange] = []
-    for r in ctx.rules.fields:
-        flows = r.to_hub if to == "hub" else r.to_app
-        value = None
-        winner: Side = to
-        if flows and source is not None:
-            try:
-                value = (r.read_hub if src == "hub" else r.read_app)(source.properties)
-                winner = src
-            except (InvalidValue, StageProblem):
-                value = None
-        if value is None:
-            value = held.get(r.name)
-            winner = to
-        if value is None:
-            continue
-        try:
-            values.update(r.write_hub(value) if to == "hub" else r.write_app(value))
-        except (InvalidValue, StageProblem):
-            continue
-        changes.append(FieldChange(r.name, to, None, value, winner, "new_record"))
-    return values, changes
-
-
 async def plan_restore(ctx: ObjectSyncContext, to: Side,
                        items: Sequence[Item]) -> list[RestoreCandidate]:
-    """What restoring `items` on `to` would do (reads the surviving records; writes nothing)."""
+    """What restoring `items` on `to` would do (reads the surviving records; writes nothing).
+    Which items can be restored, and with which values, is the engine's rule
+    (`engine.restore.plan_restore`)."""
     src = other(to)
     source_ids = [i for it in items if (i := it.record_id(src))]
     survivors = await read_records(ctx, src, source_ids)
     out: list[RestoreCandidate] = []
     for it in items:
         sid = it.record_id(src)
-
-        def no(reason: str, it: Item = it, sid: str | None = sid) -> RestoreCandidate:
-            return RestoreCandidate(item=it, to=to, restorable=False, reason=reason,
-                                    source_id=sid)
-
-        if it.state != "deleted":
-            out.append(no(f"not deleted (state {it.state})"))
-        elif it.deleted_side == "both":
-            out.append(no("deleted on both sides: no record left to restore from"))
-        elif it.deleted_side != to:
-            out.append(no(f"deleted on {it.deleted_side or 'an unknown side'}, not on {to}"))
-        elif not can_write(ctx, to):
-            out.append(no(f"the object sync's direction ({ctx.rules.direction}) never writes "
-                          f"to {to}"))
-        elif sid is None and it.snapshot is not None:
-            # A linked app record deleted too, its id since given to another record.
-            out.append(no(f"the {src} record is gone too"))
-        elif sid is None:
-            out.append(no(f"it never had a {src} record to restore from"))
-        elif sid not in survivors:
-            out.append(no(f"the {src} record {sid} is gone too"))
-        elif src == "app" and it.app_incarnation not in (None,
-                                                         survivors[sid].incarnation):
-            # The app gave the id of a deleted record to a new one (connectors/base.py).
-            out.append(no(f"the {src} record {sid} was deleted; its id names another record"))
-        else:
-            values, changes = restore_values(ctx, to, survivors[sid],
-                                             decode_snapshot(it.snapshot))
-            if not values:
-                out.append(no("no mapped value to restore"))
-            else:
-                out.append(RestoreCandidate(item=it, to=to, restorable=True, source_id=sid,
-                                            values=values, changes=changes))
+        p = rules_plan(ctx.rules, it, to, survivors.get(sid) if sid else None,
+                       decode_snapshot(it.snapshot))
+        out.append(RestoreCandidate(item=it, to=to, restorable=p.restorable, reason=p.reason,
+                                    source_id=sid, values=p.values, changes=p.changes))
     return out
-
-
-def _keys(ctx: ObjectSyncContext, side: Side, props: dict[str, Any]) -> tuple[str, ...]:
-    try:
-        return match_keys(ctx.rules, side, props)
-    except KeyProblem:
-        return ()
-
-
-async def _find_existing(ctx: ObjectSyncContext, side: Side,
-                         values: dict[str, Any]) -> Record | None:
-    """A record on `side` holding the match key of `values` and linked to nothing: where an
-    earlier restore's create landed although its answer was lost."""
-    names = ctx.rules.hub_key_props if side == "hub" else ctx.rules.app_key_fields
-    # Companies: domain before name (the stronger key), as the processor heals.
-    for name in reversed(names) if ctx.rules.match == "company" else names:
-        v = values.get(name)
-        if v in (None, ""):
-            continue
-        for rec in await ctx.connector(side).find(ctx.object_name(side), name, str(v),
-                                                  ctx.properties(side)):
-            held = await ctx.store.read(store_items.find_item, ctx.sync_id, side, rec.id)
-            if held is None or held.record_id(other(side)) is None:
-                return rec
-        return None
-    return None
 
 
 class RecordLocks(Protocol):
@@ -256,81 +172,50 @@ def _unchanged(planned: Item, now: Item | None) -> bool:
 async def _restore_held(ctx: ObjectSyncContext, to: Side, todo: list[RestoreCandidate],
                         results: dict[int, RestoreResult]
                         ) -> tuple[dict[int, Record], dict[int, Record]]:
-    """Steps 2-4 for candidates whose records are held: returns the records made (or found
-    from an earlier attempt) per item id, and those found."""
+    """Steps 2-4 for candidates whose records are held, through the write-plan executor
+    (runtime/write_plan.py): returns the records made (or found from an earlier attempt) per
+    item id, and those found."""
+    plans = {c.item.item_id: PlannedCreate(to, c.values, item=c.item) for c in todo}
     # 2. heal an earlier attempt, then commit the intents.
-    found: dict[int, Record] = {}
-    for c in todo:
-        if c.item.creating == to:
-            rec = await _find_existing(ctx, to, c.values)
-            if rec is not None:
-                found[c.item.item_id] = rec
+    await write_plan.heal(ctx, "restore", list(plans.values()), lambda: processor.wall_clock())
+    found: dict[int, Record] = {iid: p.record for iid, p in plans.items()
+                                if p.taken and p.record is not None}
     intents = [Outcome(item_id=c.item.item_id, state=c.item.state, category=c.item.category,
                        detail=c.item.detail, deleted_side=c.item.deleted_side, creating=to)
                for c in todo if c.item.item_id not in found]
     if intents:
-        await ctx.store.call(store_items.apply_outcomes, ctx.sync_id, intents)
-    # 3. create.
-    creates = [c for c in todo if c.item.item_id not in found]
+        await write_plan.commit_intents(ctx, intents)
+    # 3. create (a create refused because the record exists takes it, unless it is linked).
+    await write_plan.send_creates(ctx, "restore", to, [plans[c.item.item_id] for c in todo
+                                                       if c.item.item_id not in found])
     made: dict[int, Record] = dict(found)
     errors: dict[int, tuple[str, str]] = {}
-    if creates:
-        written = await ctx.writer(to).create([c.values for c in creates])
-        for c, res in zip(creates, written, strict=True):
-            if res.ok and res.record is not None:
-                made[c.item.item_id] = res.record
-                continue
-            err = res.error
-            if err is not None and err.existing_id:
-                holder = await ctx.store.read(store_items.find_item, ctx.sync_id, to,
-                                              err.existing_id)
-                if holder is None or holder.record_id(other(to)) is None:
-                    got = await read_records(ctx, to, [err.existing_id])
-                    if err.existing_id in got:
-                        made[c.item.item_id] = got[err.existing_id]
-                        found[c.item.item_id] = got[err.existing_id]
-                        continue
-                errors[c.item.item_id] = ("duplicate", f"{to} record {err.existing_id} has the "
-                                                       "same match key and is linked already")
-                continue
-            errors[c.item.item_id] = ((err.category, err.message) if err is not None
-                                      else ("internal", "the create failed without an error"))
+    for c in todo:
+        p = plans[c.item.item_id]
+        if c.item.item_id in found:
+            continue
+        if p.record is not None:
+            made[c.item.item_id] = p.record
+            if p.taken:
+                found[c.item.item_id] = p.record
+        else:
+            errors[c.item.item_id] = p.error or ("internal", "not created")
     # 4. commit ids, keys, history; unpark.
     outcomes: list[Outcome] = []
-    releases: list[str] = []
     unpark: list[int] = []
     for c in todo:
         iid = c.item.item_id
-        old_id = c.item.record_id(to)
         if iid in made:
-            rec = made[iid]
-            new_keys = _keys(ctx, to, rec.properties) or _keys(ctx, to, c.values)
-            how = "linked to the existing" if iid in found else "re-created as"
-            detail = f"restored on {to}: {how} {to} record {rec.id}"
-            if old_id:
-                releases.append(old_id)
-            hub_id = rec.id if to == "hub" else c.item.hub_id
-            app_id = rec.id if to == "app" else c.item.app_id
-            outcomes.append(Outcome(
-                item_id=iid, state="pending", detail=detail,
-                hub_id=rec.id if to == "hub" else KEEP, app_id=rec.id if to == "app" else KEEP,
-                claim=tuple((to, k, rec.id) for k in new_keys),
-                history=HistoryEntry("restore", _changes_enc.encode(c.changes), detail,
-                                     hub_id, app_id)))
+            outcomes.append(store_outcome(restored(ctx.rules, c.item, to, made[iid], c.values,
+                                                   iid in found, c.changes)))
             unpark.append(iid)
         else:
             cat, msg = errors.get(iid, ("internal", "not created"))
-            outcomes.append(Outcome(
-                item_id=iid, state=c.item.state, category=c.item.category,
-                detail=c.item.detail, deleted_side=c.item.deleted_side,
-                history=HistoryEntry("fail", b"[]", f"restore on {to} failed: {cat}: {msg}",
-                                     c.item.hub_id, c.item.app_id)))
+            outcomes.append(store_outcome(restore_failed(c.item, to, cat, msg)))
             results[iid] = RestoreResult(item_id=iid, outcome="failed",
                                          detail=f"{cat}: {msg}")
 
     def commit(conn: sqlite3.Connection) -> None:
-        for rid in releases:
-            store_items.release_keys(conn, ctx.sync_id, to, rid)
         store_items.apply_outcomes(conn, ctx.sync_id, outcomes)
         for iid in unpark:
             store_deletes.unpark(conn, ctx.sync_id, iid)
@@ -363,16 +248,12 @@ async def resolve_parked(ctx: ObjectSyncContext, parked: Sequence[ParkedDelete],
     for p in parked:
         target: Side = other("hub" if p.deleted_side == "hub" else "app")
         if not approve:
-            detail = f"deleted on {p.deleted_side}; kept on {target} after review"
-            outcomes.append(Outcome(
-                item_id=p.item.item_id, state="deleted", detail=detail,
-                deleted_side=p.deleted_side,
-                history=HistoryEntry("ignore_delete", b"[]", detail, p.item.hub_id,
-                                     p.item.app_id)))
+            kept = delete_kept(p.item, p.deleted_side, target)
+            outcomes.append(store_outcome(kept))
             done.append(p.item.item_id)
             results[p.item.item_id] = ReviewResult(item_id=p.item.item_id, outcome="kept",
-                                                   detail=detail)
-        elif not can_write(ctx, target):
+                                                   detail=kept.detail)
+        elif not can_write(ctx.rules, target):
             results[p.item.item_id] = ReviewResult(
                 item_id=p.item.item_id, outcome="refused",
                 detail=f"the object sync's direction ({ctx.rules.direction}) never writes to "
@@ -390,14 +271,11 @@ async def resolve_parked(ctx: ObjectSyncContext, parked: Sequence[ParkedDelete],
         for p, res in zip(group, written, strict=True):
             iid = p.item.item_id
             if res.ok or (res.error is not None and res.error.category == "not_found"):
-                detail = f"deleted on {p.deleted_side}; deleted on {gone_side} too after review"
-                outcomes.append(Outcome(
-                    item_id=iid, state="deleted", category="propagated", detail=detail,
-                    deleted_side="both",
-                    history=HistoryEntry("delete", b"[]", detail, p.item.hub_id,
-                                         p.item.app_id)))
+                approved = delete_approved(p.item, p.deleted_side, gone_side)  # type: ignore[arg-type]
+                outcomes.append(store_outcome(approved))
                 done.append(iid)
-                results[iid] = ReviewResult(item_id=iid, outcome="deleted", detail=detail)
+                results[iid] = ReviewResult(item_id=iid, outcome="deleted",
+                                            detail=approved.detail)
             else:
                 err = res.error
                 msg = f"{err.category}: {err.message}" if err is not None else "failed"

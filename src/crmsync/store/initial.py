@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 
 import msgspec
 
@@ -103,7 +104,7 @@ def approve(conn: sqlite3.Connection, sync_id: str) -> bool:
 
 
 def add_plan(conn: sqlite3.Connection, sync_id: str,
-             entries: list[tuple[str, str | None, str | None, str]]) -> None:
+             entries: Sequence[tuple[str, str | None, str | None, str]]) -> None:
     conn.executemany("INSERT INTO plan (sync_id, kind, hub_id, app_id, detail) "
                      "VALUES (?, ?, ?, ?, ?)", [(sync_id, *e) for e in entries])
 

@@ -1,13 +1,15 @@
 """HubSpot authentication as `httpx.Auth` flows (fact sheet §9).
 
-- `PrivateAppToken`: a static private-app token, revealed only when a request is sent.
+- `PrivateAppToken`: a static token (a legacy private app's, a service key, a project app's
+  static token), revealed only when a request is sent.
 - `HubSpotOAuth`: OAuth with a refresh token. The access token is refreshed at
-  `POST /oauth/v1/token` (form-encoded `grant_type=refresh_token`) before it expires (from
+  `POST /oauth/v3/token` (form-encoded `grant_type=refresh_token`; the v1 path is deprecated
+  and sunset on 2027-02-16, hubspot-onboarding.md §1) before it expires (from
   `expires_in`, less a margin; access tokens live 30 minutes), and once more if HubSpot answers
   401 EXPIRED_AUTHENTICATION anyway. Many concurrent callers share ONE refresh (a `trio.Lock`;
   whoever holds it refreshes, the others then find a fresh token). A rotated refresh token is
-  handed to `on_refresh_token` (the daemon persists it in its state database) before any
-  request uses the new access token.
+  handed to `on_refresh_token` before any request uses the new access token (the daemon keeps
+  it in the refresh token file, or in its state database when that file cannot be written).
 
 The refresh request is yielded from the auth flow, so it goes through the same client and
 transport as the API calls (a MockTransport or the emulator's ASGI app in tests).
@@ -34,7 +36,7 @@ from crmsync.connectors.retry import (
 
 log = structlog.get_logger("crmsync.connectors.hubspot")
 
-TOKEN_PATH = "/oauth/v1/token"
+TOKEN_PATH = "/oauth/v3/token"
 
 
 def _reveal(value: Secret | str) -> str:
@@ -42,7 +44,7 @@ def _reveal(value: Secret | str) -> str:
 
 
 class PrivateAppToken(httpx.Auth):
-    """`Authorization: Bearer <private app token>`."""
+    """`Authorization: Bearer <token>` for a credential that does not expire."""
 
     def __init__(self, token: Secret | str) -> None:
         self._token = token
@@ -62,14 +64,19 @@ class _TokenAnswer(msgspec.Struct):
     access_token: str
     expires_in: float = 1800.0
     refresh_token: str | None = None
+    # Optional in AccessTokenResponse (hubspot-onboarding.md §1).
+    hub_id: int | None = None
+    scopes: list[str] | None = None
 
 
 class HubSpotOAuth(httpx.Auth):
     """OAuth refresh-token auth for HubSpot. See the module docstring.
 
-    `token_url` defaults to `/oauth/v1/token` on the API request's own host.
+    `token_url` defaults to `/oauth/v3/token` on the API request's own host.
     `refresh_margin` seconds before expiry the token counts as expired (capped at half its
-    lifetime). Raises (from the request) `HttpFailure` with kind "config" when HubSpot refuses
+    lifetime). When HubSpot refuses the refresh token, `reload_refresh_token` is asked for the
+    kept one: another process (`crmsync doctor`, a second `connect`) may have refreshed with it
+    and kept the token HubSpot rotated it into; a different token is tried once. Raises (from the request) `HttpFailure` with kind "config" when HubSpot refuses
     the refresh token or client credentials, "transient" when the token endpoint is down.
     """
 
@@ -80,10 +87,12 @@ class HubSpotOAuth(httpx.Auth):
         client_secret: Secret | str,
         refresh_token: Secret | str,
         on_refresh_token: Callable[[str], Awaitable[None]] | None = None,
+        reload_refresh_token: Callable[[], Awaitable[str | None]] | None = None,
         token_url: str | None = None,
         refresh_margin: float = 300.0,
     ) -> None:
         self.client_id = client_id
+        self._reload = reload_refresh_token
         self._client_secret = client_secret
         self._refresh_token = _reveal(refresh_token)
         self._on_refresh_token = on_refresh_token
@@ -95,6 +104,9 @@ class HubSpotOAuth(httpx.Auth):
         self._lock = trio.Lock()
         self._refreshes = 0
         self._failures = 0
+        # What the last token answer said of the install (None: it did not say).
+        self.hub_id: int | None = None
+        self.scopes: list[str] | None = None
 
     def statistics(self) -> OAuthStatistics:
         left = self._expires_at - trio.current_time() if self._access_token else None
@@ -117,6 +129,23 @@ class HubSpotOAuth(httpx.Auth):
             "Content-Type": "application/x-www-form-urlencoded",
             "Accept": "application/json",
         })
+
+    async def _kept_elsewhere(self, response: httpx.Response) -> bool:
+        """After a refused refresh: is another refresh token kept now? (It becomes ours.)"""
+        if response.status_code not in (400, 401) or self._reload is None:
+            return False
+        kept = await self._reload()
+        if not kept or kept == self._refresh_token:
+            return False
+        await response.aread()
+        log.info("hubspot_oauth_refresh_token_reloaded",
+                 reason="HubSpot refused the refresh token held; another is kept now")
+        self._refresh_token = kept
+        return True
+
+    def current_access_token(self) -> str | None:
+        """The access token in use (for token introspection), None before the first call."""
+        return self._access_token
 
     async def _take(self, response: httpx.Response) -> None:
         """Apply the token endpoint's answer, or raise a classified failure."""
@@ -155,6 +184,8 @@ class HubSpotOAuth(httpx.Auth):
         self._expires_at = now + answer.expires_in
         self._refresh_at = now + answer.expires_in - margin
         self._refreshes += 1
+        self.hub_id = answer.hub_id
+        self.scopes = answer.scopes
         rotated = answer.refresh_token and answer.refresh_token != self._refresh_token
         if answer.refresh_token:
             self._refresh_token = answer.refresh_token
@@ -174,6 +205,8 @@ class HubSpotOAuth(httpx.Auth):
             try:
                 if not self._fresh():
                     response = yield self._refresh_request(request)
+                    if await self._kept_elsewhere(response):
+                        response = yield self._refresh_request(request)
                     await self._take(response)
             finally:
                 self._lock.release()
@@ -191,6 +224,8 @@ class HubSpotOAuth(httpx.Auth):
         try:
             if self._access_token == used:
                 response = yield self._refresh_request(request)
+                if await self._kept_elsewhere(response):
+                    response = yield self._refresh_request(request)
                 await self._take(response)
         finally:
             self._lock.release()

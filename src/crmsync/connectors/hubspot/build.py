@@ -56,9 +56,12 @@ def _secret(env: str | None, file: str | None, base_dir: Path | None, what: str)
 
 def build_auth(settings: HubSettings, base_dir: Path | None, *,
                refresh_token: str | None = None,
-               on_refresh_token: Callable[[str], Awaitable[None]] | None = None) -> httpx.Auth:
+               on_refresh_token: Callable[[str], Awaitable[None]] | None = None,
+               reload_refresh_token: Callable[[], Awaitable[str | None]] | None = None,
+               ) -> httpx.Auth:
     """The httpx auth for `hub.auth`. `refresh_token` (OAuth) is the latest rotated token kept
-    in the state database; without it the configured initial one is used."""
+    in the state database; without it the configured one is used. `on_refresh_token` keeps a
+    new one, `reload_refresh_token` reads the kept one again (see HubSpotOAuth)."""
     auth = settings.auth
     if isinstance(auth, OAuthAuth):
         secret = _secret(auth.client_secret_env, auth.client_secret_file, base_dir,
@@ -70,9 +73,12 @@ def build_auth(settings: HubSettings, base_dir: Path | None, *,
             token = _secret(auth.refresh_token_env, auth.refresh_token_file, base_dir,
                             "hub.auth refresh token")
         return HubSpotOAuth(client_id=auth.client_id, client_secret=secret,
-                            refresh_token=token, on_refresh_token=on_refresh_token)
+                            refresh_token=token, on_refresh_token=on_refresh_token,
+                            reload_refresh_token=reload_refresh_token)
+    # A service key, a project app's static token and a legacy private-app token are all sent
+    # as a bearer token (hubspot-onboarding.md §0).
     return PrivateAppToken(_secret(auth.token_env, auth.token_file, base_dir,
-                                   "hub.auth private app token"))
+                                   f"hub.auth {auth.__struct_config__.tag} token"))
 
 
 def build_hub_connector(
@@ -84,6 +90,7 @@ def build_hub_connector(
     budget: RateBudget | None = None,
     refresh_token: str | None = None,
     on_refresh_token: Callable[[str], Awaitable[None]] | None = None,
+    reload_refresh_token: Callable[[], Awaitable[str | None]] | None = None,
     index_lag: float = 30.0,
     max_connections: int = 16,
     name: str = "hub",
@@ -99,7 +106,8 @@ def build_hub_connector(
     owned = None
     if client is None:
         auth = build_auth(settings, base_dir, refresh_token=refresh_token,
-                          on_refresh_token=on_refresh_token)
+                          on_refresh_token=on_refresh_token,
+                          reload_refresh_token=reload_refresh_token)
         timeout = settings.request_timeout_seconds
         client = owned = httpx.AsyncClient(
             base_url=settings.base_url,

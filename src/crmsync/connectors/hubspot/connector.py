@@ -52,6 +52,8 @@ from crmsync.connectors.base import (
     SupportsPropertyHistory,
     WriteResult,
 )
+from crmsync.connectors.batches import bisect
+from crmsync.connectors.hubspot.account import list_owners
 from crmsync.connectors.hubspot.cursor import ChangesCursor, decode_cursor, encode_cursor
 from crmsync.connectors.hubspot.http import HUBSPOT_RETRY_POLICY, HubSpotHttp, decode
 from crmsync.connectors.hubspot.objects import (
@@ -101,6 +103,7 @@ _FIELD_TYPES = {
 CHANGES_PER_CALL = 1000
 ARCHIVED_PAGES_PER_CALL = 10
 PROPERTIES_CACHE_SECONDS = 600.0
+OWNERS_REFRESH_SECONDS = 30.0
 # A record found while reconciling a create counts as ours if HubSpot created it no earlier
 # than this before our first attempt was sent (clocks differ).
 CLOCK_SKEW_MS = 60_000
@@ -154,6 +157,10 @@ def record_error(entry: Mapping[str, Any]) -> RecordError:
     existing = _EXISTING_ID.search(message)
     return RecordError(category=category, message=message, retryable=category in _RETRYABLE,
                        existing_id=existing.group(1) if existing else None)
+
+
+def _fail(results: list[WriteResult | None], index: int, exc: HttpFailure) -> None:
+    results[index] = WriteResult(ok=False, error=_failure_error(exc))
 
 
 def _failure_error(exc: HttpFailure) -> RecordError:
@@ -238,6 +245,7 @@ class HubSpotConnector:
                                 request_timeout=request_timeout, policy=retry_policy)
         self._properties: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._pipelines: dict[str, tuple[float, list[PipelineInfo]]] = {}
+        self._owners: tuple[float, list[tuple[str, str]]] | None = None
         self._owned_client: httpx.AsyncClient | None = None
 
     @property
@@ -269,6 +277,13 @@ class HubSpotConnector:
         results = list(body.get("results") or [])
         self._properties[obj] = (now, results)
         return results
+
+    def invalidate_caches(self) -> None:
+        """Forget the cached properties, pipelines and owners (`crmsync doctor
+        --create-properties` reads the properties again after creating some)."""
+        self._properties.clear()
+        self._pipelines.clear()
+        self._owners = None
 
     async def describe(self, object_name: str) -> ObjectInfo:
         obj = resolve_object(object_name)
@@ -335,6 +350,24 @@ class HubSpotConnector:
     async def _unique_properties(self, obj: str) -> list[str]:
         return [f.name for f in (await self.describe(obj)).fields
                 if f.unique and f.name != "hs_object_id"]
+
+    # --- owners ---------------------------------------------------------------------------------
+
+    async def owners(self, *, refresh: bool = False) -> list[tuple[str, str]]:
+        """HubSpot's live owners as (owner id, email) from `GET /crm/v3/owners` (all pages),
+        cached for 10 minutes. `refresh` reads them again, unless they were read less than
+        `OWNERS_REFRESH_SECONDS` ago (a record naming an owner nobody knows must not cost a
+        listing each time). A 403 raises ConnectorError(kind="config",
+        category="permission_denied")."""
+        now = trio.current_time()
+        cached = self._owners
+        if cached is not None:
+            age = now - cached[0]
+            if age < (OWNERS_REFRESH_SECONDS if refresh else PROPERTIES_CACHE_SECONDS):
+                return cached[1]
+        owners = [(o.id, o.email) for o in await list_owners(self.http)]
+        self._owners = (now, owners)
+        return owners
 
     # --- pipelines ------------------------------------------------------------------------------
 
@@ -679,12 +712,9 @@ class HubSpotConnector:
     async def _split(self, obj: str, items: list[_Item], results: list[WriteResult | None],
                      match_property: str | None, rounds: int, exc: HttpFailure) -> None:
         """A whole-batch refusal: a single input gets the error, a batch is halved."""
-        if len(items) == 1:
-            results[items[0].index] = WriteResult(ok=False, error=_failure_error(exc))
-            return
-        mid = len(items) // 2
-        await self._create_items(obj, items[:mid], results, match_property, rounds)
-        await self._create_items(obj, items[mid:], results, match_property, rounds)
+        await bisect(items, exc,
+                     lambda half: self._create_items(obj, half, results, match_property, rounds),
+                     lambda it, e: _fail(results, it.index, e))
 
     async def _match_keys(self, obj: str, items: Sequence[_Item],
                           match_property: str | None) -> dict[int, tuple[str, str, bool]]:
@@ -861,12 +891,8 @@ class HubSpotConnector:
         except HttpFailure as exc:
             if exc.kind != "record":
                 raise
-            if len(items) == 1:
-                results[items[0].index] = WriteResult(ok=False, error=_failure_error(exc))
-                return
-            mid = len(items) // 2
-            await self._update_items(obj, items[:mid], results)
-            await self._update_items(obj, items[mid:], results)
+            await bisect(items, exc, lambda half: self._update_items(obj, half, results),
+                         lambda it, e: _fail(results, it.index, e))
             return
         rest = self._apply_results(items, decode(response), results)
         for it in rest:
@@ -905,12 +931,9 @@ class HubSpotConnector:
         except HttpFailure as exc:
             if exc.kind != "record":
                 raise
-            if len(items) == 1:
-                results[items[0].index] = WriteResult(ok=False, error=_failure_error(exc))
-                return
-            mid = len(items) // 2
-            await self._upsert_items(obj, id_property, items[:mid], results)
-            await self._upsert_items(obj, id_property, items[mid:], results)
+            await bisect(items, exc,
+                         lambda half: self._upsert_items(obj, id_property, half, results),
+                         lambda it, e: _fail(results, it.index, e))
             return
         answer = decode(response)
         by_value = {str(it.properties[id_property]).strip().lower(): it for it in items}
@@ -946,14 +969,15 @@ class HubSpotConnector:
         except HttpFailure as exc:
             if exc.kind != "record":
                 raise
-            if len(items) == 1:
-                ok = exc.category == "not_found"
-                results[items[0].index] = WriteResult(
-                    ok=ok, error=None if ok else _failure_error(exc))
-                return
-            mid = len(items) // 2
-            await self._archive_items(obj, items[:mid], results)
-            await self._archive_items(obj, items[mid:], results)
+
+            def alone(it: _Item, e: HttpFailure) -> None:
+                # Archiving a record that is gone already is done.
+                if e.category == "not_found":
+                    results[it.index] = WriteResult(ok=True)
+                else:
+                    _fail(results, it.index, e)
+
+            await bisect(items, exc, lambda half: self._archive_items(obj, half, results), alone)
             return
         for it in items:
             results[it.index] = WriteResult(ok=True)
@@ -1021,13 +1045,12 @@ class HubSpotConnector:
         except HttpFailure as exc:
             if exc.kind != "record":
                 raise
-            if len(items) == 1:
-                results[items[0][0]] = WriteResult(ok=False, error=RecordError(
-                    "association_failed", exc.message))
-                return
-            mid = len(items) // 2
-            await self._associate(frm, to, items[:mid], results)
-            await self._associate(frm, to, items[mid:], results)
+
+            def alone(it: tuple[int, AssociationChange], e: HttpFailure) -> None:
+                results[it[0]] = WriteResult(ok=False, error=RecordError(
+                    "association_failed", e.message))
+
+            await bisect(items, exc, lambda half: self._associate(frm, to, half, results), alone)
             return
         done: set[tuple[str, str]] = set()
         for r in answer.get("results") or []:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import msgspec
@@ -40,6 +41,8 @@ _POLICY_SCOPES: dict[str, RateScope] = {
 }
 
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+_FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded",
+                 "Accept": "application/json"}
 
 
 def _int_header(headers: httpx.Headers, name: str) -> int | None:
@@ -119,11 +122,13 @@ class HubSpotHttp:
         path: str,
         *,
         json: Any = None,
+        form: Mapping[str, str] | None = None,
         params: Mapping[str, str | int] | None = None,
         kind: RequestKind = "default",
         idempotent: bool = True,
     ) -> httpx.Response:
-        """Send one API call, retrying what the table says to retry.
+        """Send one API call, retrying what the table says to retry. The body is `json`, or
+        `form` form-encoded (HubSpot's OAuth endpoints).
 
         Returns the successful response (2xx, including 207) with its body read. Raises
         `HttpFailure` (a ConnectorError) otherwise; with `idempotent=False` a failure after
@@ -131,6 +136,9 @@ class HubSpotHttp:
         """
         content = msgspec.json.encode(json) if json is not None else None
         headers = _JSON_HEADERS if content is not None else None
+        if form is not None:
+            content = urlencode(form).encode()
+            headers = _FORM_HEADERS
         budget = self._budget(kind)
 
         async def attempt() -> httpx.Response:

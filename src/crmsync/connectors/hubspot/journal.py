@@ -357,19 +357,25 @@ class JournalClient:
         have = sub.get("actions")
         return isinstance(have, list) and set(actions) <= {str(a) for a in have}
 
+    async def missing_subscriptions(self, objects: Iterable[str],
+                                    associations: Iterable[str] = ()
+                                    ) -> list[tuple[str, str, tuple[str, ...]]]:
+        """The (subscription type, hub object, actions) that no existing subscription covers:
+        OBJECT ones for `objects`, ASSOCIATION ones for `associations`."""
+        existing = await self.subscriptions()
+        wanted: list[tuple[str, str, tuple[str, ...]]] = [
+            ("OBJECT", o, OBJECT_ACTIONS) for o in sorted(set(objects))]
+        wanted += [("ASSOCIATION", o, ASSOCIATION_ACTIONS) for o in sorted(set(associations))]
+        return [(kind, obj, actions) for kind, obj, actions in wanted
+                if not any(self._covers(s, kind, obj, actions) for s in existing)]
+
     async def ensure_subscriptions(self, objects: Iterable[str],
                                    associations: Iterable[str] = ()) -> list[str]:
         """Make sure OBJECT subscriptions exist for `objects` (hub object names) and
         ASSOCIATION ones for `associations`; returns what had to be created, as
         "object:<name>" / "association:<name>"."""
-        existing = await self.subscriptions()
-        wanted: list[tuple[str, str, tuple[str, ...]]] = [
-            ("OBJECT", o, OBJECT_ACTIONS) for o in sorted(set(objects))]
-        wanted += [("ASSOCIATION", o, ASSOCIATION_ACTIONS) for o in sorted(set(associations))]
         created: list[str] = []
-        for kind, obj, actions in wanted:
-            if any(self._covers(s, kind, obj, actions) for s in existing):
-                continue
+        for kind, obj, actions in await self.missing_subscriptions(objects, associations):
             body: dict[str, Any] = {
                 "subscriptionType": kind,
                 "objectTypeId": _object_type_id(obj),
