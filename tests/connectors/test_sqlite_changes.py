@@ -236,6 +236,30 @@ async def test_echo_suppression_keeps_records_the_app_also_changed(db: Path) -> 
             assert ch.cursor == "4"
 
 
+async def test_the_log_tells_an_edit_after_our_write_from_one_before_it(db: Path) -> None:
+    # After a crash, a record holding neither what crmsync read nor what it wrote was changed
+    # either before crmsync's conditional update (refused) or after it landed: the log says.
+    with trio.fail_after(LIMIT):
+        async with opened(settings(db)) as c:
+            await c.create("customers", [{"email": "two@x.com", "name": "Two"}])
+            rows = await c.read("customers", ["1", "2"], [])
+            position = await c.log_position()
+            # Row 1: the app edits it first; our update, conditional on the old value, is
+            # refused; then crmsync writes the row again (say, its foreign key).
+            app(db).execute("UPDATE customers SET name = 'App first' WHERE id = 1")
+            (refused,) = await c.update("customers", [("1", {"name": "Ours"})], [rows["1"]])
+            assert refused.error is not None and refused.error.stale
+            await c.update("customers", [("1", {"notes": "ours too"})])
+            # Row 2: our update lands, then the app edits the row.
+            (landed,) = await c.update("customers", [("2", {"name": "Ours"})], [rows["2"]])
+            assert landed.ok
+            app(db).execute("UPDATE customers SET name = 'App after' WHERE id = 2")
+            assert await c.written_then_changed("customers", ["1", "2"], position) == {"2"}
+            # Nothing of ours after a later position.
+            later = await c.log_position()
+            assert await c.written_then_changed("customers", ["1", "2"], later) == set()
+
+
 async def test_prune_deletes_what_every_reader_passed(db: Path) -> None:
     with trio.fail_after(LIMIT):
         async with opened(settings(db)) as c:

@@ -196,6 +196,43 @@ async def test_foreign_key_associations_written_both_ways(db: Path) -> None:
                        "opportunities": set()}
 
 
+async def test_an_association_meant_for_a_record_whose_id_was_reused_is_not_written(
+        db: Path) -> None:
+    # Issue 17 item 1, found by the randomized e2e test: a company's association to a
+    # contact was decided while the app deleted that contact and gave its id to a new one;
+    # written, it set the new contact's company (and crmsync's hub side never had it).
+    with trio.fail_after(LIMIT):
+        async with opened(settings(db)) as c:
+            [made] = await c.create("customers", [{"email": "m@x.com"}])
+            [org] = await c.create("organisations", [{"name": "Initech"}])
+            assert made.record is not None and org.record is not None
+            meant, org_inc = made.record.incarnation, org.record.incarnation
+            cid, oid = made.record.id, org.record.id
+            a = app(db)
+            a.execute("DELETE FROM customers WHERE id = ?", (cid,))
+            a.execute("INSERT INTO customers (email) VALUES ('new@x.com')")  # same id
+            new = (await c.read("customers", [cid], []))[cid]
+            assert new.incarnation != meant
+            results = await c.write_associations("organisations", "customers", [
+                AssociationChange(oid, cid, from_incarnation=org_inc, to_incarnation=meant)])
+            from_side = await c.write_associations("customers", "organisations", [
+                AssociationChange(cid, oid, from_incarnation=meant, to_incarnation=org_inc)])
+            assert await c.read_associations("customers", "organisations",
+                                             [cid]) == {cid: []}
+            # The record it is now takes it; a removal meant for the one gone leaves it.
+            [now] = await c.write_associations("customers", "organisations", [
+                AssociationChange(cid, oid, from_incarnation=new.incarnation)])
+            [removal] = await c.write_associations("customers", "organisations", [
+                AssociationChange(cid, oid, removed=True, from_incarnation=meant)])
+            held = await c.read_associations("customers", "organisations", [cid])
+    for r in (*results, *from_side):
+        assert not r.ok and r.error is not None
+        assert r.error.category == "association_failed"
+        assert f"customers {cid} is another record now" in r.error.message
+    assert now.ok and removal.ok
+    assert held == {cid: [oid]}
+
+
 async def test_an_app_setting_a_foreign_key_logs_both_partners(db: Path) -> None:
     with trio.fail_after(LIMIT):
         async with opened(settings(db)) as c:

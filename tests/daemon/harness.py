@@ -2,17 +2,20 @@
 
 The hub is the emulator behind `httpx.ASGITransport`; the emulator's webhooks are delivered to
 the daemon's webhook application in process. So the whole system runs on the test's clock:
-tests use `slow_autojump` (a MockClock that jumps once every task has been blocked for 20 ms
-of real time). A threshold of 0 would let virtual time race ahead while a task merely waits
-for the store's worker thread (~0.2 ms), firing poll intervals and deadlines no real
-deployment would see in that order.
+tests use `slow_autojump` (conftest.py: a MockClock that jumps once every task has been blocked
+for 20 ms of real time and no worker thread is running). A plain autojump clock counts a task
+waiting for the store's or the SQLite app's worker thread as blocked, so it lets virtual time
+race ahead while that thread works (~0.2 ms idle, tens of ms on a busy machine), firing poll
+intervals and deadlines no real deployment would see in that order. A test therefore never
+sees virtual time pass while the daemon still has work in hand; it still must not assume that
+work finishes before a *virtual* deadline it did not arrange.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,17 +272,29 @@ async def running(tmp: Path, *, syncs: str | None = None,
                     timing=timing or Timing(hub_poll_interval=300.0, app_poll_interval=2.0),
                     configure_logging=False, hub_index_lag=hub_index_lag,
                     **(daemon_kwargs or {}))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(daemon.run)
-        client = None
+    async with daemon_running(daemon, emu, webhooks=webhooks):
+        yield Env(tmp, emu, daemon, app_db)
+
+
+@asynccontextmanager
+async def daemon_running(daemon: Daemon, emu: HubSpotEmulator, *, webhooks: bool,
+                         start_timeout: float = float("inf")) -> AsyncIterator[None]:
+    """Runs `daemon` (started within `start_timeout`) and, with `webhooks`, the emulator's
+    webhook deliveries to the daemon's webhook application; on exit stops both.
+
+    The webhook client is closed only once the delivery task has stopped: until a cancelled
+    task reaches its next checkpoint it still runs — a delivery just started, or a retry whose
+    backoff just ended, posts once more — and a closed client fails that post with a
+    RuntimeError ("the client has been closed") instead of the cancellation."""
+    async with AsyncExitStack() as clients, trio.open_nursery() as nursery:
+        with trio.fail_after(start_timeout):
+            await nursery.start(daemon.run)
         if webhooks:
             assert daemon.webhooks is not None
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=daemon.webhooks.app),
-                                       base_url=PUBLIC)
+            client = await clients.enter_async_context(httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=daemon.webhooks.app), base_url=PUBLIC))
             nursery.start_soon(emu.run_webhooks, client)
         try:
-            yield Env(tmp, emu, daemon, app_db)
+            yield
         finally:
             nursery.cancel_scope.cancel()
-            if client is not None:
-                await client.aclose()

@@ -24,7 +24,7 @@ from crmsync.daemon.main import Daemon
 from crmsync.emulators.hubspot import HubSpotEmulator
 from crmsync.runtime.object_sync import Timing
 
-from .harness import HUB_SECRET, PUBLIC, TOKEN, Env, contacts_sync, write_config
+from .harness import HUB_SECRET, PUBLIC, TOKEN, Env, contacts_sync, daemon_running, write_config
 
 APP_SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -114,18 +114,5 @@ async def running_pg(tmp: Path, db: Any, *, syncs: str | None = None,
     daemon = Daemon(cfg, hub_transport=httpx.ASGITransport(app=emu.app),
                     timing=timing or Timing(hub_poll_interval=300.0, app_poll_interval=2.0),
                     configure_logging=False, hub_index_lag=0.0)
-    async with trio.open_nursery() as nursery:
-        with trio.fail_after(60):
-            await nursery.start(daemon.run)
-        client = None
-        if webhooks:
-            assert daemon.webhooks is not None
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=daemon.webhooks.app),
-                                       base_url=PUBLIC)
-            nursery.start_soon(emu.run_webhooks, client)
-        try:
-            yield PgEnv(tmp, emu, daemon, tmp / "unused.db", db)
-        finally:
-            nursery.cancel_scope.cancel()
-            if client is not None:
-                await client.aclose()
+    async with daemon_running(daemon, emu, webhooks=webhooks, start_timeout=60):
+        yield PgEnv(tmp, emu, daemon, tmp / "unused.db", db)

@@ -2,11 +2,13 @@
 the next insert of a table without AUTOINCREMENT (https://sqlite.org/autoinc.html); the new
 row is a new record that goes through matching, and the link of the deleted one ends."""
 
+import httpx
 import pytest
+import trio
 
 from crmsync.runtime.object_sync import Timing
 
-from .harness import companies_sync, running, wait_for
+from .harness import TOKEN, companies_sync, running, wait_for
 
 ORGS = [{"name": "Acme", "domain": "acme.example", "city": "Leeds"},
         {"name": "Globex", "domain": "globex.example", "city": "York"}]
@@ -115,3 +117,120 @@ async def test_a_restore_never_takes_the_record_that_reused_the_id(tmp_path, slo
         (plan,) = await handle.plan_restore("hub", [item])
         assert not plan.restorable and "gone too" in plan.reason
         assert "Globex" not in hub_by_name(env)
+
+
+@pytest.mark.parametrize("on_delete", ["mark", "propagate"])
+async def test_a_reused_id_the_app_alone_reports_still_ends_the_old_link(tmp_path, slow_autojump,
+                                                                        on_delete):
+    # Only the app's change log brings the change (the hub is not polled again): the load
+    # that lets go of Globex's app id, and then reads again (that commit makes its view of the
+    # store stale), must still sync Globex's item, whose deletion is decided by on_delete.
+    async with running(tmp_path, syncs=companies_sync(on_delete=on_delete), webhooks=False,
+                       timing=Timing(hub_poll_interval=10_000, app_poll_interval=10_000),
+                       organisations=ORGS) as env:
+        await env.wait_ready(("companies",))
+        handle = env.daemon.handle("shop", "companies")
+        await env.eventually(lambda: handle.hub_poller.polls and handle.app_poller.polls)
+        globex = hub_by_name(env)["Globex"]
+        reuse_newest_id(env)
+        handle.app_poller.request_poll()
+        await env.eventually(lambda: "Initech" in hub_by_name(env), timeout=120)
+        items: dict = {}
+
+        async def globex_deleted():
+            items.update({i.hub_id: i for i in await env.items("companies")})
+            return items[globex["id"]].state == "deleted"
+
+        await wait_for(globex_deleted, timeout=120, step=1.0)
+        assert items[globex["id"]].deleted_side == ("app" if on_delete == "mark" else "both")
+        live = {r["id"] for r in env.hub("companies")}
+        assert (globex["id"] in live) == (on_delete == "mark")
+        assert handle.hub_poller.polls == 1  # nothing but the app's change brought the sync
+
+
+@pytest.mark.parametrize("on_delete", ["mark", "propagate"])
+async def test_a_kill_right_after_a_reused_id_ended_the_link_still_decides_the_deletion(
+        tmp_path, slow_autojump, monkeypatch, on_delete):
+    # Found by the randomized e2e test (seed 12): the commit letting go of Globex's reused id
+    # was followed by a kill before the sync that decides Globex's deletion. The change
+    # read again after the restart names the id, which is Initech's now: nothing named
+    # Globex's item any more, and it stayed `syncing` with its hub record alone for ever.
+    from crmsync.runtime import loader
+
+    real = loader.detach_reused
+    detached = trio.Event()
+
+    async def detach_then_hang(*args, **kwargs):
+        out = await real(*args, **kwargs)
+        if out:
+            detached.set()
+            await trio.sleep_forever()  # the kill comes here
+        return out
+
+    timing = Timing(hub_poll_interval=10_000, app_poll_interval=2)
+    syncs = companies_sync(on_delete=on_delete)
+    async with running(tmp_path, syncs=syncs, webhooks=False, timing=timing,
+                       organisations=ORGS) as env:
+        await env.wait_ready(("companies",))
+        globex = hub_by_name(env)["Globex"]
+        # The hub's poll has read past the creates of the initial sync: after the restart
+        # no hub change names Globex.
+        handle = env.daemon.handle("shop", "companies")
+        polls = handle.hub_poller.polls
+        handle.poll_now()
+        await wait_for(lambda: handle.hub_poller.polls > polls, timeout=60)
+        monkeypatch.setattr(loader, "detach_reused", detach_then_hang)
+        reuse_newest_id(env)
+        with trio.fail_after(120):
+            await detached.wait()
+        emu = env.emu
+    monkeypatch.setattr(loader, "detach_reused", real)
+    async with running(tmp_path, syncs=syncs, webhooks=False, timing=timing, emulator=emu,
+                       app_db=tmp_path / "app.db") as env:
+        await env.wait_ready(("companies",))
+
+        async def globex_decided():
+            items = {i.hub_id: i for i in await env.items("companies")}
+            return items[globex["id"]].state == "deleted"
+
+        await wait_for(globex_decided, timeout=120, step=1.0)
+        await env.eventually(lambda: "Initech" in hub_by_name(env), timeout=120)
+        items = {i.hub_id: i for i in await env.items("companies")}
+        assert items[globex["id"]].deleted_side == ("app" if on_delete == "mark" else "both")
+        assert (globex["id"] in {r["id"] for r in env.hub("companies")}) == (on_delete == "mark")
+
+
+async def test_a_create_given_a_deleted_record_s_id_is_not_repeated(tmp_path, slow_autojump):
+    # Found by the randomized e2e test (seed 2): the app deleted Globex (its newest row) and,
+    # before crmsync read that, crmsync's create of Initech there was given Globex's id. The
+    # commit linking it was refused (Globex's item still held the id), and the retry's heal
+    # took the row it had made for Globex's: Initech was created in the app a second time.
+    timing = Timing(hub_poll_interval=10_000, app_poll_interval=10_000)
+    async with running(tmp_path, syncs=companies_sync(), timing=timing,
+                       organisations=ORGS) as env:
+        await env.wait_ready(("companies",))
+        globex = hub_by_name(env)["Globex"]
+        env.app_exec("DELETE FROM organisations WHERE id = 2")
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=env.emu.app),
+                                     base_url="http://hubspot.test") as api:
+            # Through the API, as a user would: it fires the webhook that brings Hooli.
+            r = await api.post("/crm/v3/objects/companies",
+                               headers={"Authorization": f"Bearer {TOKEN}"},
+                               json={"properties": {"name": "Hooli", "domain": "hooli.example"}})
+        assert r.status_code == 201, r.text
+
+        def hooli_rows():
+            return [row["id"] for row in env.app_rows("organisations")
+                    if row["name"] == "Hooli"]
+
+        await env.eventually(lambda: hooli_rows() != [], timeout=120)
+        assert hooli_rows() == [2]  # the id SQLite gave back
+
+        async def decided():
+            items = {i.hub_id: i for i in await env.items("companies")}
+            return (items[globex["id"]].state == "deleted"
+                    and items[r.json()["id"]].app_id == "2")
+
+        # Globex's deletion is decided by the sweep of queued items (60 s).
+        await wait_for(decided, timeout=300, step=1.0)
+        assert hooli_rows() == [2]

@@ -193,7 +193,6 @@ async def test_reconciliation_recovers_a_change_every_feed_missed(tmp_path, slow
         # Not before the reconciliation ran (nothing else could have brought it).
         assert trio.current_time() - start >= 3_600
         status = env.daemon.connections["shop"].status.objects["contacts"]
-        # The reconciliation is marked done once its last page was synced, which may be a
-        # little after the changes it brought back (a store call slower than the clock's
-        # autojump threshold lets the test wake in between).
+        # The reconciliation is marked done once its last page was synced, after the changes
+        # it brought back.
         await env.eventually(lambda: status.last_reconcile is not None, timeout=600, step=1)

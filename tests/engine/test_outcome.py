@@ -261,3 +261,21 @@ def test_a_linked_record_whose_key_moved_claims_its_keys_anew() -> None:
     assert [c.field for c in d.changes] == ["email"]
     assert FieldChange("email", "app", "old@example.com", "new@example.com", "hub",
                        "one_sided_change") in d.changes
+
+
+def test_a_pair_a_cut_short_create_made_is_remembered_when_its_source_is_deleted() -> None:
+    # A create to the hub was cut short (the item holds A1, `creating` hub, no snapshot), A1
+    # was deleted, and heal found the record the create made (H9): the engine decides the
+    # deletion of a linked pair, with the snapshot the interrupted sync's intent gives.
+    item = It(hub_id=None, app_id="A1", creating="hub")
+    hub = Record("H9", {"email": "ann@example.com"})
+    d = Decision([MarkDeleted("app")], snapshot=SNAP)
+    got = settle(RULES, Sync(item, hub, None, decision=d))
+    assert got is not None and got.state == "deleted" and got.deleted_side == "app"
+    # Remembered as linked: a later sync of H9 decides this deletion again, never takes
+    # H9 for a new record to copy back to the app.
+    assert got.snapshot == SNAP
+    assert got.hub_id == "H9"
+    # The create is settled (the record it made is known): its marker is cleared, so a later
+    # sync does not look for that record again.
+    assert got.creating == ""

@@ -1,9 +1,5 @@
-import pytest
-import trio.testing
+# The daemon tests' virtual clock: it jumps once every task has been blocked for 20 ms of
+# real time and no worker thread (the store, the SQLite app) is running.
+from ..daemon.conftest import slow_autojump
 
-
-@pytest.fixture
-def slow_autojump():
-    """Virtual time that jumps once every task has been blocked for 20 ms of real time: the
-    rig's store and app run in worker threads (see tests/daemon/harness.py)."""
-    return trio.testing.MockClock(autojump_threshold=0.02)
+__all__ = ["slow_autojump"]

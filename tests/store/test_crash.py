@@ -3,11 +3,18 @@
 A writer subprocess commits numbered batches in a loop through crmsync.store — each batch one
 transaction of index rows, inbox events and the cursor naming the batch — and announces
 `begin N` once inside the transaction and `commit N` after it. The test kills it with SIGKILL
-right after a seeded number of `begin` lines, i.e. in the middle of a transaction, and then
-checks: the database opens, `PRAGMA integrity_check` is ok, the committed state is exactly
-batches 1..B with every batch complete, no batch the writer acknowledged is lost, and the next
-writer resumes from B. Ten seeded rounds per store API (the sync `connect`/`transaction` one
-and `Store` under Trio), real processes and the real clock, bounded by `fail_after`.
+and then checks: the database opens, `PRAGMA integrity_check` is ok, the committed state is
+exactly batches 1..B with every batch complete, no batch the writer acknowledged is lost, and
+the next writer resumes from B. Ten seeded rounds per store API (the sync
+`connect`/`transaction` one and `Store` under Trio), real processes and the real clock, bounded
+by `fail_after`.
+
+Half the rounds kill the writer right after a seeded number of `begin` lines, wherever it has
+got to by then — mid-write, mid-commit or already past the commit: where a real-time kill lands
+depends on how busy the machine is. The other half stop the writer at a seeded step inside a
+seeded batch's transaction (it says `inside N` and waits) and kill it there, so that every
+such round is certainly a kill in the middle of a transaction, however the processes are
+scheduled.
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ from crmsync.store.items import IndexRow, index_records
 
 SYNC = "crash/contacts"
 mode, db = sys.argv[1], sys.argv[2]
+# Stop inside batch `stop_at`'s transaction after `stop_step` of its writes (0: none yet,
+# 4: all of them, the commit not begun); 0: never stop.
+stop_at, stop_step = int(sys.argv[3]), int(sys.argv[4])
 
 
 def size(n):
@@ -48,14 +58,26 @@ def last(conn):
     return int(v) if v else 0
 
 
+def stop_here(n, step):
+    if n == stop_at and step == stop_step:
+        say(f"inside {n}")
+        os.read(0, 1)  # until the test kills us (or goes away: end of file)
+        sys.exit("the test went away")
+
+
 def write_batch(conn, n):
     say(f"begin {n}")
     rows = [IndexRow(f"b{n}-r{i}", (f"k{n}-{i}",), str(n)) for i in range(size(n))]
     half = len(rows) // 2
+    stop_here(n, 0)
     index_records(conn, SYNC, "hub", rows[:half])
+    stop_here(n, 1)
     inbox.add_events(conn, "crash", [(f"{n}-{j}", os.urandom(2048)) for j in range(8)])
+    stop_here(n, 2)
     index_records(conn, SYNC, "hub", rows[half:])
+    stop_here(n, 3)
     cursors.set_cursor(conn, SYNC, "batch", str(n))
+    stop_here(n, 4)
 
 
 if mode == "sync":
@@ -115,14 +137,17 @@ def verify(db: Path) -> int:
     return last
 
 
-async def kill_mid_transaction(script: Path, mode: str, db: Path, begins: int) -> list[str]:
-    """Run a writer, SIGKILL it right after its `begins`-th `begin` line; all it printed."""
+async def kill_writer(script: Path, mode: str, db: Path, after: bytes,
+                      stop: tuple[int, int] = (0, 0)) -> list[str]:
+    """Run a writer (stopping inside batch `stop[0]` after `stop[1]` writes, if `stop[0]`),
+    SIGKILL it as soon as it has printed `after`; return all it printed."""
     proc = await trio.lowlevel.open_process(
-        [sys.executable, str(script), mode, str(db)], stdout=subprocess.PIPE)
-    assert proc.stdout is not None
+        [sys.executable, str(script), mode, str(db), *map(str, stop)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
     out = b""
     try:
-        while out.count(b"begin ") < begins:
+        while b"\n" + after not in out:
             chunk = await proc.stdout.receive_some(65536)
             assert chunk, f"writer exited early: {out.decode()!r}"
             out += chunk
@@ -135,6 +160,7 @@ async def kill_mid_transaction(script: Path, mode: str, db: Path, begins: int) -
             proc.kill()
             with trio.CancelScope(shield=True):
                 await proc.wait()
+        await proc.stdin.aclose()
         await proc.stdout.aclose()
     return out.decode().splitlines()
 
@@ -147,19 +173,26 @@ async def test_sigkill_mid_transaction_leaves_a_committed_prefix(tmp_path, mode)
     db = tmp_path / "state.db"
     rng = random.Random(f"crash-{mode}")
     committed = 0
-    killed_inside = 0
-    with trio.fail_after(60):
-        for _round in range(ROUNDS):
-            lines = await kill_mid_transaction(script, mode, db, rng.randint(1, 12))
-            assert lines[0] == f"ready {committed}"  # resumed from the last committed batch
-            acked = [int(ln.split()[1]) for ln in lines if ln.startswith("commit ")]
-            begun = [int(ln.split()[1]) for ln in lines if ln.startswith("begin ")]
+    for round_ in range(ROUNDS):
+        stopped = round_ % 2 == 1
+        if stopped:
+            stop = (committed + rng.randint(1, 12), rng.randint(0, 4))
+            after = f"inside {stop[0]}\n".encode()
+        else:
+            stop = (0, 0)
+            after = f"begin {committed + rng.randint(1, 12)}\n".encode()
+        # A hang guard only: starting Python on a busy machine takes seconds.
+        with trio.fail_after(60):
+            lines = await kill_writer(script, mode, db, after, stop)
             last = await trio.to_thread.run_sync(verify, db)
-            # No acknowledged commit is lost, and nothing is there that never began.
-            assert max(acked, default=committed) <= last <= max(begun)
-            killed_inside += last < max(begun)
-            committed = last
-    # The kills really landed inside transactions (not only between them).
-    assert killed_inside >= ROUNDS // 2, killed_inside
+        assert lines[0] == f"ready {committed}"  # resumed from the last committed batch
+        acked = [int(ln.split()[1]) for ln in lines if ln.startswith("commit ")]
+        begun = [int(ln.split()[1]) for ln in lines if ln.startswith("begin ")]
+        # No acknowledged commit is lost, and nothing is there that never began.
+        assert max(acked, default=committed) <= last <= max(begun)
+        if stopped:
+            # Killed inside batch stop[0]'s transaction: none of it is there, all before is.
+            assert last == stop[0] - 1 == max(begun) - 1, (stop, last, begun)
+        committed = last
     assert committed > 0
 

@@ -222,10 +222,12 @@ class PipedriveDemo(Demo):
         started = time.monotonic()
         timeout = args.timeout if args.timeout is not None else default_timeout(args.records)
         try:
-            async with trio.open_nursery() as nursery:
+            # The webhook client is closed once the nursery's tasks have stopped (as in
+            # `Demo._run`): a cancelled delivery task still posts until its next checkpoint.
+            async with httpx.AsyncClient(timeout=10) as webhook_client, \
+                    trio.open_nursery() as nursery:
                 await nursery.start(_serve_emulator, emu, hub_port)
                 await nursery.start(_serve_emulator, pd, pd_port)
-                webhook_client = httpx.AsyncClient(timeout=10)
                 nursery.start_soon(emu.run_webhooks, webhook_client)
                 nursery.start_soon(pd.run_webhooks, webhook_client)
                 await nursery.start(self._run_daemon, daemon, nursery.cancel_scope)
@@ -249,7 +251,6 @@ class PipedriveDemo(Demo):
                 if self.stopped and not args.until_synced:
                     result = 0
                 nursery.cancel_scope.cancel()
-                await webhook_client.aclose()
         except KeyboardInterrupt:
             result = 0
         finally:

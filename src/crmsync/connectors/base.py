@@ -15,7 +15,8 @@ let a new record pass for the old one. Every app connector:
 * gives each record an `incarnation` (records.py) in every read, scan, find, change and write
   result: stable for the life of one record, different for a record later inserted under the
   id of a deleted one (the SQLite connector: the change-log sequence number of the row's
-  insert, kept by its triggers; "0" for rows older than change capture);
+  insert, kept by its triggers; "0" for rows older than change capture; the PostgreSQL
+  connector: a number its insert trigger draws, "" for rows older than that trigger);
 * records deletes in its change feed: a record deleted since the cursor is reported as
   `Record(id, {}, archived=True)` when no row holds the id any more, and a row that holds it
   again carries its own, new incarnation;
@@ -117,9 +118,18 @@ class ObjectInfo(msgspec.Struct, frozen=True):
 
 
 class AssociationChange(msgspec.Struct, frozen=True):
+    """An association to create or remove between `from_id` and `to_id`. An incarnation
+    (records.py) other than "" is the one the record of that id had when the change was
+    decided: a connector whose records carry incarnations writes nothing to a record of that
+    id that is another record now (the app deleted the one meant and gave its id to a new
+    one); creating fails (`association_failed`), removing succeeds (what is to be removed is
+    gone with its record)."""
+
     from_id: str
     to_id: str
     removed: bool = False
+    from_incarnation: str = ""
+    to_incarnation: str = ""
 
 
 class AppEvent(msgspec.Struct, frozen=True):
@@ -263,6 +273,25 @@ class SupportsPropertyHistory(Protocol):
                            properties: Sequence[str]) -> dict[str, dict[str, list[PropertyValue]]]:
         """For each record of `ids` that exists, the values each of `properties` held, newest
         first (a property that never held a value may be absent)."""
+        ...
+
+
+@runtime_checkable
+class SupportsWriteEvidence(Protocol):
+    """A side whose change log tells crmsync's own writes from everyone else's (a database
+    app). After a crash between sending an update and committing its outcome, a record that
+    holds neither the value read nor the value written was either changed before the update
+    (which, being conditional, was then refused) or after it landed: only the log says
+    which, and so whether the record's value is a newer edit or a conflicting one."""
+
+    async def log_position(self) -> str:
+        """Where the change log ends now; taken before updates are sent."""
+        ...
+
+    async def written_then_changed(self, object_name: str, ids: Sequence[str],
+                                   position: str) -> set[str]:
+        """The ids among `ids` whose record crmsync wrote after `position` and someone else
+        changed after that write."""
         ...
 
 

@@ -21,7 +21,7 @@ The decision is pure: same inputs, same output, no I/O, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from crmsync.engine.filters import first_mismatch
@@ -405,21 +405,34 @@ def decide_overwritten(rules: SyncRules, hub: Record | None, app: Record | None,
 
 def effective_snapshot(rules: SyncRules, snapshot: Snapshot | None, pending: Snapshot,
                        written: dict[str, list[str]], hub: Record | None,
-                       app: Record | None) -> Snapshot | None:
+                       app: Record | None, landed: Collection[Side] = (),
+                       creating: str = "") -> Snapshot | None:
     """The snapshot to decide with when a sync was interrupted after its writes were sent
     and before its outcome was committed (`pending` is the snapshot it would have stored,
     `written` the fields it wrote per side).
 
     Per field: one that sync did not write takes the pending values (they are what that sync
     would have stored); one it wrote takes the pending values if the side written now holds
-    the value written (the write landed: it is ours, not a change there), else the old
-    snapshot's (the value still has to move). So a write of ours that landed is not mistaken
-    for a change, and a change that did not reach the other side is not forgotten.
+    the value written (the write landed: it is ours, not a change there) or the side is in
+    `landed` (its change log shows our write landed and the record was changed after it: the
+    value it holds is a newer edit), else the old snapshot's (the value still has to move).
+    So a write of ours that landed is not mistaken for a change, an edit made after it is not
+    mistaken for a conflict, and a change that did not reach the other side is not forgotten.
+    `creating` names the side a create was sent to and not healed yet: a record missing there
+    is not known yet, not deleted.
     """
     if snapshot is None and (hub is None or app is None):
-        # Never linked and one record missing: the interrupted sync was a create that did
-        # not land (or is not found yet); there is no pairing to remember.
-        return None
+        # Never linked and one record missing. The record left is one that sync wrote (it
+        # created it, or updated it to pair it) and still holds what was written: the sync
+        # paired the two and its write landed, and the other record was deleted since, which
+        # is decided as the deletion of a linked pair (never as a new record to copy back).
+        # Otherwise the interrupted sync was a create that did not land (or is not found
+        # yet): there is no pairing to remember.
+        left_side: Side = "hub" if hub is not None else "app"
+        left = hub if hub is not None else app
+        if left is None or left.archived or creating == other(left_side) \
+                or not _holds_written(rules, pending, written, left_side, left):
+            return None
     wrote = {name: side for side in ("hub", "app") for name in written.get(side, ())}
     old_hub = snapshot.hub if snapshot is not None else {}
     old_app = snapshot.app if snapshot is not None else {}
@@ -434,8 +447,8 @@ def effective_snapshot(rules: SyncRules, snapshot: Snapshot | None, pending: Sna
         else:
             side = wrote[name]
             rec = hub if side == "hub" else app
-            use_pending = False
-            if rec is not None and not rec.archived:
+            use_pending = side in landed
+            if not use_pending and rec is not None and not rec.archived:
                 try:
                     now = r.read_hub(rec.properties) if side == "hub" else r.read_app(
                         rec.properties)
@@ -451,3 +464,22 @@ def effective_snapshot(rules: SyncRules, snapshot: Snapshot | None, pending: Sna
     if not hub_snap and snapshot is None:
         return None
     return Snapshot(hub=hub_snap, app=app_snap)
+
+
+def _holds_written(rules: SyncRules, pending: Snapshot, written: dict[str, list[str]],
+                   side: Side, rec: Record) -> bool:
+    """Whether `rec` holds every value an interrupted sync wrote to it (and it wrote some)."""
+    names = set(written.get(side, ()))
+    if not names:
+        return False
+    want = pending.hub if side == "hub" else pending.app
+    for r in rules.fields:
+        if r.name not in names:
+            continue
+        try:
+            now = r.read_hub(rec.properties) if side == "hub" else r.read_app(rec.properties)
+        except (InvalidValue, StageProblem):
+            return False
+        if r.name not in want or now != want[r.name]:
+            return False
+    return True

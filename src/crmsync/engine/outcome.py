@@ -13,6 +13,9 @@ record; the store writes it. The rules:
 * a `fail` decision fails the record, with one history entry per new failure (not one per
   retry that fails the same way); an `exclude` excludes it;
 * a parked delete waits for review, a marked (or propagated) delete is recorded as deleted;
+  a pair a sync cut short had paired (no snapshot stored yet) keeps the decision's snapshot,
+  so a later sync of the record left decides the deletion again;
+* a create marker stays until the create is settled: sent again, or its record known;
 * a decision without a snapshot leaves the record `pending`; otherwise it is `syncing`, with
   a history entry when something was written or linked;
 * match keys: a duplicate holds none (the record holding the key first keeps it); a record
@@ -240,8 +243,12 @@ def settle(rules: SyncRules, s: Synced) -> RecordOutcome | None:
                 rekey=own_rekey)
     if s.hub_write is not None:
         base["hub_write"] = s.hub_write
+    # Settled: the create was sent again, or its record is known (linked, healed, or read on
+    # its side after a sync cut short paired it).
     settled = (any(isinstance(a, Create) for a in d.actions) or bool(s.created)
-               or (s.hub is not None and s.app is not None))
+               or (s.hub is not None and s.app is not None)
+               or (item is not None and item.creating in ("hub", "app")
+                   and s.record(item.creating) is not None))  # type: ignore[arg-type]
     if item is not None and item.creating and not settled:
         base["creating"] = UNSET
     if (item is None or s.rekey_own) and s.keys:
@@ -271,6 +278,12 @@ def settle(rules: SyncRules, s: Synced) -> RecordOutcome | None:
         return RecordOutcome(state="excluded", category=first.reason, detail=first.detail,
                              **base)
     base["rekey"] = _rekey(rules, s, d, kinds) or own_rekey
+    if any(isinstance(a, MarkDeleted | ParkDelete) for a in kinds) and item is not None \
+            and item.snapshot is None and d.snapshot is not None:
+        # Paired by a sync cut short (its intent): the pair is remembered as linked, so a
+        # later sync of the record left decides this deletion again, rather than taking
+        # that record for a new one.
+        base["snapshot"] = d.snapshot
     if any(isinstance(a, ParkDelete) for a in kinds):
         side = next(a.side for a in kinds if isinstance(a, ParkDelete))
         return RecordOutcome(state="deleted", category="pending_review",

@@ -16,7 +16,7 @@ association applied. No association is lost because of order.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,14 +85,17 @@ class AssociationSyncer:
     def connection(self) -> str:
         return self.ctx.connection
 
-    async def sync_links(self, linked: Sequence[tuple[str, str]]) -> dict[str, str]:
+    async def sync_links(self, linked: Sequence[tuple[str, str]],
+                         incarnations: Mapping[str, str] | None = None) -> dict[str, str]:
         """Sync the associations of these linked records, (hub id, app id) each, before the
         outcome of their sync is committed (so an association change is never acknowledged
-        before it is written). Returns the failures by hub id (association_failed)."""
+        before it is written). `incarnations`: of the app records as their sync read them,
+        by app id (the app refuses an association write to another record given that id
+        since). Returns the failures by hub id (association_failed)."""
         failed: dict[str, str] = {}
         if linked and self.pairs:
             for pair in self.pairs:
-                failed.update(await self._sync_pair(pair, list(linked)))
+                failed.update(await self._sync_pair(pair, list(linked), incarnations or {}))
         return failed
 
     async def release_pending(self, changed: Sequence[tuple[str | None, str | None]]) -> None:
@@ -112,6 +115,35 @@ class AssociationSyncer:
 
         for from_object, from_side, from_id in await self.ctx.store.read(peek):
             await self.resubmit(from_object, (from_side, from_id))  # type: ignore[arg-type]
+
+    async def drop_before_delete(self, side: Side, ids: Sequence[str]) -> None:
+        """Before these records are deleted on `side` (a delete propagated there): remove
+        their associations on that side, as HubSpot does when it archives a record, so that a
+        foreign key pointing at one neither refuses the delete, nor deletes its partners (ON
+        DELETE CASCADE), nor is left pointing at nothing. HubSpot drops them itself. A removal
+        that fails leaves the delete to fail as it would have, with its category."""
+        if side != "app" or not ids:
+            return
+        for pair in self.pairs:
+            held = await self._read(side, pair, list(ids))
+            changes = [AssociationChange(rid, b, removed=True)
+                       for rid in ids for b in sorted(held.get(rid, ()))]
+            await self._write(side, pair, changes)
+
+    def forget_ended(self, conn: sqlite3.Connection,
+                     records: Sequence[tuple[str | None, str | None]]) -> None:
+        """In the commit that ends these records' links ((hub id, app id) each, deleted on a
+        side): what their associations wait for is moot, since no sync reads a record's
+        associations once its link ended (restore-deleted links it anew and syncs them from
+        scratch). Their waiting rows go; rows of records waiting for them stay (they wait
+        for a restore)."""
+        hub_ids = [h for h, _ in records if h]
+        app_ids = [a for _, a in records if a]
+        if not hub_ids and not app_ids:
+            return
+        for pair in self.pairs:
+            store_assoc.clear_waiting(conn, self.connection, pair.hub_a, pair.hub_b, hub_ids,
+                                      app_ids)
 
     async def resubmit_waiting(self) -> int:
         """On start: sync again every record of this object whose associations wait (a crash
@@ -141,8 +173,8 @@ class AssociationSyncer:
         a, b = (pair.hub_a, pair.hub_b) if side == "hub" else (pair.app_a, pair.app_b)
         return await conn.write_associations(a, b, changes)
 
-    async def _sync_pair(self, pair: AssociationPair,
-                         linked: list[tuple[str, str]]) -> dict[str, str]:
+    async def _sync_pair(self, pair: AssociationPair, linked: list[tuple[str, str]],
+                         incarnations: Mapping[str, str]) -> dict[str, str]:
         ctx = self.ctx
         hub_ids = [h for h, _ in linked]
         app_ids = [a for _, a in linked]
@@ -171,6 +203,14 @@ class AssociationSyncer:
                 return None
             return item.record_id(side)
 
+        def incarnation(item: Item | None, side: Side) -> str:
+            # The partner's item was read before this write, and its object sync may end
+            # its link meanwhile (the app deleted the record and gave its id to another):
+            # the write names the record it means, and the app refuses it for another one.
+            if side != "app" or item is None or item.app_incarnation is None:
+                return ""
+            return item.app_incarnation
+
         # A write to make: (item id, the change on the target side, where it came from).
         Write = tuple[str, AssociationChange, Side, str, str]
         writes: dict[Side, list[Write]] = {"hub": [], "app": []}
@@ -184,6 +224,7 @@ class AssociationSyncer:
             ids = {"hub": hid, "app": aid}
             now = {"hub": hub_now[hid], "app": app_now[aid]}
             seen = {"hub": hub_seen[hid], "app": app_seen[aid]}
+            mine = {"hub": "", "app": incarnations.get(aid, "")}
             for src, dst, allowed, by_src in directions:
                 if not allowed:
                     continue
@@ -193,14 +234,17 @@ class AssociationSyncer:
                         pending.append((pair.hub_a, src, ids[src], pair.hub_b, b))
                         unseen[src].add((ids[src], b))
                     elif other_b not in now[dst]:
-                        writes[dst].append((item_id, AssociationChange(ids[dst], other_b),
-                                            src, ids[src], b))
+                        writes[dst].append((item_id, AssociationChange(
+                            ids[dst], other_b, from_incarnation=mine[dst],
+                            to_incarnation=incarnation(by_src.get(b), dst)),
+                            src, ids[src], b))
                 for b in seen[src] - now[src]:  # removed on src
                     other_b = partner(by_src.get(b), dst)
                     if other_b is not None and other_b in now[dst]:
-                        writes[dst].append((item_id, AssociationChange(ids[dst], other_b,
-                                                                       removed=True),
-                                            src, ids[src], b))
+                        writes[dst].append((item_id, AssociationChange(
+                            ids[dst], other_b, removed=True, from_incarnation=mine[dst],
+                            to_incarnation=incarnation(by_src.get(b), dst)),
+                            src, ids[src], b))
         failed: dict[str, str] = {}
         # A failed write leaves the association as it was seen before, so the next sync of
         # this record decides it again from both sides' current state; and it waits for its

@@ -25,21 +25,31 @@ class Intent(msgspec.Struct, frozen=True):
     # A create's match-key fields as sent (field -> value): the record it made is found by
     # them even if the source record's key changed before the create is healed.
     create_keys: dict[str, str] = {}
+    # Where the app's change log ended before the app updates were sent (a side with
+    # SupportsWriteEvidence): it tells later whether they landed.
+    app_position: str = ""
+    # The snapshot the sync decided with. A field whose write did not land falls back to it:
+    # when that sync itself decided from an earlier intent (a second crash in a row), the
+    # item's stored snapshot knows less (none at all for a create never linked).
+    base: Snapshot | None = None
 
 
 _intent_enc = msgspec.json.Encoder()
 _intent_dec = msgspec.json.Decoder(Intent)
 
 
-def encode_intent(d: Decision, at: float,
-                  create_keys: dict[str, str] | None = None) -> bytes | None:
-    """The intent of decision `d`, about to be written at `at` (None: it stores no link)."""
+def encode_intent(d: Decision, at: float, create_keys: dict[str, str] | None = None,
+                  app_position: str = "", base: Snapshot | None = None) -> bytes | None:
+    """The intent of decision `d`, about to be written at `at` (None: it stores no link);
+    `app_position` is kept only when `d` writes to the app, `base` is the snapshot `d` was
+    decided with (`Intent`)."""
     if d.snapshot is None:
         return None
     written: dict[str, list[str]] = {"hub": [], "app": []}
     for c in d.changes:
         written[c.side].append(c.field)
-    return _intent_enc.encode(Intent(d.snapshot, written, at, create_keys or {}))
+    return _intent_enc.encode(Intent(d.snapshot, written, at, create_keys or {},
+                                     app_position if written["app"] else "", base))
 
 
 def decode_intent(b: bytes) -> Intent:

@@ -131,6 +131,17 @@ async def pair_new(ctx: ObjectSyncContext, works: list[Work],
         pid = partner.record_id(side)
         rec = recs.get(side, {}).get(pid or "")
         if rec is None:
+            if partner.creating != w.key_side or partner.intent is None:
+                continue
+            # The partner's record is gone, and a create from it to this side was cut short:
+            # this record may be the one it made. Its sync decides (engine
+            # effective_snapshot) whether it is, and then the pair's deletion; never a copy
+            # of it made back where its source was deleted.
+            w.item = partner
+            if side == "hub":
+                w.hub_id = pid
+            else:
+                w.app_id = pid
             continue
         w.item = partner
         w.set_record(side, rec)
@@ -144,7 +155,7 @@ async def detach_reused(ctx: ObjectSyncContext, items: Sequence[Item],
     id, committed at once, so the record holding it goes through matching as a new record
     (connectors/base.py, "Record identity"). Returns them by item id: the item without its
     app record, whose sync decides the deletion, or None when there is nothing to decide
-    (no hub record left in it, or already deleted)."""
+    (no hub record left in it nor one it may have created there, or already deleted)."""
     reused: dict[int, Item] = {}
     for it in items:
         rec = app_records.get(it.app_id or "")
@@ -158,28 +169,43 @@ async def detach_reused(ctx: ObjectSyncContext, items: Sequence[Item],
         ctx.log.info("app record deleted, its id reused: the link ends", item_id=it.item_id,
                      hub_id=it.hub_id, app_id=it.app_id)
     return {i: (msgspec.structs.replace(it, app_id=None, app_incarnation=None)
-                if it.hub_id is not None and it.state != "deleted" else None)
+                if (it.hub_id is not None or it.creating == "hub") and it.state != "deleted"
+                else None)
             for i, it in reused.items()}
 
 
 async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
                payloads: Sequence[list[Any]] | None = None,
-               view: StoreView | None = None) -> list[Work]:
+               view: StoreView | None = None,
+               carried: list[int] | None = None) -> list[Work]:
     """Work for each key: its item and both records, read now. `view` collects the store
-    reads it decided on."""
+    reads it decided on.
+
+    `carried` (item ids, kept by a caller that loads the same keys again): the items whose
+    app id a load let go of (`detach_reused`, committed at once) are added to it, and every
+    load syncs them too. Their app id no longer leads to them, and that very commit makes the
+    load's view stale: without it, the load read again would leave their deletion undecided."""
     by_side: dict[Side, list[str]] = {"hub": [], "app": []}
     for side, rid in keys:
         by_side[side].append(rid)
     read = _reader(view)
+    carried = carried if carried is not None else []
 
-    def lookup(conn: Any) -> dict[Side, dict[str, Item]]:
-        return {s: read(conn, store_items.find_items, ctx.sync_id, s, ids)
-                for s, ids in by_side.items() if ids}
+    def lookup(conn: Any) -> tuple[dict[Side, dict[str, Item]], list[Item]]:
+        found = {s: read(conn, store_items.find_items, ctx.sync_id, s, ids)
+                 for s, ids in by_side.items() if ids}
+        return found, [k for i in carried
+                       if (k := read(conn, store_items.get_item, i)) is not None]
 
-    items = await ctx.store.read(lookup)
+    items, kept = await ctx.store.read(lookup)
     # One work per item even if both of its records were named.
     works: dict[Any, Work] = {}
     ids: dict[Side, list[str]] = {"hub": [], "app": []}
+    for k in kept:
+        if k.hub_id:
+            ids["hub"].append(k.hub_id)
+        if k.app_id:
+            ids["app"].append(k.app_id)
     plan: list[tuple[RecordKey, Item | None, list[Any]]] = []
     for i, (side, rid) in enumerate(keys):
         it = items.get(side, {}).get(rid)
@@ -195,6 +221,11 @@ async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
     recs = {s: await read_records(ctx, s, i) for s, i in ids.items()}
     detached = await detach_reused(ctx, [it for side_items in items.values()
                                          for it in side_items.values()], recs["app"])
+    carried.extend(i for i, gone in detached.items() if gone is not None and i not in carried)
+    for k in kept:
+        if k.item_id not in detached:
+            works[("item", k.item_id)] = Work(item=k, hub=recs["hub"].get(k.hub_id or ""),
+                                              app=recs["app"].get(k.app_id or ""))
     for (side, rid), it, payload in plan:
         if it is not None and it.item_id in detached:
             gone = detached[it.item_id]

@@ -488,6 +488,12 @@ async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
                 await initial.run()
             ctx.status.phase = "complete"
             await feeds.resume()
+            # Records whose sync was due when the daemon stopped, which no source brings
+            # again: sent to the queue like any change (not waited for).
+            queued = await ctx.store.read(store_items.queued_records, ctx.sync_id)
+            if queued:
+                async with queue.changes() as changes:
+                    await changes.submit(queued)
             await nursery.start(run_retry_sweeper, ctx, queue.changes())
             await nursery.start(run_reconciler, ctx, queue.changes(), timing.reconcile_interval,
                                 reconcile_rx)

@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from crmsync.connectors.base import SupportsPropertyHistory, WriteResult
+from crmsync.connectors.base import SupportsPropertyHistory, SupportsWriteEvidence, WriteResult
 from crmsync.engine import decide, decide_overwritten, effective_snapshot
 from crmsync.engine.matching import Duplicate, Holder, create_keys, match
 from crmsync.engine.outcome import record_keys, settle
@@ -80,9 +80,11 @@ def wall_clock() -> float:
     return time.time()
 
 
-def encode_intent(d: Decision, create_keys: dict[str, str] | None = None) -> bytes | None:
-    """The intent of `d`, about to be written now (`wall_clock`)."""
-    return encoding.encode_intent(d, wall_clock(), create_keys)
+def encode_intent(d: Decision, create_keys: dict[str, str] | None = None,
+                  app_position: str = "", base: Snapshot | None = None) -> bytes | None:
+    """The intent of `d`, about to be written now (`wall_clock`); see `encoding.Intent`
+    for `app_position` and `base`."""
+    return encoding.encode_intent(d, wall_clock(), create_keys, app_position, base)
 
 
 @dataclass(eq=False)
@@ -120,6 +122,11 @@ class Work:
     lost: dict[str, str] = field(default_factory=dict)
     # This sync's update of the hub record, once it landed.
     hub_write: HubWrite | None = None
+    # Sides where an interrupted sync's update is known to have landed although the record
+    # changed again since (engine effective_snapshot).
+    landed: tuple[Side, ...] = ()
+    # The snapshot the last decision was made with (recorded in its intent).
+    base: Snapshot | None = None
 
     def __post_init__(self) -> None:
         if self.item is not None:
@@ -174,8 +181,10 @@ class Processor:
         if w.item is not None and w.item.intent is not None:
             # An earlier sync of this item was cut short after sending its writes.
             intent = decode_intent(w.item.intent)
-            snap = effective_snapshot(self.ctx.rules, snap, intent.snapshot, intent.written,
-                                      w.hub, w.app)
+            old = intent.base if intent.base is not None else snap
+            snap = effective_snapshot(self.ctx.rules, old, intent.snapshot, intent.written,
+                                      w.hub, w.app, w.landed, w.item.creating)
+        w.base = snap
         if w.lost:
             w.decision = decide_overwritten(self.ctx.rules, w.hub, w.app, snap, w.lost)
         else:
@@ -208,6 +217,28 @@ class Processor:
                 self.ctx.log.info("hub edit overwritten by our write: decided as a conflict",
                                   hub_id=hub_id, app_id=w.app_id, fields=sorted(w.lost))
 
+    async def _see_landed(self, works: list[Work]) -> None:
+        """Items whose last sync was cut short after sending app updates: ask the app's
+        change log whether those updates landed before the record changed again (then the
+        value it holds is a newer edit, not one made without seeing ours)."""
+        app = self.ctx.app
+        if not isinstance(app, SupportsWriteEvidence):
+            return
+        asks: dict[str, list[Work]] = {}
+        for w in works:
+            it = w.item
+            if it is None or it.intent is None or w.app is None:
+                continue
+            intent = decode_intent(it.intent)
+            if intent.app_position:
+                asks.setdefault(intent.app_position, []).append(w)
+        for position, ws in asks.items():
+            found = await app.written_then_changed(self.ctx.app_object,
+                                                   [w.app.id for w in ws if w.app], position)
+            for w in ws:
+                if w.app is not None and w.app.id in found:
+                    w.landed = ("app",)
+
     # --- 2. heal ---------------------------------------------------------------------------
 
     async def _heal(self, works: list[Work]) -> None:
@@ -217,9 +248,25 @@ class Processor:
         plans: list[tuple[Work, PlannedCreate]] = []
         for w in works:
             creates = [a for a in w.decision.actions if isinstance(a, Create)]  # type: ignore[union-attr]
-            if not creates or w.item is None or w.item.creating != creates[0].side:
+            it = w.item
+            if it is None or not it.creating:
                 continue
-            plans.append((w, PlannedCreate(creates[0].side, creates[0].values, item=w.item)))
+            side: Side = "hub" if it.creating == "hub" else "app"
+            if creates:
+                if creates[0].side != side:
+                    continue
+                values = creates[0].values
+            elif w.record(side) is None and w.record(other(side)) is None \
+                    and it.intent is not None:
+                # The record the create was made from is gone: if the create landed, the
+                # record it made is found by the key it was sent with (no create now to give
+                # another), and the two are a linked pair one of whose records was deleted
+                # (decided by on_delete), not a new record to copy back where its source
+                # was deleted.
+                values = {}
+            else:
+                continue
+            plans.append((w, PlannedCreate(side, values, item=it)))
         # (Looked up when called: tests on Trio's virtual clock replace `wall_clock`.)
         await write_plan.heal(self.ctx, "sync", [p for _, p in plans], lambda: wall_clock())
         for w, p in plans:
@@ -307,6 +354,12 @@ class Processor:
         inserts: list[Outcome] = []
         inserted: list[Work] = []
         updates: list[tuple[int, bytes | None, str]] = []
+        position = ""
+        app = self.ctx.app
+        if isinstance(app, SupportsWriteEvidence) and any(
+                isinstance(a, Update) and a.side == "app"
+                for w in works if w.decision is not None for a in w.decision.actions):
+            position = await app.log_position()
         for w in works:
             d = w.decision
             assert d is not None
@@ -315,7 +368,7 @@ class Processor:
                 continue
             create = next((a for a in writes if isinstance(a, Create)), None)
             blob = encode_intent(d, create_keys(self.ctx.rules, create.side, create.values)
-                                 if create is not None else None)
+                                 if create is not None else None, position, w.base)
             if w.item is None:
                 if create is None:
                     continue
@@ -407,6 +460,8 @@ class Processor:
                         w.errors.append(_error(res))
             archives = [(w, a) for w in works for a in w.decision.actions  # type: ignore[union-attr]
                         if isinstance(a, Delete) and a.side == side]
+            if archives and self.ctx.associations is not None:
+                await self.ctx.associations.drop_before_delete(side, [a.id for _, a in archives])
             if archives:
                 results = await self.ctx.writer(side).archive([a.id for _, a in archives])
                 for (w, _), res in zip(archives, results, strict=True):
@@ -504,6 +559,7 @@ class Processor:
         todo = list(works)
         if not self.ctx.preview:
             await self._see_overwritten(todo)
+            await self._see_landed(todo)
         if self.ctx.owners is not None:
             await self.ctx.owners.prepare(todo)
         for w in todo:
@@ -555,6 +611,10 @@ class Processor:
             for i, why in refused.items():
                 outcome_works[i].conflict = why
             refused_items = {outcomes[i].item_id for i in refused}
+            if self.ctx.associations is not None:
+                self.ctx.associations.forget_ended(conn, [
+                    (w.hub_id, w.app_id) for i, w in enumerate(outcome_works)
+                    if i not in refused and outcomes[i].state == "deleted"])
             for item_id, side, rid in parked:
                 if item_id in refused_items:
                     continue
@@ -583,6 +643,7 @@ class Processor:
         """Sync the associations of the records linked by this batch; a failure turns the
         record's outcome into association_failed. Returns the records newly linked."""
         linked: list[tuple[str, str]] = []
+        incarnations: dict[str, str] = {}
         newly: list[tuple[str | None, str | None]] = []
         by_hub: dict[str, Work] = {}
         for w in works:
@@ -594,10 +655,12 @@ class Processor:
             if not hub_id or not app_id:
                 continue
             linked.append((hub_id, app_id))
+            if w.app is not None and w.app.id == app_id:
+                incarnations[app_id] = w.app.incarnation
             by_hub[hub_id] = w
             if w.item is None or w.item.snapshot is None or w.created:
                 newly.append((hub_id, app_id))
-        failed = await self.ctx.associations.sync_links(linked)
+        failed = await self.ctx.associations.sync_links(linked, incarnations)
         for hub_id, detail in failed.items():
             w = by_hub[hub_id]
             assert w.outcome is not None

@@ -66,9 +66,10 @@ async def load_gated(ctx: ObjectSyncContext, gate: ItemGate, keys: list[Hashable
     again inside the gate: a batch that synced one of these records may have committed
     (and left the gate) while this load was reading the sides, and its commit is then
     seen here, not decided over."""
+    carried: list[int] = []  # items a load let go of an app id of (see `load`)
     while True:
         view = StoreView()
-        works = await load(ctx, keys, payloads, view)  # type: ignore[arg-type]
+        works = await load(ctx, keys, payloads, view, carried)  # type: ignore[arg-type]
         ids = gate_ids(ctx, works)
         waits = gate.busy(ids)
         if waits:

@@ -75,7 +75,8 @@ def holder_of(it: Item | None, side: Side, record_id: str) -> Holder | None:
 async def find_created(ctx: ObjectSyncContext, side: Side, values: dict[str, Any],
                        accept: Callable[[Holder | None], bool]) -> Record | None:
     """A record of `side` holding the match key of `values` (`engine.matching.search_key`)
-    that `accept` takes, judged by its item."""
+    that `accept` takes, judged by its item. An item holding the id of a found app record
+    of another incarnation lets go of the id first (`detach_reused`)."""
     key = search_key(ctx.rules, side, values)
     if key is None:
         return None
@@ -83,9 +84,26 @@ async def find_created(ctx: ObjectSyncContext, side: Side, values: dict[str, Any
                                            ctx.properties(side))
     for rec in found:
         held = await ctx.store.read(store_items.find_item, ctx.sync_id, side, rec.id)
+        if side == "app" and held is not None and await detach_reused(ctx, held, rec):
+            held = None
         if accept(holder_of(held, side, rec.id)):
             return rec
     return None
+
+
+async def detach_reused(ctx: ObjectSyncContext, held: Item, rec: Record) -> bool:
+    """Whether `held`, the item holding app record `rec`'s id, held a record the app deleted
+    and whose id it gave to `rec` (another incarnation; it may be the record a create of ours
+    made). Then that item lets go of the id, committed at once (queued until its deletion is
+    decided, `store.items.detach_app_records`), and `rec` is new to the sync, as
+    `loader.detach_reused` does in a load: without it, the commit linking `rec` to our create
+    is refused and the create sent a second time."""
+    if held.app_incarnation is None or held.app_incarnation == rec.incarnation:
+        return False
+    await ctx.store.call(store_items.detach_app_records, ctx.sync_id, [held.item_id])
+    ctx.log.info("app record deleted, its id reused: the link ends", item_id=held.item_id,
+                 hub_id=held.hub_id, app_id=held.app_id)
+    return True
 
 
 async def heal(ctx: ObjectSyncContext, creator: Creator, creates: Sequence[PlannedCreate],

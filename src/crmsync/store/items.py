@@ -360,20 +360,24 @@ def detach_app_records(conn: sqlite3.Connection, sync_id: str,
     """These items' app records were deleted and their ids now name other records (an app
     that reuses ids): the items let go of the ids and of the match keys those records
     claimed, so the records holding the ids now are new to the sync. An item with a hub
-    record keeps it and its snapshot (its next sync decides the deletion); one without is
-    dropped."""
+    record keeps it and its snapshot (its next sync decides the deletion), and so does one
+    whose create on the hub was sent (`creating`: the hub record it made may exist); any
+    other is dropped. A kept item not deleted yet is `queued` until that sync ran: nothing
+    else names it any more (the change that showed the reuse is about the new record), so a
+    start syncs the queued items again (`queued_records`)."""
     for item_id in item_ids:
-        row = conn.execute("SELECT app_id, hub_id FROM items WHERE item_id = ? AND sync_id = ?",
-                           (item_id, sync_id)).fetchone()
+        row = conn.execute("SELECT app_id, hub_id, creating FROM items WHERE item_id = ? AND "
+                           "sync_id = ?", (item_id, sync_id)).fetchone()
         if row is None or row[0] is None:
             continue
         release_keys(conn, sync_id, "app", row[0])
-        if row[1] is None:
+        if row[1] is None and row[2] != "hub":
             # An app record alone (never linked): nothing of it is left to sync.
             conn.execute("DELETE FROM items WHERE item_id = ?", (item_id,))
             continue
-        conn.execute("UPDATE items SET app_id = NULL, app_incarnation = NULL, updated_at = ? "
-                     "WHERE item_id = ?", (time.time(), item_id))
+        conn.execute("UPDATE items SET app_id = NULL, app_incarnation = NULL, updated_at = ?, "
+                     "state = CASE WHEN state IN ('excluded', 'deleted') THEN state "
+                     "ELSE 'queued' END WHERE item_id = ?", (time.time(), item_id))
 
 
 def set_state(conn: sqlite3.Connection, item_ids: Sequence[int], state: str,
@@ -400,6 +404,15 @@ def mark_queued(conn: sqlite3.Connection, item_ids: Sequence[int]) -> None:
         "AND state NOT IN ('excluded', 'deleted')",
         [(now, i) for i in item_ids],
     )
+
+
+def queued_records(conn: sqlite3.Connection, sync_id: str) -> list[tuple[str, str]]:
+    """(side, record id) of the items left `queued`: a sync of them was due when the daemon
+    stopped (their hub id where they have one)."""
+    return [("hub", h) if h is not None else ("app", a) for h, a in conn.execute(
+        "SELECT hub_id, app_id FROM items WHERE sync_id = ? AND state = 'queued' "
+        "AND state != 'syncing' AND (hub_id IS NOT NULL OR app_id IS NOT NULL) "
+        "ORDER BY item_id", (sync_id,))]
 
 
 def counts(conn: sqlite3.Connection, sync_id: str) -> dict[str, int]:

@@ -5,6 +5,8 @@ crmsync installs, in a schema of its own (`changelog_schema`, default `crmsync`)
     changelog  id (identity), kind ('record' | 'event'), object, op, record_id, old_id,
                at, origin, payload, claim
     claims     a sequence numbering the batches readers take
+    identity   object, record_id, born: the incarnation of each row inserted since capture
+    births     the sequence `born` is taken from
     capture_*  one trigger function per captured table (SECURITY DEFINER: the app's roles
                need no grant on crmsync's schema)
 
@@ -25,6 +27,15 @@ new number from `claims`, returned as its cursor) and deletes them only when it 
 called with that cursor — which the runtime does only after the syncs they caused committed.
 Entries claimed under a cursor that was never committed (a crash) are claimed again. One
 reader per (kind, object): check-config refuses two object syncs of one table.
+
+**Identity.** A table's primary key can be given again to a later row (a text or natural
+key inserted again, a uuid reused, an identity column reset or given explicitly), and that row
+is another record. The insert trigger of a synced table gives the row a new `born` number in
+`identity` (replacing any number the key still had, e.g. after a TRUNCATE, which fires no row
+trigger); the delete trigger removes it; an update that changes the key does both. A record's
+incarnation (records.py) is its row's `born` as text, and "" for a row inserted before its
+table was captured with identity (installations from before it keep the links they stored,
+which recorded "", and such a row deleted and inserted again gets a number).
 
 **Echoes.** crmsync's own connection sets `crmsync.origin = 'crmsync'`; the triggers copy it
 into `origin`, so crmsync's writes are recognised in the log (whose reactions — the app's
@@ -59,6 +70,8 @@ ORIGIN_SETTING = "crmsync.origin"
 ORIGIN_CRMSYNC = "crmsync"
 LOG_TABLE = "changelog"
 CLAIMS = "claims"
+IDENTITY_TABLE = "identity"
+BIRTHS = "births"
 
 
 def log_table(schema: str) -> str:
@@ -67,6 +80,23 @@ def log_table(schema: str) -> str:
 
 def claims_sequence(schema: str) -> str:
     return qualified(schema, CLAIMS)
+
+
+def identity_table(schema: str) -> str:
+    return qualified(schema, IDENTITY_TABLE)
+
+
+def births_sequence(schema: str) -> str:
+    return qualified(schema, BIRTHS)
+
+
+def born_sql(schema: str, obj: str, key_text: str) -> str:
+    """An SQL expression: the incarnation (text; "" when it has none) of the row of `obj`
+    whose primary key as text is `key_text`. A scalar subquery, so that it adds no column
+    names to the statement it is used in."""
+    return (f"COALESCE((SELECT crmsync_identity.born::text FROM {identity_table(schema)} "
+            f"AS crmsync_identity WHERE crmsync_identity.object = {quote_text(obj)} "
+            f"AND crmsync_identity.record_id = {key_text}), '')")
 
 
 def _hash(text: str) -> str:
@@ -139,6 +169,18 @@ def _if(cond: str, stmt: str) -> str:
     return f"IF {cond} THEN {stmt} END IF;"
 
 
+def _born(schema: str, obj: str, rid: str) -> str:
+    """Give the row keyed `rid` a new incarnation (see the module doc, "Identity")."""
+    return (f"INSERT INTO {identity_table(schema)} (object, record_id, born) VALUES "
+            f"({quote_text(obj)}, {rid}, nextval({quote_text(births_sequence(schema))})) "
+            "ON CONFLICT (object, record_id) DO UPDATE SET born = EXCLUDED.born;")
+
+
+def _unborn(schema: str, obj: str, rid: str) -> str:
+    return (f"DELETE FROM {identity_table(schema)} WHERE object = {quote_text(obj)} "
+            f"AND record_id = {rid};")
+
+
 def record_capture(schema: str, spec: TableSpec, associations: Sequence[Association]) -> Capture:
     pk = quote_ident(spec.primary_key)
     new_id, old_id = f"NEW.{pk}::text", f"OLD.{pk}::text"
@@ -150,15 +192,21 @@ def record_capture(schema: str, spec: TableSpec, associations: Sequence[Associat
                     _entry(schema, "record", to, "associate", f"{row}.{c}::text"))
                 for to, c in fks]
 
-    insert = [_entry(schema, "record", spec.object, "insert", new_id), *touch("NEW")]
+    insert = [_entry(schema, "record", spec.object, "insert", new_id),
+              _born(schema, spec.object, new_id), *touch("NEW")]
     update = [_entry(schema, "record", spec.object, "update", new_id, old_id)]
+    # A changed primary key: the old key is gone, the new one names a new record.
+    moved_pk = f"OLD.{pk} IS DISTINCT FROM NEW.{pk}"
+    update.append(_if(moved_pk, _unborn(schema, spec.object, old_id)))
+    update.append(_if(moved_pk, _born(schema, spec.object, new_id)))
     for to, c in fks:
         moved = f"OLD.{c} IS DISTINCT FROM NEW.{c}"
         update.append(_if(f"{moved} AND OLD.{c} IS NOT NULL",
                           _entry(schema, "record", to, "associate", f"OLD.{c}::text")))
         update.append(_if(f"{moved} AND NEW.{c} IS NOT NULL",
                           _entry(schema, "record", to, "associate", f"NEW.{c}::text")))
-    delete = [_entry(schema, "record", spec.object, "delete", old_id, old_id), *touch("OLD")]
+    delete = [_entry(schema, "record", spec.object, "delete", old_id, old_id),
+              _unborn(schema, spec.object, old_id), *touch("OLD")]
     # Only changes of what crmsync reads (and association columns) are logged, so the app
     # touching other columns creates no work.
     watched = list(dict.fromkeys([spec.primary_key, spec.updated_at, *spec.columns,
@@ -275,7 +323,9 @@ def check_privileges(conn: psycopg.Connection, schema: str, captures: Iterable[C
 
 
 def ensure_log(conn: psycopg.Connection, schema: str) -> None:
-    """Create crmsync's schema, the change log, its index and the claims sequence."""
+    """Create crmsync's schema, the change log, its index, the claims sequence, the identity
+    table and its sequence — each when missing, so an installation made by an earlier crmsync
+    gains what it lacks."""
     if not _schema_exists(conn, schema):
         # Not CREATE SCHEMA IF NOT EXISTS: that needs CREATE on the database even when a DBA
         # created the schema for crmsync.
@@ -297,6 +347,11 @@ def ensure_log(conn: psycopg.Connection, schema: str) -> None:
     conn.execute(f"CREATE INDEX IF NOT EXISTS changelog_reading ON {log_table(schema)} "
                  "(kind, object, claim, id)")
     conn.execute(f"CREATE SEQUENCE IF NOT EXISTS {claims_sequence(schema)}")
+    conn.execute(f"CREATE SEQUENCE IF NOT EXISTS {births_sequence(schema)}")
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {identity_table(schema)} ("
+        "object text NOT NULL, record_id text NOT NULL, born bigint NOT NULL, "
+        "PRIMARY KEY (object, record_id))")
 
 
 def install(conn: psycopg.Connection, schema: str, captures: Sequence[Capture]) -> int:
@@ -352,6 +407,7 @@ class RemovalPlan:
     triggers: list[Installed] = field(default_factory=list)
     functions: list[str] = field(default_factory=list)
     log_entries: int = 0
+    identities: int = 0
     # Objects in crmsync's schema that crmsync did not create: the schema then stays.
     foreign_objects: list[str] = field(default_factory=list)
 
@@ -363,6 +419,8 @@ class RemovalPlan:
         if self.schema_exists:
             out.append(f"table {self.schema}.{LOG_TABLE} ({self.log_entries} unread entries)")
             out.append(f"sequence {self.schema}.{CLAIMS}")
+            out.append(f"table {self.schema}.{IDENTITY_TABLE} ({self.identities} rows)")
+            out.append(f"sequence {self.schema}.{BIRTHS}")
             if self.foreign_objects:
                 out.append(f"schema {self.schema} stays: it also holds "
                            + ", ".join(self.foreign_objects))
@@ -371,7 +429,8 @@ class RemovalPlan:
         return out
 
 
-_OURS = frozenset({LOG_TABLE, CLAIMS, "changelog_reading", "changelog_pkey", "changelog_id_seq"})
+_OURS = frozenset({LOG_TABLE, CLAIMS, "changelog_reading", "changelog_pkey", "changelog_id_seq",
+                   IDENTITY_TABLE, "identity_pkey", BIRTHS})
 
 
 def removal_plan(conn: psycopg.Connection, schema: str) -> RemovalPlan:
@@ -392,7 +451,11 @@ def removal_plan(conn: psycopg.Connection, schema: str) -> RemovalPlan:
     if table_oid(conn, schema, LOG_TABLE) is not None:
         entries = int(conn.execute(f"SELECT count(*) FROM {log_table(schema)}"
                                    ).fetchone()[0])  # type: ignore[index]
-    return RemovalPlan(schema, True, triggers, ours, entries, others)
+    identities = 0
+    if table_oid(conn, schema, IDENTITY_TABLE) is not None:
+        identities = int(conn.execute(f"SELECT count(*) FROM {identity_table(schema)}"
+                                      ).fetchone()[0])  # type: ignore[index]
+    return RemovalPlan(schema, True, triggers, ours, entries, identities, others)
 
 
 def remove(conn: psycopg.Connection, schema: str) -> RemovalPlan:
@@ -407,6 +470,8 @@ def remove(conn: psycopg.Connection, schema: str) -> RemovalPlan:
     if plan.schema_exists:
         conn.execute(f"DROP TABLE IF EXISTS {log_table(schema)}")
         conn.execute(f"DROP SEQUENCE IF EXISTS {claims_sequence(schema)}")
+        conn.execute(f"DROP TABLE IF EXISTS {identity_table(schema)}")
+        conn.execute(f"DROP SEQUENCE IF EXISTS {births_sequence(schema)}")
         if not plan.foreign_objects:
             conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} RESTRICT")
     return plan

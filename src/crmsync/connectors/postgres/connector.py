@@ -236,7 +236,7 @@ class PostgresAppConnector:
             if t.object in specs:
                 raise ConnectorError("config", "invalid_value",
                                      f"app object {t.object!r} is configured twice")
-            specs[t.object] = resolve_table(conn, s.schema, t)
+            specs[t.object] = resolve_table(conn, s.schema, t, self._log_schema)
         assocs = [resolve_association(conn, s.schema, specs, a.from_object, a.to_object,
                                       a.column, a.join_table, a.from_column, a.to_column)
                   for a in s.associations]
@@ -371,29 +371,34 @@ class PostgresAppConnector:
     async def create(self, object_name: str,
                      inputs: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
         """INSERT each input (with the updated-at column set to now), `batch_size` per
-        transaction. The primary key is the database's (identity, serial, a default) unless
+        transaction, in one statement where the key's default allows (see `rows`). The primary key is the database's (identity, serial, a default) unless
         an input gives one. A unique violation fails as `duplicate` with `existing_id`."""
         spec = self._spec(object_name)
         stamp = self._require_open().stamps[object_name]
         ops = rows.create_ops(spec, inputs, stamp, spec.columns)
-        return await self._write(f"creating {object_name}", ops)
+        return await self._write(f"creating {object_name}", ops,
+                                 group=rows.create_group(spec, stamp, spec.columns),
+                                 finish=functools.partial(rows.fill_incarnations, spec))
 
     async def update(self, object_name: str, inputs: Sequence[tuple[str, Mapping[str, Any]]],
                      expected: Sequence[Record | None] | None = None) -> list[WriteResult]:
         """UPDATE each row's given columns (and its updated-at column), `batch_size` per
         transaction; a missing row fails as `not_found`. With `expected` (the record as read,
         one per input), an input applies only while its row still holds the values read in
-        the columns it writes — `UPDATE ... WHERE` what the decision read — and otherwise
-        fails as a `conflict` with `stale` set, to be re-read and decided again
+        the columns it writes and is still the same incarnation (a row inserted later under
+        the same key is another record) — `UPDATE ... WHERE` what the decision read — and
+        otherwise fails as a `conflict` with `stale` set, to be re-read and decided again
         (connectors/base.py)."""
         spec = self._spec(object_name)
         stamp = self._require_open().stamps[object_name]
-        held = None
+        held = incarnations = None
         if expected is not None:
             held = [None if read is None else {c: read.properties[c] for c in changes
                                                if c in read.properties}
                     for (_, changes), read in zip(inputs, expected, strict=True)]
-        ops = rows.update_ops(spec, inputs, stamp, spec.columns, held)
+            # The same record, not a later row given its key (connectors/base.py).
+            incarnations = [None if read is None else read.incarnation for read in expected]
+        ops = rows.update_ops(spec, inputs, stamp, spec.columns, held, incarnations)
         return await self._write(f"updating {object_name}", ops)
 
     async def archive(self, object_name: str, ids: Sequence[str]) -> list[WriteResult]:

@@ -7,6 +7,14 @@ and the batch is bisected — each half in its own savepoint — until the faili
 alone and fail with a `RecordError` naming the column, while the others commit. A batch without
 a bad input costs one savepoint; k bad inputs cost about 2·k·log2(batch) (PostgreSQL slows every
 session down once a transaction holds more than 64 subtransactions, so not one per input).
+
+Creates go further: a batch (and each half of a bisected one) is one multi-row INSERT rather
+than a statement per row. PostgreSQL does not document the order of RETURNING rows, so the rows
+are matched to their inputs by primary key: the batch first draws one key per input from the
+key's own default (its identity sequence, serial sequence or default expression) and inserts
+them explicitly. Where that cannot be done with certainty — an input giving its key, a key
+without a default, a draw the role may not make, or an app trigger changing the keys — the
+batch falls back to a statement per row.
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import psycopg
 
 from crmsync.connectors.base import ConnectorError, RecordError
+from crmsync.connectors.postgres import capture
 from crmsync.connectors.postgres.errors import is_row_error, row_category
 from crmsync.connectors.postgres.schema import (
     TableSpec,
@@ -74,21 +84,33 @@ def updated_ms(value: object) -> int:
     return parse_timestamp(value)
 
 
-# The table's alias in reads: ORDER BY a bare column name would pick an output column of the
-# same name (the key as text, ordering 10 before 2), a qualified one never does.
+# The table's alias in reads and writes: ORDER BY a bare column name would pick an output
+# column of the same name (the key as text, ordering 10 before 2), a qualified one never does;
+# and the incarnation's subquery names the row through it.
 ALIAS = "crmsync_row"
 
 
+def born_sql(spec: TableSpec, table: str) -> str:
+    """SQL for the incarnation of the current row of `table` (the table's alias or qualified
+    name in the statement; see capture.py, "Identity")."""
+    if not spec.log_schema:
+        return "''"
+    return capture.born_sql(spec.log_schema, spec.object,
+                            f"{table}.{quote_ident(spec.primary_key)}::text")
+
+
 def select_sql(spec: TableSpec, cols: Sequence[str]) -> str:
-    exprs = [f"{quote_ident(spec.primary_key)}::text", quote_ident(spec.updated_at)]
+    exprs = [f"{quote_ident(spec.primary_key)}::text", quote_ident(spec.updated_at),
+             born_sql(spec, ALIAS)]
     exprs += [spec.all_columns[c].select_sql() for c in cols]
     return f"SELECT {', '.join(exprs)} FROM {spec.qualified} AS {ALIAS}"
 
 
 def to_record(cols: Sequence[str], row: Sequence[Any]) -> Record:
-    """A row selected with `select_sql` (id, updated_at, cols...) as a Record."""
-    return Record(id=row[0], properties={c: plain(v) for c, v in zip(cols, row[2:], strict=True)},
-                  updated_at=updated_ms(row[1]))
+    """A row selected with `select_sql` (id, updated_at, incarnation, cols...) as a
+    Record."""
+    return Record(id=row[0], properties={c: plain(v) for c, v in zip(cols, row[3:], strict=True)},
+                  updated_at=updated_ms(row[1]), incarnation=row[2])
 
 
 def _key_param(spec: TableSpec) -> str:
@@ -140,7 +162,7 @@ def read(conn: psycopg.Connection, spec: TableSpec, ids: Sequence[str],
     for rid, key in keys:
         rec = found.get(key)
         if rec is not None:
-            out[rid] = rec if rec.id == rid else Record(rid, rec.properties, rec.updated_at)
+            out[rid] = rec if rec.id == rid else msgspec.structs.replace(rec, id=rid)
     return out
 
 
@@ -177,23 +199,75 @@ def _castable(conn: psycopg.Connection, col: Any, value: str) -> bool:
 # --- writing ------------------------------------------------------------------------------
 
 
+# Several ops written by one statement: returns their results in order, or raises NoGroup
+# (before or after writing: the caller rolls the savepoint back) when it cannot.
+Group = Callable[[psycopg.Connection, Sequence[RowOp]], list[Any]]
+
+
+class NoGroup(Exception):
+    """These ops cannot be written by one statement with certainty: write them one by one."""
+
+
 def write_batch(conn: psycopg.Connection, ops: Sequence[RowOp | RecordError], *,
-                deleting: bool = False, category: str | None = None) -> list[Any]:
+                deleting: bool = False, category: str | None = None,
+                finish: Callable[[psycopg.Connection, list[Any]], None] | None = None,
+                group: Group | None = None) -> list[Any]:
     """Run `ops` in one transaction (see the module doc). Returns, per op, its result or the
     RecordError it failed with; an op given as a RecordError (refused before any SQL) is
-    passed through. Errors that are not about a row (connection lost, timeout, missing table)
-    roll the whole batch back and propagate."""
+    passed through. `group` writes several ops in one statement where it can. `finish(conn,
+    results)` may complete the results in place, in the same transaction, once every op ran.
+    Errors that are not about a row (connection lost, timeout, missing table) roll the whole
+    batch back and propagate."""
     results: list[Any] = [op if isinstance(op, RecordError) else None for op in ops]
     todo = [i for i, op in enumerate(ops) if not isinstance(op, RecordError)]
     with conn.transaction():
-        _attempt(conn, ops, todo, results, deleting, category)
+        _attempt(conn, ops, todo, results, deleting, category, group)
+        if finish is not None:
+            finish(conn, results)
     return results
 
 
+def fill_incarnations(spec: TableSpec, conn: psycopg.Connection, results: list[Any]) -> None:
+    """Give the records of `results` (rows this transaction inserted) their incarnation, in
+    one query: their insert trigger numbered them after the INSERT's RETURNING was computed
+    (an AFTER trigger runs at the end of its statement), so RETURNING cannot show it."""
+    if not spec.log_schema:
+        return
+    ids = [r.id for r in results if isinstance(r, Record)]
+    if not ids:
+        return
+    born: dict[str, str] = {}
+    for part in chunks(ids, IN_CHUNK):
+        born.update(conn.execute(
+            f"SELECT record_id, born::text FROM {capture.identity_table(spec.log_schema)} "
+            "WHERE object = %s AND record_id = ANY(%s::text[])",
+            (spec.object, list(part))).fetchall())
+    for i, r in enumerate(results):
+        if isinstance(r, Record):
+            results[i] = msgspec.structs.replace(r, incarnation=born.get(r.id, ""))
+
+
 def _attempt(conn: psycopg.Connection, ops: Sequence[RowOp | RecordError], idx: list[int],
-             results: list[Any], deleting: bool, category: str | None) -> None:
+             results: list[Any], deleting: bool, category: str | None,
+             group: Group | None = None) -> None:
     if not idx:
         return
+    if group is not None and len(idx) > 1:
+        try:
+            with conn.transaction():
+                out = group(conn, [_op(ops, i) for i in idx])
+        except NoGroup:
+            pass  # rolled back: one statement per op below
+        except RowFailed:
+            return _bisect(conn, ops, idx, results, deleting, category, group)
+        except psycopg.Error as exc:
+            if not is_row_error(exc):
+                raise
+            return _bisect(conn, ops, idx, results, deleting, category, group)
+        else:
+            for i, v in zip(idx, out, strict=True):
+                results[i] = v
+            return
     try:
         with conn.transaction():
             with conn.pipeline():
@@ -214,9 +288,15 @@ def _attempt(conn: psycopg.Connection, ops: Sequence[RowOp | RecordError], idx: 
         for i, v in zip(idx, out, strict=True):
             results[i] = v
         return
+    _bisect(conn, ops, idx, results, deleting, category, group)
+
+
+def _bisect(conn: psycopg.Connection, ops: Sequence[RowOp | RecordError], idx: list[int],
+            results: list[Any], deleting: bool, category: str | None,
+            group: Group | None) -> None:
     mid = len(idx) // 2
-    _attempt(conn, ops, idx[:mid], results, deleting, category)
-    _attempt(conn, ops, idx[mid:], results, deleting, category)
+    _attempt(conn, ops, idx[:mid], results, deleting, category, group)
+    _attempt(conn, ops, idx[mid:], results, deleting, category, group)
 
 
 def _op(ops: Sequence[RowOp | RecordError], i: int) -> RowOp:
@@ -347,7 +427,11 @@ def stamp_sql(spec: TableSpec, ms_sample: bool) -> str | None:
 
 
 def _returning(spec: TableSpec, cols: Sequence[str]) -> str:
-    exprs = [f"{quote_ident(spec.primary_key)}::text", quote_ident(spec.updated_at)]
+    """RETURNING the columns `to_record` reads. The incarnation is read in the statement's
+    snapshot: right for an UPDATE (which never changes the key, so never the incarnation),
+    not for an INSERT (see `fill_incarnations`)."""
+    exprs = [f"{quote_ident(spec.primary_key)}::text", quote_ident(spec.updated_at),
+             born_sql(spec, ALIAS)]
     exprs += [spec.all_columns[c].select_sql() for c in cols]
     return " RETURNING " + ", ".join(exprs)
 
@@ -366,10 +450,10 @@ def create_ops(spec: TableSpec, inputs: Sequence[Mapping[str, Any]], stamp: str 
             names.append(quote_ident(spec.updated_at))
             marks.append(stamp)
         if names:
-            sql = (f"INSERT INTO {spec.qualified} ({', '.join(names)}) "
+            sql = (f"INSERT INTO {spec.qualified} AS {ALIAS} ({', '.join(names)}) "
                    f"VALUES ({', '.join(marks)})")
         else:
-            sql = f"INSERT INTO {spec.qualified} DEFAULT VALUES"
+            sql = f"INSERT INTO {spec.qualified} AS {ALIAS} DEFAULT VALUES"
         sql += _returning(spec, cols)
         params = list(prepared.values())
 
@@ -381,13 +465,72 @@ def create_ops(spec: TableSpec, inputs: Sequence[Mapping[str, Any]], stamp: str 
     return ops
 
 
+# Bound parameters per statement (the protocol's limit is 65535).
+MAX_PARAMS = 30_000
+
+
+def create_group(spec: TableSpec, stamp: str | None, cols: Sequence[str]) -> Group | None:
+    """Writes several create ops (of `create_ops`) in one multi-row INSERT, matched to them
+    by keys drawn beforehand (see the module doc); None when the key has no default to draw
+    from."""
+    if not spec.key_draw:
+        return None
+    pk = spec.primary_key
+    key_col = spec.all_columns[pk]
+    head = f"INSERT INTO {spec.qualified} AS {ALIAS} "
+    override = " OVERRIDING SYSTEM VALUE" if spec.key_always else ""
+
+    def group(conn: psycopg.Connection, ops: Sequence[RowOp]) -> list[Any]:
+        names = list(dict.fromkeys(c for op in ops for c in op.values))
+        if pk in names or len(ops) * (len(names) + 1) > MAX_PARAMS:
+            raise NoGroup
+        try:
+            keys = [r[0] for r in conn.execute(
+                f"SELECT ({spec.key_draw})::text FROM generate_series(1, %s)",
+                (len(ops),))]
+        except psycopg.Error as exc:
+            # A draw the role may not make (or a default that cannot be evaluated alone).
+            if conn.broken or not (exc.sqlstate or "").startswith(("42", "22", "0A")):
+                raise
+            raise NoGroup from None
+        if len(set(keys)) != len(ops):
+            raise NoGroup
+        columns = [quote_ident(pk), *(quote_ident(c) for c in names)]
+        if stamp is not None:
+            columns.append(quote_ident(spec.updated_at))
+        rows: list[str] = []
+        params: list[Any] = []
+        for key, op in zip(keys, ops, strict=True):
+            cells = [param_sql(key_col)]
+            params.append(key)
+            for c in names:
+                if c in op.values:
+                    cells.append(param_sql(spec.all_columns[c]))
+                    params.append(op.values[c])
+                else:
+                    cells.append("DEFAULT")
+            if stamp is not None:
+                cells.append(stamp)
+            rows.append(f"({', '.join(cells)})")
+        sql = (f"{head}({', '.join(columns)}){override} VALUES {', '.join(rows)}"
+               + _returning(spec, cols))
+        got = {r[0]: r for r in conn.execute(sql, params).fetchall()}
+        if set(got) != set(keys):
+            raise NoGroup  # an app trigger changed or dropped rows: keys prove nothing
+        return [to_record(cols, got[k]) for k in keys]
+
+    return group
+
+
 def update_ops(spec: TableSpec, inputs: Sequence[tuple[str, Mapping[str, Any]]],
                stamp: str | None, cols: Sequence[str],
-               expected: Sequence[Mapping[str, Any] | None] | None = None
+               expected: Sequence[Mapping[str, Any] | None] | None = None,
+               incarnations: Sequence[str | None] | None = None
                ) -> list[RowOp | RecordError]:
     """One op per input. With `expected[i]` (column -> value), the update applies only while
-    the row still holds those values; otherwise that input fails as `conflict` (retryable:
-    re-read and decide again)."""
+    the row still holds those values, and with `incarnations[i]` only while the row is still
+    that incarnation (not a later row given the same key); otherwise that input fails as
+    `conflict` (retryable: re-read and decide again)."""
     pk = quote_ident(spec.primary_key)
     ops: list[RowOp | RecordError] = []
     for n, (record_id, changes) in enumerate(inputs):
@@ -406,12 +549,16 @@ def update_ops(spec: TableSpec, inputs: Sequence[tuple[str, Mapping[str, Any]]],
             ops.append(cond)
             continue
         conds, cond_params = cond
+        born = incarnations[n] if incarnations is not None else None
+        if born is not None and spec.log_schema:
+            conds.append(f"{born_sql(spec, ALIAS)} = %s")
+            cond_params.append(born)
         sets = [f"{quote_ident(c)} = {param_sql(spec.all_columns[c])}" for c in prepared]
         if stamp is not None and sets:
             sets.append(f"{quote_ident(spec.updated_at)} = {stamp}")
         where = " AND ".join([f"{pk} = {_key_param(spec)}", *conds])
         if sets:
-            sql = (f"UPDATE {spec.qualified} SET {', '.join(sets)} WHERE {where}"
+            sql = (f"UPDATE {spec.qualified} AS {ALIAS} SET {', '.join(sets)} WHERE {where}"
                    + _returning(spec, cols))
         else:
             sql = select_sql(spec, cols) + f" WHERE {where}"
@@ -425,8 +572,7 @@ def update_ops(spec: TableSpec, inputs: Sequence[tuple[str, Mapping[str, Any]]],
             def finish() -> Any:
                 row = cur.fetchone()
                 if row is not None:
-                    rec = to_record(cols, row)
-                    return Record(record_id, rec.properties, rec.updated_at)
+                    return msgspec.structs.replace(to_record(cols, row), id=record_id)
                 if conditional and conn.execute(
                         f"SELECT 1 FROM {spec.qualified} WHERE {pk} = {_key_param(spec)}",
                         (key,)).fetchone() is not None:

@@ -186,6 +186,15 @@ class TableSpec:
     key: KeyType
     pipeline_column: str = ""
     stage_column: str = ""
+    # crmsync's schema, whose identity table gives each row's incarnation (capture.py);
+    # "": none, every row reads incarnation "".
+    log_schema: str = ""
+    # An SQL expression drawing a new key as the key's own default would (its identity or
+    # serial sequence, or its default expression; "": none crmsync may use), and whether an
+    # explicit key needs OVERRIDING SYSTEM VALUE (GENERATED ALWAYS AS IDENTITY): how a
+    # multi-row create knows which returned row is which input (rows.create_group).
+    key_draw: str = ""
+    key_always: bool = False
 
     @property
     def qualified(self) -> str:
@@ -271,8 +280,37 @@ def unique_columns(conn: psycopg.Connection, oid: int) -> set[str]:
     return {r[0] for r in rows}
 
 
-def resolve_table(conn: psycopg.Connection, schema: str, t: AppTable) -> TableSpec:
-    """Check a configured table against the database and resolve it.
+def key_default(conn: psycopg.Connection, oid: int, column: str) -> tuple[str, bool]:
+    """(key_draw, key_always) of TableSpec for the key `column` of the table `oid`."""
+    row = conn.execute(
+        """
+        SELECT a.attidentity, a.attgenerated,
+               pg_get_serial_sequence(a.attrelid::regclass::text, a.attname),
+               pg_get_expr(d.adbin, d.adrelid)
+        FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid
+             AND d.adnum = a.attnum
+        WHERE a.attrelid = %s AND a.attname = %s
+        """, (oid, column)).fetchone()
+    if row is None or row[1]:
+        return "", False  # a generated key cannot be given explicitly
+    identity, _, sequence, default = row
+    if sequence is not None:
+        # Drawing from an identity column's sequence needs USAGE on it (the INSERT itself
+        # does not); without it creates go a statement per row.
+        usable = conn.execute("SELECT has_sequence_privilege(%s, 'USAGE')",
+                              (sequence,)).fetchone()
+        if not (usable and usable[0]):
+            return "", False
+        return f"nextval({quote_text(sequence)})", identity == "a"
+    if default is not None:
+        return f"({default})", False
+    return "", False
+
+
+def resolve_table(conn: psycopg.Connection, schema: str, t: AppTable,
+                  log_schema: str = "") -> TableSpec:
+    """Check a configured table against the database and resolve it (`log_schema`: crmsync's
+    schema, see TableSpec).
 
     Raises ConnectorError(kind="config") naming the table or column that is missing, or a
     primary key that is not unique (paging by it would skip rows)."""
@@ -298,11 +336,13 @@ def resolve_table(conn: psycopg.Connection, schema: str, t: AppTable) -> TableSp
         columns = tuple(n for n, c in cols.items()
                         if c.base_type not in _SKIPPED_BY_DEFAULT
                         or n in (t.pipeline_column, t.stage_column))
+    draw, always = key_default(conn, oid, t.primary_key)
     return TableSpec(
         object=t.object, schema=schema, table=t.table, oid=oid, primary_key=t.primary_key,
         updated_at=t.updated_at_column, columns=columns, all_columns=cols,
         unique=frozenset(unique), key=KeyType(cols[t.primary_key]),
-        pipeline_column=t.pipeline_column, stage_column=t.stage_column)
+        pipeline_column=t.pipeline_column, stage_column=t.stage_column, log_schema=log_schema,
+        key_draw=draw, key_always=always)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Removing what crmsync installed in a PostgreSQL database (`crmsync app uninstall CONN`):
-its triggers on the app's tables, their functions, the change log, the claims sequence and —
-when nothing else is in it — its schema. Blocking calls, for the command line."""
+its triggers on the app's tables, their functions, the change log, the identity table, their
+sequences and — when nothing else is in it — its schema. Blocking calls, for the command line."""
 
 from __future__ import annotations
 

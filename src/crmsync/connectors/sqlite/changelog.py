@@ -250,6 +250,23 @@ def read_collapsed(conn: sqlite3.Connection, log: str, obj: str, after: int, end
     return list(merged.values()), last, len(rows) >= limit
 
 
+def written_then_changed(conn: sqlite3.Connection, log: str, obj: str, ids: Sequence[str],
+                         after: int) -> set[str]:
+    """The ids among `ids` with an entry of crmsync's own after `after` that another entry
+    (anyone else's) follows: crmsync's write landed, then the record changed again."""
+    q = quote_ident(log)
+    out: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start:start + 500])
+        marks = ",".join("?" * len(chunk))
+        out.update(str(r[0]) for r in conn.execute(
+            f"SELECT record_id FROM {q} WHERE object = ? AND seq > ? AND record_id IN ({marks}) "
+            "GROUP BY record_id HAVING min(CASE WHEN origin = ? THEN seq END) < "
+            "max(CASE WHEN origin IS NOT ? THEN seq END)",
+            (obj, after, *chunk, ORIGIN_CRMSYNC, ORIGIN_CRMSYNC)))
+    return out
+
+
 def mark_own(conn: sqlite3.Connection, log: str, after: int) -> None:
     """Tag the entries this write transaction appended (everything after `after`: crmsync
     holds the write lock) as crmsync's own. Call it just before COMMIT."""

@@ -393,6 +393,22 @@ class SqliteAppConnector:
         return await self._run(f"finding {object_name}", rows.run_read, rows.find, spec,
                                field, value, spec.select(properties))
 
+    async def log_position(self) -> str:
+        """The change log's end (its last seq), as a decimal string."""
+        return str(await self._run("reading the change log", rows.run_read, changelog.log_end,
+                                   self._log))
+
+    async def written_then_changed(self, object_name: str, ids: Sequence[str],
+                                   position: str) -> set[str]:
+        """Rows crmsync updated after the change-log position `position` (its own entries,
+        tagged in its write transactions) that someone else changed after that
+        (connectors/base.py SupportsWriteEvidence)."""
+        spec = self._spec(object_name)
+        after = self._seq(position, "change-log position")
+        return await self._run(f"reading the change log of {object_name}", rows.run_read,
+                               changelog.written_then_changed, self._log, spec.object,
+                               list(ids), after)
+
     async def changes_since(self, object_name: str, cursor: str | None,
                             properties: Sequence[str]) -> Changes:
         """Records whose rows changed after `cursor`, read from the trigger-filled change log.

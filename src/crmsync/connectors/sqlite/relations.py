@@ -10,6 +10,7 @@ from typing import Any
 
 from crmsync.config.model import SqlitePipelines
 from crmsync.connectors.base import AppEvent, AssociationChange, ConnectorError, RecordError
+from crmsync.connectors.sqlite import changelog
 from crmsync.connectors.sqlite.rows import IN_CHUNK, RowFailed, RowOp, chunks
 from crmsync.connectors.sqlite.schema import (
     Association,
@@ -74,6 +75,8 @@ def association_ops(a: Association, forward: bool, changes: Sequence[Association
     ops: list[RowOp | RecordError] = []
     for ch in changes:
         src_id, tgt_id = (ch.from_id, ch.to_id) if forward else (ch.to_id, ch.from_id)
+        src_inc, tgt_inc = ((ch.from_incarnation, ch.to_incarnation) if forward
+                            else (ch.to_incarnation, ch.from_incarnation))
         try:
             src = a.source.to_key(src_id)
             tgt = a.target.to_key(tgt_id)
@@ -84,26 +87,51 @@ def association_ops(a: Association, forward: bool, changes: Sequence[Association
                 ops.append(RecordError(category="association_failed",
                                        message=f"no such record: {src_id!r} / {tgt_id!r}"))
             continue
-        ops.append(_assoc_op(a, src, tgt, src_id, tgt_id, ch.removed, stamp))
+        ops.append(_assoc_op(a, src, tgt, src_id, tgt_id, ch.removed, stamp,
+                             (src_inc, tgt_inc)))
     return ops
 
 
+def _reborn(conn: sqlite3.Connection, spec: TableSpec, key: Any, incarnation: str) -> bool:
+    """Whether the row `key` of `spec` is another record than the one of `incarnation` (""
+    or a table without change capture: unknown, taken as the same)."""
+    if not incarnation or not spec.log:
+        return False
+    (born,) = conn.execute(f"SELECT {changelog.born_sql(spec.log, spec.object, '?')}",
+                           (key,)).fetchone()
+    return str(born) != incarnation
+
+
 def _assoc_op(a: Association, src: Any, tgt: Any, src_id: str, tgt_id: str, removed: bool,
-              stamp: Any) -> RowOp:
+              stamp: Any, incarnations: tuple[str, str] = ("", "")) -> RowOp:
     s = a.source
     st, spk, upd = quote_ident(s.table), quote_ident(s.primary_key), quote_ident(s.updated_at)
+
+    def reborn(conn: sqlite3.Connection) -> str | None:
+        """The end that is another record now than the one the change was decided for."""
+        for spec, key, rid, inc in ((s, src, src_id, incarnations[0]),
+                                    (a.target, tgt, tgt_id, incarnations[1])):
+            if _reborn(conn, spec, key, inc):
+                return f"{spec.object} {rid}"
+        return None
 
     def check_ends(conn: sqlite3.Connection) -> None:
         if not _exists(conn, s, src):
             raise _fail(f"{s.object} {src_id} does not exist in the app")
         if not _exists(conn, a.target, tgt):
             raise _fail(f"{a.target.object} {tgt_id} does not exist in the app")
+        other = reborn(conn)
+        if other is not None:
+            raise _fail(f"{other} is another record now (the app deleted the one meant and "
+                        f"gave its id to a new one)")
 
     if not a.is_join:
         col = quote_ident(a.column)
 
         def fk(conn: sqlite3.Connection) -> None:
             if removed:
+                if reborn(conn) is not None:
+                    return
                 conn.execute(f"UPDATE {st} SET {col} = NULL, {upd} = ? "
                              f"WHERE {spk} = ? AND {col} = ?", (stamp, src, tgt))
                 return
@@ -118,6 +146,8 @@ def _assoc_op(a: Association, src: Any, tgt: Any, src_id: str, tgt_id: str, remo
 
     def join(conn: sqlite3.Connection) -> None:
         if removed:
+            if reborn(conn) is not None:
+                return
             conn.execute(f"DELETE FROM {jt} WHERE {fc} = ? AND {tc} = ?", (src, tgt))
             return
         check_ends(conn)
