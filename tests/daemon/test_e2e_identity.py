@@ -130,10 +130,10 @@ async def test_a_reused_id_the_app_alone_reports_still_ends_the_old_link(tmp_pat
                        organisations=ORGS) as env:
         await env.wait_ready(("companies",))
         handle = env.daemon.handle("shop", "companies")
-        await env.eventually(lambda: handle.hub_poller.polls and handle.app_poller.polls)
+        await env.eventually(lambda: polls(handle, "hub") and polls(handle, "app"))
         globex = hub_by_name(env)["Globex"]
         reuse_newest_id(env)
-        handle.app_poller.request_poll()
+        handle.poll_now(sides=("app",), events=False)
         await env.eventually(lambda: "Initech" in hub_by_name(env), timeout=120)
         items: dict = {}
 
@@ -145,7 +145,7 @@ async def test_a_reused_id_the_app_alone_reports_still_ends_the_old_link(tmp_pat
         assert items[globex["id"]].deleted_side == ("app" if on_delete == "mark" else "both")
         live = {r["id"] for r in env.hub("companies")}
         assert (globex["id"] in live) == (on_delete == "mark")
-        assert handle.hub_poller.polls == 1  # nothing but the app's change brought the sync
+        assert polls(handle, "hub") == 1  # nothing but the app's change brought the sync
 
 
 @pytest.mark.parametrize("on_delete", ["mark", "propagate"])
@@ -176,9 +176,9 @@ async def test_a_kill_right_after_a_reused_id_ended_the_link_still_decides_the_d
         # The hub's poll has read past the creates of the initial sync: after the restart
         # no hub change names Globex.
         handle = env.daemon.handle("shop", "companies")
-        polls = handle.hub_poller.polls
+        hub_polls = polls(handle, "hub")
         handle.poll_now()
-        await wait_for(lambda: handle.hub_poller.polls > polls, timeout=60)
+        await wait_for(lambda: polls(handle, "hub") > hub_polls, timeout=60)
         monkeypatch.setattr(loader, "detach_reused", detach_then_hang)
         reuse_newest_id(env)
         with trio.fail_after(120):
