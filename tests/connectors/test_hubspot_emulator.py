@@ -454,3 +454,70 @@ async def test_loopback_hang_after_apply_is_reconciled():
             await c.client.aclose()
     assert all(r.ok for r in results)
     assert len(emu.records("contacts")) == 20
+
+
+async def test_find_many_reads_a_hundred_per_request(autojump_clock):
+    """Many records looked up by key at once (healing creates, issue 16 item 2): contact
+    emails by batch read with idProperty=email, 100 inputs a request (fact sheet §1.1, §1.3);
+    company domains by searches with an IN filter whose bodies stay within HubSpot's 3,000
+    characters (§2)."""
+    emu, clocks = in_process()
+    emu.seed({"generate": {"companies": 150, "contacts": 250}, "seed": 5})
+    c = connector(emu, clocks)
+    contacts = emu.records("contacts")
+    emails = [r["properties"]["email"] for r in contacts]
+    asked = [e.upper() for e in emails[:240]] + ["nobody@example.com"]
+    with trio.fail_after(60):
+        emu.request_log.clear()
+        got = await c.find_many("contacts", "email", asked, ["firstname"])
+        assert [p for _, p, _ in emu.request_log] == ["/crm/v3/objects/contacts/batch/read"] * 3
+        assert {v: [r.id for r in recs] for v, recs in got.items()} == {
+            e.upper(): [r["id"]] for e, r in zip(emails[:240], contacts, strict=False)}
+        companies = emu.records("companies")
+        domains = sorted({r["properties"]["domain"] for r in companies})
+        emu.request_log.clear()
+        got = await c.find_many("companies", "domain", domains, ["name"])
+        searches = [s for _, p, s in emu.request_log if p == "/crm/v3/objects/companies/search"]
+        assert set(searches) == {200}  # no body over the limit (400)
+        assert len(searches) <= 3  # not one look-up per company
+        assert {v: sorted(r.id for r in recs) for v, recs in got.items()} == {
+            d: sorted(r["id"] for r in companies if r["properties"]["domain"] == d)
+            for d in domains}
+
+
+async def test_many_properties_are_read_whole_without_an_overlong_request(autojump_clock):
+    """300 properties of 40-odd characters do not fit a list URL (HubSpot answers 414 past
+    some 8–16k characters, hubspot-onboarding.md §7) nor a search body (3,000 characters,
+    fact sheet §2): scan and changes_since still return every property, through batch reads
+    whose property list is in the POST body."""
+    emu, clocks = in_process()
+    state = emu.state
+    names = [f"custom_property_number_{i:03d}_with_a_long_name" for i in range(300)]
+    for name in names:
+        state.registry.create(state.object_type("contacts"), {
+            "name": name, "label": name, "type": "string", "fieldType": "text",
+            "groupName": "contactinformation"}, state.now_ms())
+    c = connector(emu, clocks, index_lag=0.0)
+    props = ["email", *names]
+    with trio.fail_after(60):
+        start = (await c.changes_since("contacts", None, props)).cursor
+        await trio.sleep(1)
+        emu.add_records("contacts", [{"email": f"p{i}@example.com", names[i]: f"v{i}",
+                                     names[299]: "last"} for i in range(150)])
+        await trio.sleep(1)
+        emu.request_log.clear()
+        records, cursor = [], None
+        while True:
+            page = await c.scan("contacts", cursor, props)
+            records += page.records
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert len(records) == 150
+        assert all(r.properties[names[299]] == "last" for r in records)
+        assert records[7].properties[names[7]] == "v7"
+        changes = await c.changes_since("contacts", start, props)
+        assert sorted(r.properties["email"] for r in changes.records) == sorted(
+            f"p{i}@example.com" for i in range(150))
+        assert all(r.properties[names[299]] == "last" for r in changes.records)
+        assert {s for _, _, s in emu.request_log} == {200}  # no 414, no 400

@@ -26,6 +26,7 @@ REQUESTS = [
     p.DeleteSync(connection="shop", yes=True),
     p.Reload(),
     p.PollNow(connection="shop", object="contacts"),
+    p.Backup(out="/var/lib/crmsync/backups/crmsync.db"),
 ]
 
 

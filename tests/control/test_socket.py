@@ -17,11 +17,17 @@ import pytest
 import trio
 from structlog.testing import capture_logs
 
-from crmsync.config.model import ControlSettings
+from crmsync.config.model import (
+    Config,
+    ControlSettings,
+    DaemonSettings,
+    HubSettings,
+    PrivateAppAuth,
+)
 from crmsync.control import protocol as p
 from crmsync.control import server as srv
 from crmsync.control.client import ControlClient, ControlUnavailable, TrioControlClient
-from crmsync.control.paths import server_socket_path
+from crmsync.control.paths import client_socket_paths, server_socket_path
 from crmsync.control.server import ControlServer, ControlSocketError
 
 ROOT = os.geteuid() == 0
@@ -233,6 +239,20 @@ def test_default_socket_paths():
         Path("/s/ctl.sock")
     assert server_socket_path(ControlSettings(socket_path="/x/y.sock"), "/s", {}) == \
         Path("/x/y.sock")
+
+
+def test_the_cli_finds_an_instance_socket_from_its_configuration():
+    """crmsync@acme.service (systemd/crmsync@.service) runs /etc/crmsync/acme.toml with
+    RuntimeDirectory=crmsync-acme: `crmsync ctl --config /etc/crmsync/acme.toml` looks there
+    first; the single unit's crmsync.toml keeps its /run/crmsync."""
+    cfg = Config(hub=HubSettings(auth=PrivateAppAuth(token_env="T")),
+                 daemon=DaemonSettings(state_dir="/var/lib/crmsync-acme"))
+    assert client_socket_paths(cfg, {}, "/etc/crmsync/acme.toml") == [
+        Path("/run/crmsync-acme/control.sock"), Path("/run/crmsync/control.sock"),
+        Path("/var/lib/crmsync-acme/control.sock")]
+    assert client_socket_paths(cfg, {}, "/etc/crmsync/crmsync.toml")[0] == \
+        Path("/run/crmsync/control.sock")
+    assert client_socket_paths(cfg, {})[0] == Path("/run/crmsync/control.sock")
 
 
 async def test_serve_sets_the_daemons_control_path(sock_dir, monkeypatch):

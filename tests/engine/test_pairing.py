@@ -306,6 +306,21 @@ def test_deciding_a_batch_again_after_its_commit_is_stable(index, met) -> None:
             assert g is None, (f, g)
 
 
+def test_a_record_whose_key_holder_turns_out_a_duplicate_in_the_same_batch_is_not_one() -> None:
+    """The counterexample Hypothesis found for the property above: H2 holds k0, but in this
+    batch H2 is a duplicate of H4 (k2) and gives k0 up when the batch commits. H0 (k0) was
+    taken for H2's duplicate, then decided alone the next time. It is alone from the start."""
+    index = Index(
+        items=[FakeItem(1, "H0", None, "failed", "duplicate"),
+               FakeItem(3, "H4", None), FakeItem(5, "H2", None)],
+        claims={("hub", "k0"): "H2", ("hub", "k2"): "H4"})
+    met = [Met("hub", "H0", ("k0",)), Met("hub", "H2", ("k0", "k1", "k2"))]
+    first = pair_fresh(met, _holders(index, "hub"), _holders(index, "app"))
+    assert first[0] is None and isinstance(first[1], Duplicate), first
+    _apply(index, met, first)
+    assert pair_fresh(met, _holders(index, "hub"), _holders(index, "app"))[0] is None
+
+
 @settings(max_examples=300, deadline=None)
 @given(batches())
 def test_records_first_seen_together_merge_one_to_one_on_a_shared_key(met) -> None:

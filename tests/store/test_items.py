@@ -10,8 +10,19 @@ from typing import Any
 import pytest
 import trio
 
+from crmsync.records import Record
 from crmsync.runtime.app_pass import pair_app_records
-from crmsync.store import Store, StoreError, cursors, deletes, events, inbox, initial
+from crmsync.store import (
+    Store,
+    StoreError,
+    cursors,
+    deletes,
+    events,
+    inbox,
+    initial,
+    restores,
+    scanned,
+)
 from crmsync.store.items import (
     STATES,
     HistoryEntry,
@@ -493,9 +504,13 @@ async def _fill(store: Store, sync_id: str) -> None:
     await run(store, cursors.set_cursor, sync_id, "hub", "2024-01-01")
     await run(store, initial.start_initial, sync_id, "hash", True)
     await run(store, initial.add_plan, sync_id, [("create", "H2", None, "")])
+    await run(store, scanned.keep, sync_id, "hub", [Record("H2", {"email": "b@x.io"})])
     await run(store, deletes.park, sync_id, h1.item_id, "hub", "H1")
     await run(store, events.record_sent, sync_id, ["e1"])
     await run(store, events.count, sync_id, "skipped", 3)
+    await store.call(lambda conn: restores.record_restore(
+        conn, restored_at=1.0, backup_taken_at=0.5, backup_file="b.db", replaced="",
+        sync_ids=[sync_id]))
     for source in inbox.sources_of_sync(sync_id):
         await run(store, inbox.add_events, source, [(f"{source}:e1", b"{}")])
 
@@ -511,6 +526,21 @@ def _rows_per_table(conn: sqlite3.Connection, sync_id: str) -> dict[str, int]:
     # Events received for the sync and not yet synced (the inbox is keyed by source).
     out["inbox"] = inbox.count_sources(conn, inbox.sources_of_sync(sync_id))
     return out
+
+
+async def test_scanned_records_are_kept_until_the_initial_sync_starts_again_or_completes(store):
+    with trio.fail_after(10):
+        await run(store, initial.start_initial, S, "hash", False)
+        h2 = Record("H2", {"email": "b@x.io", "firstname": "B"}, updated_at=5)
+        await run(store, scanned.keep, S, "hub", [Record("H1", {}), h2])
+        await run(store, scanned.keep, OTHER, "hub", [Record("H2", {})])
+        assert await store.read(scanned.get, S, "hub", ["H2", "H3"]) == {"H2": h2}
+        await run(store, initial.start_initial, S, "hash2", False)  # settings changed
+        assert await store.read(scanned.get, S, "hub", ["H1", "H2"]) == {}
+        await run(store, scanned.keep, S, "hub", [h2])
+        await run(store, initial.complete_initial, S)
+        assert await store.read(scanned.get, S, "hub", ["H2"]) == {}
+        assert list(await store.read(scanned.get, OTHER, "hub", ["H2"])) == ["H2"]
 
 
 async def test_drop_sync_forgets_that_sync_and_nothing_of_another(store):

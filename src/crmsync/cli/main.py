@@ -14,7 +14,7 @@ from crmsync import __version__
 # Subcommands defined in their own modules. A module is imported only to parse its own command
 # (or every one, for `crmsync --help`): `crmsync run` must not load the emulators that `demo` and
 # `emulator` serve, nor the ctl client, nor what `connect` and `doctor` check with.
-LAZY_COMMANDS = ("app", "connect", "doctor", "demo", "emulator", "ctl")
+LAZY_COMMANDS = ("app", "connect", "doctor", "demo", "emulator", "ctl", "restore-state")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -37,7 +37,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     for name in LAZY_COMMANDS:
         if command is None or command == name:
-            import_module(f"crmsync.cli.{name}").add_parser(sub)
+            import_module(f"crmsync.cli.{name.replace('-', '_')}").add_parser(sub)
         else:
             sub.add_parser(name)
 
@@ -92,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from crmsync.cli import app
 
         return app.run(args)
+    if args.command == "restore-state":
+        from crmsync.cli import restore_state
+
+        return restore_state.run(args)
     parser.print_help(sys.stderr)
     return 2
 

@@ -221,6 +221,16 @@ class SupportsRateBudget(Protocol):
 
 
 @runtime_checkable
+class SupportsFindMany(Protocol):
+    async def find_many(self, object_name: str, field: str, values: Sequence[str],
+                        properties: Sequence[str]) -> dict[str, list[Record]]:
+        """`find` for many values at once, in as few API calls as the API allows: for each
+        of `values` (as given), the records whose `field` equals it (case-insensitively for
+        text); a value nothing matches may be absent."""
+        ...
+
+
+@runtime_checkable
 class SupportsIdCheck(Protocol):
     def id_problem(self, object_name: str, record_id: str) -> str | None:
         """Why `record_id` cannot name a record of `object_name` (None: it can). Pure and

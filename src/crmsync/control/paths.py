@@ -3,7 +3,9 @@
 The daemon binds `[daemon.control] socket_path` when set (a relative path is taken under the
 state directory); otherwise `$RUNTIME_DIRECTORY/control.sock` under systemd
 (`RuntimeDirectory=crmsync` makes it `/run/crmsync/control.sock`), else
-`<state_dir>/control.sock`. The CLI, which does not run under the unit, tries the same places.
+`<state_dir>/control.sock`. The CLI, which does not run under the unit, tries the same places,
+and for a configuration other than crmsync.toml the instance's `/run/crmsync-NAME` first
+(systemd/crmsync@.service).
 """
 
 from __future__ import annotations
@@ -30,9 +32,18 @@ def server_socket_path(settings: ControlSettings, state_dir: str | Path,
     return control_socket_path(settings, state_dir, env)
 
 
-def client_socket_paths(cfg: Config | None,
-                        env: Mapping[str, str] | None = None) -> list[Path]:
-    """Where `crmsync ctl` looks for the socket, in order (the first that exists wins)."""
+def instance_runtime_dir(config_path: str | Path) -> Path | None:
+    """The runtime directory of the systemd instance that runs `config_path`:
+    crmsync@NAME.service (systemd/crmsync@.service) runs /etc/crmsync/NAME.toml in
+    /run/crmsync-NAME. None for the single unit's crmsync.toml."""
+    stem = Path(config_path).stem
+    return None if stem == DEFAULT_CONFIG.stem else Path(f"/run/crmsync-{stem}")
+
+
+def client_socket_paths(cfg: Config | None, env: Mapping[str, str] | None = None,
+                        config_path: str | Path | None = None) -> list[Path]:
+    """Where `crmsync ctl` looks for the socket, in order (the first that exists wins).
+    `config_path`: the configuration file named on the command line, if any."""
     env = os.environ if env is None else env
     if cfg is not None and cfg.daemon.control.socket_path:
         return [server_socket_path(cfg.daemon.control, cfg.daemon.state_dir, env)]
@@ -40,6 +51,9 @@ def client_socket_paths(cfg: Config | None,
     runtime = env.get("RUNTIME_DIRECTORY", "")
     if runtime:
         out.append(Path(runtime.split(":")[0]) / SOCKET_NAME)
+    instance = instance_runtime_dir(config_path) if config_path is not None else None
+    if instance is not None:
+        out.append(instance / SOCKET_NAME)
     out.append(SYSTEMD_RUNTIME_DIR / SOCKET_NAME)
     if cfg is not None:
         out.append(Path(cfg.daemon.state_dir) / SOCKET_NAME)

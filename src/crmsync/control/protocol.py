@@ -21,6 +21,7 @@ import msgspec
 from crmsync.control.views import (
     MAX_PAGE,
     ApproveView,
+    BackupView,
     ConnectionStateView,
     DeletesView,
     DeleteSyncView,
@@ -155,9 +156,16 @@ class Webhooks(_Op, frozen=True, kw_only=True, tag="webhooks"):
     action: Literal["list", "register", "remove"] = "list"
 
 
+class Backup(_Op, frozen=True, kw_only=True, tag="backup"):
+    """Write a consistent copy of the state database to `out` (an absolute path the daemon
+    can write; the file appears complete or not at all, mode 0600)."""
+
+    out: str
+
+
 Request = (Ping | Status | Records | History | Preview | Approve | Resync | RestoreDeleted
            | Deletes | ResolveDeletes | Disable | Enable | DeleteSync | Reload | PollNow
-           | Webhooks)
+           | Webhooks | Backup)
 
 
 # --- replies -------------------------------------------------------------------------------------
@@ -243,10 +251,14 @@ class WebhooksReply(WebhooksView, frozen=True, kw_only=True, tag_field="op", tag
     pass
 
 
+class BackupReply(BackupView, frozen=True, kw_only=True, tag_field="op", tag="backup"):
+    pass
+
+
 Reply = (ErrorReply | PingReply | StatusReply | RecordsReply | HistoryReply | PreviewReply
          | ApproveReply | ResyncReply | RestoreReply | DeletesReply | ResolveDeletesReply
          | DisableReply | EnableReply | DeleteSyncReply | ReloadReply | PollNowReply
-         | WebhooksReply)
+         | WebhooksReply | BackupReply)
 
 
 def reply_from(reply_type: type[Any], view: msgspec.Struct) -> Any:

@@ -39,7 +39,15 @@ from crmsync.config import ConfigError, Problem
 from crmsync.control import ops
 from crmsync.control import protocol as p
 from crmsync.control.framing import RECEIVE_CHUNK, LineTooLong, receive_line
-from crmsync.control.ops import connections, preview, records, repair, status, webhooks
+from crmsync.control.ops import (
+    backup,
+    connections,
+    preview,
+    records,
+    repair,
+    status,
+    webhooks,
+)
 from crmsync.control.paths import MAX_PATH_BYTES, server_socket_path
 from crmsync.daemon.logging import redact_secrets
 
@@ -474,6 +482,8 @@ async def dispatch(daemon: Daemon, req: p.Request) -> Any:
             return p.reply_from(p.PollNowReply, await connections.poll_now(daemon, c, o))
         case p.Webhooks(connection=c, action=act):
             return p.reply_from(p.WebhooksReply, await webhooks.webhooks(daemon, c, act))
+        case p.Backup(out=out):
+            return p.reply_from(p.BackupReply, await backup.backup(daemon, out))
     raise ops.OperationError("invalid", f"unsupported request {p.op_of(req)!r}")
 
 

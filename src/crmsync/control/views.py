@@ -357,3 +357,15 @@ class WebhooksView(_View, frozen=True, kw_only=True):
     action: str  # list | register | remove
     webhooks: list[WebhookEntry] = []
     message: str = ""
+
+
+# --- backup -----------------------------------------------------------------------------------
+
+
+class BackupView(_View, frozen=True, kw_only=True):
+    path: str  # the backup file (absolute)
+    bytes: int
+    schema_version: int
+    taken_at: float  # the instant the copy shows (epoch seconds)
+    duration_ms: float
+    items: int = 0  # records indexed, over every object sync

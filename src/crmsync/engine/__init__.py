@@ -10,6 +10,7 @@ from crmsync.engine.decide import (
     decide_overwritten,
     effective_snapshot,
     match_keys,
+    unchanged_since,
 )
 from crmsync.engine.rules import FieldRule, SyncRules, compile_rules
 from crmsync.engine.types import (
@@ -54,4 +55,5 @@ __all__ = [
     "decide_overwritten",
     "effective_snapshot",
     "match_keys",
+    "unchanged_since",
 ]

@@ -21,6 +21,10 @@ FAIL_HINTS: dict[str, str] = {
     "crmsync recreate it with `crmsync ctl restore-deleted`.",
     "conflict": "The other side reports a conflict (for example a contact with this email "
     "already exists). crmsync will link it on the next pass; resync if it stays.",
+    "conflict_after_restore": "crmsync's state was restored from a backup, and this field "
+    "changed on both sides since the last sync it remembers (or the records were paired anew): "
+    "it cannot tell which value is newer and changes neither. Correct the value on the wrong "
+    "side; once both sides agree the record syncs again.",
     "association_failed": "An association could not be written (missing partner, limit or "
     "label). Check that both records sync, then resync.",
     "rate_limited": "The API's rate limit was exhausted for too long. It is retried "

@@ -325,6 +325,33 @@ def _merge(rules: SyncRules, hub: Record, app: Record, snapshot: Snapshot | None
                     warnings=warnings)
 
 
+def unchanged_since(rules: SyncRules, side: Side, record: Record,
+                    snapshot: Snapshot) -> bool:
+    """Whether `record` (of `side`) holds, in every mapped field, the value the snapshot says
+    that side held after the last sync: a change event about it brings nothing from that side
+    (an echo of our own write, or a change of fields the sync does not map). A value that does
+    not convert counts as changed (the decision reports it)."""
+    if record.archived:
+        return False
+    held = snapshot.hub if side == "hub" else snapshot.app
+    props = record.properties
+    for r in rules.fields:
+        if r.name not in held:
+            return False
+        try:
+            t = r.transform
+            if t is not None:
+                now = (t.hub_canon(props.get(r.hub_prop)) if side == "hub"
+                       else t.app_canon(props.get(r.app_field)))
+            else:
+                now = r.read_hub(props) if side == "hub" else r.read_app(props)
+        except (InvalidValue, StageProblem):
+            return False
+        if now != held[r.name]:
+            return False
+    return True
+
+
 def _conflict(winner: Side, h: Canon, a: Canon, reason: str,
               empty_reason: str) -> tuple[Side, Canon, Side, str]:
     if winner == "hub":

@@ -238,6 +238,25 @@ def pair_fresh(met: Sequence[Met], hub_holders: Mapping[str, IndexedItem],
     or paired with that item already). A record that is not a duplicate claims its keys for
     the records after it."""
     holders: dict[Side, Mapping[str, IndexedItem]] = {"hub": hub_holders, "app": app_holders}
+    # A record of the batch that turns out a duplicate gives up the keys it held in the index
+    # when the batch commits; a record that was taken for its duplicate because of such a key
+    # would pair (or stand alone) the next time it is decided. Deciding again without those
+    # holders until none is left makes the batch's answer the one it keeps (a chain such as
+    # H0 → H2 → H4 within one batch). Holders are only ever removed, so this ends.
+    while True:
+        out = _pair_once(met, holders)
+        gone = {(m.side, m.record_id) for m, f in zip(met, out, strict=True)
+                if isinstance(f, Duplicate)}
+        stale = {side: [k for k, it in by_key.items() if (side, it.record_id(side)) in gone]
+                 for side, by_key in holders.items()}
+        if not any(stale.values()):
+            return out
+        holders = {side: {k: it for k, it in by_key.items() if k not in stale[side]}
+                   for side, by_key in holders.items()}
+
+
+def _pair_once(met: Sequence[Met], holders: Mapping[Side, Mapping[str, IndexedItem]]
+               ) -> list[Fresh]:
     claimed: dict[tuple[str, str], str] = {}
     taken: dict[int, str] = {}
     out: list[Fresh] = []

@@ -13,6 +13,11 @@ from crmsync.engine.rules import SyncRules
 from crmsync.runtime.batch_writer import BatchWriter
 from crmsync.runtime.status import ObjectStatus
 from crmsync.store import Store
+from crmsync.store.restores import RestoreMark
+
+# Records changed up to this long before a backup's time count as changed after it: the clocks
+# of the hub, the app and this host need not agree to the second.
+RESTORE_CLOCK_MARGIN_SECONDS = 300.0
 
 
 def sync_id_of(connection: str, hub_object: str) -> str:
@@ -39,6 +44,9 @@ class ObjectSyncContext:
     associations: Any = None
     # Keeps the owner directory of owner mappings filled (runtime/owners.py), when it has any.
     owners: Any = None
+    # Set while the object sync catches up after its state was restored from a backup
+    # (store/restores.py): creates look first, ambiguous conflicts are held.
+    restore: RestoreMark | None = None
 
     def __post_init__(self) -> None:
         if self.log is None:
@@ -60,6 +68,14 @@ class ObjectSyncContext:
             fields.update(dict.fromkeys(flt.property for flt in self.rules.filters
                                         if flt.side == "app"))
             self.app_properties = list(fields)
+
+    @property
+    def restored_since_ms(self) -> int | None:
+        """While catching up after a restore: the time (epoch ms) after which a record's
+        change may postdate the backup; None otherwise."""
+        if self.restore is None:
+            return None
+        return int((self.restore.backup_taken_at - RESTORE_CLOCK_MARGIN_SECONDS) * 1000)
 
     @property
     def sync_id(self) -> str:

@@ -47,6 +47,7 @@ from crmsync.runtime.worker import ItemGate, Unit, sync_units
 from crmsync.store import cursors as store_cursors
 from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
+from crmsync.store import scanned as store_scanned
 from crmsync.store.initial import InitialSync
 from crmsync.store.items import IndexRow, Item
 
@@ -275,10 +276,13 @@ class InitialSyncActor:
             checkpoint = self._checkpoint("hub_index", nxt, done, total)
 
             async def page(turn: Turn, rows: list[IndexRow] = rows,
+                           records: list[Record] = records,
                            checkpoint: Callable[[sqlite3.Connection], None] = checkpoint,
                            done: int = done, total: int = total) -> None:
                 def commit(conn: sqlite3.Connection) -> None:
                     store_items.index_records(conn, ctx.sync_id, "hub", rows)
+                    # What the app pass and the hub pass decide on, unread again.
+                    store_scanned.keep(conn, ctx.sync_id, "hub", records)
                     checkpoint(conn)
 
                 await turn()
@@ -352,10 +356,8 @@ class InitialSyncActor:
 
     async def _app_works(self, records: list[Record],
                          pairings: list[Pairing]) -> list[Work]:
-        ctx = self.ctx
         by_id = {r.id: r for r in records}
-        hub_ids = [p.item.hub_id for p in pairings if p.item is not None and p.item.hub_id]
-        hub_recs = await read_records(ctx, "hub", hub_ids)
+        hub_recs = await self._hub_records([p.item for p in pairings if p.item is not None])
         works: list[Work] = []
         for p in pairings:
             rec = by_id[p.row.record_id]
@@ -404,8 +406,7 @@ class InitialSyncActor:
                            done: int = done, total: int = total,
                            keys: list[RecordKey] = keys) -> None:
                 async def works() -> list[Work]:
-                    recs = await read_records(ctx, "hub", [it.hub_id for it in items
-                                                           if it.hub_id])
+                    recs = await self._hub_records(items)
                     return await pair_new(ctx, [Work(item=it, hub=recs.get(it.hub_id or ""))
                                                 for it in items])
 
@@ -417,6 +418,19 @@ class InitialSyncActor:
         if last is not None:
             await last.wait()
         ctx.status.done = ctx.status.total = done
+
+    async def _hub_records(self, items: Sequence[Item]) -> dict[str, Record]:
+        """The hub records of `items` by hub id: as the hub index listed them for items never
+        linked (store/scanned.py), read from HubSpot for the others and for any the index did
+        not keep (an initial sync resumed after an upgrade)."""
+        ctx = self.ctx
+        fresh = [it.hub_id for it in items if it.hub_id and it.snapshot is None]
+        kept = (await ctx.store.read(store_scanned.get, ctx.sync_id, "hub", fresh)
+                if fresh else {})
+        rest = [it.hub_id for it in items if it.hub_id and it.hub_id not in kept]
+        got = {k: v for k, v in kept.items() if not v.archived}
+        got.update(await read_records(ctx, "hub", rest))
+        return got
 
     async def _process_page(self, keys: list[RecordKey],
                             works: Callable[[], Awaitable[list[Work]]],

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ from crmsync.runtime.worker import (
 )
 from crmsync.store import Store
 from crmsync.store import items as store_items
+from crmsync.store import restores as store_restores
 from crmsync.store.items import Item
 from crmsync.store.reports import ParkedDelete
 
@@ -453,6 +455,11 @@ async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
                          sweep_interval=timing.delete_sweep_interval)
                   if setup.app_polling else None)
     handle = ObjectSyncHandle(ctx, queue, hub_poller, app_poller)
+    ctx.restore = await ctx.store.read(store_restores.catching_up, ctx.sync_id)
+    if ctx.restore is not None:
+        ctx.log.warning("catching up after a restore: creates look for an existing record "
+                        "first, conflicts that may postdate the backup are held",
+                        backup_taken_at=ctx.restore.backup_taken_at)
     approvals_tx, approvals_rx = open_request_channel()
     handle._approvals = approvals_tx
     reconcile_tx, reconcile_rx = open_request_channel()
@@ -497,6 +504,8 @@ async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
             await nursery.start(run_retry_sweeper, ctx, queue.changes())
             await nursery.start(run_reconciler, ctx, queue.changes(), timing.reconcile_interval,
                                 reconcile_rx)
+            if ctx.restore is not None:
+                nursery.start_soon(_catch_up, ctx, queue.changes())
             if ctx.sync.event_sync:
                 events_tx, events_rx = open_request_channel()
                 handle._events_requests = events_tx
@@ -544,3 +553,21 @@ class _Feeds:
     async def pause(self) -> None:
         if self.started:
             await self.queue.pause()
+
+
+async def _catch_up(ctx: ObjectSyncContext, changes: ChangeSender) -> None:
+    """After a restore: one full reconciliation brings every record the backup knew, and every
+    record it did not, through the workers (events acknowledged after the backup are lost,
+    and cursors moved back re-read only what changed). Then the object sync has caught up:
+    recorded, so a restart does not do it again."""
+    mark = ctx.restore
+    assert mark is not None
+    async with changes:
+        started = time.perf_counter()
+        n = await reconcile_once(ctx, changes)
+    await ctx.store.call(store_restores.caught_up, mark.restore_id, ctx.sync_id)
+    ctx.restore = None
+    ctx.status.last_reconcile = time.time()
+    ctx.status.last_reconcile_reason = "restore"
+    ctx.log.info("caught up after a restore", records=n,
+                 duration_ms=round((time.perf_counter() - started) * 1000))

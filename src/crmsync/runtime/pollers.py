@@ -18,9 +18,11 @@ import time
 import msgspec
 import trio
 
-from crmsync.records import Side
+from crmsync.engine import unchanged_since
+from crmsync.records import Record, Side
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.lock_queue import ChangeSender
+from crmsync.runtime.processor import decode_snapshot
 from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.store import cursors as store_cursors
 from crmsync.store import items as store_items
@@ -54,7 +56,7 @@ class Poller:
         while True:
             found = await ctx.connector(self.side).changes_since(
                 ctx.object_name(self.side), cursor, ctx.properties(self.side))
-            keys = [(self.side, r.id) for r in found.records]
+            keys = [(self.side, r.id) for r in await self._news(found.records)]
             if keys:
                 await changes.sync(keys)
             if found.cursor != cursor:
@@ -73,6 +75,32 @@ class Poller:
         if total:
             ctx.log.info("poll", side=self.side, changed=total)
         return total
+
+    async def _news(self, records: list[Record]) -> list[Record]:
+        """The polled records that may bring something: not those of linked records that
+        still hold, in every mapped field, what their snapshot says this side held (the echo
+        of our own writes, or a change of unmapped fields). Syncing those would read the other
+        side to decide a no-op, spending API budget (issue 16); a later change of one moves
+        its version past this poll's cursor, so the next poll brings it. Not where the object
+        sync keeps associations: a poll reports a record whose associations changed, which
+        its fields do not show."""
+        ctx = self.ctx
+        if ctx.associations is not None and ctx.associations.pairs:
+            return records
+        items = await ctx.store.read(store_items.find_items, ctx.sync_id, self.side,
+                                     [r.id for r in records])
+        out = []
+        for rec in records:
+            it = items.get(rec.id)
+            snap = decode_snapshot(it.snapshot) if it is not None else None
+            if (it is not None and snap is not None and it.linked and it.state == "syncing"
+                    and it.intent is None and not it.creating and not it.deleted_side
+                    and (self.side == "hub" or it.app_incarnation is None
+                         or rec.incarnation == it.app_incarnation)
+                    and unchanged_since(ctx.rules, self.side, rec, snap)):
+                continue
+            out.append(rec)
+        return out
 
     @property
     def sweeps_deletes(self) -> bool:

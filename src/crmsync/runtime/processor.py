@@ -26,12 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import trio
 
 from crmsync.connectors.base import SupportsPropertyHistory, SupportsWriteEvidence, WriteResult
 from crmsync.engine import decide, decide_overwritten, effective_snapshot
 from crmsync.engine.matching import Duplicate, Holder, create_keys, match
 from crmsync.engine.outcome import record_keys, settle
 from crmsync.engine.preview import PlanEntry, preview
+from crmsync.engine.restored import CATEGORY as RESTORE_CONFLICT
+from crmsync.engine.restored import hold_ambiguous
 from crmsync.engine.types import (
     Create,
     Decision,
@@ -85,6 +88,12 @@ def encode_intent(d: Decision, create_keys: dict[str, str] | None = None,
     """The intent of `d`, about to be written now (`wall_clock`); see `encoding.Intent`
     for `app_position` and `base`."""
     return encoding.encode_intent(d, wall_clock(), create_keys, app_position, base)
+
+
+def held_after_restore(item: Item | None) -> bool:
+    """Is the item held by engine/restored.py? Its category says so whatever its state: a
+    held record that another change queues shows as `queued` meanwhile."""
+    return item is not None and item.category == RESTORE_CONFLICT
 
 
 @dataclass(eq=False)
@@ -189,6 +198,10 @@ class Processor:
             w.decision = decide_overwritten(self.ctx.rules, w.hub, w.app, snap, w.lost)
         else:
             w.decision = decide(self.ctx.rules, w.hub, w.app, snap, w.duplicate_of)
+        since = self.ctx.restored_since_ms
+        held = held_after_restore(w.item)
+        if since is not None or held:
+            w.decision = hold_ambiguous(w.decision, w.hub, w.app, since, held)
 
     async def _see_overwritten(self, works: list[Work]) -> None:
         """Linked records whose hub events say a property our last write to the hub wrote
@@ -280,7 +293,10 @@ class Processor:
         """A record created on the other side at about the same moment as ours — not seen by
         crmsync yet, so not in the index that matching reads — is paired with instead of
         duplicated. Only where `find` is a local query: on HubSpot a contact create answers
-        409 with the existing id, and a search per create would spend the API budget."""
+        409 with the existing id, and a search per create would spend the API budget. While
+        catching up after a restore, on every side: crmsync may have created the record
+        itself after the backup."""
+        restore = self.ctx.restore
         for w in works:
             creates = [a for a in w.decision.actions if isinstance(a, Create)]  # type: ignore[union-attr]
             if not creates:
@@ -291,7 +307,14 @@ class Processor:
             if w.item is not None and w.item.category == "duplicate":
                 await self._match_former_duplicate(w, side)
                 continue
-            if not self.ctx.connector(side).capabilities.local_find:
+            if restore is not None:
+                # Records the stopped daemon created are found once the side's search index
+                # has caught up with the moment it was stopped (before the restore).
+                lag = float(getattr(self.ctx.connector(side), "index_lag", 0.0) or 0.0)
+                wait = restore.restored_at + lag + 1.0 - wall_clock() if lag > 0 else 0.0
+                if wait > 0:
+                    await trio.sleep(wait)
+            elif not self.ctx.connector(side).capabilities.local_find:
                 continue
             # A record crmsync has indexed is matched (or excluded, or a duplicate) by the
             # rules already: only one it has not seen yet is looked for.
@@ -570,7 +593,7 @@ class Processor:
             await self._commit_plan(todo, extra)
             return todo
         await self._heal(todo)
-        if look_before_create:
+        if look_before_create or self.ctx.restore is not None:
             await self._look_before_create(todo)
         await self._commit_intents(todo)
         todo = [w for w in todo if not w.conflict]

@@ -86,6 +86,14 @@ async def load_gated(ctx: ObjectSyncContext, gate: ItemGate, keys: list[Hashable
         if not stale:
             return works, ids
         gate.leave(ids)
+        # Read again, with every record this load decided on: a load that ended a link (an
+        # app id reused, loader.detach_reused) committed that at once, and the item it took
+        # the id from is named by no key any more; its deletion must still be decided.
+        for w in works:
+            k = w.key()
+            if k is not None and k not in keys:
+                keys = [*keys, k]
+                payloads = [*payloads, []]
 
 
 def _again(works: list[Work]) -> tuple[list[Hashable], list[list[Mark]]]:

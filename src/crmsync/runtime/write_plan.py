@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from crmsync.connectors.base import WriteResult
+from crmsync.connectors.base import SupportsFindMany, WriteResult
 from crmsync.engine.matching import (
     Creator,
     Holder,
@@ -106,33 +106,89 @@ async def detach_reused(ctx: ObjectSyncContext, held: Item, rec: Record) -> bool
     return True
 
 
+async def find_many_created(ctx: ObjectSyncContext, side: Side,
+                            wanted: Sequence[dict[str, Any]],
+                            accept: Callable[[Holder | None], bool]) -> list[Record | None]:
+    """`find_created` for many creates at once, per entry of `wanted`: a connector that looks
+    many values up in one call (`SupportsFindMany`; HubSpot: 100 per batch read by email or
+    unique property, else a search with an IN filter) is asked once per key field, any other
+    once per value; their items are read in one store call (issue 16 item 2)."""
+    keys = [search_key(ctx.rules, side, values) for values in wanted]
+    conn = ctx.connector(side)
+    obj, props = ctx.object_name(side), ctx.properties(side)
+    by_field: dict[str, list[str]] = {}
+    for key in keys:
+        if key is not None:
+            by_field.setdefault(key[0], []).append(key[1])
+    hits: dict[tuple[str, str], list[Record]] = {}
+    for name, values in by_field.items():
+        values = list(dict.fromkeys(values))
+        if isinstance(conn, SupportsFindMany):
+            got = await conn.find_many(obj, name, values, props)
+        else:
+            got = {v: await conn.find(obj, name, v, props) for v in values}
+        for v, recs in got.items():
+            hits[(name, v)] = recs
+    seen = list(dict.fromkeys(r.id for recs in hits.values() for r in recs))
+    items = (await ctx.store.read(store_items.find_items, ctx.sync_id, side, seen)
+             if seen else {})
+    out: list[Record | None] = []
+    detached: set[str] = set()
+    for key in keys:
+        pick = None
+        for rec in hits.get(key, []) if key is not None else []:
+            # An item holding the id of a found app record of another incarnation lets go of
+            # the id first (`detach_reused`, as in `find_created`).
+            held = None if rec.id in detached else items.get(rec.id)
+            if side == "app" and held is not None and await detach_reused(ctx, held, rec):
+                detached.add(rec.id)
+                held = None
+            if accept(holder_of(held, side, rec.id)):
+                pick = rec
+                break
+        out.append(pick)
+    return out
+
+
 async def heal(ctx: ObjectSyncContext, creator: Creator, creates: Sequence[PlannedCreate],
                wall_clock: Callable[[], float]) -> None:
     """Step 2: a create whose item records an earlier attempt's create on its side takes the
     record that attempt made, if it is found (`record`, `taken`). `wall_clock`: epoch
-    seconds, the clock intents are stamped with."""
+    seconds, the clock intents are stamped with. All of them are looked up together, per
+    side: one wait for the index lag, one look-up per key field (`find_many_created`)."""
+    by_side: dict[Side, list[PlannedCreate]] = {"hub": [], "app": []}
     for c in creates:
-        it = c.item
-        if it is None or it.creating != c.side:
+        if c.item is not None and c.item.creating == c.side:
+            by_side[c.side].append(c)
+    for side, todo in by_side.items():
+        if not todo:
             continue
-        intent = decode_intent(it.intent) if it.intent is not None else None
+        intents = [decode_intent(c.item.intent) if c.item is not None
+                   and c.item.intent is not None else None for c in todo]
         # A search only sees a record some time after it was written (HubSpot's index
-        # lags): look only once that time has passed since the create was sent.
-        lag = float(getattr(ctx.connector(c.side), "index_lag", 0.0) or 0.0)
-        if intent is not None and lag > 0:
-            # (+1 s: the intent's time was taken just before the create was sent.)
-            wait = intent.at + lag + 1.0 - wall_clock()
+        # lags): look only once that time has passed since the last of these creates was
+        # sent (+1 s: the intent's time was taken just before the create was sent).
+        lag = float(getattr(ctx.connector(side), "index_lag", 0.0) or 0.0)
+        sent_at = [i.at for i in intents if i is not None]
+        if sent_at and lag > 0:
+            wait = max(sent_at) + lag + 1.0 - wall_clock()
             if wait > 0:
                 await trio.sleep(wait)
         # By the key the create was sent with (the source record's key may have changed
         # since), then by the key it would be sent with now.
-        sent = intent.create_keys if intent is not None else {}
-        for values in ([sent] if sent else []) + [c.values]:
-            found = await find_created(ctx, c.side, values,
-                                       lambda h: may_take_found(creator, h))
-            if found is not None:
-                c.record, c.taken = found, True
-                break
+        rounds: list[list[tuple[PlannedCreate, dict[str, Any]]]] = [
+            [(c, i.create_keys) for c, i in zip(todo, intents, strict=True)
+             if i is not None and i.create_keys],
+            [(c, c.values) for c in todo]]
+        for entries in rounds:
+            entries = [(c, v) for c, v in entries if not c.taken]
+            if not entries:
+                continue
+            found = await find_many_created(ctx, side, [v for _, v in entries],
+                                            lambda h: may_take_found(creator, h))
+            for (c, _), rec in zip(entries, found, strict=True):
+                if rec is not None:
+                    c.record, c.taken = rec, True
 
 
 async def commit_intents(ctx: ObjectSyncContext, outcomes: Sequence[Outcome],

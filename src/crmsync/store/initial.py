@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import msgspec
 
+from crmsync.store import scanned
+
 PHASES = ("hub_index", "app_pass", "hub_pass", "previewed", "complete")
 
 
@@ -56,6 +58,7 @@ def start_initial(conn: sqlite3.Connection, sync_id: str, config_hash: str,
     """
     now = time.time()
     conn.execute("DELETE FROM plan WHERE sync_id = ?", (sync_id,))
+    scanned.forget(conn, sync_id)
     conn.execute(
         "INSERT INTO initial_syncs (sync_id, config_hash, phase, cursor, done, total, preview, "
         "approved, started_at, completed_at, updated_at, match_hash) "
@@ -92,6 +95,7 @@ def complete_initial(conn: sqlite3.Connection, sync_id: str) -> None:
     now = time.time()
     conn.execute("UPDATE initial_syncs SET phase = 'complete', cursor = '', completed_at = ?, "
                  "updated_at = ? WHERE sync_id = ?", (now, now, sync_id))
+    scanned.forget(conn, sync_id)
 
 
 def approve(conn: sqlite3.Connection, sync_id: str) -> bool:
@@ -100,6 +104,8 @@ def approve(conn: sqlite3.Connection, sync_id: str) -> bool:
         "UPDATE initial_syncs SET approved = 1, preview = 0, phase = 'hub_index', cursor = '', "
         "done = 0, updated_at = ? WHERE sync_id = ? AND preview = 1",
         (time.time(), sync_id)).rowcount
+    if n:
+        scanned.forget(conn, sync_id)  # the hub index lists the hub again
     return n > 0
 
 

@@ -487,7 +487,7 @@ def drop_sync(conn: sqlite3.Connection, sync_id: str) -> int:
     """Forget everything crmsync knows about an object sync (never touches either side)."""
     n = conn.execute("DELETE FROM items WHERE sync_id = ?", (sync_id,)).rowcount
     for table in ("match_keys", "history", "cursors", "initial_syncs", "plan", "parked_deletes",
-                  "sent_events", "event_counts"):
+                  "sent_events", "event_counts", "restore_catch_up", "scanned"):
         conn.execute(f"DELETE FROM {table} WHERE sync_id = ?", (sync_id,))
     # Events received for it and not synced yet would be replayed into a new initial sync.
     inbox.drop_sources(conn, inbox.sources_of_sync(sync_id))

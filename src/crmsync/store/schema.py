@@ -230,7 +230,55 @@ _V8 = [
     "ALTER TABLE items ADD COLUMN hub_write BLOB",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8]
+# Backups and restores (issue 15). `backup_info` holds one row in a backup file only (written
+# into the copy by `crmsync ctl backup`): when its snapshot was taken. `restores` records each
+# `crmsync restore-state`, and `restore_catch_up` the object syncs that were configured then:
+# until an object sync has caught up (`done_at` set), what happened on the sides after the
+# backup is healed by matching and ambiguous conflicts are held (store/restores.py).
+_V9 = [
+    """
+    CREATE TABLE backup_info (
+        id              INTEGER PRIMARY KEY CHECK (id = 1),
+        taken_at        REAL NOT NULL,
+        crmsync_version TEXT NOT NULL,
+        source          TEXT NOT NULL DEFAULT ''
+    )
+    """,
+    """
+    CREATE TABLE restores (
+        id              INTEGER PRIMARY KEY,
+        restored_at     REAL NOT NULL,
+        backup_taken_at REAL NOT NULL,
+        backup_file     TEXT NOT NULL DEFAULT '',
+        replaced        TEXT NOT NULL DEFAULT ''
+    )
+    """,
+    """
+    CREATE TABLE restore_catch_up (
+        restore_id INTEGER NOT NULL,
+        sync_id    TEXT NOT NULL,
+        done_at    REAL,
+        PRIMARY KEY (restore_id, sync_id)
+    ) WITHOUT ROWID
+    """,
+]
+
+# The hub records as the initial sync's hub index listed them (store/scanned.py): the app pass
+# and the hub pass decide on them instead of reading them from HubSpot again. Emptied when an
+# initial sync starts, restarts or completes.
+_V10 = [
+    """
+    CREATE TABLE scanned (
+        sync_id    TEXT NOT NULL,
+        side       TEXT NOT NULL,
+        record_id  TEXT NOT NULL,
+        record     BLOB NOT NULL,
+        PRIMARY KEY (sync_id, side, record_id)
+    ) WITHOUT ROWID
+    """,
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -16,7 +16,7 @@ from crmsync.control.views import MAX_PAGE
 STATES = ["failed", "excluded", "syncing", "queued", "pending", "deleted"]
 # Commands that may take long (they wait for syncs or API writes): no reply timeout by default.
 LONG = {"approve", "resync", "restore-deleted", "deletes", "disable", "enable", "delete-sync",
-        "reload", "webhooks"}
+        "reload", "webhooks", "backup"}
 
 
 class UsageError(Exception):
@@ -135,6 +135,12 @@ def add_parser(sub: Any) -> None:
     c.add_argument("action", choices=["list", "register", "remove"])
     c.add_argument("connection", metavar="CONN")
 
+    c = cmd("backup", "write a consistent copy of the state database while the daemon runs "
+                      "(restore it with `crmsync restore-state`)")
+    c.add_argument("--out", required=True, metavar="FILE",
+                   help="the backup file, written by the daemon (so a path it may write: under "
+                        "systemd, in its state directory); replaced atomically, mode 0600")
+
     c = cmd("export", "write an object sync's records in one state to a file")
     conn_obj(c)
     c.add_argument("--state", required=True, choices=STATES)
@@ -168,7 +174,7 @@ def find_socket(args: argparse.Namespace) -> Path:
             raise UsageError(f"{path}: {exc.strerror}") from None
         except ConfigError as exc:
             raise UsageError(f"{path}: the configuration is not valid: {exc}") from None
-    candidates = client_socket_paths(cfg)
+    candidates = client_socket_paths(cfg, config_path=path if config else None)
     return next((c for c in candidates if c.exists()), candidates[0])
 
 
@@ -225,6 +231,9 @@ def build_request(args: argparse.Namespace) -> p.Request:
             return p.PollNow(connection=args.connection, object=args.object)
         case "webhooks":
             return p.Webhooks(connection=args.connection, action=args.action)
+        case "backup":
+            # The daemon writes the file: a relative path means the caller's directory.
+            return p.Backup(out=str(Path(args.out).absolute()))
     raise UsageError(f"unknown command {c!r}")
 
 

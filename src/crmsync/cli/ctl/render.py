@@ -51,6 +51,15 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400} d {s % 86400 // 3600} h"
 
 
+def size(n: int) -> str:
+    """A byte count for people: bytes below 1 KiB, else KiB, MiB, ... with one decimal."""
+    value, units = float(n), ["bytes", "KiB", "MiB", "GiB", "TiB"]
+    while value >= 1024 and len(units) > 1:
+        value /= 1024
+        units.pop(0)
+    return f"{n:,} bytes" if n < 1024 else f"{value:,.1f} {units[0]}"
+
+
 def iso(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else ""
 
@@ -351,6 +360,12 @@ def render(reply: Any, console: Any) -> None:
                                [[w.id, w.entity, w.url, w.user or "-",
                                  "yes" if w.active else "no"] for w in reply.webhooks],
                                console)
+        case p.BackupReply():
+            # One line whatever the width (a path is not to be broken).
+            console.print(f"backup written to {reply.path}: {size(reply.bytes)}, schema "
+                          f"version {reply.schema_version}, {reply.items:,} records indexed, "
+                          f"state as of {iso(reply.taken_at)} ({reply.duration_ms:,.0f} ms)",
+                          soft_wrap=True)
         case p.PollNowReply():
             # An older daemon sends no message.
             console.print(f"{reply.connection}: "

@@ -20,12 +20,14 @@ Writes never lose a batch and never duplicate a record:
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 import structlog
@@ -48,6 +50,7 @@ from crmsync.connectors.base import (
     StageInfo,
     SupportsAssociations,
     SupportsEventIntake,
+    SupportsFindMany,
     SupportsPipelines,
     SupportsPropertyHistory,
     WriteResult,
@@ -98,6 +101,19 @@ _FIELD_TYPES = {
     "string": "string", "phone_number": "string", "number": "number", "bool": "bool",
     "date": "date", "datetime": "datetime", "enumeration": "enumeration",
 }
+
+# The longest `properties` query value (URL-encoded) put in a list URL. HubSpot documents no
+# limit; third parties saw 414 URI Too Long from about 8 KB (airweave) and 16.2k characters
+# (PostHog) (hubspot-onboarding.md §7): below both.
+MAX_PROPERTIES_QUERY = 6_000
+# Room for the `properties` list (JSON) in a search body of at most 3,000 characters (fact
+# sheet §2), beside the filters, sort and paging of a change scan.
+SEARCH_PROPERTIES_CHARS = 2_200
+# A search request body may hold at most 3,000 characters (fact sheet §2).
+SEARCH_BODY_CHARS = 3_000
+# Values per IN filter: HubSpot documents no limit of its own [INF]; the body limit binds first
+# for ids and emails.
+SEARCH_IN_VALUES = 100
 
 # How many changed records one changes_since call returns at most (then `more=True`).
 CHANGES_PER_CALL = 1000
@@ -406,14 +422,26 @@ class HubSpotConnector:
 
     async def _list_page(self, obj: str, after: str | None, properties: Sequence[str], *,
                          archived: bool) -> Page:
+        """One list page. A property list too long for a URL (HubSpot answers 414 past some
+        8–16k characters, hubspot-onboarding.md §7) is not put in the query: the page lists
+        the ids with the object's default properties, and one batch read (its property list
+        in the POST body) brings the page's records with every property, as every client
+        that met the limit does. A record the batch read no longer finds was archived in
+        between and is left out (archived pages are read whole)."""
+        joined = ",".join(properties)
+        too_long = len(quote(joined, safe="")) > MAX_PROPERTIES_QUERY
         params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE,
                                         "archived": "true" if archived else "false"}
-        if properties:
-            params["properties"] = ",".join(properties)
+        if properties and not too_long:
+            params["properties"] = joined
         if after:
             params["after"] = after
         body = await self.http.json("GET", f"/crm/v3/objects/{obj}", params=params)
         records = [_record(r) for r in body.get("results") or []]
+        if too_long and records and not archived:
+            got = {r.id: r for r in await self._batch_read(obj, [r.id for r in records],
+                                                           properties)}
+            records = [got[r.id] for r in records if r.id in got]
         nxt = ((body.get("paging") or {}).get("next") or {}).get("after")
         return Page(records=records, next_cursor=str(nxt) if nxt else None)
 
@@ -471,6 +499,72 @@ class HubSpotConnector:
             props = list(dict.fromkeys([*properties, field]))
             return await self._batch_read(obj, [value], props, id_property=field)
         return await self._search_eq(obj, field, value, properties)
+
+    async def find_many(self, object_name: str, field: str, values: Sequence[str],
+                        properties: Sequence[str]) -> dict[str, list[Record]]:
+        """`find` for many values: up to 100 per batch read by `idProperty` (contact email,
+        unique properties; fact sheet §1.1, §1.3), else searches with an `IN` filter (§2:
+        string values lowercase, a body of at most 3,000 characters, pages of 200), which see
+        a record only once the search index has caught up with its write."""
+        obj = resolve_object(object_name)
+        wanted: dict[str, list[str]] = {}
+        for v in values:
+            if v not in (None, ""):
+                wanted.setdefault(str(v).strip().lower(), []).append(v)
+        props = list(dict.fromkeys([*properties, field]))
+        found: list[Record] = []
+        if (obj == "contacts" and field == "email") or field in await self._unique_properties(
+                obj):
+            # The values as given: a unique property's look-up may be case-sensitive.
+            exact = list(dict.fromkeys(str(v) for vs in wanted.values() for v in vs))
+            for chunk in _chunks(exact, OBJECT_BATCH_SIZE):
+                found += await self._batch_read(obj, chunk, props, id_property=field)
+        else:
+            for chunk in self._in_chunks(list(wanted), props):
+                found += await self._search_in(obj, field, chunk, props)
+        out: dict[str, list[Record]] = {}
+        for rec in found:
+            got = rec.properties.get(field)
+            for v in wanted.get(str(got).strip().lower() if got is not None else "", []):
+                if all(r.id != rec.id for r in out.get(v, [])):
+                    out.setdefault(v, []).append(rec)
+        return out
+
+    @staticmethod
+    def _in_chunks(values: list[str], properties: Sequence[str]) -> Iterable[list[str]]:
+        """Values split so that each search body stays under HubSpot's 3,000 characters."""
+        room = SEARCH_BODY_CHARS - 200 - sum(len(p) + 3 for p in properties)
+        chunk: list[str] = []
+        used = 0
+        for v in values:
+            cost = len(v) + 3
+            if chunk and (used + cost > room or len(chunk) >= SEARCH_IN_VALUES):
+                yield chunk
+                chunk, used = [], 0
+            chunk.append(v)
+            used += cost
+        if chunk:
+            yield chunk
+
+    async def _search_in(self, obj: str, field: str, values: list[str],
+                         properties: Sequence[str]) -> list[Record]:
+        out: list[Record] = []
+        after: str | None = None
+        while True:
+            body: dict[str, Any] = {
+                "filterGroups": [{"filters": [
+                    {"propertyName": field, "operator": "IN", "values": values}]}],
+                "properties": list(properties),
+                "limit": SEARCH_PAGE_SIZE,
+            }
+            if after:
+                body["after"] = after
+            answer = await self.http.json("POST", f"/crm/v3/objects/{obj}/search", json=body,
+                                          kind="search")
+            out.extend(_record(r) for r in answer.get("results") or [])
+            after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return out
 
     async def _search_eq(self, obj: str, field: str, value: str,
                          properties: Sequence[str], limit: int = 1000) -> list[Record]:
@@ -532,6 +626,11 @@ class HubSpotConnector:
         upper = self._now_ms() - int(self.index_lag * 1000)
         lastmod = last_modified_property(obj)
         props = list(dict.fromkeys([*properties, lastmod, "hs_object_id"]))
+        # A search body holds at most 3,000 characters (fact sheet §2): with more properties
+        # than fit, the search finds the changed records and a batch read brings them whole.
+        fill = len(json.dumps(props)) > SEARCH_PROPERTIES_CHARS
+        if fill:
+            props = [lastmod, "hs_object_id"]
         records: list[Record] = []
         search_more = False
         while True:
@@ -576,11 +675,24 @@ class HubSpotConnector:
             cur.tie = True
             cur.after_id = 0
             cur.seen = [r.id for r in batch if r.updated_at == last_ts]
+        if fill:
+            records = await self._whole(obj, records, properties)
         arch_more = False
         if not search_more:
             arch_more = await self._archived_changes(obj, cur, upper, properties, records)
         return Changes(records=records, cursor=encode_cursor(cur),
                        more=search_more or arch_more)
+
+    async def _whole(self, obj: str, records: list[Record],
+                     properties: Sequence[str]) -> list[Record]:
+        """`records` (found by a search with few properties) with every property, by batch
+        read, keeping the version the search saw (the cursor moved by it). One archived in
+        between is left out: the archived pass reports it."""
+        got: dict[str, Record] = {}
+        for chunk in _chunks(list(dict.fromkeys(r.id for r in records)), OBJECT_BATCH_SIZE):
+            got.update((r.id, r) for r in await self._batch_read(obj, chunk, properties))
+        return [Record(id=r.id, properties=got[r.id].properties, updated_at=r.updated_at)
+                for r in records if r.id in got]
 
     async def _archived_changes(self, obj: str, cur: ChangesCursor, upper: int,
                                 properties: Sequence[str], records: list[Record]) -> bool:
@@ -592,8 +704,11 @@ class HubSpotConnector:
             cur.arch_after = None
         for _ in range(ARCHIVED_PAGES_PER_CALL):
             params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE, "archived": "true"}
-            if properties:
-                params["properties"] = ",".join(properties)
+            joined = ",".join(properties)
+            # An archived record is reported as archived whatever it held: a list too long
+            # for the URL is left out (see _list_page).
+            if properties and len(quote(joined, safe="")) <= MAX_PROPERTIES_QUERY:
+                params["properties"] = joined
             if cur.arch_after:
                 params["after"] = cur.arch_after
             body = await self.http.json("GET", f"/crm/v3/objects/{obj}", params=params)
@@ -1131,8 +1246,8 @@ class HubSpotConnector:
 if TYPE_CHECKING:
     def _implements(c: HubSpotConnector) -> tuple[Connector, SupportsPipelines,
                                                   SupportsAssociations, SupportsEventIntake,
-                                                  SupportsPropertyHistory]:
-        return c, c, c, c, c
+                                                  SupportsPropertyHistory, SupportsFindMany]:
+        return c, c, c, c, c, c
 
 
 __all__ = ["HubSpotConnector", "record_error"]

@@ -14,6 +14,7 @@ supervisor, so they follow the same rules as the daemon's own work.
     repair       resync, restore-deleted, parked deletes (list, approve, ignore)
     connections  disable, enable, delete-sync, reload, poll-now
     webhooks     the webhooks crmsync keeps in an app (list, register, remove)
+    backup       a consistent copy of the state database, written while the daemon runs
 """
 
 from crmsync.control.ops.lookup import OperationError
