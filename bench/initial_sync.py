@@ -165,7 +165,7 @@ async def run(n: int, mode: str, tmp: Path, app: str = "sqlite") -> dict[str, ob
             await nursery.start(daemon.run)
             while True:
                 h = daemon.handle("bench", "contacts")
-                if h is not None and h.ready.is_set():
+                if h is not None and h.is_running:
                     break
                 await trio.sleep(0.05)
             elapsed = time.perf_counter() - started

@@ -122,7 +122,7 @@ async def run(changes: int, concurrency: int, contacts: int, tmp: Path,
         nursery.start_soon(emu.run_webhooks, to_daemon)
         while True:
             h = daemon.handle("shop", "contacts")
-            if h is not None and h.ready.is_set():
+            if h is not None and h.is_running:
                 break
             await trio.sleep(0.05)
         await trio.sleep(1)  # let the initial sync's own webhook echoes drain

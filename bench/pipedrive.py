@@ -180,7 +180,7 @@ async def initial(records: int, overlap: float, plan: str, tmp: Path) -> dict[st
         await nursery.start(daemon.run)
         while True:
             h = daemon.handle("pd", "contacts")
-            if h is not None and h.ready.is_set():
+            if h is not None and h.is_running:
                 break
             await trio.sleep(0.2)
         elapsed = time.perf_counter() - started
@@ -232,7 +232,7 @@ async def latency(changes: int, concurrency: int, persons: int, tmp: Path) -> di
         nursery.start_soon(pd.run_webhooks, to_daemon)
         while True:
             h = daemon.handle("pd", "contacts")
-            if h is not None and h.ready.is_set():
+            if h is not None and h.is_running:
                 break
             await trio.sleep(0.05)
         await trio.sleep(1)

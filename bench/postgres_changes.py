@@ -94,7 +94,7 @@ app_object = "customers"
 async def _ready(daemon: Daemon) -> None:
     while True:
         h = daemon.handle("shop", "contacts")
-        if h is not None and h.ready.is_set():
+        if h is not None and h.is_running:
             return
         await trio.sleep(0.05)
 

@@ -169,8 +169,8 @@ async def test_parked_deletes_approve_and_ignore(tmp_path):
             assert "c2@example.com" in env.app_by_email()
 
 
-async def test_a_restore_holds_its_records_and_skips_a_stale_plan(tmp_path):
-    from crmsync.runtime.restore import apply_restore, plan_restore
+async def test_a_restore_holds_its_records_and_skips_a_stale_plan(tmp_path, monkeypatch):
+    from crmsync.connectors.sqlite.connector import SqliteAppConnector
     from crmsync.store import reports
 
     with trio.fail_after(30):
@@ -180,41 +180,41 @@ async def test_a_restore_holds_its_records_and_skips_a_stale_plan(tmp_path):
             hub_id = env.hub_by_email()["c3@example.com"]["id"]
             env.app_exec("DELETE FROM customers WHERE email = 'c3@example.com'")
             await wait_for(lambda: deleted_count(env, 1))
-            h = c.daemon.connections["shop"].handles["contacts"]
-            ctx, queue = h.ctx, h.queue
-            batch, _ = await ctx.store.read(reports.deleted_on, ctx.sync_id, "app", 0, 10)
-            plan = await plan_restore(ctx, "app", batch)
+            h = c.daemon.handle("shop", "contacts")
+            assert h is not None and c.daemon.store is not None
+            batch, _ = await c.daemon.store.read(reports.deleted_on, "shop/contacts", "app",
+                                                 0, 10)
+            plan = await h.plan_restore("app", batch)
             assert [p.source_id for p in plan] == [hub_id]
 
             # While the restore runs, a sync of the surviving hub record waits for it.
             old_app_id = plan[0].item.app_id
             seen_at_sync: list[str | None] = []
             restoring = trio.Event()
-            original = ctx.writer("app").create
+            original = SqliteAppConnector.create
 
-            async def create(values):
+            async def create(self, object_name, values, *args, **kwargs):
                 restoring.set()
                 await trio.sleep(0.3)
-                return await original(values)
+                return await original(self, object_name, values, *args, **kwargs)
 
-            ctx.writer("app").create = create
+            monkeypatch.setattr(SqliteAppConnector, "create", create)
             async with trio.open_nursery() as nursery:
                 async def edit_hub():
                     await restoring.wait()
-                    ticket = await queue.submit([("hub", hub_id)])
-                    await ticket.wait()
+                    await h.resync([("hub", hub_id)])
                     (it,) = [it for it in await env.items() if it.hub_id == hub_id]
                     seen_at_sync.append(it.app_id)
 
                 nursery.start_soon(edit_hub)
-                (first,) = await apply_restore(ctx, queue, plan)
-            del ctx.writer("app").create
+                (first,) = await h.apply_restore(plan)
+            monkeypatch.setattr(SqliteAppConnector, "create", original)
             assert first.outcome == "restored" and first.new_id != old_app_id
             # The sync ran only after the restore committed the new id (held meanwhile).
             assert seen_at_sync == [first.new_id]
 
             # The same (now stale) plan again: skipped, no second record.
-            (second,) = await apply_restore(ctx, queue, plan)
+            (second,) = await h.apply_restore(plan)
             assert second.outcome == "skipped" and "changed since" in second.detail
             assert [r["email"] for r in env.app_rows()].count("c3@example.com") == 1
             (item,) = [it for it in await env.items() if it.hub_id == hub_id]

@@ -207,11 +207,14 @@ class Env:
 
     async def wait_ready(self, objects: Iterable[str] = ("contacts",),
                          timeout: float = 600) -> None:
+        # Polled in small steps of the test's clock (not `wait_running()`): a store or app
+        # thread slower than the autojump threshold then moves virtual time by one step, not
+        # to the next far deadline.
         with trio.fail_after(timeout):
             for obj in objects:
                 while True:
                     h = self.daemon.handle("shop", obj)
-                    if h is not None and h.ready.is_set():
+                    if h is not None and h.is_running:
                         break
                     await trio.sleep(0.05)
 

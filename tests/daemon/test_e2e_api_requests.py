@@ -108,9 +108,14 @@ async def test_echoes_of_our_own_writes_read_nothing_from_the_other_side(tmp_pat
     async with running(tmp_path, customers=customers(), hub_contacts=hub_contacts(),
                        webhooks=False) as env:
         await env.wait_ready()
-        poller = env.daemon.handle("shop", "contacts").app_poller
-        assert poller is not None
-        await env.eventually(lambda: poller.polls >= 3, timeout=60, step=0.5)
+        handle = env.daemon.handle("shop", "contacts")
+        assert handle is not None and handle.statistics().app_poller is not None
+
+        def app_polls() -> int:
+            stats = handle.statistics().app_poller
+            return stats.polls if stats is not None else 0
+
+        await env.eventually(lambda: app_polls() >= 3, timeout=60, step=0.5)
         assert (await env.counts())["syncing"] == 2 * N - OVERLAP
         after = by_endpoint(env.emu.request_log[done[0]:])
         assert after["POST /crm/v3/objects/contacts/batch/read"] == 0

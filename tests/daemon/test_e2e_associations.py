@@ -174,12 +174,13 @@ async def test_an_association_that_failed_is_decided_again_when_its_partner_chan
         # Each poller polls once when it starts, then waits for its (long) interval.
         await env.eventually(
             lambda: env.emu.associations("contacts", ann["id"], "companies") != []
-            and all(p.polls for h in handles for p in (h.hub_poller, h.app_poller)))
+            and all(st.hub_poller.polls and st.app_poller.polls
+                    for st in (h.statistics() for h in handles)))
         env.emu.archive_record("contacts", ann["id"])  # not seen: no webhooks, no poll yet
         env.app_exec("UPDATE customers SET company_id = 2 WHERE email = 'ann@example.com'")
         # The companies' change log is read first: Globex's new contact is associated on
         # the hub from the stale picture.
-        env.daemon.handle("shop", "companies").app_poller.request_poll()
+        env.daemon.handle("shop", "companies").poll_now(sides=("app",), events=False)
 
         async def globex():
             items = await env.items("companies")

@@ -22,6 +22,12 @@ def reuse_newest_id(env) -> None:
     assert new_id == 2
 
 
+def polls(handle, side: str) -> int:
+    """How many polls the object sync's poller of `side` made."""
+    stats = handle.statistics()
+    return (stats.hub_poller if side == "hub" else stats.app_poller).polls
+
+
 def hub_by_name(env) -> dict[str, dict]:
     return {r["properties"]["name"]: r for r in env.hub("companies")}
 
@@ -65,7 +71,7 @@ async def test_a_hub_edit_does_not_reach_the_record_that_reused_the_id(tmp_path,
         await env.wait_ready(("companies",))
         handle = env.daemon.handle("shop", "companies")
         # Each poller polls once when it starts, then waits for its (long) interval.
-        await env.eventually(lambda: handle.hub_poller.polls and handle.app_poller.polls)
+        await env.eventually(lambda: polls(handle, "hub") and polls(handle, "app"))
         globex = hub_by_name(env)["Globex"]
         reuse_newest_id(env)
         env.emu.update_record("companies", globex["id"], {"city": "Hull Docks"})
@@ -78,8 +84,8 @@ async def test_a_hub_edit_does_not_reach_the_record_that_reused_the_id(tmp_path,
         await wait_for(globex_deleted, timeout=120, step=1.0)
         assert env.app_rows("organisations")[1] == {
             **env.app_rows("organisations")[1], "id": 2, "name": "Initech", "city": "Hull"}
-        assert handle.app_poller.polls == 1  # the hub's webhook brought the sync
-        handle.app_poller.request_poll()
+        assert polls(handle, "app") == 1  # the hub's webhook brought the sync
+        handle.poll_now(sides=("app",), events=False)
         await env.eventually(lambda: "Initech" in hub_by_name(env), timeout=120)
         assert hub_by_name(env)["Globex"]["properties"]["city"] == "Hull Docks"
         assert hub_by_name(env)["Initech"]["properties"]["city"] == "Hull"
@@ -87,14 +93,12 @@ async def test_a_hub_edit_does_not_reach_the_record_that_reused_the_id(tmp_path,
 
 
 async def test_a_restore_never_takes_the_record_that_reused_the_id(tmp_path, slow_autojump):
-    from crmsync.runtime.restore import plan_restore
-
     async with running(tmp_path, syncs=companies_sync(), webhooks=True,
                        timing=Timing(hub_poll_interval=10_000, app_poll_interval=10_000),
                        organisations=ORGS) as env:
         await env.wait_ready(("companies",))
         handle = env.daemon.handle("shop", "companies")
-        await env.eventually(lambda: handle.hub_poller.polls and handle.app_poller.polls)
+        await env.eventually(lambda: polls(handle, "hub") and polls(handle, "app"))
         globex = hub_by_name(env)["Globex"]
         env.emu.archive_record("companies", globex["id"])
         gone = {}
@@ -105,12 +109,12 @@ async def test_a_restore_never_takes_the_record_that_reused_the_id(tmp_path, slo
 
         await wait_for(deleted_on_hub, timeout=120, step=1.0)
         reuse_newest_id(env)  # not read yet: the app's change log waits for its poll
-        (plan,) = await plan_restore(handle.ctx, "hub", [gone[globex["id"]]])
+        (plan,) = await handle.plan_restore("hub", [gone[globex["id"]]])
         assert not plan.restorable and "names another record" in plan.reason
-        handle.app_poller.request_poll()
+        handle.poll_now(sides=("app",), events=False)
         await env.eventually(lambda: "Initech" in hub_by_name(env), timeout=120)
         (item,) = [i for i in await env.items("companies") if i.hub_id == globex["id"]]
-        (plan,) = await plan_restore(handle.ctx, "hub", [item])
+        (plan,) = await handle.plan_restore("hub", [item])
         assert not plan.restorable and "gone too" in plan.reason
         assert "Globex" not in hub_by_name(env)
 
@@ -126,10 +130,10 @@ async def test_a_reused_id_the_app_alone_reports_still_ends_the_old_link(tmp_pat
                        organisations=ORGS) as env:
         await env.wait_ready(("companies",))
         handle = env.daemon.handle("shop", "companies")
-        await env.eventually(lambda: handle.hub_poller.polls and handle.app_poller.polls)
+        await env.eventually(lambda: polls(handle, "hub") and polls(handle, "app"))
         globex = hub_by_name(env)["Globex"]
         reuse_newest_id(env)
-        handle.app_poller.request_poll()
+        handle.poll_now(sides=("app",), events=False)
         await env.eventually(lambda: "Initech" in hub_by_name(env), timeout=120)
         items: dict = {}
 
@@ -141,7 +145,7 @@ async def test_a_reused_id_the_app_alone_reports_still_ends_the_old_link(tmp_pat
         assert items[globex["id"]].deleted_side == ("app" if on_delete == "mark" else "both")
         live = {r["id"] for r in env.hub("companies")}
         assert (globex["id"] in live) == (on_delete == "mark")
-        assert handle.hub_poller.polls == 1  # nothing but the app's change brought the sync
+        assert polls(handle, "hub") == 1  # nothing but the app's change brought the sync
 
 
 @pytest.mark.parametrize("on_delete", ["mark", "propagate"])
@@ -172,9 +176,9 @@ async def test_a_kill_right_after_a_reused_id_ended_the_link_still_decides_the_d
         # The hub's poll has read past the creates of the initial sync: after the restart
         # no hub change names Globex.
         handle = env.daemon.handle("shop", "companies")
-        polls = handle.hub_poller.polls
+        hub_polls = polls(handle, "hub")
         handle.poll_now()
-        await wait_for(lambda: handle.hub_poller.polls > polls, timeout=60)
+        await wait_for(lambda: polls(handle, "hub") > hub_polls, timeout=60)
         monkeypatch.setattr(loader, "detach_reused", detach_then_hang)
         reuse_newest_id(env)
         with trio.fail_after(120):

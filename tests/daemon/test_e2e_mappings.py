@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from crmsync.control.ops import connections as connection_ops
 from crmsync.control.ops import status
+from crmsync.emulators.hubspot import HubSpotEmulator
 from crmsync.runtime.object_sync import Timing
 
 from .harness import APP_SCHEMA, Env, companies_sync, contacts_sync, make_app_db, running, wait_for
@@ -32,7 +33,11 @@ app = "color"
 
 
 def create_property(env: Env, name: str = "favorite_color") -> None:
-    state = env.emu.state
+    create_property_in(env.emu, name)
+
+
+def create_property_in(emu: HubSpotEmulator, name: str = "favorite_color") -> None:
+    state = emu.state
     state.registry.create(state.object_type("contacts"), {
         "name": name, "label": "Favorite color", "type": "string", "fieldType": "text",
         "groupName": "contactinformation"}, state.now_ms())
@@ -94,8 +99,10 @@ async def test_a_missing_app_column_pauses_until_it_is_added_and_the_config_relo
     db = tmp_path / "app.db"
     make_app_db(db, [{k: v for k, v in c.items() if k != "color"} for c in CUSTOMERS], ORGS,
                 schema=APP_SCHEMA)
-    async with running(tmp_path, app_db=db, syncs=contacts_sync(extra=COLOR)) as env:
-        create_property(env)
+    # The HubSpot property exists before the daemon starts (created after, it would race
+    # the first check, whose answer the hub connector caches).
+    async with running(tmp_path, app_db=db, syncs=contacts_sync(extra=COLOR),
+                       configure=create_property_in) as env:
         await env.eventually(lambda: contacts_status(env).phase == "paused")
         error = contacts_status(env).error
         assert "$.syncs[0].mappings[0].app: mapping favorite_color ⇄ color" in error

@@ -223,7 +223,7 @@ table = "customers"
         with trio.fail_after(600):
             for conn in ("eu", "us"):
                 while not (daemon.handle(conn, "contacts") and
-                           daemon.handle(conn, "contacts").ready.is_set()):
+                           daemon.handle(conn, "contacts").is_running):
                     await trio.sleep(0.1)
         hub = {r["properties"]["email"].lower(): r for r in emu.records("contacts")}
         # One hub contact for the shared person, linked from both instances; no duplicate.

@@ -62,9 +62,7 @@ async def store_raw(env: Env, source: str, key: str, payload: bytes) -> None:
     """An event as an older version stored it, before intake validated ids."""
     assert env.daemon.store is not None
     await env.daemon.store.call(store_inbox.add_events, source, [(key, payload)])
-    h = env.daemon.handle("shop", "contacts")
-    assert h is not None
-    h.ring()
+    env.daemon.intake_stored([source])
 
 
 async def waiting_events(env: Env) -> int:

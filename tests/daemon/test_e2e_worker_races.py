@@ -91,8 +91,8 @@ async def _race(tmp_path: Any, monkeypatch: Any, c: dict[str, Any], db: Any,
                        config_kwargs=c["extra"]) as env:
         await env.wait_ready(c["objects"])
         handle = env.daemon.handle("shop", c["obj"])
-        assert handle is not None and handle.ctx is not None and handle.queue is not None
-        hub, queue = handle.ctx.hub, handle.queue
+        assert handle is not None
+        hub = env.daemon.hub
         create, read = hub.create, hub.read
 
         async with trio.open_nursery() as nursery:
@@ -102,7 +102,7 @@ async def _race(tmp_path: Any, monkeypatch: Any, c: dict[str, Any], db: Any,
                     created.extend(r.record.id for r in results if r.ok)
                     # B is handed the new hub record (as its webhook would) while A is
                     # still in flight, and A goes on once B is reading it.
-                    nursery.start_soon(queue.submit, [("hub", created[0])])
+                    nursery.start_soon(handle.resync, [("hub", created[0])])
                     await b_reading.wait()
                 return results
 

@@ -722,16 +722,22 @@ async def poll_twice(s: System) -> None:
     which saw every change made before now."""
     d = s.daemon
     assert d is not None
-    pollers = [pl for obj in HUB_OBJECT.values() if (h := d.handle("shop", obj)) is not None
-               for pl in (h.hub_poller, h.app_poller) if pl is not None]
-    assert pollers
+    handles = [h for obj in HUB_OBJECT.values() if (h := d.handle("shop", obj)) is not None]
+
+    def counts() -> list[int]:
+        """Polls made so far, per poller (hub and app of every object sync)."""
+        return [pl.polls for h in handles
+                for pl in (h.statistics().hub_poller, h.statistics().app_poller)
+                if pl is not None]
+
+    assert counts()
     # A poll running now may have begun before now: the one after it did not.
-    target = [pl.polls + 2 for pl in pollers]
+    target = [n + 2 for n in counts()]
     for obj in HUB_OBJECT.values():
         h = d.handle("shop", obj)
         assert h is not None
         h.poll_now()
-    while any(pl.polls < t for pl, t in zip(pollers, target, strict=True)):
+    while any(n < t for n, t in zip(counts(), target, strict=True)):
         await trio.sleep(0.1)
 
 

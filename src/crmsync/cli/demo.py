@@ -561,8 +561,8 @@ class Demo:
         rows = []
         for obj, _ in self.objects:
             st = rt.status.objects.get(obj) if rt else None
-            h = rt.handles.get(obj) if rt else None
-            ready = h is not None and h.ready.is_set()
+            h = daemon.handle(self.connection, obj)
+            ready = h is not None and h.is_running
             all_ready = all_ready and ready
             done, total = (st.done, max(st.total, st.done)) if st is not None else (0, 0)
             phase = "in sync" if ready else st.phase if st is not None else "starting"
@@ -795,8 +795,6 @@ class Demo:
                             ) -> dict[str, list[dict[str, str]]]:
         """Per object, records the sync created that share a match key with another record
         on the same side (see demo_checks.duplicates_created)."""
-        rt = daemon.connections[self.connection]
-
         def keys(rules: SyncRules, side: Any, props: dict[str, Any]) -> tuple[str, ...]:
             try:
                 return match_keys(rules, side, props)
@@ -805,11 +803,11 @@ class Demo:
 
         out: dict[str, list[dict[str, str]]] = {}
         for obj, app in self.objects:
-            ctx = rt.handles[obj].ctx
-            assert ctx is not None
-            hub_now = [(str(r["id"]), keys(ctx.rules, "hub", r["properties"]))
+            h = daemon.handle(self.connection, obj)
+            assert h is not None
+            hub_now = [(str(r["id"]), keys(h.rules, "hub", r["properties"]))
                        for r in emu.records(obj)]
-            app_now = [(rid, keys(ctx.rules, "app", props))
+            app_now = [(rid, keys(h.rules, "app", props))
                        for rid, props in self._app_records(obj, app)]
             found = [{"side": "hub", "id": rid, "key": k} for rid, k in
                      duplicates_created(self.hub_ids_before.get(obj, set()), hub_now)]

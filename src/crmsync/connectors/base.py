@@ -36,6 +36,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import msgspec
 import trio
 
+from crmsync.connectors.ratelimit import RateBudget
 from crmsync.records import PipelineInfo, Record, StageInfo
 
 __all__ = ["PipelineInfo", "Record", "StageInfo"]
@@ -208,6 +209,14 @@ class Connector(Protocol):
     async def changes_since(self, object_name: str, cursor: str | None,
                             properties: Sequence[str]) -> Changes:
         """Records changed after `cursor` (None: from now on; returns a starting cursor)."""
+        ...
+
+
+@runtime_checkable
+class SupportsRateBudget(Protocol):
+    @property
+    def budget(self) -> RateBudget:
+        """The API account's shared rate budget (its `statistics()` for status)."""
         ...
 
 

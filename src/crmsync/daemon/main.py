@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,13 @@ from crmsync.connectors.base import (
     ConnectorError,
     SupportsChangeNotifications,
     SupportsIdCheck,
+    SupportsRateBudget,
 )
 from crmsync.connectors.hubspot.build import USER_AGENT, build_hub_connector
 from crmsync.connectors.hubspot.client_credentials import ClientCredentialsAuth
 from crmsync.connectors.hubspot.journal import JournalClient, account_portal_id
 from crmsync.connectors.hubspot.webhooks import valid_object_id
+from crmsync.connectors.ratelimit import RateBudget, RateBudgetStatistics
 from crmsync.connectors.registry import (
     AppConnectorEnv,
     app_connector_secrets,
@@ -53,13 +56,14 @@ from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
 from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_hub_event
 from crmsync.records import Side
 from crmsync.runtime.associations import AssociationSyncer, association_pairs
+from crmsync.runtime.connection import ConnectionHandle
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.mapping_check import MappingCheck
 from crmsync.runtime.object_sync import (
     IntakeSource,
     ObjectSyncHandle,
+    ObjectSyncSetup,
     Timing,
-    make_context,
     run_object_sync,
 )
 from crmsync.runtime.status import ConnectionStatus, ObjectStatus
@@ -126,15 +130,20 @@ class ConnectionRuntime:
     settings: Connection
     syncs: list[ObjectSync]
     status: ConnectionStatus
-    handles: dict[str, ObjectSyncHandle] = field(default_factory=dict)
+    # Its supervisor's handle, once started (a disabled connection has none).
+    handle: ConnectionHandle | None = None
     scope: trio.CancelScope | None = None
-    supervisor: Supervisor | None = None
     # Handed to every connector opened for the connection; outlives its restarts.
     env: AppConnectorEnv = field(default_factory=AppConnectorEnv)
     app: Connector | None = None  # the open app connector, while the connection runs
 
     def fingerprint(self) -> bytes:
         return msgspec.json.encode([self.settings, self.syncs])
+
+    def sources(self) -> list[str]:
+        """The inbox sources its object syncs read (hub and app webhooks)."""
+        return [src(self.settings.name, s.hub_object) for s in self.syncs
+                for src in (hub_source, app_source)]
 
 
 class Daemon:
@@ -274,11 +283,6 @@ class Daemon:
                 routes.associations.update(s.associations)
         return routes
 
-    def _ring_all(self, sources: list[str]) -> None:
-        for rt in self.connections.values():
-            for h in rt.handles.values():
-                h.ring()
-
     def _reconcile_now(self, sync_ids: list[str]) -> None:
         for sid in sync_ids:
             connection, _, hub_object = sid.partition("/")
@@ -333,7 +337,7 @@ class Daemon:
                                     request_timeout=timeout)
             yield JournalReader(journal, self.store, self._journal_routes,
                                 poll_interval=settings.poll_interval_seconds,
-                                batch_size=settings.batch_size, on_stored=self._ring_all,
+                                batch_size=settings.batch_size, on_stored=self.intake_stored,
                                 on_gap=self._reconcile_now, wall_clock=self.wall_clock,
                                 stats=stats)
 
@@ -386,18 +390,6 @@ class Daemon:
             daemon_logging.register_secret(token)
             await store.call(store_tokens.save_refresh_token, account, token)
 
-        def wake(what: str, name: str) -> None:
-            """A committed app change was announced: poll for it now."""
-            for s in rt.syncs:
-                h = rt.handles.get(s.hub_object)
-                if h is None:
-                    continue
-                if (what == "any" or (what == "record" and name == s.app_object)) \
-                        and h.app_poller is not None:
-                    h.app_poller.request_poll()
-                if what in ("any", "event") and h.events is not None:
-                    h.events.wake.set()
-
         @asynccontextmanager
         async def open_app() -> AsyncIterator[Connector]:
             env.refresh_token = await store.read(store_tokens.get_refresh_token, account)
@@ -423,15 +415,18 @@ class Daemon:
                 finally:
                     rt.app = None
 
+        # The supervisor's handle (assigned below, before any of these functions runs).
+        connection: ConnectionHandle
+
         async def resubmit(hub_object: str, key: tuple[Side, str]) -> None:
             """A record of another object sync waits for a partner that just got linked."""
-            h = rt.handles.get(hub_object)
-            if h is not None and h.queue is not None:
-                await h.queue.submit([key])
+            h = connection.object_sync(hub_object)
+            if h is not None:
+                await h.resubmit([key])
 
         async def run_children(app: Connector, nursery: trio.Nursery) -> None:
             if isinstance(app, SupportsChangeNotifications):
-                await nursery.start(app.watch_changes, wake)
+                await nursery.start(app.watch_changes, connection.app_changed)
             timing = dataclasses.replace(
                 self.timing(),
                 app_poll_interval=self.timing().app_poll_interval or conn.poll_interval_seconds)
@@ -442,26 +437,30 @@ class Daemon:
             directed = bool(getattr(app, "associations_directed", False))
             for s in rt.syncs:
                 pipeline_field, stage_field = _stage_fields(app, conn, s.app_object)
-                status = rt.status.objects[s.hub_object]
-                ctx = await make_context(conn.name, conn.connector_type, s, store, hub, app,
-                                         status, timing, app_pipeline_field=pipeline_field,
-                                         app_stage_field=stage_field)
-                handle = rt.handles.setdefault(s.hub_object, ObjectSyncHandle())
-                handle.ready = trio.Event()
                 pairs = association_pairs(self.cfg, s, app_pairs, directed=directed)
-                if pairs or any(s.hub_object in o.associations for o in rt.syncs):
-                    ctx.associations = AssociationSyncer(ctx, pairs, resubmit)
-                intakes = [IntakeSource(hub_source(conn.name, s.hub_object), parse_hub_payload,
-                                        describe_hub_payload),
-                           IntakeSource(app_source(conn.name, s.hub_object), parse_app_payload)]
+                keeps = pairs or any(s.hub_object in o.associations for o in rt.syncs)
                 index = next((i for i, x in enumerate(self.cfg.syncs) if x == s), "?")
-                mappings = MappingCheck(conn.connector_type, f"$.syncs[{index}]",
-                                        app_pipeline_field=pipeline_field,
-                                        app_stage_field=stage_field)
-                await nursery.start(run_object_sync, ctx, handle, timing, intakes,
-                                    self._notify_complete, True, mappings)
+                setup = ObjectSyncSetup(
+                    connection=conn.name, connector_type=conn.connector_type, sync=s,
+                    timing=timing,
+                    intakes=[IntakeSource(hub_source(conn.name, s.hub_object),
+                                          parse_hub_payload, describe_hub_payload),
+                             IntakeSource(app_source(conn.name, s.hub_object),
+                                          parse_app_payload)],
+                    notify=self._notify_complete,
+                    mappings=MappingCheck(conn.connector_type, f"$.syncs[{index}]",
+                                          app_pipeline_field=pipeline_field,
+                                          app_stage_field=stage_field),
+                    app_pipeline_field=pipeline_field, app_stage_field=stage_field,
+                    associations=(partial(AssociationSyncer, pairs=pairs, resubmit=resubmit)
+                                  if keeps else None))
+                handle = await nursery.start(run_object_sync, setup, store, hub, app,
+                                             rt.status.objects[s.hub_object])
+                connection.add(handle)
 
-        return Supervisor(conn.name, rt.status, open_app, run_children)
+        supervisor = Supervisor(conn.name, rt.status, open_app, run_children)
+        connection = supervisor.handle
+        return supervisor
 
     async def _run_connection(self, rt: ConnectionRuntime, *,
                               task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -474,8 +473,11 @@ class Daemon:
                 rt.status.set("disabled", disabled[rt.settings.name] or "disabled by operator")
                 task_status.started()
                 await trio.sleep_forever()
-            rt.supervisor = self._supervisor(rt)
-            await rt.supervisor.run(task_status=task_status)
+            supervisor = self._supervisor(rt)
+            rt.handle = supervisor.handle
+            async with trio.open_nursery() as nursery:
+                await nursery.start(supervisor.run)
+                task_status.started()
 
     async def start_connection(self, name: str) -> None:
         assert self.nursery is not None
@@ -499,8 +501,30 @@ class Daemon:
         await self.start_connection(name)
 
     def handle(self, connection: str, hub_object: str) -> ObjectSyncHandle | None:
+        """The handle of an object sync running now (None: not running)."""
         rt = self.connections.get(connection)
-        return None if rt is None else rt.handles.get(hub_object)
+        if rt is None or rt.handle is None:
+            return None
+        return rt.handle.object_sync(hub_object)
+
+    def rate_budget(self, connection: str | None = None) -> RateBudgetStatistics | None:
+        """The statistics of the hub account's rate budget, or of a connection's app account
+        where its connector keeps one shared by the connection's connectors (Pipedrive)."""
+        if connection is None:
+            if isinstance(self.hub, SupportsRateBudget):
+                return self.hub.budget.statistics()
+            return None
+        rt = self.connections.get(connection)
+        budget = rt.env.shared.get("budget") if rt is not None else None
+        return budget.statistics() if isinstance(budget, RateBudget) else None
+
+    def intake_stored(self, sources: list[str]) -> None:
+        """Events of these inbox sources were stored: wake the intakes that read them, in the
+        connections they are for."""
+        for rt in self.connections.values():
+            mine = [src for src in sources if src in rt.sources()]
+            if mine and rt.handle is not None:
+                rt.handle.wake_intakes(mine)
 
     def find_sync(self, connection: str, obj: str) -> ObjectSync | None:
         """An object sync by its hub object or its app object name."""
@@ -662,12 +686,11 @@ class Daemon:
         log.info("stopping", grace_s=grace)
         self.stopping.set()
         self.notifier.stopping()
-        handles = [h for rt in self.connections.values() for h in rt.handles.values()]
-        for h in handles:
-            h.close()
         with trio.move_on_after(grace) as scope:
-            for h in handles:
-                await h.wait_idle()
+            async with trio.open_nursery() as nursery:
+                for rt in self.connections.values():
+                    if rt.handle is not None:
+                        nursery.start_soon(rt.handle.drain)
         if scope.cancelled_caught:
             log.warning("grace period over: cancelling running syncs", grace_s=grace)
         root.cancel()
@@ -681,7 +704,7 @@ class Daemon:
         return WebhookServer(
             self.store, self.routes, public_base_url=wh.public_base_url,
             max_body_bytes=wh.max_body_bytes, body_deadline=wh.body_deadline_seconds,
-            max_concurrent=wh.max_concurrent_requests, on_stored=self._ring_all,
+            max_concurrent=wh.max_concurrent_requests, on_stored=self.intake_stored,
             is_ready=self.is_ready)
 
     async def _serve_webhooks(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-import trio
 
 from crmsync.config.model import ObjectSync
 from crmsync.connectors.base import Connector
@@ -45,8 +44,6 @@ class ObjectSyncContext:
     associations: Any = None
     # Keeps the owner directory of owner mappings filled (runtime/owners.py), when it has any.
     owners: Any = None
-    # Set on shutdown: no new page or batch starts; those in flight finish.
-    draining: trio.Event = field(default_factory=trio.Event)
     # Set while the object sync catches up after its state was restored from a backup
     # (store/restores.py): creates look first, ambiguous conflicts are held.
     restore: RestoreMark | None = None

@@ -17,6 +17,7 @@ import trio
 from crmsync.connectors.base import AppEvent, SupportsEventIntake, SupportsEventSource
 from crmsync.engine.match_keys import contact_keys, normalize_email
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.store import cursors as store_cursors
 from crmsync.store import events as store_events
 from crmsync.store import items as store_items
@@ -29,7 +30,6 @@ class EventSync:
     def __init__(self, ctx: ObjectSyncContext, interval: float) -> None:
         self.ctx = ctx
         self.interval = interval
-        self.wake = trio.Event()
 
     async def run_once(self) -> int:
         """Handle every event available now; returns how many were looked at."""
@@ -104,10 +104,12 @@ class EventSync:
                 out[email] = live[0].id
         return out
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            await self.run_once()
-            with trio.move_on_after(self.interval):
-                await self.wake.wait()
-            self.wake = trio.Event()
+    async def run(self, requests: RequestReceiver, *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Every `interval`, or at once when asked (the app announced new events)."""
+        async with requests:
+            task_status.started()
+            while True:
+                await self.run_once()
+                if not await wait_asked(requests, self.interval):
+                    return

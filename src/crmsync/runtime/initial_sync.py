@@ -1,5 +1,11 @@
 """The initial sync of one object sync: hub index -> app pass -> hub pass, as the seed says.
 
+The indexer scans a side a page at a time and sends each page as a job over the lock queue's
+pages lane: the queue locks the page's records (no worker syncs one of them meanwhile) and
+hands the pages, in order, to the page workers, which sync them concurrently and commit them
+in order (CommitOrder). The lane admits one waiting page at a time, so scanning stays a page
+or two ahead of the syncs.
+
 1. Hub index: page through every hub record, store its id, match keys and version.
 2. App pass: page through every app record. No match key or outside the filters: excluded.
    The first app record with a key is syncable; a later one with the same key fails as a
@@ -33,8 +39,10 @@ from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.intake import inbox_id_of
 from crmsync.runtime.isolation import concerns_connection, fail_record, isolate, record_failure
 from crmsync.runtime.loader import RecordKey, detach_reused, load, pair_new
+from crmsync.runtime.lock_queue import ChangeSender, Ticket
 from crmsync.runtime.processor import Processor, Work
 from crmsync.runtime.reads import read_records
+from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.runtime.worker import ItemGate, Unit, sync_units
 from crmsync.store import cursors as store_cursors
 from crmsync.store import initial as store_initial
@@ -87,7 +95,8 @@ def index_row(ctx: ObjectSyncContext, side: str, rec: Record) -> IndexRow:
     return IndexRow(rec.id, keys, version)
 
 
-# Pages in flight at once: their I/O overlaps, their commits (and checkpoints) stay in order.
+# Pages synced at once (page workers): their I/O overlaps, their commits (and checkpoints)
+# stay in order.
 PIPELINE_DEPTH = 3
 # Records per processed page (API pages are gathered up to this).
 PAGE_RECORDS = 500
@@ -105,48 +114,49 @@ class Feeds(Protocol):
     async def pause(self) -> None: ...
 
 
-class Pipeline:
-    """Runs page tasks concurrently (at most `depth`), each waiting for its turn to commit:
-    page k commits only after page k-1 did, so a checkpoint never gets ahead of a page that
-    has not been committed. A failed page never gives the turn on; its error cancels the
-    others through the nursery."""
+class CommitOrder:
+    """Pages run concurrently on the page workers, each waiting for its turn to commit: page
+    k commits only after page k-1 did, so a checkpoint never gets ahead of a page that has not
+    been committed. A failed page never gives the turn on (its error ends the object sync)."""
 
-    def __init__(self, nursery: trio.Nursery, depth: int) -> None:
-        self.nursery = nursery
-        self.slots = trio.Semaphore(depth)
-        self.last = trio.Event()
-        self.last.set()
+    def __init__(self) -> None:
+        self._last = trio.Event()
+        self._last.set()
 
-    async def submit(self, fn: Callable[[Turn], Awaitable[None]]) -> None:
-        await self.slots.acquire()
-        prev, mine = self.last, trio.Event()
-        self.last = mine
+    def page(self, fn: Callable[[Turn], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """The job of the next page: `fn(turn)`, where `await turn()` waits for the pages
+        before it to commit."""
+        prev, mine = self._last, trio.Event()
+        self._last = mine
 
         async def turn() -> None:
             await prev.wait()
 
-        async def task() -> None:
+        async def job() -> None:
             await fn(turn)
             await prev.wait()  # a page that never committed still keeps the order
             mine.set()
-            self.slots.release()
 
-        self.nursery.start_soon(task)
+        return job
 
 
 class InitialSyncActor:
-    def __init__(self, ctx: ObjectSyncContext, processor: Processor,
+    """Runs the three phases as page jobs sent to the lock queue's pages lane (their records
+    locked while they run, in order, on the page workers), and reports its progress in the
+    object sync's status. `approvals` is a request channel: a message says an operator
+    approved a preview."""
+
+    def __init__(self, ctx: ObjectSyncContext, processor: Processor, pages: ChangeSender,
                  notify: Notify | None = None, page_size: int = 100,
-                 feeds: Feeds | None = None) -> None:
+                 feeds: Feeds | None = None, approvals: RequestReceiver | None = None) -> None:
         self.ctx = ctx
         self.processor = processor
+        self.pages = pages
         self.notify = notify
         self.page_size = page_size
         self.feeds = feeds
-        self.approved = trio.Event()
-        # Set when no page is in flight any more: complete, or stopped for a shutdown.
-        self.quiet = trio.Event()
-        # For pages synced again in parts (pages run concurrently, see Pipeline).
+        self.approvals = approvals
+        # For pages synced again in parts (pages run concurrently, see CommitOrder).
         self.gate = ItemGate()
 
     async def ensure_started(self) -> InitialSync:
@@ -183,10 +193,6 @@ class InitialSyncActor:
         ctx.status.started_at = state.started_at
         ctx.status.done, ctx.status.total = state.done, state.total
         while True:
-            if ctx.draining.is_set():
-                # Shutting down: the pages in flight were committed; wait to be cancelled.
-                self.quiet.set()
-                await trio.sleep_forever()
             current = await ctx.store.read(store_initial.get_initial, ctx.sync_id)
             assert current is not None
             state = current
@@ -202,7 +208,6 @@ class InitialSyncActor:
             ctx.status.phase = state.phase
             if state.phase == "complete":
                 ctx.status.completed_at = state.completed_at
-                self.quiet.set()
                 return state
             if state.phase == "previewed":
                 await self._wait_for_approval()
@@ -214,8 +219,7 @@ class InitialSyncActor:
                 await self._app_pass(state)
             elif state.phase == "hub_pass":
                 await self._hub_pass(state)
-                if not ctx.draining.is_set():
-                    await self._finish()
+                await self._finish()
             ctx.log.info("initial sync phase done", phase=state.phase,
                          duration_ms=round((time.perf_counter() - started) * 1000))
 
@@ -225,9 +229,10 @@ class InitialSyncActor:
             state = await ctx.store.read(store_initial.get_initial, ctx.sync_id)
             if state is None or state.phase != "previewed":
                 return
-            with trio.move_on_after(APPROVAL_POLL_SECONDS):
-                await self.approved.wait()
-            self.approved = trio.Event()
+            if self.approvals is None:
+                await trio.sleep(APPROVAL_POLL_SECONDS)
+            else:
+                await wait_asked(self.approvals, APPROVAL_POLL_SECONDS)
 
     async def _scan(self, side: str, cursor: str | None) -> tuple[list[Record], str | None]:
         """Records from `cursor` on, several API pages at once (HubSpot lists 100 at a time):
@@ -260,34 +265,36 @@ class InitialSyncActor:
         ctx = self.ctx
         cursor: str | None = state.cursor or None
         done = state.done
-        async with trio.open_nursery() as nursery:
-            pipe = Pipeline(nursery, PIPELINE_DEPTH)
-            while True:
-                records, nxt = await self._scan("hub", cursor)
-                rows = [index_row(ctx, "hub", r) for r in records]
-                done += len(rows)
-                # Estimated work: every hub record twice (index, hub pass) plus the app's.
-                total = max(state.total, 2 * done)
-                checkpoint = self._checkpoint("hub_index", nxt, done, total)
+        order = CommitOrder()
+        last: Ticket | None = None
+        while True:
+            records, nxt = await self._scan("hub", cursor)
+            rows = [index_row(ctx, "hub", r) for r in records]
+            done += len(rows)
+            # Estimated work: every hub record twice (index, hub pass) plus the app's.
+            total = max(state.total, 2 * done)
+            checkpoint = self._checkpoint("hub_index", nxt, done, total)
 
-                async def page(turn: Turn, rows: list[IndexRow] = rows,
-                               records: list[Record] = records,
-                               checkpoint: Callable[[sqlite3.Connection], None] = checkpoint,
-                               done: int = done, total: int = total) -> None:
-                    def commit(conn: sqlite3.Connection) -> None:
-                        store_items.index_records(conn, ctx.sync_id, "hub", rows)
-                        # What the app pass and the hub pass decide on, unread again.
-                        store_scanned.keep(conn, ctx.sync_id, "hub", records)
-                        checkpoint(conn)
+            async def page(turn: Turn, rows: list[IndexRow] = rows,
+                           records: list[Record] = records,
+                           checkpoint: Callable[[sqlite3.Connection], None] = checkpoint,
+                           done: int = done, total: int = total) -> None:
+                def commit(conn: sqlite3.Connection) -> None:
+                    store_items.index_records(conn, ctx.sync_id, "hub", rows)
+                    # What the app pass and the hub pass decide on, unread again.
+                    store_scanned.keep(conn, ctx.sync_id, "hub", records)
+                    checkpoint(conn)
 
-                    await turn()
-                    await ctx.store.call(commit)
-                    ctx.status.done, ctx.status.total = done, total
+                await turn()
+                await ctx.store.call(commit)
+                ctx.status.done, ctx.status.total = done, total
 
-                await pipe.submit(page)
-                if nxt is None or ctx.draining.is_set():
-                    return
-                cursor = nxt
+            # Indexing syncs no record: the page locks none.
+            last = await self.pages.run_job([], order.page(page))
+            if nxt is None:
+                break
+            cursor = nxt
+        await last.wait()
 
     async def _app_pass(self, state: InitialSync) -> None:
         ctx = self.ctx
@@ -295,46 +302,48 @@ class InitialSyncActor:
         done = state.done
         total = state.total
         in_flight = InFlight()
-        async with trio.open_nursery() as nursery:
-            pipe = Pipeline(nursery, PIPELINE_DEPTH)
-            while True:
-                records, nxt = await self._scan("app", cursor)
-                # Ids reused since they were linked name new records: matched as such.
-                gone = await self._detach_reused(records)
-                rows = [index_row(ctx, "app", r) for r in records]
-                # Looked up in page order (duplicates depend on it), with the claims of the
-                # pages still being written.
-                pairings = await ctx.store.read(match_app_records, ctx.sync_id,
-                                                rows, in_flight)
-                # The app's size is learnt while scanning it: each page adds to done and total.
-                done += len(records)
-                total += len(records)
+        order = CommitOrder()
+        last: Ticket | None = None
+        while True:
+            records, nxt = await self._scan("app", cursor)
+            # Ids reused since they were linked name new records: matched as such.
+            gone = await self._detach_reused(records)
+            rows = [index_row(ctx, "app", r) for r in records]
+            # Looked up in page order (duplicates depend on it), with the claims of the
+            # pages still being written.
+            pairings = await ctx.store.read(match_app_records, ctx.sync_id,
+                                            rows, in_flight)
+            # The app's size is learnt while scanning it: each page adds to done and total.
+            done += len(records)
+            total += len(records)
+            keys: list[RecordKey] = [("app", r.id) for r in records]
+            keys += [("hub", it.hub_id) for it in gone if it.hub_id]
 
-                async def page(turn: Turn, records: list[Record] = records,
-                               pairings: list[Pairing] = pairings,
-                               nxt: str | None = nxt, done: int = done,
-                               total: int = total, gone: list[Item] = gone) -> None:
-                    async def works() -> list[Work]:
-                        out = await self._app_works(records, pairings)
-                        if gone:
-                            # Their app records were deleted: decided like any deletion.
-                            hubs = await read_records(ctx, "hub", [it.hub_id for it in gone
-                                                                   if it.hub_id])
-                            out += [Work(item=it, hub=hubs.get(it.hub_id or ""))
-                                    for it in gone]
-                        return out
+            async def page(turn: Turn, records: list[Record] = records,
+                           pairings: list[Pairing] = pairings,
+                           nxt: str | None = nxt, done: int = done,
+                           total: int = total, gone: list[Item] = gone,
+                           keys: list[RecordKey] = keys) -> None:
+                async def works() -> list[Work]:
+                    out = await self._app_works(records, pairings)
+                    if gone:
+                        # Their app records were deleted: decided like any deletion.
+                        hubs = await read_records(ctx, "hub", [it.hub_id for it in gone
+                                                               if it.hub_id])
+                        out += [Work(item=it, hub=hubs.get(it.hub_id or ""))
+                                for it in gone]
+                    return out
 
-                    keys: list[RecordKey] = [("app", r.id) for r in records]
-                    keys += [("hub", it.hub_id) for it in gone if it.hub_id]
-                    await self._process_page(
-                        keys, works, self._checkpoint("app_pass", nxt, done, total), turn)
-                    in_flight.forget(pairings)
-                    ctx.status.done, ctx.status.total = done, total
+                await self._process_page(
+                    keys, works, self._checkpoint("app_pass", nxt, done, total), turn)
+                in_flight.forget(pairings)
+                ctx.status.done, ctx.status.total = done, total
 
-                await pipe.submit(page)
-                if nxt is None or ctx.draining.is_set():
-                    return
-                cursor = nxt
+            last = await self.pages.run_job(keys, order.page(page))
+            if nxt is None:
+                break
+            cursor = nxt
+        await last.wait()
 
     async def _detach_reused(self, records: list[Record]) -> list[Item]:
         """The items whose app id one of `records` now holds as another record (see
@@ -381,35 +390,34 @@ class InitialSyncActor:
         ctx = self.ctx
         after = int(state.cursor or 0)
         done = state.done
-        async with trio.open_nursery() as nursery:
-            pipe = Pipeline(nursery, PIPELINE_DEPTH)
-            while True:
-                items = await ctx.store.read(store_items.unlinked_hub_items, ctx.sync_id,
-                                             after, PAGE_RECORDS)
-                if not items:
-                    ctx.status.done = ctx.status.total = done
-                    return
-                last = items[-1].item_id
-                done += len(items)
-                total = max(state.total, done)
+        order = CommitOrder()
+        last: Ticket | None = None
+        while True:
+            items = await ctx.store.read(store_items.unlinked_hub_items, ctx.sync_id,
+                                         after, PAGE_RECORDS)
+            if not items:
+                break
+            after = items[-1].item_id
+            done += len(items)
+            total = max(state.total, done)
+            keys: list[RecordKey] = [("hub", it.hub_id) for it in items if it.hub_id]
 
-                async def page(turn: Turn, items: list[Item] = items, last: int = last,
-                               done: int = done, total: int = total) -> None:
-                    async def works() -> list[Work]:
-                        recs = await self._hub_records(items)
-                        return await pair_new(ctx, [Work(item=it,
-                                                         hub=recs.get(it.hub_id or ""))
-                                                    for it in items])
+            async def page(turn: Turn, items: list[Item] = items, last: int = after,
+                           done: int = done, total: int = total,
+                           keys: list[RecordKey] = keys) -> None:
+                async def works() -> list[Work]:
+                    recs = await self._hub_records(items)
+                    return await pair_new(ctx, [Work(item=it, hub=recs.get(it.hub_id or ""))
+                                                for it in items])
 
-                    await self._process_page(
-                        [("hub", it.hub_id) for it in items if it.hub_id], works,
-                        self._checkpoint("hub_pass", str(last), done, total), turn)
-                    ctx.status.done, ctx.status.total = done, total
+                await self._process_page(
+                    keys, works, self._checkpoint("hub_pass", str(last), done, total), turn)
+                ctx.status.done, ctx.status.total = done, total
 
-                await pipe.submit(page)
-                if ctx.draining.is_set():
-                    return
-                after = last
+            last = await self.pages.run_job(keys, order.page(page))
+        if last is not None:
+            await last.wait()
+        ctx.status.done = ctx.status.total = done
 
     async def _hub_records(self, items: Sequence[Item]) -> dict[str, Record]:
         """The hub records of `items` by hub id: as the hub index listed them for items never

@@ -1,6 +1,6 @@
-"""Webhook intake: reads this object sync's events from the durable inbox and turns them into
-record keys for the lock queue. Each event's inbox id rides along with its key and is marked
-done in the transaction that records the record's sync."""
+"""Webhook intake: reads this object sync's events from the durable inbox and sends them as
+change events (record keys) to the lock queue. Each event's inbox id rides along with its key
+and is marked done in the transaction that records the record's sync."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import trio
 
 from crmsync.records import Side
 from crmsync.runtime.context import ObjectSyncContext
-from crmsync.runtime.lock_queue import RecordLockQueue, Ticket
+from crmsync.runtime.lock_queue import ChangeSender, Ticket
+from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.store import inbox as store_inbox
 
-# How often the inbox is looked at when nobody rang: the webhook server rings on every
-# stored delivery, so this only covers events stored by another process.
+# How often the inbox is looked at when not woken: the webhook server wakes the intake on
+# every stored delivery, so this only covers events stored by another process.
 IDLE_POLL_SECONDS = 30.0
 
 # Turns an inbox payload into the record keys it concerns (empty: not for this sync).
@@ -49,36 +50,47 @@ def inbox_id_of(payload: Any) -> int | None:
     return payload if isinstance(payload, int) else None
 
 
+# A multi-record event waits for its records' syncs before it is marked done; this many such
+# events may wait at once before the intake reads no further.
+ACK_BUFFER = 64
+
+
 class Intake:
-    def __init__(self, ctx: ObjectSyncContext, queue: RecordLockQueue, source: str,
-                 parse: Parser, describe: Describe | None = None) -> None:
+    """One inbox source of an object sync: reads its pending events (oldest first), turns
+    them into change events for the lock queue and sends them — waiting while the queue's
+    changes lane is full, so a burst stays in the inbox, not in memory. It looks at the
+    inbox when woken (a message on its wake channel: the webhook server stored an event for
+    this source) or every IDLE_POLL_SECONDS (events stored by another process)."""
+
+    def __init__(self, ctx: ObjectSyncContext, source: str, parse: Parser,
+                 describe: Describe | None = None) -> None:
         self.ctx = ctx
-        self.queue = queue
         self.source = source
         self.parse = parse
         self.describe = describe
-        self.bell = trio.Event()
         self.events = 0
 
-    def ring(self) -> None:
-        self.bell.set()
+    async def run(self, changes: ChangeSender, wake: RequestReceiver, *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Until cancelled, or until the wake channel's senders are all closed."""
+        acks_tx, acks_rx = trio.open_memory_channel[tuple[Ticket, int]](ACK_BUFFER)
+        async with changes, wake, trio.open_nursery() as nursery:
+            nursery.start_soon(self._acknowledge, acks_rx)
+            async with acks_tx:
+                task_status.started()
+                await self._loop(changes, wake, acks_tx)
+            nursery.cancel_scope.cancel()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            await self._loop(nursery)
-
-    async def _loop(self, nursery: trio.Nursery) -> None:
+    async def _loop(self, changes: ChangeSender, wake: RequestReceiver,
+                    acks: trio.MemorySendChannel[tuple[Ticket, int]]) -> None:
         after = 0
         while True:
             rows = await self.ctx.store.read(store_inbox.pending_events, self.source, after, 500)
             if not rows:
-                with trio.move_on_after(IDLE_POLL_SECONDS):
-                    await self.bell.wait()
-                self.bell = trio.Event()
+                if not await wait_asked(wake, IDLE_POLL_SECONDS):
+                    return
                 continue
-            payloads: dict[Hashable, Any] = {}
-            keys: list[tuple[Side, str]] = []
+            payloads: dict[Hashable, list[Mark]] = {}
             useless: list[int] = []
             for inbox_id, payload in rows:
                 after = max(after, inbox_id)
@@ -104,23 +116,20 @@ class Intake:
                 elif len(found) > 1:
                     # An event about several records (a merge) is done when all of them
                     # were synced, not when the first one was.
-                    ticket = await self.queue.submit(found)
-                    nursery.start_soon(self._done_after, ticket, inbox_id)
-                    continue
-                for key in found:
-                    if key in payloads:
-                        # Several events of one record: one sync marks them all done.
-                        await self.queue.submit([key], {key: mark})
-                        continue
-                    payloads[key] = mark
-                    keys.append(key)
+                    ticket = await changes.submit(found)
+                    await acks.send((ticket, inbox_id))
+                else:
+                    # Several events of one record: one sync marks them all done.
+                    payloads.setdefault(found[0], []).append(mark)
             if useless:
                 await self.ctx.store.call(store_inbox.mark_done, useless)
-            if keys:
-                await self.queue.submit(keys, payloads)
+            if payloads:
+                await changes.submit(list(payloads), payloads)
             self.events += len(rows)
             self.ctx.status.last_webhook = time.time()
 
-    async def _done_after(self, ticket: Ticket, inbox_id: int) -> None:
-        await ticket.wait()  # a failed sync raises: the event stays for the next start
-        await self.ctx.store.call(store_inbox.mark_done, [inbox_id])
+    async def _acknowledge(self, acks: trio.MemoryReceiveChannel[tuple[Ticket, int]]) -> None:
+        async with acks:
+            async for ticket, inbox_id in acks:
+                await ticket.wait()  # a failed sync raises: the event stays for the next start
+                await self.ctx.store.call(store_inbox.mark_done, [inbox_id])

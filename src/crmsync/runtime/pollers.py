@@ -1,7 +1,10 @@
-"""Pollers: ask a side for records changed since a cursor, sync them through the lock queue,
-then commit the cursor. The cursor is committed only after every change it covers has been
-synced, so it is never ahead of what was durably applied; a crash re-reads a little (harmless:
-decisions are idempotent).
+"""Pollers: ask a side for records changed since a cursor, send them to the lock queue and
+wait for their syncs, then commit the cursor. The cursor is committed only after every change
+it covers has been synced, so it is never ahead of what was durably applied; a crash re-reads
+a little (harmless: decisions are idempotent).
+
+A poller polls once when it starts, then every `interval`, or at once when asked: a message
+on its request channel (`crmsync ctl poll-now`, an app's change notification).
 
 Where a side's change feed does not report deletes (`Capabilities.deletes_in_changes` false:
 Pipedrive's lists leave deleted persons out), its poller also sweeps for them every
@@ -12,54 +15,59 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 import trio
 
 from crmsync.engine import unchanged_since
 from crmsync.records import Record, Side
 from crmsync.runtime.context import ObjectSyncContext
-from crmsync.runtime.lock_queue import RecordLockQueue
+from crmsync.runtime.lock_queue import ChangeSender
 from crmsync.runtime.processor import decode_snapshot
+from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.store import cursors as store_cursors
 from crmsync.store import items as store_items
 
 
+class PollerStatistics(msgspec.Struct, frozen=True):
+    side: str
+    polls: int
+    interval: float
+    last_poll: float | None
+    sweeps: int = 0
+
+
 class Poller:
-    def __init__(self, ctx: ObjectSyncContext, queue: RecordLockQueue, side: Side,
-                 interval: float, sweep_interval: float = 21600.0) -> None:
+    def __init__(self, ctx: ObjectSyncContext, side: Side, interval: float,
+                 sweep_interval: float = 21600.0) -> None:
         self.ctx = ctx
-        self.queue = queue
         self.side = side
         self.interval = interval
         self.sweep_interval = sweep_interval
-        self.poll_now = trio.Event()
         self.polls = 0
         self.sweeps = 0
+        self.last_poll: float | None = None
         self._next_sweep: float | None = None
 
-    def request_poll(self) -> None:
-        self.poll_now.set()
-
-    async def poll_once(self) -> int:
+    async def poll_once(self, changes: ChangeSender) -> int:
         """One poll (all pages of it); returns how many changed records it synced."""
         ctx = self.ctx
         cursor = await ctx.store.read(store_cursors.get_cursor, ctx.sync_id, self.side)
         total = 0
         while True:
-            changes = await ctx.connector(self.side).changes_since(
+            found = await ctx.connector(self.side).changes_since(
                 ctx.object_name(self.side), cursor, ctx.properties(self.side))
-            keys = [(self.side, r.id) for r in await self._news(changes.records)]
+            keys = [(self.side, r.id) for r in await self._news(found.records)]
             if keys:
-                ticket = await self.queue.submit(keys)
-                await ticket.wait()
-            if changes.cursor != cursor:
+                await changes.sync(keys)
+            if found.cursor != cursor:
                 await ctx.store.call(store_cursors.set_cursor, ctx.sync_id, self.side,
-                                     changes.cursor)
-            cursor = changes.cursor
+                                     found.cursor)
+            cursor = found.cursor
             total += len(keys)
-            if not changes.more:
+            if not found.more:
                 break
         self.polls += 1
-        now = time.time()
+        now = self.last_poll = time.time()
         if self.side == "hub":
             ctx.status.last_poll = now
         else:
@@ -98,9 +106,9 @@ class Poller:
     def sweeps_deletes(self) -> bool:
         return not self.ctx.connector(self.side).capabilities.deletes_in_changes
 
-    async def sweep_deleted(self) -> int:
+    async def sweep_deleted(self, changes: ChangeSender) -> int:
         """Sync every linked record whose id this side no longer lists (the worker re-reads
-        it: gone is a delete, present a no-op). Returns how many were submitted."""
+        it: gone is a delete, present a no-op). Returns how many were sent."""
         ctx = self.ctx
         conn = ctx.connector(self.side)
         live: set[str] = set()
@@ -123,24 +131,30 @@ class Poller:
                 (self.side, rid) for it in items
                 if (rid := it.record_id(self.side)) is not None and rid not in live]
             if keys:
-                ticket = await self.queue.submit(keys)
-                await ticket.wait()
+                await changes.sync(keys)
                 submitted += len(keys)
         self.sweeps += 1
         ctx.log.info("delete sweep", side=self.side, live=len(live), gone=submitted)
         return submitted
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            await self.poll_once()
-            if self.sweeps_deletes:
-                now = trio.current_time()
-                if self._next_sweep is None:
-                    self._next_sweep = now + self.sweep_interval
-                elif now >= self._next_sweep:
-                    await self.sweep_deleted()
-                    self._next_sweep = trio.current_time() + self.sweep_interval
-            with trio.move_on_after(self.interval):
-                await self.poll_now.wait()
-            self.poll_now = trio.Event()
+    async def run(self, changes: ChangeSender, requests: RequestReceiver, *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Poll until cancelled (or until every sender of `requests` is closed)."""
+        async with changes, requests:
+            task_status.started()
+            while True:
+                await self.poll_once(changes)
+                if self.sweeps_deletes:
+                    now = trio.current_time()
+                    if self._next_sweep is None:
+                        self._next_sweep = now + self.sweep_interval
+                    elif now >= self._next_sweep:
+                        await self.sweep_deleted(changes)
+                        self._next_sweep = trio.current_time() + self.sweep_interval
+                if not await wait_asked(requests, self.interval):
+                    return
+
+    def statistics(self) -> PollerStatistics:
+        return PollerStatistics(self.side, self.polls, self.interval, self.last_poll,
+                                self.sweeps)
+

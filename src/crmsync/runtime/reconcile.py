@@ -1,16 +1,24 @@
-"""Reconciliation: re-read both sides in full and sync every record through the lock queue, so
+"""Reconciliation: re-read both sides in full and send every record to the lock queue, so
 a change that webhooks and polling both missed is recovered by comparing with the snapshots.
 Page by page, so memory stays bounded whatever the size of the sides."""
 
 from __future__ import annotations
 
+import time
+
+import trio
+
 from crmsync.records import Side
 from crmsync.runtime.context import ObjectSyncContext
-from crmsync.runtime.lock_queue import RecordLockQueue
+from crmsync.runtime.lock_queue import ChangeSender
+from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.store import items as store_items
+from crmsync.store import reconciles as store_reconciles
 
 
-async def reconcile_once(ctx: ObjectSyncContext, queue: RecordLockQueue) -> int:
+async def reconcile_once(ctx: ObjectSyncContext, changes: ChangeSender) -> int:
+    """Send every record of both sides (and every linked one) to the lock queue, a page at a
+    time, waiting for each page's syncs; returns how many records the sides listed."""
     seen = 0
     sides: tuple[Side, Side] = ("hub", "app")
     for side in sides:
@@ -20,8 +28,7 @@ async def reconcile_once(ctx: ObjectSyncContext, queue: RecordLockQueue) -> int:
                                                   ctx.properties(side))
             keys: list[tuple[Side, str]] = [(side, r.id) for r in page.records]
             if keys:
-                ticket = await queue.submit(keys)
-                await ticket.wait()
+                await changes.sync(keys)
             seen += len(keys)
             if page.next_cursor is None:
                 break
@@ -35,7 +42,33 @@ async def reconcile_once(ctx: ObjectSyncContext, queue: RecordLockQueue) -> int:
         if not items:
             break
         after = items[-1].item_id
-        keys = [("hub", it.hub_id) for it in items if it.hub_id]
-        ticket = await queue.submit(keys)
-        await ticket.wait()
+        await changes.sync([("hub", it.hub_id) for it in items if it.hub_id])
     return seen
+
+
+async def run_reconciler(ctx: ObjectSyncContext, changes: ChangeSender, interval: float,
+                         requests: RequestReceiver, *,
+                         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """A reconciliation every `interval` seconds, and one as soon as one is asked for in the
+    store (a change feed found a gap; `requests` says when to look); the store's request is
+    cleared only once its reconciliation ran. Until cancelled."""
+    async with changes, requests:
+        task_status.started()
+        due = trio.current_time() + interval
+        while True:
+            asked = await ctx.store.read(store_reconciles.pending, ctx.sync_id)
+            if asked is None and trio.current_time() < due:
+                if not await wait_asked(requests, due - trio.current_time()):
+                    await trio.sleep_until(due)  # nobody can ask any more: time only
+                continue
+            reason = asked.reason if asked is not None else "periodic"
+            ctx.log.info("reconciliation started", reason=reason)
+            started = time.perf_counter()
+            n = await reconcile_once(ctx, changes)
+            if asked is not None:
+                await ctx.store.call(store_reconciles.clear, ctx.sync_id, asked)
+            ctx.status.last_reconcile = time.time()
+            ctx.status.last_reconcile_reason = reason
+            ctx.log.info("reconciliation done", records=n, reason=reason,
+                         duration_ms=round((time.perf_counter() - started) * 1000))
+            due = trio.current_time() + interval

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 import msgspec
 
@@ -50,7 +51,6 @@ from crmsync.records import Record, Side, other
 from crmsync.runtime import processor, write_plan
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.encoding import decode_snapshot, store_outcome
-from crmsync.runtime.lock_queue import RecordLockQueue
 from crmsync.runtime.reads import read_records
 from crmsync.runtime.write_plan import PlannedCreate
 from crmsync.store import deletes as store_deletes
@@ -98,7 +98,16 @@ async def plan_restore(ctx: ObjectSyncContext, to: Side,
     return out
 
 
-async def apply_restore(ctx: ObjectSyncContext, queue: RecordLockQueue,
+class RecordLocks(Protocol):
+    """How a restore keeps workers off its records and has them synced (the object sync's
+    handle, through its lock queue)."""
+
+    def hold(self, keys: Sequence[tuple[Side, str]]) -> AbstractAsyncContextManager[None]: ...
+
+    async def resync(self, keys: Sequence[tuple[Side, str]]) -> None: ...
+
+
+async def apply_restore(ctx: ObjectSyncContext, locks: RecordLocks,
                         candidates: Sequence[RestoreCandidate]) -> list[RestoreResult]:
     """Re-create and relink the restorable candidates (see the module docstring); returns one
     result per candidate. A failure of a whole API call propagates (the create intents stay
@@ -121,7 +130,7 @@ async def apply_restore(ctx: ObjectSyncContext, queue: RecordLockQueue,
             hold_keys.append((other(to), c.source_id))
     made: dict[int, Record] = {}
     found: dict[int, Record] = {}
-    async with queue.hold(hold_keys):
+    async with locks.hold(hold_keys):
         fresh = {it.item_id: it for it in await ctx.store.read(
             _items_by_id, [c.item.item_id for c in todo])}
         for c in todo:
@@ -137,8 +146,7 @@ async def apply_restore(ctx: ObjectSyncContext, queue: RecordLockQueue,
     keys: list[tuple[Side, str]] = [(to, made[c.item.item_id].id) for c in todo
                                     if c.item.item_id in made]
     if keys:
-        ticket = await queue.submit(keys)
-        await ticket.wait()
+        await locks.resync(keys)
     after = {it.item_id: it for it in await ctx.store.read(
         _items_by_id, [c.item.item_id for c in todo if c.item.item_id in made])}
     for c in todo:

@@ -1,7 +1,8 @@
-"""Sync workers: take free record keys from the lock queue in batches, load, decide, write,
-commit. Webhook inbox ids attached to a key are marked done in the transaction that records
-its sync. A sweeper submits records that failed for a transient reason (rate limit, API
-outage) again after a backoff that grows with their attempts."""
+"""Sync workers: receive batches of free record keys from the lock queue, load, decide, write
+(through the batch writers), commit, and report each batch done to the queue. Webhook inbox
+ids riding along with a key are marked done in the transaction that records its sync. A
+sweeper sends records that failed for a transient reason (rate limit, API outage) again after
+a backoff that grows with their attempts."""
 
 from __future__ import annotations
 
@@ -9,17 +10,20 @@ import sqlite3
 import time
 from collections.abc import Hashable, Sequence
 
+import structlog
 import trio
 
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.intake import Mark, inbox_id_of
 from crmsync.runtime.isolation import fail_record, isolate
 from crmsync.runtime.loader import RecordKey, StoreView, gate_ids, load
-from crmsync.runtime.lock_queue import RecordLockQueue
+from crmsync.runtime.lock_queue import Batch, ChangeSender, WorkerEnds
 from crmsync.runtime.processor import TRANSIENT_CATEGORIES, Processor, Work
 from crmsync.store import inbox as store_inbox
 from crmsync.store import items as store_items
 
+# Records per batch a worker receives, and how long the lock queue lets a partial batch
+# fill up before handing it out (batching across producers).
 BATCH = 100
 LINGER = 0.05
 RETRY_BASE_SECONDS = 30.0
@@ -162,55 +166,93 @@ async def sync_units(ctx: ObjectSyncContext, processor: Processor, gate: ItemGat
     await _give_up(ctx, conflicted)
 
 
-async def run_worker(ctx: ObjectSyncContext, queue: RecordLockQueue, processor: Processor,
-                     gate: ItemGate | None = None, *,
-                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """Sync batches from the queue until cancelled. A record whose sync fails is recorded as
-    failed and the rest of its batch syncs (`isolation`); only an error that concerns the
-    connection ends the worker (and its object sync, for the supervisor to handle)."""
-    gate = gate or ItemGate()
-    task_status.started()
+def record_label(key: Hashable) -> str:
+    """How a record key appears in logs (`record`): side and id."""
+    if isinstance(key, tuple) and len(key) == 2:
+        return f"{key[0]}:{key[1]}"
+    return str(key)
+
+
+async def sync_batch(ctx: ObjectSyncContext, processor: Processor, gate: ItemGate,
+                     batch: Batch) -> None:
+    """Sync one batch from the lock queue, isolating failures to their records (a record
+    that fails alone is recorded as failed, its log lines naming it as `record`)."""
+    # Inbox ids ride along, as they are or with what their event says changed.
+    units: list[Unit] = [(k, [p for p in pl if inbox_id_of(p) is not None])  # type: ignore[misc]
+                         for k, pl in batch.units]
 
     async def run(part: Sequence[Unit]) -> None:
-        await sync_units(ctx, processor, gate, part)
+        if len(part) == 1:
+            with structlog.contextvars.bound_contextvars(record=record_label(part[0][0])):
+                await sync_units(ctx, processor, gate, part)
+        else:
+            await sync_units(ctx, processor, gate, part)
 
     async def fail(unit: Unit, exc: Exception) -> None:
-        await fail_record(ctx, unit[0], [i for p in unit[1]
-                                         if (i := inbox_id_of(p)) is not None], exc)
+        with structlog.contextvars.bound_contextvars(record=record_label(unit[0])):
+            await fail_record(ctx, unit[0], [i for p in unit[1]
+                                             if (i := inbox_id_of(p)) is not None], exc)
 
-    while True:
-        batch = await queue.take(BATCH, linger=LINGER)
-        keys: list[Hashable] = [k for k, _ in batch]
-        # Inbox ids ride along, as they are or with what their event says changed.
-        units: list[Unit] = [(k, [p for p in pl if inbox_id_of(p) is not None])  # type: ignore[misc]
-                             for k, pl in batch]
-        try:
-            await isolate(units, run, fail)
-        except BaseException as exc:
-            queue.done(keys, error=exc)
-            raise
-        queue.done(keys)
+    await isolate(units, run, fail)
+
+
+async def run_worker(ctx: ObjectSyncContext, ends: WorkerEnds, processor: Processor,
+                     gate: ItemGate | None = None, *,
+                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Sync the batches the lock queue hands this worker, until its iteration ends (the
+    queue closed) or it is cancelled. A record whose sync fails is recorded as failed and the
+    rest of its batch syncs (`isolation`); only an error that concerns the connection ends
+    the worker (and its object sync, for the supervisor to handle), its batch's waiters
+    told."""
+    gate = gate or ItemGate()
+    async with ends:
+        task_status.started()
+        async for batch in ends:
+            try:
+                await sync_batch(ctx, processor, gate, batch)
+            except Exception as exc:
+                await ends.done(batch, exc)
+                raise
+            await ends.done(batch)
+
+
+async def run_page_worker(ends: WorkerEnds, *,
+                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the initial sync's page jobs the lock queue hands this page worker (their records
+    locked meanwhile), until its iteration ends or it is cancelled. A page's error ends the
+    object sync: pages isolate their records' failures themselves (initial_sync.py)."""
+    async with ends:
+        task_status.started()
+        async for job in ends:
+            try:
+                await job.run()
+            except Exception as exc:
+                await ends.done(job, exc)
+                raise
+            await ends.done(job)
 
 
 def retry_delay(attempts: int) -> float:
     return min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
 
 
-async def run_retry_sweeper(ctx: ObjectSyncContext, queue: RecordLockQueue,
+async def run_retry_sweeper(ctx: ObjectSyncContext, changes: ChangeSender,
                             interval: float = SWEEP_SECONDS, *,
                             task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                             ) -> None:
-    task_status.started()
-    while True:
-        await trio.sleep(interval)
-        now = time.time()
-        due: list[Hashable] = []
-        for category in sorted(TRANSIENT_CATEGORIES):
-            for it in await ctx.store.read(store_items.list_items, ctx.sync_id, "failed",
-                                           category, 1000):
-                if now - it.updated_at >= retry_delay(it.attempts):
-                    due.append(("hub", it.hub_id) if it.hub_id else ("app", it.app_id))
-        if due:
-            ctx.log.info("retrying records after transient failures", records=len(due))
-            ticket = await queue.submit(due)
-            await ticket.wait()
+    """Every `interval`, send the records failed for a transient reason whose backoff is
+    over to the lock queue, and wait for their syncs."""
+    async with changes:
+        task_status.started()
+        while True:
+            await trio.sleep(interval)
+            now = time.time()
+            due: list[Hashable] = []
+            for category in sorted(TRANSIENT_CATEGORIES):
+                for it in await ctx.store.read(store_items.list_items, ctx.sync_id, "failed",
+                                               category, 1000):
+                    if now - it.updated_at >= retry_delay(it.attempts):
+                        due.append(("hub", it.hub_id) if it.hub_id else ("app", it.app_id))
+            if due:
+                ctx.log.info("retrying records after transient failures", records=len(due))
+                await changes.sync(due)

@@ -3,11 +3,11 @@
 Each action takes the `Daemon` and plain arguments and returns a frozen view
 (control/views.py), or raises `OperationError` with a code and a message for the operator.
 Reads come from the store and the actors' live status; actions go through the object syncs'
-handles (lock queue, pollers, initial sync) and the supervisor, so they follow the same rules
-as the daemon's own work.
+handles (`ObjectSyncHandle`: statistics, poll_now, resync, repairs, running()) and the
+supervisor, so they follow the same rules as the daemon's own work.
 
     lookup       OperationError; the connection, object sync or record an operator names
-    running      every way an action reaches a running object sync (handles, queue, scope)
+    running      every way an action reaches a running object sync (its handle)
     status       status
     records      records, history (and the record view with its hints)
     preview      preview, approve

@@ -22,8 +22,7 @@ from crmsync.control.views import (
 )
 from crmsync.engine.categories import hint_for
 from crmsync.engine.types import FieldChange
-from crmsync.runtime.context import ObjectSyncContext, sync_id_of
-from crmsync.runtime.record_values import RecordValues, field_names, read_values
+from crmsync.runtime.context import sync_id_of
 from crmsync.store import items as store_items
 from crmsync.store.items import STATES, Item
 
@@ -92,8 +91,7 @@ async def records(daemon: Daemon, connection: str, obj: str, state: str, categor
     if values:
         try:
             read, fields = await while_running(
-                daemon, connection, sync,
-                lambda ctx, _queue: _values_of(ctx, items))
+                daemon, connection, sync, lambda h: h.read_values(items))
             views = [msgspec.structs.replace(v, values=read[v.item_id].values,
                                              values_side=read[v.item_id].side)
                      if v.item_id in read else v for v in views]
@@ -108,11 +106,6 @@ async def records(daemon: Daemon, connection: str, obj: str, state: str, categor
         state=state, category=category, total=counts.get(state, 0), records=views,
         next_after=items[-1].item_id if len(items) == limit else None, fields=fields,
         values_error=values_error)
-
-
-async def _values_of(ctx: ObjectSyncContext, items: list[Item]
-                     ) -> tuple[dict[int, RecordValues], list[str]]:
-    return await read_values(ctx, items), field_names(ctx)
 
 
 _WHY = {

@@ -30,16 +30,9 @@ from crmsync.control.views import (
     ReviewView,
 )
 from crmsync.records import Side
-from crmsync.runtime.context import ObjectSyncContext, sync_id_of
-from crmsync.runtime.lock_queue import RecordLockQueue
-from crmsync.runtime.reconcile import reconcile_once
-from crmsync.runtime.restore import (
-    RestoreCandidate,
-    RestoreResult,
-    apply_restore,
-    plan_restore,
-    resolve_parked,
-)
+from crmsync.runtime.context import sync_id_of
+from crmsync.runtime.object_sync import ObjectSyncHandle
+from crmsync.runtime.restore import RestoreCandidate, RestoreResult
 from crmsync.store import items as store_items
 from crmsync.store import reports
 from crmsync.store.items import Item
@@ -71,9 +64,8 @@ async def resync(daemon: Daemon, connection: str, obj: str = "", failed: bool = 
         if record:
             it = await find_record(daemon, s, record, side)
 
-            async def one(ctx: ObjectSyncContext, queue: RecordLockQueue,
-                          it: Item = it) -> int:
-                await submit_wait(queue, [_key(it)])
+            async def one(h: ObjectSyncHandle, it: Item = it) -> int:
+                await submit_wait(h, [_key(it)])
                 return 1
 
             n = await while_running(daemon, connection, s, one)
@@ -81,8 +73,7 @@ async def resync(daemon: Daemon, connection: str, obj: str = "", failed: bool = 
             views = [record_view(after, connection, s.hub_object)] if after else []
             mode = "record"
         elif failed:
-            async def all_failed(ctx: ObjectSyncContext, queue: RecordLockQueue,
-                                 sid: str = sid) -> int:
+            async def all_failed(h: ObjectSyncHandle, sid: str = sid) -> int:
                 n, after = 0, 0
                 while True:
                     page = await store.read(store_items.list_items, sid, "failed", None, STEP,
@@ -90,16 +81,13 @@ async def resync(daemon: Daemon, connection: str, obj: str = "", failed: bool = 
                     if not page:
                         return n
                     after = page[-1].item_id
-                    await submit_wait(queue, [_key(it) for it in page])
+                    await submit_wait(h, [_key(it) for it in page])
                     n += len(page)
 
             n = await while_running(daemon, connection, s, all_failed)
             views, mode = [], "failed"
         else:
-            async def everything(ctx: ObjectSyncContext, queue: RecordLockQueue) -> int:
-                return await reconcile_once(ctx, queue)
-
-            n = await while_running(daemon, connection, s, everything)
+            n = await while_running(daemon, connection, s, lambda h: h.reconcile())
             views, mode = [], "all"
         counts = await store.read(store_items.counts, sid)
         message = (f"reconciled: {n} records read on both sides and synced again"
@@ -139,7 +127,7 @@ async def restore_deleted(daemon: Daemon, connection: str, obj: str, to: str,
     limit = max(0, min(limit, MAX_PAGE))
     single: Item | None = await find_record(daemon, sync, record, side) if record else None
 
-    async def work(ctx: ObjectSyncContext, queue: RecordLockQueue) -> RestoreView:
+    async def work(h: ObjectSyncHandle) -> RestoreView:
         rows: list[RestoreRowView] = []
         seen = restorable = restored = failed = 0
         after: int | None = 0
@@ -150,12 +138,12 @@ async def restore_deleted(daemon: Daemon, connection: str, obj: str, to: str,
                 batch, after = await store.read(reports.deleted_on, sid, to, after, STEP)
             if not batch:
                 continue
-            plan = await plan_restore(ctx, side_to, batch)
+            plan = await h.plan_restore(side_to, batch)
             seen += len(plan)
             restorable += sum(c.restorable for c in plan)
             results: list[RestoreResult | None] = [None] * len(plan)
             if yes and any(c.restorable for c in plan):
-                done = await apply_restore(ctx, queue, plan)
+                done = await h.apply_restore(plan)
                 results = list(done)
                 restored += sum(r.outcome in ("restored", "relinked") for r in done)
                 failed += sum(r.outcome == "failed" for r in done)
@@ -214,7 +202,7 @@ async def resolve_deletes(daemon: Daemon, connection: str, obj: str, action: str
     if record:
         ids = [(await find_record(daemon, sync, record, side)).item_id]
 
-    async def work(ctx: ObjectSyncContext, queue: RecordLockQueue) -> ReviewView:
+    async def work(h: ObjectSyncHandle) -> ReviewView:
         rows: list[ReviewRowView] = []
         handled: set[int] = set()
         while True:
@@ -223,7 +211,7 @@ async def resolve_deletes(daemon: Daemon, connection: str, obj: str, action: str
                       if p.item.item_id not in handled][:STEP]
             if not parked:
                 break
-            results = await resolve_parked(ctx, parked, action == "approve")
+            results = await h.resolve_parked(parked, action == "approve")
             by_id = {p.item.item_id: p.item for p in parked}
             handled.update(by_id)
             rows.extend(ReviewRowView(item_id=r.item_id, hub_id=by_id[r.item_id].hub_id,

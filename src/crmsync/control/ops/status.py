@@ -78,14 +78,15 @@ async def status(daemon: Daemon, connection: str = "") -> StatusView:
             if st is None:
                 continue
             sid = sync_id_of(rt.settings.name, s.hub_object)
-            running, queue = object_activity(rt, s.hub_object)
+            running, queue = object_activity(daemon, rt.settings.name, s.hub_object)
             request = asked.get(sid)
             objects.append(_object_view(st, found.get(sid), running, queue, s, now,
                                         request.reason if request is not None else ""))
         conns.append(ConnectionView(name=rt.status.name, connector=rt.status.connector,
                                     state=rt.status.state, reason=rt.status.reason,
                                     restarts=rt.status.restarts, since=rt.status.since,
-                                    objects=objects, budget=app_budget(rt, now)))
+                                    objects=objects,
+                                    budget=app_budget(daemon, rt.settings.name, now)))
     wh = daemon.webhooks
     whs = daemon.cfg.daemon.webhooks
     return StatusView(
