@@ -23,7 +23,7 @@ import trio
 from crmsync.emulators.hubspot import HubSpotEmulator
 from crmsync.emulators.pipedrive import PipedriveEmulator
 
-from .procs import Proc, Procs, crmsync, free_port
+from .procs import NO_KEEPALIVE, Proc, Procs, crmsync, free_port
 
 HUB_TOKEN = "pat-canary-HUB-7c1d93e0aa"
 HUB_SECRET = "hub-canary-SECRET-51b7e2c9d0"
@@ -96,10 +96,12 @@ class PdSystem:
                                     plan=plan, seats=seats, seed=0)
         self.config = tmp / "crmsync.toml"
         self.daemon: Proc | None = None
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(15.0))
+        # No kept-alive connections (see procs.NO_KEEPALIVE): a request on a connection the
+        # server closes for idleness at that instant fails with RemoteProtocolError.
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(15.0), limits=NO_KEEPALIVE)
         self.pd_api = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.pd_port}",
                                         headers={"x-api-token": PD_HUMAN},
-                                        timeout=httpx.Timeout(15.0))
+                                        timeout=httpx.Timeout(15.0), limits=NO_KEEPALIVE)
 
     @property
     def state_db(self) -> Path:

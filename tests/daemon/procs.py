@@ -40,6 +40,8 @@ CANARIES = (TOKEN, HUB_SECRET, APP_SECRET)
 _SCRUBBED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID",
                  "LISTEN_FDNAMES", "CREDENTIALS_DIRECTORY", "RUNTIME_DIRECTORY")
 
+NO_KEEPALIVE = httpx.Limits(max_keepalive_connections=0)
+
 
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
@@ -270,10 +272,13 @@ class System:
         self.emulator: Proc | None = None
         self.daemon: Proc | None = None
         self.daemons: list[Proc] = []
+        # No kept-alive connections: the servers (hypercorn) close an idle one after 5 s, and
+        # a request sent on it at that instant fails with RemoteProtocolError (seen once in
+        # test_sigkill, between two reads of the emulator several seconds apart).
         self.hub = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.ports.emulator}",
-                                     timeout=httpx.Timeout(10.0))
+                                     timeout=httpx.Timeout(10.0), limits=NO_KEEPALIVE)
         self.hooks = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.ports.webhooks}",
-                                       timeout=httpx.Timeout(5.0))
+                                       timeout=httpx.Timeout(5.0), limits=NO_KEEPALIVE)
 
     @property
     def state_db(self) -> Path:
