@@ -220,7 +220,15 @@ def write_batch(conn: psycopg.Connection, ops: Sequence[RowOp | RecordError], *,
 def fill_incarnations(spec: TableSpec, conn: psycopg.Connection, results: list[Any]) -> None:
     """Give the records of `results` (rows this transaction inserted) their incarnation, in
     one query: their insert trigger numbered them after the INSERT's RETURNING was computed
-    (an AFTER trigger runs at the end of its statement), so RETURNING cannot show it."""
+    (an AFTER trigger runs at the end of its statement), so RETURNING cannot show it.
+
+    Each key is looked up by the whole primary key of the identity table (as `born_sql`
+    does), which the planner always answers from the index. Not `object = %s AND record_id
+    = ANY(...)`: the table starts empty when capture is installed and an initial sync's
+    creates grow it faster than autovacuum analyzes it, and without statistics the planner
+    takes `object = %s` for selective and scans every row of the object per batch (filtering
+    by the array, linearly once the plan is a prepared one): creating 70,000 rows took 37 s
+    instead of 4 s, the cost of a batch growing with the table (bench/README.md)."""
     if not spec.log_schema:
         return
     ids = [r.id for r in results if isinstance(r, Record)]
@@ -229,9 +237,8 @@ def fill_incarnations(spec: TableSpec, conn: psycopg.Connection, results: list[A
     born: dict[str, str] = {}
     for part in chunks(ids, IN_CHUNK):
         born.update(conn.execute(
-            f"SELECT record_id, born::text FROM {capture.identity_table(spec.log_schema)} "
-            "WHERE object = %s AND record_id = ANY(%s::text[])",
-            (spec.object, list(part))).fetchall())
+            f"SELECT k.id, {capture.born_sql(spec.log_schema, spec.object, 'k.id')} "
+            "FROM unnest(%s::text[]) AS k(id)", (list(part),)).fetchall())
     for i, r in enumerate(results):
         if isinstance(r, Record):
             results[i] = msgspec.structs.replace(r, incarnation=born.get(r.id, ""))
