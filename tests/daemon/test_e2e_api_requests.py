@@ -4,6 +4,8 @@ user's daily HubSpot budget pays for), not timing."""
 
 from collections import Counter
 
+import trio
+
 from crmsync.runtime import processor as processor_module
 from crmsync.runtime.initial_sync import InitialSyncActor
 
@@ -125,3 +127,61 @@ async def test_echoes_of_our_own_writes_read_nothing_from_the_other_side(tmp_pat
         await env.eventually(lambda: env.hub_by_email()["both7@example.com"]["properties"]
                              ["lastname"] == "Edited", timeout=60)
         assert by_endpoint(env.emu.request_log)["POST /crm/v3/objects/contacts/batch/read"] == 1
+
+
+async def test_associations_of_records_created_in_the_hub_are_not_read_back(tmp_path,
+                                                                            slow_autojump,
+                                                                            monkeypatch):
+    """New app customers of linked companies (a foreign key): their sync creates them in
+    HubSpot and writes their associations. A record a sync just created holds no association
+    in HubSpot (its create wrote none, and no other sync knows its id before this one
+    commits), and HubSpot keeps every association written (fact sheet §5): the sync that
+    creates them reads neither with a v4 batch read."""
+    from crmsync.connectors.hubspot.connector import HubSpotConnector
+
+    from .test_e2e_associations import ASSOC, SYNCS, TIMING, setup
+
+    created: dict[object, set[str]] = {}  # per task syncing associations: hub ids it created
+    made: set[str] = set()
+    read_back: set[str] = set()
+    sync_assoc = processor_module.Processor._associations
+    read_assoc = HubSpotConnector.read_associations
+
+    async def associations(self, works):
+        mine = {w.created["hub"] for w in works if "hub" in w.created}
+        made.update(mine)
+        created[trio.lowlevel.current_task()] = mine
+        try:
+            return await sync_assoc(self, works)
+        finally:
+            del created[trio.lowlevel.current_task()]
+
+    async def read_associations(self, frm, to, ids):
+        read_back.update(set(ids) & created.get(trio.lowlevel.current_task(), set()))
+        return await read_assoc(self, frm, to, ids)
+
+    monkeypatch.setattr(processor_module.Processor, "_associations", associations)
+    monkeypatch.setattr(HubSpotConnector, "read_associations", read_associations)
+    orgs = [{"name": f"Org{i}", "domain": f"org{i}.example"} for i in range(3)]
+    db = setup(tmp_path, [], orgs)
+    async with running(tmp_path, syncs=SYNCS, app_db=db, timing=TIMING,
+                       config_kwargs={"connection_extra": ASSOC}) as env:
+        await env.wait_ready(["contacts", "companies"])
+        env.emu.request_log.clear()
+        env.app_exec("INSERT INTO customers (email, first_name, company_id) VALUES "
+                     + ", ".join(f"('p{i}@example.com', 'P{i}', {1 + i % 3})"
+                                 for i in range(150)))
+
+        def associated() -> bool:
+            hub = env.hub_by_email()
+            names = {r["id"]: r["properties"]["name"] for r in env.hub("companies")}
+            return all(f"p{i}@example.com" in hub and [names[c] for c in env.emu.associations(
+                "contacts", hub[f"p{i}@example.com"]["id"], "companies")] == [f"Org{i % 3}"]
+                for i in range(150))
+
+        # The same end state: every contact with its company, on both sides.
+        await env.eventually(associated)
+        assert len(made) == 3 + 150  # the companies (initial sync), the contacts
+        assert read_back == set()
+        assert by_endpoint(env.emu.request_log)[
+            "POST /crm/v4/associations/contacts/companies/batch/create"] >= 1

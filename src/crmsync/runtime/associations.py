@@ -16,7 +16,7 @@ association applied. No association is lost because of order.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,16 +86,20 @@ class AssociationSyncer:
         return self.ctx.connection
 
     async def sync_links(self, linked: Sequence[tuple[str, str]],
-                         incarnations: Mapping[str, str] | None = None) -> dict[str, str]:
+                         incarnations: Mapping[str, str] | None = None,
+                         created_in_hub: Collection[str] = ()) -> dict[str, str]:
         """Sync the associations of these linked records, (hub id, app id) each, before the
         outcome of their sync is committed (so an association change is never acknowledged
         before it is written). `incarnations`: of the app records as their sync read them,
         by app id (the app refuses an association write to another record given that id
-        since). Returns the failures by hub id (association_failed)."""
+        since). `created_in_hub`: hub ids this sync just created, whose associations are not
+        read: the create wrote none, and no other sync knows the id before this one's
+        commit. Returns the failures by hub id (association_failed)."""
         failed: dict[str, str] = {}
         if linked and self.pairs:
             for pair in self.pairs:
-                failed.update(await self._sync_pair(pair, list(linked), incarnations or {}))
+                failed.update(await self._sync_pair(pair, list(linked), incarnations or {},
+                                                    set(created_in_hub)))
         return failed
 
     async def release_pending(self, changed: Sequence[tuple[str | None, str | None]]) -> None:
@@ -174,11 +178,14 @@ class AssociationSyncer:
         return await conn.write_associations(a, b, changes)
 
     async def _sync_pair(self, pair: AssociationPair, linked: list[tuple[str, str]],
-                         incarnations: Mapping[str, str]) -> dict[str, str]:
+                         incarnations: Mapping[str, str],
+                         created_in_hub: set[str]) -> dict[str, str]:
         ctx = self.ctx
         hub_ids = [h for h, _ in linked]
         app_ids = [a for _, a in linked]
-        hub_now = await self._read("hub", pair, hub_ids)
+        hub_now: dict[str, set[str]] = {h: set() for h in hub_ids if h in created_in_hub}
+        hub_now.update(await self._read("hub", pair,
+                                        [h for h in hub_ids if h not in created_in_hub]))
         app_now = await self._read("app", pair, app_ids)
         def lookup(conn: sqlite3.Connection) -> tuple[Any, ...]:
             hub_seen = store_assoc.seen_pairs(conn, self.connection, "hub", pair.hub_a,
@@ -258,7 +265,15 @@ class AssociationSyncer:
                 continue
             results = await self._write(side, pair, [w[1] for w in todo])
             for (item_id, change, src, src_id, b), res in zip(todo, results, strict=True):
-                wrote[side].add(change.from_id)
+                if side == "hub":
+                    # HubSpot keeps every association written (many on each end, fact sheet
+                    # §5): what it holds now follows from what was read and written, unread.
+                    if res.ok and change.removed:
+                        hub_now[change.from_id].discard(change.to_id)
+                    elif res.ok:
+                        hub_now[change.from_id].add(change.to_id)
+                else:
+                    wrote[side].add(change.from_id)
                 if not res.ok:
                     why = res.error.message if res.error else "association write failed"
                     failed[item_id] = f"{pair.hub_a} ↔ {pair.hub_b} on the {side}: {why}"
@@ -267,9 +282,7 @@ class AssociationSyncer:
                     else:
                         unseen[src].add((src_id, b))
                     pending.append((pair.hub_a, src, src_id, pair.hub_b, b))
-        # What each side holds now (re-read where we wrote: an app's foreign key holds one).
-        if wrote["hub"]:
-            hub_now.update(await self._read("hub", pair, sorted(wrote["hub"])))
+        # What the app holds now, re-read where we wrote: its foreign key holds one partner.
         if wrote["app"]:
             app_now.update(await self._read("app", pair, sorted(wrote["app"])))
         for side, held in (("hub", hub_now), ("app", app_now)):
