@@ -8,8 +8,9 @@ import trio
 
 from crmsync.runtime import processor as processor_module
 from crmsync.runtime.initial_sync import InitialSyncActor
+from crmsync.runtime.object_sync import Timing
 
-from .harness import running
+from .harness import running, wait_for
 
 N, OVERLAP = 250, 75  # app customers and hub contacts each; OVERLAP of them the same people
 
@@ -185,3 +186,124 @@ async def test_associations_of_records_created_in_the_hub_are_not_read_back(tmp_
         assert read_back == set()
         assert by_endpoint(env.emu.request_log)[
             "POST /crm/v4/associations/contacts/companies/batch/create"] >= 1
+
+
+async def test_the_hub_scan_brings_the_associations(tmp_path, slow_autojump):
+    """Contacts and companies only in HubSpot, each contact with a company: the hub index
+    lists them with `associations=` (fact sheet §1.1), and the association syncs decide on
+    what it listed; no v4 batch read is made, whatever order the two initial syncs link in."""
+    from .test_e2e_associations import ASSOC, SYNCS, TIMING, setup
+
+    db = setup(tmp_path, [], [])
+
+    def configure(emu):
+        orgs = emu.add_records("companies", [{"name": f"Org{i}", "domain": f"o{i}.example"}
+                                             for i in range(3)])
+        people = emu.add_records("contacts", [{"email": f"p{i}@example.com",
+                                               "firstname": f"P{i}"} for i in range(150)])
+        for i, p in enumerate(people):
+            emu.associate("contacts", p, "companies", orgs[i % 3])
+
+    async with running(tmp_path, syncs=SYNCS, app_db=db, timing=TIMING, configure=configure,
+                       config_kwargs={"connection_extra": ASSOC}, webhooks=False) as env:
+        await env.wait_ready(["contacts", "companies"])
+
+        def associated() -> bool:
+            rows = env.app_by_email()
+            orgs = {r["id"]: r["name"] for r in env.app_rows("organisations")}
+            return all(orgs.get(rows.get(f"p{i}@example.com", {}).get("company_id"))
+                       == f"Org{i % 3}" for i in range(150))
+
+        # The same end state: every contact with its company in the app too.
+        await env.eventually(associated)
+        calls = by_endpoint(env.emu.request_log)
+        assert {k: v for k, v in calls.items() if k.startswith("POST /crm/v4/associations/")
+                and k.endswith("/batch/read")} == {}
+        assert calls["GET /crm/v3/objects/contacts"] >= 2  # pages of 100 with associations
+
+
+async def test_a_partner_s_sync_that_wrote_the_association_spares_the_waiting_record_a_sync(
+        tmp_path, slow_autojump, monkeypatch):
+    """A contact whose new company is not linked yet waits for it; the company's sync then
+    sees the same association with both ends linked and writes it. That answers what the
+    contact waited for: the contact is not synced again for it (a read of its record on both
+    sides and of its associations, to decide nothing)."""
+    from crmsync.runtime.associations import AssociationSyncer
+    from crmsync.store import associations as store_assoc
+
+    from .test_e2e_associations import ASSOC, SYNCS, TIMING, setup
+
+    db = setup(tmp_path, [{"email": "cy@example.com", "first_name": "Cy"}], [])
+    synced: list[tuple[str, list[tuple[str, str]]]] = []
+    sync_links = AssociationSyncer.sync_links
+
+    async def spy(self, linked, *args, **kwargs):
+        synced.append((self.ctx.hub_object, list(linked)))
+        return await sync_links(self, linked, *args, **kwargs)
+
+    monkeypatch.setattr(AssociationSyncer, "sync_links", spy)
+    async with running(tmp_path, syncs=SYNCS, app_db=db, timing=TIMING, webhooks=False,
+                       config_kwargs={"connection_extra": ASSOC}) as env:
+        await env.wait_ready(["contacts", "companies"])
+        # The contact's sync waits for the company: the company's sync is held back until
+        # the contact's association sync saw it unlinked.
+        waited = trio.Event()
+        sync_pair = AssociationSyncer._sync_pair
+
+        async def in_order(self, pair, *args, **kwargs):
+            if self.ctx.hub_object == "companies":
+                await waited.wait()
+            out = await sync_pair(self, pair, *args, **kwargs)
+            if self.ctx.hub_object == "contacts":
+                waited.set()
+            return out
+
+        monkeypatch.setattr(AssociationSyncer, "_sync_pair", in_order)
+        synced.clear()
+        env.app_exec("INSERT INTO organisations (id, name, domain) VALUES (7, 'Hooli', "
+                     "'hooli.example')")
+        env.app_exec("UPDATE customers SET company_id = 7 WHERE email = 'cy@example.com'")
+
+        def linked():
+            cy = env.hub_by_email().get("cy@example.com")
+            ids = env.emu.associations("contacts", cy["id"], "companies") if cy else []
+            return [r["properties"]["name"] for r in env.hub("companies")
+                    if r["id"] in ids] == ["Hooli"]
+
+        await env.eventually(linked)
+        await wait_for(lambda: _nothing_waits(env, store_assoc), timeout=60, step=1.0)
+        await trio.sleep(30)  # a sync asked for by the last commit would run now
+        assert [obj for obj, _ in synced] == ["contacts", "companies"]
+
+
+async def test_a_polled_record_whose_association_alone_changed_is_still_synced(
+        tmp_path, slow_autojump):
+    """A polled record that holds its snapshot's values is left out as an echo only where its
+    associations are also what the last association sync saw: a customer moved to another
+    company (no mapped field changed) is synced, and the move reaches HubSpot."""
+    from .test_e2e_associations import ASSOC, SYNCS, setup
+
+    orgs = [{"name": f"Org{i}", "domain": f"org{i}.example"} for i in range(2)]
+    people = [{"email": f"p{i}@example.com", "first_name": f"P{i}", "company_id": 1}
+              for i in range(20)]
+    db = setup(tmp_path, people, orgs)
+    timing = Timing(hub_poll_interval=10_000, app_poll_interval=2)
+    async with running(tmp_path, syncs=SYNCS, app_db=db, timing=timing, webhooks=False,
+                       config_kwargs={"connection_extra": ASSOC}) as env:
+        await env.wait_ready(["contacts", "companies"])
+
+        def on_hub(email: str, name: str) -> bool:
+            hub = env.hub_by_email()[email]
+            names = {r["id"]: r["properties"]["name"] for r in env.hub("companies")}
+            return [names[c] for c in env.emu.associations("contacts", hub["id"],
+                                                           "companies")] == [name]
+
+        await env.eventually(lambda: all(on_hub(f"p{i}@example.com", "Org0")
+                                         for i in range(20)))
+        env.app_exec("UPDATE customers SET company_id = 2 WHERE email = 'p7@example.com'")
+        await env.eventually(lambda: on_hub("p7@example.com", "Org1"), timeout=60)
+        assert on_hub("p8@example.com", "Org0")
+
+
+async def _nothing_waits(env, store_assoc) -> bool:
+    return await env.daemon.store.read(store_assoc.pending_count, "shop") == 0
