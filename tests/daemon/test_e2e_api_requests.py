@@ -307,3 +307,37 @@ async def test_a_polled_record_whose_association_alone_changed_is_still_synced(
 
 async def _nothing_waits(env, store_assoc) -> bool:
     return await env.daemon.store.read(store_assoc.pending_count, "shop") == 0
+
+
+async def test_webhook_echoes_of_our_own_writes_read_nothing(tmp_path, slow_autojump):
+    """HubSpot sends events for what the sync itself wrote: the creation of each contact it
+    created and the values it wrote (fact sheet §8.2). The store holds all of that already,
+    so none of them reads anything; a hub edit that arrives the same way still syncs."""
+    from crmsync.store import inbox as store_inbox
+
+    people = [{"email": f"app{i}@example.com", "first_name": f"A{i}", "last_name": "App"}
+              for i in range(150)]
+    async with running(tmp_path, customers=people) as env:
+        await env.wait_ready()
+
+        dispatcher = env.emu.dispatcher
+        assert dispatcher is not None
+
+        async def all_synced() -> bool:
+            waiting = await env.daemon.store.read(store_inbox.count_waiting,
+                                                  ["hub:shop:contacts"])
+            stored = await env.daemon.store.read(store_inbox.count_sources,
+                                                 ["hub:shop:contacts"])
+            return (not dispatcher.pending and dispatcher.in_flight == 0
+                    and stored >= 300 and waiting == 0)
+
+        # 150 creations and their property changes delivered, stored and done.
+        await wait_for(all_synced, timeout=120, step=1.0)
+        calls = by_endpoint(env.emu.request_log)
+        assert calls["POST /crm/v3/objects/contacts/batch/create"] == 2
+        assert calls["POST /crm/v3/objects/contacts/batch/read"] == 0
+        hub = env.hub_by_email()["app7@example.com"]
+        env.emu.update_record("contacts", hub["id"], {"lastname": "Hub"})
+        await env.eventually(lambda: env.app_by_email()["app7@example.com"]["last_name"]
+                             == "Hub", timeout=60)
+        assert by_endpoint(env.emu.request_log)["POST /crm/v3/objects/contacts/batch/read"] == 1

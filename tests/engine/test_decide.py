@@ -702,3 +702,31 @@ def test_a_field_that_never_moves_to_the_app_keeps_the_apps_value() -> None:
     rules = contacts(direction="to_hub", conflict_winner="hub")
     d = decide_overwritten(rules, hub(OURS_H), app(OURS_A), OURS, {"firstname": "User"})
     assert writes(d) == []
+
+
+# --- a hub event's reported values (runtime/echoes.py) -----------------------------------------
+
+
+def test_a_reported_value_the_snapshot_holds_brings_nothing() -> None:
+    from crmsync.engine import reported_unchanged
+
+    rules = contacts()
+    s = snap(email="ann@example.com", firstname="Ann", lastname="Lee", phone=None,
+             jobtitle=None, company=None)
+    assert reported_unchanged(rules, s, "firstname", {"firstname": "Ann"})
+    assert not reported_unchanged(rules, s, "firstname", {"firstname": "Anna"})
+    # The match key, mapped: its value decides; a property nothing reads brings nothing.
+    assert reported_unchanged(rules, s, "email", {"email": "ann@example.com"})
+    assert not reported_unchanged(rules, s, "email", {"email": "ann@example.org"})
+    assert reported_unchanged(rules, s, "hs_lead_status", {"hs_lead_status": "NEW"})
+
+
+def test_a_reported_deal_stage_needs_its_pipeline_too() -> None:
+    from crmsync.engine import reported_unchanged
+
+    s = Snapshot(hub={"dealname": "Big deal", "amount": "1000", "closedate": None,
+                      "dealstage": "default/closedwon"}, app={})
+    both = {"pipeline": "default", "dealstage": "closedwon"}
+    assert reported_unchanged(deals(), s, "dealstage", both)
+    assert not reported_unchanged(deals(), s, "dealstage", {"dealstage": "closedwon"})
+    assert not reported_unchanged(deals(), s, "dealstage", {**both, "dealstage": "closedlost"})

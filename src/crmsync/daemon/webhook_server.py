@@ -49,6 +49,8 @@ class HubInboxEvent(msgspec.Struct, frozen=True):
     association_type: str | None = None
     association_removed: bool | None = None
     property_name: str | None = None
+    # The new value of a propertyChange (tells an echo of our own write, runtime/intake.py).
+    property_value: str | None = None
 
 
 _hub_event_decoder = msgspec.json.Decoder(HubInboxEvent)
@@ -74,7 +76,8 @@ def hub_inbox_items(events: list[hub_webhooks.WebhookEvent], hub_routes: dict[st
     for e in events:
         payload = msgspec.json.encode(HubInboxEvent(
             e.object, e.change, e.object_id, e.occurred_at, e.merged_object_ids,
-            e.to_object_id, e.association_type, e.association_removed, e.property_name))
+            e.to_object_id, e.association_type, e.association_removed, e.property_name,
+            e.property_value))
         key = hub_event_key(e)
         for src in hub_routes.get(e.object, []):
             per_source.setdefault(src, []).append((key, payload))

@@ -10,6 +10,7 @@ from crmsync.engine.decide import (
     decide_overwritten,
     effective_snapshot,
     match_keys,
+    reported_unchanged,
     unchanged_since,
 )
 from crmsync.engine.rules import FieldRule, SyncRules, compile_rules
@@ -55,5 +56,6 @@ __all__ = [
     "decide_overwritten",
     "effective_snapshot",
     "match_keys",
+    "reported_unchanged",
     "unchanged_since",
 ]

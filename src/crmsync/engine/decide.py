@@ -352,6 +352,30 @@ def unchanged_since(rules: SyncRules, side: Side, record: Record,
     return True
 
 
+def reported_unchanged(rules: SyncRules, snapshot: Snapshot, prop: str,
+                       reported: Mapping[str, str | None]) -> bool:
+    """Whether hub events saying a linked record's properties now hold `reported` (property
+    -> value) bring nothing about `prop`: every field read from `prop` holds, read from the
+    reported values, what the snapshot's hub side holds (an echo of our own write), or
+    neither a field nor a match key reads it (filters apply only before the first link). A
+    field read from properties not all reported, or a value that does not convert, counts as
+    changed."""
+    if prop in rules.hub_key_props and not any(prop in r.hub_props for r in rules.fields):
+        return False
+    for r in rules.fields:
+        if prop not in r.hub_props:
+            continue
+        if r.name not in snapshot.hub or any(p not in reported for p in r.hub_props):
+            return False
+        try:
+            now = r.read_hub({p: reported[p] for p in r.hub_props})
+        except (InvalidValue, StageProblem):
+            return False
+        if now != snapshot.hub[r.name]:
+            return False
+    return True
+
+
 def _conflict(winner: Side, h: Canon, a: Canon, reason: str,
               empty_reason: str) -> tuple[Side, Canon, Side, str]:
     if winner == "hub":
