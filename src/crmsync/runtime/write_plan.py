@@ -37,6 +37,7 @@ from crmsync.engine.matching import (
 )
 from crmsync.records import Record, Side, other
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.create_healing import index_lag
 from crmsync.runtime.encoding import decode_intent
 from crmsync.runtime.reads import read_records
 from crmsync.store import items as store_items
@@ -168,7 +169,7 @@ async def heal(ctx: ObjectSyncContext, creator: Creator, creates: Sequence[Plann
         # A search only sees a record some time after it was written (HubSpot's index
         # lags): look only once that time has passed since the last of these creates was
         # sent (+1 s: the intent's time was taken just before the create was sent).
-        lag = float(getattr(ctx.connector(side), "index_lag", 0.0) or 0.0)
+        lag = index_lag(ctx.connector(side))
         sent_at = [i.at for i in intents if i is not None]
         if sent_at and lag > 0:
             wait = max(sent_at) + lag + 1.0 - wall_clock()

@@ -18,8 +18,9 @@ before it is sent. What that means for the shape of the calls:
   second is read once nobody can write in it any more); deleted deals come with
   `status=deleted`, deleted persons and organizations do not come at all: the runtime sweeps
   for them (`Capabilities.deletes_in_changes = False`);
-- a create whose answer is lost is looked up by its match key (search) before it is sent
-  again, so a timeout never makes a duplicate.
+- a create whose answer is lost is reported as such (`RecordError.unknown`) and never sent
+  again here: the runtime (`runtime.create_healing`) looks it up by the key `create_keys`
+  names (search) before it is sent again, so a timeout never makes a duplicate.
 
 Record identity (connectors/base.py): Pipedrive never gives a deleted record's id to another
 record (ids count up per company and deletes are soft), so records carry no incarnation ("",
@@ -47,6 +48,7 @@ from crmsync.connectors.base import (
     Changes,
     Connector,
     ConnectorError,
+    CreateKey,
     FieldInfo,
     ObjectInfo,
     Page,
@@ -55,6 +57,7 @@ from crmsync.connectors.base import (
     RecordError,
     StageInfo,
     SupportsAssociations,
+    SupportsCreateHealing,
     SupportsPipelines,
     WriteResult,
 )
@@ -83,7 +86,7 @@ from crmsync.connectors.pipedrive.records import (
 )
 from crmsync.connectors.pipedrive.webhooks import PipedriveReceiver
 from crmsync.connectors.ratelimit import RateBudget, RateBudgetStatistics
-from crmsync.connectors.retry import HttpFailure, backoff_delay
+from crmsync.connectors.retry import HttpFailure, RetryPolicy
 
 log = structlog.get_logger("crmsync.connectors.pipedrive")
 
@@ -100,9 +103,6 @@ CATALOG_SECONDS = 600.0
 # second is read once it is over, with room for the difference between Pipedrive's clock and
 # ours.
 POLL_LAG_SECONDS = 2.0
-# A record found while reconciling a lost create counts as ours if Pipedrive added it no
-# earlier than this before our first attempt was sent (clocks differ).
-CLOCK_SKEW_MS = 60_000
 CACHE_ARRAYS = 50_000
 WEBHOOK_NAME = "crmsync:{connection}:{entity}"
 
@@ -126,11 +126,11 @@ FOREIGN_KEYS: dict[tuple[str, str], tuple[str, str]] = {
     ("deals", "persons"): ("deals", "person_id"),
     ("deals", "organizations"): ("deals", "org_id"),
 }
-# What a lost create is looked up by, per object: (flat field, search field).
-_MATCH_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "persons": (("email", "email"), ("name", "name")),
-    "organizations": (("name", "name"),),
-    "deals": (("title", "title"),),
+# What a lost create is looked up by (`find`, through search), per object, in order.
+_MATCH_FIELDS: dict[str, tuple[str, ...]] = {
+    "persons": ("email", "name"),
+    "organizations": ("name",),
+    "deals": ("title",),
 }
 
 
@@ -714,61 +714,60 @@ class PipedriveConnector:
 
     async def _create_one(self, entity: str, body: dict[str, Any],
                           values: Mapping[str, Any]) -> WriteResult:
-        policy = self._http().policy
-        sent_ms: int | None = None
-        for round_ in range(policy.max_attempts):
-            if sent_ms is None:
-                sent_ms = int(self.wall_clock() * 1000)
-            try:
-                answer = await self._http().json("POST", f"{V2}/{entity}", json=body,
-                                                 cost=COST_CREATE, idempotent=False)
-            except HttpFailure as exc:
-                if not exc.ambiguous:
-                    if exc.kind == "record":
-                        return WriteResult(ok=False, error=_failure_error(exc))
-                    raise
-                log.warning("pipedrive_create_outcome_unknown", object=entity,
-                            error=exc.message)
-                found = await self._find_created(entity, body, values, sent_ms)
-                if isinstance(found, WriteResult):
-                    return found
-                if round_ + 1 >= policy.max_attempts:
-                    return WriteResult(ok=False, error=RecordError(
-                        "api_unavailable", "Pipedrive did not confirm this create after "
-                        "several attempts", retryable=True))
-                await trio.sleep(backoff_delay(policy, round_ + 1, exc))
-                continue
-            (rec,) = await self._records(entity, [_data(answer)])
-            return WriteResult(ok=True, record=rec)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _find_created(self, entity: str, body: Mapping[str, Any],
-                            values: Mapping[str, Any], sent_ms: int) -> WriteResult | None:
-        """A create whose answer was lost: the record it made, found by its match key, or
-        None when it certainly does not exist (send it again)."""
-        for flat, search_field in _MATCH_FIELDS[entity]:
-            value = values.get(flat)
-            if flat == "name" and entity == "persons":
-                value = body.get("name")
-            if value in (None, ""):
-                continue
-            ids = await self._search_ids(entity, search_field, str(value).strip())
-            recs = await self._records(entity, await self._read_raw(entity, ids))
-            want = str(value).strip().casefold()
-            same = [r for r in recs if not r.archived
-                    and str(r.properties.get(flat) or "").strip().casefold() == want]
-            if not same:
-                return None
-            newest = max(same, key=lambda r: to_ms(r.properties.get("add_time")))
-            if to_ms(newest.properties.get("add_time")) >= sent_ms - CLOCK_SKEW_MS:
-                log.info("pipedrive_create_reconciled", object=entity, record_id=newest.id)
-                return WriteResult(ok=True, record=newest)
+        sent_at = int(self.wall_clock() * 1000)
+        try:
+            answer = await self._http().json("POST", f"{V2}/{entity}", json=body,
+                                             cost=COST_CREATE, idempotent=False)
+        except HttpFailure as exc:
+            if not exc.ambiguous:
+                if exc.kind == "record":
+                    return WriteResult(ok=False, error=_failure_error(exc))
+                raise
+            # Sent, answer lost: it may have been made. Never sent again here: the runtime
+            # looks it up by `create_keys` (runtime.create_healing).
+            log.warning("pipedrive_create_outcome_unknown", object=entity, error=exc.message)
+            wait = max(exc.resolution.min_wait, exc.retry_after or 0.0)
             return WriteResult(ok=False, error=RecordError(
-                "conflict", f"a {entity[:-1]} with {flat} {value!r} already existed "
-                            f"(id {newest.id})", existing_id=newest.id))
-        return WriteResult(ok=False, error=RecordError(
-            "api_unavailable", "Pipedrive did not confirm this create and the record has no "
-            "match key to check it by; it is not sent again so that no duplicate is made"))
+                "api_unavailable", "Pipedrive did not confirm this create", retryable=True,
+                unknown=True, sent_at=sent_at, retry_after=wait or None))
+        (rec,) = await self._records(entity, [_data(answer)])
+        return WriteResult(ok=True, record=rec)
+
+    # --- what the runtime heals creates with (SupportsCreateHealing) ---------------------------
+
+    # Pipedrive's search is read as it answers (no wait for an index to catch up).
+    index_lag = 0.0
+    created_at_field = "add_time"
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self.http.policy if self.http is not None else PIPEDRIVE_RETRY_POLICY
+
+    def created_at(self, record: Record) -> int | None:
+        # A record without `add_time` counts as made long ago (a conflict, never ours).
+        return to_ms(record.properties.get("add_time"))
+
+    async def create_keys(self, object_name: str, inputs: Sequence[Mapping[str, Any]]
+                          ) -> list[CreateKey | None]:
+        """Per input, the first of its object's match fields it holds (`_MATCH_FIELDS`; a
+        person's name as the create sends it), found through search."""
+        entity = _entity(object_name)
+        builder = await self._builder(entity)
+        out: list[CreateKey | None] = []
+        for values in inputs:
+            key: CreateKey | None = None
+            for flat in _MATCH_FIELDS[entity]:
+                value = values.get(flat)
+                if flat == "name" and entity == "persons":
+                    try:
+                        value = builder.body(values, create=True).get("name")
+                    except ValueProblem:
+                        value = None
+                if value not in (None, "") and str(value).strip():
+                    key = CreateKey(flat, str(value).strip(), consistent=False)
+                    break
+            out.append(key)
+        return out
 
     async def update(self, object_name: str, inputs: Sequence[tuple[str, Mapping[str, Any]]],
                      expected: Sequence[Record | None] | None = None) -> list[WriteResult]:
@@ -1043,5 +1042,5 @@ async def _uninstall(settings: PipedriveConnection, base_dir: Path | None,
 
 if TYPE_CHECKING:
     def _implements(c: PipedriveConnector) -> tuple[Connector, SupportsPipelines,
-                                                    SupportsAssociations]:
-        return c, c, c
+                                                    SupportsAssociations, SupportsCreateHealing]:
+        return c, c, c, c
