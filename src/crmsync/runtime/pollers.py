@@ -14,6 +14,7 @@ so a delete whose webhook was lost (a receiver down, a banned webhook) is still 
 from __future__ import annotations
 
 import time
+from contextlib import aclosing
 
 import msgspec
 import trio
@@ -22,6 +23,7 @@ from crmsync.engine import unchanged_since
 from crmsync.records import Record, Side
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.lock_queue import ChangeSender
+from crmsync.runtime.paging import change_pages, scan_pages
 from crmsync.runtime.processor import decode_snapshot
 from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.store import cursors as store_cursors
@@ -53,19 +55,18 @@ class Poller:
         ctx = self.ctx
         cursor = await ctx.store.read(store_cursors.get_cursor, ctx.sync_id, self.side)
         total = 0
-        while True:
-            found = await ctx.connector(self.side).changes_since(
-                ctx.object_name(self.side), cursor, ctx.properties(self.side))
-            keys = [(self.side, r.id) for r in await self._news(found.records)]
-            if keys:
-                await changes.sync(keys)
-            if found.cursor != cursor:
-                await ctx.store.call(store_cursors.set_cursor, ctx.sync_id, self.side,
-                                     found.cursor)
-            cursor = found.cursor
-            total += len(keys)
-            if not found.more:
-                break
+        pages = change_pages(ctx.connector(self.side), ctx.object_name(self.side), cursor,
+                             ctx.properties(self.side))
+        async with aclosing(pages):
+            async for found in pages:
+                keys = [(self.side, r.id) for r in await self._news(found.records)]
+                if keys:
+                    await changes.sync(keys)
+                if found.cursor != cursor:
+                    await ctx.store.call(store_cursors.set_cursor, ctx.sync_id, self.side,
+                                         found.cursor)
+                cursor = found.cursor
+                total += len(keys)
         self.polls += 1
         now = self.last_poll = time.time()
         if self.side == "hub":
@@ -112,13 +113,10 @@ class Poller:
         ctx = self.ctx
         conn = ctx.connector(self.side)
         live: set[str] = set()
-        cursor: str | None = None
-        while True:
-            page = await conn.scan(ctx.object_name(self.side), cursor, ctx.properties(self.side))
-            live.update(r.id for r in page.records)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        pages = scan_pages(conn, ctx.object_name(self.side), ctx.properties(self.side))
+        async with aclosing(pages):
+            async for page in pages:
+                live.update(r.id for r in page.records)
         submitted = 0
         after = 0
         while True:

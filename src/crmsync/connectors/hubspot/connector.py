@@ -118,9 +118,6 @@ SEARCH_BODY_CHARS = 3_000
 # for ids and emails.
 SEARCH_IN_VALUES = 100
 
-# How many changed records one changes_since call returns at most (then `more=True`).
-CHANGES_PER_CALL = 1000
-ARCHIVED_PAGES_PER_CALL = 10
 PROPERTIES_CACHE_SECONDS = 600.0
 OWNERS_REFRESH_SECONDS = 30.0
 
@@ -614,13 +611,16 @@ class HubSpotConnector:
 
     async def changes_since(self, object_name: str, cursor: str | None,
                             properties: Sequence[str]) -> Changes:
-        """Records changed after `cursor`, oldest first, then newly archived ones.
+        """One page of the records changed after `cursor`, oldest first, then of newly
+        archived ones; `more=True` until the pass has reached (now − index_lag). The runtime
+        calls again while `more` (`runtime.paging.change_pages`).
 
-        Search sorted ascending on the last-modified property with the filter moved forward
-        (never deep paging, so the 10,000-result cap is never reached); records sharing one
-        timestamp are paged by `hs_object_id`. The cursor never passes (now − index_lag).
-        Archived records come from the archived list (`archivedAt`) with `archived=True`.
-        At most ~1,000 records per call; `more=True` says to call again at once.
+        A page is one search sorted ascending on the last-modified property with the filter
+        moved forward (never deep paging, so the 10,000-result cap is never reached); records
+        sharing one timestamp are paged by `hs_object_id` (the cursor's tie mode). Once the
+        search has caught up, archived records come from the archived list (`archivedAt`)
+        with `archived=True`, a list page per call (a call whose search caught up also reads
+        the archived list's first page, so a quiet poll stays one call).
         """
         obj = resolve_object(object_name)
         if cursor is None:
@@ -630,6 +630,19 @@ class HubSpotConnector:
         except ValueError as exc:
             raise ConnectorError("record", "internal", str(exc)) from None
         upper = self._now_ms() - int(self.index_lag * 1000)
+        records: list[Record] = []
+        # While a pass over the archived list runs, its pages come first; the search goes on
+        # after it.
+        searching = cur.arch_upper is None
+        if searching and not await self._changed_page(obj, cur, upper, properties, records):
+            return Changes(records=records, cursor=encode_cursor(cur), more=True)
+        more = await self._archived_page(obj, cur, upper, properties, records)
+        return Changes(records=records, cursor=encode_cursor(cur), more=more)
+
+    async def _changed_page(self, obj: str, cur: ChangesCursor, upper: int,
+                            properties: Sequence[str], records: list[Record]) -> bool:
+        """One search page of changed records into `records`, moving `cur`; True once the
+        search has caught up with `upper`."""
         lastmod = last_modified_property(obj)
         props = list(dict.fromkeys([*properties, lastmod, "hs_object_id"]))
         # A search body holds at most 3,000 characters (fact sheet §2): with more properties
@@ -637,57 +650,50 @@ class HubSpotConnector:
         fill = len(json.dumps(props)) > SEARCH_PROPERTIES_CHARS
         if fill:
             props = [lastmod, "hs_object_id"]
-        records: list[Record] = []
-        search_more = False
-        while True:
-            if len(records) >= CHANGES_PER_CALL:
-                search_more = True
-                break
-            if cur.tie:
-                page = await self._search(obj, [
-                    {"propertyName": lastmod, "operator": "EQ", "value": str(cur.ts)},
-                    {"propertyName": "hs_object_id", "operator": "GT",
-                     "value": str(cur.after_id)},
-                ], "hs_object_id", props)
-                seen = set(cur.seen)
-                for r in page:
-                    rec = _record(r, lastmod)
-                    if rec.id not in seen:
-                        records.append(rec)
-                    cur.after_id = max(cur.after_id, int(rec.id))
-                if len(page) < SEARCH_PAGE_SIZE:
-                    cur.tie = False
-                    cur.after_id = 0
-                    cur.seen = []
-                continue
-            if cur.ts >= upper:
-                break
+        found: list[Record] = []
+        caught_up = False
+        if cur.tie:
+            page = await self._search(obj, [
+                {"propertyName": lastmod, "operator": "EQ", "value": str(cur.ts)},
+                {"propertyName": "hs_object_id", "operator": "GT",
+                 "value": str(cur.after_id)},
+            ], "hs_object_id", props)
+            seen = set(cur.seen)
+            for r in page:
+                rec = _record(r, lastmod)
+                if rec.id not in seen:
+                    found.append(rec)
+                cur.after_id = max(cur.after_id, int(rec.id))
+            if len(page) < SEARCH_PAGE_SIZE:
+                # The tie is read: the search goes on after it on the next call.
+                cur.tie = False
+                cur.after_id = 0
+                cur.seen = []
+        elif cur.ts >= upper:
+            caught_up = True
+        else:
             page = await self._search(obj, [
                 {"propertyName": lastmod, "operator": "GT", "value": str(cur.ts)},
                 {"propertyName": lastmod, "operator": "LTE", "value": str(upper)},
             ], lastmod, props)
-            batch = [_record(r, lastmod) for r in page]
-            records.extend(batch)
-            if not batch:
-                break
-            last_ts = batch[-1].updated_at
+            found = [_record(r, lastmod) for r in page]
             if len(page) < SEARCH_PAGE_SIZE:
-                cur.ts = max(cur.ts, last_ts)
-                cur.seen = []
-                break
-            # A full page: records at its last timestamp may continue beyond it. Page them by
-            # id (any number of them), skipping the ones this page returned.
-            cur.ts = last_ts
-            cur.tie = True
-            cur.after_id = 0
-            cur.seen = [r.id for r in batch if r.updated_at == last_ts]
-        if fill:
-            records = await self._whole(obj, records, properties)
-        arch_more = False
-        if not search_more:
-            arch_more = await self._archived_changes(obj, cur, upper, properties, records)
-        return Changes(records=records, cursor=encode_cursor(cur),
-                       more=search_more or arch_more)
+                caught_up = True
+                if found:
+                    cur.ts = max(cur.ts, found[-1].updated_at)
+                    cur.seen = []
+            else:
+                # A full page: records at its last timestamp may continue beyond it. Page
+                # them by id (any number of them), skipping the ones this page returned.
+                last_ts = found[-1].updated_at
+                cur.ts = last_ts
+                cur.tie = True
+                cur.after_id = 0
+                cur.seen = [r.id for r in found if r.updated_at == last_ts]
+        if fill and found:
+            found = await self._whole(obj, found, properties)
+        records.extend(found)
+        return caught_up
 
     async def _whole(self, obj: str, records: list[Record],
                      properties: Sequence[str]) -> list[Record]:
@@ -700,37 +706,37 @@ class HubSpotConnector:
         return [Record(id=r.id, properties=got[r.id].properties, updated_at=r.updated_at)
                 for r in records if r.id in got]
 
-    async def _archived_changes(self, obj: str, cur: ChangesCursor, upper: int,
-                                properties: Sequence[str], records: list[Record]) -> bool:
-        """Advance the pass over the archived list; True if it is not finished."""
+    async def _archived_page(self, obj: str, cur: ChangesCursor, upper: int,
+                             properties: Sequence[str], records: list[Record]) -> bool:
+        """One page of the pass over the archived list into `records`; True if the pass is
+        not finished."""
         if cur.arch_upper is None:
             if upper <= cur.arch_ts:
                 return False
             cur.arch_upper = upper
             cur.arch_after = None
-        for _ in range(ARCHIVED_PAGES_PER_CALL):
-            params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE, "archived": "true"}
-            joined = ",".join(properties)
-            # An archived record is reported as archived whatever it held: a list too long
-            # for the URL is left out (see _list_page).
-            if properties and len(quote(joined, safe="")) <= MAX_PROPERTIES_QUERY:
-                params["properties"] = joined
-            if cur.arch_after:
-                params["after"] = cur.arch_after
-            body = await self.http.json("GET", f"/crm/v3/objects/{obj}", params=params)
-            for r in body.get("results") or []:
-                at = _to_ms(r.get("archivedAt")) or _to_ms(r.get("updatedAt")) or 0
-                if cur.arch_ts < at <= cur.arch_upper:
-                    rec = _record(r)
-                    records.append(Record(id=rec.id, properties=rec.properties, updated_at=at,
-                                          archived=True))
-            nxt = ((body.get("paging") or {}).get("next") or {}).get("after")
-            if not nxt:
-                cur.arch_ts = cur.arch_upper
-                cur.arch_upper = None
-                cur.arch_after = None
-                return False
-            cur.arch_after = str(nxt)
+        params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE, "archived": "true"}
+        joined = ",".join(properties)
+        # An archived record is reported as archived whatever it held: a list too long
+        # for the URL is left out (see _list_page).
+        if properties and len(quote(joined, safe="")) <= MAX_PROPERTIES_QUERY:
+            params["properties"] = joined
+        if cur.arch_after:
+            params["after"] = cur.arch_after
+        body = await self.http.json("GET", f"/crm/v3/objects/{obj}", params=params)
+        for r in body.get("results") or []:
+            at = _to_ms(r.get("archivedAt")) or _to_ms(r.get("updatedAt")) or 0
+            if cur.arch_ts < at <= cur.arch_upper:
+                rec = _record(r)
+                records.append(Record(id=rec.id, properties=rec.properties, updated_at=at,
+                                      archived=True))
+        nxt = ((body.get("paging") or {}).get("next") or {}).get("after")
+        if not nxt:
+            cur.arch_ts = cur.arch_upper
+            cur.arch_upper = None
+            cur.arch_after = None
+            return False
+        cur.arch_after = str(nxt)
         return True
 
     # --- writing --------------------------------------------------------------------------------

@@ -97,7 +97,6 @@ PAGE_SIZE = 500  # the largest `limit` v2 lists take (A.2)
 IDS_PER_CALL = 100  # `ids=` names at most 100 (A.1)
 # Up to this many ids are read by id (1 token each) rather than through `ids=` (10 tokens).
 GET_EACH_MAX = 5
-CHANGES_PER_CALL = 1000
 CATALOG_SECONDS = 600.0
 # How far behind the wall clock polling reads: `updated_since` compares at the second, so a
 # second is read once it is over, with room for the difference between Pipedrive's clock and
@@ -650,10 +649,11 @@ class PipedriveConnector:
 
     async def changes_since(self, object_name: str, cursor: str | None,
                             properties: Sequence[str]) -> Changes:
-        """Records updated in [since, until) (`until`: the last closed second), oldest first
-        by `update_time` (10 tokens per 500); deleted deals with `archived=True`. At most
-        ~1,000 records per call; `more=True` says to call again at once. The cursor holds the
-        bounds and the list's own cursor, so a long pass resumes where it stopped."""
+        """One page (≤500, 10 tokens) of the records updated in [since, until) (`until`: the
+        last closed second), oldest first by `update_time`; deleted deals with
+        `archived=True`. `more=True` says to call again at once (the runtime does:
+        `runtime.paging.change_pages`). The cursor holds the bounds and the list's own
+        cursor, so a long pass resumes where it stopped."""
         entity = _entity(object_name)
         if cursor is None:
             return Changes(records=[], cursor=self.start_cursor())
@@ -671,29 +671,23 @@ class PipedriveConnector:
             page_cursor = None
         if until <= since:
             return Changes(records=[], cursor=cursor)
-        records: list[Record] = []
-        while True:
-            params: dict[str, str | int] = {
-                "updated_since": rfc3339(since), "updated_until": rfc3339(until),
-                "sort_by": "update_time", "sort_direction": "asc", "limit": PAGE_SIZE}
-            if entity == "deals":
-                # Deleted deals are listed with this status (A.4, [PD-spec-v2]).
-                params["status"] = "open,won,lost,deleted"
-            if page_cursor:
-                params["cursor"] = str(page_cursor)
-            body = await self._http().json("GET", f"{V2}/{entity}", params=params,
-                                           cost=COST_LIST)
-            for rec in await self._records(entity, _data(body) or []):
-                records.append(Record(rec.id, {}, rec.updated_at, archived=True)
-                               if rec.archived else rec)
-            page_cursor = _next_cursor(body)
-            if page_cursor is None:
-                done = {"since": until}
-                return Changes(records=records, cursor=msgspec.json.encode(done).decode())
-            if len(records) >= CHANGES_PER_CALL:
-                resume = {"since": since, "until": until, "page": page_cursor}
-                return Changes(records=records, cursor=msgspec.json.encode(resume).decode(),
-                               more=True)
+        params: dict[str, str | int] = {
+            "updated_since": rfc3339(since), "updated_until": rfc3339(until),
+            "sort_by": "update_time", "sort_direction": "asc", "limit": PAGE_SIZE}
+        if entity == "deals":
+            # Deleted deals are listed with this status (A.4, [PD-spec-v2]).
+            params["status"] = "open,won,lost,deleted"
+        if page_cursor:
+            params["cursor"] = str(page_cursor)
+        body = await self._http().json("GET", f"{V2}/{entity}", params=params, cost=COST_LIST)
+        records = [Record(rec.id, {}, rec.updated_at, archived=True) if rec.archived else rec
+                   for rec in await self._records(entity, _data(body) or [])]
+        page_cursor = _next_cursor(body)
+        if page_cursor is None:
+            done = {"since": until}
+            return Changes(records=records, cursor=msgspec.json.encode(done).decode())
+        resume = {"since": since, "until": until, "page": page_cursor}
+        return Changes(records=records, cursor=msgspec.json.encode(resume).decode(), more=True)
 
     # --- writing ----------------------------------------------------------------------------
 
