@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from crmsync.connectors.hubspot import HubSpotConnector
 from crmsync.connectors.hubspot.cursor import decode_cursor
 from crmsync.connectors.ratelimit import RateBudget
 from crmsync.runtime.create_healing import create_healed
+from crmsync.runtime.paging import change_pages
 
 BASE = "https://api.hubapi.com"
 T0 = 1_700_000_000_000  # the fake's wall clock at the start, epoch ms
@@ -702,6 +704,27 @@ async def test_changes_since_many_records_share_one_timestamp(hub, autojump_cloc
     assert again == []
     searches = [b for _, _, p, b in hub.log if p.endswith("/search")]
     assert all(int(b.get("after") or 0) == 0 for b in searches)  # never deep paging
+
+
+async def test_changes_since_answers_one_page_per_call(hub, autojump_clock):
+    # A page-level operation: one search per call and `more` while the pass goes on; the
+    # runtime's change_pages calls again (runtime/paging.py).
+    c = make(hub, index_lag=30)
+    cursor = c.start_cursor()
+    ids = [hub.add("contacts", {"email": f"p{i}@example.com"}, at=T0 - 25_000 + i)
+           for i in range(450)]
+    await trio.sleep(10)
+    with trio.fail_after(60):
+        ch = await c.changes_since("contacts", cursor, ["email"])
+        assert [r.id for r in ch.records] == ids[:200] and ch.more
+        assert [(m, p) for _, m, p, _ in hub.log] == [
+            ("POST", "/crm/v3/objects/contacts/search")]
+        got: list[str] = []
+        pages = change_pages(c, "contacts", cursor, ["email"])
+        async with aclosing(pages):
+            async for found in pages:
+                got += [r.id for r in found.records]
+    assert got == ids
 
 
 async def test_changes_since_cursor_remembers_the_boundary(hub, autojump_clock):

@@ -346,6 +346,23 @@ async def test_changes_are_read_once_each_over_closed_seconds(autojump_clock, mo
         assert c.capabilities.deletes_in_changes is False
 
 
+async def test_changes_since_answers_one_list_page_per_call(autojump_clock, monkeypatch):
+    # A page-level operation: one list request (500, A.2) per call and `more` while the pass
+    # goes on; the runtime calls again (runtime/paging.py).
+    emu, clocks = make()
+    async with connector(emu, clocks, monkeypatch).open() as c:
+        start = await c.changes_since("persons", None, [])
+        await trio.sleep(3)
+        emu.add_records("persons", [{"name": f"P{i}"} for i in range(700)])
+        await trio.sleep(3)
+        before = len(calls(emu, "GET", "/api/v2/persons"))
+        got = await c.changes_since("persons", start.cursor, [])
+        assert len(got.records) == 500 and got.more
+        assert len(calls(emu, "GET", "/api/v2/persons")) == before + 1
+        rest = await c.changes_since("persons", got.cursor, [])
+        assert len(rest.records) == 200 and not rest.more
+
+
 async def test_changes_page_on_and_deleted_deals_come_archived(autojump_clock, monkeypatch):
     emu, clocks = make()
     async with connector(emu, clocks, monkeypatch).open() as c:

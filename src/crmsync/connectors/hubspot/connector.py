@@ -549,6 +549,11 @@ class HubSpotConnector:
         if chunk:
             yield chunk
 
+    # The two look-up searches below page inside the connector, not in the runtime
+    # (runtime.paging): they answer `find` / `find_many`, "which records hold this key",
+    # whose answer must be whole (a partial one would let a create make a duplicate) and is
+    # small (a key is held by one record, or a few, so one page nearly always); a paged
+    # look-up protocol would only move HubSpot's search filters into the runtime.
     async def _search_in(self, obj: str, field: str, values: list[str],
                          properties: Sequence[str]) -> list[Record]:
         out: list[Record] = []

@@ -446,6 +446,8 @@ class PipedriveConnector:
                 return cached[1]
             definitions: list[Any] = []
             cursor: str | None = None
+            # Pages here, not in the runtime (runtime.paging): the field catalog is the
+            # connector's own metadata, read whole into its cache (a few hundred fields).
             while True:
                 params: dict[str, str | int] = {"limit": PAGE_SIZE}
                 if cursor:
@@ -582,6 +584,10 @@ class PipedriveConnector:
         return {r.id: r for r in records if not r.archived}
 
     async def _search_ids(self, entity: str, field: str, term: str) -> list[str]:
+        """The ids of every record search finds for `term`. Its pages (and those of `find`'s
+        read of every record, for a field search does not cover) stay in the connector:
+        `find` answers which records hold a key, which must be whole (a partial answer
+        would let a create make a duplicate)."""
         ids: list[str] = []
         cursor: str | None = None
         while True:
@@ -855,6 +861,9 @@ class PipedriveConnector:
         return out
 
     async def _list_all(self, path: str, cost: int) -> list[dict[str, Any]]:
+        """Every entry of a small configuration list (pipelines, stages), read whole into the
+        connector's cache: its pages are the connector's, not the runtime's (runtime.paging
+        drives the record lists)."""
         out: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
