@@ -56,19 +56,19 @@ def index_lag(connector: object) -> float:
 async def find_by_keys(connector: Connector, object_name: str, keys: Sequence[CreateKey],
                        properties: Sequence[str]) -> dict[tuple[str, str], list[Record]]:
     """The records holding each of `keys`, by (field, value): one `find_many` per field where
-    the connector has it, else one `find` per value. A key nothing holds may be absent."""
-    by_field: dict[str, list[str]] = {}
+    the connector has it (HubSpot: 100 per batch read by email or unique property, else a
+    search with an IN filter), else one `find` per value. A key nothing holds is absent. Both
+    ways of healing a create look up through here (`write_plan.find_many_created` too)."""
+    by_field: dict[str, dict[str, None]] = {}
     for k in keys:
-        by_field.setdefault(k.field, [])
-        if k.value not in by_field[k.field]:
-            by_field[k.field].append(k.value)
+        by_field.setdefault(k.field, {})[k.value] = None
     out: dict[tuple[str, str], list[Record]] = {}
-    for name, values in by_field.items():
-        props = list(dict.fromkeys([*properties, name]))
+    for name, unique in by_field.items():
+        values = list(unique)
         if isinstance(connector, SupportsFindMany):
-            got = await connector.find_many(object_name, name, values, props)
+            got = await connector.find_many(object_name, name, values, properties)
         else:
-            got = {v: await connector.find(object_name, name, v, props) for v in values}
+            got = {v: await connector.find(object_name, name, v, properties) for v in values}
         for v, recs in got.items():
             if recs:
                 out[(name, v)] = recs
