@@ -29,6 +29,10 @@ from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.store import cursors as store_cursors
 from crmsync.store import items as store_items
 
+# Changed records a poll reads (over as many pages as that takes) before it syncs them and
+# commits the cursor they reach.
+POLL_BATCH_RECORDS = 1000
+
 
 class PollerStatistics(msgspec.Struct, frozen=True):
     side: str
@@ -55,18 +59,33 @@ class Poller:
         ctx = self.ctx
         cursor = await ctx.store.read(store_cursors.get_cursor, ctx.sync_id, self.side)
         total = 0
+        keys: list[tuple[Side, str]] = []
+        read = 0
+        reached = cursor
+
+        async def settle() -> None:
+            # Sync what the pages so far brought, then commit the cursor they reached.
+            nonlocal cursor, keys, read, total
+            if keys:
+                await changes.sync(keys)
+            if reached != cursor:
+                await ctx.store.call(store_cursors.set_cursor, ctx.sync_id, self.side, reached)
+            cursor = reached
+            total += len(keys)
+            keys, read = [], 0
+
         pages = change_pages(ctx.connector(self.side), ctx.object_name(self.side), cursor,
                              ctx.properties(self.side))
         async with aclosing(pages):
             async for found in pages:
-                keys = [(self.side, r.id) for r in await self._news(found.records)]
-                if keys:
-                    await changes.sync(keys)
-                if found.cursor != cursor:
-                    await ctx.store.call(store_cursors.set_cursor, ctx.sync_id, self.side,
-                                         found.cursor)
-                cursor = found.cursor
-                total += len(keys)
+                keys += [(self.side, r.id) for r in await self._news(found.records)]
+                read += len(found.records)
+                reached = found.cursor
+                # Pages are gathered up to POLL_BATCH_RECORDS before their syncs are
+                # awaited, so the workers get full batches, not one page's worth at a time.
+                if read >= POLL_BATCH_RECORDS:
+                    await settle()
+        await settle()
         self.polls += 1
         now = self.last_poll = time.time()
         if self.side == "hub":
