@@ -127,9 +127,9 @@ class _Healing:
                                f"results for {len(idx)} inputs")
         unknown: list[tuple[int, RecordError]] = []
         refused: list[tuple[int, RecordError]] = []
+        healable = isinstance(self.connector, SupportsCreateHealing)
         for i, res in zip(idx, got, strict=True):
             err = res.error
-            healable = isinstance(self.connector, SupportsCreateHealing)
             if not res.ok and err is not None and err.unknown:
                 self.sent_at.setdefault(i, err.sent_at)
                 if healable:
