@@ -143,6 +143,10 @@ async def test_a_record_indexed_while_no_search_looked_shows_its_indexed_version
             r = await client.post(SEARCH, json=body)
             assert [(x["id"], x["properties"]["firstname"]) for x in r.json()["results"]] == [
                 (a, "Ann")]
+            # Its `updatedAt` is the indexed version's too, as its last-modified date says.
+            [found] = r.json()["results"]
+            assert found["updatedAt"] == found["properties"]["lastmodifieddate"]
+            assert found["updatedAt"] != emu.records("contacts")[0]["updatedAt"]
             await trio.sleep(2)
             r = await client.post(SEARCH, json=body)
             assert [(x["id"], x["properties"]["firstname"]) for x in r.json()["results"]] == [
