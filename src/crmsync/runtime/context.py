@@ -47,6 +47,10 @@ class ObjectSyncContext:
     # Set while the object sync catches up after its state was restored from a backup
     # (store/restores.py): creates look first, ambiguous conflicts are held.
     restore: RestoreMark | None = None
+    # HubSpot's property-change events (webhooks or the journal) reach this sync: a hub edit
+    # that our write replaced unseen is caught when its event comes (runtime/overwritten.py),
+    # so a linked record's hub side may be read from the search index (runtime/reads.py).
+    hub_events: bool = False
 
     def __post_init__(self) -> None:
         if self.log is None:
