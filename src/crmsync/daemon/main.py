@@ -88,9 +88,11 @@ def parse_hub_payload(payload: bytes) -> list[tuple[Side, str]]:
     return keys
 
 
-def describe_hub_payload(payload: bytes) -> tuple[int, str | None]:
+def describe_hub_payload(payload: bytes) -> tuple[int, str | None, str | None]:
     e = decode_hub_event(payload)
-    return e.occurred_at, e.property_name if e.change == "propertyChange" else None
+    if e.change != "propertyChange":
+        return e.occurred_at, None, None
+    return e.occurred_at, e.property_name, e.value_digest
 
 
 def parse_app_payload(payload: bytes) -> list[tuple[Side, str]]:

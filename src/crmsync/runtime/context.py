@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,8 @@ from crmsync.store.restores import RestoreMark
 # Records changed up to this long before a backup's time count as changed after it: the clocks
 # of the hub, the app and this host need not agree to the second.
 RESTORE_CLOCK_MARGIN_SECONDS = 300.0
+# Hub updates remembered for telling their webhook events apart (about 100 bytes each).
+HUB_WRITES_KEPT = 100_000
 
 
 def sync_id_of(connection: str, hub_object: str) -> str:
@@ -51,6 +54,9 @@ class ObjectSyncContext:
     # that our write replaced unseen is caught when its event comes (runtime/overwritten.py),
     # so a linked record's hub side may be read from the search index (runtime/reads.py).
     hub_events: bool = False
+    # The latest hub update of each record this process wrote, as soon as it landed (before
+    # its commit), for the webhook intake to tell its events from others' (`note_hub_write`).
+    hub_writes: OrderedDict[str, Any] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         if self.log is None:
@@ -92,6 +98,14 @@ class ObjectSyncContext:
     @property
     def app_object(self) -> str:
         return self.sync.app_object
+
+    def note_hub_write(self, hub_id: str, write: Any) -> None:
+        """Remember `write` (an overwritten.HubWrite) as `hub_id`'s latest hub update; the
+        oldest are forgotten beyond HUB_WRITES_KEPT (their events then cost a read)."""
+        self.hub_writes.pop(hub_id, None)
+        self.hub_writes[hub_id] = write
+        while len(self.hub_writes) > HUB_WRITES_KEPT:
+            self.hub_writes.popitem(last=False)
 
     def connector(self, side: str) -> Connector:
         return self.hub if side == "hub" else self.app
