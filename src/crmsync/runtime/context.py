@@ -19,8 +19,9 @@ from crmsync.store.restores import RestoreMark
 # Records changed up to this long before a backup's time count as changed after it: the clocks
 # of the hub, the app and this host need not agree to the second.
 RESTORE_CLOCK_MARGIN_SECONDS = 300.0
-# Hub updates remembered for telling their webhook events apart (about 100 bytes each).
-HUB_WRITES_KEPT = 100_000
+# Hub updates remembered for telling their webhook events apart (a few hundred bytes each;
+# the events of older ones, if they come that late, cost a read of their record).
+HUB_WRITES_KEPT = 20_000
 
 
 def sync_id_of(connection: str, hub_object: str) -> str:
