@@ -77,12 +77,13 @@ async def _until_ready(daemon: Daemon, sync: str, obj: str, limit: float) -> Non
             await trio.sleep(0.05)
 
 
-async def contacts(n: int, tmp: Path, edits: int = 0,
-                   webhooks: bool = False) -> dict[str, Any]:
+async def contacts(n: int, tmp: Path, edits: int = 0, webhooks: bool = False,
+                   app_page: int = 500) -> dict[str, Any]:
     """The contacts-only initial sync; with `edits`, then that many app edits. With
     `webhooks`, HubSpot's webhooks reach the daemon (delivered to its webhook application in
     process), as `hub.changes = "webhooks"` with a served listener has them; else the hub
-    poller alone finds hub changes."""
+    poller alone finds hub changes. `app_page`: the connection's `batch_size` (rows per app
+    change-log read; the app poller hands the lock queue one such page at a time)."""
     overlap = int(n * 0.3)
     db = tmp / "app.db"
     app_db(db, n, overlap)
@@ -93,6 +94,7 @@ async def contacts(n: int, tmp: Path, edits: int = 0,
     log = (tmp / "crmsync.log").open("wb")
     daemon_logging.configure("info", "json", stream=log)
     cfg = config(tmp, db, "http://hubspot.bench")
+    cfg.write_text(cfg.read_text().replace("batch_size = 500", f"batch_size = {app_page}", 1))
     if webhooks:
         (tmp / "hub-secret").write_text(HUB_SECRET)
         cfg.write_text(cfg.read_text().replace(
@@ -259,6 +261,8 @@ def main() -> None:
                     help="app and hub contacts each in `initial` (default 20,000)")
     ap.add_argument("--demo-records", type=int, default=2000)
     ap.add_argument("--edits", type=int, default=1000)
+    ap.add_argument("--app-page", type=int, default=500,
+                    help="the app connection's batch_size in `incremental` (default 500)")
     ap.add_argument("--project", action="store_true",
                     help="project the wall time of a 1,000,000-contact initial sync")
     args = ap.parse_args()
@@ -269,14 +273,15 @@ def main() -> None:
             (tmp / "c").mkdir()
             edits = args.edits if args.scenario in ("all", "incremental") else 0
             n = args.records if args.scenario != "incremental" else max(args.edits * 2, 2000)
-            got = trio.run(contacts, n, tmp / "c", edits)
+            got = trio.run(contacts, n, tmp / "c", edits, False, args.app_page)
             if args.scenario in ("all", "initial"):
                 result["initial"] = got["initial"]
             if "incremental" in got:
                 result["incremental_poll_only"] = got["incremental"]
             if edits:
                 (tmp / "w").mkdir()
-                got = trio.run(contacts, max(args.edits * 2, 2000), tmp / "w", edits, True)
+                got = trio.run(contacts, max(args.edits * 2, 2000), tmp / "w", edits, True,
+                               args.app_page)
                 result["incremental"] = got["incremental"]
         if args.scenario in ("all", "demo"):
             (tmp / "d").mkdir()

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
+import msgspec
 import structlog
 import trio
 
@@ -162,6 +163,11 @@ def _record(obj: Mapping[str, Any], updated_property: str | None = None) -> Reco
     archived = bool(obj.get("archived"))
     return Record(id=str(obj["id"]), properties=dict(props), updated_at=updated,
                   archived=archived)
+
+
+def _compact(value: Any) -> bytes:
+    """`value` as a request body carries it (http.py encodes with msgspec: compact JSON)."""
+    return msgspec.json.encode(value)
 
 
 def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -537,20 +543,23 @@ class HubSpotConnector:
         """`ids` split into searches: at most a page of them each (one request answers), in
         filter groups of at most SEARCH_IN_VALUES, the body (with room for a paging cursor)
         under SEARCH_BODY_CHARS."""
-        room = SEARCH_BODY_CHARS - len(json.dumps(cls._indexed_body([], properties))) - 40
+        # Sizes as sent (compact JSON, http.py), with room for a paging cursor.
+        room = SEARCH_BODY_CHARS - len(_compact(cls._indexed_body([], properties, "1" * 12)))
+        group = len(_compact(cls._indexed_body([[]], properties))) - len(
+            _compact(cls._indexed_body([], properties))) + 1
         groups: list[list[str]] = []
         count = used = 0
         for i in ids:
             # A value costs its quotes and separator; a new group its filter's JSON.
-            cost = len(i) + 4
+            cost = len(_compact(i)) + 1
             new_group = not groups or len(groups[-1]) >= SEARCH_IN_VALUES
             if new_group:
-                cost += 90
+                cost += group
             if groups and (count >= SEARCH_PAGE_SIZE or used + cost > room
                            or (new_group and len(groups) >= SEARCH_FILTER_GROUPS)):
                 yield groups
                 groups, count, used = [], 0, 0
-                cost = len(i) + 4 + 90
+                cost = len(_compact(i)) + 1 + group
                 new_group = True
             if new_group:
                 groups.append([])
