@@ -1,5 +1,7 @@
 """The HubSpot connector against the HubSpot emulator: in process (ASGITransport, MockClock)
-and over real loopback HTTP (hypercorn's trio worker, real clock, fail_after bounds)."""
+and over real loopback HTTP (hypercorn's trio worker, real clock, fail_after bounds). Creates
+that a fault can leave unanswered or refused as a batch go through the runtime's
+`create_healed`, as every create of the batch writer does."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from crmsync.connectors.base import AppEvent, AssociationChange, ConnectorError
 from crmsync.connectors.hubspot import HubSpotConnector, HubSpotOAuth, PrivateAppToken, budget_for
 from crmsync.connectors.ratelimit import RateBudget
 from crmsync.emulators.hubspot import Faults, HubSpotEmulator
+from crmsync.runtime.create_healing import create_healed
 
 BASE = "https://api.hubapi.com"
 T0 = 1_700_000_000_000
@@ -135,7 +138,7 @@ async def test_207_partial_batch_and_409_conflict_heal(autojump_clock):
     inputs = [{"email": f"taken{i // 20}@example.com" if i % 20 == 5 and i < 60 else
                f"free{i}@example.com"} for i in range(100)]
     with trio.fail_after(60):
-        results = await c.create("contacts", inputs)
+        results = await create_healed(c, "contacts", inputs)
     conflicts = [i for i, r in enumerate(results) if r.error and r.error.category == "conflict"]
     transient = [i for i, r in enumerate(results) if r.error and r.error.retryable]
     ok = [i for i, r in enumerate(results) if r.ok]
@@ -155,8 +158,8 @@ async def test_timeout_after_apply_never_duplicates(autojump_clock):
     c = connector(emu, clocks, timeout=10)
     inputs = [{"email": f"h{i}@example.com"} for i in range(500)]
     with trio.fail_after(600):
-        results = await c.create("contacts", inputs)
-        companies = await c.create("companies", [{"name": f"Hang Co {i}",
+        results = await create_healed(c, "contacts", inputs)
+        companies = await create_healed(c, "companies", [{"name": f"Hang Co {i}",
                                                   "domain": f"hang{i}.example"}
                                                  for i in range(30)])
     assert all(r.ok for r in results)
@@ -176,7 +179,7 @@ async def test_5xx_outage_then_catch_up(autojump_clock):
     c = connector(emu, clocks)
     emu.faults = Faults(error_rate=0.3, seed=1)
     with trio.fail_after(1200):
-        results = await c.create("contacts", [{"email": f"o{i}@example.com"}
+        results = await create_healed(c, "contacts", [{"email": f"o{i}@example.com"}
                                               for i in range(300)])
         assert all(r.ok for r in results)
         emu.faults = Faults()
@@ -413,7 +416,7 @@ async def test_loopback_scan_writes_conflicts_changes():
         async with served(emu) as url:
             c = loopback_connector(url, index_lag=0.0)
             cursor = c.start_cursor()
-            results = await c.create("contacts", [
+            results = await create_healed(c, "contacts", [
                 {"email": f"l{i}@example.com"} for i in range(150)] + [
                 {"email": "taken@example.com"}])
             assert [r.ok for r in results] == [True] * 150 + [False]
@@ -449,7 +452,7 @@ async def test_loopback_hang_after_apply_is_reconciled():
     with trio.fail_after(60):
         async with served(emu) as url:
             c = loopback_connector(url, request_timeout=0.5)
-            results = await c.create("contacts", [{"email": f"x{i}@example.com"}
+            results = await create_healed(c, "contacts", [{"email": f"x{i}@example.com"}
                                                   for i in range(20)])
             await c.client.aclose()
     assert all(r.ok for r in results)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import aclosing
 from typing import Protocol
 
 import msgspec
@@ -40,6 +41,7 @@ from crmsync.runtime.intake import inbox_id_of
 from crmsync.runtime.isolation import concerns_connection, fail_record, isolate, record_failure
 from crmsync.runtime.loader import RecordKey, detach_reused, load, pair_new
 from crmsync.runtime.lock_queue import ChangeSender, Ticket
+from crmsync.runtime.paging import Bounds, scan_pages
 from crmsync.runtime.processor import Processor, Work
 from crmsync.runtime.reads import read_records
 from crmsync.runtime.requests import RequestReceiver, wait_asked
@@ -239,13 +241,14 @@ class InitialSyncActor:
         every processed page costs fixed commits, so a page of ~500 records costs a fifth."""
         records: list[Record] = []
         nxt = cursor
-        while True:
-            page = await self.ctx.connector(side).scan(self.ctx.object_name(side), nxt,
-                                                       self.ctx.properties(side))
-            records.extend(page.records)
-            nxt = page.next_cursor
-            if nxt is None or len(records) >= PAGE_RECORDS:
-                return records, nxt
+        pages = scan_pages(self.ctx.connector(side), self.ctx.object_name(side),
+                           self.ctx.properties(side), cursor=cursor,
+                           bounds=Bounds(max_records=PAGE_RECORDS))
+        async with aclosing(pages):
+            async for page in pages:
+                records.extend(page.records)
+                nxt = page.next_cursor
+        return records, nxt
 
     def _checkpoint(self, phase: str, cursor: str | None, done: int,
                     total: int | None = None) -> Callable[[sqlite3.Connection], None]:
