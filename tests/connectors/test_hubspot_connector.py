@@ -2,8 +2,10 @@
 
 The fake (`FakeHub`) implements just the fact-sheet behaviour the connector relies on, so the
 connector's logic can be driven into corners (409 on a whole batch, 207s, timeouts after the
-write applied, 429 storms, outages) deterministically. Contract tests against the real
-emulator live in test_hubspot_emulator.py.
+write applied, 429 storms, outages) deterministically. Creates whose answer is lost and
+whole-batch 409s are settled by the runtime (`runtime.create_healing.create_healed`, as the
+batch writer sends every create): those tests drive the connector through it. Contract tests
+against the real emulator live in test_hubspot_emulator.py.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +33,8 @@ from crmsync.connectors.base import (
 from crmsync.connectors.hubspot import HubSpotConnector
 from crmsync.connectors.hubspot.cursor import decode_cursor
 from crmsync.connectors.ratelimit import RateBudget
+from crmsync.runtime.create_healing import create_healed
+from crmsync.runtime.paging import change_pages
 
 BASE = "https://api.hubapi.com"
 T0 = 1_700_000_000_000  # the fake's wall clock at the start, epoch ms
@@ -289,6 +294,8 @@ class FakeHub:
             if v is None:
                 return False
             a, b = num(v), num(f.get("value"))
+            if f["operator"] == "IN":  # string values lowercase (fact sheet §2)
+                return a in [num(x) for x in f.get("values") or []]
             return {"EQ": a == b, "GT": a > b, "GTE": a >= b, "LT": a < b,
                     "LTE": a <= b}[f["operator"]]
 
@@ -484,7 +491,7 @@ async def test_409_names_one_conflict_the_rest_of_the_batch_is_created(hub, auto
     inputs = [{"email": f"dup{i}@example.com" if i in existing else f"new{i}@example.com"}
               for i in range(12)]
     with trio.fail_after(30):
-        results = await c.create("contacts", inputs)
+        results = await create_healed(c, "contacts", inputs)
     for i, r in enumerate(results):
         if i in existing:
             assert not r.ok and r.error is not None
@@ -693,10 +700,31 @@ async def test_changes_since_many_records_share_one_timestamp(hub, autojump_cloc
     got = [r.id for r in records]
     assert len(got) == len(set(got)) == len(ids) + len(later)
     assert set(got) == ids | later
-    assert calls > 10  # more=True split the work into calls of about 1,000
+    assert calls > 10  # more=True split the work into calls of a page each
     assert again == []
     searches = [b for _, _, p, b in hub.log if p.endswith("/search")]
     assert all(int(b.get("after") or 0) == 0 for b in searches)  # never deep paging
+
+
+async def test_changes_since_answers_one_page_per_call(hub, autojump_clock):
+    # A page-level operation: one search per call and `more` while the pass goes on; the
+    # runtime's change_pages calls again (runtime/paging.py).
+    c = make(hub, index_lag=30)
+    cursor = c.start_cursor()
+    ids = [hub.add("contacts", {"email": f"p{i}@example.com"}, at=T0 - 25_000 + i)
+           for i in range(450)]
+    await trio.sleep(10)
+    with trio.fail_after(60):
+        ch = await c.changes_since("contacts", cursor, ["email"])
+        assert [r.id for r in ch.records] == ids[:200] and ch.more
+        assert [(m, p) for _, m, p, _ in hub.log] == [
+            ("POST", "/crm/v3/objects/contacts/search")]
+        got: list[str] = []
+        pages = change_pages(c, "contacts", cursor, ["email"])
+        async with aclosing(pages):
+            async for found in pages:
+                got += [r.id for r in found.records]
+    assert got == ids
 
 
 async def test_changes_since_cursor_remembers_the_boundary(hub, autojump_clock):
@@ -854,8 +882,8 @@ async def test_5xx_outage_then_full_catch_up(hub, autojump_clock):
         await trio.sleep_until(outage["until"])
         # A short outage during a write: retried with backoff, nothing lost or doubled.
         outage["until"] = trio.current_time() + 10
-        results = await c.create("contacts", [{"email": f"late{i}@example.com"}
-                                              for i in range(150)])
+        results = await create_healed(c, "contacts", [{"email": f"late{i}@example.com"}
+                                                      for i in range(150)])
         assert all(r.ok for r in results)
         await trio.sleep(60)
         records, cursor, _ = await drain(c, "contacts", cursor)
@@ -879,7 +907,7 @@ async def test_timeout_after_apply_creates_no_duplicate(hub, autojump_clock):
     c = make(hub, timeout=30)
     inputs = [{"email": f"h{i}@example.com"} for i in range(120)]
     with trio.fail_after(600):
-        results = await c.create("contacts", inputs)
+        results = await create_healed(c, "contacts", inputs)
     assert all(r.ok for r in results)
     assert [r.record.properties["email"] for r in results if r.record] == [
         i["email"] for i in inputs]
@@ -900,7 +928,7 @@ async def test_dropped_connection_before_apply_creates_once(hub, autojump_clock)
     hub.before = drop_before
     c = make(hub)
     with trio.fail_after(600):
-        results = await c.create("contacts", [{"email": f"d{i}@example.com"} for i in range(5)])
+        results = await create_healed(c, "contacts", [{"email": f"d{i}@example.com"} for i in range(5)])
     assert all(r.ok for r in results)
     assert len(hub.live("contacts")) == 5
     assert hub.count("POST", r".*/batch/create") == 3
@@ -917,7 +945,7 @@ async def test_companies_reconcile_by_domain_through_search(hub, autojump_clock)
     c = make(hub)
     inputs = [{"name": "Acme", "domain": "acme.example"}, {"name": "Initech"}]
     with trio.fail_after(600):
-        results = await c.create("companies", inputs)
+        results = await create_healed(c, "companies", inputs)
     assert all(r.ok for r in results)
     assert [r.record.properties.get("domain") or r.record.properties.get("name")
             for r in results if r.record] == ["acme.example", "Initech"]
@@ -938,7 +966,7 @@ async def test_reconcile_finds_an_older_record_reports_a_conflict(hub, autojump_
     hub.before = drop_before
     c = make(hub)
     with trio.fail_after(600):
-        results = await c.create("companies", [{"name": "Anon"}, {"name": "Brand new"}])
+        results = await create_healed(c, "companies", [{"name": "Anon"}, {"name": "Brand new"}])
     assert results[0].error is not None
     assert (results[0].error.category, results[0].error.existing_id) == ("conflict", old)
     assert results[1].ok
@@ -955,7 +983,7 @@ async def test_unknown_outcome_without_a_match_key_is_not_repeated(hub, autojump
     hub.after = drop_after
     c = make(hub)
     with trio.fail_after(600):
-        [r] = await c.create("deals", [{"dealname": "no unique key"}])
+        [r] = await create_healed(c, "deals", [{"dealname": "no unique key"}])
     assert r.error is not None and r.error.category == "api_unavailable"
     assert "no duplicate" in r.error.message
     assert len(hub.live("deals")) == 1

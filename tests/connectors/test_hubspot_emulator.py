@@ -1,5 +1,7 @@
 """The HubSpot connector against the HubSpot emulator: in process (ASGITransport, MockClock)
-and over real loopback HTTP (hypercorn's trio worker, real clock, fail_after bounds)."""
+and over real loopback HTTP (hypercorn's trio worker, real clock, fail_after bounds). Creates
+that a fault can leave unanswered or refused as a batch go through the runtime's
+`create_healed`, as every create of the batch writer does."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from crmsync.connectors.base import AppEvent, AssociationChange, ConnectorError
 from crmsync.connectors.hubspot import HubSpotConnector, HubSpotOAuth, PrivateAppToken, budget_for
 from crmsync.connectors.ratelimit import RateBudget
 from crmsync.emulators.hubspot import Faults, HubSpotEmulator
+from crmsync.runtime.create_healing import create_healed
 
 BASE = "https://api.hubapi.com"
 T0 = 1_700_000_000_000
@@ -160,7 +163,7 @@ async def test_207_partial_batch_and_409_conflict_heal(autojump_clock):
     inputs = [{"email": f"taken{i // 20}@example.com" if i % 20 == 5 and i < 60 else
                f"free{i}@example.com"} for i in range(100)]
     with trio.fail_after(60):
-        results = await c.create("contacts", inputs)
+        results = await create_healed(c, "contacts", inputs)
     conflicts = [i for i, r in enumerate(results) if r.error and r.error.category == "conflict"]
     transient = [i for i, r in enumerate(results) if r.error and r.error.retryable]
     ok = [i for i, r in enumerate(results) if r.ok]
@@ -180,8 +183,8 @@ async def test_timeout_after_apply_never_duplicates(autojump_clock):
     c = connector(emu, clocks, timeout=10)
     inputs = [{"email": f"h{i}@example.com"} for i in range(500)]
     with trio.fail_after(600):
-        results = await c.create("contacts", inputs)
-        companies = await c.create("companies", [{"name": f"Hang Co {i}",
+        results = await create_healed(c, "contacts", inputs)
+        companies = await create_healed(c, "companies", [{"name": f"Hang Co {i}",
                                                   "domain": f"hang{i}.example"}
                                                  for i in range(30)])
     assert all(r.ok for r in results)
@@ -201,7 +204,7 @@ async def test_5xx_outage_then_catch_up(autojump_clock):
     c = connector(emu, clocks)
     emu.faults = Faults(error_rate=0.3, seed=1)
     with trio.fail_after(1200):
-        results = await c.create("contacts", [{"email": f"o{i}@example.com"}
+        results = await create_healed(c, "contacts", [{"email": f"o{i}@example.com"}
                                               for i in range(300)])
         assert all(r.ok for r in results)
         emu.faults = Faults()
@@ -438,7 +441,7 @@ async def test_loopback_scan_writes_conflicts_changes():
         async with served(emu) as url:
             c = loopback_connector(url, index_lag=0.0)
             cursor = c.start_cursor()
-            results = await c.create("contacts", [
+            results = await create_healed(c, "contacts", [
                 {"email": f"l{i}@example.com"} for i in range(150)] + [
                 {"email": "taken@example.com"}])
             assert [r.ok for r in results] == [True] * 150 + [False]
@@ -474,7 +477,7 @@ async def test_loopback_hang_after_apply_is_reconciled():
     with trio.fail_after(60):
         async with served(emu) as url:
             c = loopback_connector(url, request_timeout=0.5)
-            results = await c.create("contacts", [{"email": f"x{i}@example.com"}
+            results = await create_healed(c, "contacts", [{"email": f"x{i}@example.com"}
                                                   for i in range(20)])
             await c.client.aclose()
     assert all(r.ok for r in results)
@@ -508,6 +511,22 @@ async def test_find_many_reads_a_hundred_per_request(autojump_clock):
         assert {v: sorted(r.id for r in recs) for v, recs in got.items()} == {
             d: sorted(r["id"] for r in companies if r["properties"]["domain"] == d)
             for d in domains}
+
+
+async def test_read_indexed_reads_two_hundred_records_per_request(autojump_clock):
+    """Records by id through search (issue 16 item 1): `hs_object_id IN` filters of at most
+    100 values in up to 5 filter groups, pages of 200 (fact sheet §2), so 450 records take
+    3 searches where batch reads take 5 (§1.3); no body is over 3,000 characters (400)."""
+    emu, clocks = in_process()
+    emu.seed({"generate": {"contacts": 450}, "seed": 7})
+    c = connector(emu, clocks)
+    contacts = {r["id"]: r["properties"].get("firstname") for r in emu.records("contacts")}
+    with trio.fail_after(60):
+        emu.request_log.clear()
+        got = await c.read_indexed("contacts", [*contacts, "999999999"], ["firstname"])
+        searches = [s for _, p, s in emu.request_log if p == "/crm/v3/objects/contacts/search"]
+        assert searches == [200, 200, 200] and len(emu.request_log) == 3
+        assert {i: r.properties.get("firstname") for i, r in got.items()} == contacts
 
 
 async def test_many_properties_are_read_whole_without_an_overlong_request(autojump_clock):

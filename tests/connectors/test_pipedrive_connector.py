@@ -28,6 +28,7 @@ from crmsync.connectors.pipedrive import PipedriveConnector
 from crmsync.connectors.ratelimit import RateBudget
 from crmsync.emulators.pipedrive import PipedriveEmulator
 from crmsync.emulators.pipedrive.faults import Faults
+from crmsync.runtime.create_healing import create_healed
 
 from ..emulators.conftest import EPOCH_MS, TrioWallClock
 
@@ -345,6 +346,23 @@ async def test_changes_are_read_once_each_over_closed_seconds(autojump_clock, mo
         assert c.capabilities.deletes_in_changes is False
 
 
+async def test_changes_since_answers_one_list_page_per_call(autojump_clock, monkeypatch):
+    # A page-level operation: one list request (500, A.2) per call and `more` while the pass
+    # goes on; the runtime calls again (runtime/paging.py).
+    emu, clocks = make()
+    async with connector(emu, clocks, monkeypatch).open() as c:
+        start = await c.changes_since("persons", None, [])
+        await trio.sleep(3)
+        emu.add_records("persons", [{"name": f"P{i}"} for i in range(700)])
+        await trio.sleep(3)
+        before = len(calls(emu, "GET", "/api/v2/persons"))
+        got = await c.changes_since("persons", start.cursor, [])
+        assert len(got.records) == 500 and got.more
+        assert len(calls(emu, "GET", "/api/v2/persons")) == before + 1
+        rest = await c.changes_since("persons", got.cursor, [])
+        assert len(rest.records) == 200 and not rest.more
+
+
 async def test_changes_page_on_and_deleted_deals_come_archived(autojump_clock, monkeypatch):
     emu, clocks = make()
     async with connector(emu, clocks, monkeypatch).open() as c:
@@ -376,8 +394,9 @@ async def test_a_create_whose_answer_is_lost_is_found_not_repeated(autojump_cloc
     s = settings(plan="unlimited", request_timeout_seconds=5)
     async with connector(emu, clocks, monkeypatch, settings=s).open() as c:
         emu.faults = Faults(hang_after_apply_rate=1.0)
-        results = await c.create("persons", [{"name": "Lost Answer",
-                                              "email": "lost@example.com"}])
+        # The runtime settles the lost answer, as the batch writer does for every create.
+        results = await create_healed(c, "persons", [{"name": "Lost Answer",
+                                                      "email": "lost@example.com"}])
         emu.faults = Faults()
     (res,) = results
     assert res.ok and res.record is not None

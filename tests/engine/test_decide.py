@@ -704,29 +704,27 @@ def test_a_field_that_never_moves_to_the_app_keeps_the_apps_value() -> None:
     assert writes(d) == []
 
 
-# --- a hub event's reported values (runtime/echoes.py) -----------------------------------------
+# --- what the hub holds by the snapshot, for a hub event's property (runtime/echoes.py) ------
 
 
-def test_a_reported_value_the_snapshot_holds_brings_nothing() -> None:
-    from crmsync.engine import reported_unchanged
+def test_the_hub_values_a_snapshot_holds_for_a_property() -> None:
+    from crmsync.engine import hub_values_held
 
     rules = contacts()
     s = snap(email="ann@example.com", firstname="Ann", lastname="Lee", phone=None,
              jobtitle=None, company=None)
-    assert reported_unchanged(rules, s, "firstname", {"firstname": "Ann"})
-    assert not reported_unchanged(rules, s, "firstname", {"firstname": "Anna"})
-    # The match key, mapped: its value decides; a property nothing reads brings nothing.
-    assert reported_unchanged(rules, s, "email", {"email": "ann@example.com"})
-    assert not reported_unchanged(rules, s, "email", {"email": "ann@example.org"})
-    assert reported_unchanged(rules, s, "hs_lead_status", {"hs_lead_status": "NEW"})
+    assert hub_values_held(rules, s, "firstname") == {"firstname": "Ann"}
+    assert hub_values_held(rules, s, "email") == {"email": "ann@example.com"}
+    # A property nothing reads: nothing to tell; a field the snapshot lacks: unknown.
+    assert hub_values_held(rules, s, "hs_lead_status") == {}
+    assert hub_values_held(rules, snap(email="ann@example.com"), "firstname") is None
 
 
-def test_a_reported_deal_stage_needs_its_pipeline_too() -> None:
-    from crmsync.engine import reported_unchanged
+def test_a_deal_stage_is_held_with_its_pipeline() -> None:
+    from crmsync.engine import hub_values_held
 
     s = Snapshot(hub={"dealname": "Big deal", "amount": "1000", "closedate": None,
                       "dealstage": "default/closedwon"}, app={})
-    both = {"pipeline": "default", "dealstage": "closedwon"}
-    assert reported_unchanged(deals(), s, "dealstage", both)
-    assert not reported_unchanged(deals(), s, "dealstage", {"dealstage": "closedwon"})
-    assert not reported_unchanged(deals(), s, "dealstage", {**both, "dealstage": "closedlost"})
+    held = hub_values_held(deals(), s, "dealstage")
+    assert held is not None
+    assert (held["pipeline"], held["dealstage"]) == ("default", "closedwon")

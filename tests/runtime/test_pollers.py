@@ -84,3 +84,41 @@ async def test_it_polls_at_its_interval_or_at_once_when_asked(tmp_path, slow_aut
             await trio.sleep(300)
             assert poller.polls == 4  # then its interval again
             nursery.cancel_scope.cancel()
+
+
+async def test_a_poll_syncs_its_pages_together_up_to_a_thousand_records(tmp_path, slow_autojump,
+                                                                        monkeypatch):
+    # HubSpot answers changes a search page (200) at a time (runtime/paging.py calls again);
+    # the poller gathers the pages of up to POLL_BATCH_RECORDS records before it awaits their
+    # syncs and commits the cursor once for them, so workers get full batches.
+    commits: list[str] = []
+    real = store_cursors.set_cursor
+
+    def counted(conn, sync_id, side, value):  # type: ignore[no-untyped-def]
+        commits.append(value)
+        return real(conn, sync_id, side, value)
+
+    monkeypatch.setattr(store_cursors, "set_cursor", counted)
+    async with rig(tmp_path) as r:
+        await start_cursor(r.ctx)
+        r.emu.add_records("contacts", [{"email": f"p{i}@example.com"} for i in range(450)])
+        await trio.sleep(60)  # past the search index lag
+        commits.clear()
+        queue = RecordLockQueue(workers=1)
+        ends = queue.worker_ends()
+        synced: list[int] = []
+        poller = Poller(r.ctx, "hub", interval=300)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(queue.run)
+
+            async def worker():
+                async for batch in ends:
+                    synced.append(len(batch.keys))
+                    await ends.done(batch)
+
+            nursery.start_soon(worker)
+            with trio.fail_after(120):
+                assert await poller.poll_once(queue.changes()) == 450
+            nursery.cancel_scope.cancel()
+    assert sum(synced) == 450
+    assert len(commits) == 1

@@ -31,13 +31,16 @@ incarnation under the same id means the linked record was deleted: its link ends
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 import trio
 
 from crmsync.connectors.ratelimit import RateBudget
 from crmsync.records import PipelineInfo, Record, StageInfo
+
+if TYPE_CHECKING:  # retry imports this module
+    from crmsync.connectors.retry import RetryPolicy
 
 __all__ = ["PipelineInfo", "Record", "StageInfo"]
 
@@ -77,6 +80,17 @@ class RecordError(msgspec.Struct, frozen=True):
     # For a conditional update refused because the record no longer holds the values it was
     # read with (see `Connector.update`): the caller reads it again and decides again.
     stale: bool = False
+    # For a create whose answer was lost (timeout, dropped connection, 5xx after sending): it
+    # may have been made. Never sent again blindly: the runtime heals it
+    # (`runtime.create_healing`) through `SupportsCreateHealing`. `sent_at`: epoch ms when it
+    # was sent; `retry_after`: the least wait (s) before it may be sent again.
+    unknown: bool = False
+    sent_at: int | None = None
+    retry_after: float | None = None
+    # For a create refused with the rest of its batch because some inputs of the batch exist
+    # already, without saying which (HubSpot's 409 names only the first): the runtime finds
+    # the inputs that exist (`SupportsCreateHealing`) and sends the others again.
+    whole_batch: bool = False
 
 
 class WriteResult(msgspec.Struct, frozen=True):
@@ -230,6 +244,56 @@ class SupportsFindMany(Protocol):
         """`find` for many values at once, in as few API calls as the API allows: for each
         of `values` (as given), the records whose `field` equals it (case-insensitively for
         text); a value nothing matches may be absent."""
+        ...
+
+
+class CreateKey(msgspec.Struct, frozen=True):
+    """What a record a create makes can be found by again: `field` holding `value`.
+    `consistent`: a look-up by it sees a write at once (HubSpot's batch read by `idProperty`);
+    otherwise it is a search, which may miss a record for `index_lag` seconds after its
+    write."""
+
+    field: str
+    value: str
+    consistent: bool = True
+
+
+@runtime_checkable
+class SupportsCreateHealing(Protocol):
+    """A side whose creates can end with their answer lost (`RecordError.unknown`) or refused
+    for the whole batch (`RecordError.whole_batch`). It declares how to find a create's
+    record again; the runtime (`runtime.create_healing`) runs the look-ups (`find_many`
+    where the connector has it, else `find`) and decides: ours, a conflict with an older
+    record, or absent and sent again after a backoff."""
+
+    # How long a search may miss a record after its write (seconds; 0: not at all).
+    index_lag: float
+    # The property holding a record's creation time, asked for in the look-ups.
+    created_at_field: str
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """Attempts and backoff for sending a lost create again."""
+        ...
+
+    async def create_keys(self, object_name: str, inputs: Sequence[Mapping[str, Any]]
+                          ) -> list[CreateKey | None]:
+        """Per input, what its record is found by (None: nothing identifies it)."""
+        ...
+
+    def created_at(self, record: Record) -> int | None:
+        """When `record` was made (epoch ms, from `created_at_field`); None: unknown."""
+        ...
+
+
+@runtime_checkable
+class SupportsIndexedRead(Protocol):
+    async def read_indexed(self, object_name: str, ids: Sequence[str],
+                           properties: Sequence[str]) -> dict[str, Record]:
+        """Records by id as the side's search index holds them, more per request than
+        `read` takes. The index lags behind writes: a record may be absent (not indexed yet,
+        or deleted) or older than it is; a caller trusts an answer only where it can tell
+        that an edit it does not show is caught later (runtime/reads.py)."""
         ...
 
 

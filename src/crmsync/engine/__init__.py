@@ -9,8 +9,8 @@ from crmsync.engine.decide import (
     decide,
     decide_overwritten,
     effective_snapshot,
+    hub_values_held,
     match_keys,
-    reported_unchanged,
     unchanged_since,
 )
 from crmsync.engine.rules import FieldRule, SyncRules, compile_rules
@@ -55,7 +55,7 @@ __all__ = [
     "decide",
     "decide_overwritten",
     "effective_snapshot",
+    "hub_values_held",
     "match_keys",
-    "reported_unchanged",
     "unchanged_since",
 ]

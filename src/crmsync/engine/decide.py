@@ -352,28 +352,26 @@ def unchanged_since(rules: SyncRules, side: Side, record: Record,
     return True
 
 
-def reported_unchanged(rules: SyncRules, snapshot: Snapshot, prop: str,
-                       reported: Mapping[str, str | None]) -> bool:
-    """Whether hub events saying a linked record's properties now hold `reported` (property
-    -> value) bring nothing about `prop`: every field read from `prop` holds, read from the
-    reported values, what the snapshot's hub side holds (an echo of our own write), or
-    neither a field nor a match key reads it (filters apply only before the first link). A
-    field read from properties not all reported, or a value that does not convert, counts as
-    changed."""
-    if prop in rules.hub_key_props and not any(prop in r.hub_props for r in rules.fields):
-        return False
-    for r in rules.fields:
-        if prop not in r.hub_props:
-            continue
-        if r.name not in snapshot.hub or any(p not in reported for p in r.hub_props):
-            return False
+def hub_values_held(rules: SyncRules, snapshot: Snapshot,
+                    prop: str) -> dict[str, Any] | None:
+    """What the snapshot says the hub holds in the properties of every field read from hub
+    property `prop`, as the sync writes them (`write_hub`): a hub event reporting another
+    value for `prop` brings a change, one reporting that value is an echo of our own write.
+    {} when neither a field nor a match key reads `prop` (filters apply only before the
+    first link); None when it cannot say (a field the snapshot lacks, a key no field maps,
+    a value that does not convert)."""
+    readers = [r for r in rules.fields if prop in r.hub_props]
+    if not readers:
+        return None if prop in rules.hub_key_props else {}
+    out: dict[str, Any] = {}
+    for r in readers:
+        if r.name not in snapshot.hub:
+            return None
         try:
-            now = r.read_hub({p: reported[p] for p in r.hub_props})
+            out.update(r.write_hub(snapshot.hub[r.name]))
         except (InvalidValue, StageProblem):
-            return False
-        if now != snapshot.hub[r.name]:
-            return False
-    return True
+            return None
+    return out
 
 
 def _conflict(winner: Side, h: Canon, a: Canon, reason: str,

@@ -20,6 +20,7 @@ import trio
 
 from crmsync.connectors.base import Connector, WriteResult
 from crmsync.records import Record
+from crmsync.runtime.create_healing import create_healed
 
 Kind = Literal["create", "update", "archive"]
 KINDS: tuple[Kind, ...] = ("create", "update", "archive")
@@ -210,7 +211,9 @@ class BatchWriter:
             self._largest = max(self._largest, len(inputs))
             try:
                 if kind == "create":
-                    results = await self.connector.create(self.object_name, inputs)
+                    # Lost answers and whole-batch refusals are settled here, for every
+                    # connector alike: no create is sent twice blindly.
+                    results = await create_healed(self.connector, self.object_name, inputs)
                 elif kind == "update":
                     if any(r.expected is not None for r in batch):
                         expected = [e for r in batch

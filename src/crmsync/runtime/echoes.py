@@ -13,13 +13,19 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from crmsync.engine import reported_unchanged
+from crmsync.engine import hub_values_held
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.encoding import decode_snapshot
 from crmsync.runtime.intake import Reported
+from crmsync.runtime.overwritten import value_digest
 from crmsync.store import associations as store_assoc
 from crmsync.store import items as store_items
 from crmsync.store.items import Item
+
+
+def _wire(value: Any) -> str:
+    # A hub property value as HubSpot reports it in an event: a string, "" when cleared.
+    return "" if value is None else str(value)
 
 
 def _in_sync(it: Item | None) -> bool:
@@ -32,7 +38,8 @@ def _in_sync(it: Item | None) -> bool:
 async def echoes(ctx: ObjectSyncContext, said: Sequence[tuple[int, Reported]]) -> set[int]:
     """The inbox ids among `said` whose event brings nothing: about a hub record linked and in
     sync, its creation (synced since), a property value its snapshot holds
-    (`engine.reported_unchanged`: our own write, or a property the sync does not read), an
+    (compared by digest with what `engine.hub_values_held` says: our own write), or one the
+    sync does not read, an
     association that the last association sync saw as the event says it is now."""
     if not said:
         return set()
@@ -51,14 +58,6 @@ async def echoes(ctx: ObjectSyncContext, said: Sequence[tuple[int, Reported]]) -
         return items, seen
 
     items, seen = await ctx.store.read(look)
-    # Per record, the property values its events report; a property reported with two
-    # values is left out (which is newer is not known here), so no echo is told from it.
-    values: dict[str, dict[str, set[str | None]]] = {}
-    for _, r in said:
-        if r.kind == "propertyChange" and r.property is not None:
-            values.setdefault(r.record_id, {}).setdefault(r.property, set()).add(r.value)
-    reported = {rid: {p: next(iter(v)) for p, v in props.items() if len(v) == 1}
-                for rid, props in values.items()}
     out: set[int] = set()
     for inbox_id, r in said:
         it = items.get(r.record_id)
@@ -71,11 +70,15 @@ async def echoes(ctx: ObjectSyncContext, said: Sequence[tuple[int, Reported]]) -
         if r.kind == "creation":
             out.add(inbox_id)
         elif r.kind == "propertyChange" and r.property is not None:
-            if reported_unchanged(ctx.rules, snap, r.property, reported[r.record_id]):
+            held = hub_values_held(ctx.rules, snap, r.property)
+            if held == {}:
+                out.add(inbox_id)  # a property the sync does not read
+            elif (held is not None and r.property in held and r.value is not None
+                    and value_digest(_wire(held[r.property])) == r.value):
                 out.add(inbox_id)
         elif (r.kind == "associationChange" and r.partner_object in seen
                 and r.partner_id is not None):
-            held = r.partner_id in seen[r.partner_object or ""].get(r.record_id, set())
-            if held != r.removed:
+            there = r.partner_id in seen[r.partner_object or ""].get(r.record_id, set())
+            if there != r.removed:
                 out.add(inbox_id)
     return out

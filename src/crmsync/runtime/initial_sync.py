@@ -25,12 +25,13 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import aclosing
 from typing import Protocol
 
 import msgspec
 import trio
 
-from crmsync.connectors.base import Changes, SupportsScanAssociations
+from crmsync.connectors.base import Changes
 from crmsync.engine import KeyProblem, match_keys
 from crmsync.engine.filters import first_mismatch
 from crmsync.records import Record
@@ -40,6 +41,7 @@ from crmsync.runtime.intake import inbox_id_of
 from crmsync.runtime.isolation import concerns_connection, fail_record, isolate, record_failure
 from crmsync.runtime.loader import RecordKey, detach_reused, load, pair_new
 from crmsync.runtime.lock_queue import ChangeSender, Ticket
+from crmsync.runtime.paging import Bounds, scan_pages
 from crmsync.runtime.processor import Processor, Work
 from crmsync.runtime.reads import read_records
 from crmsync.runtime.requests import RequestReceiver, wait_asked
@@ -243,21 +245,18 @@ class InitialSyncActor:
         associations with the objects the association syncs keep, in the same requests."""
         records: list[Record] = []
         nxt = cursor
-        conn = self.ctx.connector(side)
         to_objects = sorted({p.hub_b for p in getattr(self.ctx.associations, "pairs", ())})
-        while True:
-            if (associations is not None and to_objects
-                    and isinstance(conn, SupportsScanAssociations)):
-                page = await conn.scan_associated(self.ctx.object_name(side), nxt,
-                                                  self.ctx.properties(side), to_objects)
-                associations.update(page.associations or {})
-            else:
-                page = await conn.scan(self.ctx.object_name(side), nxt,
-                                       self.ctx.properties(side))
-            records.extend(page.records)
-            nxt = page.next_cursor
-            if nxt is None or len(records) >= PAGE_RECORDS:
-                return records, nxt
+        pages = scan_pages(self.ctx.connector(side), self.ctx.object_name(side),
+                           self.ctx.properties(side), cursor=cursor,
+                           bounds=Bounds(max_records=PAGE_RECORDS),
+                           associations=to_objects if associations is not None else ())
+        async with aclosing(pages):
+            async for page in pages:
+                records.extend(page.records)
+                nxt = page.next_cursor
+                if associations is not None:
+                    associations.update(page.associations or {})
+        return records, nxt
 
     def _checkpoint(self, phase: str, cursor: str | None, done: int,
                     total: int | None = None) -> Callable[[sqlite3.Connection], None]:

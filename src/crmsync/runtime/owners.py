@@ -11,6 +11,7 @@ field-level warning).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ import trio
 from crmsync.connectors.base import Connector, SupportsOwners
 from crmsync.engine.owners import OwnerDirectory
 from crmsync.engine.rules import SyncRules
+from crmsync.runtime.paging import Bounds, scan_pages
 
 APP_REFRESH_SECONDS = 30.0
 # A bound on an owners table: more rows than this are not the app's users.
@@ -97,11 +99,8 @@ class OwnerSync:
 
     async def _app_users(self, obj: str, email_field: str) -> list[tuple[Any, Any]]:
         out: list[tuple[Any, Any]] = []
-        cursor: str | None = None
-        while len(out) < MAX_APP_USERS:
-            page = await self.app.scan(obj, cursor, [email_field])
-            out.extend((r.id, r.properties.get(email_field)) for r in page.records)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        pages = scan_pages(self.app, obj, [email_field], bounds=Bounds(max_records=MAX_APP_USERS))
+        async with aclosing(pages):
+            async for page in pages:
+                out.extend((r.id, r.properties.get(email_field)) for r in page.records)
         return out

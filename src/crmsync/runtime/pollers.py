@@ -14,6 +14,7 @@ so a delete whose webhook was lost (a receiver down, a banned webhook) is still 
 from __future__ import annotations
 
 import time
+from contextlib import aclosing
 
 import msgspec
 import trio
@@ -22,10 +23,15 @@ from crmsync.engine import unchanged_since
 from crmsync.records import Record, Side
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.lock_queue import ChangeSender
+from crmsync.runtime.paging import change_pages, scan_pages
 from crmsync.runtime.processor import decode_snapshot
 from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.store import cursors as store_cursors
 from crmsync.store import items as store_items
+
+# Changed records a poll reads (over as many pages as that takes) before it syncs them and
+# commits the cursor they reach.
+POLL_BATCH_RECORDS = 1000
 
 
 class PollerStatistics(msgspec.Struct, frozen=True):
@@ -53,19 +59,33 @@ class Poller:
         ctx = self.ctx
         cursor = await ctx.store.read(store_cursors.get_cursor, ctx.sync_id, self.side)
         total = 0
-        while True:
-            found = await ctx.connector(self.side).changes_since(
-                ctx.object_name(self.side), cursor, ctx.properties(self.side))
-            keys = [(self.side, r.id) for r in await self._news(found.records)]
+        keys: list[tuple[Side, str]] = []
+        read = 0
+        reached = cursor
+
+        async def settle() -> None:
+            # Sync what the pages so far brought, then commit the cursor they reached.
+            nonlocal cursor, keys, read, total
             if keys:
                 await changes.sync(keys)
-            if found.cursor != cursor:
-                await ctx.store.call(store_cursors.set_cursor, ctx.sync_id, self.side,
-                                     found.cursor)
-            cursor = found.cursor
+            if reached != cursor:
+                await ctx.store.call(store_cursors.set_cursor, ctx.sync_id, self.side, reached)
+            cursor = reached
             total += len(keys)
-            if not found.more:
-                break
+            keys, read = [], 0
+
+        pages = change_pages(ctx.connector(self.side), ctx.object_name(self.side), cursor,
+                             ctx.properties(self.side))
+        async with aclosing(pages):
+            async for found in pages:
+                keys += [(self.side, r.id) for r in await self._news(found.records)]
+                read += len(found.records)
+                reached = found.cursor
+                # Pages are gathered up to POLL_BATCH_RECORDS before their syncs are
+                # awaited, so the workers get full batches, not one page's worth at a time.
+                if read >= POLL_BATCH_RECORDS:
+                    await settle()
+        await settle()
         self.polls += 1
         now = self.last_poll = time.time()
         if self.side == "hub":
@@ -114,13 +134,10 @@ class Poller:
         ctx = self.ctx
         conn = ctx.connector(self.side)
         live: set[str] = set()
-        cursor: str | None = None
-        while True:
-            page = await conn.scan(ctx.object_name(self.side), cursor, ctx.properties(self.side))
-            live.update(r.id for r in page.records)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        pages = scan_pages(conn, ctx.object_name(self.side), ctx.properties(self.side))
+        async with aclosing(pages):
+            async for page in pages:
+                live.update(r.id for r in page.records)
         submitted = 0
         after = 0
         while True:

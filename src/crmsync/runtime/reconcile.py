@@ -5,12 +5,14 @@ Page by page, so memory stays bounded whatever the size of the sides."""
 from __future__ import annotations
 
 import time
+from contextlib import aclosing
 
 import trio
 
 from crmsync.records import Side
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.lock_queue import ChangeSender
+from crmsync.runtime.paging import scan_pages
 from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.store import items as store_items
 from crmsync.store import reconciles as store_reconciles
@@ -22,17 +24,13 @@ async def reconcile_once(ctx: ObjectSyncContext, changes: ChangeSender) -> int:
     seen = 0
     sides: tuple[Side, Side] = ("hub", "app")
     for side in sides:
-        cursor: str | None = None
-        while True:
-            page = await ctx.connector(side).scan(ctx.object_name(side), cursor,
-                                                  ctx.properties(side))
-            keys: list[tuple[Side, str]] = [(side, r.id) for r in page.records]
-            if keys:
-                await changes.sync(keys)
-            seen += len(keys)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        pages = scan_pages(ctx.connector(side), ctx.object_name(side), ctx.properties(side))
+        async with aclosing(pages):
+            async for page in pages:
+                keys: list[tuple[Side, str]] = [(side, r.id) for r in page.records]
+                if keys:
+                    await changes.sync(keys)
+                seen += len(keys)
     # Linked records gone from a side without any event (deleted while we were down and
     # missed by both change feeds) are found through the store.
     after = 0

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from crmsync.connectors.base import SupportsFindMany, WriteResult
+from crmsync.connectors.base import CreateKey, WriteResult
 from crmsync.engine.matching import (
     Creator,
     Holder,
@@ -37,6 +37,7 @@ from crmsync.engine.matching import (
 )
 from crmsync.records import Record, Side, other
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.create_healing import find_by_keys, index_lag
 from crmsync.runtime.encoding import decode_intent
 from crmsync.runtime.reads import read_records
 from crmsync.store import items as store_items
@@ -110,25 +111,13 @@ async def find_many_created(ctx: ObjectSyncContext, side: Side,
                             wanted: Sequence[dict[str, Any]],
                             accept: Callable[[Holder | None], bool]) -> list[Record | None]:
     """`find_created` for many creates at once, per entry of `wanted`: a connector that looks
-    many values up in one call (`SupportsFindMany`; HubSpot: 100 per batch read by email or
-    unique property, else a search with an IN filter) is asked once per key field, any other
-    once per value; their items are read in one store call (issue 16 item 2)."""
+    many values up in one call (`SupportsFindMany`) is asked once per key field, any other
+    once per value (`create_healing.find_by_keys`); their items are read in one store call
+    (issue 16 item 2)."""
     keys = [search_key(ctx.rules, side, values) for values in wanted]
-    conn = ctx.connector(side)
-    obj, props = ctx.object_name(side), ctx.properties(side)
-    by_field: dict[str, list[str]] = {}
-    for key in keys:
-        if key is not None:
-            by_field.setdefault(key[0], []).append(key[1])
-    hits: dict[tuple[str, str], list[Record]] = {}
-    for name, values in by_field.items():
-        values = list(dict.fromkeys(values))
-        if isinstance(conn, SupportsFindMany):
-            got = await conn.find_many(obj, name, values, props)
-        else:
-            got = {v: await conn.find(obj, name, v, props) for v in values}
-        for v, recs in got.items():
-            hits[(name, v)] = recs
+    hits = await find_by_keys(ctx.connector(side), ctx.object_name(side),
+                              [CreateKey(k[0], k[1]) for k in keys if k is not None],
+                              ctx.properties(side))
     seen = list(dict.fromkeys(r.id for recs in hits.values() for r in recs))
     items = (await ctx.store.read(store_items.find_items, ctx.sync_id, side, seen)
              if seen else {})
@@ -168,7 +157,7 @@ async def heal(ctx: ObjectSyncContext, creator: Creator, creates: Sequence[Plann
         # A search only sees a record some time after it was written (HubSpot's index
         # lags): look only once that time has passed since the last of these creates was
         # sent (+1 s: the intent's time was taken just before the create was sent).
-        lag = float(getattr(ctx.connector(side), "index_lag", 0.0) or 0.0)
+        lag = index_lag(ctx.connector(side))
         sent_at = [i.at for i in intents if i is not None]
         if sent_at and lag > 0:
             wait = max(sent_at) + lag + 1.0 - wall_clock()

@@ -8,14 +8,15 @@ It implements `Connector`, `SupportsPipelines`, `SupportsAssociations` and
 Writes never lose a batch and never duplicate a record:
 - batch create sends an `objectWriteTraceId` per input so a 207 names the failed inputs (§1.2);
 - a 409 "Contact already exists. Existing ID: N" fails a whole batch create naming only the
-  first conflict (§4): the connector finds every input whose unique key (email / unique
-  property) already exists, reports each as `RecordError("conflict", existing_id=...)` and
-  creates the rest;
+  first conflict (§4): the connector reports the batch refused (`whole_batch`); the runtime
+  finds every input whose unique key (email / unique property) already exists, fails each
+  as `RecordError("conflict", existing_id=...)` and creates the rest;
 - a whole-batch 4xx it cannot attribute is split in halves until each failure has its input;
-- a create whose outcome is unknown (timeout, dropped connection, 5xx) is never repeated
-  blindly: it is reconciled by its match key — a consistent batch read by `idProperty`
+- a create whose outcome is unknown (timeout, dropped connection, 5xx) is never repeated:
+  it is reported as such (`RecordError.unknown`), and the runtime (`runtime.create_healing`)
+  reconciles it by the key `create_keys` names — a consistent batch read by `idProperty`
   (contact email, custom unique properties) or a search (company domain / name, waiting out
-  the search index lag) — and only the inputs that are certainly absent are created again.
+  the search index lag) — and sends again only the inputs that are certainly absent.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
+import msgspec
 import structlog
 import trio
 
@@ -40,6 +42,7 @@ from crmsync.connectors.base import (
     Changes,
     Connector,
     ConnectorError,
+    CreateKey,
     FieldInfo,
     ObjectInfo,
     Page,
@@ -49,8 +52,10 @@ from crmsync.connectors.base import (
     RecordError,
     StageInfo,
     SupportsAssociations,
+    SupportsCreateHealing,
     SupportsEventIntake,
     SupportsFindMany,
+    SupportsIndexedRead,
     SupportsPipelines,
     SupportsPropertyHistory,
     SupportsScanAssociations,
@@ -73,7 +78,7 @@ from crmsync.connectors.hubspot.objects import (
     object_name as resolve_object,
 )
 from crmsync.connectors.ratelimit import RateBudget
-from crmsync.connectors.retry import HttpFailure, RetryPolicy, backoff_delay
+from crmsync.connectors.retry import HttpFailure, RetryPolicy
 
 log = structlog.get_logger("crmsync.connectors.hubspot")
 
@@ -116,14 +121,11 @@ SEARCH_BODY_CHARS = 3_000
 # for ids and emails.
 SEARCH_IN_VALUES = 100
 
-# How many changed records one changes_since call returns at most (then `more=True`).
-CHANGES_PER_CALL = 1000
-ARCHIVED_PAGES_PER_CALL = 10
+# Filter groups per search (fact sheet §2: 5 groups, at most 18 filters in all).
+SEARCH_FILTER_GROUPS = 5
+
 PROPERTIES_CACHE_SECONDS = 600.0
 OWNERS_REFRESH_SECONDS = 30.0
-# A record found while reconciling a create counts as ours if HubSpot created it no earlier
-# than this before our first attempt was sent (clocks differ).
-CLOCK_SKEW_MS = 60_000
 
 
 def _to_ms(value: Any) -> int | None:
@@ -181,6 +183,11 @@ def _associations_of(results: Sequence[Mapping[str, Any]],
     return out
 
 
+def _compact(value: Any) -> bytes:
+    """`value` as a request body carries it (http.py encodes with msgspec: compact JSON)."""
+    return msgspec.json.encode(value)
+
+
 def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(seq), size):
         yield seq[i:i + size]
@@ -194,6 +201,13 @@ def record_error(entry: Mapping[str, Any]) -> RecordError:
     existing = _EXISTING_ID.search(message)
     return RecordError(category=category, message=message, retryable=category in _RETRYABLE,
                        existing_id=existing.group(1) if existing else None)
+
+
+def _unknown(sent_at: int, wait: float) -> WriteResult:
+    """A create whose answer was lost: it may have been made (the runtime heals it)."""
+    return WriteResult(ok=False, error=RecordError(
+        category="api_unavailable", message="HubSpot did not confirm this create",
+        retryable=True, unknown=True, sent_at=sent_at, retry_after=wait or None))
 
 
 def _fail(results: list[WriteResult | None], index: int, exc: HttpFailure) -> None:
@@ -233,13 +247,12 @@ def _all_context_values(entry: Mapping[str, Any]) -> list[str]:
 class _Item:
     """One input of a write, with its position in the caller's list."""
 
-    __slots__ = ("id", "index", "properties", "sent_ms")
+    __slots__ = ("id", "index", "properties")
 
     def __init__(self, index: int, properties: Mapping[str, Any], id: str | None = None) -> None:
         self.index = index
         self.properties = properties
         self.id = id
-        self.sent_ms: int | None = None  # when a create of it was first sent (wall clock)
 
     @property
     def trace_id(self) -> str:
@@ -524,6 +537,77 @@ class HubSpotConnector:
                     for name, entries in history.items() if isinstance(entries, list)}
         return out
 
+    async def read_indexed(self, object_name: str, ids: Sequence[str],
+                           properties: Sequence[str]) -> dict[str, Record]:
+        """Records by id through search (`hs_object_id IN`, one IN filter of at most 100 ids
+        per filter group, up to 5 groups, pages of 200, a body of at most 3,000 characters;
+        fact sheet §2): up to 200 records a request where a batch read takes 100 (§1.3). The
+        answer is the search index's: a record written in the last seconds may be absent or
+        show its older version (§2, index lag). With more properties than fit in a search
+        body, a batch read (consistent) answers instead."""
+        obj = resolve_object(object_name)
+        props = list(properties)
+        if len(json.dumps(props)) > SEARCH_PROPERTIES_CHARS:
+            return await self.read(object_name, ids, properties)
+        out: dict[str, Record] = {}
+        for groups in self._id_groups(list(dict.fromkeys(str(i) for i in ids)), props):
+            after: str | None = None
+            while True:
+                body = self._indexed_body(groups, props, after)
+                answer = await self.http.json("POST", f"/crm/v3/objects/{obj}/search",
+                                              json=body, kind="search")
+                for r in answer.get("results") or []:
+                    rec = _record(r)
+                    out[rec.id] = rec
+                after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+                if not after:
+                    break
+        return out
+
+    @staticmethod
+    def _indexed_body(groups: list[list[str]], properties: list[str],
+                      after: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "filterGroups": [{"filters": [{"propertyName": "hs_object_id", "operator": "IN",
+                                           "values": g}]} for g in groups],
+            "properties": properties,
+            "limit": SEARCH_PAGE_SIZE,
+        }
+        if after:
+            body["after"] = after
+        return body
+
+    @classmethod
+    def _id_groups(cls, ids: list[str], properties: list[str]) -> Iterable[list[list[str]]]:
+        """`ids` split into searches: at most a page of them each (one request answers), in
+        filter groups of at most SEARCH_IN_VALUES, the body (with room for a paging cursor)
+        under SEARCH_BODY_CHARS."""
+        # Sizes as sent (compact JSON, http.py), with room for a paging cursor.
+        room = SEARCH_BODY_CHARS - len(_compact(cls._indexed_body([], properties, "1" * 12)))
+        group = len(_compact(cls._indexed_body([[]], properties))) - len(
+            _compact(cls._indexed_body([], properties))) + 1
+        groups: list[list[str]] = []
+        count = used = 0
+        for i in ids:
+            # A value costs its quotes and separator; a new group its filter's JSON.
+            cost = len(_compact(i)) + 1
+            new_group = not groups or len(groups[-1]) >= SEARCH_IN_VALUES
+            if new_group:
+                cost += group
+            if groups and (count >= SEARCH_PAGE_SIZE or used + cost > room
+                           or (new_group and len(groups) >= SEARCH_FILTER_GROUPS)):
+                yield groups
+                groups, count, used = [], 0, 0
+                cost = len(_compact(i)) + 1 + group
+                new_group = True
+            if new_group:
+                groups.append([])
+            groups[-1].append(i)
+            count += 1
+            used += cost
+        if groups:
+            yield groups
+
     async def find(self, object_name: str, field: str, value: str,
                    properties: Sequence[str]) -> list[Record]:
         """Records whose `field` equals `value`. Contact email and unique properties are read
@@ -582,6 +666,11 @@ class HubSpotConnector:
         if chunk:
             yield chunk
 
+    # The two look-up searches below page inside the connector, not in the runtime
+    # (runtime.paging): they answer `find` / `find_many`, "which records hold this key",
+    # whose answer must be whole (a partial one would let a create make a duplicate) and is
+    # small (a key is held by one record, or a few, so one page nearly always); a paged
+    # look-up protocol would only move HubSpot's search filters into the runtime.
     async def _search_in(self, obj: str, field: str, values: list[str],
                          properties: Sequence[str]) -> list[Record]:
         out: list[Record] = []
@@ -644,13 +733,16 @@ class HubSpotConnector:
 
     async def changes_since(self, object_name: str, cursor: str | None,
                             properties: Sequence[str]) -> Changes:
-        """Records changed after `cursor`, oldest first, then newly archived ones.
+        """One page of the records changed after `cursor`, oldest first, then of newly
+        archived ones; `more=True` until the pass has reached (now − index_lag). The runtime
+        calls again while `more` (`runtime.paging.change_pages`).
 
-        Search sorted ascending on the last-modified property with the filter moved forward
-        (never deep paging, so the 10,000-result cap is never reached); records sharing one
-        timestamp are paged by `hs_object_id`. The cursor never passes (now − index_lag).
-        Archived records come from the archived list (`archivedAt`) with `archived=True`.
-        At most ~1,000 records per call; `more=True` says to call again at once.
+        A page is one search sorted ascending on the last-modified property with the filter
+        moved forward (never deep paging, so the 10,000-result cap is never reached); records
+        sharing one timestamp are paged by `hs_object_id` (the cursor's tie mode). Once the
+        search has caught up, archived records come from the archived list (`archivedAt`)
+        with `archived=True`, a list page per call (a call whose search caught up also reads
+        the archived list's first page, so a quiet poll stays one call).
         """
         obj = resolve_object(object_name)
         if cursor is None:
@@ -660,6 +752,19 @@ class HubSpotConnector:
         except ValueError as exc:
             raise ConnectorError("record", "internal", str(exc)) from None
         upper = self._now_ms() - int(self.index_lag * 1000)
+        records: list[Record] = []
+        # While a pass over the archived list runs, its pages come first; the search goes on
+        # after it.
+        searching = cur.arch_upper is None
+        if searching and not await self._changed_page(obj, cur, upper, properties, records):
+            return Changes(records=records, cursor=encode_cursor(cur), more=True)
+        more = await self._archived_page(obj, cur, upper, properties, records)
+        return Changes(records=records, cursor=encode_cursor(cur), more=more)
+
+    async def _changed_page(self, obj: str, cur: ChangesCursor, upper: int,
+                            properties: Sequence[str], records: list[Record]) -> bool:
+        """One search page of changed records into `records`, moving `cur`; True once the
+        search has caught up with `upper`."""
         lastmod = last_modified_property(obj)
         props = list(dict.fromkeys([*properties, lastmod, "hs_object_id"]))
         # A search body holds at most 3,000 characters (fact sheet §2): with more properties
@@ -667,57 +772,50 @@ class HubSpotConnector:
         fill = len(json.dumps(props)) > SEARCH_PROPERTIES_CHARS
         if fill:
             props = [lastmod, "hs_object_id"]
-        records: list[Record] = []
-        search_more = False
-        while True:
-            if len(records) >= CHANGES_PER_CALL:
-                search_more = True
-                break
-            if cur.tie:
-                page = await self._search(obj, [
-                    {"propertyName": lastmod, "operator": "EQ", "value": str(cur.ts)},
-                    {"propertyName": "hs_object_id", "operator": "GT",
-                     "value": str(cur.after_id)},
-                ], "hs_object_id", props)
-                seen = set(cur.seen)
-                for r in page:
-                    rec = _record(r, lastmod)
-                    if rec.id not in seen:
-                        records.append(rec)
-                    cur.after_id = max(cur.after_id, int(rec.id))
-                if len(page) < SEARCH_PAGE_SIZE:
-                    cur.tie = False
-                    cur.after_id = 0
-                    cur.seen = []
-                continue
-            if cur.ts >= upper:
-                break
+        found: list[Record] = []
+        caught_up = False
+        if cur.tie:
+            page = await self._search(obj, [
+                {"propertyName": lastmod, "operator": "EQ", "value": str(cur.ts)},
+                {"propertyName": "hs_object_id", "operator": "GT",
+                 "value": str(cur.after_id)},
+            ], "hs_object_id", props)
+            seen = set(cur.seen)
+            for r in page:
+                rec = _record(r, lastmod)
+                if rec.id not in seen:
+                    found.append(rec)
+                cur.after_id = max(cur.after_id, int(rec.id))
+            if len(page) < SEARCH_PAGE_SIZE:
+                # The tie is read: the search goes on after it on the next call.
+                cur.tie = False
+                cur.after_id = 0
+                cur.seen = []
+        elif cur.ts >= upper:
+            caught_up = True
+        else:
             page = await self._search(obj, [
                 {"propertyName": lastmod, "operator": "GT", "value": str(cur.ts)},
                 {"propertyName": lastmod, "operator": "LTE", "value": str(upper)},
             ], lastmod, props)
-            batch = [_record(r, lastmod) for r in page]
-            records.extend(batch)
-            if not batch:
-                break
-            last_ts = batch[-1].updated_at
+            found = [_record(r, lastmod) for r in page]
             if len(page) < SEARCH_PAGE_SIZE:
-                cur.ts = max(cur.ts, last_ts)
-                cur.seen = []
-                break
-            # A full page: records at its last timestamp may continue beyond it. Page them by
-            # id (any number of them), skipping the ones this page returned.
-            cur.ts = last_ts
-            cur.tie = True
-            cur.after_id = 0
-            cur.seen = [r.id for r in batch if r.updated_at == last_ts]
-        if fill:
-            records = await self._whole(obj, records, properties)
-        arch_more = False
-        if not search_more:
-            arch_more = await self._archived_changes(obj, cur, upper, properties, records)
-        return Changes(records=records, cursor=encode_cursor(cur),
-                       more=search_more or arch_more)
+                caught_up = True
+                if found:
+                    cur.ts = max(cur.ts, found[-1].updated_at)
+                    cur.seen = []
+            else:
+                # A full page: records at its last timestamp may continue beyond it. Page
+                # them by id (any number of them), skipping the ones this page returned.
+                last_ts = found[-1].updated_at
+                cur.ts = last_ts
+                cur.tie = True
+                cur.after_id = 0
+                cur.seen = [r.id for r in found if r.updated_at == last_ts]
+        if fill and found:
+            found = await self._whole(obj, found, properties)
+        records.extend(found)
+        return caught_up
 
     async def _whole(self, obj: str, records: list[Record],
                      properties: Sequence[str]) -> list[Record]:
@@ -730,69 +828,66 @@ class HubSpotConnector:
         return [Record(id=r.id, properties=got[r.id].properties, updated_at=r.updated_at)
                 for r in records if r.id in got]
 
-    async def _archived_changes(self, obj: str, cur: ChangesCursor, upper: int,
-                                properties: Sequence[str], records: list[Record]) -> bool:
-        """Advance the pass over the archived list; True if it is not finished."""
+    async def _archived_page(self, obj: str, cur: ChangesCursor, upper: int,
+                             properties: Sequence[str], records: list[Record]) -> bool:
+        """One page of the pass over the archived list into `records`; True if the pass is
+        not finished."""
         if cur.arch_upper is None:
             if upper <= cur.arch_ts:
                 return False
             cur.arch_upper = upper
             cur.arch_after = None
-        for _ in range(ARCHIVED_PAGES_PER_CALL):
-            params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE, "archived": "true"}
-            joined = ",".join(properties)
-            # An archived record is reported as archived whatever it held: a list too long
-            # for the URL is left out (see _list_page).
-            if properties and len(quote(joined, safe="")) <= MAX_PROPERTIES_QUERY:
-                params["properties"] = joined
-            if cur.arch_after:
-                params["after"] = cur.arch_after
-            body = await self.http.json("GET", f"/crm/v3/objects/{obj}", params=params)
-            for r in body.get("results") or []:
-                at = _to_ms(r.get("archivedAt")) or _to_ms(r.get("updatedAt")) or 0
-                if cur.arch_ts < at <= cur.arch_upper:
-                    rec = _record(r)
-                    records.append(Record(id=rec.id, properties=rec.properties, updated_at=at,
-                                          archived=True))
-            nxt = ((body.get("paging") or {}).get("next") or {}).get("after")
-            if not nxt:
-                cur.arch_ts = cur.arch_upper
-                cur.arch_upper = None
-                cur.arch_after = None
-                return False
-            cur.arch_after = str(nxt)
+        params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE, "archived": "true"}
+        joined = ",".join(properties)
+        # An archived record is reported as archived whatever it held: a list too long
+        # for the URL is left out (see _list_page).
+        if properties and len(quote(joined, safe="")) <= MAX_PROPERTIES_QUERY:
+            params["properties"] = joined
+        if cur.arch_after:
+            params["after"] = cur.arch_after
+        body = await self.http.json("GET", f"/crm/v3/objects/{obj}", params=params)
+        for r in body.get("results") or []:
+            at = _to_ms(r.get("archivedAt")) or _to_ms(r.get("updatedAt")) or 0
+            if cur.arch_ts < at <= cur.arch_upper:
+                rec = _record(r)
+                records.append(Record(id=rec.id, properties=rec.properties, updated_at=at,
+                                      archived=True))
+        nxt = ((body.get("paging") or {}).get("next") or {}).get("after")
+        if not nxt:
+            cur.arch_ts = cur.arch_upper
+            cur.arch_upper = None
+            cur.arch_after = None
+            return False
+        cur.arch_after = str(nxt)
         return True
 
     # --- writing --------------------------------------------------------------------------------
 
-    async def create(self, object_name: str, inputs: Sequence[Mapping[str, Any]], *,
-                     match_property: str | None = None) -> list[WriteResult]:
+    async def create(self, object_name: str,
+                     inputs: Sequence[Mapping[str, Any]]) -> list[WriteResult]:
         """Batch create (chunks of 100), one result per input in input order.
 
-        A conflict (the unique key exists) is `RecordError("conflict", existing_id=...)`.
-        `match_property` names the property that identifies a record when an unknown outcome
-        must be reconciled (default: contact email, a unique property in the input, company
-        domain or name).
+        A conflict (the unique key exists) is `RecordError("conflict", existing_id=...)`; a
+        409 refusing a batch of several inputs (it names only the first, §4) is
+        `RecordError("conflict", whole_batch=True)` for each. A create whose answer was lost
+        is `RecordError("api_unavailable", unknown=True, sent_at=...)`, never sent again
+        here: the runtime heals both (`runtime.create_healing`, through `create_keys`).
         """
         obj = resolve_object(object_name)
         results: list[WriteResult | None] = [None] * len(inputs)
         items = [_Item(i, props) for i, props in enumerate(inputs)]
         for chunk in _chunks(items, OBJECT_BATCH_SIZE):
-            await self._create_items(obj, list(chunk), results, match_property, 0)
+            await self._create_items(obj, list(chunk), results)
         return [r if r is not None else WriteResult(ok=False, error=RecordError(
             "internal", "no result for this input")) for r in results]
 
     async def _create_items(self, obj: str, items: list[_Item],
-                            results: list[WriteResult | None], match_property: str | None,
-                            rounds: int) -> None:
+                            results: list[WriteResult | None]) -> None:
         if not items:
             return
         body = {"inputs": [{"properties": dict(it.properties), "objectWriteTraceId": it.trace_id}
                            for it in items]}
-        now = self._now_ms()
-        for it in items:
-            if it.sent_ms is None:
-                it.sent_ms = now
+        sent_at = self._now_ms()
         try:
             response = await self.http.request("POST", f"/crm/v3/objects/{obj}/batch/create",
                                                json=body, idempotent=False)
@@ -800,21 +895,31 @@ class HubSpotConnector:
             if exc.ambiguous:
                 log.warning("hubspot_create_outcome_unknown", object=obj, inputs=len(items),
                             error=exc.message)
-                await self._reconcile_creates(obj, items, results, match_property, rounds, exc)
+                wait = max(exc.resolution.min_wait, exc.retry_after or 0.0)
+                for it in items:
+                    results[it.index] = _unknown(sent_at, wait)
                 return
             if exc.kind != "record":
                 raise
             if exc.status == 409:
-                await self._heal_conflict(obj, items, results, match_property, rounds, exc)
+                existing = _EXISTING_ID.search(exc.detail.message)
+                err = RecordError(category="conflict", message=exc.detail.message or exc.message,
+                                  existing_id=existing.group(1) if existing else None)
+                if len(items) > 1:
+                    # Which inputs exist, the answer does not say: the runtime finds them.
+                    err = RecordError(category="conflict", message=err.message,
+                                      whole_batch=True)
+                for it in items:
+                    results[it.index] = WriteResult(ok=False, error=err)
                 return
-            await self._split(obj, items, results, match_property, rounds, exc)
+            await self._split(obj, items, results, exc)
             return
         answer = decode(response)
         unresolved = self._apply_results(items, answer, results)
         if unresolved:
             log.warning("hubspot_create_unattributed", object=obj, inputs=len(unresolved))
-            await self._reconcile_creates(obj, unresolved, results, match_property, rounds,
-                                          None)
+            for it in unresolved:
+                results[it.index] = _unknown(sent_at, 0.0)
 
     def _apply_results(self, items: list[_Item], answer: Mapping[str, Any],
                        results: list[WriteResult | None]) -> list[_Item]:
@@ -861,153 +966,48 @@ class HubSpotConnector:
         return rest
 
     async def _split(self, obj: str, items: list[_Item], results: list[WriteResult | None],
-                     match_property: str | None, rounds: int, exc: HttpFailure) -> None:
+                     exc: HttpFailure) -> None:
         """A whole-batch refusal: a single input gets the error, a batch is halved."""
-        await bisect(items, exc,
-                     lambda half: self._create_items(obj, half, results, match_property, rounds),
+        await bisect(items, exc, lambda half: self._create_items(obj, half, results),
                      lambda it, e: _fail(results, it.index, e))
 
-    async def _match_keys(self, obj: str, items: Sequence[_Item],
-                          match_property: str | None) -> dict[int, tuple[str, str, bool]]:
-        """Per item: (property, value, consistent) — how to look the record up. `consistent`
-        means a batch read by idProperty (no index lag); otherwise a search."""
+    # --- what the runtime heals creates with (SupportsCreateHealing) ------------------------------
+
+    created_at_field = "createdate"
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self.http.policy
+
+    def created_at(self, record: Record) -> int | None:
+        return _to_ms(record.properties.get("createdate"))
+
+    async def create_keys(self, object_name: str, inputs: Sequence[Mapping[str, Any]]
+                          ) -> list[CreateKey | None]:
+        """Per input, what finds its record: contact email, else a unique property (both read
+        by `idProperty`, consistent at once, §1.1), else company domain or name (a search,
+        which lags behind writes by up to `index_lag`)."""
+        obj = resolve_object(object_name)
         unique: list[str] | None = None
-        out: dict[int, tuple[str, str, bool]] = {}
-        for it in items:
-            props = it.properties
+        out: list[CreateKey | None] = []
+        for props in inputs:
             candidates: list[tuple[str, bool]] = []
             if obj == "contacts":
                 candidates.append(("email", True))
-            if match_property:
-                if unique is None:
-                    unique = await self._unique_properties(obj)
-                candidates.insert(0, (match_property, match_property in unique
-                                      or (obj == "contacts" and match_property == "email")))
             if obj != "contacts" or not props.get("email"):
                 if unique is None:
                     unique = await self._unique_properties(obj)
                 candidates += [(u, True) for u in unique]
             if obj == "companies":
                 candidates += [("domain", False), ("name", False)]
+            key: CreateKey | None = None
             for prop, consistent in candidates:
                 value = props.get(prop)
                 if value not in (None, ""):
-                    out[it.index] = (prop, str(value), consistent)
+                    key = CreateKey(prop, str(value), consistent)
                     break
+            out.append(key)
         return out
-
-    async def _lookup(self, obj: str, items: Sequence[_Item],
-                      keys: Mapping[int, tuple[str, str, bool]], *,
-                      wait_for_index: bool) -> dict[int, Record]:
-        """Existing records for items by their match keys."""
-        found: dict[int, Record] = {}
-        by_prop: dict[str, list[_Item]] = {}
-        for it in items:
-            if it.index in keys and keys[it.index][2]:
-                by_prop.setdefault(keys[it.index][0], []).append(it)
-        for prop, group in by_prop.items():
-            values = list(dict.fromkeys(keys[it.index][1] for it in group))
-            existing: dict[str, Record] = {}
-            for chunk in _chunks(values, OBJECT_BATCH_SIZE):
-                for r in await self._batch_read(obj, chunk, [prop, "createdate"],
-                                                id_property=prop):
-                    v = r.properties.get(prop)
-                    if v is not None:
-                        existing[str(v).strip().lower()] = r
-            for it in group:
-                rec = existing.get(keys[it.index][1].strip().lower())
-                if rec is not None:
-                    found[it.index] = rec
-        searched = [it for it in items if it.index in keys and not keys[it.index][2]]
-        if searched:
-            deadline = trio.current_time() + (self.index_lag if wait_for_index else 0.0)
-            pending = list(searched)
-            while True:
-                still = []
-                for it in pending:
-                    prop, value, _ = keys[it.index]
-                    hits = await self._search_eq(obj, prop, value, [prop, "createdate"],
-                                                 limit=SEARCH_PAGE_SIZE)
-                    if hits:
-                        found[it.index] = hits[0]
-                    else:
-                        still.append(it)
-                pending = still
-                remaining = deadline - trio.current_time()
-                if not pending or remaining <= 0:
-                    break
-                # Search indexing lags behind writes: look again until the lag has passed.
-                await trio.sleep(min(5.0, remaining))
-        return found
-
-    async def _reconcile_creates(self, obj: str, items: list[_Item],
-                                 results: list[WriteResult | None], match_property: str | None,
-                                 rounds: int, failure: HttpFailure | None) -> None:
-        """The creates may or may not have happened: look each up by its match key. Found and
-        created after the first attempt was sent → ours; found but older → a conflict with
-        that record (`existing_id`); certainly absent → create again after the backoff the
-        failure calls for (at most `policy.max_attempts` rounds)."""
-        keys = await self._match_keys(obj, items, match_property)
-        found = await self._lookup(obj, items, keys, wait_for_index=True)
-        again: list[_Item] = []
-        for it in items:
-            if it.index in found:
-                rec = found[it.index]
-                created = _to_ms(rec.properties.get("createdate"))
-                if (created is not None and it.sent_ms is not None
-                        and created < it.sent_ms - CLOCK_SKEW_MS):
-                    prop, value, _ = keys[it.index]
-                    results[it.index] = WriteResult(ok=False, error=RecordError(
-                        category="conflict", existing_id=rec.id,
-                        message=f"a record with {prop} {value!r} already existed (id {rec.id})"))
-                else:
-                    results[it.index] = WriteResult(ok=True, record=rec)
-            elif it.index not in keys:
-                results[it.index] = WriteResult(ok=False, error=RecordError(
-                    category="api_unavailable",
-                    message="HubSpot did not confirm this create and the record has no match "
-                    "key (email, unique property, domain or name) to check it by; it is not "
-                    "sent again so that no duplicate is made",
-                    retryable=False))
-            elif rounds + 1 >= self.http.policy.max_attempts:
-                results[it.index] = WriteResult(ok=False, error=RecordError(
-                    category="api_unavailable",
-                    message="HubSpot did not confirm this create after several attempts",
-                    retryable=True))
-            else:
-                again.append(it)
-        log.info("hubspot_create_reconciled", object=obj, inputs=len(items), found=len(found),
-                 recreate=len(again))
-        if again:
-            await trio.sleep(backoff_delay(self.http.policy, rounds + 1, failure))
-            await self._create_items(obj, again, results, match_property, rounds + 1)
-
-    async def _heal_conflict(self, obj: str, items: list[_Item],
-                             results: list[WriteResult | None], match_property: str | None,
-                             rounds: int, exc: HttpFailure) -> None:
-        """409 on a batch create names only the first conflict: find every input whose unique
-        key exists, fail those as conflicts, create the others."""
-        existing = _EXISTING_ID.search(exc.detail.message)
-        if len(items) == 1:
-            results[items[0].index] = WriteResult(ok=False, error=RecordError(
-                category="conflict", message=exc.detail.message or exc.message,
-                existing_id=existing.group(1) if existing else None))
-            return
-        keys = await self._match_keys(obj, items, match_property)
-        consistent = {i: k for i, k in keys.items() if k[2]}
-        found = await self._lookup(obj, items, consistent, wait_for_index=False)
-        if not found:
-            await self._split(obj, items, results, match_property, rounds, exc)
-            return
-        for it in items:
-            rec = found.get(it.index)
-            if rec is not None:
-                prop, value, _ = consistent[it.index]
-                results[it.index] = WriteResult(ok=False, error=RecordError(
-                    category="conflict", existing_id=rec.id,
-                    message=f"a record with {prop} {value!r} already exists (id {rec.id})"))
-        await self._create_items(obj, [it for it in items if it.index not in found], results,
-                                 match_property, rounds)
 
     async def update(self, object_name: str, inputs: Sequence[tuple[str, Mapping[str, Any]]],
                      expected: Sequence[Record | None] | None = None) -> list[WriteResult]:
@@ -1283,8 +1283,9 @@ if TYPE_CHECKING:
     def _implements(c: HubSpotConnector) -> tuple[Connector, SupportsPipelines,
                                                   SupportsAssociations, SupportsEventIntake,
                                                   SupportsPropertyHistory, SupportsFindMany,
+                                                  SupportsIndexedRead, SupportsCreateHealing,
                                                   SupportsScanAssociations]:
-        return c, c, c, c, c, c, c
+        return c, c, c, c, c, c, c, c, c
 
 
 __all__ = ["HubSpotConnector", "record_error"]

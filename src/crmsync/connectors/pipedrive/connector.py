@@ -18,8 +18,9 @@ before it is sent. What that means for the shape of the calls:
   second is read once nobody can write in it any more); deleted deals come with
   `status=deleted`, deleted persons and organizations do not come at all: the runtime sweeps
   for them (`Capabilities.deletes_in_changes = False`);
-- a create whose answer is lost is looked up by its match key (search) before it is sent
-  again, so a timeout never makes a duplicate.
+- a create whose answer is lost is reported as such (`RecordError.unknown`) and never sent
+  again here: the runtime (`runtime.create_healing`) looks it up by the key `create_keys`
+  names (search) before it is sent again, so a timeout never makes a duplicate.
 
 Record identity (connectors/base.py): Pipedrive never gives a deleted record's id to another
 record (ids count up per company and deletes are soft), so records carry no incarnation ("",
@@ -47,6 +48,7 @@ from crmsync.connectors.base import (
     Changes,
     Connector,
     ConnectorError,
+    CreateKey,
     FieldInfo,
     ObjectInfo,
     Page,
@@ -55,6 +57,7 @@ from crmsync.connectors.base import (
     RecordError,
     StageInfo,
     SupportsAssociations,
+    SupportsCreateHealing,
     SupportsPipelines,
     WriteResult,
 )
@@ -83,7 +86,7 @@ from crmsync.connectors.pipedrive.records import (
 )
 from crmsync.connectors.pipedrive.webhooks import PipedriveReceiver
 from crmsync.connectors.ratelimit import RateBudget, RateBudgetStatistics
-from crmsync.connectors.retry import HttpFailure, backoff_delay
+from crmsync.connectors.retry import HttpFailure, RetryPolicy
 
 log = structlog.get_logger("crmsync.connectors.pipedrive")
 
@@ -94,15 +97,11 @@ PAGE_SIZE = 500  # the largest `limit` v2 lists take (A.2)
 IDS_PER_CALL = 100  # `ids=` names at most 100 (A.1)
 # Up to this many ids are read by id (1 token each) rather than through `ids=` (10 tokens).
 GET_EACH_MAX = 5
-CHANGES_PER_CALL = 1000
 CATALOG_SECONDS = 600.0
 # How far behind the wall clock polling reads: `updated_since` compares at the second, so a
 # second is read once it is over, with room for the difference between Pipedrive's clock and
 # ours.
 POLL_LAG_SECONDS = 2.0
-# A record found while reconciling a lost create counts as ours if Pipedrive added it no
-# earlier than this before our first attempt was sent (clocks differ).
-CLOCK_SKEW_MS = 60_000
 CACHE_ARRAYS = 50_000
 WEBHOOK_NAME = "crmsync:{connection}:{entity}"
 
@@ -126,11 +125,11 @@ FOREIGN_KEYS: dict[tuple[str, str], tuple[str, str]] = {
     ("deals", "persons"): ("deals", "person_id"),
     ("deals", "organizations"): ("deals", "org_id"),
 }
-# What a lost create is looked up by, per object: (flat field, search field).
-_MATCH_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "persons": (("email", "email"), ("name", "name")),
-    "organizations": (("name", "name"),),
-    "deals": (("title", "title"),),
+# What a lost create is looked up by (`find`, through search), per object, in order.
+_MATCH_FIELDS: dict[str, tuple[str, ...]] = {
+    "persons": ("email", "name"),
+    "organizations": ("name",),
+    "deals": ("title",),
 }
 
 
@@ -447,6 +446,8 @@ class PipedriveConnector:
                 return cached[1]
             definitions: list[Any] = []
             cursor: str | None = None
+            # Pages here, not in the runtime (runtime.paging): the field catalog is the
+            # connector's own metadata, read whole into its cache (a few hundred fields).
             while True:
                 params: dict[str, str | int] = {"limit": PAGE_SIZE}
                 if cursor:
@@ -583,6 +584,10 @@ class PipedriveConnector:
         return {r.id: r for r in records if not r.archived}
 
     async def _search_ids(self, entity: str, field: str, term: str) -> list[str]:
+        """The ids of every record search finds for `term`. Its pages (and those of `find`'s
+        read of every record, for a field search does not cover) stay in the connector:
+        `find` answers which records hold a key, which must be whole (a partial answer
+        would let a create make a duplicate)."""
         ids: list[str] = []
         cursor: str | None = None
         while True:
@@ -650,10 +655,11 @@ class PipedriveConnector:
 
     async def changes_since(self, object_name: str, cursor: str | None,
                             properties: Sequence[str]) -> Changes:
-        """Records updated in [since, until) (`until`: the last closed second), oldest first
-        by `update_time` (10 tokens per 500); deleted deals with `archived=True`. At most
-        ~1,000 records per call; `more=True` says to call again at once. The cursor holds the
-        bounds and the list's own cursor, so a long pass resumes where it stopped."""
+        """One page (≤500, 10 tokens) of the records updated in [since, until) (`until`: the
+        last closed second), oldest first by `update_time`; deleted deals with
+        `archived=True`. `more=True` says to call again at once (the runtime does:
+        `runtime.paging.change_pages`). The cursor holds the bounds and the list's own
+        cursor, so a long pass resumes where it stopped."""
         entity = _entity(object_name)
         if cursor is None:
             return Changes(records=[], cursor=self.start_cursor())
@@ -671,29 +677,23 @@ class PipedriveConnector:
             page_cursor = None
         if until <= since:
             return Changes(records=[], cursor=cursor)
-        records: list[Record] = []
-        while True:
-            params: dict[str, str | int] = {
-                "updated_since": rfc3339(since), "updated_until": rfc3339(until),
-                "sort_by": "update_time", "sort_direction": "asc", "limit": PAGE_SIZE}
-            if entity == "deals":
-                # Deleted deals are listed with this status (A.4, [PD-spec-v2]).
-                params["status"] = "open,won,lost,deleted"
-            if page_cursor:
-                params["cursor"] = str(page_cursor)
-            body = await self._http().json("GET", f"{V2}/{entity}", params=params,
-                                           cost=COST_LIST)
-            for rec in await self._records(entity, _data(body) or []):
-                records.append(Record(rec.id, {}, rec.updated_at, archived=True)
-                               if rec.archived else rec)
-            page_cursor = _next_cursor(body)
-            if page_cursor is None:
-                done = {"since": until}
-                return Changes(records=records, cursor=msgspec.json.encode(done).decode())
-            if len(records) >= CHANGES_PER_CALL:
-                resume = {"since": since, "until": until, "page": page_cursor}
-                return Changes(records=records, cursor=msgspec.json.encode(resume).decode(),
-                               more=True)
+        params: dict[str, str | int] = {
+            "updated_since": rfc3339(since), "updated_until": rfc3339(until),
+            "sort_by": "update_time", "sort_direction": "asc", "limit": PAGE_SIZE}
+        if entity == "deals":
+            # Deleted deals are listed with this status (A.4, [PD-spec-v2]).
+            params["status"] = "open,won,lost,deleted"
+        if page_cursor:
+            params["cursor"] = str(page_cursor)
+        body = await self._http().json("GET", f"{V2}/{entity}", params=params, cost=COST_LIST)
+        records = [Record(rec.id, {}, rec.updated_at, archived=True) if rec.archived else rec
+                   for rec in await self._records(entity, _data(body) or [])]
+        page_cursor = _next_cursor(body)
+        if page_cursor is None:
+            done = {"since": until}
+            return Changes(records=records, cursor=msgspec.json.encode(done).decode())
+        resume = {"since": since, "until": until, "page": page_cursor}
+        return Changes(records=records, cursor=msgspec.json.encode(resume).decode(), more=True)
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -714,61 +714,60 @@ class PipedriveConnector:
 
     async def _create_one(self, entity: str, body: dict[str, Any],
                           values: Mapping[str, Any]) -> WriteResult:
-        policy = self._http().policy
-        sent_ms: int | None = None
-        for round_ in range(policy.max_attempts):
-            if sent_ms is None:
-                sent_ms = int(self.wall_clock() * 1000)
-            try:
-                answer = await self._http().json("POST", f"{V2}/{entity}", json=body,
-                                                 cost=COST_CREATE, idempotent=False)
-            except HttpFailure as exc:
-                if not exc.ambiguous:
-                    if exc.kind == "record":
-                        return WriteResult(ok=False, error=_failure_error(exc))
-                    raise
-                log.warning("pipedrive_create_outcome_unknown", object=entity,
-                            error=exc.message)
-                found = await self._find_created(entity, body, values, sent_ms)
-                if isinstance(found, WriteResult):
-                    return found
-                if round_ + 1 >= policy.max_attempts:
-                    return WriteResult(ok=False, error=RecordError(
-                        "api_unavailable", "Pipedrive did not confirm this create after "
-                        "several attempts", retryable=True))
-                await trio.sleep(backoff_delay(policy, round_ + 1, exc))
-                continue
-            (rec,) = await self._records(entity, [_data(answer)])
-            return WriteResult(ok=True, record=rec)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _find_created(self, entity: str, body: Mapping[str, Any],
-                            values: Mapping[str, Any], sent_ms: int) -> WriteResult | None:
-        """A create whose answer was lost: the record it made, found by its match key, or
-        None when it certainly does not exist (send it again)."""
-        for flat, search_field in _MATCH_FIELDS[entity]:
-            value = values.get(flat)
-            if flat == "name" and entity == "persons":
-                value = body.get("name")
-            if value in (None, ""):
-                continue
-            ids = await self._search_ids(entity, search_field, str(value).strip())
-            recs = await self._records(entity, await self._read_raw(entity, ids))
-            want = str(value).strip().casefold()
-            same = [r for r in recs if not r.archived
-                    and str(r.properties.get(flat) or "").strip().casefold() == want]
-            if not same:
-                return None
-            newest = max(same, key=lambda r: to_ms(r.properties.get("add_time")))
-            if to_ms(newest.properties.get("add_time")) >= sent_ms - CLOCK_SKEW_MS:
-                log.info("pipedrive_create_reconciled", object=entity, record_id=newest.id)
-                return WriteResult(ok=True, record=newest)
+        sent_at = int(self.wall_clock() * 1000)
+        try:
+            answer = await self._http().json("POST", f"{V2}/{entity}", json=body,
+                                             cost=COST_CREATE, idempotent=False)
+        except HttpFailure as exc:
+            if not exc.ambiguous:
+                if exc.kind == "record":
+                    return WriteResult(ok=False, error=_failure_error(exc))
+                raise
+            # Sent, answer lost: it may have been made. Never sent again here: the runtime
+            # looks it up by `create_keys` (runtime.create_healing).
+            log.warning("pipedrive_create_outcome_unknown", object=entity, error=exc.message)
+            wait = max(exc.resolution.min_wait, exc.retry_after or 0.0)
             return WriteResult(ok=False, error=RecordError(
-                "conflict", f"a {entity[:-1]} with {flat} {value!r} already existed "
-                            f"(id {newest.id})", existing_id=newest.id))
-        return WriteResult(ok=False, error=RecordError(
-            "api_unavailable", "Pipedrive did not confirm this create and the record has no "
-            "match key to check it by; it is not sent again so that no duplicate is made"))
+                "api_unavailable", "Pipedrive did not confirm this create", retryable=True,
+                unknown=True, sent_at=sent_at, retry_after=wait or None))
+        (rec,) = await self._records(entity, [_data(answer)])
+        return WriteResult(ok=True, record=rec)
+
+    # --- what the runtime heals creates with (SupportsCreateHealing) ---------------------------
+
+    # Pipedrive's search is read as it answers (no wait for an index to catch up).
+    index_lag = 0.0
+    created_at_field = "add_time"
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self.http.policy if self.http is not None else PIPEDRIVE_RETRY_POLICY
+
+    def created_at(self, record: Record) -> int | None:
+        # A record without `add_time` counts as made long ago (a conflict, never ours).
+        return to_ms(record.properties.get("add_time"))
+
+    async def create_keys(self, object_name: str, inputs: Sequence[Mapping[str, Any]]
+                          ) -> list[CreateKey | None]:
+        """Per input, the first of its object's match fields it holds (`_MATCH_FIELDS`; a
+        person's name as the create sends it), found through search."""
+        entity = _entity(object_name)
+        builder = await self._builder(entity)
+        out: list[CreateKey | None] = []
+        for values in inputs:
+            key: CreateKey | None = None
+            for flat in _MATCH_FIELDS[entity]:
+                value = values.get(flat)
+                if flat == "name" and entity == "persons":
+                    try:
+                        value = builder.body(values, create=True).get("name")
+                    except ValueProblem:
+                        value = None
+                if value not in (None, "") and str(value).strip():
+                    key = CreateKey(flat, str(value).strip(), consistent=False)
+                    break
+            out.append(key)
+        return out
 
     async def update(self, object_name: str, inputs: Sequence[tuple[str, Mapping[str, Any]]],
                      expected: Sequence[Record | None] | None = None) -> list[WriteResult]:
@@ -862,6 +861,9 @@ class PipedriveConnector:
         return out
 
     async def _list_all(self, path: str, cost: int) -> list[dict[str, Any]]:
+        """Every entry of a small configuration list (pipelines, stages), read whole into the
+        connector's cache: its pages are the connector's, not the runtime's (runtime.paging
+        drives the record lists)."""
         out: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
@@ -1043,5 +1045,5 @@ async def _uninstall(settings: PipedriveConnection, base_dir: Path | None,
 
 if TYPE_CHECKING:
     def _implements(c: PipedriveConnector) -> tuple[Connector, SupportsPipelines,
-                                                    SupportsAssociations]:
-        return c, c, c
+                                                    SupportsAssociations, SupportsCreateHealing]:
+        return c, c, c, c
