@@ -253,11 +253,13 @@ async def test_a_partner_s_sync_that_wrote_the_association_spares_the_waiting_re
         async def in_order(self, pair, *args, **kwargs):
             if self.ctx.hub_object == "companies":
                 await waited.wait()
+            order.append(self.ctx.hub_object)
             out = await sync_pair(self, pair, *args, **kwargs)
             if self.ctx.hub_object == "contacts":
                 waited.set()
             return out
 
+        order: list[str] = []
         monkeypatch.setattr(AssociationSyncer, "_sync_pair", in_order)
         synced.clear()
         env.app_exec("INSERT INTO organisations (id, name, domain) VALUES (7, 'Hooli', "
@@ -273,7 +275,8 @@ async def test_a_partner_s_sync_that_wrote_the_association_spares_the_waiting_re
         await env.eventually(linked)
         await wait_for(lambda: _nothing_waits(env, store_assoc), timeout=60, step=1.0)
         await trio.sleep(30)  # a sync asked for by the last commit would run now
-        assert [obj for obj, _ in synced] == ["contacts", "companies"]
+        assert order == ["contacts", "companies"]
+        assert sorted(obj for obj, _ in synced) == ["companies", "contacts"]
 
 
 async def test_a_polled_record_whose_association_alone_changed_is_still_synced(
@@ -309,38 +312,57 @@ async def _nothing_waits(env, store_assoc) -> bool:
     return await env.daemon.store.read(store_assoc.pending_count, "shop") == 0
 
 
-async def test_webhook_echoes_of_our_own_writes_read_nothing(tmp_path, slow_autojump):
-    """HubSpot sends events for what the sync itself wrote: the creation of each contact it
-    created and the values it wrote (fact sheet §8.2). The store holds all of that already,
-    so none of them reads anything; a hub edit that arrives the same way still syncs."""
+async def test_webhook_echoes_of_our_own_association_writes_read_nothing(tmp_path,
+                                                                        slow_autojump):
+    """Customers moved to another company in the app: the sync writes the new associations
+    to HubSpot, which sends an associationChange event for each end (fact sheet §8.2). The
+    last association sync saw each of them as the event says they are now, so they read
+    nothing; an association made in HubSpot still syncs."""
     from crmsync.store import inbox as store_inbox
 
-    people = [{"email": f"app{i}@example.com", "first_name": f"A{i}", "last_name": "App"}
-              for i in range(150)]
-    async with running(tmp_path, customers=people) as env:
-        await env.wait_ready()
+    from .test_e2e_associations import ASSOC, SYNCS, setup
 
+    orgs = [{"name": f"Org{i}", "domain": f"org{i}.example"} for i in range(3)]
+    people = [{"email": f"p{i}@example.com", "first_name": f"P{i}", "company_id": 1}
+              for i in range(60)]
+    db = setup(tmp_path, people, orgs)
+    timing = Timing(hub_poll_interval=10_000, app_poll_interval=2)
+    async with running(tmp_path, syncs=SYNCS, app_db=db, timing=timing,
+                       config_kwargs={"connection_extra": ASSOC}) as env:
+        await env.wait_ready(["contacts", "companies"])
         dispatcher = env.emu.dispatcher
         assert dispatcher is not None
+        sources = ["hub:shop:contacts", "hub:shop:companies"]
 
-        async def all_synced() -> bool:
-            waiting = await env.daemon.store.read(store_inbox.count_waiting,
-                                                  ["hub:shop:contacts"])
-            stored = await env.daemon.store.read(store_inbox.count_sources,
-                                                 ["hub:shop:contacts"])
-            return (not dispatcher.pending and dispatcher.in_flight == 0
-                    and stored >= 300 and waiting == 0)
+        async def all_done() -> bool:
+            waiting = await env.daemon.store.read(store_inbox.count_waiting, sources)
+            return not dispatcher.pending and dispatcher.in_flight == 0 and waiting == 0
 
-        # 150 creations and their property changes delivered, stored and done.
-        await wait_for(all_synced, timeout=120, step=1.0)
+        def companies_of(email: str) -> list[str]:
+            hub = env.hub_by_email()[email]
+            names = {r["id"]: r["properties"]["name"] for r in env.hub("companies")}
+            return sorted(names[c] for c in env.emu.associations("contacts", hub["id"],
+                                                                 "companies"))
+
+        await env.eventually(lambda: all(companies_of(f"p{i}@example.com") == ["Org0"]
+                                         for i in range(60)))
+        await wait_for(all_done, timeout=120, step=1.0)
+        env.emu.request_log.clear()
+        env.app_exec("UPDATE customers SET company_id = 2")
+        await env.eventually(lambda: all(companies_of(f"p{i}@example.com") == ["Org1"]
+                                         for i in range(60)), timeout=120)
+        await wait_for(all_done, timeout=120, step=1.0)
         calls = by_endpoint(env.emu.request_log)
-        assert calls["POST /crm/v3/objects/contacts/batch/create"] == 2
-        assert calls["POST /crm/v3/objects/contacts/batch/read"] == 0
-        hub = env.hub_by_email()["app7@example.com"]
-        env.emu.update_record("contacts", hub["id"], {"lastname": "Hub"})
-        await env.eventually(lambda: env.app_by_email()["app7@example.com"]["last_name"]
-                             == "Hub", timeout=60)
-        assert by_endpoint(env.emu.request_log)["POST /crm/v3/objects/contacts/batch/read"] == 1
+        assert calls["POST /crm/v4/associations/contacts/companies/batch/create"] >= 1
+        assert calls["POST /crm/v3/objects/contacts/batch/read"] <= 1  # the app edit's own
+        assert calls["POST /crm/v3/objects/companies/batch/read"] == 0
+        # An association made in HubSpot is no echo: it reaches the app.
+        hub = env.hub_by_email()["p5@example.com"]
+        org2 = next(r["id"] for r in env.hub("companies") if r["properties"]["name"] == "Org2")
+        env.emu.associate("contacts", hub["id"], "companies", org2)
+        orgs_by_id = {1: "Org0", 2: "Org1", 3: "Org2"}
+        await env.eventually(lambda: orgs_by_id.get(
+            env.app_by_email()["p5@example.com"]["company_id"]) == "Org2", timeout=120)
 
 
 async def test_a_burst_of_app_edits_reads_hubspot_200_records_a_request(tmp_path,
