@@ -55,7 +55,11 @@ from crmsync.daemon.journal_reader import JournalIntake, JournalReader, JournalR
 from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
 from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_hub_event
 from crmsync.records import Side
-from crmsync.runtime.associations import AssociationSyncer, association_pairs
+from crmsync.runtime.associations import (
+    AssociationLocks,
+    AssociationSyncer,
+    association_pairs,
+)
 from crmsync.runtime.connection import ConnectionHandle
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.mapping_check import MappingCheck
@@ -417,6 +421,8 @@ class Daemon:
 
         # The supervisor's handle (assigned below, before any of these functions runs).
         connection: ConnectionHandle
+        # Shared by the object syncs at both ends of each association type.
+        association_locks = AssociationLocks()
 
         async def resubmit(hub_object: str, key: tuple[Side, str]) -> None:
             """A record of another object sync waits for a partner that just got linked."""
@@ -452,7 +458,8 @@ class Daemon:
                                           app_pipeline_field=pipeline_field,
                                           app_stage_field=stage_field),
                     app_pipeline_field=pipeline_field, app_stage_field=stage_field,
-                    associations=(partial(AssociationSyncer, pairs=pairs, resubmit=resubmit)
+                    associations=(partial(AssociationSyncer, pairs=pairs, resubmit=resubmit,
+                                          locks=association_locks)
                                   if keeps else None))
                 handle = await nursery.start(run_object_sync, setup, store, hub, app,
                                              rt.status.objects[s.hub_object])

@@ -11,14 +11,23 @@ partner is not mistaken for a removal.
 When the partner on the other side is not linked yet, the association waits (pending) and is
 not counted as seen; once the partner is linked, the record is synced again and the
 association applied. No association is lost because of order.
+
+Both ends of an association type sync it (a contact's sync reads its companies, a company's
+sync its contacts) and share its snapshot rows, so one sync of the type at a time runs per
+connection (`AssociationLocks`): from its reads to the commit of what it saw, another one's
+reads, writes and commit must not fall in between, or one end stores what it read before the
+other end's write over what that end stored after it (a removal then looks like an addition,
+and the other way round).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import trio
 
 from crmsync.config.defaults import associable
 from crmsync.config.model import Config, ObjectSync
@@ -76,10 +85,23 @@ Resubmit = Callable[[str, tuple[Side, str]], Awaitable[None]]
 
 
 @dataclass
+class AssociationLocks:
+    """One lock per association type of a connection, shared by the object syncs of its two
+    ends (see the module docstring): give every `AssociationSyncer` of a connection the same
+    instance."""
+
+    _locks: dict[frozenset[str], trio.Lock] = field(default_factory=dict)
+
+    def of(self, pair: AssociationPair) -> trio.Lock:
+        return self._locks.setdefault(frozenset((pair.hub_a, pair.hub_b)), trio.Lock())
+
+
+@dataclass
 class AssociationSyncer:
     ctx: ObjectSyncContext
     pairs: list[AssociationPair]
     resubmit: Resubmit | None = None
+    locks: AssociationLocks = field(default_factory=AssociationLocks)
 
     @property
     def connection(self) -> str:
@@ -95,7 +117,9 @@ class AssociationSyncer:
         failed: dict[str, str] = {}
         if linked and self.pairs:
             for pair in self.pairs:
-                failed.update(await self._sync_pair(pair, list(linked), incarnations or {}))
+                async with self.locks.of(pair):
+                    failed.update(await self._sync_pair(pair, list(linked),
+                                                        incarnations or {}))
         return failed
 
     async def release_pending(self, changed: Sequence[tuple[str | None, str | None]]) -> None:
@@ -256,6 +280,9 @@ class AssociationSyncer:
             todo = writes[side]
             if not todo:
                 continue
+            ctx.log.debug("association writes", pair=f"{pair.hub_a}-{pair.hub_b}", side=side,
+                          changes=[(c.from_id, c.to_id, "remove" if c.removed else "add")
+                                   for _, c, *_ in todo])
             results = await self._write(side, pair, [w[1] for w in todo])
             for (item_id, change, src, src_id, b), res in zip(todo, results, strict=True):
                 wrote[side].add(change.from_id)
