@@ -8,6 +8,10 @@ between the partners on the other. A side that can hold only one partner (an app
 key) is re-read after writing, so what it really holds becomes its snapshot and a replaced
 partner is not mistaken for a removal.
 
+The writes a sync is about to send are recorded first (an intent, like an item's): after a
+crash before the sync committed what it saw, the next sync of those records counts the writes
+that landed as seen on both sides, so they are not taken for changes made on the side written.
+
 When the partner on the other side is not linked yet, the association waits (pending) and is
 not counted as seen; once the partner is linked, the record is synced again and the
 association applied. No association is lost because of order.
@@ -209,6 +213,14 @@ class AssociationSyncer:
                                               pair.hub_b, hub_ids)
             app_seen = store_assoc.seen_pairs(conn, self.connection, "app", pair.hub_a,
                                               pair.hub_b, app_ids)
+            # Writes of a sync of these records that was cut short before its commit: those
+            # that landed are ours, not changes made on that side.
+            intents = (store_assoc.intents_of(conn, self.connection, pair.hub_a, pair.hub_b,
+                                              "hub", hub_ids)
+                       + store_assoc.intents_of(conn, self.connection, pair.hub_a,
+                                                pair.hub_b, "app", app_ids))
+            seen_landed(intents, {"hub": hub_now, "app": app_now},
+                        {"hub": hub_seen, "app": app_seen})
             # Partners now and partners seen before (a removed one must be found too).
             b_hub = sorted({b for d in (hub_now, hub_seen) for v in d.values() for b in v})
             b_app = sorted({b for d in (app_now, app_seen) for v in d.values() for b in v})
@@ -276,6 +288,14 @@ class AssociationSyncer:
         kept: dict[Side, set[tuple[str, str]]] = {"hub": set(), "app": set()}
         wrote: dict[Side, set[str]] = {"hub": set(), "app": set()}
         sides: tuple[Side, Side] = ("hub", "app")
+        if writes["hub"] or writes["app"]:
+            # Committed before the writes are sent: after a crash before the commit below,
+            # the next sync of these records tells a write that landed from a change there.
+            recorded: list[store_assoc.Intent] = [
+                (dst, change.from_id, change.to_id, change.removed, src_id, b)
+                for dst in sides for _, change, _, src_id, b in writes[dst]]
+            await ctx.store.call(store_assoc.add_intents, self.connection, pair.hub_a,
+                                 pair.hub_b, recorded)
         for side in sides:
             todo = writes[side]
             if not todo:
@@ -314,6 +334,8 @@ class AssociationSyncer:
             # below if its partner is still not linked.
             store_assoc.clear_waiting(conn, self.connection, pair.hub_a, pair.hub_b,
                                       hub_ids, app_ids)
+            store_assoc.clear_intents(conn, self.connection, pair.hub_a, pair.hub_b,
+                                      hub_ids, app_ids)
             if pending:
                 store_assoc.add_pending(conn, self.connection, pending)
 
@@ -323,3 +345,22 @@ class AssociationSyncer:
             ctx.log.info("associations synced", pair=f"{pair.hub_a}-{pair.hub_b}",
                          written=n - len(failed), waiting=len(pending), failed=len(failed))
         return failed
+
+
+def seen_landed(intents: Sequence[store_assoc.Intent], now: Mapping[str, Mapping[str, set[str]]],
+                seen: Mapping[str, dict[str, set[str]]]) -> None:
+    """Count as seen, on both sides, the association writes of an interrupted sync that
+    landed (the side written holds what was written): the association it carried from the
+    other side and the one it wrote. A write that did not land changes nothing: the change
+    it carried is still a change, decided again from current state."""
+    for side, own, partner, removed, src_own, src_partner in intents:
+        held = now[side].get(own)
+        if held is None or (partner in held) == removed:
+            continue
+        src = "app" if side == "hub" else "hub"
+        for s, rid, b in ((side, own, partner), (src, src_own, src_partner)):
+            if rid in seen[s]:
+                if removed:
+                    seen[s][rid].discard(b)
+                else:
+                    seen[s][rid].add(b)

@@ -1,10 +1,12 @@
-"""An association type synced from both of its ends at once (issue 17, defect (b) of the
-randomized end-to-end test): a contact's sync reads its companies and a company's sync its
-contacts, and the two share the association's snapshot rows. One end must not decide from
-what it read before the other end's write and commit, or a removal made in the app comes
-back: the company's end, having read the hub before the contact's end removed the
-association there and the snapshot after, takes the hub's association for a new one and
-writes it back into the app's foreign key."""
+"""What each side showed of an association last time (its snapshot) must stay true to what
+crmsync wrote, or a re-link or a removal made on one side is undone from the other (issue 17,
+defect (b) of the randomized end-to-end test):
+
+- an association type is synced from both of its ends (a contact's sync reads its
+  companies, a company's sync its contacts), and the two share its snapshot rows: one end
+  must not decide from what it read before the other end's write and commit;
+- a sync cut short after its association writes landed and before it committed what it saw
+  must not leave its own writes to pass for changes made on that side."""
 
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ class HubAssociations(MemorySide):
         self.pairs: set[tuple[str, str]] = set()  # (contact, company)
         self.hold: trio.Event | None = None
         self.held = trio.Event()
+        # Set: a write applies, and its answer never comes (the daemon is killed meanwhile).
+        self.hang_after_write = False
 
     async def read_associations(self, from_object: str, to_object: str,
                                 ids: Sequence[str]) -> dict[str, list[str]]:
@@ -56,6 +60,8 @@ class HubAssociations(MemorySide):
                 self.pairs.discard(pair)
             else:
                 self.pairs.add(pair)
+        if self.hang_after_write:
+            await trio.sleep_forever()
         return [WriteResult(ok=True) for _ in changes]
 
 
@@ -86,37 +92,45 @@ class AppForeignKey(MemorySide):
         return [WriteResult(ok=True) for _ in changes]
 
 
+CONTACTS = ObjectSync(connection="shop", hub_object="contacts", app_object="customers",
+                      associations=["companies"])
+COMPANIES = ObjectSync(connection="shop", hub_object="companies", app_object="organisations")
+CONTACT_PAIR = AssociationPair("contacts", "companies", "customers", "organisations",
+                               "shop/companies", True, True)
+COMPANY_PAIR = AssociationPair("companies", "contacts", "organisations", "customers",
+                               "shop/contacts", True, True)
+
+
+async def linked(store: Store, hub: HubAssociations, app: AppForeignKey,
+                 companies: Sequence[tuple[str, str]]) -> None:
+    """The contact and these companies (hub id, app id) linked and synced before, the
+    contact working at the first company on both sides."""
+    hub.pairs.add((CONTACT_HUB, companies[0][0]))
+    app.company_of[CONTACT_APP] = companies[0][1]
+
+    def seed(conn):
+        store_items.apply_outcomes(conn, "shop/contacts", [Outcome(
+            state="syncing", hub_id=CONTACT_HUB, app_id=CONTACT_APP, snapshot=b"{}")])
+        store_items.apply_outcomes(conn, "shop/companies", [Outcome(
+            state="syncing", hub_id=h, app_id=a, snapshot=b"{}") for h, a in companies])
+        store_assoc.replace_pairs(conn, "shop", "hub", "contacts", "companies",
+                                  {CONTACT_HUB: {companies[0][0]}})
+        store_assoc.replace_pairs(conn, "shop", "app", "contacts", "companies",
+                                  {CONTACT_APP: {companies[0][1]}})
+
+    await store.call(seed)
+
+
 async def test_a_removal_in_the_app_is_not_undone_by_the_company_end_syncing_meanwhile(
         tmp_path, slow_autojump):
-    contacts = ObjectSync(connection="shop", hub_object="contacts", app_object="customers",
-                          associations=["companies"])
-    companies = ObjectSync(connection="shop", hub_object="companies",
-                           app_object="organisations")
     hub, app = HubAssociations(), AppForeignKey()
-    # Linked and synced before: the contact works at the company on both sides.
-    hub.pairs.add((CONTACT_HUB, COMPANY_HUB))
-    app.company_of[CONTACT_APP] = COMPANY_APP
     async with Store.open(tmp_path / "state.db") as store:
-        def seed(conn):
-            for sync_id, h, a in (("shop/contacts", CONTACT_HUB, CONTACT_APP),
-                                  ("shop/companies", COMPANY_HUB, COMPANY_APP)):
-                store_items.apply_outcomes(conn, sync_id, [Outcome(
-                    state="syncing", hub_id=h, app_id=a, snapshot=b"{}")])
-            store_assoc.replace_pairs(conn, "shop", "hub", "contacts", "companies",
-                                      {CONTACT_HUB: {COMPANY_HUB}})
-            store_assoc.replace_pairs(conn, "shop", "app", "contacts", "companies",
-                                      {CONTACT_APP: {COMPANY_APP}})
-
-        await store.call(seed)
+        await linked(store, hub, app, [(COMPANY_HUB, COMPANY_APP)])
         locks = AssociationLocks()  # one per connection, as the daemon gives them
-        contact_end = AssociationSyncer(
-            make_ctx(store, contacts, hub, app),
-            [AssociationPair("contacts", "companies", "customers", "organisations",
-                             "shop/companies", True, True)], locks=locks)
-        company_end = AssociationSyncer(
-            make_ctx(store, companies, hub, app),
-            [AssociationPair("companies", "contacts", "organisations", "customers",
-                             "shop/contacts", True, True)], locks=locks)
+        contact_end = AssociationSyncer(make_ctx(store, CONTACTS, hub, app), [CONTACT_PAIR],
+                                        locks=locks)
+        company_end = AssociationSyncer(make_ctx(store, COMPANIES, hub, app), [COMPANY_PAIR],
+                                        locks=locks)
 
         # The app's user takes the contact out of the company.
         app.company_of[CONTACT_APP] = None
@@ -141,3 +155,28 @@ async def test_a_removal_in_the_app_is_not_undone_by_the_company_end_syncing_mea
         # The removal made in the app holds, and reached the hub.
         assert app.company_of[CONTACT_APP] is None
         assert hub.pairs == set()
+
+
+async def test_a_re_link_after_a_sync_cut_short_is_not_undone_by_that_sync_s_writes(
+        tmp_path, slow_autojump):
+    hub, app = HubAssociations(), AppForeignKey()
+    old, moved, last = ("HC1", "AC1"), ("HC2", "AC2"), ("HC3", "AC3")
+    async with Store.open(tmp_path / "state.db") as store:
+        await linked(store, hub, app, [old, moved, last])
+        # The app moves the contact to another company; its sync writes that to the hub
+        # and is killed before it commits what it saw.
+        app.company_of[CONTACT_APP] = moved[1]
+        hub.hang_after_write = True
+        with trio.move_on_after(30):
+            await AssociationSyncer(make_ctx(store, CONTACTS, hub, app),
+                                    [CONTACT_PAIR]).sync_links([(CONTACT_HUB, CONTACT_APP)])
+        assert hub.pairs == {(CONTACT_HUB, moved[0])}  # the write landed
+        hub.hang_after_write = False
+        # Before the restarted daemon syncs the contact, the app moves it once more.
+        app.company_of[CONTACT_APP] = last[1]
+        await AssociationSyncer(make_ctx(store, CONTACTS, hub, app),
+                                [CONTACT_PAIR]).sync_links([(CONTACT_HUB, CONTACT_APP)])
+        # The app's last re-link holds and reached the hub: the association the cut-short
+        # sync wrote to the hub is its own, not a hub change to copy back into the app.
+        assert app.company_of[CONTACT_APP] == last[1]
+        assert hub.pairs == {(CONTACT_HUB, last[0])}
