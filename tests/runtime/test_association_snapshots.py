@@ -6,11 +6,13 @@ defect (b) of the randomized end-to-end test):
   companies, a company's sync its contacts), and the two share its snapshot rows: one end
   must not decide from what it read before the other end's write and commit;
 - a sync cut short after its association writes landed and before it committed what it saw
-  must not leave its own writes to pass for changes made on that side."""
+  must not leave its own writes to pass for changes made on that side;
+- what a side is re-read to hold after our writes there counts as seen only as far as our
+  writes explain it: a change a user made there meanwhile is still to be carried over."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -40,6 +42,8 @@ class HubAssociations(MemorySide):
         self.held = trio.Event()
         # Set: a write applies, and its answer never comes (the daemon is killed meanwhile).
         self.hang_after_write = False
+        # What a hub user does while a write of ours is under way.
+        self.meanwhile: Callable[[], None] | None = None
 
     async def read_associations(self, from_object: str, to_object: str,
                                 ids: Sequence[str]) -> dict[str, list[str]]:
@@ -60,6 +64,9 @@ class HubAssociations(MemorySide):
                 self.pairs.discard(pair)
             else:
                 self.pairs.add(pair)
+        if self.meanwhile is not None:
+            self.meanwhile()
+            self.meanwhile = None
         if self.hang_after_write:
             await trio.sleep_forever()
         return [WriteResult(ok=True) for _ in changes]
@@ -180,3 +187,35 @@ async def test_a_re_link_after_a_sync_cut_short_is_not_undone_by_that_sync_s_wri
         # sync wrote to the hub is its own, not a hub change to copy back into the app.
         assert app.company_of[CONTACT_APP] == last[1]
         assert hub.pairs == {(CONTACT_HUB, last[0])}
+
+
+async def test_a_hub_removal_made_while_we_write_to_that_company_reaches_the_app(
+        tmp_path, slow_autojump):
+    hub, app = HubAssociations(), AppForeignKey()
+    other_hub, other_app = "H2", "A2"
+    async with Store.open(tmp_path / "state.db") as store:
+        await linked(store, hub, app, [(COMPANY_HUB, COMPANY_APP)])
+        # A second contact at the same company, linked and synced before.
+        hub.pairs.add((other_hub, COMPANY_HUB))
+        app.company_of[other_app] = COMPANY_APP
+
+        def seed(conn):
+            store_items.apply_outcomes(conn, "shop/contacts", [Outcome(
+                state="syncing", hub_id=other_hub, app_id=other_app, snapshot=b"{}")])
+            store_assoc.replace_pairs(conn, "shop", "hub", "contacts", "companies",
+                                      {other_hub: {COMPANY_HUB}})
+            store_assoc.replace_pairs(conn, "shop", "app", "contacts", "companies",
+                                      {other_app: {COMPANY_APP}})
+
+        await store.call(seed)
+        company_end = AssociationSyncer(make_ctx(store, COMPANIES, hub, app), [COMPANY_PAIR])
+        # The app takes the second contact out of the company; while the company's sync
+        # removes that on the hub, a hub user takes the first contact out of it too.
+        app.company_of[other_app] = None
+        hub.meanwhile = lambda: hub.pairs.discard((CONTACT_HUB, COMPANY_HUB))
+        await company_end.sync_links([(COMPANY_HUB, COMPANY_APP)])
+        assert hub.pairs == set()
+        # The hub user's removal comes to the company's next sync (its webhook) as a
+        # change, and reaches the app.
+        await company_end.sync_links([(COMPANY_HUB, COMPANY_APP)])
+        assert app.company_of == {CONTACT_APP: None, other_app: None}

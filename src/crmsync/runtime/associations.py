@@ -287,6 +287,7 @@ class AssociationSyncer:
         # partner, so a change of the partner (deleted, linked again) brings that sync too.
         kept: dict[Side, set[tuple[str, str]]] = {"hub": set(), "app": set()}
         wrote: dict[Side, set[str]] = {"hub": set(), "app": set()}
+        done: dict[Side, list[AssociationChange]] = {"hub": [], "app": []}  # writes that landed
         sides: tuple[Side, Side] = ("hub", "app")
         if writes["hub"] or writes["app"]:
             # Committed before the writes are sent: after a crash before the commit below,
@@ -306,7 +307,9 @@ class AssociationSyncer:
             results = await self._write(side, pair, [w[1] for w in todo])
             for (item_id, change, src, src_id, b), res in zip(todo, results, strict=True):
                 wrote[side].add(change.from_id)
-                if not res.ok:
+                if res.ok:
+                    done[side].append(change)
+                else:
                     why = res.error.message if res.error else "association write failed"
                     failed[item_id] = f"{pair.hub_a} ↔ {pair.hub_b} on the {side}: {why}"
                     if change.removed:
@@ -314,11 +317,12 @@ class AssociationSyncer:
                     else:
                         unseen[src].add((src_id, b))
                     pending.append((pair.hub_a, src, src_id, pair.hub_b, b))
-        # What each side holds now (re-read where we wrote: an app's foreign key holds one).
-        if wrote["hub"]:
-            hub_now.update(await self._read("hub", pair, sorted(wrote["hub"])))
-        if wrote["app"]:
-            app_now.update(await self._read("app", pair, sorted(wrote["app"])))
+        # What each side holds now (re-read where we wrote: an app's foreign key holds one),
+        # as far as our writes explain it: a change made there meanwhile is not seen yet.
+        for side, held in (("hub", hub_now), ("app", app_now)):
+            if wrote[side]:
+                again = await self._read(side, pair, sorted(wrote[side]))
+                held.update(after_writes(held, again, done[side]))
         for side, held in (("hub", hub_now), ("app", app_now)):
             for rid, b in unseen[side]:
                 held.get(rid, set()).discard(b)
@@ -364,3 +368,26 @@ def seen_landed(intents: Sequence[store_assoc.Intent], now: Mapping[str, Mapping
                     seen[s][rid].discard(b)
                 else:
                     seen[s][rid].add(b)
+
+
+def after_writes(before: Mapping[str, set[str]], again: Mapping[str, set[str]],
+                 done: Sequence[AssociationChange]) -> dict[str, set[str]]:
+    """What to count as seen on a side we wrote to, per record re-read there (`again`): what
+    it held when the sync read it (`before`) with our writes that landed (`done`) applied,
+    where the re-read agrees. A partner that is there although we did not add it was added
+    meanwhile, and one that is gone although we neither removed it nor gave the record
+    another partner (a foreign key holds one: adding replaces) was removed meanwhile: those
+    changes are not seen yet, so the next sync of the record carries them over."""
+    added: dict[str, set[str]] = {}
+    removed: dict[str, set[str]] = {}
+    for c in done:
+        (removed if c.removed else added).setdefault(c.from_id, set()).add(c.to_id)
+    out: dict[str, set[str]] = {}
+    for rid, now in again.items():
+        was = before.get(rid, set())
+        expected = (was | added.get(rid, set())) - removed.get(rid, set())
+        seen = now & expected
+        if not added.get(rid):
+            seen |= expected - now  # removed meanwhile: still to be carried over
+        out[rid] = seen
+    return out
