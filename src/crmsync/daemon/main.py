@@ -50,6 +50,7 @@ from crmsync.connectors.registry import (
 )
 from crmsync.daemon import logging as daemon_logging
 from crmsync.daemon import notifications
+from crmsync.daemon.housekeeping import run_housekeeping
 from crmsync.daemon.hub_tokens import app_account_key, refresh_token_keeper
 from crmsync.daemon.journal_reader import JournalIntake, JournalReader, JournalRoutes, JournalStats
 from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
@@ -648,6 +649,8 @@ class Daemon:
                         await nursery.start(self._serve_webhooks)
                     if cfg.hub.changes == "journal":
                         await nursery.start(self._run_journal)
+                    await nursery.start(run_housekeeping, store,
+                                        lambda: self.cfg.daemon.history_retention_days)
                     for task in extra_tasks or []:
                         await nursery.start(task, self)
                     for conn in cfg.connections:

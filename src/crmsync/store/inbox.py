@@ -8,6 +8,8 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
+from crmsync.store import pruning
+
 # Redeliveries come for up to 24 h; twice that is kept.
 KEEP_DONE_SECONDS = 48 * 3600
 
@@ -70,9 +72,10 @@ def mark_done(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
 
 
 def prune(conn: sqlite3.Connection, now: float | None = None) -> int:
+    """Delete the events synced and received over KEEP_DONE_SECONDS before `now`, in one
+    transaction; the daemon's housekeeping deletes them in chunks (store/pruning.py)."""
     cutoff = (now if now is not None else time.time()) - KEEP_DONE_SECONDS
-    return conn.execute("DELETE FROM inbox WHERE done = 1 AND received_at < ?",
-                        (cutoff,)).rowcount
+    return pruning.delete_oldest(conn, "inbox", cutoff, pruning.first_kept(conn, "inbox", cutoff))
 
 
 def stats(conn: sqlite3.Connection) -> dict[str, tuple[int, float | None]]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from crmsync.store import associations, inbox
+from crmsync.store import associations, inbox, pruning
 
 STATES = ("pending", "syncing", "failed", "excluded", "queued", "deleted")
 
@@ -480,7 +480,10 @@ def history_for(conn: sqlite3.Connection, sync_id: str, item_id: int,
 
 
 def prune_history(conn: sqlite3.Connection, older_than: float) -> int:
-    return conn.execute("DELETE FROM history WHERE at < ?", (older_than,)).rowcount
+    """Delete the history written before `older_than` (epoch seconds), in one transaction;
+    the daemon's housekeeping deletes it in chunks (store/pruning.py)."""
+    return pruning.delete_oldest(conn, "history", older_than,
+                                 pruning.first_kept(conn, "history", older_than))
 
 
 def drop_sync(conn: sqlite3.Connection, sync_id: str) -> int:
