@@ -411,6 +411,10 @@ class Processor:
             else:
                 updates.append((w.item.item_id, blob,
                                 create.side if create is not None else w.item.creating))
+                # The app's change log spoke of the writes of the intent this one replaces:
+                # a write of this sync refused as stale must not pass for one that landed
+                # when the record is decided again (issue 17, random e2e defect (a)).
+                w.landed = ()
         if not inserts and not updates:
             return
 
