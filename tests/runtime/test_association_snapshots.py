@@ -80,6 +80,8 @@ class AppForeignKey(MemorySide):
     def __init__(self) -> None:
         super().__init__("app")
         self.company_of: dict[str, str | None] = {}
+        # What an app user does while a write of ours is under way.
+        self.meanwhile: Callable[[], None] | None = None
 
     async def read_associations(self, from_object: str, to_object: str,
                                 ids: Sequence[str]) -> dict[str, list[str]]:
@@ -96,6 +98,9 @@ class AppForeignKey(MemorySide):
                 self.company_of[person] = company
             elif self.company_of.get(person) == company:
                 self.company_of[person] = None
+        if self.meanwhile is not None:
+            self.meanwhile()
+            self.meanwhile = None
         return [WriteResult(ok=True) for _ in changes]
 
 
@@ -103,7 +108,7 @@ CONTACTS = ObjectSync(connection="shop", hub_object="contacts", app_object="cust
                       associations=["companies"])
 COMPANIES = ObjectSync(connection="shop", hub_object="companies", app_object="organisations")
 CONTACT_PAIR = AssociationPair("contacts", "companies", "customers", "organisations",
-                               "shop/companies", True, True)
+                               "shop/companies", True, True, app_holds_one=True)
 COMPANY_PAIR = AssociationPair("companies", "contacts", "organisations", "customers",
                                "shop/contacts", True, True)
 
@@ -219,3 +224,25 @@ async def test_a_hub_removal_made_while_we_write_to_that_company_reaches_the_app
         # change, and reaches the app.
         await company_end.sync_links([(COMPANY_HUB, COMPANY_APP)])
         assert app.company_of == {CONTACT_APP: None, other_app: None}
+
+
+async def test_an_app_removal_made_while_we_add_another_contact_to_that_company_reaches_the_hub(
+        tmp_path, slow_autojump):
+    hub, app = HubAssociations(), AppForeignKey()
+    new_hub, new_app = "H3", "A3"
+    async with Store.open(tmp_path / "state.db") as store:
+        await linked(store, hub, app, [(COMPANY_HUB, COMPANY_APP)])
+        await store.call(lambda conn: store_items.apply_outcomes(conn, "shop/contacts", [
+            Outcome(state="syncing", hub_id=new_hub, app_id=new_app, snapshot=b"{}")]))
+        app.company_of[new_app] = None
+        company_end = AssociationSyncer(make_ctx(store, COMPANIES, hub, app), [COMPANY_PAIR])
+        # A hub user adds a second contact to the company; while the company's sync writes
+        # that into the app's foreign key, the app's user takes the first contact out of it
+        # (a company holds many contacts: our add replaced nothing there).
+        hub.pairs.add((new_hub, COMPANY_HUB))
+        app.meanwhile = lambda: app.company_of.update({CONTACT_APP: None})
+        await company_end.sync_links([(COMPANY_HUB, COMPANY_APP)])
+        assert app.company_of == {CONTACT_APP: None, new_app: COMPANY_APP}
+        # The app user's removal comes to the next sync as a change, and reaches the hub.
+        await company_end.sync_links([(COMPANY_HUB, COMPANY_APP)])
+        assert hub.pairs == {(new_hub, COMPANY_HUB)}

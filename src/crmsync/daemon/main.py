@@ -130,6 +130,17 @@ def _association_pairs(app: Connector, conn: Connection) -> set[tuple[str, str]]
     return {(a.from_object, a.to_object) for a in getattr(conn, "associations", ())}
 
 
+def _association_keys(app: Connector, conn: Connection) -> set[tuple[str, str]]:
+    """The app's associations (from object, to object) whose `from` record holds one
+    partner: the connector's own (Pipedrive's foreign keys), else the configured ones kept
+    in a foreign key column (not a join table)."""
+    own = getattr(app, "association_pairs", None)
+    if own is not None:
+        return set(own())
+    return {(a.from_object, a.to_object) for a in getattr(conn, "associations", ())
+            if getattr(a, "column", None)}
+
+
 @dataclass
 class ConnectionRuntime:
     settings: Connection
@@ -441,10 +452,12 @@ class Daemon:
             if sweep is not None:
                 timing = dataclasses.replace(timing, delete_sweep_interval=sweep)
             app_pairs = _association_pairs(app, conn)
+            app_keys = _association_keys(app, conn)
             directed = bool(getattr(app, "associations_directed", False))
             for s in rt.syncs:
                 pipeline_field, stage_field = _stage_fields(app, conn, s.app_object)
-                pairs = association_pairs(self.cfg, s, app_pairs, directed=directed)
+                pairs = association_pairs(self.cfg, s, app_pairs, directed=directed,
+                                          app_keys=app_keys)
                 keeps = pairs or any(s.hub_object in o.associations for o in rt.syncs)
                 index = next((i for i, x in enumerate(self.cfg.syncs) if x == s), "?")
                 setup = ObjectSyncSetup(

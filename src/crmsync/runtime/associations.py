@@ -27,7 +27,7 @@ and the other way round).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,16 +55,21 @@ class AssociationPair:
     b_sync_id: str
     to_app: bool
     to_hub: bool
+    # An app record of app_a holds one partner of app_b (a foreign key on it): adding one
+    # replaces the one it held.
+    app_holds_one: bool = False
 
 
 def association_pairs(cfg: Config, sync: ObjectSync, app_pairs: set[tuple[str, str]],
-                      directed: bool = False) -> list[AssociationPair]:
+                      directed: bool = False,
+                      app_keys: Collection[tuple[str, str]] = ()) -> list[AssociationPair]:
     """The association types object sync `sync` keeps: with every object sync B of the same
     connection that either side lists in `associations`, allowed for the pair, and stored by
     the app (`app_pairs`: the app's associations as (from object, to object), kept from
     either side; with `directed`, only by the object sync of the `from` object — where the
     app reads an association cheaply only from the record holding it, as Pipedrive's foreign
-    keys)."""
+    keys). `app_keys`: the app's associations (from object, to object) whose `from` record
+    holds one partner (a foreign key)."""
     out = []
     for other in cfg.syncs:
         if other is sync or other.connection != sync.connection or not other.enabled:
@@ -80,7 +85,8 @@ def association_pairs(cfg: Config, sync: ObjectSync, app_pairs: set[tuple[str, s
         to_hub = sync.direction in ("both", "to_hub") and other.direction in ("both", "to_hub")
         out.append(AssociationPair(sync.hub_object, other.hub_object, sync.app_object,
                                    other.app_object,
-                                   sync_id_of(sync.connection, other.hub_object), to_app, to_hub))
+                                   sync_id_of(sync.connection, other.hub_object), to_app, to_hub,
+                                   (sync.app_object, other.app_object) in app_keys))
     return out
 
 
@@ -322,7 +328,8 @@ class AssociationSyncer:
         for side, held in (("hub", hub_now), ("app", app_now)):
             if wrote[side]:
                 again = await self._read(side, pair, sorted(wrote[side]))
-                held.update(after_writes(held, again, done[side]))
+                held.update(after_writes(held, again, done[side],
+                                         holds_one=side == "app" and pair.app_holds_one))
         for side, held in (("hub", hub_now), ("app", app_now)):
             for rid, b in unseen[side]:
                 held.get(rid, set()).discard(b)
@@ -371,13 +378,14 @@ def seen_landed(intents: Sequence[store_assoc.Intent], now: Mapping[str, Mapping
 
 
 def after_writes(before: Mapping[str, set[str]], again: Mapping[str, set[str]],
-                 done: Sequence[AssociationChange]) -> dict[str, set[str]]:
+                 done: Sequence[AssociationChange], holds_one: bool) -> dict[str, set[str]]:
     """What to count as seen on a side we wrote to, per record re-read there (`again`): what
     it held when the sync read it (`before`) with our writes that landed (`done`) applied,
     where the re-read agrees. A partner that is there although we did not add it was added
-    meanwhile, and one that is gone although we neither removed it nor gave the record
-    another partner (a foreign key holds one: adding replaces) was removed meanwhile: those
-    changes are not seen yet, so the next sync of the record carries them over."""
+    meanwhile, and one that is gone although we did not remove it was removed meanwhile,
+    unless we added a partner to a record that holds one (`holds_one`: a foreign key, where
+    adding replaced it): those changes are not seen yet, so the next sync of the record
+    carries them over."""
     added: dict[str, set[str]] = {}
     removed: dict[str, set[str]] = {}
     for c in done:
@@ -387,7 +395,7 @@ def after_writes(before: Mapping[str, set[str]], again: Mapping[str, set[str]],
         was = before.get(rid, set())
         expected = (was | added.get(rid, set())) - removed.get(rid, set())
         seen = now & expected
-        if not added.get(rid):
+        if not (holds_one and added.get(rid)):
             seen |= expected - now  # removed meanwhile: still to be carried over
         out[rid] = seen
     return out
