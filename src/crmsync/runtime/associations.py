@@ -179,6 +179,16 @@ class AssociationSyncer:
             store_assoc.clear_waiting(conn, self.connection, pair.hub_a, pair.hub_b, hub_ids,
                                       app_ids)
 
+    def forget_app_records(self, conn: sqlite3.Connection, app_ids: Sequence[str]) -> None:
+        """In the commit that records these app records as gone (deleted, or their id given
+        to another record): forget what was seen of their associations. An app may give a
+        deleted record's id to a new one, whose associations are its own, none seen yet."""
+        if not app_ids:
+            return
+        for pair in self.pairs:
+            store_assoc.forget_records(conn, self.connection, pair.hub_a, pair.hub_b, (),
+                                       app_ids)
+
     async def resubmit_waiting(self) -> int:
         """On start: sync again every record of this object whose associations wait (a crash
         may have come between a partner's link and the new sync of the waiting record)."""

@@ -642,6 +642,10 @@ class Processor:
                 self.ctx.associations.forget_ended(conn, [
                     (w.hub_id, w.app_id) for i, w in enumerate(outcome_works)
                     if i not in refused and outcomes[i].state == "deleted"])
+                self.ctx.associations.forget_app_records(conn, [
+                    w.app_id for i, w in enumerate(outcome_works)
+                    if i not in refused and outcomes[i].state == "deleted" and w.app_id
+                    and outcomes[i].deleted_side in ("app", "both")])
             for item_id, side, rid in parked:
                 if item_id in refused_items:
                     continue

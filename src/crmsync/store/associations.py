@@ -166,6 +166,24 @@ def clear_intents(conn: sqlite3.Connection, connection: str, obj: str, other: st
     _intent_rows(conn, connection, obj, other, "app", app_ids, fetch=False)
 
 
+def forget_records(conn: sqlite3.Connection, connection: str, obj: str, other: str,
+                   hub_ids: Sequence[str], app_ids: Sequence[str]) -> None:
+    """Forget what was seen of these records' associations of `obj` with `other` (and the
+    writes recorded for them): records whose link ended. An app may give a deleted record's
+    id to a new one, whose associations are then new, not the deleted one's."""
+    x_end = _order(obj, other)
+    own = "x_id" if x_end else "y_id"
+    x_obj, y_obj = (obj, other) if x_end else (other, obj)
+    for side, ids in (("hub", hub_ids), ("app", app_ids)):
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            conn.execute(f"DELETE FROM assoc_pairs WHERE connection = ? AND side = ? AND "
+                         f"x_object = ? AND y_object = ? AND {own} IN "
+                         f"({','.join('?' * len(chunk))})",
+                         (connection, side, x_obj, y_obj, *chunk))
+    clear_intents(conn, connection, obj, other, hub_ids, app_ids)
+
+
 def drop_connection_object(conn: sqlite3.Connection, connection: str, obj: str) -> None:
     conn.execute("DELETE FROM assoc_pairs WHERE connection = ? AND (x_object = ? OR "
                  "y_object = ?)", (connection, obj, obj))
