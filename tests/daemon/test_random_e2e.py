@@ -50,7 +50,9 @@ Defects these runs found (issue 17), each fixed with a deterministic test:
   company's) wrote their reads into the shared association snapshot over each other (seed
   13); a sync killed after its association writes left them to pass for hub changes (seed
   3); the re-read after our writes stored a change made meanwhile as seen (seeds 2 and 9)
-  (tests/runtime/test_association_snapshots.py);
+  (tests/runtime/test_association_snapshots.py); what was seen of a deleted app record's
+  association was taken for that of the new record given its id (seed 14;
+  test_e2e_associations.py);
 - a hub edit was overwritten with the old value: a contact linked to a company (by crmsync,
   then by the app) logs the company as "associate" in the app's change log, which was taken
   for evidence that an interrupted field write to it landed (seed 17;
