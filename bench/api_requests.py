@@ -12,7 +12,9 @@ Scenarios (each counts every request the emulator answered, per endpoint):
   the demo's edits and events); requests of the whole run, per 100 records synced in the end.
 - `incremental`: after a contacts initial sync, 1,000 single-field edits of distinct linked
   customers in the app database at once; requests until every edit shows in the hub, per
-  100 edits.
+  100 edits. Run twice: with HubSpot's webhooks reaching the daemon (`incremental`, the
+  default `hub.changes = "webhooks"`; their echoes of the sync's writes included) and with
+  the hub poller alone (`incremental_poll_only`).
 
 Paths are grouped with ids replaced by `{id}`. Rate limits are off (`unlimited` tier) except in
 `demo`, which runs at its default tier: requests are counted, not timed.
@@ -43,7 +45,9 @@ from crmsync.runtime.object_sync import Timing
 sys.path.insert(0, str(Path(__file__).parent))
 from initial_sync import TOKEN, app_db, config, hub_records
 
-TARGETS = {"initial": 1.1, "demo": 2.5, "incremental": 1.5}
+TARGETS = {"initial": 1.1, "demo": 2.5, "incremental": 1.5, "incremental_poll_only": 1.5}
+PUBLIC = "http://crmsync.bench"
+HUB_SECRET = "bench-hub-secret-0123456789"
 _ID = re.compile(r"/(\d+|[^/]+@[^/]+)(?=/|$)")
 
 
@@ -68,27 +72,45 @@ async def _until_ready(daemon: Daemon, sync: str, obj: str, limit: float) -> Non
     with trio.fail_after(limit):
         while True:
             h = daemon.handle(sync, obj)
-            if h is not None and h.ready.is_set():
+            if h is not None and h.is_running:
                 return
             await trio.sleep(0.05)
 
 
-async def contacts(n: int, tmp: Path, edits: int = 0) -> dict[str, Any]:
-    """The contacts-only initial sync; with `edits`, then that many app edits."""
+async def contacts(n: int, tmp: Path, edits: int = 0, webhooks: bool = False,
+                   app_page: int = 500) -> dict[str, Any]:
+    """The contacts-only initial sync; with `edits`, then that many app edits. With
+    `webhooks`, HubSpot's webhooks reach the daemon (delivered to its webhook application in
+    process), as `hub.changes = "webhooks"` with a served listener has them; else the hub
+    poller alone finds hub changes. `app_page`: the connection's `batch_size` (rows per app
+    change-log read; the app poller hands the lock queue one such page at a time)."""
     overlap = int(n * 0.3)
     db = tmp / "app.db"
     app_db(db, n, overlap)
-    emu = HubSpotEmulator(tokens=(TOKEN,), tier="unlimited", seed=1)
+    emu = HubSpotEmulator(tokens=(TOKEN,), tier="unlimited", seed=1,
+                          webhook_url=f"{PUBLIC}/webhooks/hubspot" if webhooks else None,
+                          webhook_secret=HUB_SECRET if webhooks else None)
     emu.add_records("contacts", hub_records(n, overlap))
     log = (tmp / "crmsync.log").open("wb")
     daemon_logging.configure("info", "json", stream=log)
-    daemon = Daemon(config(tmp, db, "http://hubspot.bench"),
-                    hub_transport=httpx.ASGITransport(app=emu.app), configure_logging=False,
-                    timing=Timing(hub_poll_interval=3600, app_poll_interval=0.5))
+    cfg = config(tmp, db, "http://hubspot.bench")
+    cfg.write_text(cfg.read_text().replace("batch_size = 500", f"batch_size = {app_page}", 1))
+    if webhooks:
+        (tmp / "hub-secret").write_text(HUB_SECRET)
+        cfg.write_text(cfg.read_text().replace(
+            "[hub]\n", '[hub]\nwebhook_client_secret_file = "hub-secret"\n', 1))
+    daemon = Daemon(cfg, hub_transport=httpx.ASGITransport(app=emu.app), configure_logging=False,
+                    timing=Timing(hub_poll_interval=3600, app_poll_interval=0.5),
+                    hub_events=webhooks)
     out: dict[str, Any] = {}
     try:
-        async with trio.open_nursery() as nursery:
+        async with contextlib.AsyncExitStack() as clients, trio.open_nursery() as nursery:
             await nursery.start(daemon.run)
+            if webhooks:
+                assert daemon.webhooks is not None
+                client = await clients.enter_async_context(httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=daemon.webhooks.app), base_url=PUBLIC))
+                nursery.start_soon(emu.run_webhooks, client)
             await _until_ready(daemon, "bench", "contacts", 600)
             out["initial"] = {"records": n, "overlap": overlap,
                               **figures(emu.request_log, 2 * n, "input_records")}
@@ -239,6 +261,8 @@ def main() -> None:
                     help="app and hub contacts each in `initial` (default 20,000)")
     ap.add_argument("--demo-records", type=int, default=2000)
     ap.add_argument("--edits", type=int, default=1000)
+    ap.add_argument("--app-page", type=int, default=500,
+                    help="the app connection's batch_size in `incremental` (default 500)")
     ap.add_argument("--project", action="store_true",
                     help="project the wall time of a 1,000,000-contact initial sync")
     args = ap.parse_args()
@@ -249,10 +273,15 @@ def main() -> None:
             (tmp / "c").mkdir()
             edits = args.edits if args.scenario in ("all", "incremental") else 0
             n = args.records if args.scenario != "incremental" else max(args.edits * 2, 2000)
-            got = trio.run(contacts, n, tmp / "c", edits)
+            got = trio.run(contacts, n, tmp / "c", edits, False, args.app_page)
             if args.scenario in ("all", "initial"):
                 result["initial"] = got["initial"]
             if "incremental" in got:
+                result["incremental_poll_only"] = got["incremental"]
+            if edits:
+                (tmp / "w").mkdir()
+                got = trio.run(contacts, max(args.edits * 2, 2000), tmp / "w", edits, True,
+                               args.app_page)
                 result["incremental"] = got["incremental"]
         if args.scenario in ("all", "demo"):
             (tmp / "d").mkdir()

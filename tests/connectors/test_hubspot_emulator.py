@@ -485,6 +485,22 @@ async def test_find_many_reads_a_hundred_per_request(autojump_clock):
             for d in domains}
 
 
+async def test_read_indexed_reads_two_hundred_records_per_request(autojump_clock):
+    """Records by id through search (issue 16 item 1): `hs_object_id IN` filters of at most
+    100 values in up to 5 filter groups, pages of 200 (fact sheet §2), so 450 records take
+    3 searches where batch reads take 5 (§1.3); no body is over 3,000 characters (400)."""
+    emu, clocks = in_process()
+    emu.seed({"generate": {"contacts": 450}, "seed": 7})
+    c = connector(emu, clocks)
+    contacts = {r["id"]: r["properties"].get("firstname") for r in emu.records("contacts")}
+    with trio.fail_after(60):
+        emu.request_log.clear()
+        got = await c.read_indexed("contacts", [*contacts, "999999999"], ["firstname"])
+        searches = [s for _, p, s in emu.request_log if p == "/crm/v3/objects/contacts/search"]
+        assert searches == [200, 200, 200] and len(emu.request_log) == 3
+        assert {i: r.properties.get("firstname") for i, r in got.items()} == contacts
+
+
 async def test_many_properties_are_read_whole_without_an_overlong_request(autojump_clock):
     """300 properties of 40-odd characters do not fit a list URL (HubSpot answers 414 past
     some 8–16k characters, hubspot-onboarding.md §7) nor a search body (3,000 characters,

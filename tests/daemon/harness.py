@@ -271,7 +271,7 @@ async def running(tmp: Path, *, syncs: str | None = None,
     daemon = Daemon(cfg, hub_transport=httpx.ASGITransport(app=emu.app),
                     timing=timing or Timing(hub_poll_interval=300.0, app_poll_interval=2.0),
                     configure_logging=False, hub_index_lag=hub_index_lag,
-                    **(daemon_kwargs or {}))
+                    **{"hub_events": webhooks, **(daemon_kwargs or {})})
     async with daemon_running(daemon, emu, webhooks=webhooks):
         yield Env(tmp, emu, daemon, app_db)
 

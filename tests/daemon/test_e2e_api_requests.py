@@ -4,6 +4,8 @@ user's daily HubSpot budget pays for), not timing."""
 
 from collections import Counter
 
+import trio
+
 from crmsync.runtime import processor as processor_module
 from crmsync.runtime.initial_sync import InitialSyncActor
 
@@ -125,3 +127,28 @@ async def test_echoes_of_our_own_writes_read_nothing_from_the_other_side(tmp_pat
         await env.eventually(lambda: env.hub_by_email()["both7@example.com"]["properties"]
                              ["lastname"] == "Edited", timeout=60)
         assert by_endpoint(env.emu.request_log)["POST /crm/v3/objects/contacts/batch/read"] == 1
+
+
+async def test_a_burst_of_app_edits_reads_hubspot_200_records_a_request(tmp_path,
+                                                                        slow_autojump):
+    """Issue 16 item 1: 400 single-field edits of linked customers in one app transaction,
+    with HubSpot's webhooks reaching the daemon. Each worker batch of 200 reads its hub
+    records with one search (`hs_object_id IN`, pages of 200, fact sheet §2) where a batch
+    read takes 100 (§1.3), and writes them in batch updates of 100; the webhook events of
+    those updates (our own values) are not synced, so they read nothing: 6 requests for
+    400 edits, where 12 were spent (4 batch reads, 4 updates, 4 batch reads of the echoes)."""
+    rows = [{"email": f"c{i}@example.com", "first_name": f"C{i}", "last_name": "Old"}
+            for i in range(400)]
+    async with running(tmp_path, customers=rows) as env:
+        await env.wait_ready()
+        await trio.sleep(30)  # the initial sync's webhook echoes and first polls are over
+        env.emu.request_log.clear()
+        env.app_exec("UPDATE customers SET last_name = 'Edited-' || id")
+        await env.eventually(lambda: all(
+            h["properties"]["lastname"] == f"Edited-{a['id']}" for a, h in
+            ((env.app_by_email()[e], r) for e, r in env.hub_by_email().items())), timeout=120)
+        await trio.sleep(30)  # the webhook events of our updates arrive and are handled
+        calls = by_endpoint(env.emu.request_log)
+        assert calls == {"POST /crm/v3/objects/contacts/search": 2,
+                         "POST /crm/v3/objects/contacts/batch/update": 4}
+        assert (await env.counts())["syncing"] == 400

@@ -126,6 +126,33 @@ async def test_index_follows_the_indexing_delay(autojump_clock: MockClock) -> No
             assert await _all_pages(client, body, 10) == [a]
 
 
+async def test_a_record_indexed_while_no_search_looked_shows_its_indexed_version(
+        autojump_clock: MockClock) -> None:
+    # Fact sheet §2: search sees a write once its indexing delay has passed, whether or not a
+    # search ran in between; a later write leaves that version visible until it is indexed
+    # itself (the record does not vanish from search while its next write waits).
+    emu = make_emulator(search_index_delay=2.0)
+    body = {"filterGroups": [{"filters": [{"propertyName": "hs_object_id", "operator": "IN",
+                                           "values": []}]}], "properties": ["firstname"]}
+    async with client_for(emu) as client:
+        with trio.fail_after(30):
+            [a] = emu.add_records("contacts", [{"email": "a@x.co", "firstname": "Ann"}])
+            await trio.sleep(3)  # indexed, with no search since
+            emu.update_record("contacts", a, {"firstname": "Bea"})
+            body["filterGroups"][0]["filters"][0]["values"] = [a]  # type: ignore[index]
+            r = await client.post(SEARCH, json=body)
+            assert [(x["id"], x["properties"]["firstname"]) for x in r.json()["results"]] == [
+                (a, "Ann")]
+            # Its `updatedAt` is the indexed version's too, as its last-modified date says.
+            [found] = r.json()["results"]
+            assert found["updatedAt"] == found["properties"]["lastmodifieddate"]
+            assert found["updatedAt"] != emu.records("contacts")[0]["updatedAt"]
+            await trio.sleep(2)
+            r = await client.post(SEARCH, json=body)
+            assert [(x["id"], x["properties"]["firstname"]) for x in r.json()["results"]] == [
+                (a, "Bea")]
+
+
 async def test_paging_does_not_evaluate_the_table_for_every_page(monkeypatch) -> None:
     evaluations = 0
     make_matcher = search._matcher

@@ -3,7 +3,7 @@ which value the property's history shows was overwritten."""
 
 from crmsync.connectors.base import PropertyValue
 from crmsync.runtime.intake import SeenChange
-from crmsync.runtime.overwritten import HubWrite, overwritten, suspects
+from crmsync.runtime.overwritten import HubWrite, echoes, overwritten, suspects, value_digest
 
 # We read the record at version 100 and wrote firstname "App" at 200.
 WRITE = HubWrite({"firstname": "App"}, read_at=100, written_at=200)
@@ -36,3 +36,22 @@ def test_a_later_edit_is_the_current_value_not_a_lost_one():
     history = {"firstname": [PropertyValue("User3", 250), PropertyValue("App", 200),
                              PropertyValue("User1", 150)]}
     assert overwritten(WRITE, history, ["firstname"]) == {}
+
+
+def test_only_events_of_our_value_in_our_write_s_window_are_its_echoes():
+    app = value_digest("App")
+    assert echoes(WRITE, [SeenChange(1, 200, "firstname", app)])  # our write's own event
+    assert echoes(WRITE, [SeenChange(1, 150, "firstname", app),  # a user set the same value
+                          SeenChange(2, 200, "firstname", app)])
+    # A user's other value in the window (the net's suspect), an edit after our write (back
+    # to our value, or not), an event seen by the decision, one of a property we did not
+    # write, one without its value or property: each is synced, reading the record.
+    for other in (SeenChange(3, 150, "firstname", value_digest("User")),
+                  SeenChange(3, 201, "firstname", app),
+                  SeenChange(3, 90, "firstname", app),
+                  SeenChange(3, 150, "lastname", app),
+                  SeenChange(3, 200, "firstname", None),
+                  SeenChange(3, 200, None, None)):
+        assert not echoes(WRITE, [SeenChange(1, 200, "firstname", app), other])
+    assert not echoes(WRITE, [])
+    assert not echoes(WRITE, [7])  # a bare inbox id says nothing of its change

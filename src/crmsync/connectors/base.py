@@ -231,6 +231,17 @@ class SupportsFindMany(Protocol):
 
 
 @runtime_checkable
+class SupportsIndexedRead(Protocol):
+    async def read_indexed(self, object_name: str, ids: Sequence[str],
+                           properties: Sequence[str]) -> dict[str, Record]:
+        """Records by id as the side's search index holds them, more per request than
+        `read` takes. The index lags behind writes: a record may be absent (not indexed yet,
+        or deleted) or older than it is; a caller trusts an answer only where it can tell
+        that an edit it does not show is caught later (runtime/reads.py)."""
+        ...
+
+
+@runtime_checkable
 class SupportsIdCheck(Protocol):
     def id_problem(self, object_name: str, record_id: str) -> str | None:
         """Why `record_id` cannot name a record of `object_name` (None: it can). Pure and

@@ -93,9 +93,11 @@ def parse_hub_payload(payload: bytes) -> list[tuple[Side, str]]:
     return keys
 
 
-def describe_hub_payload(payload: bytes) -> tuple[int, str | None]:
+def describe_hub_payload(payload: bytes) -> tuple[int, str | None, str | None]:
     e = decode_hub_event(payload)
-    return e.occurred_at, e.property_name if e.change == "propertyChange" else None
+    if e.change != "propertyChange":
+        return e.occurred_at, None, None
+    return e.occurred_at, e.property_name, e.value_digest
 
 
 def parse_app_payload(payload: bytes) -> list[tuple[Side, str]]:
@@ -176,7 +178,8 @@ class Daemon:
                  = None, timing: Timing | None = None, notifier: Notifier | None = None,
                  configure_logging: bool = True, hub_index_lag: float | None = None,
                  app_transports: dict[str, httpx.AsyncBaseTransport] | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 hub_events: bool | None = None) -> None:
         self.config_path = Path(config_path)
         self.base_dir = self.config_path.resolve().parent
         cfg, warnings = load_config(self.config_path)
@@ -191,6 +194,10 @@ class Daemon:
         # How far behind "now" the hub's search index may lag (see the hub connector).
         self.hub_index_lag = (hub_index_lag if hub_index_lag is not None
                               else cfg.hub.search_index_lag_seconds)
+        # Whether HubSpot's property-change events reach the syncs; None: as the configuration
+        # says (`_hub_events`). Tests that deliver the emulator's webhooks to the webhook
+        # application in process, without its listener, say so.
+        self.hub_events_override = hub_events
         self.started_at = time.time()
         self.store: Store | None = None
         self.hub: Connector | None = None
@@ -284,6 +291,16 @@ class Daemon:
                                    refresh_token=refresh, on_refresh_token=save_refresh,
                                    reload_refresh_token=reload_refresh,
                                    index_lag=self.hub_index_lag)
+
+    def _hub_events(self) -> bool:
+        """Whether HubSpot's property-change events reach the object syncs: through the
+        journal, or through webhooks the daemon serves (else the poller alone finds changes,
+        and it cannot tell which property changed when)."""
+        if self.hub_events_override is not None:
+            return self.hub_events_override
+        changes = self.cfg.hub.changes
+        return changes == "journal" or (changes == "webhooks"
+                                        and self.cfg.daemon.webhooks.enabled)
 
     # --- the webhooks journal ------------------------------------------------------------------
 
@@ -474,7 +491,8 @@ class Daemon:
                     app_pipeline_field=pipeline_field, app_stage_field=stage_field,
                     associations=(partial(AssociationSyncer, pairs=pairs, resubmit=resubmit,
                                           locks=association_locks)
-                                  if keeps else None))
+                                  if keeps else None),
+                    hub_events=self._hub_events())
                 handle = await nursery.start(run_object_sync, setup, store, hub, app,
                                              rt.status.objects[s.hub_object])
                 connection.add(handle)

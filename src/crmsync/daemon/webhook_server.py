@@ -31,6 +31,7 @@ from starlette.routing import Route
 from crmsync.config.secrets import Secret
 from crmsync.connectors import app_webhooks
 from crmsync.connectors.hubspot import webhooks as hub_webhooks
+from crmsync.runtime.overwritten import value_digest
 from crmsync.store import Store, StoreError
 from crmsync.store import inbox as store_inbox
 
@@ -49,6 +50,9 @@ class HubInboxEvent(msgspec.Struct, frozen=True):
     association_type: str | None = None
     association_removed: bool | None = None
     property_name: str | None = None
+    # A digest of the value a property change set (`overwritten.value_digest`): tells the
+    # events of crmsync's own writes apart without keeping customer data in the inbox.
+    value_digest: str | None = None
 
 
 _hub_event_decoder = msgspec.json.Decoder(HubInboxEvent)
@@ -74,7 +78,8 @@ def hub_inbox_items(events: list[hub_webhooks.WebhookEvent], hub_routes: dict[st
     for e in events:
         payload = msgspec.json.encode(HubInboxEvent(
             e.object, e.change, e.object_id, e.occurred_at, e.merged_object_ids,
-            e.to_object_id, e.association_type, e.association_removed, e.property_name))
+            e.to_object_id, e.association_type, e.association_removed, e.property_name,
+            value_digest(e.property_value) if e.property_value is not None else None))
         key = hub_event_key(e)
         for src in hub_routes.get(e.object, []):
             per_source.setdefault(src, []).append((key, payload))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,9 @@ from crmsync.store.restores import RestoreMark
 # Records changed up to this long before a backup's time count as changed after it: the clocks
 # of the hub, the app and this host need not agree to the second.
 RESTORE_CLOCK_MARGIN_SECONDS = 300.0
+# Hub updates remembered for telling their webhook events apart (a few hundred bytes each;
+# the events of older ones, if they come that late, cost a read of their record).
+HUB_WRITES_KEPT = 20_000
 
 
 def sync_id_of(connection: str, hub_object: str) -> str:
@@ -47,6 +51,13 @@ class ObjectSyncContext:
     # Set while the object sync catches up after its state was restored from a backup
     # (store/restores.py): creates look first, ambiguous conflicts are held.
     restore: RestoreMark | None = None
+    # HubSpot's property-change events (webhooks or the journal) reach this sync: a hub edit
+    # that our write replaced unseen is caught when its event comes (runtime/overwritten.py),
+    # so a linked record's hub side may be read from the search index (runtime/reads.py).
+    hub_events: bool = False
+    # The latest hub update of each record this process wrote, as soon as it landed (before
+    # its commit), for the webhook intake to tell its events from others' (`note_hub_write`).
+    hub_writes: OrderedDict[str, Any] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         if self.log is None:
@@ -88,6 +99,14 @@ class ObjectSyncContext:
     @property
     def app_object(self) -> str:
         return self.sync.app_object
+
+    def note_hub_write(self, hub_id: str, write: Any) -> None:
+        """Remember `write` (an overwritten.HubWrite) as `hub_id`'s latest hub update; the
+        oldest are forgotten beyond HUB_WRITES_KEPT (their events then cost a read)."""
+        self.hub_writes.pop(hub_id, None)
+        self.hub_writes[hub_id] = write
+        while len(self.hub_writes) > HUB_WRITES_KEPT:
+            self.hub_writes.popitem(last=False)
 
     def connector(self, side: str) -> Connector:
         return self.hub if side == "hub" else self.app

@@ -14,6 +14,7 @@ import trio
 from crmsync.records import Side
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.lock_queue import ChangeSender, Ticket
+from crmsync.runtime.overwritten import echoes
 from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.store import inbox as store_inbox
 
@@ -23,9 +24,10 @@ IDLE_POLL_SECONDS = 30.0
 
 # Turns an inbox payload into the record keys it concerns (empty: not for this sync).
 Parser = Callable[[bytes], list[tuple[Side, str]]]
-# When the change an inbox payload reports happened (epoch ms, the source's clock) and which
-# property it changed (None: not a property change).
-Describe = Callable[[bytes], tuple[int, str | None]]
+# When the change an inbox payload reports happened (epoch ms, the source's clock), which
+# property it changed (None: not a property change) and the digest of the value it set
+# (`overwritten.value_digest`; None: unknown).
+Describe = Callable[[bytes], tuple[int, str | None, str | None]]
 
 
 class SeenChange(msgspec.Struct, frozen=True):
@@ -36,6 +38,7 @@ class SeenChange(msgspec.Struct, frozen=True):
     inbox_id: int
     occurred_at: int
     property: str | None = None
+    value: str | None = None  # digest of the value set (overwritten.value_digest)
 
 
 # What rides with a record key through the lock queue: an inbox id, or one with its event's
@@ -121,12 +124,22 @@ class Intake:
                 else:
                     # Several events of one record: one sync marks them all done.
                     payloads.setdefault(found[0], []).append(mark)
+            for key in [k for k, marks in payloads.items() if self._echo(k, marks)]:
+                # The change our own last write made (its value, in its window): nothing to
+                # sync, and no read of the record to find that out (issue 16).
+                useless.extend(i for m in payloads.pop(key) if (i := inbox_id_of(m)) is not None)
             if useless:
                 await self.ctx.store.call(store_inbox.mark_done, useless)
             if payloads:
                 await changes.submit(list(payloads), payloads)
             self.events += len(rows)
             self.ctx.status.last_webhook = time.time()
+
+    def _echo(self, key: Hashable, marks: list[Mark]) -> bool:
+        if not (isinstance(key, tuple) and key[0] == "hub"):
+            return False
+        write = self.ctx.hub_writes.get(str(key[1]))
+        return write is not None and echoes(write, marks)
 
     async def _acknowledge(self, acks: trio.MemoryReceiveChannel[tuple[Ticket, int]]) -> None:
         async with acks:

@@ -15,10 +15,12 @@ import msgspec
 from crmsync.engine.matching import Duplicate
 from crmsync.engine.outcome import record_keys
 from crmsync.engine.pairing import Met, Paired, merge_fresh, pair_fresh, unlinked_side
+from crmsync.engine.types import Snapshot
 from crmsync.records import Record, Side, other
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.encoding import decode_snapshot
 from crmsync.runtime.processor import Work
-from crmsync.runtime.reads import read_records
+from crmsync.runtime.reads import hub_unchanged, read_records, reads_hub_from_index
 from crmsync.store import items as store_items
 from crmsync.store.items import Item
 
@@ -214,6 +216,9 @@ async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
         if k.app_id:
             ids["app"].append(k.app_id)
     plan: list[tuple[RecordKey, Item | None, list[Any]]] = []
+    # Linked hub records whose sync no hub event asked for (an app-side change): the
+    # hub side is read from the search index where that is safe (reads.hub_unchanged).
+    quiet: dict[str, Snapshot] = {}
     for i, (side, rid) in enumerate(keys):
         it = items.get(side, {}).get(rid)
         payload = payloads[i] if payloads is not None else []
@@ -223,9 +228,21 @@ async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
                 ids["hub"].append(it.hub_id)
             if it.app_id:
                 ids["app"].append(it.app_id)
+            if side == "app" and it.linked and it.hub_id and it.intent is None \
+                    and not it.creating and not it.deleted_side:
+                snap = decode_snapshot(it.snapshot)
+                if snap is not None:
+                    quiet[it.hub_id] = snap
         else:
             ids[side].append(rid)
-    recs = {s: await read_records(ctx, s, i) for s, i in ids.items()}
+    for hub_id in [*by_side["hub"], *(k.hub_id for k in kept if k.hub_id)]:
+        quiet.pop(hub_id, None)
+    recs: dict[Side, dict[str, Record]] = {}
+    recs["hub"] = (await hub_unchanged(ctx, quiet)
+                   if quiet and reads_hub_from_index(ctx) else {})
+    recs["hub"].update(await read_records(ctx, "hub", [i for i in ids["hub"]
+                                                       if i not in recs["hub"]]))
+    recs["app"] = await read_records(ctx, "app", ids["app"])
     detached = await detach_reused(ctx, [it for side_items in items.values()
                                          for it in side_items.values()], recs["app"])
     carried.extend(i for i, gone in detached.items() if gone is not None and i not in carried)

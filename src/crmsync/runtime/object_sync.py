@@ -124,6 +124,8 @@ class ObjectSyncSetup:
     app_stage_field: str = ""
     # Builds what keeps the object's associations, when it has any to keep.
     associations: Callable[[ObjectSyncContext], Any] | None = None
+    # HubSpot's property-change events reach this sync (ObjectSyncContext.hub_events).
+    hub_events: bool = False
 
 
 class NotRunning(Exception):
@@ -439,6 +441,7 @@ async def run_object_sync(setup: ObjectSyncSetup, store: Store, hub: Connector, 
         ctx = await make_context(setup.connection, setup.connector_type, setup.sync, store,
                                  hub, app, status, setup.timing, setup.app_pipeline_field,
                                  setup.app_stage_field)
+        ctx.hub_events = setup.hub_events
         if setup.associations is not None:
             ctx.associations = setup.associations(ctx)
         await _run(ctx, setup, task_status)

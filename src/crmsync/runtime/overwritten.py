@@ -17,12 +17,16 @@ Pure functions here; the processor does the reading.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from crmsync.connectors.base import PropertyValue
-from crmsync.runtime.intake import SeenChange
+
+if TYPE_CHECKING:  # intake.py checks events with `echoes`
+    from crmsync.runtime.intake import SeenChange
 
 
 class HubWrite(msgspec.Struct, frozen=True):
@@ -51,6 +55,24 @@ def suspects(write: HubWrite, seen: Iterable[SeenChange]) -> list[str]:
     return sorted({c.property for c in seen
                    if c.property is not None and c.property in write.values
                    and write.read_at < c.occurred_at < write.written_at})
+
+
+def value_digest(value: str) -> str:
+    """What a hub event keeps of the value it reports (SeenChange.value)."""
+    return hashlib.blake2b(value.encode(), digest_size=12).hexdigest()
+
+
+def echoes(write: HubWrite, marks: Iterable[Any]) -> bool:
+    """Whether every one of `marks` (a record's events) reports a property set to the value
+    `write` wrote (by `value_digest`), at a time inside its window (after the version read, at the latest the
+    version written): our write's own events. Such an event brings nothing to sync — if a
+    user set that same value meanwhile, the record holds it either way; a later edit has an
+    event of its own, after the window — so the record is not read to find that out."""
+    seen = list(marks)
+    return bool(seen) and all(
+        getattr(m, "property", None) is not None and m.value is not None
+        and m.property in write.values and value_digest(write.values[m.property]) == m.value
+        and write.read_at < m.occurred_at <= write.written_at for m in seen)
 
 
 def overwritten(write: HubWrite, history: Mapping[str, list[PropertyValue]],

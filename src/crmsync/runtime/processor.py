@@ -480,6 +480,8 @@ class Processor:
                             w.hub_write = HubWrite(
                                 {k: "" if v is None else str(v) for k, v in a.changes.items()},
                                 read_at=read.updated_at, written_at=res.record.updated_at)
+                            if self.ctx.hub_events:
+                                self.ctx.note_hub_write(a.id, w.hub_write)
                         continue
                     if res.error is not None and res.error.stale:
                         w.stale = side

@@ -23,8 +23,10 @@ from crmsync.store import inbox as store_inbox
 from crmsync.store import items as store_items
 
 # Records per batch a worker receives, and how long the lock queue lets a partial batch
-# fill up before handing it out (batching across producers).
-BATCH = 100
+# fill up before handing it out (batching across producers). 200: what one HubSpot search
+# reads (pages of 200, fact sheet §2), where a batch read or write takes 100 (§1.3); the
+# batch writers and `read_records` split a batch into the API's batches (issue 16).
+BATCH = 200
 LINGER = 0.05
 RETRY_BASE_SECONDS = 30.0
 RETRY_CAP_SECONDS = 1800.0

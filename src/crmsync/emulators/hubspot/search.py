@@ -13,6 +13,7 @@ from .objects import ObjectType, resolve
 from .properties import PropertyDef
 from .search_index import Key, PropertyIndex, sort_key, typed
 from .state import CrmState, StoredRecord
+from .values import parse_instant_ms
 
 MAX_GROUPS = 5
 MAX_FILTERS_PER_GROUP = 6
@@ -287,13 +288,17 @@ def _page(
     state: CrmState, obj: ObjectType, view: dict[int, dict[str, str]], ids: list[int]
 ) -> list[StoredRecord]:
     records = state.all_records(obj)
-    return [_as_searched(records[i], view[i]) for i in ids]
+    return [_as_searched(obj, records[i], view[i]) for i in ids]
 
 
-def _as_searched(rec: StoredRecord, props: dict[str, str]) -> StoredRecord:
+def _as_searched(obj: ObjectType, rec: StoredRecord, props: dict[str, str]) -> StoredRecord:
+    """The record as the index holds it: its properties and its `updatedAt` are those of the
+    version indexed (fact sheet §2), not of a later write still waiting for the index."""
     if props is rec.properties:
         return rec
-    return StoredRecord(rec.id, props, rec.created_ms, rec.updated_ms)
+    indexed = parse_instant_ms(props.get(obj.last_modified) or "")
+    return StoredRecord(rec.id, props, rec.created_ms,
+                        indexed if indexed is not None else rec.updated_ms)
 
 
 def _query_matches(obj: ObjectType, props: dict[str, str], terms: list[str]) -> bool:

@@ -137,6 +137,9 @@ class SearchIndex:
         if self.delay <= 0:
             self._show(obj, record_id, now)
             return
+        # Writes whose delay has passed are in the index now, whether or not a search looked
+        # since: this write must pin the version indexed, not push an earlier one further off.
+        self.settle()
         key = (obj.name, record_id)
         pending = self._pending.get(key)
         due = self.clock() + self.delay

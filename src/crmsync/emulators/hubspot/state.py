@@ -37,6 +37,9 @@ class Change:
     property_name: str | None = None
     property_value: str | None = None
     association: dict[str, Any] | None = None
+    # When the change happened (epoch ms): a property change at its write's time, the time
+    # its history entry and the record's last-modified date carry [INF]. None: when notified.
+    at: int | None = None
 
 
 @dataclass
@@ -481,7 +484,7 @@ class CrmState:
         self.search_index.changed(obj, rec.id, rec.properties, old)
         self._index(obj, rec, old)
         for name, value in changed.items():
-            self.on_change(Change("propertyChange", obj, rec.id, source, name, value))
+            self.on_change(Change("propertyChange", obj, rec.id, source, name, value, at=now))
         return rec
 
     def archive(self, obj: ObjectType, rec: StoredRecord, *, source: str = "INTEGRATION") -> None:

@@ -111,7 +111,7 @@ class WebhookDispatcher:
             ),
             portal_id=self.portal_id,
             app_id=self.app_id,
-            occurred_at=self.now_ms(),
+            occurred_at=change.at if change.at is not None else self.now_ms(),
         )
         self._next_event_id += 1
         self._pending.append(event)
