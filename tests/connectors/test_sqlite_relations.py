@@ -243,6 +243,30 @@ async def test_an_app_setting_a_foreign_key_logs_both_partners(db: Path) -> None
                        "opportunities": set()}
 
 
+async def test_association_entries_are_no_evidence_of_a_field_write_landing(db: Path) -> None:
+    # Issue 17 (randomized e2e seed 17): after a crash, the change log tells whether
+    # crmsync's update of a record landed before the record changed again. Setting a
+    # contact's foreign key logs its company too ("associate"), but neither crmsync's nor the
+    # app's does that say anything about a write of the company's fields: a company whose
+    # field write never landed was taken for one whose write landed, its old value for a
+    # newer app edit, and that value written over the hub's edit.
+    with trio.fail_after(LIMIT):
+        async with opened(settings(db)) as c:
+            position = await c.log_position()
+            # crmsync moves contact 3 to Globex (an association write), then the app's user
+            # moves contact 1 there: both log Globex (11) as "associate".
+            (moved,) = await c.write_associations(
+                "customers", "organisations", [AssociationChange("3", "11")])
+            assert moved.ok
+            app(db).execute("UPDATE customers SET company_id = 11 WHERE id = 1")
+            assert await c.written_then_changed("organisations", ["11"], position) == set()
+            # A field write of crmsync's to Globex that landed, then an edit by the app's user.
+            (landed,) = await c.update("organisations", [("11", {"name": "Globex Inc"})])
+            assert landed.ok
+            app(db).execute("UPDATE organisations SET name = 'Globex Ltd' WHERE id = 11")
+            assert await c.written_then_changed("organisations", ["11"], position) == {"11"}
+
+
 # --- associations through a join table -----------------------------------------------------
 
 

@@ -328,3 +328,36 @@ async def test_an_association_is_not_written_to_a_record_given_a_deleted_one_s_i
 async def _all_settled(env):
     counts = {**await env.counts("contacts")}
     return counts.get("pending", 0) == 0 and counts.get("queued", 0) == 0
+
+
+async def test_a_record_given_a_deleted_one_s_id_has_its_own_associations(
+        tmp_path, slow_autojump):
+    # Found by the randomized e2e test (seed 14): the app deleted Ivy's row and gave its id
+    # to Zoe (SQLite reuses the highest id), at Ivy's company. What crmsync had seen of Ivy's
+    # association was taken for Zoe's: hers looked old, and never reached the hub.
+    db = setup(tmp_path, [{"email": "ivy@example.com", "first_name": "Ivy", "company_id": 1}],
+               [{"name": "Initech", "domain": "initech.example"}])
+    async with running(tmp_path, syncs=SYNCS, app_db=db, timing=TIMING, webhooks=False,
+                       config_kwargs={"connection_extra": ASSOC}) as env:
+        await env.wait_ready(["contacts", "companies"])
+        await env.eventually(lambda: hub_assoc(env, "ivy@example.com") == ["Initech"],
+                             timeout=120, step=1.0)
+        conn = sqlite3.connect(db)
+        with conn:
+            conn.execute("DELETE FROM customers WHERE id = 1")
+            cur = conn.execute("INSERT INTO customers (email, first_name, company_id) "
+                               "VALUES ('zoe@example.com', 'Zoe', 1)")
+        conn.close()
+        assert cur.lastrowid == 1
+        await env.eventually(lambda: hub_assoc(env, "zoe@example.com") == ["Initech"],
+                             timeout=120, step=1.0)
+        # Ivy, deleted in the app (on_delete = mark), keeps her company on the hub.
+        assert hub_assoc(env, "ivy@example.com") == ["Initech"]
+
+
+def hub_assoc(env, email):
+    hub = env.hub_by_email().get(email)
+    if hub is None:
+        return None
+    return sorted(company_name(env, c)
+                  for c in env.emu.associations("contacts", hub["id"], "companies"))

@@ -13,9 +13,10 @@ from crmsync.connectors.hubspot import HubSpotConnector
 from crmsync.connectors.sqlite import SqliteAppConnector
 from crmsync.emulators.hubspot import HubSpotEmulator
 from crmsync.emulators.hubspot.webhooks import WebhookDispatcher
+from crmsync.runtime import processor as processor_module
 from crmsync.runtime.object_sync import Timing
 
-from .harness import HUB_SECRET, PUBLIC, TOKEN, contacts_sync, running
+from .harness import HUB_SECRET, PUBLIC, TOKEN, companies_sync, contacts_sync, running
 
 TIMING = Timing(hub_poll_interval=10_000, app_poll_interval=2)
 
@@ -202,3 +203,73 @@ async def test_a_row_replaced_while_a_hub_value_is_written_is_left_alone(
         assert env.hub_by_email()["new@example.com"]["properties"]["firstname"] == "Ann"
         items = {i.hub_id: i for i in await env.items()}
         assert items[hub["id"]].state == "deleted"
+
+
+async def test_a_stale_write_after_a_crash_is_decided_again_as_the_conflict_it_is(
+        tmp_path, slow_autojump, monkeypatch):
+    # Issue 17, defect (a) of the randomized end-to-end test. Acme's first pairing writes the
+    # hub's city to the app and the daemon dies before committing it; the app's user then
+    # sets another city (after crmsync's write landed: the change log says so, and the next
+    # sync takes the app's city as the newer edit). Before that next sync, a hub user edits
+    # the phone; the sync writes it to the app, but the app's user edits the phone too, right
+    # before that write lands: it is refused as stale, and the record is decided again. The
+    # phone was changed on both sides since the last sync, a conflict the hub wins
+    # (conflict_winner = "hub"). The change log's word on the crashed sync's write must not
+    # make the refused phone write pass for one that landed, and the app's phone for a newer
+    # edit over it.
+    db = tmp_path / "app.db"
+    emu = HubSpotEmulator(tokens=(TOKEN,), tier="unlimited", seed=0, clock=trio.current_time)
+    (acme_hub,) = emu.add_records("companies", [{"name": "Acme", "domain": "acme.example",
+                                                 "city": "York"}])
+
+    def app_exec(sql: str) -> None:
+        conn = sqlite3.connect(db)
+        conn.execute(sql)
+        conn.commit()
+        conn.close()
+
+    original_write = processor_module.Processor._write
+    crashed = {"done": False}
+
+    async def write_then_crash(self, works):
+        out = await original_write(self, works)
+        if not crashed["done"] and any(a.side == "app" for w in works
+                                       for a in w.decision.actions
+                                       if type(a).__name__ == "Update"):
+            crashed["done"] = True
+            app_exec("UPDATE organisations SET city = 'Hull'")
+            emu.update_record("companies", acme_hub, {"phone": "+1 555 0001"})
+            raise RuntimeError("simulated crash after the writes, before the commit")
+        return out
+
+    original_update = SqliteAppConnector.update
+    raced = {"done": False}
+
+    async def update_after_an_app_edit(self, object_name, inputs, expected=None):
+        if not raced["done"] and any("phone" in ch for _, ch in inputs):
+            raced["done"] = True
+            app_exec("UPDATE organisations SET phone = '+1 555 0002'")
+        if expected is None:
+            return await original_update(self, object_name, inputs)
+        return await original_update(self, object_name, inputs, expected)
+
+    monkeypatch.setattr(processor_module.Processor, "_write", write_then_crash)
+    monkeypatch.setattr(SqliteAppConnector, "update", update_after_an_app_edit)
+    async with running(tmp_path, syncs=companies_sync(), webhooks=False, emulator=emu,
+                       timing=Timing(hub_poll_interval=2, app_poll_interval=2),
+                       organisations=[{"name": "Acme", "domain": "acme.example",
+                                       "city": "Leeds"}]) as env:
+        await env.wait_ready(("companies",), timeout=3000)
+        assert crashed["done"] and raced["done"]
+
+        def acme():
+            (hub,) = env.hub("companies")
+            (row,) = env.app_rows("organisations")
+            return ((hub["properties"].get("city"), hub["properties"].get("phone")),
+                    (row["city"], row["phone"]))
+
+        want = (("Hull", "+1 555 0001"), ("Hull", "+1 555 0001"))
+        with trio.move_on_after(60):
+            while acme() != want:
+                await trio.sleep(1)
+        assert acme() == want

@@ -56,7 +56,11 @@ from crmsync.daemon.journal_reader import JournalIntake, JournalReader, JournalR
 from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
 from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_hub_event
 from crmsync.records import Side
-from crmsync.runtime.associations import AssociationSyncer, association_pairs
+from crmsync.runtime.associations import (
+    AssociationLocks,
+    AssociationSyncer,
+    association_pairs,
+)
 from crmsync.runtime.connection import ConnectionHandle
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.intake import Reported
@@ -149,6 +153,17 @@ def _association_pairs(app: Connector, conn: Connection) -> set[tuple[str, str]]
     if own is not None:
         return set(own())
     return {(a.from_object, a.to_object) for a in getattr(conn, "associations", ())}
+
+
+def _association_keys(app: Connector, conn: Connection) -> set[tuple[str, str]]:
+    """The app's associations (from object, to object) whose `from` record holds one
+    partner: the connector's own (Pipedrive's foreign keys), else the configured ones kept
+    in a foreign key column (not a join table)."""
+    own = getattr(app, "association_pairs", None)
+    if own is not None:
+        return set(own())
+    return {(a.from_object, a.to_object) for a in getattr(conn, "associations", ())
+            if getattr(a, "column", None)}
 
 
 @dataclass
@@ -458,6 +473,8 @@ class Daemon:
 
         # The supervisor's handle (assigned below, before any of these functions runs).
         connection: ConnectionHandle
+        # Shared by the object syncs at both ends of each association type.
+        association_locks = AssociationLocks()
 
         async def resubmit(hub_object: str, key: tuple[Side, str]) -> None:
             """A record of another object sync waits for a partner that just got linked."""
@@ -475,10 +492,12 @@ class Daemon:
             if sweep is not None:
                 timing = dataclasses.replace(timing, delete_sweep_interval=sweep)
             app_pairs = _association_pairs(app, conn)
+            app_keys = _association_keys(app, conn)
             directed = bool(getattr(app, "associations_directed", False))
             for s in rt.syncs:
                 pipeline_field, stage_field = _stage_fields(app, conn, s.app_object)
-                pairs = association_pairs(self.cfg, s, app_pairs, directed=directed)
+                pairs = association_pairs(self.cfg, s, app_pairs, directed=directed,
+                                          app_keys=app_keys)
                 keeps = pairs or any(s.hub_object in o.associations for o in rt.syncs)
                 index = next((i for i, x in enumerate(self.cfg.syncs) if x == s), "?")
                 setup = ObjectSyncSetup(
@@ -494,7 +513,8 @@ class Daemon:
                                           app_pipeline_field=pipeline_field,
                                           app_stage_field=stage_field),
                     app_pipeline_field=pipeline_field, app_stage_field=stage_field,
-                    associations=(partial(AssociationSyncer, pairs=pairs, resubmit=resubmit)
+                    associations=(partial(AssociationSyncer, pairs=pairs, resubmit=resubmit,
+                                          locks=association_locks)
                                   if keeps else None),
                     hub_events=self._hub_events())
                 handle = await nursery.start(run_object_sync, setup, store, hub, app,

@@ -8,17 +8,30 @@ between the partners on the other. A side that can hold only one partner (an app
 key) is re-read after writing, so what it really holds becomes its snapshot and a replaced
 partner is not mistaken for a removal.
 
+The writes a sync is about to send are recorded first (an intent, like an item's): after a
+crash before the sync committed what it saw, the next sync of those records counts the writes
+that landed as seen on both sides, so they are not taken for changes made on the side written.
+
 When the partner on the other side is not linked yet, the association waits (pending) and is
 not counted as seen; once the partner is linked, the record is synced again and the
 association applied. No association is lost because of order.
+
+Both ends of an association type sync it (a contact's sync reads its companies, a company's
+sync its contacts) and share its snapshot rows, so one sync of the type at a time runs per
+connection (`AssociationLocks`): from its reads to the commit of what it saw, another one's
+reads, writes and commit must not fall in between, or one end stores what it read before the
+other end's write over what that end stored after it (a removal then looks like an addition,
+and the other way round).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import trio
 
 from crmsync.config.defaults import associable
 from crmsync.config.model import Config, ObjectSync
@@ -44,16 +57,21 @@ class AssociationPair:
     b_sync_id: str
     to_app: bool
     to_hub: bool
+    # An app record of app_a holds one partner of app_b (a foreign key on it): adding one
+    # replaces the one it held.
+    app_holds_one: bool = False
 
 
 def association_pairs(cfg: Config, sync: ObjectSync, app_pairs: set[tuple[str, str]],
-                      directed: bool = False) -> list[AssociationPair]:
+                      directed: bool = False,
+                      app_keys: Collection[tuple[str, str]] = ()) -> list[AssociationPair]:
     """The association types object sync `sync` keeps: with every object sync B of the same
     connection that either side lists in `associations`, allowed for the pair, and stored by
     the app (`app_pairs`: the app's associations as (from object, to object), kept from
     either side; with `directed`, only by the object sync of the `from` object — where the
     app reads an association cheaply only from the record holding it, as Pipedrive's foreign
-    keys)."""
+    keys). `app_keys`: the app's associations (from object, to object) whose `from` record
+    holds one partner (a foreign key)."""
     out = []
     for other in cfg.syncs:
         if other is sync or other.connection != sync.connection or not other.enabled:
@@ -69,7 +87,8 @@ def association_pairs(cfg: Config, sync: ObjectSync, app_pairs: set[tuple[str, s
         to_hub = sync.direction in ("both", "to_hub") and other.direction in ("both", "to_hub")
         out.append(AssociationPair(sync.hub_object, other.hub_object, sync.app_object,
                                    other.app_object,
-                                   sync_id_of(sync.connection, other.hub_object), to_app, to_hub))
+                                   sync_id_of(sync.connection, other.hub_object), to_app, to_hub,
+                                   (sync.app_object, other.app_object) in app_keys))
     return out
 
 
@@ -78,10 +97,23 @@ Resubmit = Callable[[str, tuple[Side, str]], Awaitable[None]]
 
 
 @dataclass
+class AssociationLocks:
+    """One lock per association type of a connection, shared by the object syncs of its two
+    ends (see the module docstring): give every `AssociationSyncer` of a connection the same
+    instance."""
+
+    _locks: dict[frozenset[str], trio.Lock] = field(default_factory=dict)
+
+    def of(self, pair: AssociationPair) -> trio.Lock:
+        return self._locks.setdefault(frozenset((pair.hub_a, pair.hub_b)), trio.Lock())
+
+
+@dataclass
 class AssociationSyncer:
     ctx: ObjectSyncContext
     pairs: list[AssociationPair]
     resubmit: Resubmit | None = None
+    locks: AssociationLocks = field(default_factory=AssociationLocks)
 
     @property
     def connection(self) -> str:
@@ -100,8 +132,10 @@ class AssociationSyncer:
         failed: dict[str, str] = {}
         if linked and self.pairs:
             for pair in self.pairs:
-                failed.update(await self._sync_pair(pair, list(linked), incarnations or {},
-                                                    set(created_in_hub)))
+                async with self.locks.of(pair):
+                    failed.update(await self._sync_pair(pair, list(linked),
+                                                        incarnations or {},
+                                                        set(created_in_hub)))
         return failed
 
     async def release_pending(self, changed: Sequence[tuple[str | None, str | None]]) -> None:
@@ -166,6 +200,16 @@ class AssociationSyncer:
             store_assoc.clear_waiting(conn, self.connection, pair.hub_a, pair.hub_b, hub_ids,
                                       app_ids)
 
+    def forget_app_records(self, conn: sqlite3.Connection, app_ids: Sequence[str]) -> None:
+        """In the commit that records these app records as gone (deleted, or their id given
+        to another record): forget what was seen of their associations. An app may give a
+        deleted record's id to a new one, whose associations are its own, none seen yet."""
+        if not app_ids:
+            return
+        for pair in self.pairs:
+            store_assoc.forget_records(conn, self.connection, pair.hub_a, pair.hub_b, (),
+                                       app_ids)
+
     async def resubmit_waiting(self) -> int:
         """On start: sync again every record of this object whose associations wait (a crash
         may have come between a partner's link and the new sync of the waiting record)."""
@@ -225,6 +269,14 @@ class AssociationSyncer:
                                               pair.hub_b, hub_ids)
             app_seen = store_assoc.seen_pairs(conn, self.connection, "app", pair.hub_a,
                                               pair.hub_b, app_ids)
+            # Writes of a sync of these records that was cut short before its commit: those
+            # that landed are ours, not changes made on that side.
+            intents = (store_assoc.intents_of(conn, self.connection, pair.hub_a, pair.hub_b,
+                                              "hub", hub_ids)
+                       + store_assoc.intents_of(conn, self.connection, pair.hub_a,
+                                                pair.hub_b, "app", app_ids))
+            seen_landed(intents, {"hub": hub_now, "app": app_now},
+                        {"hub": hub_seen, "app": app_seen})
             # Partners now and partners seen before (a removed one must be found too).
             b_hub = sorted({b for d in (hub_now, hub_seen) for v in d.values() for b in v})
             b_app = sorted({b for d in (app_now, app_seen) for v in d.values() for b in v})
@@ -300,23 +352,31 @@ class AssociationSyncer:
         # partner, so a change of the partner (deleted, linked again) brings that sync too.
         kept: dict[Side, set[tuple[str, str]]] = {"hub": set(), "app": set()}
         wrote: dict[Side, set[str]] = {"hub": set(), "app": set()}
+        done: dict[Side, list[AssociationChange]] = {"hub": [], "app": []}  # writes that landed
         sides: tuple[Side, Side] = ("hub", "app")
+        if writes["hub"] or writes["app"]:
+            # Committed before the writes are sent: after a crash before the commit below,
+            # the next sync of these records tells a write that landed from a change there.
+            recorded: list[store_assoc.Intent] = [
+                (dst, change.from_id, change.to_id, change.removed, src_id, b)
+                for dst in sides for _, change, _, src_id, b in writes[dst]]
+            await ctx.store.call(store_assoc.add_intents, self.connection, pair.hub_a,
+                                 pair.hub_b, recorded)
         for side in sides:
             todo = writes[side]
             if not todo:
                 continue
+            ctx.log.debug("association writes", pair=f"{pair.hub_a}-{pair.hub_b}", side=side,
+                          changes=[(c.from_id, c.to_id, "remove" if c.removed else "add")
+                                   for _, c, *_ in todo])
             results = await self._write(side, pair, [w[1] for w in todo])
             for (item_id, change, src, src_id, b), res in zip(todo, results, strict=True):
-                if side == "hub":
-                    # HubSpot keeps every association written (many on each end, fact sheet
-                    # §5): what it holds now follows from what was read and written, unread.
-                    if res.ok and change.removed:
-                        hub_now[change.from_id].discard(change.to_id)
-                    elif res.ok:
-                        hub_now[change.from_id].add(change.to_id)
+                wrote[side].add(change.from_id)
+                if res.ok:
+                    done[side].append(change)
+                    if not change.removed and settled(by_src.get(b)):
+                        answered.append((src, b, src_id))
                 else:
-                    wrote[side].add(change.from_id)
-                if not res.ok:
                     why = res.error.message if res.error else "association write failed"
                     failed[item_id] = f"{pair.hub_a} ↔ {pair.hub_b} on the {side}: {why}"
                     if change.removed:
@@ -324,11 +384,17 @@ class AssociationSyncer:
                     else:
                         unseen[src].add((src_id, b))
                     pending.append((pair.hub_a, src, src_id, pair.hub_b, b))
-                elif not change.removed and settled(by_src.get(b)):
-                    answered.append((src, b, src_id))
-        # What the app holds now, re-read where we wrote: its foreign key holds one partner.
-        if wrote["app"]:
-            app_now.update(await self._read("app", pair, sorted(wrote["app"])))
+        # What each side holds now, as far as our writes explain it: a change made there
+        # meanwhile is not seen yet. The app is re-read where we wrote (a foreign key holds
+        # one partner: adding replaced it); HubSpot holds many on each end (fact sheet §5),
+        # where what our writes explain is what it held with them applied, so it is not read
+        # again (after_writes answers that whatever a re-read shows).
+        for side, held in (("hub", hub_now), ("app", app_now)):
+            if wrote[side]:
+                again = (await self._read(side, pair, sorted(wrote[side])) if side == "app"
+                         else {rid: held.get(rid, set()) for rid in wrote[side]})
+                held.update(after_writes(held, again, done[side],
+                                         holds_one=side == "app" and pair.app_holds_one))
         for side, held in (("hub", hub_now), ("app", app_now)):
             for rid, b in unseen[side]:
                 held.get(rid, set()).discard(b)
@@ -343,6 +409,8 @@ class AssociationSyncer:
             # What waited for these records was looked at again just now: it waits anew
             # below if its partner is still not linked.
             store_assoc.clear_waiting(conn, self.connection, pair.hub_a, pair.hub_b,
+                                      hub_ids, app_ids)
+            store_assoc.clear_intents(conn, self.connection, pair.hub_a, pair.hub_b,
                                       hub_ids, app_ids)
             if pending:
                 store_assoc.add_pending(conn, self.connection, pending)
@@ -373,3 +441,46 @@ class AssociationSyncer:
             ctx.log.info("associations synced", pair=f"{pair.hub_a}-{pair.hub_b}",
                          written=n - len(failed), waiting=len(pending), failed=len(failed))
         return failed
+
+
+def seen_landed(intents: Sequence[store_assoc.Intent], now: Mapping[str, Mapping[str, set[str]]],
+                seen: Mapping[str, dict[str, set[str]]]) -> None:
+    """Count as seen, on both sides, the association writes of an interrupted sync that
+    landed (the side written holds what was written): the association it carried from the
+    other side and the one it wrote. A write that did not land changes nothing: the change
+    it carried is still a change, decided again from current state."""
+    for side, own, partner, removed, src_own, src_partner in intents:
+        held = now[side].get(own)
+        if held is None or (partner in held) == removed:
+            continue
+        src = "app" if side == "hub" else "hub"
+        for s, rid, b in ((side, own, partner), (src, src_own, src_partner)):
+            if rid in seen[s]:
+                if removed:
+                    seen[s][rid].discard(b)
+                else:
+                    seen[s][rid].add(b)
+
+
+def after_writes(before: Mapping[str, set[str]], again: Mapping[str, set[str]],
+                 done: Sequence[AssociationChange], holds_one: bool) -> dict[str, set[str]]:
+    """What to count as seen on a side we wrote to, per record re-read there (`again`): what
+    it held when the sync read it (`before`) with our writes that landed (`done`) applied,
+    where the re-read agrees. A partner that is there although we did not add it was added
+    meanwhile, and one that is gone although we did not remove it was removed meanwhile,
+    unless we added a partner to a record that holds one (`holds_one`: a foreign key, where
+    adding replaced it): those changes are not seen yet, so the next sync of the record
+    carries them over."""
+    added: dict[str, set[str]] = {}
+    removed: dict[str, set[str]] = {}
+    for c in done:
+        (removed if c.removed else added).setdefault(c.from_id, set()).add(c.to_id)
+    out: dict[str, set[str]] = {}
+    for rid, now in again.items():
+        was = before.get(rid, set())
+        expected = (was | added.get(rid, set())) - removed.get(rid, set())
+        seen = now & expected
+        if not (holds_one and added.get(rid)):
+            seen |= expected - now  # removed meanwhile: still to be carried over
+        out[rid] = seen
+    return out

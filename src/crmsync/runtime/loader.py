@@ -185,7 +185,14 @@ async def detach_reused(ctx: ObjectSyncContext, items: Sequence[Item],
             reused[it.item_id] = it
     if not reused:
         return {}
-    await ctx.store.call(store_items.detach_app_records, ctx.sync_id, list(reused))
+    def commit(conn: Any) -> None:
+        store_items.detach_app_records(conn, ctx.sync_id, list(reused))
+        if ctx.associations is not None:
+            # The record now holding the id has associations of its own, none seen yet.
+            ctx.associations.forget_app_records(
+                conn, [it.app_id for it in reused.values() if it.app_id])
+
+    await ctx.store.call(commit)
     for it in reused.values():
         ctx.log.info("app record deleted, its id reused: the link ends", item_id=it.item_id,
                      hub_id=it.hub_id, app_id=it.app_id)

@@ -411,6 +411,10 @@ class Processor:
             else:
                 updates.append((w.item.item_id, blob,
                                 create.side if create is not None else w.item.creating))
+                # The app's change log spoke of the writes of the intent this one replaces:
+                # a write of this sync refused as stale must not pass for one that landed
+                # when the record is decided again (issue 17, random e2e defect (a)).
+                w.landed = ()
         if not inserts and not updates:
             return
 
@@ -640,6 +644,10 @@ class Processor:
                 self.ctx.associations.forget_ended(conn, [
                     (w.hub_id, w.app_id) for i, w in enumerate(outcome_works)
                     if i not in refused and outcomes[i].state == "deleted"])
+                self.ctx.associations.forget_app_records(conn, [
+                    w.app_id for i, w in enumerate(outcome_works)
+                    if i not in refused and outcomes[i].state == "deleted" and w.app_id
+                    and outcomes[i].deleted_side in ("app", "both")])
             for item_id, side, rid in parked:
                 if item_id in refused_items:
                     continue

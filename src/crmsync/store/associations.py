@@ -120,8 +120,84 @@ def pending_count(conn: sqlite3.Connection, connection: str) -> int:
                             (connection,)).fetchone()[0])
 
 
+# An association write about to be sent: (side written, id of the record of `obj` there, its
+# partner's id, removed, and the same association on the other side, which it carries:
+# the id of the record of `obj` there and its partner's).
+Intent = tuple[str, str, str, bool, str, str]
+
+
+def add_intents(conn: sqlite3.Connection, connection: str, obj: str, other: str,
+                intents: Iterable[Intent]) -> None:
+    """Record association writes before they are sent (see schema _V11)."""
+    x_end = _order(obj, other)
+    x_obj, y_obj = (obj, other) if x_end else (other, obj)
+    rows = []
+    for side, own, partner, removed, src_own, src_partner in intents:
+        x_id, y_id = (own, partner) if x_end else (partner, own)
+        sx, sy = (src_own, src_partner) if x_end else (src_partner, src_own)
+        rows.append((connection, side, x_obj, x_id, y_obj, y_id, int(removed), sx, sy))
+    conn.executemany("INSERT OR REPLACE INTO assoc_intents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     rows)
+
+
+def _intent_rows(conn: sqlite3.Connection, connection: str, obj: str, other: str,
+                 side: str, ids: Sequence[str], fetch: bool) -> list[Intent]:
+    x_end = _order(obj, other)
+    own = "x_id" if x_end else "y_id"
+    x_obj, y_obj = (obj, other) if x_end else (other, obj)
+    out: list[Intent] = []
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start:start + 500])
+        where = (f"FROM assoc_intents WHERE connection = ? AND side = ? AND x_object = ? AND "
+                 f"y_object = ? AND {own} IN ({','.join('?' * len(chunk))})")
+        args = (connection, side, x_obj, y_obj, *chunk)
+        if not fetch:
+            conn.execute(f"DELETE {where}", args)
+            continue
+        for x_id, y_id, removed, sx, sy in conn.execute(
+                f"SELECT x_id, y_id, removed, src_x_id, src_y_id {where}", args):
+            mine, partner = (x_id, y_id) if x_end else (y_id, x_id)
+            src_mine, src_partner = (sx, sy) if x_end else (sy, sx)
+            out.append((side, mine, partner, bool(removed), src_mine, src_partner))
+    return out
+
+
+def intents_of(conn: sqlite3.Connection, connection: str, obj: str, other: str,
+               side: str, ids: Sequence[str]) -> list[Intent]:
+    """The recorded writes to `side` of these records of `obj` (ids of that side)."""
+    return _intent_rows(conn, connection, obj, other, side, ids, fetch=True)
+
+
+def clear_intents(conn: sqlite3.Connection, connection: str, obj: str, other: str,
+                  hub_ids: Sequence[str], app_ids: Sequence[str]) -> None:
+    """Forget the recorded writes of these records of `obj` (in the commit of what their
+    association sync saw)."""
+    _intent_rows(conn, connection, obj, other, "hub", hub_ids, fetch=False)
+    _intent_rows(conn, connection, obj, other, "app", app_ids, fetch=False)
+
+
+def forget_records(conn: sqlite3.Connection, connection: str, obj: str, other: str,
+                   hub_ids: Sequence[str], app_ids: Sequence[str]) -> None:
+    """Forget what was seen of these records' associations of `obj` with `other` (and the
+    writes recorded for them): records whose link ended. An app may give a deleted record's
+    id to a new one, whose associations are then new, not the deleted one's."""
+    x_end = _order(obj, other)
+    own = "x_id" if x_end else "y_id"
+    x_obj, y_obj = (obj, other) if x_end else (other, obj)
+    for side, ids in (("hub", hub_ids), ("app", app_ids)):
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            conn.execute(f"DELETE FROM assoc_pairs WHERE connection = ? AND side = ? AND "
+                         f"x_object = ? AND y_object = ? AND {own} IN "
+                         f"({','.join('?' * len(chunk))})",
+                         (connection, side, x_obj, y_obj, *chunk))
+    clear_intents(conn, connection, obj, other, hub_ids, app_ids)
+
+
 def drop_connection_object(conn: sqlite3.Connection, connection: str, obj: str) -> None:
     conn.execute("DELETE FROM assoc_pairs WHERE connection = ? AND (x_object = ? OR "
+                 "y_object = ?)", (connection, obj, obj))
+    conn.execute("DELETE FROM assoc_intents WHERE connection = ? AND (x_object = ? OR "
                  "y_object = ?)", (connection, obj, obj))
     conn.execute("DELETE FROM pending_associations WHERE connection = ? AND (from_object = ? "
                  "OR to_object = ?)", (connection, obj, obj))

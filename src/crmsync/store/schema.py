@@ -278,7 +278,28 @@ _V10 = [
     """,
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10]
+# Association writes a sync is about to send, committed before it sends them (like an item's
+# intent): after a crash before the sync committed what it saw, a write that landed is
+# recognised as ours, not taken for a change made on that side (store/associations.py).
+_V11 = [
+    """
+    CREATE TABLE assoc_intents (
+        connection TEXT NOT NULL,
+        side       TEXT NOT NULL,
+        x_object   TEXT NOT NULL,
+        x_id       TEXT NOT NULL,
+        y_object   TEXT NOT NULL,
+        y_id       TEXT NOT NULL,
+        removed    INTEGER NOT NULL,
+        src_x_id   TEXT NOT NULL,
+        src_y_id   TEXT NOT NULL,
+        PRIMARY KEY (connection, side, x_object, x_id, y_object, y_id)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX assoc_intents_y ON assoc_intents(connection, side, y_object, y_id)",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -12,7 +12,8 @@ connections run them unchanged. AUTOINCREMENT keeps `seq` growing after pruning,
 
 `op` is insert, update, delete, or `associate` for a record whose associations changed (a
 foreign key pointing at it was set or cleared, or a join-table row naming it was added or
-removed): readers re-read the record in every case, so `op` is for people reading the log.
+removed): readers re-read the record in every case; only `written_then_changed` (and people
+reading the log) tell an `associate` entry from a change of the record's own row.
 
 The insert trigger also notes, in the identity table `<changelog>:identity`
 (object, record_id, born), the seq of the row's insert entry; the delete trigger removes it (a
@@ -254,7 +255,9 @@ def read_collapsed(conn: sqlite3.Connection, log: str, obj: str, after: int, end
 def written_then_changed(conn: sqlite3.Connection, log: str, obj: str, ids: Sequence[str],
                          after: int) -> set[str]:
     """The ids among `ids` with an entry of crmsync's own after `after` that another entry
-    (anyone else's) follows: crmsync's write landed, then the record changed again."""
+    (anyone else's) follows: crmsync's write landed, then the record changed again. Only
+    entries of the record's own row count: an `associate` entry (a foreign key elsewhere set
+    to it or cleared) says nothing of a write to the record's fields."""
     q = quote_ident(log)
     out: set[str] = set()
     for start in range(0, len(ids), 500):
@@ -262,9 +265,9 @@ def written_then_changed(conn: sqlite3.Connection, log: str, obj: str, ids: Sequ
         marks = ",".join("?" * len(chunk))
         out.update(str(r[0]) for r in conn.execute(
             f"SELECT record_id FROM {q} WHERE object = ? AND seq > ? AND record_id IN ({marks}) "
-            "GROUP BY record_id HAVING min(CASE WHEN origin = ? THEN seq END) < "
+            "AND op <> ? GROUP BY record_id HAVING min(CASE WHEN origin = ? THEN seq END) < "
             "max(CASE WHEN origin IS NOT ? THEN seq END)",
-            (obj, after, *chunk, ORIGIN_CRMSYNC, ORIGIN_CRMSYNC)))
+            (obj, after, *chunk, "associate", ORIGIN_CRMSYNC, ORIGIN_CRMSYNC)))
     return out
 
 
