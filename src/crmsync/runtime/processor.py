@@ -166,11 +166,15 @@ class Work:
     def record_id(self, side: Side) -> str | None:
         return self.hub_id if side == "hub" else self.app_id
 
-    def key(self) -> tuple[Side, str] | None:
-        """A record key to sync this work's record (or pair) again by."""
+    def key(self) -> tuple[str, str] | None:
+        """A key to sync this work's record (or pair) again by: a record key, or for an item
+        no record id names (its app id let go of before a hub id was known), its item key
+        (loader.ITEM)."""
         if self.hub_id:
             return ("hub", self.hub_id)
-        return ("app", self.app_id) if self.app_id else None
+        if self.app_id:
+            return ("app", self.app_id)
+        return ("item", str(self.item.item_id)) if self.item is not None else None
 
 
 ExtraCommit = Callable[[sqlite3.Connection], None]

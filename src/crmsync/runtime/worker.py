@@ -17,7 +17,7 @@ from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.echoes import echoes
 from crmsync.runtime.intake import Mark, SeenChange, inbox_id_of
 from crmsync.runtime.isolation import fail_record, isolate
-from crmsync.runtime.loader import RecordKey, StoreView, gate_ids, load
+from crmsync.runtime.loader import RecordKey, StoreView, gate_ids, item_key, load
 from crmsync.runtime.lock_queue import Batch, ChangeSender, WorkerEnds
 from crmsync.runtime.processor import TRANSIENT_CATEGORIES, Processor, Work
 from crmsync.store import inbox as store_inbox
@@ -286,7 +286,9 @@ async def run_retry_sweeper(ctx: ObjectSyncContext, changes: ChangeSender,
                 for it in await ctx.store.read(store_items.list_items, ctx.sync_id, "failed",
                                                category, 1000):
                     if now - it.updated_at >= retry_delay(it.attempts):
-                        due.append(("hub", it.hub_id) if it.hub_id else ("app", it.app_id))
+                        due.append(("hub", it.hub_id) if it.hub_id
+                                   else ("app", it.app_id) if it.app_id
+                                   else item_key(it.item_id))
             if due:
                 ctx.log.info("retrying records after transient failures", records=len(due))
                 await changes.sync(due)

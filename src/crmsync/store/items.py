@@ -408,11 +408,13 @@ def mark_queued(conn: sqlite3.Connection, item_ids: Sequence[int]) -> None:
 
 def queued_records(conn: sqlite3.Connection, sync_id: str) -> list[tuple[str, str]]:
     """(side, record id) of the items left `queued`: a sync of them was due when the daemon
-    stopped (their hub id where they have one)."""
-    return [("hub", h) if h is not None else ("app", a) for h, a in conn.execute(
-        "SELECT hub_id, app_id FROM items WHERE sync_id = ? AND state = 'queued' "
-        "AND state != 'syncing' AND (hub_id IS NOT NULL OR app_id IS NOT NULL) "
-        "ORDER BY item_id", (sync_id,))]
+    stopped (their hub id where they have one). An item with neither id (its app id let go
+    of while its create in the hub was under way, `detach_app_records`) comes as
+    ("item", item id): nothing else names it, and its sync decides what its create left."""
+    return [("hub", h) if h is not None else ("app", a) if a is not None else ("item", str(i))
+            for i, h, a in conn.execute(
+                "SELECT item_id, hub_id, app_id FROM items WHERE sync_id = ? AND "
+                "state = 'queued' AND state != 'syncing' ORDER BY item_id", (sync_id,))]
 
 
 def counts(conn: sqlite3.Connection, sync_id: str) -> dict[str, int]:
