@@ -210,16 +210,14 @@ class AssociationSyncer:
             store_assoc.forget_records(conn, self.connection, pair.hub_a, pair.hub_b, (),
                                        app_ids)
 
-    async def resubmit_waiting(self) -> int:
-        """On start: sync again every record of this object whose associations wait (a crash
-        may have come between a partner's link and the new sync of the waiting record)."""
-        if self.resubmit is None:
-            return 0
+    async def waiting(self) -> list[tuple[Side, str]]:
+        """On start: the records of this object whose associations wait, to sync again. A
+        crash may have come between the commit that linked their partner and their new sync
+        (`release_pending` hands them to the lock queue, which a kill empties); nothing else
+        brings them, since their fields and their associations as seen may be unchanged."""
         rows = await self.ctx.store.read(store_assoc.waiting_records, self.connection,
                                          self.ctx.hub_object)
-        for side, rid in rows:
-            await self.resubmit(self.ctx.hub_object, (side, rid))  # type: ignore[arg-type]
-        return len(rows)
+        return [(side, rid) for side, rid in rows]  # type: ignore[misc]
 
     async def _read(self, side: Side, pair: AssociationPair,
                     ids: list[str]) -> dict[str, set[str]]:

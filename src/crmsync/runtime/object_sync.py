@@ -502,7 +502,11 @@ async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
             await feeds.resume()
             # Records whose sync was due when the daemon stopped, which no source brings
             # again: sent to the queue like any change (not waited for).
-            queued = await ctx.store.read(store_items.queued_records, ctx.sync_id)
+            queued: list[Any] = await ctx.store.read(store_items.queued_records, ctx.sync_id)
+            if ctx.associations is not None:
+                # And those whose associations wait for a partner that may have been linked
+                # just before the daemon stopped (AssociationSyncer.waiting).
+                queued += [k for k in await ctx.associations.waiting() if k not in queued]
             if queued:
                 async with queue.changes() as changes:
                     await changes.submit(queued)
