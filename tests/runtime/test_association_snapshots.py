@@ -12,7 +12,8 @@ defect (b) of the randomized end-to-end test):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import trio
 
@@ -246,3 +247,62 @@ async def test_an_app_removal_made_while_we_add_another_contact_to_that_company_
         # The app user's removal comes to the next sync as a change, and reaches the hub.
         await company_end.sync_links([(COMPANY_HUB, COMPANY_APP)])
         assert hub.pairs == {(new_hub, COMPANY_HUB)}
+
+
+class StoreHeldBeforeCall:
+    """A store whose next `call` (a commit) first runs `before` (what another task does
+    between a sync's reads and its commit)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.before: Callable[[], Awaitable[None]] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        before, self.before = self.before, None
+        if before is not None:
+            await before()
+        return await self._store.call(fn, *args)
+
+
+async def test_a_partner_linked_between_the_lookup_and_the_commit_brings_the_sync_again(
+        tmp_path, slow_autojump):
+    # Found by test_sigkill_associations (seed 7): the contact's association sync found its
+    # company not linked and the association waited (a row the company's link releases).
+    # The company's link was committed, and its `release_pending` looked for waiting rows,
+    # between the contact's look-up and its commit: it found none, the row came after, and
+    # nothing synced the contact again.
+    hub, app = HubAssociations(), AppForeignKey()
+    async with Store.open(tmp_path / "state.db") as store:
+        await store.call(lambda conn: store_items.apply_outcomes(conn, "shop/contacts", [
+            Outcome(state="syncing", hub_id=CONTACT_HUB, app_id=CONTACT_APP,
+                    snapshot=b"{}")]))
+        app.company_of[CONTACT_APP] = COMPANY_APP  # the app's user puts it in a new company
+        resubmitted: list[tuple[str, tuple[str, str]]] = []
+
+        async def resubmit(obj: str, key: tuple[str, str]) -> None:
+            resubmitted.append((obj, key))
+
+        held = StoreHeldBeforeCall(store)
+        contact_end = AssociationSyncer(make_ctx(held, CONTACTS, hub, app),  # type: ignore[arg-type]
+                                        [CONTACT_PAIR], resubmit=resubmit)
+        company_end = AssociationSyncer(make_ctx(store, COMPANIES, hub, app), [COMPANY_PAIR],
+                                        resubmit=resubmit)
+
+        async def company_linked() -> None:
+            # The company's sync commits its link, then releases what waits for it.
+            await store.call(lambda conn: store_items.apply_outcomes(
+                conn, "shop/companies", [Outcome(state="syncing", hub_id=COMPANY_HUB,
+                                                 app_id=COMPANY_APP, snapshot=b"{}")]))
+            await company_end.release_pending([(COMPANY_HUB, COMPANY_APP)])
+
+        held.before = company_linked
+        await contact_end.sync_links([(CONTACT_HUB, CONTACT_APP)])
+        assert await store.read(store_assoc.pending_count, "shop") == 1
+        # The contact is synced again, and then its association reaches the hub.
+        assert resubmitted == [("contacts", ("app", CONTACT_APP))]
+        await contact_end.sync_links([(CONTACT_HUB, CONTACT_APP)])
+        assert hub.pairs == {(CONTACT_HUB, COMPANY_HUB)}
+        assert await store.read(store_assoc.pending_count, "shop") == 0

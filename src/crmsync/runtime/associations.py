@@ -310,6 +310,8 @@ class AssociationSyncer:
         Write = tuple[str, AssociationChange, Side, str, str]
         writes: dict[Side, list[Write]] = {"hub": [], "app": []}
         pending: list[tuple[str, str, str, str, str]] = []
+        # Those of them waiting for a partner not linked when looked up: (side, id, partner).
+        unlinked: list[tuple[Side, str, str]] = []
         # Partners' waiting rows this sync answers: (side, partner id, this record's id).
         answered: list[tuple[Side, str, str]] = []
         # Associations not to count as seen, so they are tried again next time.
@@ -329,6 +331,7 @@ class AssociationSyncer:
                     other_b = partner(by_src.get(b), dst, adding=True)
                     if other_b is None:
                         pending.append((pair.hub_a, src, ids[src], pair.hub_b, b))
+                        unlinked.append((src, ids[src], b))
                         unseen[src].add((ids[src], b))
                     elif other_b not in now[dst]:
                         writes[dst].append((item_id, AssociationChange(
@@ -399,7 +402,7 @@ class AssociationSyncer:
             for rid, b in kept[side]:
                 held.setdefault(rid, set()).add(b)
 
-        def commit(conn: sqlite3.Connection) -> None:
+        def commit(conn: sqlite3.Connection) -> set[tuple[Side, str]]:
             store_assoc.replace_pairs(conn, self.connection, "hub", pair.hub_a, pair.hub_b,
                                       hub_now)
             store_assoc.replace_pairs(conn, self.connection, "app", pair.hub_a, pair.hub_b,
@@ -432,8 +435,23 @@ class AssociationSyncer:
                 store_scanned.keep_associations(conn, ctx.sync_id, {
                     h: {pair.hub_b: sorted(hub_now[h])} for h in created_in_hub
                     if h in hub_now})
+            # A partner linked since the lookup above: its sync's `release_pending` looked
+            # for waiting rows after its link commit, before this commit added them, and
+            # found none. These records are synced again instead (returned).
+            resync: set[tuple[Side, str]] = set()
+            for side in sides:
+                waiting = [(rid, b) for s, rid, b in unlinked if s == side]
+                now_items = store_items.find_items(conn, pair.b_sync_id, side,
+                                                   sorted({b for _, b in waiting}))
+                dst: Side = "app" if side == "hub" else "hub"
+                resync.update((side, rid) for rid, b in waiting
+                              if partner(now_items.get(b), dst, adding=True) is not None)
+            return resync
 
-        await ctx.store.call(commit)
+        resync = await ctx.store.call(commit)
+        if resync and self.resubmit is not None:
+            for key in sorted(resync):
+                await self.resubmit(ctx.hub_object, key)
         n = sum(len(v) for v in writes.values())
         if n or pending or failed:
             ctx.log.info("associations synced", pair=f"{pair.hub_a}-{pair.hub_b}",
