@@ -22,7 +22,9 @@ from crmsync.connectors.base import AssociationChange, WriteResult
 from crmsync.runtime.associations import AssociationLocks, AssociationPair, AssociationSyncer
 from crmsync.store import Store
 from crmsync.store import associations as store_assoc
+from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
+from crmsync.store import scanned as store_scanned
 from crmsync.store.items import Outcome
 
 from .fakes import MemorySide, make_ctx
@@ -306,3 +308,72 @@ async def test_a_partner_linked_between_the_lookup_and_the_commit_brings_the_syn
         await contact_end.sync_links([(CONTACT_HUB, CONTACT_APP)])
         assert hub.pairs == {(CONTACT_HUB, COMPANY_HUB)}
         assert await store.read(store_assoc.pending_count, "shop") == 0
+
+
+async def test_a_hub_re_link_after_the_initial_sync_is_read_from_hubspot(
+        tmp_path, slow_autojump):
+    # Review of issue 16's scan-time associations: the hub scan's associations of a contact
+    # whose company was not linked yet were kept past the end of the initial sync, for the
+    # contact's sync once the company linked. The company's sync answered the contact's wait
+    # instead, so that sync never came and the row stayed: every later sync of the contact
+    # took the scan's companies for what HubSpot holds, and undid a re-link made in HubSpot.
+    hub, app = HubAssociations(), AppForeignKey()
+    moved = ("HQ", "AQ")
+    async with Store.open(tmp_path / "state.db") as store:
+        def seed(conn):
+            store_items.apply_outcomes(conn, "shop/contacts", [Outcome(
+                state="syncing", hub_id=CONTACT_HUB, app_id=CONTACT_APP, snapshot=b"{}")])
+            store_items.apply_outcomes(conn, "shop/companies", [Outcome(
+                state="syncing", hub_id=moved[0], app_id=moved[1], snapshot=b"{}")])
+            store_initial.start_initial(conn, "shop/contacts", "", preview=False)
+            # The contacts' hub index listed the contact with its company.
+            store_scanned.keep_associations(conn, "shop/contacts",
+                                            {CONTACT_HUB: {"companies": [COMPANY_HUB]}})
+
+        await store.call(seed)
+        hub.pairs.add((CONTACT_HUB, COMPANY_HUB))
+        contact_end = AssociationSyncer(make_ctx(store, CONTACTS, hub, app), [CONTACT_PAIR])
+        company_end = AssociationSyncer(make_ctx(store, COMPANIES, hub, app), [COMPANY_PAIR])
+        # The contact's sync in the initial sync: its company is not linked, it waits.
+        await contact_end.sync_links([(CONTACT_HUB, CONTACT_APP)])
+        assert await store.read(store_assoc.pending_count, "shop") == 1
+        await store.call(store_initial.complete_initial, "shop/contacts")
+        # The company links; its sync writes the association into the app, answering the
+        # contact's wait.
+        await store.call(lambda conn: store_items.apply_outcomes(conn, "shop/companies", [
+            Outcome(state="syncing", hub_id=COMPANY_HUB, app_id=COMPANY_APP,
+                    snapshot=b"{}")]))
+        await company_end.sync_links([(COMPANY_HUB, COMPANY_APP)])
+        assert app.company_of[CONTACT_APP] == COMPANY_APP
+        # Later a HubSpot user moves the contact to another company.
+        hub.pairs = {(CONTACT_HUB, moved[0])}
+        await contact_end.sync_links([(CONTACT_HUB, CONTACT_APP)])
+        assert app.company_of[CONTACT_APP] == moved[1]
+        assert hub.pairs == {(CONTACT_HUB, moved[0])}
+
+
+async def test_a_hub_index_page_read_before_a_partner_s_write_does_not_bring_it_back(
+        tmp_path, slow_autojump):
+    # Review of issue 16's scan-time associations: in a restarted initial sync, records are
+    # linked while the hub index lists them, and their partners' syncs write their
+    # associations. A page read before such a write and committed after it kept what the
+    # write changed, and the contact's sync took that for what HubSpot holds.
+    hub, app = HubAssociations(), AppForeignKey()
+    moved = ("HQ", "AQ")
+    async with Store.open(tmp_path / "state.db") as store:
+        await linked(store, hub, app, [(COMPANY_HUB, COMPANY_APP), moved])
+        await store.call(store_initial.start_initial, "shop/contacts", "", False)
+        # The contacts' hub index reads a page: the contact with its company.
+        page = {CONTACT_HUB: {"companies": sorted(c for p, c in hub.pairs
+                                                  if p == CONTACT_HUB)}}
+        # The app's user moves the contact to another company, whose sync writes that to
+        # the hub before the page is committed.
+        app.company_of[CONTACT_APP] = moved[1]
+        company_end = AssociationSyncer(make_ctx(store, COMPANIES, hub, app), [COMPANY_PAIR])
+        await company_end.sync_links([moved])
+        await store.call(store_scanned.keep_associations, "shop/contacts", page)
+        # The contact's sync: the app's move holds on both sides.
+        await AssociationSyncer(make_ctx(store, CONTACTS, hub, app),
+                                [CONTACT_PAIR]).sync_links([(CONTACT_HUB, CONTACT_APP)])
+        assert app.company_of[CONTACT_APP] == moved[1]
+        assert hub.pairs == {(CONTACT_HUB, moved[0])}

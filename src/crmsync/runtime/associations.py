@@ -424,11 +424,7 @@ class AssociationSyncer:
             store_assoc.clear_answered(conn, self.connection, pair.hub_b, pair.hub_a,
                                        answered)
             state = store_initial.get_initial(conn, ctx.sync_id)
-            if state is None or state.phase == "complete":
-                # Kept for this sync of a record that waited when its initial sync ended
-                # (store/scanned.py): used now, gone for the next.
-                store_scanned.drop_associations(conn, ctx.sync_id, pair.hub_b, hub_ids)
-            else:
+            if state is not None and state.phase != "complete":
                 # What a record this initial sync just created holds in HubSpot: what this
                 # sync wrote to it (nobody else knows its id before the outcome commit, which
                 # comes after this one). Its sync again, when a partner links, reads nothing.

@@ -15,10 +15,12 @@ read by the association syncs instead of a v4 batch read; and the associations o
 records the initial sync creates (none but those it wrote: no other sync knows their ids
 before the commit that links them, which comes after). An association write to HubSpot
 drops the rows of both its ends first (`drop_associations`), so what is kept is only ever
-what the scan saw or we wrote, and nothing of ours changed since. When the initial sync
-completes, only the rows of records waiting for a partner stay (`forget_but_waiting`), until
-their next association sync. A change made in HubSpot by someone else after the scan is seen
-at the record's next sync after that.
+what the scan saw or we wrote, and nothing of ours changed since. Association rows are kept
+only for records not linked when their page is committed: a linked record's partners may be
+linked too, and their syncs write its associations at any time, so a page read before such a
+write and committed after it would bring back what the write changed. When the initial sync
+completes every row goes: a change made in HubSpot by someone else after the scan is seen at
+the record's next sync after that, which reads HubSpot.
 """
 
 from __future__ import annotations
@@ -69,11 +71,21 @@ def _assoc_side(to_object: str) -> str:
 def keep_associations(conn: sqlite3.Connection, sync_id: str,
                       associations: dict[str, dict[str, list[str]]]) -> None:
     """Remember the hub records' associations as the scan listed them: per record id, per
-    associated hub object, the ids (an object absent: the scan could not carry it whole)."""
+    associated hub object, the ids (an object absent: the scan could not carry it whole).
+    Not those of records linked now (see the module docstring)."""
+    rids = list(associations)
+    linked: set[str] = set()
+    for start in range(0, len(rids), 500):
+        chunk = rids[start:start + 500]
+        linked.update(r[0] for r in conn.execute(
+            "SELECT hub_id FROM items WHERE sync_id = ? AND snapshot IS NOT NULL AND "
+            f"app_id IS NOT NULL AND hub_id IN ({','.join('?' * len(chunk))})",
+            (sync_id, *chunk)))
     conn.executemany(
         "INSERT OR REPLACE INTO scanned (sync_id, side, record_id, record) VALUES (?, ?, ?, ?)",
         [(sync_id, _assoc_side(obj), rid, _encode_ids(ids))
-         for rid, by_obj in associations.items() for obj, ids in by_obj.items()])
+         for rid, by_obj in associations.items() if rid not in linked
+         for obj, ids in by_obj.items()])
 
 
 def get_associations(conn: sqlite3.Connection, sync_id: str, to_object: str,
@@ -97,19 +109,6 @@ def drop_associations(conn: sqlite3.Connection, sync_id: str, to_object: str,
     """Forget the kept associations with `to_object` of these records (about to change)."""
     conn.executemany("DELETE FROM scanned WHERE sync_id = ? AND side = ? AND record_id = ?",
                      [(sync_id, _assoc_side(to_object), i) for i in dict.fromkeys(ids)])
-
-
-def forget_but_waiting(conn: sqlite3.Connection, sync_id: str) -> None:
-    """At the end of the initial sync of `sync_id` (`{connection}/{hub object}`): forget what
-    it kept, except the associations of its records that wait for a partner — their sync
-    again, asked for when the partner linked, comes right after and decides on them (and
-    drops them, see `drop_associations`)."""
-    conn.execute(
-        "DELETE FROM scanned WHERE sync_id = ? AND NOT (side LIKE 'hub>%' AND record_id IN ("
-        "SELECT i.hub_id FROM items i JOIN pending_associations p "
-        "ON p.connection || '/' || p.from_object = i.sync_id AND p.from_id = "
-        "CASE p.from_side WHEN 'hub' THEN i.hub_id ELSE i.app_id END "
-        "WHERE i.sync_id = ? AND i.hub_id IS NOT NULL))", (sync_id, sync_id))
 
 
 def forget(conn: sqlite3.Connection, sync_id: str) -> None:
