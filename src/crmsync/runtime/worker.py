@@ -63,13 +63,15 @@ class ItemGate:
 
 
 async def load_gated(ctx: ObjectSyncContext, gate: ItemGate, keys: list[Hashable],
-                     payloads: list[list[Mark]]) -> tuple[list[Work], set[Hashable]]:
+                     payloads: list[list[Mark]],
+                     carried: list[int] | None = None) -> tuple[list[Work], set[Hashable]]:
     """Load the works of `keys` and enter the gate for them; returns the works and what the
     gate holds for them (the caller leaves it). What the load read from the store is read
     again inside the gate: a batch that synced one of these records may have committed
     (and left the gate) while this load was reading the sides, and its commit is then
-    seen here, not decided over."""
-    carried: list[int] = []  # items a load let go of an app id of (see `load`)
+    seen here, not decided over. `carried` collects the items a load let go of an app id
+    of (see `load`)."""
+    carried = carried if carried is not None else []
     while True:
         view = StoreView()
         works = await load(ctx, keys, payloads, view, carried)  # type: ignore[arg-type]
@@ -133,17 +135,24 @@ Unit = tuple[RecordKey, list[Mark]]
 
 
 async def sync_units(ctx: ObjectSyncContext, processor: Processor, gate: ItemGate,
-                     units: Sequence[Unit], *, plan_only: bool = False) -> None:
+                     units: Sequence[Unit], *, plan_only: bool = False,
+                     detached: list[int] | None = None) -> None:
     """Load, decide, write and commit these records, their inbox ids marked done in the same
     transaction. A record whose commit broke a unique index (another batch committed it
     first) is loaded and synced again, up to MAX_RERUNS times, then failed (`conflict`).
     With `plan_only` (an initial sync in preview) nothing is written: the plan is recorded.
-    Raises whatever the batch raised (see `isolation.isolate`)."""
+    Raises whatever the batch raised (see `isolation.isolate`). `detached` collects the
+    items whose app id a load let go of (their sync is part of these records')."""
     todo: list[Hashable] = [k for k, _ in units]
     payloads = [ids for _, ids in units]
     conflicted: list[Work] = []
     for _ in range(MAX_RERUNS + 1):
-        works, held = await load_gated(ctx, gate, todo, payloads)
+        carried: list[int] = []
+        try:
+            works, held = await load_gated(ctx, gate, todo, payloads, carried)
+        finally:
+            if detached is not None:
+                detached.extend(i for i in carried if i not in detached)
 
         def extra(conn: sqlite3.Connection, works: list[Work] = works) -> None:
             # A record whose commit conflicted keeps its events until it is synced.
@@ -215,12 +224,14 @@ async def sync_batch(ctx: ObjectSyncContext, processor: Processor, gate: ItemGat
     if not units:
         return
 
+    detached: list[int] = []
+
     async def run(part: Sequence[Unit]) -> None:
         if len(part) == 1:
             with structlog.contextvars.bound_contextvars(record=record_label(part[0][0])):
-                await sync_units(ctx, processor, gate, part)
+                await sync_units(ctx, processor, gate, part, detached=detached)
         else:
-            await sync_units(ctx, processor, gate, part)
+            await sync_units(ctx, processor, gate, part, detached=detached)
 
     async def fail(unit: Unit, exc: Exception) -> None:
         with structlog.contextvars.bound_contextvars(record=record_label(unit[0])):
@@ -228,6 +239,14 @@ async def sync_batch(ctx: ObjectSyncContext, processor: Processor, gate: ItemGat
                                              if (i := inbox_id_of(p)) is not None], exc)
 
     await isolate(units, run, fail)
+    # An item whose app id a load let go of (committed at once, the item `queued`) is named
+    # by no key any more: its sync rode with the load that let go of it, and a part of the
+    # batch that failed, and was synced again without it, left it undecided. Synced here
+    # by its item key, or failed alone.
+    left = await ctx.store.read(store_items.still_queued, ctx.sync_id, detached)
+    if left:
+        again: list[Unit] = [(item_key(i), []) for i in left]  # type: ignore[misc]
+        await isolate(again, run, fail)
 
 
 async def run_worker(ctx: ObjectSyncContext, ends: WorkerEnds, processor: Processor,

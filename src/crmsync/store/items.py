@@ -417,6 +417,20 @@ def queued_records(conn: sqlite3.Connection, sync_id: str) -> list[tuple[str, st
                 "state = 'queued' AND state != 'syncing' ORDER BY item_id", (sync_id,))]
 
 
+def still_queued(conn: sqlite3.Connection, sync_id: str,
+                 item_ids: Sequence[int]) -> list[int]:
+    """The items among `item_ids` still `queued`."""
+    out: list[int] = []
+    ids = list(item_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        out.extend(r[0] for r in conn.execute(
+            "SELECT item_id FROM items WHERE sync_id = ? AND state = 'queued' AND "
+            f"item_id IN ({','.join('?' * len(chunk))}) ORDER BY item_id",
+            (sync_id, *chunk)))
+    return out
+
+
 def counts(conn: sqlite3.Connection, sync_id: str) -> dict[str, int]:
     """Items per state. `syncing` is the total minus the others, which the partial state
     index holds."""
