@@ -377,3 +377,50 @@ async def test_a_hub_index_page_read_before_a_partner_s_write_does_not_bring_it_
                                 [CONTACT_PAIR]).sync_links([(CONTACT_HUB, CONTACT_APP)])
         assert app.company_of[CONTACT_APP] == moved[1]
         assert hub.pairs == {(CONTACT_HUB, moved[0])}
+
+
+async def test_forgetting_a_reused_app_id_waits_for_an_association_sync_under_way(
+        tmp_path, slow_autojump):
+    # Review of issue 16: what was seen of a deleted app record's associations is forgotten
+    # in the commit that ends its link (or lets go of its reused id), outside the locks of
+    # the association syncs. A company's association sync that had read the app before
+    # that commit stored, after it, what it read: the new record given the id at the same
+    # company then looked associated already, and its association never reached the hub
+    # (as random e2e seed 14 found without the race).
+    hub, app = HubAssociations(), AppForeignKey()
+    new_hub = "H9"
+    async with Store.open(tmp_path / "state.db") as store:
+        await linked(store, hub, app, [(COMPANY_HUB, COMPANY_APP)])
+        locks = AssociationLocks()
+        held = StoreHeldBeforeCall(store)
+        contact_end = AssociationSyncer(make_ctx(store, CONTACTS, hub, app), [CONTACT_PAIR],
+                                        locks=locks)
+        company_end = AssociationSyncer(make_ctx(held, COMPANIES, hub, app),  # type: ignore[arg-type]
+                                        [COMPANY_PAIR], locks=locks)
+
+        async def id_reused() -> None:
+            # The app deleted the contact and gave its id to a new one at the same company
+            # (the foreign key reads the same); the load that saw it lets go of the id.
+            def commit(conn):
+                (old,) = store_items.list_items(conn, "shop/contacts", None, None, None)
+                store_items.detach_app_records(conn, "shop/contacts", [old.item_id])
+                contact_end.forget_app_records(conn, [CONTACT_APP])
+
+            async with contact_end.held():
+                await store.call(commit)
+
+        async with trio.open_nursery() as nursery:
+            async def meanwhile() -> None:
+                # The company's sync has read both sides and looked at what it saw, when
+                # the contact's id is reused.
+                nursery.start_soon(id_reused)
+                await trio.sleep(1)
+
+            held.before = meanwhile
+            await company_end.sync_links([(COMPANY_HUB, COMPANY_APP)])
+        # The new contact is created in the hub and linked; its sync brings its company
+        # there.
+        await store.call(lambda conn: store_items.apply_outcomes(conn, "shop/contacts", [
+            Outcome(state="syncing", hub_id=new_hub, app_id=CONTACT_APP, snapshot=b"{}")]))
+        await contact_end.sync_links([(new_hub, CONTACT_APP)])
+        assert (new_hub, COMPANY_HUB) in hub.pairs

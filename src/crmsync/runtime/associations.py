@@ -27,7 +27,15 @@ and the other way round).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Mapping,
+    Sequence,
+)
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +114,11 @@ class AssociationLocks:
 
     def of(self, pair: AssociationPair) -> trio.Lock:
         return self._locks.setdefault(frozenset((pair.hub_a, pair.hub_b)), trio.Lock())
+
+    def all_of(self, pairs: Sequence[AssociationPair]) -> list[trio.Lock]:
+        """The locks of these association types, in one order (by type) for every caller."""
+        types = sorted({tuple(sorted((p.hub_a, p.hub_b))) for p in pairs})
+        return [self._locks.setdefault(frozenset(t), trio.Lock()) for t in types]
 
 
 @dataclass
@@ -200,10 +213,23 @@ class AssociationSyncer:
             store_assoc.clear_waiting(conn, self.connection, pair.hub_a, pair.hub_b, hub_ids,
                                       app_ids)
 
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """Hold every association type of this object (its `AssociationLocks`) while the
+        body runs: a commit that forgets what was seen of associations (`forget_app_records`)
+        must not fall between another association sync's reads and its commit, which would
+        store again, over the forgetting, what it read of the records before. Locks are
+        taken in one order, and an association sync holds one at a time: no deadlock."""
+        async with AsyncExitStack() as stack:
+            for lock in self.locks.all_of(self.pairs):
+                await stack.enter_async_context(lock)
+            yield
+
     def forget_app_records(self, conn: sqlite3.Connection, app_ids: Sequence[str]) -> None:
         """In the commit that records these app records as gone (deleted, or their id given
         to another record): forget what was seen of their associations. An app may give a
-        deleted record's id to a new one, whose associations are its own, none seen yet."""
+        deleted record's id to a new one, whose associations are its own, none seen yet.
+        Run that commit inside `held()`."""
         if not app_ids:
             return
         for pair in self.pairs:

@@ -200,7 +200,11 @@ async def detach_reused(ctx: ObjectSyncContext, items: Sequence[Item],
             ctx.associations.forget_app_records(
                 conn, [it.app_id for it in reused.values() if it.app_id])
 
-    await ctx.store.call(commit)
+    if ctx.associations is not None:
+        async with ctx.associations.held():
+            await ctx.store.call(commit)
+    else:
+        await ctx.store.call(commit)
     for it in reused.values():
         ctx.log.info("app record deleted, its id reused: the link ends", item_id=it.item_id,
                      hub_id=it.hub_id, app_id=it.app_id)

@@ -661,7 +661,13 @@ class Processor:
 
         if before_commit is not None:
             await before_commit()
-        await self.ctx.store.call(commit)
+        if self.ctx.associations is not None and any(
+                o.state == "deleted" and o.deleted_side in ("app", "both") for o in outcomes):
+            # It forgets what was seen of those app records' associations (held()).
+            async with self.ctx.associations.held():
+                await self.ctx.store.call(commit)
+        else:
+            await self.ctx.store.call(commit)
         for w in works:
             if w.conflict:
                 self.ctx.log.warning("sync to be run again: another sync committed this "
