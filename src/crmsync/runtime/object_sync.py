@@ -47,6 +47,7 @@ from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.events import EventSync
 from crmsync.runtime.initial_sync import PIPELINE_DEPTH, InitialSyncActor, Notify
 from crmsync.runtime.intake import Describe, Intake, Parser, Report
+from crmsync.runtime.loader import ITEM
 from crmsync.runtime.lock_queue import (
     ChangeSender,
     LockQueueStatistics,
@@ -413,12 +414,16 @@ async def make_context(connection: str, connector_type: str, sync: ObjectSync, s
 def _mark_queued(ctx: ObjectSyncContext) -> Callable[[list[Hashable]], Awaitable[None]]:
     async def on_queued(keys: list[Hashable]) -> None:
         by_side: dict[str, list[str]] = {"hub": [], "app": []}
+        named: list[int] = []  # item keys (loader.ITEM)
         for key in keys:
             assert isinstance(key, tuple)
-            by_side[str(key[0])].append(str(key[1]))
+            if key[0] == ITEM:
+                named.append(int(key[1]))
+            else:
+                by_side[str(key[0])].append(str(key[1]))
 
         def mark(conn: sqlite3.Connection) -> None:
-            ids: list[int] = []
+            ids: list[int] = list(named)
             for side, rids in by_side.items():
                 if rids:
                     ids.extend(it.item_id for it in store_items.find_items(
