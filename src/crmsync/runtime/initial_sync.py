@@ -236,18 +236,26 @@ class InitialSyncActor:
             else:
                 await wait_asked(self.approvals, APPROVAL_POLL_SECONDS)
 
-    async def _scan(self, side: str, cursor: str | None) -> tuple[list[Record], str | None]:
+    async def _scan(self, side: str, cursor: str | None,
+                    associations: dict[str, dict[str, list[str]]] | None = None,
+                    ) -> tuple[list[Record], str | None]:
         """Records from `cursor` on, several API pages at once (HubSpot lists 100 at a time):
-        every processed page costs fixed commits, so a page of ~500 records costs a fifth."""
+        every processed page costs fixed commits, so a page of ~500 records costs a fifth.
+        With `associations` (a dict to fill), where the side can: each record's
+        associations with the objects the association syncs keep, in the same requests."""
         records: list[Record] = []
         nxt = cursor
+        to_objects = sorted({p.hub_b for p in getattr(self.ctx.associations, "pairs", ())})
         pages = scan_pages(self.ctx.connector(side), self.ctx.object_name(side),
                            self.ctx.properties(side), cursor=cursor,
-                           bounds=Bounds(max_records=PAGE_RECORDS))
+                           bounds=Bounds(max_records=PAGE_RECORDS),
+                           associations=to_objects if associations is not None else ())
         async with aclosing(pages):
             async for page in pages:
                 records.extend(page.records)
                 nxt = page.next_cursor
+                if associations is not None:
+                    associations.update(page.associations or {})
         return records, nxt
 
     def _checkpoint(self, phase: str, cursor: str | None, done: int,
@@ -271,7 +279,8 @@ class InitialSyncActor:
         order = CommitOrder()
         last: Ticket | None = None
         while True:
-            records, nxt = await self._scan("hub", cursor)
+            associations: dict[str, dict[str, list[str]]] = {}
+            records, nxt = await self._scan("hub", cursor, associations)
             rows = [index_row(ctx, "hub", r) for r in records]
             done += len(rows)
             # Estimated work: every hub record twice (index, hub pass) plus the app's.
@@ -281,11 +290,14 @@ class InitialSyncActor:
             async def page(turn: Turn, rows: list[IndexRow] = rows,
                            records: list[Record] = records,
                            checkpoint: Callable[[sqlite3.Connection], None] = checkpoint,
-                           done: int = done, total: int = total) -> None:
+                           done: int = done, total: int = total,
+                           associations: dict[str, dict[str, list[str]]] = associations,
+                           ) -> None:
                 def commit(conn: sqlite3.Connection) -> None:
                     store_items.index_records(conn, ctx.sync_id, "hub", rows)
                     # What the app pass and the hub pass decide on, unread again.
                     store_scanned.keep(conn, ctx.sync_id, "hub", records)
+                    store_scanned.keep_associations(conn, ctx.sync_id, associations)
                     checkpoint(conn)
 
                 await turn()
