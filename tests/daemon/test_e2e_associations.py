@@ -115,8 +115,7 @@ async def test_an_association_made_before_its_partner_is_linked_is_applied_later
         from crmsync.store import associations as store_assoc
 
         # The association is written in the company's sync; the contact's waiting row is
-        # cleared by that sync (it answered it), or by the contact's own sync, asked for
-        # once the company's committed.
+        # cleared by the contact's own sync, which that one asks for once it committed.
         async def nothing_waits():
             return await env.daemon.store.read(store_assoc.pending_count, "shop") == 0
 

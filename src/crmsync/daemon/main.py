@@ -63,7 +63,6 @@ from crmsync.runtime.associations import (
 )
 from crmsync.runtime.connection import ConnectionHandle
 from crmsync.runtime.context import ObjectSyncContext
-from crmsync.runtime.intake import Reported
 from crmsync.runtime.mapping_check import MappingCheck
 from crmsync.runtime.object_sync import (
     IntakeSource,
@@ -99,28 +98,6 @@ def describe_hub_payload(payload: bytes) -> tuple[int, str | None, str | None]:
     if e.change != "propertyChange":
         return e.occurred_at, None, None
     return e.occurred_at, e.property_name, e.value_digest
-
-
-# HubSpot's association type names (webhook `associationType`, e.g. CONTACT_TO_COMPANY) by
-# the partner's end, as API object names (fact sheet §8.2).
-_ASSOCIATION_ENDS = {"CONTACT": "contacts", "COMPANY": "companies", "DEAL": "deals",
-                     "LINE_ITEM": "line_items", "INVOICE": "invoices"}
-
-
-def report_hub_payload(payload: bytes) -> Reported | None:
-    """What a HubSpot event says changed, for the intake to tell echoes of our own writes."""
-    e = decode_hub_event(payload)
-    if e.change == "creation":
-        return Reported("creation", e.object_id)
-    if e.change == "propertyChange" and e.property_name:
-        return Reported("propertyChange", e.object_id, e.property_name, e.value_digest)
-    if e.change == "associationChange" and e.association_type and e.to_object_id:
-        _, sep, to = e.association_type.partition("_TO_")
-        partner = _ASSOCIATION_ENDS.get(to) if sep else None
-        if partner is not None:
-            return Reported("associationChange", e.object_id, partner_object=partner,
-                            partner_id=e.to_object_id, removed=bool(e.association_removed))
-    return None
 
 
 def parse_app_payload(payload: bytes) -> list[tuple[Side, str]]:
@@ -504,8 +481,7 @@ class Daemon:
                     connection=conn.name, connector_type=conn.connector_type, sync=s,
                     timing=timing,
                     intakes=[IntakeSource(hub_source(conn.name, s.hub_object),
-                                          parse_hub_payload, describe_hub_payload,
-                                          report_hub_payload),
+                                          parse_hub_payload, describe_hub_payload),
                              IntakeSource(app_source(conn.name, s.hub_object),
                                           parse_app_payload)],
                     notify=self._notify_complete,

@@ -9,7 +9,6 @@ from crmsync.engine.decide import (
     decide,
     decide_overwritten,
     effective_snapshot,
-    hub_values_held,
     match_keys,
     unchanged_since,
 )
@@ -55,7 +54,6 @@ __all__ = [
     "decide",
     "decide_overwritten",
     "effective_snapshot",
-    "hub_values_held",
     "match_keys",
     "unchanged_since",
 ]

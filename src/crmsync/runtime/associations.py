@@ -39,9 +39,7 @@ from crmsync.connectors.base import AssociationChange, SupportsAssociations, Wri
 from crmsync.records import Side
 from crmsync.runtime.context import ObjectSyncContext, sync_id_of
 from crmsync.store import associations as store_assoc
-from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
-from crmsync.store import scanned as store_scanned
 from crmsync.store.items import Item
 
 
@@ -120,22 +118,18 @@ class AssociationSyncer:
         return self.ctx.connection
 
     async def sync_links(self, linked: Sequence[tuple[str, str]],
-                         incarnations: Mapping[str, str] | None = None,
-                         created_in_hub: Collection[str] = ()) -> dict[str, str]:
+                         incarnations: Mapping[str, str] | None = None) -> dict[str, str]:
         """Sync the associations of these linked records, (hub id, app id) each, before the
         outcome of their sync is committed (so an association change is never acknowledged
         before it is written). `incarnations`: of the app records as their sync read them,
         by app id (the app refuses an association write to another record given that id
-        since). `created_in_hub`: hub ids this sync just created, whose associations are not
-        read: the create wrote none, and no other sync knows the id before this one's
-        commit. Returns the failures by hub id (association_failed)."""
+        since). Returns the failures by hub id (association_failed)."""
         failed: dict[str, str] = {}
         if linked and self.pairs:
             for pair in self.pairs:
                 async with self.locks.of(pair):
                     failed.update(await self._sync_pair(pair, list(linked),
-                                                        incarnations or {},
-                                                        set(created_in_hub)))
+                                                        incarnations or {}))
         return failed
 
     async def release_pending(self, changed: Sequence[tuple[str | None, str | None]]) -> None:
@@ -155,21 +149,6 @@ class AssociationSyncer:
 
         for from_object, from_side, from_id in await self.ctx.store.read(peek):
             await self.resubmit(from_object, (from_side, from_id))  # type: ignore[arg-type]
-
-    async def as_seen(self, side: Side, ids: Sequence[str]) -> set[str]:
-        """The records among `ids` (of `side`) whose associations there, of every type kept,
-        are the ones the last association sync saw (nothing for an association sync to do
-        from that side)."""
-        same = set(ids)
-        for pair in self.pairs:
-            if not same:
-                break
-            todo = sorted(same)
-            now = await self._read(side, pair, todo)
-            seen = await self.ctx.store.read(store_assoc.seen_pairs, self.connection, side,
-                                             pair.hub_a, pair.hub_b, todo)
-            same = {i for i in todo if now[i] == seen[i]}
-        return same
 
     async def drop_before_delete(self, side: Side, ids: Sequence[str]) -> None:
         """Before these records are deleted on `side` (a delete propagated there): remove
@@ -227,14 +206,8 @@ class AssociationSyncer:
         if not isinstance(conn, SupportsAssociations) or not ids:
             return {i: set() for i in ids}
         a, b = (pair.hub_a, pair.hub_b) if side == "hub" else (pair.app_a, pair.app_b)
-        kept: dict[str, list[str]] = {}
-        if side == "hub":
-            # As the initial sync's hub scan listed them, where it did (store/scanned.py).
-            kept = await self.ctx.store.read(store_scanned.get_associations, self.ctx.sync_id,
-                                             pair.hub_b, ids)
-        rest = [i for i in ids if i not in kept]
-        got = await conn.read_associations(a, b, rest) if rest else {}
-        return {i: set(kept[i] if i in kept else got.get(i, [])) for i in ids}
+        got = await conn.read_associations(a, b, ids)
+        return {i: set(got.get(i, [])) for i in ids}
 
     async def _write(self, side: Side, pair: AssociationPair,
                      changes: list[AssociationChange]) -> list[WriteResult]:
@@ -242,27 +215,14 @@ class AssociationSyncer:
         if not changes or not isinstance(conn, SupportsAssociations):
             return []
         a, b = (pair.hub_a, pair.hub_b) if side == "hub" else (pair.app_a, pair.app_b)
-        if side == "hub":
-            # Before the write: no association sync may take what the scan kept of either end
-            # for what HubSpot holds once this write started.
-            def drop(conn: sqlite3.Connection) -> None:
-                store_scanned.drop_associations(conn, self.ctx.sync_id, pair.hub_b,
-                                                [c.from_id for c in changes])
-                store_scanned.drop_associations(conn, pair.b_sync_id, pair.hub_a,
-                                                [c.to_id for c in changes])
-
-            await self.ctx.store.call(drop)
         return await conn.write_associations(a, b, changes)
 
     async def _sync_pair(self, pair: AssociationPair, linked: list[tuple[str, str]],
-                         incarnations: Mapping[str, str],
-                         created_in_hub: set[str]) -> dict[str, str]:
+                         incarnations: Mapping[str, str]) -> dict[str, str]:
         ctx = self.ctx
         hub_ids = [h for h, _ in linked]
         app_ids = [a for _, a in linked]
-        hub_now: dict[str, set[str]] = {h: set() for h in hub_ids if h in created_in_hub}
-        hub_now.update(await self._read("hub", pair,
-                                        [h for h in hub_ids if h not in created_in_hub]))
+        hub_now = await self._read("hub", pair, hub_ids)
         app_now = await self._read("app", pair, app_ids)
         def lookup(conn: sqlite3.Connection) -> tuple[Any, ...]:
             hub_seen = store_assoc.seen_pairs(conn, self.connection, "hub", pair.hub_a,
@@ -303,17 +263,10 @@ class AssociationSyncer:
                 return ""
             return item.app_incarnation
 
-        def settled(item: Item | None) -> bool:
-            # A partner in sync otherwise: one that failed (association_failed) still needs
-            # its own sync to be decided again and leave that state.
-            return item is not None and item.state == "syncing"
-
         # A write to make: (item id, the change on the target side, where it came from).
         Write = tuple[str, AssociationChange, Side, str, str]
         writes: dict[Side, list[Write]] = {"hub": [], "app": []}
         pending: list[tuple[str, str, str, str, str]] = []
-        # Partners' waiting rows this sync answers: (side, partner id, this record's id).
-        answered: list[tuple[Side, str, str]] = []
         # Associations not to count as seen, so they are tried again next time.
         unseen: dict[Side, set[tuple[str, str]]] = {"hub": set(), "app": set()}
         directions: list[tuple[Side, Side, bool, dict[str, Item]]] = [
@@ -337,8 +290,6 @@ class AssociationSyncer:
                             ids[dst], other_b, from_incarnation=mine[dst],
                             to_incarnation=incarnation(by_src.get(b), dst)),
                             src, ids[src], b))
-                    elif settled(by_src.get(b)):
-                        answered.append((src, b, ids[src]))
                 for b in seen[src] - now[src]:  # removed on src
                     other_b = partner(by_src.get(b), dst)
                     if other_b is not None and other_b in now[dst]:
@@ -374,8 +325,6 @@ class AssociationSyncer:
                 wrote[side].add(change.from_id)
                 if res.ok:
                     done[side].append(change)
-                    if not change.removed and settled(by_src.get(b)):
-                        answered.append((src, b, src_id))
                 else:
                     why = res.error.message if res.error else "association write failed"
                     failed[item_id] = f"{pair.hub_a} ↔ {pair.hub_b} on the {side}: {why}"
@@ -384,15 +333,11 @@ class AssociationSyncer:
                     else:
                         unseen[src].add((src_id, b))
                     pending.append((pair.hub_a, src, src_id, pair.hub_b, b))
-        # What each side holds now, as far as our writes explain it: a change made there
-        # meanwhile is not seen yet. The app is re-read where we wrote (a foreign key holds
-        # one partner: adding replaced it); HubSpot holds many on each end (fact sheet §5),
-        # where what our writes explain is what it held with them applied, so it is not read
-        # again (after_writes answers that whatever a re-read shows).
+        # What each side holds now (re-read where we wrote: an app's foreign key holds one),
+        # as far as our writes explain it: a change made there meanwhile is not seen yet.
         for side, held in (("hub", hub_now), ("app", app_now)):
             if wrote[side]:
-                again = (await self._read(side, pair, sorted(wrote[side])) if side == "app"
-                         else {rid: held.get(rid, set()) for rid in wrote[side]})
+                again = await self._read(side, pair, sorted(wrote[side]))
                 held.update(after_writes(held, again, done[side],
                                          holds_one=side == "app" and pair.app_holds_one))
         for side, held in (("hub", hub_now), ("app", app_now)):
@@ -414,26 +359,6 @@ class AssociationSyncer:
                                       hub_ids, app_ids)
             if pending:
                 store_assoc.add_pending(conn, self.connection, pending)
-            # A partner that waited for one of these records (it was not linked when the
-            # partner's association sync saw the association) needs no sync of its own for
-            # it any more: this sync saw the same association with both ends linked, and it
-            # now holds on both sides (kept in the same pair rows, store/associations.py).
-            # Without this, the partner was synced again after this commit: a read of its
-            # record on both sides and of its associations, to decide nothing (issue 16).
-            store_assoc.clear_answered(conn, self.connection, pair.hub_b, pair.hub_a,
-                                       answered)
-            state = store_initial.get_initial(conn, ctx.sync_id)
-            if state is None or state.phase == "complete":
-                # Kept for this sync of a record that waited when its initial sync ended
-                # (store/scanned.py): used now, gone for the next.
-                store_scanned.drop_associations(conn, ctx.sync_id, pair.hub_b, hub_ids)
-            else:
-                # What a record this initial sync just created holds in HubSpot: what this
-                # sync wrote to it (nobody else knows its id before the outcome commit, which
-                # comes after this one). Its sync again, when a partner links, reads nothing.
-                store_scanned.keep_associations(conn, ctx.sync_id, {
-                    h: {pair.hub_b: sorted(hub_now[h])} for h in created_in_hub
-                    if h in hub_now})
 
         await ctx.store.call(commit)
         n = sum(len(v) for v in writes.values())

@@ -236,26 +236,18 @@ class InitialSyncActor:
             else:
                 await wait_asked(self.approvals, APPROVAL_POLL_SECONDS)
 
-    async def _scan(self, side: str, cursor: str | None,
-                    associations: dict[str, dict[str, list[str]]] | None = None,
-                    ) -> tuple[list[Record], str | None]:
+    async def _scan(self, side: str, cursor: str | None) -> tuple[list[Record], str | None]:
         """Records from `cursor` on, several API pages at once (HubSpot lists 100 at a time):
-        every processed page costs fixed commits, so a page of ~500 records costs a fifth.
-        With `associations` (a dict to fill), where the side can: each record's
-        associations with the objects the association syncs keep, in the same requests."""
+        every processed page costs fixed commits, so a page of ~500 records costs a fifth."""
         records: list[Record] = []
         nxt = cursor
-        to_objects = sorted({p.hub_b for p in getattr(self.ctx.associations, "pairs", ())})
         pages = scan_pages(self.ctx.connector(side), self.ctx.object_name(side),
                            self.ctx.properties(side), cursor=cursor,
-                           bounds=Bounds(max_records=PAGE_RECORDS),
-                           associations=to_objects if associations is not None else ())
+                           bounds=Bounds(max_records=PAGE_RECORDS))
         async with aclosing(pages):
             async for page in pages:
                 records.extend(page.records)
                 nxt = page.next_cursor
-                if associations is not None:
-                    associations.update(page.associations or {})
         return records, nxt
 
     def _checkpoint(self, phase: str, cursor: str | None, done: int,
@@ -279,8 +271,7 @@ class InitialSyncActor:
         order = CommitOrder()
         last: Ticket | None = None
         while True:
-            associations: dict[str, dict[str, list[str]]] = {}
-            records, nxt = await self._scan("hub", cursor, associations)
+            records, nxt = await self._scan("hub", cursor)
             rows = [index_row(ctx, "hub", r) for r in records]
             done += len(rows)
             # Estimated work: every hub record twice (index, hub pass) plus the app's.
@@ -290,14 +281,11 @@ class InitialSyncActor:
             async def page(turn: Turn, rows: list[IndexRow] = rows,
                            records: list[Record] = records,
                            checkpoint: Callable[[sqlite3.Connection], None] = checkpoint,
-                           done: int = done, total: int = total,
-                           associations: dict[str, dict[str, list[str]]] = associations,
-                           ) -> None:
+                           done: int = done, total: int = total) -> None:
                 def commit(conn: sqlite3.Connection) -> None:
                     store_items.index_records(conn, ctx.sync_id, "hub", rows)
                     # What the app pass and the hub pass decide on, unread again.
                     store_scanned.keep(conn, ctx.sync_id, "hub", records)
-                    store_scanned.keep_associations(conn, ctx.sync_id, associations)
                     checkpoint(conn)
 
                 await turn()

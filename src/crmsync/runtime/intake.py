@@ -30,25 +30,6 @@ Parser = Callable[[bytes], list[tuple[Side, str]]]
 Describe = Callable[[bytes], tuple[int, str | None, str | None]]
 
 
-class Reported(msgspec.Struct, frozen=True):
-    """What an event says changed, where an echo of our own write can be told from it:
-    `kind` creation, propertyChange (`property`, the digest of its new `value`,
-    overwritten.value_digest) or associationChange (with
-    the `partner_object`'s `partner_id`, `removed`); any other kind is never an echo."""
-
-    kind: str
-    record_id: str
-    property: str | None = None
-    value: str | None = None
-    partner_object: str | None = None
-    partner_id: str | None = None
-    removed: bool = False
-
-
-# Turns an inbox payload into what it reports (None: nothing an echo can be told from).
-Report = Callable[[bytes], Reported | None]
-
-
 class SeenChange(msgspec.Struct, frozen=True):
     """What an event says about its record's change; rides with the record's key to the
     worker (in place of the bare inbox id) so that a hub edit overwritten by our own write
@@ -58,8 +39,6 @@ class SeenChange(msgspec.Struct, frozen=True):
     occurred_at: int
     property: str | None = None
     value: str | None = None  # digest of the value set (overwritten.value_digest)
-    # What it says changed, where an echo of our own write can be told (worker.py).
-    reported: Reported | None = None
 
 
 # What rides with a record key through the lock queue: an inbox id, or one with its event's
@@ -87,12 +66,11 @@ class Intake:
     this source) or every IDLE_POLL_SECONDS (events stored by another process)."""
 
     def __init__(self, ctx: ObjectSyncContext, source: str, parse: Parser,
-                 describe: Describe | None = None, report: Report | None = None) -> None:
+                 describe: Describe | None = None) -> None:
         self.ctx = ctx
         self.source = source
         self.parse = parse
         self.describe = describe
-        self.report = report
         self.events = 0
 
     async def run(self, changes: ChangeSender, wake: RequestReceiver, *,
@@ -133,8 +111,7 @@ class Intake:
                 mark: Mark = inbox_id
                 if self.describe is not None and found:
                     try:
-                        mark = SeenChange(inbox_id, *self.describe(payload),
-                                          reported=self._report(payload))
+                        mark = SeenChange(inbox_id, *self.describe(payload))
                     except Exception:
                         mark = inbox_id  # its time is not needed to sync its record
                 if not found:
@@ -157,14 +134,6 @@ class Intake:
                 await changes.submit(list(payloads), payloads)
             self.events += len(rows)
             self.ctx.status.last_webhook = time.time()
-
-    def _report(self, payload: bytes) -> Reported | None:
-        if self.report is None:
-            return None
-        try:
-            return self.report(payload)
-        except Exception:
-            return None  # then it is synced like any event
 
     def _echo(self, key: Hashable, marks: list[Mark]) -> bool:
         if not (isinstance(key, tuple) and key[0] == "hub"):

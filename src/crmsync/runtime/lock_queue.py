@@ -75,9 +75,6 @@ class _Run:
     done: trio.Event = field(default_factory=trio.Event)
     payload: list[Any] = field(default_factory=list)
     error: BaseException | None = None
-    # Sent at least once without payloads (a poll, a resync, a partner's request): asked for
-    # as such, whatever its payloads say.
-    asked: bool = False
 
     def finish(self, error: BaseException | None) -> None:
         self.error = error
@@ -125,8 +122,6 @@ class Batch:
     """Records handed to a worker: each key with the payloads that rode along with it."""
 
     units: list[tuple[Hashable, list[Any]]]
-    # The keys also sent without payloads (see _Run.asked).
-    asked: set[Hashable] = field(default_factory=set)
 
     @property
     def keys(self) -> list[Hashable]:
@@ -518,9 +513,7 @@ class RecordLockQueue:
             else:
                 run = found
                 self._collapsed += 1
-            got = payloads.get(key, ())
-            run.payload.extend(got)
-            run.asked = run.asked or not got
+            run.payload.extend(payloads.get(key, ()))
             runs.append(run)
         change.ticket._admit(runs)
         if newly_queued and self._on_queued is not None:
@@ -584,16 +577,13 @@ class RecordLockQueue:
                     self._linger_deadline = trio.current_time() + self.linger
                 return
             units: list[tuple[Hashable, list[Any]]] = []
-            asked: set[Hashable] = set()
             while self._ready and len(units) < self.batch_size:
                 key = next(iter(self._ready))
                 run = self._ready.pop(key)
                 self._running[key] = run
                 units.append((key, run.payload))
-                if run.asked:
-                    asked.add(key)
             self._batches_out += 1
-            self._batches_tx.send_nowait(Batch(units, asked))
+            self._batches_tx.send_nowait(Batch(units))
         self._linger_deadline = None
 
     # --- control --------------------------------------------------------------------------

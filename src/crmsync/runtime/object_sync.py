@@ -46,7 +46,7 @@ from crmsync.runtime.batch_writer import BatchWriter, BatchWriterStatistics
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.events import EventSync
 from crmsync.runtime.initial_sync import PIPELINE_DEPTH, InitialSyncActor, Notify
-from crmsync.runtime.intake import Describe, Intake, Parser, Report
+from crmsync.runtime.intake import Describe, Intake, Parser
 from crmsync.runtime.lock_queue import (
     ChangeSender,
     LockQueueStatistics,
@@ -105,7 +105,6 @@ class IntakeSource:
     source: str
     parse: Parser
     describe: Describe | None = None
-    report: Report | None = None  # tells echoes of our own writes (intake.py)
 
 
 @dataclass(frozen=True)
@@ -472,8 +471,7 @@ async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
     for source in setup.intakes:
         wake_tx, wake_rx = open_request_channel()
         handle._intake_wakes[source.source] = wake_tx
-        feeds.intakes.append((Intake(ctx, source.source, source.parse, source.describe,
-                                     source.report),
+        feeds.intakes.append((Intake(ctx, source.source, source.parse, source.describe),
                               wake_rx))
     for side, poller in (("hub", hub_poller), ("app", app_poller)):
         if poller is not None:

@@ -678,7 +678,6 @@ class Processor:
         linked: list[tuple[str, str]] = []
         incarnations: dict[str, str] = {}
         newly: list[tuple[str | None, str | None]] = []
-        created: set[str] = set()
         by_hub: dict[str, Work] = {}
         for w in works:
             o = w.outcome
@@ -692,12 +691,9 @@ class Processor:
             if w.app is not None and w.app.id == app_id:
                 incarnations[app_id] = w.app.incarnation
             by_hub[hub_id] = w
-            if "hub" in w.created:
-                created.add(hub_id)
             if w.item is None or w.item.snapshot is None or w.created:
                 newly.append((hub_id, app_id))
-        failed = await self.ctx.associations.sync_links(linked, incarnations,
-                                                        created_in_hub=created)
+        failed = await self.ctx.associations.sync_links(linked, incarnations)
         for hub_id, detail in failed.items():
             w = by_hub[hub_id]
             assert w.outcome is not None

@@ -14,8 +14,7 @@ import structlog
 import trio
 
 from crmsync.runtime.context import ObjectSyncContext
-from crmsync.runtime.echoes import echoes
-from crmsync.runtime.intake import Mark, SeenChange, inbox_id_of
+from crmsync.runtime.intake import Mark, inbox_id_of
 from crmsync.runtime.isolation import fail_record, isolate
 from crmsync.runtime.loader import RecordKey, StoreView, gate_ids, load
 from crmsync.runtime.lock_queue import Batch, ChangeSender, WorkerEnds
@@ -169,34 +168,6 @@ async def sync_units(ctx: ObjectSyncContext, processor: Processor, gate: ItemGat
     await _give_up(ctx, conflicted)
 
 
-async def _without_echoes(ctx: ObjectSyncContext, units: Sequence[Unit],
-                          asked: set[Hashable]) -> list[Unit]:
-    """`units` but the hub records whose webhook events are all echoes of what the store
-    holds (runtime/echoes.py) and whose sync nothing else asked for (`asked`): those events
-    are marked done, the records not synced."""
-    if ctx.preview:
-        return list(units)
-    said = [(m.inbox_id, m.reported) for (side, _), marks in units
-            if side == "hub" and marks and (side, _) not in asked
-            for m in marks if isinstance(m, SeenChange) and m.reported is not None]
-    if not said:
-        return list(units)
-    gone = await echoes(ctx, said)
-    if not gone:
-        return list(units)
-    keep: list[Unit] = []
-    done: list[int] = []
-    for unit in units:
-        ids = [inbox_id_of(m) for m in unit[1]]
-        if unit[1] and unit[0] not in asked and all(i in gone for i in ids):
-            done.extend(i for i in ids if i is not None)
-        else:
-            keep.append(unit)
-    if done:
-        await ctx.store.call(store_inbox.mark_done, done)
-    return keep
-
-
 def record_label(key: Hashable) -> str:
     """How a record key appears in logs (`record`): side and id."""
     if isinstance(key, tuple) and len(key) == 2:
@@ -211,9 +182,6 @@ async def sync_batch(ctx: ObjectSyncContext, processor: Processor, gate: ItemGat
     # Inbox ids ride along, as they are or with what their event says changed.
     units: list[Unit] = [(k, [p for p in pl if inbox_id_of(p) is not None])  # type: ignore[misc]
                          for k, pl in batch.units]
-    units = await _without_echoes(ctx, units, batch.asked)
-    if not units:
-        return
 
     async def run(part: Sequence[Unit]) -> None:
         if len(part) == 1:

@@ -105,16 +105,6 @@ def clear_waiting(conn: sqlite3.Connection, connection: str, from_object: str,
                 (connection, from_object, to_object, side, *chunk))
 
 
-def clear_answered(conn: sqlite3.Connection, connection: str, from_object: str,
-                   to_object: str, rows: Iterable[tuple[str, str, str]]) -> None:
-    """Drop these waiting associations, (from_side, from_id, to_id) each, of `from_object`
-    records for `to_object` partners: the partner's own association sync decided them."""
-    conn.executemany(
-        "DELETE FROM pending_associations WHERE connection = ? AND from_object = ? AND "
-        "from_side = ? AND from_id = ? AND to_object = ? AND to_id = ?",
-        [(connection, from_object, side, fid, to_object, tid) for side, fid, tid in rows])
-
-
 def pending_count(conn: sqlite3.Connection, connection: str) -> int:
     return int(conn.execute("SELECT count(*) FROM pending_associations WHERE connection = ?",
                             (connection,)).fetchone()[0])

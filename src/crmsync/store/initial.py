@@ -95,7 +95,7 @@ def complete_initial(conn: sqlite3.Connection, sync_id: str) -> None:
     now = time.time()
     conn.execute("UPDATE initial_syncs SET phase = 'complete', cursor = '', completed_at = ?, "
                  "updated_at = ? WHERE sync_id = ?", (now, now, sync_id))
-    scanned.forget_but_waiting(conn, sync_id)
+    scanned.forget(conn, sync_id)
 
 
 def approve(conn: sqlite3.Connection, sync_id: str) -> bool:
