@@ -39,17 +39,36 @@ class StoreView:
     def run(self, conn: Any, fn: Callable[..., Any], *args: Any) -> Any:
         """`fn(conn, *args)`, remembered with its answer."""
         got = fn(conn, *args)
-        self._reads.append((fn, args, got))
+        self._reads.append((fn, args, _as_decided(got)))
         return got
 
     async def changed(self, ctx: ObjectSyncContext) -> bool:
-        """Whether any of the reads answers differently now."""
+        """Whether any of the reads answers differently now, in what a decision reads: an
+        item shown `queued` meanwhile (another change of it came while it was being synced,
+        store_items.mark_queued) is not a change — it is synced once more after this sync
+        anyway — and reading both sides again for it cost HubSpot requests for nothing: a
+        record much changed at once (a company as its contacts link) was read tens of
+        times (issue 16)."""
         reads = list(self._reads)
 
         def again(conn: Any) -> bool:
-            return any(fn(conn, *args) != got for fn, args, got in reads)
+            return any(_as_decided(fn(conn, *args)) != got for fn, args, got in reads)
 
         return bool(reads) and await ctx.store.read(again)
+
+
+def _as_decided(answer: Any) -> Any:
+    """A store answer without what no decision reads: an item's `queued` display state and
+    the time it was set (see StoreView.changed)."""
+    if isinstance(answer, Item):
+        if answer.state == "queued" or answer.state == "syncing":
+            return msgspec.structs.replace(answer, state="syncing", updated_at=0.0)
+        return answer
+    if isinstance(answer, dict):
+        return {k: _as_decided(v) for k, v in answer.items()}
+    if isinstance(answer, list):
+        return [_as_decided(v) for v in answer]
+    return answer
 
 
 def _reader(view: StoreView | None) -> Callable[..., Any]:
