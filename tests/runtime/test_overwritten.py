@@ -93,6 +93,8 @@ def test_a_write_that_read_our_last_write_s_version_carries_its_window_on():
     assert overwritten(second, history, ["firstname"]) == {"firstname": "User"}
     # The first write's own event is an echo of the window.
     assert echoes(second, [SeenChange(1, 200, "firstname", value_digest("App"))])
+    # A read older still (HubSpot's search index lags) opens the window there.
+    assert following(WRITE, {"firstname": "App2"}, read_at=80, written_at=300).read_at == 80
     # A property only the first write wrote stays ours too.
     both = following(HubWrite({"lastname": "Lee"}, 100, 200), {"firstname": "App2"}, 200, 300)
     assert both.values == {"lastname": "Lee", "firstname": "App2"}

@@ -73,7 +73,9 @@ def following(previous: HubWrite | None, values: dict[str, str], read_at: int,
         if value not in kept:
             kept.append(value)
         del kept[:-EARLIER_KEPT]
-    return HubWrite({**previous.values, **values}, previous.read_at, written_at, earlier)
+    # An indexed read (runtime/reads.py) may show a version older than the last decision's.
+    return HubWrite({**previous.values, **values}, min(previous.read_at, read_at), written_at,
+                    earlier)
 
 
 _enc = msgspec.json.Encoder()
