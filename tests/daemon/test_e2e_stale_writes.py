@@ -21,6 +21,22 @@ from .harness import HUB_SECRET, PUBLIC, TOKEN, companies_sync, contacts_sync, r
 TIMING = Timing(hub_poll_interval=10_000, app_poll_interval=2)
 
 
+async def ends_on(env, expected: str, settle: float) -> None:
+    """Both sides come to hold `expected` as Ann's first name, still hold it `settle` seconds
+    later (nothing undoes it), and the link is syncing."""
+    def both() -> bool:
+        return (env.app_by_email()["ann@example.com"]["first_name"] == expected
+                and env.hub_by_email()["ann@example.com"]["properties"]["firstname"]
+                == expected)
+
+    await env.eventually(both, timeout=120)
+    await trio.sleep(settle)
+    assert env.app_by_email()["ann@example.com"]["first_name"] == expected
+    assert env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected
+    (item,) = await env.items()
+    assert item.state == "syncing"
+
+
 async def test_an_app_edit_made_while_a_hub_value_is_written_is_not_overwritten(
         tmp_path, slow_autojump, monkeypatch):
     original = SqliteAppConnector.update
@@ -97,15 +113,7 @@ async def test_a_hub_edit_made_while_our_write_is_in_flight_is_decided_as_a_conf
         env.app_exec("UPDATE customers SET first_name = 'App-Ann'")
         await env.eventually(lambda: armed["done"], timeout=120)
         expected = "Hub-Ann" if winner == "hub" else "App-Ann"
-        await env.eventually(
-            lambda: env.app_by_email()["ann@example.com"]["first_name"] == expected
-            and env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected,
-            timeout=120)
-        await trio.sleep(30)
-        assert env.app_by_email()["ann@example.com"]["first_name"] == expected
-        assert env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected
-        (item,) = await env.items()
-        assert item.state == "syncing"
+        await ends_on(env, expected, settle=30)
 
 
 @pytest.mark.parametrize("winner", ["hub", "app"])
@@ -157,15 +165,7 @@ async def test_a_hub_edit_the_search_index_does_not_show_yet_is_decided_as_a_con
         # The sync decided on the index's record, which did not show the hub edit yet.
         assert indexed == [{"firstname": "Ann"}]
         expected = "Hub-Ann" if winner == "hub" else "App-Ann"
-        await env.eventually(
-            lambda: env.app_by_email()["ann@example.com"]["first_name"] == expected
-            and env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected,
-            timeout=120)
-        await trio.sleep(60)
-        assert env.app_by_email()["ann@example.com"]["first_name"] == expected
-        assert env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected
-        (item,) = await env.items()
-        assert item.state == "syncing"
+        await ends_on(env, expected, settle=60)
 
 
 async def test_a_row_replaced_while_a_hub_value_is_written_is_left_alone(
@@ -351,12 +351,4 @@ async def test_a_hub_edit_our_write_replaced_is_seen_after_a_later_write(
         env.app_exec("UPDATE customers SET first_name = 'App-Ann2'")
         await env.eventually(second.is_set, timeout=120)
         expected = "Hub-Ann" if winner == "hub" else "App-Ann2"
-        await env.eventually(
-            lambda: env.app_by_email()["ann@example.com"]["first_name"] == expected
-            and env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected,
-            timeout=120)
-        await trio.sleep(30)
-        assert env.app_by_email()["ann@example.com"]["first_name"] == expected
-        assert env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected
-        (item,) = await env.items()
-        assert item.state == "syncing"
+        await ends_on(env, expected, settle=30)
