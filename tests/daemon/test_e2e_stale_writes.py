@@ -21,6 +21,22 @@ from .harness import HUB_SECRET, PUBLIC, TOKEN, companies_sync, contacts_sync, r
 TIMING = Timing(hub_poll_interval=10_000, app_poll_interval=2)
 
 
+async def ends_on(env, expected: str, settle: float) -> None:
+    """Both sides come to hold `expected` as Ann's first name, still hold it `settle` seconds
+    later (nothing undoes it), and the link is syncing."""
+    def both() -> bool:
+        return (env.app_by_email()["ann@example.com"]["first_name"] == expected
+                and env.hub_by_email()["ann@example.com"]["properties"]["firstname"]
+                == expected)
+
+    await env.eventually(both, timeout=120)
+    await trio.sleep(settle)
+    assert env.app_by_email()["ann@example.com"]["first_name"] == expected
+    assert env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected
+    (item,) = await env.items()
+    assert item.state == "syncing"
+
+
 async def test_an_app_edit_made_while_a_hub_value_is_written_is_not_overwritten(
         tmp_path, slow_autojump, monkeypatch):
     original = SqliteAppConnector.update
@@ -97,15 +113,7 @@ async def test_a_hub_edit_made_while_our_write_is_in_flight_is_decided_as_a_conf
         env.app_exec("UPDATE customers SET first_name = 'App-Ann'")
         await env.eventually(lambda: armed["done"], timeout=120)
         expected = "Hub-Ann" if winner == "hub" else "App-Ann"
-        await env.eventually(
-            lambda: env.app_by_email()["ann@example.com"]["first_name"] == expected
-            and env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected,
-            timeout=120)
-        await trio.sleep(30)
-        assert env.app_by_email()["ann@example.com"]["first_name"] == expected
-        assert env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected
-        (item,) = await env.items()
-        assert item.state == "syncing"
+        await ends_on(env, expected, settle=30)
 
 
 @pytest.mark.parametrize("winner", ["hub", "app"])
@@ -157,15 +165,7 @@ async def test_a_hub_edit_the_search_index_does_not_show_yet_is_decided_as_a_con
         # The sync decided on the index's record, which did not show the hub edit yet.
         assert indexed == [{"firstname": "Ann"}]
         expected = "Hub-Ann" if winner == "hub" else "App-Ann"
-        await env.eventually(
-            lambda: env.app_by_email()["ann@example.com"]["first_name"] == expected
-            and env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected,
-            timeout=120)
-        await trio.sleep(60)
-        assert env.app_by_email()["ann@example.com"]["first_name"] == expected
-        assert env.hub_by_email()["ann@example.com"]["properties"]["firstname"] == expected
-        (item,) = await env.items()
-        assert item.state == "syncing"
+        await ends_on(env, expected, settle=60)
 
 
 async def test_a_row_replaced_while_a_hub_value_is_written_is_left_alone(
@@ -273,3 +273,82 @@ async def test_a_stale_write_after_a_crash_is_decided_again_as_the_conflict_it_i
             while acme() != want:
                 await trio.sleep(1)
         assert acme() == want
+
+
+class SharedMillisecondClock(TickingWallClock):
+    """TickingWallClock whose next times repeat the last one while `hold` is on: a user's save
+    and our write land within the same millisecond (HubSpot's times have no finer grain, and
+    two writes to one record may share one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = False
+
+    def __call__(self) -> int:
+        return self.last if self.hold and self.last else super().__call__()
+
+
+@pytest.mark.parametrize("how", ["same_millisecond", "retried"])
+@pytest.mark.parametrize("winner", ["hub", "app"])
+async def test_a_hub_edit_our_write_replaced_is_seen_after_a_later_write(
+        tmp_path, slow_autojump, monkeypatch, winner, how):
+    # Issue 17, defect (a), seed 7 of the randomized end-to-end test: an app edit is written
+    # to HubSpot, and our write replaces a hub user's save of the same field that the
+    # decision did not see: either the save and our write share a millisecond, the save
+    # first, or our write was applied, its answer lost (a timeout), the user saved, and the
+    # retry applied our value again (what seed 7 did). The app's user edits the field again,
+    # and its sync reads the hub record — our write's version: the hub edit is gone — and
+    # writes the new app value, before the hub edit's webhook comes (HubSpot promises neither
+    # order nor time of delivery). The hub edit was never seen: with conflict_winner = "hub"
+    # it wins over both app edits (the app never held it), with "app" the last app edit wins.
+    emu = HubSpotEmulator(tokens=(TOKEN,), tier="unlimited", seed=0, clock=trio.current_time,
+                          now_ms=(clock := SharedMillisecondClock()),
+                          webhook_url=f"{PUBLIC}/webhooks/hubspot", webhook_secret=HUB_SECRET)
+    post, update = WebhookDispatcher._post, HubSpotConnector.update
+    armed = {"on": False}
+    first, second = trio.Event(), trio.Event()
+
+    async def post_after_the_second_write(self, client, events, attempt, *, duplicate=False):
+        # Every event from the first write on (the hub edit's, our writes' own) comes late.
+        if armed["on"]:
+            await second.wait()
+        return await post(self, client, events, attempt, duplicate=duplicate)
+
+    async def update_over_a_hub_edit(self, object_name, inputs, expected=None):
+        values = [ch.get("firstname") for _, ch in inputs]
+        if armed["on"] and not first.is_set() and "App-Ann" in values:
+            try:
+                if how == "retried":
+                    await update(self, object_name, inputs, expected)  # its answer is lost
+                    await trio.sleep(1)
+                    emu.update_record("contacts", inputs[0][0], {"firstname": "Hub-Ann"})
+                    await trio.sleep(1)
+                    return await update(self, object_name, inputs, expected)  # the retry
+                # A HubSpot user saves the contact; our write lands in the same millisecond.
+                clock()
+                clock.hold = True
+                emu.update_record("contacts", inputs[0][0], {"firstname": "Hub-Ann"})
+                return await update(self, object_name, inputs, expected)
+            finally:
+                clock.hold = False
+                first.set()
+        try:
+            return await update(self, object_name, inputs, expected)
+        finally:
+            if "App-Ann2" in values:
+                second.set()
+
+    monkeypatch.setattr(WebhookDispatcher, "_post", post_after_the_second_write)
+    monkeypatch.setattr(HubSpotConnector, "update", update_over_a_hub_edit)
+    async with running(tmp_path, syncs=contacts_sync(winner=winner), timing=TIMING, emulator=emu,
+                       customers=[{"email": "ann@example.com", "first_name": "Ann"}]) as env:
+        await env.wait_ready()
+        armed["on"] = True
+        env.app_exec("UPDATE customers SET first_name = 'App-Ann'")
+        await env.eventually(first.is_set, timeout=120)
+        (hub,) = env.hub()
+        assert hub["properties"]["firstname"] == "App-Ann"  # the hub edit was replaced
+        env.app_exec("UPDATE customers SET first_name = 'App-Ann2'")
+        await env.eventually(second.is_set, timeout=120)
+        expected = "Hub-Ann" if winner == "hub" else "App-Ann2"
+        await ends_on(env, expected, settle=30)

@@ -44,7 +44,14 @@ Defects these runs found (issue 17), each fixed with a deterministic test:
   find it; one cause found in the code and reproduced: after a crash, the write of the
   retry that the app refused as stale was decided again with the change log's evidence
   about the crashed attempt's write, and counted as landed (test_e2e_stale_writes.py). The
-  seed 17 defect below also ends a hub edit with another value;
+  seed 17 defect below also ends a hub edit with another value. It showed again with seed 7:
+  our hub write was applied, its answer lost (a hang), a hub user saved the field, and the
+  retry applied our value again over it (or the save and our write shared a millisecond,
+  which the net's window left out); an app edit's sync then read our write's version and
+  wrote over the record before the hub edit's event came, and its write replaced the first
+  one's window on the item: the event fell in neither. A write that read no newer version
+  than our last write made now carries that write's window on (runtime/overwritten.py
+  `following`; test_e2e_stale_writes.py, tests/runtime/test_overwritten.py);
 - a contact's company differed between the sides: a re-link or a removal on one side came
   undone from the other. Both ends of the association type (the contact's sync and the
   company's) wrote their reads into the shared association snapshot over each other (seed

@@ -59,6 +59,7 @@ from crmsync.runtime.intake import SeenChange
 from crmsync.runtime.overwritten import (
     HubWrite,
     decode_hub_write,
+    following,
     overwritten,
     suspects,
 )
@@ -481,7 +482,14 @@ class Processor:
                     if res.ok:
                         read = w.record(side)
                         if side == "hub" and res.record is not None and read is not None:
-                            w.hub_write = HubWrite(
+                            # The last write (this sync's earlier round's, or the item's),
+                            # if this decision read no newer version than it made, keeps its
+                            # window open (overwritten.following).
+                            stored = w.item.hub_write if w.item is not None else None
+                            last = w.hub_write or (decode_hub_write(stored)
+                                                   if stored is not None else None)
+                            w.hub_write = following(
+                                last,
                                 {k: "" if v is None else str(v) for k, v in a.changes.items()},
                                 read_at=read.updated_at, written_at=res.record.updated_at)
                             if self.ctx.hub_events:
