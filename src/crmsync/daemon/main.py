@@ -57,6 +57,7 @@ from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
 from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_hub_event
 from crmsync.records import Side
 from crmsync.runtime.associations import (
+    ASSOCIATION_WAIT,
     AssociationLocks,
     AssociationSyncer,
     association_pairs,
@@ -477,10 +478,11 @@ class Daemon:
         association_locks = AssociationLocks()
 
         async def resubmit(hub_object: str, key: tuple[Side, str]) -> None:
-            """A record of another object sync waits for a partner that just got linked."""
+            """A record of another object sync waits for a partner that just got linked: its
+            sync runs only if that wait is still there when its turn comes."""
             h = connection.object_sync(hub_object)
             if h is not None:
-                await h.resubmit([key])
+                await h.resubmit([key], {key: [ASSOCIATION_WAIT]})
 
         async def run_children(app: Connector, nursery: trio.Nursery) -> None:
             if isinstance(app, SupportsChangeNotifications):

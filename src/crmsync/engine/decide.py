@@ -369,7 +369,7 @@ def hub_values_held(rules: SyncRules, snapshot: Snapshot,
             return None
         try:
             out.update(r.write_hub(snapshot.hub[r.name]))
-        except (InvalidValue, StageProblem):
+        except (InvalidValue, StageProblem, ValueError):
             return None
     return out
 

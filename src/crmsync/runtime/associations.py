@@ -104,6 +104,22 @@ def association_pairs(cfg: Config, sync: ObjectSync, app_pairs: set[tuple[str, s
 Resubmit = Callable[[str, tuple[Side, str]], Awaitable[None]]
 
 
+class _AssociationWait:
+    """Rides along with a record key sent again because an association of it waited for a
+    partner (`Resubmit`): the worker syncs the record only if such a wait is still there
+    when its turn comes (`AssociationSyncer.answerable`). Both ends of an association often
+    wait for each other while their object syncs link them at once; whichever is synced
+    first decides the association on both sides and answers the other's wait, which then
+    needs no sync: a read of its record on both sides and of its associations, for nothing
+    (issue 16)."""
+
+    def __repr__(self) -> str:
+        return "ASSOCIATION_WAIT"
+
+
+ASSOCIATION_WAIT = _AssociationWait()
+
+
 @dataclass
 class AssociationLocks:
     """One lock per association type of a connection, shared by the object syncs of its two
@@ -134,17 +150,21 @@ class AssociationSyncer:
 
     async def sync_links(self, linked: Sequence[tuple[str, str]],
                          incarnations: Mapping[str, str] | None = None,
-                         created_in_hub: Collection[str] = ()) -> dict[str, str]:
+                         created_in_hub: Collection[str] = (),
+                         only: Collection[str] | None = None) -> dict[str, str]:
         """Sync the associations of these linked records, (hub id, app id) each, before the
         outcome of their sync is committed (so an association change is never acknowledged
         before it is written). `incarnations`: of the app records as their sync read them,
         by app id (the app refuses an association write to another record given that id
         since). `created_in_hub`: hub ids this sync just created, whose associations are not
         read: the create wrote none, and no other sync knows the id before this one's
-        commit. Returns the failures by hub id (association_failed)."""
+        commit. `only`: the partner objects whose associations to sync (default: all).
+        Returns the failures by hub id (association_failed)."""
         failed: dict[str, str] = {}
         if linked and self.pairs:
             for pair in self.pairs:
+                if only is not None and pair.hub_b not in only:
+                    continue
                 async with self.locks.of(pair):
                     failed.update(await self._sync_pair(pair, list(linked),
                                                         incarnations or {},
@@ -179,8 +199,20 @@ class AssociationSyncer:
                 break
             todo = sorted(same)
             now = await self._read(side, pair, todo)
-            seen = await self.ctx.store.read(store_assoc.seen_pairs, self.connection, side,
-                                             pair.hub_a, pair.hub_b, todo)
+
+            def known(conn: sqlite3.Connection, pair: AssociationPair = pair,
+                      todo: list[str] = todo) -> dict[str, set[str]]:
+                seen = store_assoc.seen_pairs(conn, self.connection, side, pair.hub_a,
+                                              pair.hub_b, todo)
+                # Partners it waits for (not linked: its sync would only wait again) are
+                # known as well: a record with a partner that never links (an excluded
+                # contact's company) was otherwise synced at every poll that reported it.
+                for rid, b in store_assoc.waiting_partners(conn, self.connection, pair.hub_a,
+                                                           pair.hub_b, side, todo):
+                    seen[rid].add(b)
+                return seen
+
+            seen = await self.ctx.store.read(known)
             same = {i for i in todo if now[i] == seen[i]}
         return same
 
@@ -237,13 +269,28 @@ class AssociationSyncer:
                                        app_ids)
 
     async def waiting(self) -> list[tuple[Side, str]]:
-        """On start: the records of this object whose associations wait, to sync again. A
-        crash may have come between the commit that linked their partner and their new sync
-        (`release_pending` hands them to the lock queue, which a kill empties); nothing else
-        brings them, since their fields and their associations as seen may be unchanged."""
-        rows = await self.ctx.store.read(store_assoc.waiting_records, self.connection,
+        """On start: the records of this object whose associations wait for a partner
+        linked now, to sync again. A crash may have come between the commit that linked
+        their partner and their new sync (`release_pending` hands them to the lock queue,
+        which a kill empties); nothing else brings them, since their fields and their
+        associations as seen may be unchanged. Those waiting for a partner not linked yet
+        are left to its link's commit: syncing them now would read them on both sides to
+        decide that they wait (at the end of an initial sync, every record of this object
+        whose partners' object syncs are still in theirs; issue 16)."""
+        rows = await self.ctx.store.read(store_assoc.waiting_answerable, self.connection,
                                          self.ctx.hub_object)
-        return [(side, rid) for side, rid in rows]  # type: ignore[misc]
+        return list(dict.fromkeys((side, rid) for side, rid, _ in rows))  # type: ignore[misc]
+
+    async def answerable(self, keys: Collection[tuple[Side, str]]
+                         ) -> dict[tuple[Side, str], set[str]]:
+        """The records among `keys` with an association waiting for a partner linked now,
+        with the partners' objects."""
+        rows = await self.ctx.store.read(store_assoc.waiting_answerable, self.connection,
+                                         self.ctx.hub_object, sorted(keys))
+        out: dict[tuple[Side, str], set[str]] = {}
+        for side, rid, obj in rows:
+            out.setdefault((side, rid), set()).add(obj)  # type: ignore[arg-type]
+        return out
 
     async def _read(self, side: Side, pair: AssociationPair,
                     ids: list[str]) -> dict[str, set[str]]:
@@ -328,9 +375,12 @@ class AssociationSyncer:
             return item.app_incarnation
 
         def settled(item: Item | None) -> bool:
-            # A partner in sync otherwise: one that failed (association_failed) still needs
-            # its own sync to be decided again and leave that state.
-            return item is not None and item.state == "syncing"
+            # A partner in sync otherwise, or with a sync of its own to come (queued): one
+            # that failed (association_failed) still needs its own sync to be decided again
+            # and leave that state. Not answering a queued partner's wait brought it once
+            # more after its coming sync, for nothing (issue 16: a company whose contacts
+            # linked one page after another stayed queued and was read again and again).
+            return item is not None and item.state in ("syncing", "queued")
 
         # A write to make: (item id, the change on the target side, where it came from).
         Write = tuple[str, AssociationChange, Side, str, str]
@@ -401,7 +451,9 @@ class AssociationSyncer:
                 wrote[side].add(change.from_id)
                 if res.ok:
                     done[side].append(change)
-                    if not change.removed and settled(by_src.get(b)):
+                    # The partner's item as found by its id on the side the change came from.
+                    src_items = b_by_hub if src == "hub" else b_by_app
+                    if not change.removed and settled(src_items.get(b)):
                         answered.append((src, b, src_id))
                 else:
                     why = res.error.message if res.error else "association write failed"

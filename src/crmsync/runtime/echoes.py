@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from crmsync.engine import hub_values_held
@@ -28,16 +29,42 @@ def _wire(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def wire_forms(value: Any) -> set[str]:
+    """The strings HubSpot may report for a value we wrote: the value itself, and for a date
+    (written as YYYY-MM-DD or midnight-UTC epoch ms; fact sheet §7: "Dates are midnight-UTC
+    epoch ms or ISO") its other renderings, since HubSpot stores a date as an instant and
+    reports that (the emulator: ISO 8601 with milliseconds)."""
+    text = _wire(value)
+    out = {text}
+    day: date | None = None
+    try:
+        if len(text) == 10 and text[4] == "-" and text[7] == "-":
+            day = date.fromisoformat(text)
+        elif text.isdigit() and len(text) >= 12:
+            instant = datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+            if instant.time() == time(0):
+                day = instant.date()
+    except (ValueError, OverflowError, OSError):
+        return out
+    if day is not None:
+        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        out |= {day.isoformat(), f"{day.isoformat()}T00:00:00Z",
+                f"{day.isoformat()}T00:00:00.000Z", str(int(midnight.timestamp() * 1000))}
+    return out
+
+
 def _in_sync(it: Item | None) -> bool:
-    # Not `queued`: that state is left by this very sync's commit, which would not come.
+    # `queued` with no failure recorded: shown so because these very events came while a
+    # sync of the record ran (the worker puts it back in sync when it drops them). One
+    # queued after a failure still needs its sync to leave that state.
     return (it is not None and it.snapshot is not None and it.linked
-            and it.state == "syncing" and it.intent is None
-            and not it.creating and not it.deleted_side)
+            and (it.state == "syncing" or (it.state == "queued" and not it.category))
+            and it.intent is None and not it.creating and not it.deleted_side)
 
 
 async def echoes(ctx: ObjectSyncContext, said: Sequence[tuple[int, Reported]]) -> set[int]:
     """The inbox ids among `said` whose event brings nothing: about a hub record linked and in
-    sync, a property value its snapshot holds
+    sync, its creation, a property value its snapshot holds
     (compared by digest with what `engine.hub_values_held` says: our own write), or one the
     sync does not read, an
     association that the last association sync saw as the event says it is now."""
@@ -55,12 +82,18 @@ async def echoes(ctx: ObjectSyncContext, said: Sequence[tuple[int, Reported]]) -
         seen = {obj: store_assoc.seen_pairs(conn, ctx.connection, "hub", ctx.hub_object, obj,
                                             sorted(rids))
                 for obj, rids in partners.items()}
+        for obj, rids in partners.items():
+            # An association write of a sync not committed yet (its intent recorded): what
+            # was seen is about to change, so an event of that pair is no echo of it.
+            for intent in store_assoc.intents_of(conn, ctx.connection, ctx.hub_object, obj,
+                                                 "hub", sorted(rids)):
+                seen[obj].pop(intent[1], None)
         return items, seen
 
     items, seen = await ctx.store.read(look)
     out: set[int] = set()
-    # A creation event is not told an echo: its sync reads the app record too, and a test
-    # with app polling off (test_e2e_identity) relies on that read to see an app deletion.
+    # A creation event of a record linked and in sync brings nothing: its values come as
+    # property changes, told apart below (an app deletion is the app feeds' to see).
     for inbox_id, r in said:
         it = items.get(r.record_id)
         if not _in_sync(it):
@@ -69,16 +102,21 @@ async def echoes(ctx: ObjectSyncContext, said: Sequence[tuple[int, Reported]]) -
         snap = decode_snapshot(it.snapshot)
         if snap is None:
             continue
-        if r.kind == "propertyChange" and r.property is not None:
+        if r.kind == "creation":
+            out.add(inbox_id)
+        elif r.kind == "propertyChange" and r.property is not None:
             held = hub_values_held(ctx.rules, snap, r.property)
             if held == {}:
                 out.add(inbox_id)  # a property the sync does not read
             elif (held is not None and r.property in held and r.value is not None
-                    and value_digest(_wire(held[r.property])) == r.value):
+                    and r.value in {value_digest(v) for v in wire_forms(held[r.property])}):
                 out.add(inbox_id)
         elif (r.kind == "associationChange" and r.partner_object in seen
                 and r.partner_id is not None):
-            there = r.partner_id in seen[r.partner_object or ""].get(r.record_id, set())
+            pairs_seen = seen[r.partner_object or ""]
+            if r.record_id not in pairs_seen:
+                continue  # a write of that pair under way
+            there = r.partner_id in pairs_seen[r.record_id]
             if there != r.removed:
                 out.add(inbox_id)
     return out

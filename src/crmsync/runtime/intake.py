@@ -12,11 +12,12 @@ import msgspec
 import trio
 
 from crmsync.records import Side
-from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.context import ObjectSyncContext, sync_id_of
 from crmsync.runtime.lock_queue import ChangeSender, Ticket
 from crmsync.runtime.overwritten import echoes
 from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.store import inbox as store_inbox
+from crmsync.store import scanned as store_scanned
 
 # How often the inbox is looked at when not woken: the webhook server wakes the intake on
 # every stored delivery, so this only covers events stored by another process.
@@ -153,10 +154,32 @@ class Intake:
                 useless.extend(i for m in payloads.pop(key) if (i := inbox_id_of(m)) is not None)
             if useless:
                 await self.ctx.store.call(store_inbox.mark_done, useless)
+            await self._outdate_scans([m.reported for marks in payloads.values() for m in marks
+                                       if isinstance(m, SeenChange) and m.reported is not None])
             if payloads:
                 await changes.submit(list(payloads), payloads)
             self.events += len(rows)
             self.ctx.status.last_webhook = time.time()
+
+    async def _outdate_scans(self, reported: list[Reported]) -> None:
+        """An association changed in HubSpot: what an initial sync's hub scan kept of it, at
+        either end (store/scanned.py), is out of date, and an initial sync still running
+        must read it again rather than write the scan's view to the app. The event may be
+        judged an echo from this end (it never saw the partner, which was not linked) while
+        the other end's kept row still shows the association."""
+        ctx = self.ctx
+        changed = [(r.record_id, r.partner_object, r.partner_id) for r in reported
+                   if r.kind == "associationChange" and r.partner_object and r.partner_id]
+        if not changed:
+            return
+
+        def drop(conn: Any) -> None:
+            for rid, obj, partner in changed:
+                store_scanned.drop_associations(conn, ctx.sync_id, obj, [rid])
+                store_scanned.drop_associations(conn, sync_id_of(ctx.connection, obj),
+                                                ctx.hub_object, [partner])
+
+        await ctx.store.call(drop)
 
     def _report(self, payload: bytes) -> Reported | None:
         if self.report is None:

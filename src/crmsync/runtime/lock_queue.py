@@ -118,6 +118,10 @@ class Change:
     payloads: Mapping[Hashable, Sequence[Any]] | None = None
     job: Job | None = None
     ticket: Ticket = field(default_factory=Ticket)
+    # Only the keys with no sync running or waiting its turn already (a sweep of records
+    # left `queued`: one with a sync under way or due is queued for that one, whose commit
+    # leaves that state, and is not asked again).
+    absent_only: bool = False
 
 
 @dataclass(eq=False)
@@ -205,11 +209,13 @@ class ChangeSender:
         self._send = send
 
     async def submit(self, keys: Iterable[Hashable],
-                     payloads: Mapping[Hashable, Sequence[Any]] | None = None) -> Ticket:
+                     payloads: Mapping[Hashable, Sequence[Any]] | None = None, *,
+                     absent_only: bool = False) -> Ticket:
         """Send a change event for `keys` (waits while the lane is full); returns its Ticket.
         `payloads` ride along with a key to its next sync (webhook inbox ids, marked done in
-        the transaction that records it). Raises QueueStopped if the queue is gone."""
-        change = Change(list(keys), payloads)
+        the transaction that records it). With `absent_only`, keys with a sync already
+        running or waiting its turn are left out. Raises QueueStopped if the queue is gone."""
+        change = Change(list(keys), payloads, absent_only=absent_only)
         await self._send_change(change)
         return change.ticket
 
@@ -260,8 +266,9 @@ class Operator:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise QueueStopped("the record lock queue is not running") from None
 
-    async def submit(self, keys: Iterable[Hashable]) -> Ticket:
-        change = Change(list(keys))
+    async def submit(self, keys: Iterable[Hashable],
+                     payloads: Mapping[Hashable, Sequence[Any]] | None = None) -> Ticket:
+        change = Change(list(keys), payloads)
         await self._send(_Admit("priority", change))
         return change.ticket
 
@@ -511,6 +518,8 @@ class RecordLockQueue:
             # Behind a running sync of the key, or waiting its turn.
             waiting = self._again if holder is not None else self._ready
             found = waiting.get(key)
+            if change.absent_only and (found is not None or holder is not None):
+                continue
             if found is None:
                 run = waiting[key] = _Run()
                 if holder is not None and not isinstance(holder, PageJob):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -266,11 +266,13 @@ class ObjectSyncHandle:
             except QueueStopped:
                 raise self._stopped_error() from None
 
-    async def resubmit(self, keys: Sequence[tuple[Side, str]]) -> None:
+    async def resubmit(self, keys: Sequence[tuple[Side, str]],
+                       payloads: Mapping[Hashable, Sequence[Any]] | None = None) -> None:
         """Sync these records again, without waiting and without waiting for room (a worker
-        of this connection asks: its own queue's room must never hold it up)."""
+        of this connection asks: its own queue's room must never hold it up). `payloads`
+        ride along as with `ChangeSender.submit`."""
         try:
-            await self._operator.submit(keys)
+            await self._operator.submit(keys, payloads)
         except QueueStopped:
             pass  # stopped: it reads them again when it starts
 
@@ -514,7 +516,10 @@ async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
                 queued += [k for k in await ctx.associations.waiting() if k not in queued]
             if queued:
                 async with queue.changes() as changes:
-                    await changes.submit(queued)
+                    # Not those with a sync waiting in the queue already (sent while the
+                    # initial sync held them): asked again, their sync could no longer be
+                    # skipped where it turns out to need none (runtime/worker.py).
+                    await changes.submit(queued, absent_only=True)
             await nursery.start(run_retry_sweeper, ctx, queue.changes())
             await nursery.start(run_reconciler, ctx, queue.changes(), timing.reconcile_interval,
                                 reconcile_rx)

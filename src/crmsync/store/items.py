@@ -406,6 +406,13 @@ def mark_queued(conn: sqlite3.Connection, item_ids: Sequence[int]) -> None:
     )
 
 
+def unqueue(conn: sqlite3.Connection, item_ids: Sequence[int]) -> None:
+    """These items, shown `queued` for a sync that turned out to need doing no more than
+    what was done (runtime/association_waits.py), are in sync again."""
+    conn.executemany("UPDATE items SET state = 'syncing', updated_at = ? WHERE item_id = ? "
+                     "AND state = 'queued'", [(time.time(), i) for i in item_ids])
+
+
 def queued_records(conn: sqlite3.Connection, sync_id: str) -> list[tuple[str, str]]:
     """(side, record id) of the items left `queued`: a sync of them was due when the daemon
     stopped (their hub id where they have one). An item with neither id (its app id let go

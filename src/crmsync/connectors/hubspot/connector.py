@@ -170,7 +170,8 @@ def _associations_of(results: Sequence[Mapping[str, Any]],
     `paging` holds only its first results and is left out here (read whole elsewhere)."""
     out: dict[str, dict[str, list[str]]] = {}
     for r in results:
-        got = r.get("associations") or {}
+        # HubSpot names line items "line items" there (a space), `line_items` elsewhere.
+        got = {str(k).replace(" ", "_"): v for k, v in (r.get("associations") or {}).items()}
         mine: dict[str, list[str]] = {}
         for name, asked in wanted.items():
             entry = got.get(name) or {}

@@ -59,6 +59,10 @@ def with_associations(
     from there (the emulator links its v4 list, which it serves)."""
     if not to_types:
         return body
+    # HubSpot names line items "line items" (a space) among a record's associations, where
+    # the object type is `line_items` everywhere else: public clients of the real API read
+    # `associations["line items"]` from deals (e.g. GitHub code reading
+    # existing_deal['associations']['line items']['results']).
     out: dict[str, Any] = {}
     for name in to_types:
         to_type = resolve(name)
@@ -74,13 +78,18 @@ def with_associations(
             after = results[ASSOCIATIONS_PER_TYPE]["id"]
             link = (f"{base_url}/crm/v4/objects/{obj.name}/{rec.id}/associations/"
                     f"{to_type.name}?after={after}")
-            out[to_type.name] = {"results": results[:ASSOCIATIONS_PER_TYPE],
-                                 "paging": {"next": {"after": after, "link": link}}}
+            out[_key(to_type.name)] = {"results": results[:ASSOCIATIONS_PER_TYPE],
+                                       "paging": {"next": {"after": after, "link": link}}}
         elif results:
-            out[to_type.name] = {"results": results}
+            out[_key(to_type.name)] = {"results": results}
     if out:
         body["associations"] = out
     return body
+
+
+def _key(type_name: str) -> str:
+    """An object type's key among a record's associations (see `with_associations`)."""
+    return type_name.replace("_", " ") if type_name == "line_items" else type_name
 
 
 def _base(request: Request) -> str:
