@@ -63,7 +63,8 @@ from crmsync.runtime.associations import (
     association_pairs,
 )
 from crmsync.runtime.connection import ConnectionHandle
-from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.context import ObjectSyncContext, sync_id_of
+from crmsync.runtime.initial_order import InitialOrder, earlier
 from crmsync.runtime.intake import Reported
 from crmsync.runtime.mapping_check import MappingCheck
 from crmsync.runtime.object_sync import (
@@ -476,6 +477,8 @@ class Daemon:
         connection: ConnectionHandle
         # Shared by the object syncs at both ends of each association type.
         association_locks = AssociationLocks()
+        # Their initial syncs in turn, where their objects keep associations.
+        initial_order = InitialOrder()
 
         async def resubmit(hub_object: str, key: tuple[Side, str]) -> None:
             """A record of another object sync waits for a partner that just got linked: its
@@ -496,6 +499,8 @@ class Daemon:
             app_pairs = _association_pairs(app, conn)
             app_keys = _association_keys(app, conn)
             directed = bool(getattr(app, "associations_directed", False))
+            for s in rt.syncs:
+                initial_order.expect(sync_id_of(conn.name, s.hub_object))
             for s in rt.syncs:
                 pipeline_field, stage_field = _stage_fields(app, conn, s.app_object)
                 pairs = association_pairs(self.cfg, s, app_pairs, directed=directed,
@@ -518,7 +523,10 @@ class Daemon:
                     associations=(partial(AssociationSyncer, pairs=pairs, resubmit=resubmit,
                                           locks=association_locks)
                                   if keeps else None),
-                    hub_events=self._hub_events())
+                    hub_events=self._hub_events(),
+                    initial_order=initial_order,
+                    earlier_syncs=earlier(s.hub_object,
+                                          [(p.hub_b, p.b_sync_id) for p in pairs]))
                 handle = await nursery.start(run_object_sync, setup, store, hub, app,
                                              rt.status.objects[s.hub_object])
                 connection.add(handle)

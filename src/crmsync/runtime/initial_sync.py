@@ -37,6 +37,7 @@ from crmsync.engine.filters import first_mismatch
 from crmsync.records import Record
 from crmsync.runtime.app_pass import InFlight, Pairing, match_app_records
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.initial_order import InitialOrder, State
 from crmsync.runtime.intake import inbox_id_of
 from crmsync.runtime.isolation import concerns_connection, fail_record, isolate, record_failure
 from crmsync.runtime.loader import RecordKey, detach_reused, load, pair_new
@@ -150,8 +151,13 @@ class InitialSyncActor:
 
     def __init__(self, ctx: ObjectSyncContext, processor: Processor, pages: ChangeSender,
                  notify: Notify | None = None, page_size: int = 100,
-                 feeds: Feeds | None = None, approvals: RequestReceiver | None = None) -> None:
+                 feeds: Feeds | None = None, approvals: RequestReceiver | None = None,
+                 order: InitialOrder | None = None, earlier: Sequence[str] = ()) -> None:
         self.ctx = ctx
+        # The connection's initial syncs in turn (runtime/initial_order.py): `earlier` are
+        # the object syncs whose initial sync this one's app pass waits for.
+        self.order = order
+        self.earlier = list(earlier)
         self.processor = processor
         self.pages = pages
         self.notify = notify
@@ -199,6 +205,9 @@ class InitialSyncActor:
             assert current is not None
             state = current
             preview = state.preview and not state.approved
+            self._tell_order("done" if state.phase == "complete"
+                             else "idle" if preview or state.phase == "previewed"
+                             else "running")
             if self.feeds is not None and state.phase != "complete":
                 if preview:
                     ctx.preview = True  # before the workers run: linked records only
@@ -218,12 +227,33 @@ class InitialSyncActor:
             if state.phase == "hub_index":
                 await self._hub_index(state)
             elif state.phase == "app_pass":
+                await self._wait_for_earlier()
                 await self._app_pass(state)
             elif state.phase == "hub_pass":
                 await self._hub_pass(state)
                 await self._finish()
             ctx.log.info("initial sync phase done", phase=state.phase,
                          duration_ms=round((time.perf_counter() - started) * 1000))
+
+    def _tell_order(self, state: State) -> None:
+        if self.order is not None:
+            self.order.set(self.ctx.sync_id, state)
+
+    async def _wait_for_earlier(self) -> None:
+        """Before a real app pass: until the earlier object syncs' initial syncs no longer
+        link records (runtime/initial_order.py)."""
+        if self.order is None or self.ctx.preview:
+            return
+        blocking = self.order.blocking(self.earlier)
+        if not blocking:
+            return
+        ctx = self.ctx
+        ctx.log.info("initial sync waits for the object syncs it keeps associations with",
+                     waiting_for=blocking)
+        started = time.perf_counter()
+        gave_up = await self.order.wait_for(self.earlier)
+        ctx.log.info("initial sync goes on", waited_ms=round(
+            (time.perf_counter() - started) * 1000), waited_out=gave_up)
 
     async def _wait_for_approval(self) -> None:
         ctx = self.ctx

@@ -43,8 +43,9 @@ from crmsync.engine.rules import SyncRules, compile_rules
 from crmsync.engine.stages import StageMap, auto_map, known_stages
 from crmsync.records import Side
 from crmsync.runtime.batch_writer import BatchWriter, BatchWriterStatistics
-from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.context import ObjectSyncContext, sync_id_of
 from crmsync.runtime.events import EventSync
+from crmsync.runtime.initial_order import InitialOrder
 from crmsync.runtime.initial_sync import PIPELINE_DEPTH, InitialSyncActor, Notify
 from crmsync.runtime.intake import Describe, Intake, Parser, Report
 from crmsync.runtime.loader import ITEM
@@ -128,6 +129,10 @@ class ObjectSyncSetup:
     associations: Callable[[ObjectSyncContext], Any] | None = None
     # HubSpot's property-change events reach this sync (ObjectSyncContext.hub_events).
     hub_events: bool = False
+    # The connection's initial syncs in turn (runtime/initial_order.py), shared by its
+    # object syncs, and those whose initial sync this one's app pass waits for.
+    initial_order: InitialOrder | None = None
+    earlier_syncs: Sequence[str] = ()
 
 
 class NotRunning(Exception):
@@ -446,18 +451,25 @@ async def run_object_sync(setup: ObjectSyncSetup, store: Store, hub: Connector, 
     propagate to the supervisor."""
     with structlog.contextvars.bound_contextvars(connection=setup.connection,
                                                  object=setup.sync.hub_object):
-        ctx = await make_context(setup.connection, setup.connector_type, setup.sync, store,
-                                 hub, app, status, setup.timing, setup.app_pipeline_field,
-                                 setup.app_stage_field)
-        ctx.hub_events = setup.hub_events
-        if setup.associations is not None:
-            ctx.associations = setup.associations(ctx)
-        await _run(ctx, setup, task_status)
+        try:
+            ctx = await make_context(setup.connection, setup.connector_type, setup.sync,
+                                     store, hub, app, status, setup.timing,
+                                     setup.app_pipeline_field, setup.app_stage_field)
+            ctx.hub_events = setup.hub_events
+            if setup.associations is not None:
+                ctx.associations = setup.associations(ctx)
+            await _run(ctx, setup, task_status)
+        finally:
+            if setup.initial_order is not None:
+                # Stopped, or failed to start: no initial sync waits for it.
+                setup.initial_order.set(sync_id_of(setup.connection, setup.sync.hub_object),
+                                        "done")
 
 
 async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
                task_status: trio.TaskStatus[ObjectSyncHandle]) -> None:
     timing = setup.timing
+    order = setup.initial_order
     processor = Processor(ctx)
     queue = RecordLockQueue(workers=timing.workers, page_workers=PIPELINE_DEPTH,
                             batch_size=BATCH, linger=LINGER, on_queued=_mark_queued(ctx))
@@ -499,11 +511,17 @@ async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
             feeds.nursery = nursery
             task_status.started(handle)
             if setup.mappings is not None:
-                await wait_until_mappings_fit(ctx, setup.mappings, trio.sleep)
+                async def paused(seconds: float) -> None:
+                    if order is not None:
+                        order.set(ctx.sync_id, "idle")  # no initial sync waits for it
+                    await trio.sleep(seconds)
+
+                await wait_until_mappings_fit(ctx, setup.mappings, paused)
             ctx.status.phase = "initial sync"
             async with queue.pages() as pages:
                 initial = InitialSyncActor(ctx, processor, pages, setup.notify, feeds=feeds,
-                                           approvals=approvals_rx)
+                                           approvals=approvals_rx, order=order,
+                                           earlier=setup.earlier_syncs)
                 await initial.run()
             ctx.status.phase = "complete"
             await feeds.resume()
