@@ -7,10 +7,13 @@ deal read with `associations=line_items` (e.g. GitHub code: `existing_deal['asso
 from __future__ import annotations
 
 import httpx
+import hubspot
 import trio
 from trio.testing import MockClock
 
 from crmsync.emulators.hubspot import HubSpotEmulator
+
+from .serving import serving
 
 
 def _deal_with_items(emu: HubSpotEmulator, n: int) -> tuple[str, list[str], str]:
@@ -54,3 +57,16 @@ async def test_a_cut_list_of_line_items_has_the_same_key_and_a_link_to_the_rest(
     assert len(cut["results"]) == 100
     assert [str(t["toObjectId"]) for t in rest.json()["results"]] == [
         i for i in sorted(items, key=int) if i not in {a["id"] for a in cut["results"]}]
+
+
+async def test_hubspot_s_official_client_reads_them_as_real_clients_do() -> None:
+    # The official SDK (a client nobody here wrote; see test_official_client.py) over
+    # loopback, real clock bounded: its SimplePublicObjectWithAssociations keeps the key.
+    emu = HubSpotEmulator()
+    deal, items, _ = _deal_with_items(emu, 2)
+    with trio.fail_after(30):
+        async with serving(emu) as base:
+            client = hubspot.Client.create(access_token="test-token", host=base)
+            got = await trio.to_thread.run_sync(lambda: client.crm.deals.basic_api.get_by_id(
+                deal, associations=["line_items"]))
+    assert sorted(a.id for a in got.associations["line items"].results) == sorted(items)
