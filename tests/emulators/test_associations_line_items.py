@@ -49,7 +49,7 @@ async def test_a_cut_list_of_line_items_has_the_same_key_and_a_link_to_the_rest(
     autojump_clock: MockClock, client: httpx.AsyncClient, emu: HubSpotEmulator
 ) -> None:
     # Past 100 a type carries `paging.next` (fact sheet §1.1), under the same key.
-    deal, items, _ = _deal_with_items(emu, 101)
+    _deal, items, _ = _deal_with_items(emu, 101)
     with trio.fail_after(5):
         page = await client.get("/crm/v3/objects/deals", params={"associations": "line_items"})
         cut = page.json()["results"][0]["associations"]["line items"]

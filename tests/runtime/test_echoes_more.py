@@ -17,7 +17,6 @@ from crmsync.runtime import worker as worker_module
 from crmsync.runtime.echoes import echoes, wire_forms
 from crmsync.runtime.intake import Intake, Reported, SeenChange
 from crmsync.runtime.lock_queue import Batch, RecordLockQueue
-from crmsync.runtime.overwritten import value_digest
 from crmsync.runtime.processor import Processor
 from crmsync.runtime.requests import open_request_channel
 from crmsync.runtime.worker import ItemGate, sync_batch
