@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import trio
 
 from crmsync.runtime import worker as worker_module
+from crmsync.runtime.associations import ASSOCIATION_WAIT
 from crmsync.runtime.echoes import echoes, wire_forms
 from crmsync.runtime.intake import Intake, Reported, SeenChange
 from crmsync.runtime.lock_queue import Batch, RecordLockQueue
@@ -191,6 +192,22 @@ async def test_a_batch_whose_echo_check_fails_is_synced_whole(tmp_path, slow_aut
                                                                  "bob@example.com"]
         assert hub_requests(r) != []
         assert await waiting_events(r) == 0
+
+
+async def test_a_batch_whose_wait_check_fails_is_synced_whole(tmp_path, slow_autojump,
+                                                               monkeypatch):
+    async with rig(tmp_path, hub_contacts=PEOPLE) as r:
+        _, bob = await linked_ann(r)
+
+        async def broken(ctx, units, asked):
+            raise RuntimeError("the association wait check met a defect")
+
+        monkeypatch.setattr(worker_module, "sort_waits", broken)
+        # Sent again for an association wait alone: synced whole when that cannot be told.
+        await sync_batch(r.ctx, Processor(r.ctx), ItemGate(),
+                         Batch([(("hub", bob), [ASSOCIATION_WAIT])]))
+        assert sorted(row["email"] for row in r.app_rows()) == ["ann@example.com",
+                                                                 "bob@example.com"]
 
 
 # --- the intake and what a scan kept -----------------------------------------------------
