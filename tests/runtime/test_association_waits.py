@@ -21,8 +21,13 @@ import trio
 import trio.testing
 
 from crmsync.connectors.base import AssociationChange, RecordError, WriteResult
+from crmsync.engine.types import Snapshot
+from crmsync.records import Record
+from crmsync.runtime import worker as worker_module
 from crmsync.runtime.associations import ASSOCIATION_WAIT, AssociationPair, AssociationSyncer
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.encoding import encode_snapshot
+from crmsync.runtime.intake import Reported, SeenChange
 from crmsync.runtime.lock_queue import Batch
 from crmsync.runtime.processor import Processor
 from crmsync.runtime.worker import ItemGate, run_retry_sweeper, sync_batch
@@ -202,6 +207,39 @@ async def test_a_failed_record_sent_for_its_wait_is_synced_whole(tmp_path, slow_
         await sync_batch(ctx, Processor(ctx), ItemGate(), wait_batch(("app", CONTACT_APP)))
         # Its failure needs a sync of the record to be decided again.
         assert record_reads(hub, app) != []
+
+
+async def test_a_wait_riding_with_events_found_to_be_echoes_is_still_synced(
+        tmp_path, slow_autojump, monkeypatch):
+    # Review of issue 16: the contact's hub creation event (an echo once it is linked and in
+    # sync) merged in the lock queue with its send for the wait; the record was left out of
+    # the links-only sync for its events, then dropped with them by the echo check: the
+    # association never reached the app and the wait stayed.
+    hub, app = CountingHub(), CountingApp()
+
+    async def all_echoes(ctx: ObjectSyncContext, said: Sequence[tuple[int, Reported]]
+                         ) -> set[int]:
+        return {i for i, _ in said}  # what the echo check says of a creation event here
+
+    monkeypatch.setattr(worker_module, "echoes", all_echoes)
+    async with Store.open(tmp_path / "state.db") as store:
+        await seed(store, wait=False)
+        # A hub user associated the contact with the company before the company linked.
+        await store.call(store_assoc.add_pending, "shop", [
+            ("contacts", "hub", CONTACT_HUB, "companies", COMPANY_HUB)])
+        hub.pairs.add((CONTACT_HUB, COMPANY_HUB))
+        # Synced whole, it is read on both sides: records with nothing to change.
+        await store.call(lambda conn: conn.execute(
+            "UPDATE items SET snapshot = ? WHERE hub_id = ?",
+            (encode_snapshot(Snapshot(hub={}, app={})), CONTACT_HUB)))
+        hub.records[CONTACT_HUB] = Record(CONTACT_HUB, {}, 1)
+        app.records[CONTACT_APP] = Record(CONTACT_APP, {}, 1)
+        ctx = contacts_ctx(store, hub, app)
+        event = SeenChange(inbox_id=7, occurred_at=0, reported=Reported("creation", CONTACT_HUB))
+        await sync_batch(ctx, Processor(ctx), ItemGate(), Batch(units=[
+            (("hub", CONTACT_HUB), [event, ASSOCIATION_WAIT])]))
+        assert app.company_of.get(CONTACT_APP) == COMPANY_APP
+        assert await store.read(store_assoc.pending_count, "shop") == 0
 
 
 async def test_the_start_syncs_again_only_records_waiting_for_a_partner_linked_now(
