@@ -232,8 +232,11 @@ async def sync_batch(ctx: ObjectSyncContext, processor: Processor, gate: ItemGat
     try:
         whole, links = await sort_waits(ctx, batch.units, asked)
         for k, pl in batch.units:
-            if any(inbox_id_of(p) is not None for p in pl):
-                links.pop(k, None)  # synced whole for its events anyway
+            if k in links and any(inbox_id_of(p) is not None for p in pl):
+                # Synced whole with its events: asked for, so that the echo check below
+                # cannot drop it with them (its wait would be left unanswered).
+                del links[k]
+                whole.add(k)
         if links:
             whole.update(await sync_links_only(ctx, links, gate))
         asked |= whole
