@@ -29,6 +29,13 @@ async def test_contacts_link_after_their_companies_and_no_record_is_read_again(
     monkeypatch.setattr(sqlite_connector.SqliteAppConnector, "scan", slow_scan)
     async with running(tmp_path, syncs=SYNCS, app_db=db, timing=TIMING,
                        config_kwargs={"connection_extra": ASSOC}) as env:
+        def contacts_wait():
+            # What `crmsync ctl status` shows meanwhile.
+            h = env.daemon.handle("shop", "contacts")
+            return h is not None and h.statistics().status.phase == (
+                "app_pass, waiting for shop/companies")
+
+        await wait_for(contacts_wait, timeout=60, step=0.5)
         await env.wait_ready(["contacts", "companies"])
         log = [f"{m} {p}" for m, p, _ in env.emu.request_log]
         creates = [i for i, r in enumerate(log) if r.endswith("/batch/create")

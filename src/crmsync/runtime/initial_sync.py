@@ -250,8 +250,11 @@ class InitialSyncActor:
         ctx = self.ctx
         ctx.log.info("initial sync waits for the object syncs it keeps associations with",
                      waiting_for=blocking)
+        # What `crmsync ctl status` shows meanwhile.
+        ctx.status.phase = f"app_pass, waiting for {', '.join(blocking)}"
         started = time.perf_counter()
         gave_up = await self.order.wait_for(self.earlier)
+        ctx.status.phase = "app_pass"
         ctx.log.info("initial sync goes on", waited_ms=round(
             (time.perf_counter() - started) * 1000), waited_out=gave_up)
 
