@@ -131,12 +131,13 @@ async def test_a_wait_answered_meanwhile_needs_no_sync_and_queued_is_back_to_syn
         tmp_path, slow_autojump):
     hub, app = CountingHub(), CountingApp()
     async with Store.open(tmp_path / "state.db") as store:
+        # The object sync runs; what is seeded below happened since it started.
+        ctx = contacts_ctx(store, hub, app)
         # The company's sync wrote the association on both sides and answered the contact's
         # wait (no waiting row); the contact shows `queued` for the request at hand.
         await seed(store, contact_state="queued", wait=False)
         hub.pairs.add((CONTACT_HUB, COMPANY_HUB))
         app.company_of[CONTACT_APP] = COMPANY_APP
-        ctx = contacts_ctx(store, hub, app)
         await sync_batch(ctx, Processor(ctx), ItemGate(), wait_batch(("app", CONTACT_APP)))
         assert record_reads(hub, app) == []
         assert hub.assoc_reads == [] and app.assoc_reads == []
@@ -148,9 +149,10 @@ async def test_a_wait_for_a_partner_linked_now_syncs_only_that_association(
         tmp_path, slow_autojump):
     hub, app = CountingHub(), CountingApp()
     async with Store.open(tmp_path / "state.db") as store:
+        # The object sync runs; what is seeded below happened since it started.
+        ctx = contacts_ctx(store, hub, app, [CONTACT_PAIR, DEAL_PAIR])
         await seed(store, contact_state="queued")
         app.company_of[CONTACT_APP] = COMPANY_APP  # the association the contact's sync saw
-        ctx = contacts_ctx(store, hub, app, [CONTACT_PAIR, DEAL_PAIR])
         await sync_batch(ctx, Processor(ctx), ItemGate(), wait_batch(("app", CONTACT_APP)))
         # The association reached the hub, the wait is answered ...
         assert hub.pairs == {(CONTACT_HUB, COMPANY_HUB)}
@@ -164,18 +166,21 @@ async def test_a_wait_for_a_partner_linked_now_syncs_only_that_association(
                                                                      "organisations"}
 
 
-async def test_a_failed_association_write_fails_the_record_sent_for_its_wait(
-        tmp_path, slow_autojump):
+async def test_a_failed_association_write_syncs_the_record_whole(tmp_path, slow_autojump):
+    # The app may have given the record's id to another record since (which only a read of
+    # it tells): the record is synced whole, which reads it first and records the failure
+    # as a whole sync does, rather than failed on the association write alone.
     hub, app = CountingHub(), CountingApp()
     hub.fail_writes = True
     async with Store.open(tmp_path / "state.db") as store:
+        # The object sync runs; what is seeded below happened since it started.
+        ctx = contacts_ctx(store, hub, app)
         await seed(store)
         app.company_of[CONTACT_APP] = COMPANY_APP
-        ctx = contacts_ctx(store, hub, app)
         await sync_batch(ctx, Processor(ctx), ItemGate(), wait_batch(("app", CONTACT_APP)))
+        assert hub.assoc_reads and record_reads(hub, app) != []
         it = await contact_item(store)
-        assert (it.state, it.category) == ("failed", "association_failed")
-        assert "refused" in it.detail
+        assert it.state == "failed"
         # It still waits: the next change of either end brings its sync again.
         assert await store.read(store_assoc.pending_count, "shop") == 1
 
@@ -183,9 +188,10 @@ async def test_a_failed_association_write_fails_the_record_sent_for_its_wait(
 async def test_the_links_only_sync_waits_for_a_sync_of_the_same_item(tmp_path, slow_autojump):
     hub, app = CountingHub(), CountingApp()
     async with Store.open(tmp_path / "state.db") as store:
+        # The object sync runs; what is seeded below happened since it started.
+        ctx = contacts_ctx(store, hub, app)
         await seed(store)
         app.company_of[CONTACT_APP] = COMPANY_APP
-        ctx = contacts_ctx(store, hub, app)
         gate = ItemGate()
         it = await contact_item(store)
         gate.enter({it.item_id})  # another worker syncs the contact (its hub record's key)
@@ -201,9 +207,10 @@ async def test_the_links_only_sync_waits_for_a_sync_of_the_same_item(tmp_path, s
 async def test_a_failed_record_sent_for_its_wait_is_synced_whole(tmp_path, slow_autojump):
     hub, app = CountingHub(), CountingApp()
     async with Store.open(tmp_path / "state.db") as store:
+        # The object sync runs; what is seeded below happened since it started.
+        ctx = contacts_ctx(store, hub, app)
         await seed(store, contact_state="failed", contact_category="conflict")
         app.company_of[CONTACT_APP] = COMPANY_APP
-        ctx = contacts_ctx(store, hub, app)
         await sync_batch(ctx, Processor(ctx), ItemGate(), wait_batch(("app", CONTACT_APP)))
         # Its failure needs a sync of the record to be decided again.
         assert record_reads(hub, app) != []
@@ -223,6 +230,8 @@ async def test_a_wait_riding_with_events_found_to_be_echoes_is_still_synced(
 
     monkeypatch.setattr(worker_module, "echoes", all_echoes)
     async with Store.open(tmp_path / "state.db") as store:
+        # The object sync runs; what is seeded below happened since it started.
+        ctx = contacts_ctx(store, hub, app)
         await seed(store, wait=False)
         # A hub user associated the contact with the company before the company linked.
         await store.call(store_assoc.add_pending, "shop", [
@@ -234,7 +243,6 @@ async def test_a_wait_riding_with_events_found_to_be_echoes_is_still_synced(
             (encode_snapshot(Snapshot(hub={}, app={})), CONTACT_HUB)))
         hub.records[CONTACT_HUB] = Record(CONTACT_HUB, {}, 1)
         app.records[CONTACT_APP] = Record(CONTACT_APP, {}, 1)
-        ctx = contacts_ctx(store, hub, app)
         event = SeenChange(inbox_id=7, occurred_at=0, reported=Reported("creation", CONTACT_HUB))
         await sync_batch(ctx, Processor(ctx), ItemGate(), Batch(units=[
             (("hub", CONTACT_HUB), [event, ASSOCIATION_WAIT])]))

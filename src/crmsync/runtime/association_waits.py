@@ -8,12 +8,13 @@ association on both sides and answers the other's wait. So when such a record's 
 - its wait was answered meanwhile (or the partner is not linked after all) and the record is
   in sync otherwise: nothing to do — no read of the record on both sides to decide a no-op;
 - it still waits for a partner linked now and is in sync otherwise: only its associations
-  are synced (`sync_links_only`), not its fields, which nothing said changed;
+  are synced (`sync_links_only`), not its fields, which nothing said changed (a write that
+  fails: synced whole, which reads it first and records the failure);
 - anything else (it failed, is not linked, shows `queued` for another reason): synced whole.
 
 A record shown `queued` only because this request came while a sync of it ran (linked, no
-failure recorded, nothing under way) counts as in sync: that state says a sync is due, and
-this is the one.
+failure recorded, nothing under way, queued since this object sync started) counts as in
+sync: that state says a sync is due, and this is the one.
 """
 
 from __future__ import annotations
@@ -31,13 +32,20 @@ if TYPE_CHECKING:
     from crmsync.runtime.worker import ItemGate  # worker imports this module
 
 
-def _in_sync(it: Item | None) -> bool:
+def _in_sync(ctx: ObjectSyncContext, it: Item | None) -> bool:
     """In sync otherwise, or `queued` only for the request at hand (see the module doc)."""
     if it is None or not it.linked or it.snapshot is None or it.intent is not None:
         return False
     if it.creating or it.deleted_side:
         return False
-    return it.state == "syncing" or (it.state == "queued" and not it.category)
+    return it.state == "syncing" or queued_here(ctx, it)
+
+
+def queued_here(ctx: ObjectSyncContext, it: Item) -> bool:
+    """`queued` by a request of this process that came while a sync of the record ran, with
+    no failure recorded: the sync it asked for is the one at hand. One queued before this
+    object sync started is a sync that was due when the daemon stopped: it must run."""
+    return it.state == "queued" and not it.category and it.updated_at >= ctx.started_at
 
 
 async def sort_waits(ctx: ObjectSyncContext, units: Sequence[tuple[Hashable, list[object]]],
@@ -64,7 +72,7 @@ async def sort_waits(ctx: ObjectSyncContext, units: Sequence[tuple[Hashable, lis
             for rid in ids:
                 key = (side, rid)
                 it = found.get(rid)
-                if not _in_sync(it):
+                if not _in_sync(ctx, it):
                     whole.add(key)
                 elif key in answerable:
                     links[key] = answerable[key]
@@ -79,10 +87,9 @@ async def sort_waits(ctx: ObjectSyncContext, units: Sequence[tuple[Hashable, lis
 async def sync_links_only(ctx: ObjectSyncContext, waits: dict[Hashable, set[str]],
                           gate: ItemGate) -> list[Hashable]:
     """Sync the associations of these records (from `sort_waits`: keys, with the partner
-    objects whose associations to sync), not their fields,
-    holding the item gate for their items; an association write that fails fails the record
-    (`association_failed`), as a whole sync would. Returns the keys to sync whole after all
-    (the record changed since `sort_waits` looked)."""
+    objects whose associations to sync), not their fields, holding the item gate for their
+    items. Returns the keys to sync whole after all: the record changed since `sort_waits`
+    looked, or an association write of it failed."""
     keys = sorted(waits)  # type: ignore[type-var]
 
     def look(conn: sqlite3.Connection) -> dict[Hashable, Item]:
@@ -105,7 +112,7 @@ async def sync_links_only(ctx: ObjectSyncContext, waits: dict[Hashable, set[str]
     try:
         # Read again inside the gate: another worker's sync of one may have committed.
         items = await ctx.store.read(look)
-        whole = [k for k in keys if not _in_sync(items.get(k))]
+        whole = [k for k in keys if not _in_sync(ctx, items.get(k))]
         todo = {k: it for k, it in items.items() if k not in whole}
         linked = list(dict.fromkeys((str(it.hub_id), str(it.app_id)) for it in todo.values()))
         incarnations = {str(it.app_id): it.app_incarnation for it in todo.values()
@@ -114,18 +121,12 @@ async def sync_links_only(ctx: ObjectSyncContext, waits: dict[Hashable, set[str]
         failed = (await ctx.associations.sync_links(linked, incarnations, only=only)
                   if linked else {})
 
-        def commit(conn: sqlite3.Connection) -> None:
-            bad = [it.item_id for it in todo.values() if str(it.hub_id) in failed]
-            for it in todo.values():
-                if str(it.hub_id) in failed:
-                    store_items.set_state(conn, [it.item_id], "failed", "association_failed",
-                                          failed[str(it.hub_id)])
-            store_items.unqueue(conn, [it.item_id for it in todo.values()
-                                       if it.item_id not in bad])
-
-        await ctx.store.call(commit)
-        if failed:
-            ctx.log.warning("associations failed", records=sorted(failed))
+        # An association write refused: the record is synced whole, which reads it on both
+        # sides first (the app may have given its id to another record since, which only a
+        # read tells) and records the failure as a whole sync does.
+        whole += [k for k, it in todo.items() if str(it.hub_id) in failed]
+        await ctx.store.call(store_items.unqueue, [it.item_id for it in todo.values()
+                                                   if str(it.hub_id) not in failed])
     finally:
         gate.leave(ids)
     return whole

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 from crmsync.engine import hub_values_held
+from crmsync.runtime.association_waits import queued_here
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.encoding import decode_snapshot
 from crmsync.runtime.intake import Reported
@@ -53,12 +54,12 @@ def wire_forms(value: Any) -> set[str]:
     return out
 
 
-def _in_sync(it: Item | None) -> bool:
-    # `queued` with no failure recorded: shown so because these very events came while a
-    # sync of the record ran (the worker puts it back in sync when it drops them). One
-    # queued after a failure still needs its sync to leave that state.
+def _in_sync(ctx: ObjectSyncContext, it: Item | None) -> bool:
+    # `queued` by these very events, which came while a sync of the record ran
+    # (`queued_here`; the worker puts it back in sync when it drops them). One queued after a
+    # failure, or before this process started, still needs its sync.
     return (it is not None and it.snapshot is not None and it.linked
-            and (it.state == "syncing" or (it.state == "queued" and not it.category))
+            and (it.state == "syncing" or queued_here(ctx, it))
             and it.intent is None and not it.creating and not it.deleted_side)
 
 
@@ -91,12 +92,14 @@ async def echoes(ctx: ObjectSyncContext, said: Sequence[tuple[int, Reported]]) -
         return items, seen
 
     items, seen = await ctx.store.read(look)
+    # Properties read as dates: HubSpot may report another rendering of the date we wrote.
+    dated = {p for r in ctx.rules.fields if r.kind in ("date", "datetime") for p in r.hub_props}
     out: set[int] = set()
     # A creation event of a record linked and in sync brings nothing: its values come as
     # property changes, told apart below (an app deletion is the app feeds' to see).
     for inbox_id, r in said:
         it = items.get(r.record_id)
-        if not _in_sync(it):
+        if not _in_sync(ctx, it):
             continue
         assert it is not None
         snap = decode_snapshot(it.snapshot)
@@ -109,7 +112,9 @@ async def echoes(ctx: ObjectSyncContext, said: Sequence[tuple[int, Reported]]) -
             if held == {}:
                 out.add(inbox_id)  # a property the sync does not read
             elif (held is not None and r.property in held and r.value is not None
-                    and r.value in {value_digest(v) for v in wire_forms(held[r.property])}):
+                    and r.value in {value_digest(v) for v in (
+                        wire_forms(held[r.property]) if r.property in dated
+                        else {_wire(held[r.property])})}):
                 out.add(inbox_id)
         elif (r.kind == "associationChange" and r.partner_object in seen
                 and r.partner_id is not None):

@@ -32,7 +32,7 @@ RANK = {"companies": 0, "contacts": 1, "deals": 2, "invoices": 3, "line_items": 
 # An initial sync waits for earlier ones at most this long, then runs beside them.
 MAX_WAIT_SECONDS = 3600.0
 
-State = Literal["pending", "running", "idle", "done"]
+State = Literal["pending", "running", "idle", "done", "failed"]
 
 
 def earlier(hub_object: str, partners: Sequence[tuple[str, str]]) -> list[str]:
@@ -48,18 +48,25 @@ def earlier(hub_object: str, partners: Sequence[tuple[str, str]]) -> list[str]:
 class InitialOrder:
     """What each object sync of a connection is doing about its initial sync: `pending`
     (registered, not started yet), `running` (a pass that links records), `idle` (in
-    preview, waiting for approval or for its mappings to fit) or `done` (complete, or
-    stopped). Give every object sync of a connection the same instance."""
+    preview, waiting for approval or for its mappings to fit), `done` (complete, or
+    stopped) or `failed` (it ended with an error: it holds nobody back any more, restarted
+    or not, so that one failing again and again does not stop the others). Give every
+    object sync of a connection the same instance, kept across the connection's restarts."""
 
     _states: dict[str, State] = field(default_factory=dict)
     _changed: trio.Event = field(default_factory=trio.Event)
+    # Seconds each object sync has waited so far, across restarts (the bound is a total).
+    _waited: dict[str, float] = field(default_factory=dict)
 
     def expect(self, sync_id: str) -> None:
         """Registered before any object sync of the connection (re)starts, so that a later
         one never finds an earlier one unknown, or done from its last run."""
-        self.set(sync_id, "pending")
+        if self._states.get(sync_id) != "failed":
+            self.set(sync_id, "pending")
 
     def set(self, sync_id: str, state: State) -> None:
+        if self._states.get(sync_id) == "failed" and state != "done":
+            return  # see the class doc; `done` (complete) clears it
         if self._states.get(sync_id) != state:
             self._states[sync_id] = state
             self._changed.set()
@@ -69,12 +76,17 @@ class InitialOrder:
         """Those among `sync_ids` still linking records, or about to."""
         return [s for s in sync_ids if self._states.get(s) in ("pending", "running")]
 
-    async def wait_for(self, sync_ids: Sequence[str],
+    async def wait_for(self, sync_ids: Sequence[str], waiter: str = "",
                        limit: float = MAX_WAIT_SECONDS) -> bool:
-        """Until none of `sync_ids` is blocking, or `limit` seconds; True if it waited out
-        the limit."""
-        with trio.move_on_after(limit):
-            while self.blocking(sync_ids):
-                await self._changed.wait()
-            return False
-        return True
+        """Until none of `sync_ids` is blocking, or `waiter` has waited `limit` seconds in
+        all (across restarts); True if it waited out the limit."""
+        started = trio.current_time()
+        try:
+            with trio.move_on_after(max(0.0, limit - self._waited.get(waiter, 0.0))):
+                while self.blocking(sync_ids):
+                    await self._changed.wait()
+                return False
+            return True
+        finally:
+            self._waited[waiter] = (self._waited.get(waiter, 0.0)
+                                    + trio.current_time() - started)

@@ -248,12 +248,17 @@ class InitialSyncActor:
         if not blocking:
             return
         ctx = self.ctx
+        if await ctx.store.read(store_items.any_linked, ctx.sync_id):
+            # Not a first initial sync (a saved change restarted it, or it resumes): its
+            # records' associations were decided before, and its feeds, paused while it
+            # runs, must not wait for other object syncs.
+            return
         ctx.log.info("initial sync waits for the object syncs it keeps associations with",
                      waiting_for=blocking)
         # What `crmsync ctl status` shows meanwhile.
         ctx.status.phase = f"app_pass, waiting for {', '.join(blocking)}"
         started = time.perf_counter()
-        gave_up = await self.order.wait_for(self.earlier)
+        gave_up = await self.order.wait_for(self.earlier, ctx.sync_id)
         ctx.status.phase = "app_pass"
         ctx.log.info("initial sync goes on", waited_ms=round(
             (time.perf_counter() - started) * 1000), waited_out=gave_up)

@@ -459,9 +459,15 @@ async def run_object_sync(setup: ObjectSyncSetup, store: Store, hub: Connector, 
             if setup.associations is not None:
                 ctx.associations = setup.associations(ctx)
             await _run(ctx, setup, task_status)
+        except Exception:
+            if setup.initial_order is not None:
+                # Failed: no initial sync waits for it any more, restarted or not.
+                setup.initial_order.set(sync_id_of(setup.connection, setup.sync.hub_object),
+                                        "failed")
+            raise
         finally:
             if setup.initial_order is not None:
-                # Stopped, or failed to start: no initial sync waits for it.
+                # Stopped: no initial sync waits for it.
                 setup.initial_order.set(sync_id_of(setup.connection, setup.sync.hub_object),
                                         "done")
 
@@ -504,6 +510,11 @@ async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
                     reconcile_tx, reconcile_rx,
                     ctx.hub_writer, ctx.app_writer, trio.open_nursery() as nursery):
             await nursery.start(queue.run)
+            # No batch is handed out before the feeds start (their workers take them): a key
+            # another object sync sends meanwhile (an association wait) would otherwise
+            # count as running with no worker to run it, and an initial-sync page holding
+            # that key would wait for it for ever. The feeds resume it.
+            await queue.pause()
             await nursery.start(ctx.hub_writer.run)
             await nursery.start(ctx.app_writer.run)
             for _ in range(PIPELINE_DEPTH):

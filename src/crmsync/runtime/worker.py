@@ -13,7 +13,7 @@ from collections.abc import Hashable, Sequence
 import structlog
 import trio
 
-from crmsync.runtime.association_waits import sort_waits, sync_links_only
+from crmsync.runtime.association_waits import queued_here, sort_waits, sync_links_only
 from crmsync.runtime.context import ObjectSyncContext
 from crmsync.runtime.echoes import echoes
 from crmsync.runtime.intake import Mark, SeenChange, inbox_id_of
@@ -209,7 +209,7 @@ async def _without_echoes(ctx: ObjectSyncContext, units: Sequence[Unit],
             store_inbox.mark_done(conn, done)
             # Shown `queued` because these events came while a sync of it ran: in sync.
             store_items.unqueue(conn, [it.item_id for it in store_items.find_items(
-                conn, ctx.sync_id, "hub", dropped).values() if not it.category])
+                conn, ctx.sync_id, "hub", dropped).values() if queued_here(ctx, it)])
 
         await ctx.store.call(commit)
     return keep

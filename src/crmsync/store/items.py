@@ -406,6 +406,12 @@ def mark_queued(conn: sqlite3.Connection, item_ids: Sequence[int]) -> None:
     )
 
 
+def any_linked(conn: sqlite3.Connection, sync_id: str) -> bool:
+    """Whether any record of the sync was ever linked (an item with a snapshot)."""
+    return conn.execute("SELECT 1 FROM items WHERE sync_id = ? AND snapshot IS NOT NULL "
+                        "LIMIT 1", (sync_id,)).fetchone() is not None
+
+
 def unqueue(conn: sqlite3.Connection, item_ids: Sequence[int]) -> None:
     """These items, shown `queued` for a sync that turned out to need doing no more than
     what was done (runtime/association_waits.py), are in sync again."""
