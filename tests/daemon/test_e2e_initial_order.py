@@ -58,3 +58,30 @@ async def test_contacts_link_after_their_companies_and_no_record_is_read_again(
         await wait_for(associated, timeout=120, step=1.0)
         items = await env.items("companies")
         assert {i.state for i in items} == {"syncing"}
+
+
+async def test_a_record_sent_before_the_feeds_start_does_not_hold_the_initial_sync(
+        tmp_path, slow_autojump, monkeypatch):
+    # Another object sync may send a record of this one again (an association wait) before
+    # this one's initial sync reaches it. Handed out as a batch while no worker runs yet, the
+    # key counted as running, and the initial sync's page holding it waited for ever.
+    orgs = [{"name": f"Org {i}", "domain": f"org{i}.example"} for i in range(1, 4)]
+    db = setup(tmp_path, [], orgs)
+    real_scan = sqlite_connector.SqliteAppConnector.scan
+    scanning = trio.Event()
+
+    async def slow_scan(self, object_name, cursor, properties):
+        if object_name == "organisations" and cursor is None:
+            scanning.set()
+            await trio.sleep(30)
+        return await real_scan(self, object_name, cursor, properties)
+
+    monkeypatch.setattr(sqlite_connector.SqliteAppConnector, "scan", slow_scan)
+    async with running(tmp_path, syncs=SYNCS, app_db=db, timing=TIMING,
+                       config_kwargs={"connection_extra": ASSOC}) as env:
+        with trio.fail_after(60):
+            await scanning.wait()
+        await env.daemon.handle("shop", "companies").resubmit([("app", "2")])
+        await env.wait_ready(["companies"], timeout=300)
+        assert {r["properties"]["domain"] for r in env.hub("companies")} == {
+            f"org{i}.example" for i in range(1, 4)}

@@ -254,3 +254,18 @@ async def test_an_association_event_drops_what_the_scan_kept_of_both_ends(tmp_pa
         # Both ends of the changed association are read again; the others stay kept.
         assert contacts == {"12": ["902"]}
         assert companies == {}
+
+
+async def test_another_rendering_of_a_date_is_a_change_in_a_text_property(
+        tmp_path, slow_autojump):
+    # Only a property read as a date may come back as another rendering of what we wrote: in
+    # a text property, "2026-01-01T00:00:00.000Z" where "2026-01-01" was is someone's edit.
+    from crmsync.runtime.overwritten import value_digest
+
+    people = [{"email": "ann@example.com", "firstname": "2026-01-01"}, PEOPLE[1]]
+    async with rig(tmp_path, hub_contacts=people) as r:
+        ann, _ = await linked_ann(r)
+        same = Reported("propertyChange", ann, "firstname", value_digest("2026-01-01"))
+        other = Reported("propertyChange", ann, "firstname",
+                         value_digest("2026-01-01T00:00:00.000Z"))
+        assert await echoes(r.ctx, [(1, same), (2, other)]) == {1}

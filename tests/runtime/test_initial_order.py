@@ -70,3 +70,57 @@ async def test_a_restart_registers_the_sync_as_pending_again(autojump_clock):
     order.set("c/companies", "done")
     order.expect("c/companies")  # the connection restarts its object syncs
     assert order.blocking(["c/companies"]) == ["c/companies"]
+
+
+async def test_a_sync_that_failed_holds_nobody_even_restarted(autojump_clock):
+    # One failing again and again (say on one bad record) would otherwise hold the later
+    # initial syncs back at every restart of the connection's object syncs.
+    order = InitialOrder()
+    order.expect("c/companies")
+    order.set("c/companies", "running")
+    order.set("c/companies", "failed")
+    order.expect("c/companies")  # restarted
+    order.set("c/companies", "running")
+    assert order.blocking(["c/companies"]) == []
+    order.set("c/companies", "done")  # complete at last: an ordinary sync again
+    order.expect("c/companies")
+    assert order.blocking(["c/companies"]) == ["c/companies"]
+
+
+async def test_the_bound_is_a_total_across_restarts(autojump_clock):
+    order = InitialOrder()
+    order.expect("c/companies")
+    order.set("c/companies", "running")
+    with trio.move_on_after(40):
+        await order.wait_for(["c/companies"], "c/contacts", limit=60)  # cut short: restart
+    started = trio.current_time()
+    assert await order.wait_for(["c/companies"], "c/contacts", limit=60) is True
+    assert trio.current_time() - started == 20
+
+
+async def test_an_initial_sync_run_again_does_not_wait(tmp_path, slow_autojump):
+    # A saved change restarts an initial sync whose records are linked already: their
+    # associations were decided, and its feeds (paused while it runs) must not wait for
+    # another object sync's initial sync.
+    from crmsync.runtime.initial_sync import InitialSyncActor
+    from crmsync.store import Store
+    from crmsync.store import items as store_items
+    from crmsync.store.items import Outcome
+
+    from .fakes import MemorySide, make_ctx
+    from .test_association_snapshots import CONTACTS
+
+    order = InitialOrder()
+    order.expect("shop/companies")
+    order.set("shop/companies", "running")
+    async with Store.open(tmp_path / "state.db") as store:
+        ctx = make_ctx(store, CONTACTS, MemorySide("contacts"), MemorySide("customers"))
+        actor = InitialSyncActor(ctx, None, None, order=order,  # type: ignore[arg-type]
+                                 earlier=["shop/companies"])
+        with trio.move_on_after(10) as scope:
+            await actor._wait_for_earlier()  # a first initial sync waits
+        assert scope.cancelled_caught
+        await store.call(store_items.apply_outcomes, "shop/contacts", [Outcome(
+            state="syncing", hub_id="1", app_id="1", snapshot=b"{}")])
+        with trio.fail_after(60):  # it would wait for the companies for 3,590 s more
+            await actor._wait_for_earlier()
