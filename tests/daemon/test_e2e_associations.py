@@ -115,7 +115,8 @@ async def test_an_association_made_before_its_partner_is_linked_is_applied_later
         from crmsync.store import associations as store_assoc
 
         # The association is written in the company's sync; the contact's waiting row is
-        # cleared by the contact's own sync, which that one asks for once it committed.
+        # cleared by that sync (it answered it), or by the contact's own sync, asked for
+        # once the company's committed.
         async def nothing_waits():
             return await env.daemon.store.read(store_assoc.pending_count, "shop") == 0
 
@@ -360,3 +361,42 @@ def hub_assoc(env, email):
         return None
     return sorted(company_name(env, c)
                   for c in env.emu.associations("contacts", hub["id"], "companies"))
+
+
+async def test_a_record_left_waiting_at_a_stop_is_synced_again_at_the_start(
+        tmp_path, slow_autojump):
+    # Found by test_sigkill_associations (seed 7): a partner's link was committed and the
+    # daemon killed before the waiting record was synced again (`release_pending` hands it to
+    # the lock queue, which a kill empties). Its fields and associations as seen unchanged,
+    # no poll or event brought it again: its waiting row stayed for ever.
+    from crmsync.store import associations as store_assoc
+
+    db = setup(tmp_path, [{"email": "cy@example.com", "first_name": "Cy", "company_id": 7}],
+               [{"id": 7, "name": "Hooli", "domain": "hooli.example"}])
+    async with running(tmp_path, syncs=SYNCS, app_db=db, timing=TIMING, webhooks=False,
+                       config_kwargs={"connection_extra": ASSOC}) as env:
+        await env.wait_ready(["contacts", "companies"])
+        store = env.daemon.store
+
+        def linked():
+            cy = env.hub_by_email().get("cy@example.com")
+            return cy is not None and [company_name(env, c) for c in env.emu.associations(
+                "contacts", cy["id"], "companies")] == ["Hooli"]
+
+        await env.eventually(linked)
+        # What the kill left: cy's association waited for Hooli, whose link was committed
+        # (the association holds on both sides); cy's sync again had not run.
+        await store.call(store_assoc.add_pending, "shop",
+                         [("contacts", "app", "1", "companies", "7")])
+        emu = env.emu
+    async with running(tmp_path, syncs=SYNCS, app_db=db, timing=TIMING, emulator=emu,
+                       webhooks=False, config_kwargs={"connection_extra": ASSOC}) as env:
+        await env.wait_ready(["contacts", "companies"])
+
+        async def nothing_waits():
+            return await env.daemon.store.read(store_assoc.pending_count, "shop") == 0
+
+        await wait_for(nothing_waits, timeout=120, step=1.0)
+        cy = env.hub_by_email()["cy@example.com"]
+        assert [company_name(env, c) for c in env.emu.associations(
+            "contacts", cy["id"], "companies")] == ["Hooli"]

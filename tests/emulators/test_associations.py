@@ -177,3 +177,33 @@ async def test_archiving_a_record_drops_its_associations(
     emu.associate("contacts", contact, "companies", company)
     emu.archive_record("companies", company)
     assert emu.associations("contacts", contact, "companies") == []
+
+
+async def test_associations_on_a_list_page_stop_at_100_per_type_with_paging(
+    autojump_clock: MockClock, client: httpx.AsyncClient, emu: HubSpotEmulator
+) -> None:
+    """`associations=` on the v3 list (fact sheet §1.1; not on batch read): each record is a
+    SimplePublicObjectWithAssociations (§1.2) whose `associations.{type}` holds the first 100
+    and `paging.next` {after, link} for the rest (HubSpot's 2020 change to v3 association data,
+    quoted in HubSpot/hubspot-api-nodejs#29; a live answer in hubspot-api-python#135). A type
+    without association is left out."""
+    [big, small, alone] = emu.add_records("companies", [{"name": n} for n in ("Big", "S", "A")])
+    people = emu.add_records("contacts", [{"email": f"p{i}@example.com"} for i in range(130)])
+    for p in people:
+        emu.associate("companies", big, "contacts", p)
+    emu.associate("companies", small, "contacts", people[0])
+    with trio.fail_after(5):
+        page = await client.get("/crm/v3/objects/companies",
+                                params={"limit": 10, "associations": "contacts,deals"})
+        rest = page.json()["results"][0]["associations"]["contacts"]["paging"]["next"]
+        more = await client.get(rest["link"])
+    by_id = {r["id"]: r for r in page.json()["results"]}
+    first = by_id[big]["associations"]["contacts"]
+    assert [a["id"] for a in first["results"]] == people[:100]
+    assert {a["type"] for a in first["results"]} == {"company_to_contact_unlabeled"}
+    assert rest["after"] == people[100]
+    # The link reads the rest (the emulator links the record's v4 association list).
+    assert [str(t["toObjectId"]) for t in more.json()["results"]] == people[100:]
+    assert by_id[small]["associations"] == {
+        "contacts": {"results": [{"id": people[0], "type": "company_to_contact_unlabeled"}]}}
+    assert "associations" not in by_id[alone]

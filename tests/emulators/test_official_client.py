@@ -302,6 +302,16 @@ async def test_pipelines_and_properties(emu: HubSpotEmulator) -> None:
                 crm.deals.basic_api.get_page, limit=5, associations=["contacts", "companies"]
             )
             assert len(deals.results) == 5
+            # A company with more associated contacts than a v3 read carries (100 a type):
+            # the SDK's SimplePublicObjectWithAssociations parses the cut list and its paging.
+            [big] = emu.add_records("companies", [{"name": "Big"}])
+            for c in emu.add_records("contacts", [{"email": f"m{i}@example.com"}
+                                                  for i in range(101)]):
+                emu.associate("companies", big, "contacts", c)
+            page = await _call(crm.companies.basic_api.get_page, limit=100,
+                               associations=["contacts"])
+            got = next(r for r in page.results if r.id == big).associations["contacts"]
+            assert len(got.results) == 100 and got.paging.next.after
 
 
 async def test_owners_users_schemas_and_other_object_types(emu: HubSpotEmulator) -> None:

@@ -702,3 +702,29 @@ def test_a_field_that_never_moves_to_the_app_keeps_the_apps_value() -> None:
     rules = contacts(direction="to_hub", conflict_winner="hub")
     d = decide_overwritten(rules, hub(OURS_H), app(OURS_A), OURS, {"firstname": "User"})
     assert writes(d) == []
+
+
+# --- what the hub holds by the snapshot, for a hub event's property (runtime/echoes.py) ------
+
+
+def test_the_hub_values_a_snapshot_holds_for_a_property() -> None:
+    from crmsync.engine import hub_values_held
+
+    rules = contacts()
+    s = snap(email="ann@example.com", firstname="Ann", lastname="Lee", phone=None,
+             jobtitle=None, company=None)
+    assert hub_values_held(rules, s, "firstname") == {"firstname": "Ann"}
+    assert hub_values_held(rules, s, "email") == {"email": "ann@example.com"}
+    # A property nothing reads: nothing to tell; a field the snapshot lacks: unknown.
+    assert hub_values_held(rules, s, "hs_lead_status") == {}
+    assert hub_values_held(rules, snap(email="ann@example.com"), "firstname") is None
+
+
+def test_a_deal_stage_is_held_with_its_pipeline() -> None:
+    from crmsync.engine import hub_values_held
+
+    s = Snapshot(hub={"dealname": "Big deal", "amount": "1000", "closedate": None,
+                      "dealstage": "default/closedwon"}, app={})
+    held = hub_values_held(deals(), s, "dealstage")
+    assert held is not None
+    assert (held["pipeline"], held["dealstage"]) == ("default", "closedwon")

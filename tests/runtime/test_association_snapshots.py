@@ -12,7 +12,8 @@ defect (b) of the randomized end-to-end test):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import trio
 
@@ -21,7 +22,9 @@ from crmsync.connectors.base import AssociationChange, WriteResult
 from crmsync.runtime.associations import AssociationLocks, AssociationPair, AssociationSyncer
 from crmsync.store import Store
 from crmsync.store import associations as store_assoc
+from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
+from crmsync.store import scanned as store_scanned
 from crmsync.store.items import Outcome
 
 from .fakes import MemorySide, make_ctx
@@ -246,3 +249,178 @@ async def test_an_app_removal_made_while_we_add_another_contact_to_that_company_
         # The app user's removal comes to the next sync as a change, and reaches the hub.
         await company_end.sync_links([(COMPANY_HUB, COMPANY_APP)])
         assert hub.pairs == {(new_hub, COMPANY_HUB)}
+
+
+class StoreHeldBeforeCall:
+    """A store whose next `call` (a commit) first runs `before` (what another task does
+    between a sync's reads and its commit)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.before: Callable[[], Awaitable[None]] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def call(self, fn: Any, *args: Any) -> Any:
+        before, self.before = self.before, None
+        if before is not None:
+            await before()
+        return await self._store.call(fn, *args)
+
+
+async def test_a_partner_linked_between_the_lookup_and_the_commit_brings_the_sync_again(
+        tmp_path, slow_autojump):
+    # Found by test_sigkill_associations (seed 7): the contact's association sync found its
+    # company not linked and the association waited (a row the company's link releases).
+    # The company's link was committed, and its `release_pending` looked for waiting rows,
+    # between the contact's look-up and its commit: it found none, the row came after, and
+    # nothing synced the contact again.
+    hub, app = HubAssociations(), AppForeignKey()
+    async with Store.open(tmp_path / "state.db") as store:
+        await store.call(lambda conn: store_items.apply_outcomes(conn, "shop/contacts", [
+            Outcome(state="syncing", hub_id=CONTACT_HUB, app_id=CONTACT_APP,
+                    snapshot=b"{}")]))
+        app.company_of[CONTACT_APP] = COMPANY_APP  # the app's user puts it in a new company
+        resubmitted: list[tuple[str, tuple[str, str]]] = []
+
+        async def resubmit(obj: str, key: tuple[str, str]) -> None:
+            resubmitted.append((obj, key))
+
+        held = StoreHeldBeforeCall(store)
+        contact_end = AssociationSyncer(make_ctx(held, CONTACTS, hub, app),  # type: ignore[arg-type]
+                                        [CONTACT_PAIR], resubmit=resubmit)
+        company_end = AssociationSyncer(make_ctx(store, COMPANIES, hub, app), [COMPANY_PAIR],
+                                        resubmit=resubmit)
+
+        async def company_linked() -> None:
+            # The company's sync commits its link, then releases what waits for it.
+            await store.call(lambda conn: store_items.apply_outcomes(
+                conn, "shop/companies", [Outcome(state="syncing", hub_id=COMPANY_HUB,
+                                                 app_id=COMPANY_APP, snapshot=b"{}")]))
+            await company_end.release_pending([(COMPANY_HUB, COMPANY_APP)])
+
+        held.before = company_linked
+        await contact_end.sync_links([(CONTACT_HUB, CONTACT_APP)])
+        assert await store.read(store_assoc.pending_count, "shop") == 1
+        # The contact is synced again, and then its association reaches the hub.
+        assert resubmitted == [("contacts", ("app", CONTACT_APP))]
+        await contact_end.sync_links([(CONTACT_HUB, CONTACT_APP)])
+        assert hub.pairs == {(CONTACT_HUB, COMPANY_HUB)}
+        assert await store.read(store_assoc.pending_count, "shop") == 0
+
+
+async def test_a_hub_re_link_after_the_initial_sync_is_read_from_hubspot(
+        tmp_path, slow_autojump):
+    # Review of issue 16's scan-time associations: the hub scan's associations of a contact
+    # whose company was not linked yet were kept past the end of the initial sync, for the
+    # contact's sync once the company linked. The company's sync answered the contact's wait
+    # instead, so that sync never came and the row stayed: every later sync of the contact
+    # took the scan's companies for what HubSpot holds, and undid a re-link made in HubSpot.
+    hub, app = HubAssociations(), AppForeignKey()
+    moved = ("HQ", "AQ")
+    async with Store.open(tmp_path / "state.db") as store:
+        def seed(conn):
+            store_items.apply_outcomes(conn, "shop/contacts", [Outcome(
+                state="syncing", hub_id=CONTACT_HUB, app_id=CONTACT_APP, snapshot=b"{}")])
+            store_items.apply_outcomes(conn, "shop/companies", [Outcome(
+                state="syncing", hub_id=moved[0], app_id=moved[1], snapshot=b"{}")])
+            store_initial.start_initial(conn, "shop/contacts", "", preview=False)
+            # The contacts' hub index listed the contact with its company.
+            store_scanned.keep_associations(conn, "shop/contacts",
+                                            {CONTACT_HUB: {"companies": [COMPANY_HUB]}})
+
+        await store.call(seed)
+        hub.pairs.add((CONTACT_HUB, COMPANY_HUB))
+        contact_end = AssociationSyncer(make_ctx(store, CONTACTS, hub, app), [CONTACT_PAIR])
+        company_end = AssociationSyncer(make_ctx(store, COMPANIES, hub, app), [COMPANY_PAIR])
+        # The contact's sync in the initial sync: its company is not linked, it waits.
+        await contact_end.sync_links([(CONTACT_HUB, CONTACT_APP)])
+        assert await store.read(store_assoc.pending_count, "shop") == 1
+        await store.call(store_initial.complete_initial, "shop/contacts")
+        # The company links; its sync writes the association into the app, answering the
+        # contact's wait.
+        await store.call(lambda conn: store_items.apply_outcomes(conn, "shop/companies", [
+            Outcome(state="syncing", hub_id=COMPANY_HUB, app_id=COMPANY_APP,
+                    snapshot=b"{}")]))
+        await company_end.sync_links([(COMPANY_HUB, COMPANY_APP)])
+        assert app.company_of[CONTACT_APP] == COMPANY_APP
+        # Later a HubSpot user moves the contact to another company.
+        hub.pairs = {(CONTACT_HUB, moved[0])}
+        await contact_end.sync_links([(CONTACT_HUB, CONTACT_APP)])
+        assert app.company_of[CONTACT_APP] == moved[1]
+        assert hub.pairs == {(CONTACT_HUB, moved[0])}
+
+
+async def test_a_hub_index_page_read_before_a_partner_s_write_does_not_bring_it_back(
+        tmp_path, slow_autojump):
+    # Review of issue 16's scan-time associations: in a restarted initial sync, records are
+    # linked while the hub index lists them, and their partners' syncs write their
+    # associations. A page read before such a write and committed after it kept what the
+    # write changed, and the contact's sync took that for what HubSpot holds.
+    hub, app = HubAssociations(), AppForeignKey()
+    moved = ("HQ", "AQ")
+    async with Store.open(tmp_path / "state.db") as store:
+        await linked(store, hub, app, [(COMPANY_HUB, COMPANY_APP), moved])
+        await store.call(store_initial.start_initial, "shop/contacts", "", False)
+        # The contacts' hub index reads a page: the contact with its company.
+        page = {CONTACT_HUB: {"companies": sorted(c for p, c in hub.pairs
+                                                  if p == CONTACT_HUB)}}
+        # The app's user moves the contact to another company, whose sync writes that to
+        # the hub before the page is committed.
+        app.company_of[CONTACT_APP] = moved[1]
+        company_end = AssociationSyncer(make_ctx(store, COMPANIES, hub, app), [COMPANY_PAIR])
+        await company_end.sync_links([moved])
+        await store.call(store_scanned.keep_associations, "shop/contacts", page)
+        # The contact's sync: the app's move holds on both sides.
+        await AssociationSyncer(make_ctx(store, CONTACTS, hub, app),
+                                [CONTACT_PAIR]).sync_links([(CONTACT_HUB, CONTACT_APP)])
+        assert app.company_of[CONTACT_APP] == moved[1]
+        assert hub.pairs == {(CONTACT_HUB, moved[0])}
+
+
+async def test_forgetting_a_reused_app_id_waits_for_an_association_sync_under_way(
+        tmp_path, slow_autojump):
+    # Review of issue 16: what was seen of a deleted app record's associations is forgotten
+    # in the commit that ends its link (or lets go of its reused id), outside the locks of
+    # the association syncs. A company's association sync that had read the app before
+    # that commit stored, after it, what it read: the new record given the id at the same
+    # company then looked associated already, and its association never reached the hub
+    # (as random e2e seed 14 found without the race).
+    hub, app = HubAssociations(), AppForeignKey()
+    new_hub = "H9"
+    async with Store.open(tmp_path / "state.db") as store:
+        await linked(store, hub, app, [(COMPANY_HUB, COMPANY_APP)])
+        locks = AssociationLocks()
+        held = StoreHeldBeforeCall(store)
+        contact_end = AssociationSyncer(make_ctx(store, CONTACTS, hub, app), [CONTACT_PAIR],
+                                        locks=locks)
+        company_end = AssociationSyncer(make_ctx(held, COMPANIES, hub, app),  # type: ignore[arg-type]
+                                        [COMPANY_PAIR], locks=locks)
+
+        async def id_reused() -> None:
+            # The app deleted the contact and gave its id to a new one at the same company
+            # (the foreign key reads the same); the load that saw it lets go of the id.
+            def commit(conn):
+                (old,) = store_items.list_items(conn, "shop/contacts", None, None, None)
+                store_items.detach_app_records(conn, "shop/contacts", [old.item_id])
+                contact_end.forget_app_records(conn, [CONTACT_APP])
+
+            async with contact_end.held():
+                await store.call(commit)
+
+        async with trio.open_nursery() as nursery:
+            async def meanwhile() -> None:
+                # The company's sync has read both sides and looked at what it saw, when
+                # the contact's id is reused.
+                nursery.start_soon(id_reused)
+                await trio.sleep(1)
+
+            held.before = meanwhile
+            await company_end.sync_links([(COMPANY_HUB, COMPANY_APP)])
+        # The new contact is created in the hub and linked; its sync brings its company
+        # there.
+        await store.call(lambda conn: store_items.apply_outcomes(conn, "shop/contacts", [
+            Outcome(state="syncing", hub_id=new_hub, app_id=CONTACT_APP, snapshot=b"{}")]))
+        await contact_end.sync_links([(new_hub, CONTACT_APP)])
+        assert (new_hub, COMPANY_HUB) in hub.pairs

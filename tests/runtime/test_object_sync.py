@@ -196,3 +196,26 @@ async def test_log_lines_of_a_connector_call_say_what_it_was_for(tmp_path, slow_
             assert reads and all(e.get("connection") == "shop" and e.get("object") == "contacts"
                                  and e.get("record") == "app:2" for e in reads)
             nursery.cancel_scope.cancel()
+
+
+async def test_an_item_key_waiting_behind_its_own_sync_shows_queued(tmp_path, slow_autojump):
+    # An item no record id names is synced by its item key (loader.ITEM); a second request
+    # for it while its sync runs makes it wait, shown as `queued` like any record.
+    from crmsync.config.model import ObjectSync
+    from crmsync.runtime.loader import item_key
+    from crmsync.runtime.object_sync import _mark_queued
+    from crmsync.store import Store
+    from crmsync.store import items as store_items
+    from crmsync.store.items import Outcome
+
+    from .fakes import MemorySide, make_ctx
+
+    sync = ObjectSync(connection="shop", hub_object="contacts", app_object="customers")
+    async with Store.open(tmp_path / "state.db") as store:
+        await store.call(lambda conn: store_items.apply_outcomes(conn, "shop/contacts", [
+            Outcome(state="syncing", creating="hub", match_key="email:a@example.com")]))
+        (item,) = await store.read(store_items.list_items, "shop/contacts", None, None, None)
+        ctx = make_ctx(store, sync, MemorySide("hub"), MemorySide("app"))
+        await _mark_queued(ctx)([item_key(item.item_id), ("app", "7")])
+        (item,) = await store.read(store_items.list_items, "shop/contacts", None, None, None)
+        assert item.state == "queued"

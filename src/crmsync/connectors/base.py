@@ -105,6 +105,9 @@ class Page(msgspec.Struct, frozen=True):
     records: list[Record]
     # Opaque; None on the last page. Persisted as an initial-sync checkpoint.
     next_cursor: str | None = None
+    # With `SupportsScanAssociations`: per record id, per object asked for, the associated
+    # ids. An object is absent for a record whose list the scan could not carry whole.
+    associations: dict[str, dict[str, list[str]]] | None = None
 
 
 class Changes(msgspec.Struct, frozen=True):
@@ -330,6 +333,15 @@ class SupportsAssociations(Protocol):
     async def write_associations(self, from_object: str, to_object: str,
                                  changes: Sequence[AssociationChange]) -> list[WriteResult]:
         """Create (or, with `removed`, remove) associations; one result per change."""
+        ...
+
+
+@runtime_checkable
+class SupportsScanAssociations(Protocol):
+    async def scan_associated(self, object_name: str, cursor: str | None,
+                              properties: Sequence[str], to_objects: Sequence[str]) -> Page:
+        """`scan`, each record with its associations to `to_objects` (`Page.associations`),
+        read in the same requests."""
         ...
 
 

@@ -57,12 +57,15 @@ from crmsync.daemon.sd_notify import Notifier, feed_watchdog, watchdog_interval
 from crmsync.daemon.webhook_server import WebhookRoutes, WebhookServer, decode_hub_event
 from crmsync.records import Side
 from crmsync.runtime.associations import (
+    ASSOCIATION_WAIT,
     AssociationLocks,
     AssociationSyncer,
     association_pairs,
 )
 from crmsync.runtime.connection import ConnectionHandle
-from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.context import ObjectSyncContext, sync_id_of
+from crmsync.runtime.initial_order import InitialOrder, earlier
+from crmsync.runtime.intake import Reported
 from crmsync.runtime.mapping_check import MappingCheck
 from crmsync.runtime.object_sync import (
     IntakeSource,
@@ -98,6 +101,28 @@ def describe_hub_payload(payload: bytes) -> tuple[int, str | None, str | None]:
     if e.change != "propertyChange":
         return e.occurred_at, None, None
     return e.occurred_at, e.property_name, e.value_digest
+
+
+# HubSpot's association type names (webhook `associationType`, e.g. CONTACT_TO_COMPANY) by
+# the partner's end, as API object names (fact sheet §8.2).
+_ASSOCIATION_ENDS = {"CONTACT": "contacts", "COMPANY": "companies", "DEAL": "deals",
+                     "LINE_ITEM": "line_items", "INVOICE": "invoices"}
+
+
+def report_hub_payload(payload: bytes) -> Reported | None:
+    """What a HubSpot event says changed, for the intake to tell echoes of our own writes."""
+    e = decode_hub_event(payload)
+    if e.change == "creation":
+        return Reported("creation", e.object_id)
+    if e.change == "propertyChange" and e.property_name:
+        return Reported("propertyChange", e.object_id, e.property_name, e.value_digest)
+    if e.change == "associationChange" and e.association_type and e.to_object_id:
+        _, sep, to = e.association_type.partition("_TO_")
+        partner = _ASSOCIATION_ENDS.get(to) if sep else None
+        if partner is not None:
+            return Reported("associationChange", e.object_id, partner_object=partner,
+                            partner_id=e.to_object_id, removed=bool(e.association_removed))
+    return None
 
 
 def parse_app_payload(payload: bytes) -> list[tuple[Side, str]]:
@@ -452,12 +477,15 @@ class Daemon:
         connection: ConnectionHandle
         # Shared by the object syncs at both ends of each association type.
         association_locks = AssociationLocks()
+        # Their initial syncs in turn, where their objects keep associations.
+        initial_order = InitialOrder()
 
         async def resubmit(hub_object: str, key: tuple[Side, str]) -> None:
-            """A record of another object sync waits for a partner that just got linked."""
+            """A record of another object sync waits for a partner that just got linked: its
+            sync runs only if that wait is still there when its turn comes."""
             h = connection.object_sync(hub_object)
             if h is not None:
-                await h.resubmit([key])
+                await h.resubmit([key], {key: [ASSOCIATION_WAIT]})
 
         async def run_children(app: Connector, nursery: trio.Nursery) -> None:
             if isinstance(app, SupportsChangeNotifications):
@@ -472,6 +500,8 @@ class Daemon:
             app_keys = _association_keys(app, conn)
             directed = bool(getattr(app, "associations_directed", False))
             for s in rt.syncs:
+                initial_order.expect(sync_id_of(conn.name, s.hub_object))
+            for s in rt.syncs:
                 pipeline_field, stage_field = _stage_fields(app, conn, s.app_object)
                 pairs = association_pairs(self.cfg, s, app_pairs, directed=directed,
                                           app_keys=app_keys)
@@ -481,7 +511,8 @@ class Daemon:
                     connection=conn.name, connector_type=conn.connector_type, sync=s,
                     timing=timing,
                     intakes=[IntakeSource(hub_source(conn.name, s.hub_object),
-                                          parse_hub_payload, describe_hub_payload),
+                                          parse_hub_payload, describe_hub_payload,
+                                          report_hub_payload),
                              IntakeSource(app_source(conn.name, s.hub_object),
                                           parse_app_payload)],
                     notify=self._notify_complete,
@@ -492,7 +523,10 @@ class Daemon:
                     associations=(partial(AssociationSyncer, pairs=pairs, resubmit=resubmit,
                                           locks=association_locks)
                                   if keeps else None),
-                    hub_events=self._hub_events())
+                    hub_events=self._hub_events(),
+                    initial_order=initial_order,
+                    earlier_syncs=earlier(s.hub_object,
+                                          [(p.hub_b, p.b_sync_id) for p in pairs]))
                 handle = await nursery.start(run_object_sync, setup, store, hub, app,
                                              rt.status.objects[s.hub_object])
                 connection.add(handle)

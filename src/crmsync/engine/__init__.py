@@ -9,6 +9,7 @@ from crmsync.engine.decide import (
     decide,
     decide_overwritten,
     effective_snapshot,
+    hub_values_held,
     match_keys,
     unchanged_since,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "decide",
     "decide_overwritten",
     "effective_snapshot",
+    "hub_values_held",
     "match_keys",
     "unchanged_since",
 ]

@@ -352,6 +352,28 @@ def unchanged_since(rules: SyncRules, side: Side, record: Record,
     return True
 
 
+def hub_values_held(rules: SyncRules, snapshot: Snapshot,
+                    prop: str) -> dict[str, Any] | None:
+    """What the snapshot says the hub holds in the properties of every field read from hub
+    property `prop`, as the sync writes them (`write_hub`): a hub event reporting another
+    value for `prop` brings a change, one reporting that value is an echo of our own write.
+    {} when neither a field nor a match key reads `prop` (filters apply only before the
+    first link); None when it cannot say (a field the snapshot lacks, a key no field maps,
+    a value that does not convert)."""
+    readers = [r for r in rules.fields if prop in r.hub_props]
+    if not readers:
+        return None if prop in rules.hub_key_props else {}
+    out: dict[str, Any] = {}
+    for r in readers:
+        if r.name not in snapshot.hub:
+            return None
+        try:
+            out.update(r.write_hub(snapshot.hub[r.name]))
+        except (InvalidValue, StageProblem, ValueError):
+            return None
+    return out
+
+
 def _conflict(winner: Side, h: Canon, a: Canon, reason: str,
               empty_reason: str) -> tuple[Side, Canon, Side, str]:
     if winner == "hub":

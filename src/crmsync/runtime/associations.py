@@ -27,7 +27,15 @@ and the other way round).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Mapping,
+    Sequence,
+)
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +47,9 @@ from crmsync.connectors.base import AssociationChange, SupportsAssociations, Wri
 from crmsync.records import Side
 from crmsync.runtime.context import ObjectSyncContext, sync_id_of
 from crmsync.store import associations as store_assoc
+from crmsync.store import initial as store_initial
 from crmsync.store import items as store_items
+from crmsync.store import scanned as store_scanned
 from crmsync.store.items import Item
 
 
@@ -94,6 +104,22 @@ def association_pairs(cfg: Config, sync: ObjectSync, app_pairs: set[tuple[str, s
 Resubmit = Callable[[str, tuple[Side, str]], Awaitable[None]]
 
 
+class _AssociationWait:
+    """Rides along with a record key sent again because an association of it waited for a
+    partner (`Resubmit`): the worker syncs the record only if such a wait is still there
+    when its turn comes (`AssociationSyncer.answerable`). Both ends of an association often
+    wait for each other while their object syncs link them at once; whichever is synced
+    first decides the association on both sides and answers the other's wait, which then
+    needs no sync: a read of its record on both sides and of its associations, for nothing
+    (issue 16)."""
+
+    def __repr__(self) -> str:
+        return "ASSOCIATION_WAIT"
+
+
+ASSOCIATION_WAIT = _AssociationWait()
+
+
 @dataclass
 class AssociationLocks:
     """One lock per association type of a connection, shared by the object syncs of its two
@@ -104,6 +130,11 @@ class AssociationLocks:
 
     def of(self, pair: AssociationPair) -> trio.Lock:
         return self._locks.setdefault(frozenset((pair.hub_a, pair.hub_b)), trio.Lock())
+
+    def all_of(self, pairs: Sequence[AssociationPair]) -> list[trio.Lock]:
+        """The locks of these association types, in one order (by type) for every caller."""
+        types = sorted({tuple(sorted((p.hub_a, p.hub_b))) for p in pairs})
+        return [self._locks.setdefault(frozenset(t), trio.Lock()) for t in types]
 
 
 @dataclass
@@ -118,18 +149,26 @@ class AssociationSyncer:
         return self.ctx.connection
 
     async def sync_links(self, linked: Sequence[tuple[str, str]],
-                         incarnations: Mapping[str, str] | None = None) -> dict[str, str]:
+                         incarnations: Mapping[str, str] | None = None,
+                         created_in_hub: Collection[str] = (),
+                         only: Collection[str] | None = None) -> dict[str, str]:
         """Sync the associations of these linked records, (hub id, app id) each, before the
         outcome of their sync is committed (so an association change is never acknowledged
         before it is written). `incarnations`: of the app records as their sync read them,
         by app id (the app refuses an association write to another record given that id
-        since). Returns the failures by hub id (association_failed)."""
+        since). `created_in_hub`: hub ids this sync just created, whose associations are not
+        read: the create wrote none, and no other sync knows the id before this one's
+        commit. `only`: the partner objects whose associations to sync (default: all).
+        Returns the failures by hub id (association_failed)."""
         failed: dict[str, str] = {}
         if linked and self.pairs:
             for pair in self.pairs:
+                if only is not None and pair.hub_b not in only:
+                    continue
                 async with self.locks.of(pair):
                     failed.update(await self._sync_pair(pair, list(linked),
-                                                        incarnations or {}))
+                                                        incarnations or {},
+                                                        set(created_in_hub)))
         return failed
 
     async def release_pending(self, changed: Sequence[tuple[str | None, str | None]]) -> None:
@@ -149,6 +188,33 @@ class AssociationSyncer:
 
         for from_object, from_side, from_id in await self.ctx.store.read(peek):
             await self.resubmit(from_object, (from_side, from_id))  # type: ignore[arg-type]
+
+    async def as_seen(self, side: Side, ids: Sequence[str]) -> set[str]:
+        """The records among `ids` (of `side`) whose associations there, of every type kept,
+        are the ones the last association sync saw (nothing for an association sync to do
+        from that side)."""
+        same = set(ids)
+        for pair in self.pairs:
+            if not same:
+                break
+            todo = sorted(same)
+            now = await self._read(side, pair, todo)
+
+            def known(conn: sqlite3.Connection, pair: AssociationPair = pair,
+                      todo: list[str] = todo) -> dict[str, set[str]]:
+                seen = store_assoc.seen_pairs(conn, self.connection, side, pair.hub_a,
+                                              pair.hub_b, todo)
+                # Partners it waits for (not linked: its sync would only wait again) are
+                # known as well: a record with a partner that never links (an excluded
+                # contact's company) was otherwise synced at every poll that reported it.
+                for rid, b in store_assoc.waiting_partners(conn, self.connection, pair.hub_a,
+                                                           pair.hub_b, side, todo):
+                    seen[rid].add(b)
+                return seen
+
+            seen = await self.ctx.store.read(known)
+            same = {i for i in todo if now[i] == seen[i]}
+        return same
 
     async def drop_before_delete(self, side: Side, ids: Sequence[str]) -> None:
         """Before these records are deleted on `side` (a delete propagated there): remove
@@ -179,26 +245,52 @@ class AssociationSyncer:
             store_assoc.clear_waiting(conn, self.connection, pair.hub_a, pair.hub_b, hub_ids,
                                       app_ids)
 
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """Hold every association type of this object (its `AssociationLocks`) while the
+        body runs: a commit that forgets what was seen of associations (`forget_app_records`)
+        must not fall between another association sync's reads and its commit, which would
+        store again, over the forgetting, what it read of the records before. Locks are
+        taken in one order, and an association sync holds one at a time: no deadlock."""
+        async with AsyncExitStack() as stack:
+            for lock in self.locks.all_of(self.pairs):
+                await stack.enter_async_context(lock)
+            yield
+
     def forget_app_records(self, conn: sqlite3.Connection, app_ids: Sequence[str]) -> None:
         """In the commit that records these app records as gone (deleted, or their id given
         to another record): forget what was seen of their associations. An app may give a
-        deleted record's id to a new one, whose associations are its own, none seen yet."""
+        deleted record's id to a new one, whose associations are its own, none seen yet.
+        Run that commit inside `held()`."""
         if not app_ids:
             return
         for pair in self.pairs:
             store_assoc.forget_records(conn, self.connection, pair.hub_a, pair.hub_b, (),
                                        app_ids)
 
-    async def resubmit_waiting(self) -> int:
-        """On start: sync again every record of this object whose associations wait (a crash
-        may have come between a partner's link and the new sync of the waiting record)."""
-        if self.resubmit is None:
-            return 0
-        rows = await self.ctx.store.read(store_assoc.waiting_records, self.connection,
+    async def waiting(self) -> list[tuple[Side, str]]:
+        """On start: the records of this object whose associations wait for a partner
+        linked now, to sync again. A crash may have come between the commit that linked
+        their partner and their new sync (`release_pending` hands them to the lock queue,
+        which a kill empties); nothing else brings them, since their fields and their
+        associations as seen may be unchanged. Those waiting for a partner not linked yet
+        are left to its link's commit: syncing them now would read them on both sides to
+        decide that they wait (at the end of an initial sync, every record of this object
+        whose partners' object syncs are still in theirs; issue 16)."""
+        rows = await self.ctx.store.read(store_assoc.waiting_answerable, self.connection,
                                          self.ctx.hub_object)
-        for side, rid in rows:
-            await self.resubmit(self.ctx.hub_object, (side, rid))  # type: ignore[arg-type]
-        return len(rows)
+        return list(dict.fromkeys((side, rid) for side, rid, _ in rows))  # type: ignore[misc]
+
+    async def answerable(self, keys: Collection[tuple[Side, str]]
+                         ) -> dict[tuple[Side, str], set[str]]:
+        """The records among `keys` with an association waiting for a partner linked now,
+        with the partners' objects."""
+        rows = await self.ctx.store.read(store_assoc.waiting_answerable, self.connection,
+                                         self.ctx.hub_object, sorted(keys))
+        out: dict[tuple[Side, str], set[str]] = {}
+        for side, rid, obj in rows:
+            out.setdefault((side, rid), set()).add(obj)  # type: ignore[arg-type]
+        return out
 
     async def _read(self, side: Side, pair: AssociationPair,
                     ids: list[str]) -> dict[str, set[str]]:
@@ -206,8 +298,14 @@ class AssociationSyncer:
         if not isinstance(conn, SupportsAssociations) or not ids:
             return {i: set() for i in ids}
         a, b = (pair.hub_a, pair.hub_b) if side == "hub" else (pair.app_a, pair.app_b)
-        got = await conn.read_associations(a, b, ids)
-        return {i: set(got.get(i, [])) for i in ids}
+        kept: dict[str, list[str]] = {}
+        if side == "hub":
+            # As the initial sync's hub scan listed them, where it did (store/scanned.py).
+            kept = await self.ctx.store.read(store_scanned.get_associations, self.ctx.sync_id,
+                                             pair.hub_b, ids)
+        rest = [i for i in ids if i not in kept]
+        got = await conn.read_associations(a, b, rest) if rest else {}
+        return {i: set(kept[i] if i in kept else got.get(i, [])) for i in ids}
 
     async def _write(self, side: Side, pair: AssociationPair,
                      changes: list[AssociationChange]) -> list[WriteResult]:
@@ -215,14 +313,27 @@ class AssociationSyncer:
         if not changes or not isinstance(conn, SupportsAssociations):
             return []
         a, b = (pair.hub_a, pair.hub_b) if side == "hub" else (pair.app_a, pair.app_b)
+        if side == "hub":
+            # Before the write: no association sync may take what the scan kept of either end
+            # for what HubSpot holds once this write started.
+            def drop(conn: sqlite3.Connection) -> None:
+                store_scanned.drop_associations(conn, self.ctx.sync_id, pair.hub_b,
+                                                [c.from_id for c in changes])
+                store_scanned.drop_associations(conn, pair.b_sync_id, pair.hub_a,
+                                                [c.to_id for c in changes])
+
+            await self.ctx.store.call(drop)
         return await conn.write_associations(a, b, changes)
 
     async def _sync_pair(self, pair: AssociationPair, linked: list[tuple[str, str]],
-                         incarnations: Mapping[str, str]) -> dict[str, str]:
+                         incarnations: Mapping[str, str],
+                         created_in_hub: set[str]) -> dict[str, str]:
         ctx = self.ctx
         hub_ids = [h for h, _ in linked]
         app_ids = [a for _, a in linked]
-        hub_now = await self._read("hub", pair, hub_ids)
+        hub_now: dict[str, set[str]] = {h: set() for h in hub_ids if h in created_in_hub}
+        hub_now.update(await self._read("hub", pair,
+                                        [h for h in hub_ids if h not in created_in_hub]))
         app_now = await self._read("app", pair, app_ids)
         def lookup(conn: sqlite3.Connection) -> tuple[Any, ...]:
             hub_seen = store_assoc.seen_pairs(conn, self.connection, "hub", pair.hub_a,
@@ -263,10 +374,22 @@ class AssociationSyncer:
                 return ""
             return item.app_incarnation
 
+        def settled(item: Item | None) -> bool:
+            # A partner in sync otherwise, or with a sync of its own to come (queued): one
+            # that failed (association_failed) still needs its own sync to be decided again
+            # and leave that state. Not answering a queued partner's wait brought it once
+            # more after its coming sync, for nothing (issue 16: a company whose contacts
+            # linked one page after another stayed queued and was read again and again).
+            return item is not None and item.state in ("syncing", "queued")
+
         # A write to make: (item id, the change on the target side, where it came from).
         Write = tuple[str, AssociationChange, Side, str, str]
         writes: dict[Side, list[Write]] = {"hub": [], "app": []}
         pending: list[tuple[str, str, str, str, str]] = []
+        # Those of them waiting for a partner not linked when looked up: (side, id, partner).
+        unlinked: list[tuple[Side, str, str]] = []
+        # Partners' waiting rows this sync answers: (side, partner id, this record's id).
+        answered: list[tuple[Side, str, str]] = []
         # Associations not to count as seen, so they are tried again next time.
         unseen: dict[Side, set[tuple[str, str]]] = {"hub": set(), "app": set()}
         directions: list[tuple[Side, Side, bool, dict[str, Item]]] = [
@@ -284,12 +407,15 @@ class AssociationSyncer:
                     other_b = partner(by_src.get(b), dst, adding=True)
                     if other_b is None:
                         pending.append((pair.hub_a, src, ids[src], pair.hub_b, b))
+                        unlinked.append((src, ids[src], b))
                         unseen[src].add((ids[src], b))
                     elif other_b not in now[dst]:
                         writes[dst].append((item_id, AssociationChange(
                             ids[dst], other_b, from_incarnation=mine[dst],
                             to_incarnation=incarnation(by_src.get(b), dst)),
                             src, ids[src], b))
+                    elif settled(by_src.get(b)):
+                        answered.append((src, b, ids[src]))
                 for b in seen[src] - now[src]:  # removed on src
                     other_b = partner(by_src.get(b), dst)
                     if other_b is not None and other_b in now[dst]:
@@ -325,6 +451,10 @@ class AssociationSyncer:
                 wrote[side].add(change.from_id)
                 if res.ok:
                     done[side].append(change)
+                    # The partner's item as found by its id on the side the change came from.
+                    src_items = b_by_hub if src == "hub" else b_by_app
+                    if not change.removed and settled(src_items.get(b)):
+                        answered.append((src, b, src_id))
                 else:
                     why = res.error.message if res.error else "association write failed"
                     failed[item_id] = f"{pair.hub_a} ↔ {pair.hub_b} on the {side}: {why}"
@@ -333,11 +463,15 @@ class AssociationSyncer:
                     else:
                         unseen[src].add((src_id, b))
                     pending.append((pair.hub_a, src, src_id, pair.hub_b, b))
-        # What each side holds now (re-read where we wrote: an app's foreign key holds one),
-        # as far as our writes explain it: a change made there meanwhile is not seen yet.
+        # What each side holds now, as far as our writes explain it: a change made there
+        # meanwhile is not seen yet. The app is re-read where we wrote (a foreign key holds
+        # one partner: adding replaced it); HubSpot holds many on each end (fact sheet §5),
+        # where what our writes explain is what it held with them applied, so it is not read
+        # again (after_writes answers that whatever a re-read shows).
         for side, held in (("hub", hub_now), ("app", app_now)):
             if wrote[side]:
-                again = await self._read(side, pair, sorted(wrote[side]))
+                again = (await self._read(side, pair, sorted(wrote[side])) if side == "app"
+                         else {rid: held.get(rid, set()) for rid in wrote[side]})
                 held.update(after_writes(held, again, done[side],
                                          holds_one=side == "app" and pair.app_holds_one))
         for side, held in (("hub", hub_now), ("app", app_now)):
@@ -346,7 +480,7 @@ class AssociationSyncer:
             for rid, b in kept[side]:
                 held.setdefault(rid, set()).add(b)
 
-        def commit(conn: sqlite3.Connection) -> None:
+        def commit(conn: sqlite3.Connection) -> set[tuple[Side, str]]:
             store_assoc.replace_pairs(conn, self.connection, "hub", pair.hub_a, pair.hub_b,
                                       hub_now)
             store_assoc.replace_pairs(conn, self.connection, "app", pair.hub_a, pair.hub_b,
@@ -359,8 +493,39 @@ class AssociationSyncer:
                                       hub_ids, app_ids)
             if pending:
                 store_assoc.add_pending(conn, self.connection, pending)
+            # A partner that waited for one of these records (it was not linked when the
+            # partner's association sync saw the association) needs no sync of its own for
+            # it any more: this sync saw the same association with both ends linked, and it
+            # now holds on both sides (kept in the same pair rows, store/associations.py).
+            # Without this, the partner was synced again after this commit: a read of its
+            # record on both sides and of its associations, to decide nothing (issue 16).
+            store_assoc.clear_answered(conn, self.connection, pair.hub_b, pair.hub_a,
+                                       answered)
+            state = store_initial.get_initial(conn, ctx.sync_id)
+            if state is not None and state.phase != "complete":
+                # What a record this initial sync just created holds in HubSpot: what this
+                # sync wrote to it (nobody else knows its id before the outcome commit, which
+                # comes after this one). Its sync again, when a partner links, reads nothing.
+                store_scanned.keep_associations(conn, ctx.sync_id, {
+                    h: {pair.hub_b: sorted(hub_now[h])} for h in created_in_hub
+                    if h in hub_now})
+            # A partner linked since the lookup above: its sync's `release_pending` looked
+            # for waiting rows after its link commit, before this commit added them, and
+            # found none. These records are synced again instead (returned).
+            resync: set[tuple[Side, str]] = set()
+            for side in sides:
+                waiting = [(rid, b) for s, rid, b in unlinked if s == side]
+                now_items = store_items.find_items(conn, pair.b_sync_id, side,
+                                                   sorted({b for _, b in waiting}))
+                dst: Side = "app" if side == "hub" else "hub"
+                resync.update((side, rid) for rid, b in waiting
+                              if partner(now_items.get(b), dst, adding=True) is not None)
+            return resync
 
-        await ctx.store.call(commit)
+        resync = await ctx.store.call(commit)
+        if resync and self.resubmit is not None:
+            for key in sorted(resync):
+                await self.resubmit(ctx.hub_object, key)
         n = sum(len(v) for v in writes.values())
         if n or pending or failed:
             ctx.log.info("associations synced", pair=f"{pair.hub_a}-{pair.hub_b}",

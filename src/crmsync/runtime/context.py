@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,10 @@ class ObjectSyncContext:
     # The latest hub update of each record this process wrote, as soon as it landed (before
     # its commit), for the webhook intake to tell its events from others' (`note_hub_write`).
     hub_writes: OrderedDict[str, Any] = field(default_factory=OrderedDict)
+    # When this object sync started in this process: an item shown `queued` since then is
+    # queued by a request of this process, one queued before by a sync due when the daemon
+    # stopped (runtime/association_waits.py, runtime/echoes.py).
+    started_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
         if self.log is None:

@@ -37,6 +37,7 @@ from crmsync.engine.filters import first_mismatch
 from crmsync.records import Record
 from crmsync.runtime.app_pass import InFlight, Pairing, match_app_records
 from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.initial_order import InitialOrder, State
 from crmsync.runtime.intake import inbox_id_of
 from crmsync.runtime.isolation import concerns_connection, fail_record, isolate, record_failure
 from crmsync.runtime.loader import RecordKey, detach_reused, load, pair_new
@@ -150,8 +151,13 @@ class InitialSyncActor:
 
     def __init__(self, ctx: ObjectSyncContext, processor: Processor, pages: ChangeSender,
                  notify: Notify | None = None, page_size: int = 100,
-                 feeds: Feeds | None = None, approvals: RequestReceiver | None = None) -> None:
+                 feeds: Feeds | None = None, approvals: RequestReceiver | None = None,
+                 order: InitialOrder | None = None, earlier: Sequence[str] = ()) -> None:
         self.ctx = ctx
+        # The connection's initial syncs in turn (runtime/initial_order.py): `earlier` are
+        # the object syncs whose initial sync this one's app pass waits for.
+        self.order = order
+        self.earlier = list(earlier)
         self.processor = processor
         self.pages = pages
         self.notify = notify
@@ -199,6 +205,9 @@ class InitialSyncActor:
             assert current is not None
             state = current
             preview = state.preview and not state.approved
+            self._tell_order("done" if state.phase == "complete"
+                             else "idle" if preview or state.phase == "previewed"
+                             else "running")
             if self.feeds is not None and state.phase != "complete":
                 if preview:
                     ctx.preview = True  # before the workers run: linked records only
@@ -218,12 +227,41 @@ class InitialSyncActor:
             if state.phase == "hub_index":
                 await self._hub_index(state)
             elif state.phase == "app_pass":
+                await self._wait_for_earlier()
                 await self._app_pass(state)
             elif state.phase == "hub_pass":
                 await self._hub_pass(state)
                 await self._finish()
             ctx.log.info("initial sync phase done", phase=state.phase,
                          duration_ms=round((time.perf_counter() - started) * 1000))
+
+    def _tell_order(self, state: State) -> None:
+        if self.order is not None:
+            self.order.set(self.ctx.sync_id, state)
+
+    async def _wait_for_earlier(self) -> None:
+        """Before a real app pass: until the earlier object syncs' initial syncs no longer
+        link records (runtime/initial_order.py)."""
+        if self.order is None or self.ctx.preview:
+            return
+        blocking = self.order.blocking(self.earlier)
+        if not blocking:
+            return
+        ctx = self.ctx
+        if await ctx.store.read(store_items.any_linked, ctx.sync_id):
+            # Not a first initial sync (a saved change restarted it, or it resumes): its
+            # records' associations were decided before, and its feeds, paused while it
+            # runs, must not wait for other object syncs.
+            return
+        ctx.log.info("initial sync waits for the object syncs it keeps associations with",
+                     waiting_for=blocking)
+        # What `crmsync ctl status` shows meanwhile.
+        ctx.status.phase = f"app_pass, waiting for {', '.join(blocking)}"
+        started = time.perf_counter()
+        gave_up = await self.order.wait_for(self.earlier, ctx.sync_id)
+        ctx.status.phase = "app_pass"
+        ctx.log.info("initial sync goes on", waited_ms=round(
+            (time.perf_counter() - started) * 1000), waited_out=gave_up)
 
     async def _wait_for_approval(self) -> None:
         ctx = self.ctx
@@ -236,18 +274,26 @@ class InitialSyncActor:
             else:
                 await wait_asked(self.approvals, APPROVAL_POLL_SECONDS)
 
-    async def _scan(self, side: str, cursor: str | None) -> tuple[list[Record], str | None]:
+    async def _scan(self, side: str, cursor: str | None,
+                    associations: dict[str, dict[str, list[str]]] | None = None,
+                    ) -> tuple[list[Record], str | None]:
         """Records from `cursor` on, several API pages at once (HubSpot lists 100 at a time):
-        every processed page costs fixed commits, so a page of ~500 records costs a fifth."""
+        every processed page costs fixed commits, so a page of ~500 records costs a fifth.
+        With `associations` (a dict to fill), where the side can: each record's
+        associations with the objects the association syncs keep, in the same requests."""
         records: list[Record] = []
         nxt = cursor
+        to_objects = sorted({p.hub_b for p in getattr(self.ctx.associations, "pairs", ())})
         pages = scan_pages(self.ctx.connector(side), self.ctx.object_name(side),
                            self.ctx.properties(side), cursor=cursor,
-                           bounds=Bounds(max_records=PAGE_RECORDS))
+                           bounds=Bounds(max_records=PAGE_RECORDS),
+                           associations=to_objects if associations is not None else ())
         async with aclosing(pages):
             async for page in pages:
                 records.extend(page.records)
                 nxt = page.next_cursor
+                if associations is not None:
+                    associations.update(page.associations or {})
         return records, nxt
 
     def _checkpoint(self, phase: str, cursor: str | None, done: int,
@@ -271,7 +317,8 @@ class InitialSyncActor:
         order = CommitOrder()
         last: Ticket | None = None
         while True:
-            records, nxt = await self._scan("hub", cursor)
+            associations: dict[str, dict[str, list[str]]] = {}
+            records, nxt = await self._scan("hub", cursor, associations)
             rows = [index_row(ctx, "hub", r) for r in records]
             done += len(rows)
             # Estimated work: every hub record twice (index, hub pass) plus the app's.
@@ -281,11 +328,14 @@ class InitialSyncActor:
             async def page(turn: Turn, rows: list[IndexRow] = rows,
                            records: list[Record] = records,
                            checkpoint: Callable[[sqlite3.Connection], None] = checkpoint,
-                           done: int = done, total: int = total) -> None:
+                           done: int = done, total: int = total,
+                           associations: dict[str, dict[str, list[str]]] = associations,
+                           ) -> None:
                 def commit(conn: sqlite3.Connection) -> None:
                     store_items.index_records(conn, ctx.sync_id, "hub", rows)
                     # What the app pass and the hub pass decide on, unread again.
                     store_scanned.keep(conn, ctx.sync_id, "hub", records)
+                    store_scanned.keep_associations(conn, ctx.sync_id, associations)
                     checkpoint(conn)
 
                 await turn()

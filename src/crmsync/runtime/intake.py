@@ -12,11 +12,12 @@ import msgspec
 import trio
 
 from crmsync.records import Side
-from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.context import ObjectSyncContext, sync_id_of
 from crmsync.runtime.lock_queue import ChangeSender, Ticket
 from crmsync.runtime.overwritten import echoes
 from crmsync.runtime.requests import RequestReceiver, wait_asked
 from crmsync.store import inbox as store_inbox
+from crmsync.store import scanned as store_scanned
 
 # How often the inbox is looked at when not woken: the webhook server wakes the intake on
 # every stored delivery, so this only covers events stored by another process.
@@ -30,6 +31,25 @@ Parser = Callable[[bytes], list[tuple[Side, str]]]
 Describe = Callable[[bytes], tuple[int, str | None, str | None]]
 
 
+class Reported(msgspec.Struct, frozen=True):
+    """What an event says changed, where an echo of our own write can be told from it:
+    `kind` creation, propertyChange (`property`, the digest of its new `value`,
+    overwritten.value_digest) or associationChange (with
+    the `partner_object`'s `partner_id`, `removed`); any other kind is never an echo."""
+
+    kind: str
+    record_id: str
+    property: str | None = None
+    value: str | None = None
+    partner_object: str | None = None
+    partner_id: str | None = None
+    removed: bool = False
+
+
+# Turns an inbox payload into what it reports (None: nothing an echo can be told from).
+Report = Callable[[bytes], Reported | None]
+
+
 class SeenChange(msgspec.Struct, frozen=True):
     """What an event says about its record's change; rides with the record's key to the
     worker (in place of the bare inbox id) so that a hub edit overwritten by our own write
@@ -39,6 +59,8 @@ class SeenChange(msgspec.Struct, frozen=True):
     occurred_at: int
     property: str | None = None
     value: str | None = None  # digest of the value set (overwritten.value_digest)
+    # What it says changed, where an echo of our own write can be told (worker.py).
+    reported: Reported | None = None
 
 
 # What rides with a record key through the lock queue: an inbox id, or one with its event's
@@ -66,11 +88,12 @@ class Intake:
     this source) or every IDLE_POLL_SECONDS (events stored by another process)."""
 
     def __init__(self, ctx: ObjectSyncContext, source: str, parse: Parser,
-                 describe: Describe | None = None) -> None:
+                 describe: Describe | None = None, report: Report | None = None) -> None:
         self.ctx = ctx
         self.source = source
         self.parse = parse
         self.describe = describe
+        self.report = report
         self.events = 0
 
     async def run(self, changes: ChangeSender, wake: RequestReceiver, *,
@@ -111,7 +134,8 @@ class Intake:
                 mark: Mark = inbox_id
                 if self.describe is not None and found:
                     try:
-                        mark = SeenChange(inbox_id, *self.describe(payload))
+                        mark = SeenChange(inbox_id, *self.describe(payload),
+                                          reported=self._report(payload))
                     except Exception:
                         mark = inbox_id  # its time is not needed to sync its record
                 if not found:
@@ -130,10 +154,40 @@ class Intake:
                 useless.extend(i for m in payloads.pop(key) if (i := inbox_id_of(m)) is not None)
             if useless:
                 await self.ctx.store.call(store_inbox.mark_done, useless)
+            await self._outdate_scans([m.reported for marks in payloads.values() for m in marks
+                                       if isinstance(m, SeenChange) and m.reported is not None])
             if payloads:
                 await changes.submit(list(payloads), payloads)
             self.events += len(rows)
             self.ctx.status.last_webhook = time.time()
+
+    async def _outdate_scans(self, reported: list[Reported]) -> None:
+        """An association changed in HubSpot: what an initial sync's hub scan kept of it, at
+        either end (store/scanned.py), is out of date, and an initial sync still running
+        must read it again rather than write the scan's view to the app. The event may be
+        judged an echo from this end (it never saw the partner, which was not linked) while
+        the other end's kept row still shows the association."""
+        ctx = self.ctx
+        changed = [(r.record_id, r.partner_object, r.partner_id) for r in reported
+                   if r.kind == "associationChange" and r.partner_object and r.partner_id]
+        if not changed:
+            return
+
+        def drop(conn: Any) -> None:
+            for rid, obj, partner in changed:
+                store_scanned.drop_associations(conn, ctx.sync_id, obj, [rid])
+                store_scanned.drop_associations(conn, sync_id_of(ctx.connection, obj),
+                                                ctx.hub_object, [partner])
+
+        await ctx.store.call(drop)
+
+    def _report(self, payload: bytes) -> Reported | None:
+        if self.report is None:
+            return None
+        try:
+            return self.report(payload)
+        except Exception:
+            return None  # then it is synced like any event
 
     def _echo(self, key: Hashable, marks: list[Mark]) -> bool:
         if not (isinstance(key, tuple) and key[0] == "hub"):

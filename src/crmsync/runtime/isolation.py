@@ -113,10 +113,20 @@ async def fail_record(ctx: ObjectSyncContext, key: RecordKey, inbox_ids: Sequenc
     category, detail = record_failure(exc)
     ctx.log.error("record failed: its sync raised an error", side=side, record_id=rid,
                   category=category, detail=detail, exc_info=exc)
-    keys = await _match_keys_of(ctx, side, rid)
+    # An item key (loader.ITEM) names an item no record id names: no record to read.
+    by_item = side == "item"
+    keys = () if by_item else await _match_keys_of(ctx, side, rid)
 
     def commit(conn: sqlite3.Connection) -> None:
-        it = store_items.find_item(conn, ctx.sync_id, side, rid)
+        if by_item:
+            got = store_items.get_item(conn, int(rid))
+            it = got if got is not None and got.sync_id == ctx.sync_id else None
+            if it is None:
+                if inbox_ids:
+                    store_inbox.mark_done(conn, list(inbox_ids))
+                return
+        else:
+            it = store_items.find_item(conn, ctx.sync_id, side, rid)
         claim = tuple((side, k, rid) for k in keys) if it is None else ()
         if it is None and keys:
             partner = store_items.key_holder(conn, ctx.sync_id, other(side), list(keys))

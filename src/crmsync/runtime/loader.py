@@ -8,7 +8,7 @@ and compares them with the link's snapshot.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -25,6 +25,14 @@ from crmsync.store import items as store_items
 from crmsync.store.items import Item
 
 RecordKey = tuple[Side, str]
+# An item no record id names any more (its app id let go of by `detach_reused` before a hub id
+# was known: a create in the hub under way), synced by its item id: ("item", "<item id>").
+ITEM = "item"
+
+
+def item_key(item_id: int) -> tuple[str, str]:
+    """The key that syncs this item by its id (see ITEM)."""
+    return (ITEM, str(item_id))
 
 
 class StoreView:
@@ -192,7 +200,11 @@ async def detach_reused(ctx: ObjectSyncContext, items: Sequence[Item],
             ctx.associations.forget_app_records(
                 conn, [it.app_id for it in reused.values() if it.app_id])
 
-    await ctx.store.call(commit)
+    if ctx.associations is not None:
+        async with ctx.associations.held():
+            await ctx.store.call(commit)
+    else:
+        await ctx.store.call(commit)
     for it in reused.values():
         ctx.log.info("app record deleted, its id reused: the link ends", item_id=it.item_id,
                      hub_id=it.hub_id, app_id=it.app_id)
@@ -202,7 +214,7 @@ async def detach_reused(ctx: ObjectSyncContext, items: Sequence[Item],
             for i, it in reused.items()}
 
 
-async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
+async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey | tuple[str, str]],
                payloads: Sequence[list[Any]] | None = None,
                view: StoreView | None = None,
                carried: list[int] | None = None) -> list[Work]:
@@ -213,11 +225,21 @@ async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
     app id a load let go of (`detach_reused`, committed at once) are added to it, and every
     load syncs them too. Their app id no longer leads to them, and that very commit makes the
     load's view stale: without it, the load read again would leave their deletion undecided."""
-    by_side: dict[Side, list[str]] = {"hub": [], "app": []}
-    for side, rid in keys:
-        by_side[side].append(rid)
-    read = _reader(view)
     carried = carried if carried is not None else []
+    by_side: dict[Side, list[str]] = {"hub": [], "app": []}
+    named: list[tuple[RecordKey, list[Any]]] = []  # record keys, with their payloads
+    by_item: dict[int, list[Any]] = {}  # payloads of keys naming an item (ITEM)
+    for i, (side, rid) in enumerate(keys):
+        payload = payloads[i] if payloads is not None else []
+        if side != ITEM:
+            rside = cast(Side, side)
+            by_side[rside].append(rid)
+            named.append(((rside, rid), payload))
+        else:  # ITEM
+            if int(rid) not in carried:
+                carried.append(int(rid))
+            by_item.setdefault(int(rid), []).extend(payload)
+    read = _reader(view)
 
     def lookup(conn: Any) -> tuple[dict[Side, dict[str, Item]], list[Item]]:
         found = {s: read(conn, store_items.find_items, ctx.sync_id, s, ids)
@@ -238,9 +260,8 @@ async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
     # Linked hub records whose sync no hub event asked for (an app-side change): the
     # hub side is read from the search index where that is safe (reads.hub_unchanged).
     quiet: dict[str, Snapshot] = {}
-    for i, (side, rid) in enumerate(keys):
+    for (side, rid), payload in named:
         it = items.get(side, {}).get(rid)
-        payload = payloads[i] if payloads is not None else []
         plan.append(((side, rid), it, payload))
         if it is not None:
             if it.hub_id:
@@ -268,7 +289,8 @@ async def load(ctx: ObjectSyncContext, keys: Sequence[RecordKey],
     for k in kept:
         if k.item_id not in detached:
             works[("item", k.item_id)] = Work(item=k, hub=recs["hub"].get(k.hub_id or ""),
-                                              app=recs["app"].get(k.app_id or ""))
+                                              app=recs["app"].get(k.app_id or ""),
+                                              payload=list(by_item.get(k.item_id, ())))
     for (side, rid), it, payload in plan:
         if it is not None and it.item_id in detached:
             gone = detached[it.item_id]

@@ -75,6 +75,9 @@ class _Run:
     done: trio.Event = field(default_factory=trio.Event)
     payload: list[Any] = field(default_factory=list)
     error: BaseException | None = None
+    # Sent at least once without payloads (a poll, a resync, a partner's request): asked for
+    # as such, whatever its payloads say.
+    asked: bool = False
 
     def finish(self, error: BaseException | None) -> None:
         self.error = error
@@ -115,6 +118,10 @@ class Change:
     payloads: Mapping[Hashable, Sequence[Any]] | None = None
     job: Job | None = None
     ticket: Ticket = field(default_factory=Ticket)
+    # Only the keys with no sync running or waiting its turn already (a sweep of records
+    # left `queued`: one with a sync under way or due is queued for that one, whose commit
+    # leaves that state, and is not asked again).
+    absent_only: bool = False
 
 
 @dataclass(eq=False)
@@ -122,6 +129,8 @@ class Batch:
     """Records handed to a worker: each key with the payloads that rode along with it."""
 
     units: list[tuple[Hashable, list[Any]]]
+    # The keys also sent without payloads (see _Run.asked).
+    asked: set[Hashable] = field(default_factory=set)
 
     @property
     def keys(self) -> list[Hashable]:
@@ -200,11 +209,13 @@ class ChangeSender:
         self._send = send
 
     async def submit(self, keys: Iterable[Hashable],
-                     payloads: Mapping[Hashable, Sequence[Any]] | None = None) -> Ticket:
+                     payloads: Mapping[Hashable, Sequence[Any]] | None = None, *,
+                     absent_only: bool = False) -> Ticket:
         """Send a change event for `keys` (waits while the lane is full); returns its Ticket.
         `payloads` ride along with a key to its next sync (webhook inbox ids, marked done in
-        the transaction that records it). Raises QueueStopped if the queue is gone."""
-        change = Change(list(keys), payloads)
+        the transaction that records it). With `absent_only`, keys with a sync already
+        running or waiting its turn are left out. Raises QueueStopped if the queue is gone."""
+        change = Change(list(keys), payloads, absent_only=absent_only)
         await self._send_change(change)
         return change.ticket
 
@@ -255,8 +266,9 @@ class Operator:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise QueueStopped("the record lock queue is not running") from None
 
-    async def submit(self, keys: Iterable[Hashable]) -> Ticket:
-        change = Change(list(keys))
+    async def submit(self, keys: Iterable[Hashable],
+                     payloads: Mapping[Hashable, Sequence[Any]] | None = None) -> Ticket:
+        change = Change(list(keys), payloads)
         await self._send(_Admit("priority", change))
         return change.ticket
 
@@ -506,6 +518,8 @@ class RecordLockQueue:
             # Behind a running sync of the key, or waiting its turn.
             waiting = self._again if holder is not None else self._ready
             found = waiting.get(key)
+            if change.absent_only and (found is not None or holder is not None):
+                continue
             if found is None:
                 run = waiting[key] = _Run()
                 if holder is not None and not isinstance(holder, PageJob):
@@ -513,7 +527,9 @@ class RecordLockQueue:
             else:
                 run = found
                 self._collapsed += 1
-            run.payload.extend(payloads.get(key, ()))
+            got = payloads.get(key, ())
+            run.payload.extend(got)
+            run.asked = run.asked or not got
             runs.append(run)
         change.ticket._admit(runs)
         if newly_queued and self._on_queued is not None:
@@ -577,13 +593,16 @@ class RecordLockQueue:
                     self._linger_deadline = trio.current_time() + self.linger
                 return
             units: list[tuple[Hashable, list[Any]]] = []
+            asked: set[Hashable] = set()
             while self._ready and len(units) < self.batch_size:
                 key = next(iter(self._ready))
                 run = self._ready.pop(key)
                 self._running[key] = run
                 units.append((key, run.payload))
+                if run.asked:
+                    asked.add(key)
             self._batches_out += 1
-            self._batches_tx.send_nowait(Batch(units))
+            self._batches_tx.send_nowait(Batch(units, asked))
         self._linger_deadline = None
 
     # --- control --------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,10 +43,12 @@ from crmsync.engine.rules import SyncRules, compile_rules
 from crmsync.engine.stages import StageMap, auto_map, known_stages
 from crmsync.records import Side
 from crmsync.runtime.batch_writer import BatchWriter, BatchWriterStatistics
-from crmsync.runtime.context import ObjectSyncContext
+from crmsync.runtime.context import ObjectSyncContext, sync_id_of
 from crmsync.runtime.events import EventSync
+from crmsync.runtime.initial_order import InitialOrder
 from crmsync.runtime.initial_sync import PIPELINE_DEPTH, InitialSyncActor, Notify
-from crmsync.runtime.intake import Describe, Intake, Parser
+from crmsync.runtime.intake import Describe, Intake, Parser, Report
+from crmsync.runtime.loader import ITEM
 from crmsync.runtime.lock_queue import (
     ChangeSender,
     LockQueueStatistics,
@@ -105,6 +107,7 @@ class IntakeSource:
     source: str
     parse: Parser
     describe: Describe | None = None
+    report: Report | None = None  # tells echoes of our own writes (intake.py)
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,10 @@ class ObjectSyncSetup:
     associations: Callable[[ObjectSyncContext], Any] | None = None
     # HubSpot's property-change events reach this sync (ObjectSyncContext.hub_events).
     hub_events: bool = False
+    # The connection's initial syncs in turn (runtime/initial_order.py), shared by its
+    # object syncs, and those whose initial sync this one's app pass waits for.
+    initial_order: InitialOrder | None = None
+    earlier_syncs: Sequence[str] = ()
 
 
 class NotRunning(Exception):
@@ -264,11 +271,13 @@ class ObjectSyncHandle:
             except QueueStopped:
                 raise self._stopped_error() from None
 
-    async def resubmit(self, keys: Sequence[tuple[Side, str]]) -> None:
+    async def resubmit(self, keys: Sequence[tuple[Side, str]],
+                       payloads: Mapping[Hashable, Sequence[Any]] | None = None) -> None:
         """Sync these records again, without waiting and without waiting for room (a worker
-        of this connection asks: its own queue's room must never hold it up)."""
+        of this connection asks: its own queue's room must never hold it up). `payloads`
+        ride along as with `ChangeSender.submit`."""
         try:
-            await self._operator.submit(keys)
+            await self._operator.submit(keys, payloads)
         except QueueStopped:
             pass  # stopped: it reads them again when it starts
 
@@ -412,12 +421,16 @@ async def make_context(connection: str, connector_type: str, sync: ObjectSync, s
 def _mark_queued(ctx: ObjectSyncContext) -> Callable[[list[Hashable]], Awaitable[None]]:
     async def on_queued(keys: list[Hashable]) -> None:
         by_side: dict[str, list[str]] = {"hub": [], "app": []}
+        named: list[int] = []  # item keys (loader.ITEM)
         for key in keys:
             assert isinstance(key, tuple)
-            by_side[str(key[0])].append(str(key[1]))
+            if key[0] == ITEM:
+                named.append(int(key[1]))
+            else:
+                by_side[str(key[0])].append(str(key[1]))
 
         def mark(conn: sqlite3.Connection) -> None:
-            ids: list[int] = []
+            ids: list[int] = list(named)
             for side, rids in by_side.items():
                 if rids:
                     ids.extend(it.item_id for it in store_items.find_items(
@@ -438,18 +451,31 @@ async def run_object_sync(setup: ObjectSyncSetup, store: Store, hub: Connector, 
     propagate to the supervisor."""
     with structlog.contextvars.bound_contextvars(connection=setup.connection,
                                                  object=setup.sync.hub_object):
-        ctx = await make_context(setup.connection, setup.connector_type, setup.sync, store,
-                                 hub, app, status, setup.timing, setup.app_pipeline_field,
-                                 setup.app_stage_field)
-        ctx.hub_events = setup.hub_events
-        if setup.associations is not None:
-            ctx.associations = setup.associations(ctx)
-        await _run(ctx, setup, task_status)
+        try:
+            ctx = await make_context(setup.connection, setup.connector_type, setup.sync,
+                                     store, hub, app, status, setup.timing,
+                                     setup.app_pipeline_field, setup.app_stage_field)
+            ctx.hub_events = setup.hub_events
+            if setup.associations is not None:
+                ctx.associations = setup.associations(ctx)
+            await _run(ctx, setup, task_status)
+        except Exception:
+            if setup.initial_order is not None:
+                # Failed: no initial sync waits for it any more, restarted or not.
+                setup.initial_order.set(sync_id_of(setup.connection, setup.sync.hub_object),
+                                        "failed")
+            raise
+        finally:
+            if setup.initial_order is not None:
+                # Stopped: no initial sync waits for it.
+                setup.initial_order.set(sync_id_of(setup.connection, setup.sync.hub_object),
+                                        "done")
 
 
 async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
                task_status: trio.TaskStatus[ObjectSyncHandle]) -> None:
     timing = setup.timing
+    order = setup.initial_order
     processor = Processor(ctx)
     queue = RecordLockQueue(workers=timing.workers, page_workers=PIPELINE_DEPTH,
                             batch_size=BATCH, linger=LINGER, on_queued=_mark_queued(ctx))
@@ -471,7 +497,8 @@ async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
     for source in setup.intakes:
         wake_tx, wake_rx = open_request_channel()
         handle._intake_wakes[source.source] = wake_tx
-        feeds.intakes.append((Intake(ctx, source.source, source.parse, source.describe),
+        feeds.intakes.append((Intake(ctx, source.source, source.parse, source.describe,
+                                     source.report),
                               wake_rx))
     for side, poller in (("hub", hub_poller), ("app", app_poller)):
         if poller is not None:
@@ -483,6 +510,11 @@ async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
                     reconcile_tx, reconcile_rx,
                     ctx.hub_writer, ctx.app_writer, trio.open_nursery() as nursery):
             await nursery.start(queue.run)
+            # No batch is handed out before the feeds start (their workers take them): a key
+            # another object sync sends meanwhile (an association wait) would otherwise
+            # count as running with no worker to run it, and an initial-sync page holding
+            # that key would wait for it for ever. The feeds resume it.
+            await queue.pause()
             await nursery.start(ctx.hub_writer.run)
             await nursery.start(ctx.app_writer.run)
             for _ in range(PIPELINE_DEPTH):
@@ -490,20 +522,33 @@ async def _run(ctx: ObjectSyncContext, setup: ObjectSyncSetup,
             feeds.nursery = nursery
             task_status.started(handle)
             if setup.mappings is not None:
-                await wait_until_mappings_fit(ctx, setup.mappings, trio.sleep)
+                async def paused(seconds: float) -> None:
+                    if order is not None:
+                        order.set(ctx.sync_id, "idle")  # no initial sync waits for it
+                    await trio.sleep(seconds)
+
+                await wait_until_mappings_fit(ctx, setup.mappings, paused)
             ctx.status.phase = "initial sync"
             async with queue.pages() as pages:
                 initial = InitialSyncActor(ctx, processor, pages, setup.notify, feeds=feeds,
-                                           approvals=approvals_rx)
+                                           approvals=approvals_rx, order=order,
+                                           earlier=setup.earlier_syncs)
                 await initial.run()
             ctx.status.phase = "complete"
             await feeds.resume()
             # Records whose sync was due when the daemon stopped, which no source brings
             # again: sent to the queue like any change (not waited for).
-            queued = await ctx.store.read(store_items.queued_records, ctx.sync_id)
+            queued: list[Any] = await ctx.store.read(store_items.queued_records, ctx.sync_id)
+            if ctx.associations is not None:
+                # And those whose associations wait for a partner that may have been linked
+                # just before the daemon stopped (AssociationSyncer.waiting).
+                queued += [k for k in await ctx.associations.waiting() if k not in queued]
             if queued:
                 async with queue.changes() as changes:
-                    await changes.submit(queued)
+                    # Not those with a sync waiting in the queue already (sent while the
+                    # initial sync held them): asked again, their sync could no longer be
+                    # skipped where it turns out to need none (runtime/worker.py).
+                    await changes.submit(queued, absent_only=True)
             await nursery.start(run_retry_sweeper, ctx, queue.changes())
             await nursery.start(run_reconciler, ctx, queue.changes(), timing.reconcile_interval,
                                 reconcile_rx)

@@ -22,7 +22,7 @@ from collections.abc import AsyncGenerator, Sequence
 import msgspec
 import trio
 
-from crmsync.connectors.base import Changes, Connector, Page
+from crmsync.connectors.base import Changes, Connector, Page, SupportsScanAssociations
 
 
 class Bounds(msgspec.Struct, frozen=True):
@@ -54,14 +54,21 @@ class _Limit:
 
 
 async def scan_pages(connector: Connector, object_name: str, properties: Sequence[str], *,
-                     cursor: str | None = None,
-                     bounds: Bounds = UNBOUNDED) -> AsyncGenerator[Page, None]:
+                     cursor: str | None = None, bounds: Bounds = UNBOUNDED,
+                     associations: Sequence[str] = ()) -> AsyncGenerator[Page, None]:
     """Every page of `connector.scan(object_name, …)` from `cursor` (None: the start) to the
     last page, or until `bounds` stop it; each page's `next_cursor` says where the next one
-    starts (None after the last)."""
+    starts (None after the last). With `associations`, where the connector can
+    (`SupportsScanAssociations`): each page with its records' associations to those objects
+    (`Page.associations`), read in the same requests."""
     limit = _Limit(bounds)
+    with_assoc = bool(associations) and isinstance(connector, SupportsScanAssociations)
     while True:
-        page = await connector.scan(object_name, cursor, properties)
+        if with_assoc:
+            page = await connector.scan_associated(  # type: ignore[attr-defined]
+                object_name, cursor, properties, associations)
+        else:
+            page = await connector.scan(object_name, cursor, properties)
         limit.count(len(page.records))
         yield page
         if page.next_cursor is None or limit.reached():

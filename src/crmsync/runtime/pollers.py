@@ -101,26 +101,28 @@ class Poller:
         still hold, in every mapped field, what their snapshot says this side held (the echo
         of our own writes, or a change of unmapped fields). Syncing those would read the other
         side to decide a no-op, spending API budget (issue 16); a later change of one moves
-        its version past this poll's cursor, so the next poll brings it. Not where the object
-        sync keeps associations: a poll reports a record whose associations changed, which
-        its fields do not show."""
+        its version past this poll's cursor, so the next poll brings it. Where the object sync
+        keeps associations, a poll also reports a record whose associations changed, which its
+        fields do not show: such a record is left out only when this side's associations
+        are what the last association sync saw (read in one batch for the records left)."""
         ctx = self.ctx
-        if ctx.associations is not None and ctx.associations.pairs:
-            return records
         items = await ctx.store.read(store_items.find_items, ctx.sync_id, self.side,
                                      [r.id for r in records])
-        out = []
+        echoes: set[str] = set()
         for rec in records:
             it = items.get(rec.id)
             snap = decode_snapshot(it.snapshot) if it is not None else None
-            if (it is not None and snap is not None and it.linked and it.state == "syncing"
+            if (it is not None and snap is not None and it.linked
+                    # `queued`: another sync of it is due anyway (lock_queue.py).
+                    and it.state in ("syncing", "queued")
                     and it.intent is None and not it.creating and not it.deleted_side
                     and (self.side == "hub" or it.app_incarnation is None
                          or rec.incarnation == it.app_incarnation)
                     and unchanged_since(ctx.rules, self.side, rec, snap)):
-                continue
-            out.append(rec)
-        return out
+                echoes.add(rec.id)
+        if echoes and ctx.associations is not None and ctx.associations.pairs:
+            echoes = await ctx.associations.as_seen(self.side, sorted(echoes))
+        return [rec for rec in records if rec.id not in echoes]
 
     @property
     def sweeps_deletes(self) -> bool:

@@ -167,11 +167,15 @@ class Work:
     def record_id(self, side: Side) -> str | None:
         return self.hub_id if side == "hub" else self.app_id
 
-    def key(self) -> tuple[Side, str] | None:
-        """A record key to sync this work's record (or pair) again by."""
+    def key(self) -> tuple[str, str] | None:
+        """A key to sync this work's record (or pair) again by: a record key, or for an item
+        no record id names (its app id let go of before a hub id was known), its item key
+        (loader.ITEM)."""
         if self.hub_id:
             return ("hub", self.hub_id)
-        return ("app", self.app_id) if self.app_id else None
+        if self.app_id:
+            return ("app", self.app_id)
+        return ("item", str(self.item.item_id)) if self.item is not None else None
 
 
 ExtraCommit = Callable[[sqlite3.Connection], None]
@@ -665,7 +669,13 @@ class Processor:
 
         if before_commit is not None:
             await before_commit()
-        await self.ctx.store.call(commit)
+        if self.ctx.associations is not None and any(
+                o.state == "deleted" and o.deleted_side in ("app", "both") for o in outcomes):
+            # It forgets what was seen of those app records' associations (held()).
+            async with self.ctx.associations.held():
+                await self.ctx.store.call(commit)
+        else:
+            await self.ctx.store.call(commit)
         for w in works:
             if w.conflict:
                 self.ctx.log.warning("sync to be run again: another sync committed this "
@@ -686,6 +696,7 @@ class Processor:
         linked: list[tuple[str, str]] = []
         incarnations: dict[str, str] = {}
         newly: list[tuple[str | None, str | None]] = []
+        created: set[str] = set()
         by_hub: dict[str, Work] = {}
         for w in works:
             o = w.outcome
@@ -699,9 +710,12 @@ class Processor:
             if w.app is not None and w.app.id == app_id:
                 incarnations[app_id] = w.app.incarnation
             by_hub[hub_id] = w
+            if "hub" in w.created:
+                created.add(hub_id)
             if w.item is None or w.item.snapshot is None or w.created:
                 newly.append((hub_id, app_id))
-        failed = await self.ctx.associations.sync_links(linked, incarnations)
+        failed = await self.ctx.associations.sync_links(linked, incarnations,
+                                                        created_in_hub=created)
         for hub_id, detail in failed.items():
             w = by_hub[hub_id]
             assert w.outcome is not None

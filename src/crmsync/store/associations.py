@@ -93,6 +93,49 @@ def waiting_records(conn: sqlite3.Connection, connection: str,
         "AND from_object = ?", (connection, from_object))]
 
 
+def waiting_partners(conn: sqlite3.Connection, connection: str, from_object: str,
+                     to_object: str, side: str, ids: Sequence[str]) -> list[tuple[str, str]]:
+    """(record id, partner id) of the associations of these records of `from_object` (on
+    `side`) waiting for a `to_object` partner."""
+    out: list[tuple[str, str]] = []
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start:start + 500])
+        out.extend((r[0], r[1]) for r in conn.execute(
+            "SELECT from_id, to_id FROM pending_associations WHERE connection = ? AND "
+            "from_object = ? AND to_object = ? AND from_side = ? AND "
+            f"from_id IN ({','.join('?' * len(chunk))})",
+            (connection, from_object, to_object, side, *chunk)))
+    return out
+
+
+def waiting_answerable(conn: sqlite3.Connection, connection: str, from_object: str,
+                       only: Sequence[tuple[str, str]] | None = None
+                       ) -> list[tuple[str, str, str]]:
+    """(side, record id, partner object) of this object's records (all, or those among
+    `only`) with an association waiting for a partner that is linked now (with a record on
+    the other side to write to): the only waits a new sync of the record can do anything
+    about. A partner not linked yet releases the wait itself when its link is committed
+    (`release_pending`)."""
+    out: list[tuple[str, str, str]] = []
+    for side, other in (("hub", "app"), ("app", "hub")):
+        # One query per side, so each joins on the index of its id (items_hub, items_app).
+        sql = ("SELECT DISTINCT p.from_id, p.to_object FROM pending_associations p "
+               f"JOIN items i ON i.sync_id = ? || '/' || p.to_object AND i.{side}_id = p.to_id "
+               "WHERE p.connection = ? AND p.from_object = ? AND p.from_side = ? "
+               f"AND i.snapshot IS NOT NULL AND i.{other}_id IS NOT NULL "
+               "AND NOT (i.state = 'deleted' AND i.deleted_side IN ('both', ?))")
+        args: tuple[str, ...] = (connection, connection, from_object, side, other)
+        if only is None:
+            out.extend((side, r[0], r[1]) for r in conn.execute(sql, args))
+            continue
+        ids = sorted({rid for s, rid in only if s == side})
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            out.extend((side, r[0], r[1]) for r in conn.execute(
+                sql + f" AND p.from_id IN ({','.join('?' * len(chunk))})", (*args, *chunk)))
+    return out
+
+
 def clear_waiting(conn: sqlite3.Connection, connection: str, from_object: str,
                   to_object: str, hub_ids: Sequence[str], app_ids: Sequence[str]) -> None:
     for side, ids in (("hub", hub_ids), ("app", app_ids)):
@@ -103,6 +146,16 @@ def clear_waiting(conn: sqlite3.Connection, connection: str, from_object: str,
                 "DELETE FROM pending_associations WHERE connection = ? AND from_object = ? "
                 f"AND to_object = ? AND from_side = ? AND from_id IN ({marks})",
                 (connection, from_object, to_object, side, *chunk))
+
+
+def clear_answered(conn: sqlite3.Connection, connection: str, from_object: str,
+                   to_object: str, rows: Iterable[tuple[str, str, str]]) -> None:
+    """Drop these waiting associations, (from_side, from_id, to_id) each, of `from_object`
+    records for `to_object` partners: the partner's own association sync decided them."""
+    conn.executemany(
+        "DELETE FROM pending_associations WHERE connection = ? AND from_object = ? AND "
+        "from_side = ? AND from_id = ? AND to_object = ? AND to_id = ?",
+        [(connection, from_object, side, fid, to_object, tid) for side, fid, tid in rows])
 
 
 def pending_count(conn: sqlite3.Connection, connection: str) -> int:

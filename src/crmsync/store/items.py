@@ -406,13 +406,42 @@ def mark_queued(conn: sqlite3.Connection, item_ids: Sequence[int]) -> None:
     )
 
 
+def any_linked(conn: sqlite3.Connection, sync_id: str) -> bool:
+    """Whether any record of the sync was ever linked (an item with a snapshot)."""
+    return conn.execute("SELECT 1 FROM items WHERE sync_id = ? AND snapshot IS NOT NULL "
+                        "LIMIT 1", (sync_id,)).fetchone() is not None
+
+
+def unqueue(conn: sqlite3.Connection, item_ids: Sequence[int]) -> None:
+    """These items, shown `queued` for a sync that turned out to need doing no more than
+    what was done (runtime/association_waits.py), are in sync again."""
+    conn.executemany("UPDATE items SET state = 'syncing', updated_at = ? WHERE item_id = ? "
+                     "AND state = 'queued'", [(time.time(), i) for i in item_ids])
+
+
 def queued_records(conn: sqlite3.Connection, sync_id: str) -> list[tuple[str, str]]:
     """(side, record id) of the items left `queued`: a sync of them was due when the daemon
-    stopped (their hub id where they have one)."""
-    return [("hub", h) if h is not None else ("app", a) for h, a in conn.execute(
-        "SELECT hub_id, app_id FROM items WHERE sync_id = ? AND state = 'queued' "
-        "AND state != 'syncing' AND (hub_id IS NOT NULL OR app_id IS NOT NULL) "
-        "ORDER BY item_id", (sync_id,))]
+    stopped (their hub id where they have one). An item with neither id (its app id let go
+    of while its create in the hub was under way, `detach_app_records`) comes as
+    ("item", item id): nothing else names it, and its sync decides what its create left."""
+    return [("hub", h) if h is not None else ("app", a) if a is not None else ("item", str(i))
+            for i, h, a in conn.execute(
+                "SELECT item_id, hub_id, app_id FROM items WHERE sync_id = ? AND "
+                "state = 'queued' AND state != 'syncing' ORDER BY item_id", (sync_id,))]
+
+
+def still_queued(conn: sqlite3.Connection, sync_id: str,
+                 item_ids: Sequence[int]) -> list[int]:
+    """The items among `item_ids` still `queued`."""
+    out: list[int] = []
+    ids = list(item_ids)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        out.extend(r[0] for r in conn.execute(
+            "SELECT item_id FROM items WHERE sync_id = ? AND state = 'queued' AND "
+            f"item_id IN ({','.join('?' * len(chunk))}) ORDER BY item_id",
+            (sync_id, *chunk)))
+    return out
 
 
 def counts(conn: sqlite3.Connection, sync_id: str) -> dict[str, int]:

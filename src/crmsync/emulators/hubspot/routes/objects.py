@@ -37,17 +37,32 @@ def read_names(obj: ObjectType, requested: list[str] | None, *, search: bool = F
     return base + [p for p in obj.system_properties if p not in base]
 
 
+# Associations of one type on a v3 object read, per record: HubSpot returns the first 100
+# and `paging.next` for the rest (its October 2020 change "to how v3 CRM APIs return
+# association data", quoted in HubSpot/hubspot-api-nodejs#29; a live answer with the cursor
+# and a link per record in HubSpot/hubspot-api-python#135).
+ASSOCIATIONS_PER_TYPE = 100
+
+
 def with_associations(
     state: CrmState,
     obj: ObjectType,
     rec: StoredRecord,
     to_types: list[str] | None,
     body: dict[str, Any],
+    base_url: str = "",
 ) -> dict[str, Any]:
-    """Adds `associations: {companies: {results: [{id, type}]}}` for `?associations=`; object
-    types without any association are left out (DOC-OBJ)."""
+    """Adds `associations: {companies: {results: [{id, type}], paging?}}` for
+    `?associations=` (SimplePublicObjectWithAssociations); object types without any
+    association are left out (DOC-OBJ). Past ASSOCIATIONS_PER_TYPE results, `paging.next`
+    holds the cursor (the next partner's id) and a link to the record's association list
+    from there (the emulator links its v4 list, which it serves)."""
     if not to_types:
         return body
+    # HubSpot names line items "line items" (a space) among a record's associations, where
+    # the object type is `line_items` everywhere else: public clients of the real API read
+    # `associations["line items"]` from deals (e.g. GitHub code reading
+    # existing_deal['associations']['line items']['results']).
     out: dict[str, Any] = {}
     for name in to_types:
         to_type = resolve(name)
@@ -59,11 +74,26 @@ def with_associations(
             for to_id, types in targets.items()
             for t in sorted(types)
         ]
-        if results:
-            out[to_type.name] = {"results": results}
+        if len(results) > ASSOCIATIONS_PER_TYPE:
+            after = results[ASSOCIATIONS_PER_TYPE]["id"]
+            link = (f"{base_url}/crm/v4/objects/{obj.name}/{rec.id}/associations/"
+                    f"{to_type.name}?after={after}")
+            out[_key(to_type.name)] = {"results": results[:ASSOCIATIONS_PER_TYPE],
+                                       "paging": {"next": {"after": after, "link": link}}}
+        elif results:
+            out[_key(to_type.name)] = {"results": results}
     if out:
         body["associations"] = out
     return body
+
+
+def _key(type_name: str) -> str:
+    """An object type's key among a record's associations (see `with_associations`)."""
+    return type_name.replace("_", " ") if type_name == "line_items" else type_name
+
+
+def _base(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
 
 
 async def list_objects(request: Request) -> Response:
@@ -83,7 +113,8 @@ async def list_objects(request: Request) -> Response:
     to_types = query_list(request, "associations")
     body: dict[str, Any] = {
         "results": [
-            with_associations(emu.state, obj, r, to_types, r.to_json(names, history))
+            with_associations(emu.state, obj, r, to_types, r.to_json(names, history),
+                              _base(request))
             for r in records
         ]
     }
@@ -116,7 +147,8 @@ async def get_object(request: Request) -> Response:
     history = query_list(request, "propertiesWithHistory")
     return json_response(
         with_associations(
-            emu.state, obj, rec, query_list(request, "associations"), rec.to_json(names, history)
+            emu.state, obj, rec, query_list(request, "associations"),
+            rec.to_json(names, history), _base(request)
         )
     )
 
