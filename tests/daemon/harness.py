@@ -26,6 +26,7 @@ import trio
 from crmsync.daemon.main import Daemon
 from crmsync.emulators.hubspot import HubSpotEmulator
 from crmsync.runtime.object_sync import Timing
+from crmsync.store import inbox as store_inbox
 from crmsync.store import items as store_items
 
 TOKEN = "test-token-0123456789"
@@ -195,6 +196,15 @@ class Env:
         return {str(r["properties"].get("email") or "").lower(): r for r in self.hub()}
 
     # --- crmsync ------------------------------------------------------------------------
+
+    async def webhooks_settled(self, objects: Iterable[str]) -> bool:
+        """No HubSpot webhook delivery pending or in flight, and no event of these objects
+        waiting in the daemon's inbox."""
+        dispatcher = self.emu.dispatcher
+        assert dispatcher is not None
+        waiting = await self.daemon.store.read(store_inbox.count_waiting,
+                                               [f"hub:shop:{o}" for o in objects])
+        return not dispatcher.pending and dispatcher.in_flight == 0 and waiting == 0
 
     async def items(self, obj: str = "contacts", state: str | None = None) -> list[Any]:
         assert self.daemon.store is not None

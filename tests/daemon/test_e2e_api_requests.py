@@ -318,7 +318,6 @@ async def test_webhook_echoes_of_our_own_association_writes_read_nothing(tmp_pat
     to HubSpot, which sends an associationChange event for each end (fact sheet §8.2). The
     last association sync saw each of them as the event says they are now, so they read
     nothing; an association made in HubSpot still syncs."""
-    from crmsync.store import inbox as store_inbox
 
     from .test_e2e_associations import ASSOC, SYNCS, setup
 
@@ -330,13 +329,9 @@ async def test_webhook_echoes_of_our_own_association_writes_read_nothing(tmp_pat
     async with running(tmp_path, syncs=SYNCS, app_db=db, timing=timing,
                        config_kwargs={"connection_extra": ASSOC}) as env:
         await env.wait_ready(["contacts", "companies"])
-        dispatcher = env.emu.dispatcher
-        assert dispatcher is not None
-        sources = ["hub:shop:contacts", "hub:shop:companies"]
 
         async def all_done() -> bool:
-            waiting = await env.daemon.store.read(store_inbox.count_waiting, sources)
-            return not dispatcher.pending and dispatcher.in_flight == 0 and waiting == 0
+            return await env.webhooks_settled(["contacts", "companies"])
 
         def companies_of(email: str) -> list[str]:
             hub = env.hub_by_email()[email]

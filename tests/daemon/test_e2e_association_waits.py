@@ -4,40 +4,19 @@ wait answered by the other's sync, and its record is not read again from HubSpot
 Requests are counted at the emulator per endpoint (what a user's daily HubSpot budget pays
 for), not timed."""
 
-from collections import Counter
 from typing import Any
 
 import pytest
 import trio
 
 from crmsync.runtime.associations import AssociationSyncer
-from crmsync.runtime.object_sync import Timing
 from crmsync.store import associations as store_assoc
 
-from .harness import companies_sync, contacts_sync, make_app_db, running, wait_for
+from .harness import running, wait_for
+from .test_e2e_api_requests import by_endpoint
+from .test_e2e_associations import ASSOC, SYNCS, TIMING, setup
 
-SCHEMA = """
-CREATE TABLE organisations (
-    id INTEGER PRIMARY KEY, name TEXT, domain TEXT, city TEXT, phone TEXT, industry TEXT,
-    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
-CREATE TABLE customers (
-    id INTEGER PRIMARY KEY, email TEXT, first_name TEXT, last_name TEXT, phone TEXT,
-    job_title TEXT, company_name TEXT, company_id INTEGER REFERENCES organisations(id),
-    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
-"""
-SYNCS = contacts_sync(extra='associations = ["companies"]\n') + companies_sync()
-ASSOC = """
-[[connections.associations]]
-from_object = "customers"
-to_object = "organisations"
-column = "company_id"
-"""
-TIMING = Timing(hub_poll_interval=10_000, app_poll_interval=2)
 N = 6
-
-
-def by_endpoint(log: list[tuple[str, str, int]]) -> Counter[str]:
-    return Counter(f"{m} {p}" for m, p, _ in log if not p.startswith("/_emulator/"))
 
 
 class BothEndsWait:
@@ -72,8 +51,7 @@ async def test_contacts_and_companies_linked_at_once_are_not_read_again_for_thei
         tmp_path, slow_autojump, monkeypatch):
     barrier = BothEndsWait()
     barrier.install(monkeypatch)
-    db = tmp_path / "app.db"
-    make_app_db(db, schema=SCHEMA)
+    db = setup(tmp_path, [], [])
     async with running(tmp_path, syncs=SYNCS, app_db=db, timing=TIMING, webhooks=False,
                        config_kwargs={"connection_extra": ASSOC}) as env:
         await env.wait_ready(["contacts", "companies"])

@@ -13,7 +13,6 @@ import trio
 from crmsync.emulators.hubspot.state import Change
 from crmsync.emulators.hubspot.webhooks import WebhookDispatcher
 from crmsync.runtime.object_sync import Timing
-from crmsync.store import inbox as store_inbox
 
 from .harness import running, wait_for
 from .test_e2e_api_requests import by_endpoint
@@ -56,13 +55,9 @@ async def test_events_of_a_deal_the_sync_created_read_nothing(tmp_path, slow_aut
     async with running(tmp_path, syncs=DEALS, app_db=db, timing=TIMING,
                        config_kwargs={"connection_extra": CONNECTION}) as env:
         await env.wait_ready(["deals"])
-        dispatcher = env.emu.dispatcher
-        assert dispatcher is not None
 
         async def all_done() -> bool:
-            waiting = await env.daemon.store.read(store_inbox.count_waiting,
-                                                  ["hub:shop:deals"])
-            return not dispatcher.pending and dispatcher.in_flight == 0 and waiting == 0
+            return await env.webhooks_settled(["deals"])
 
         env.emu.request_log.clear()
         env.app_exec("INSERT INTO opportunities (name, amount, close_date, pipeline, stage) "
@@ -115,13 +110,9 @@ async def test_a_hub_association_written_to_the_app_answers_the_partner_s_wait(
     async with running(tmp_path, syncs=SYNCS, app_db=db, timing=TIMING,
                        config_kwargs={"connection_extra": ASSOC}) as env:
         await env.wait_ready(["contacts", "companies"])
-        dispatcher = env.emu.dispatcher
-        assert dispatcher is not None
-        sources = ["hub:shop:contacts", "hub:shop:companies"]
 
         async def all_done() -> bool:
-            waiting = await env.daemon.store.read(store_inbox.count_waiting, sources)
-            return not dispatcher.pending and dispatcher.in_flight == 0 and waiting == 0
+            return await env.webhooks_settled(["contacts", "companies"])
 
         await wait_for(all_done, timeout=120, step=1.0)  # the initial sync's echoes
         # The company's association sync is held back until the contact's saw it unlinked.

@@ -48,6 +48,17 @@ def queued_here(ctx: ObjectSyncContext, it: Item) -> bool:
     return it.state == "queued" and not it.category and it.updated_at >= ctx.started_at
 
 
+def _items_of(conn: sqlite3.Connection, sync_id: str,
+              keys: Sequence[Hashable]) -> dict[Hashable, Item]:
+    """The items of these record keys ((side, id) each), by key; missing ones left out."""
+    out: dict[Hashable, Item] = {}
+    for side in ("hub", "app"):
+        ids = [str(k[1]) for k in keys if isinstance(k, tuple) and k[0] == side]
+        for rid, it in store_items.find_items(conn, sync_id, side, ids).items():
+            out[(side, rid)] = it
+    return out
+
+
 async def sort_waits(ctx: ObjectSyncContext, units: Sequence[tuple[Hashable, list[object]]],
                      asked: set[Hashable]
                      ) -> tuple[set[Hashable], dict[Hashable, set[str]]]:
@@ -66,18 +77,15 @@ async def sort_waits(ctx: ObjectSyncContext, units: Sequence[tuple[Hashable, lis
         whole: set[Hashable] = set()
         links: dict[Hashable, set[str]] = {}
         back: list[int] = []
-        for side in ("hub", "app"):
-            ids = [str(k[1]) for k in waits if isinstance(k, tuple) and k[0] == side]
-            found = store_items.find_items(conn, ctx.sync_id, side, ids)
-            for rid in ids:
-                key = (side, rid)
-                it = found.get(rid)
-                if not _in_sync(ctx, it):
-                    whole.add(key)
-                elif key in answerable:
-                    links[key] = answerable[key]
-                elif it is not None and it.state == "queued":
-                    back.append(it.item_id)
+        found = _items_of(conn, ctx.sync_id, waits)
+        for key in waits:
+            it = found.get(key)
+            if not _in_sync(ctx, it):
+                whole.add(key)
+            elif key in answerable:
+                links[key] = answerable[key]
+            elif it is not None and it.state == "queued":
+                back.append(it.item_id)
         store_items.unqueue(conn, back)
         return whole, links
 
@@ -93,12 +101,7 @@ async def sync_links_only(ctx: ObjectSyncContext, waits: dict[Hashable, set[str]
     keys = sorted(waits)  # type: ignore[type-var]
 
     def look(conn: sqlite3.Connection) -> dict[Hashable, Item]:
-        out: dict[Hashable, Item] = {}
-        for side in ("hub", "app"):
-            ids = [str(k[1]) for k in keys if isinstance(k, tuple) and k[0] == side]
-            for rid, it in store_items.find_items(conn, ctx.sync_id, side, ids).items():
-                out[(side, rid)] = it
-        return out
+        return _items_of(conn, ctx.sync_id, keys)
 
     while True:
         items = await ctx.store.read(look)

@@ -85,14 +85,6 @@ def waiting_for(conn: sqlite3.Connection, connection: str, to_object: str, side:
     return out
 
 
-def waiting_records(conn: sqlite3.Connection, connection: str,
-                    from_object: str) -> list[tuple[str, str]]:
-    """(side, record id) of this object's records with associations waiting."""
-    return [(r[0], r[1]) for r in conn.execute(
-        "SELECT DISTINCT from_side, from_id FROM pending_associations WHERE connection = ? "
-        "AND from_object = ?", (connection, from_object))]
-
-
 def waiting_partners(conn: sqlite3.Connection, connection: str, from_object: str,
                      to_object: str, side: str, ids: Sequence[str]) -> list[tuple[str, str]]:
     """(record id, partner id) of the associations of these records of `from_object` (on
